@@ -1,0 +1,47 @@
+"""Builds ext/*.pyx into perpcore._<name>.
+
+Release builds drop bounds/wraparound checks; PERPCORE_DEBUG=1 turns them back on, adds line tracing
+(for coverage and profilers) and writes the annotated HTML next to each .pyx.
+"""
+import os
+from pathlib import Path
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("PERPCORE_DEBUG") == "1"
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "linetrace": DEBUG,
+    "profile": DEBUG,
+}
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if DEBUG:
+    macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+
+extensions = [
+    Extension(
+        f"perpcore._{pyx.stem.lstrip('_')}",
+        [str(pyx)],
+        include_dirs=["ext", numpy.get_include()],
+        define_macros=macros,
+        extra_compile_args=compile_args,
+    )
+    for pyx in sorted(Path("ext").glob("*.pyx"))
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["ext"],
+        compiler_directives=directives,
+        annotate=DEBUG,
+    )
+)
