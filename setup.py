@@ -1,5 +1,9 @@
 """Builds ext/*.pyx into perpcore._<name>.
 
+Each contract is ext/perpcore._<name>.pxd: Cython looks a module's .pxd up by its qualified name, so
+the dotted file name binds it to the extension perpcore._<name> and lets other .pyx files
+`from perpcore._<name> cimport ...` through include_path=["ext"].
+
 Release builds drop bounds/wraparound checks; PERPCORE_DEBUG=1 turns them back on, adds line tracing
 (for coverage and profilers) and writes the annotated HTML next to each .pyx.
 """
@@ -28,13 +32,13 @@ compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 
 extensions = [
     Extension(
-        f"perpcore._{pyx.stem.lstrip('_')}",
+        f"perpcore.{pyx.stem}",
         [str(pyx)],
         include_dirs=["ext", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=compile_args,
     )
-    for pyx in sorted(Path("ext").glob("*.pyx"))
+    for pyx in sorted(Path("ext").glob("_*.pyx"))
 ]
 
 setup(

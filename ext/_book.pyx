@@ -1,0 +1,731 @@
+# The order book and matching engine. See perpcore._book.pxd for the data layout and the semantics.
+from fractions import Fraction
+
+import numpy as np
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove, memset
+
+CMD_DTYPE = np.dtype([
+    ("op", "u1"), ("side", "u1"), ("tif", "u1"), ("stp", "u1"), ("_pad", "i4"),
+    ("order_id", "i8"), ("account", "i8"), ("price", "i8"), ("qty", "i8"),
+    ("client_id", "i8"), ("_reserved", "i8"),
+])
+FILL_DTYPE = np.dtype([
+    ("kind", "i8"), ("maker_id", "i8"), ("taker_id", "i8"), ("maker_account", "i8"),
+    ("taker_account", "i8"), ("price", "i8"), ("qty", "i8"), ("maker_remaining", "i8"),
+    ("taker_remaining", "i8"),
+])
+
+# Python-visible names of the enums in _book.pxd.
+BUY, SELL = SIDE_BUY, SIDE_SELL
+GTC, IOC, FOK, POST_ONLY = TIF_GTC, TIF_IOC, TIF_FOK, TIF_POST_ONLY
+STP_MODES = {"none": STP_NONE, "expire_taker": STP_EXPIRE_TAKER,
+             "expire_maker": STP_EXPIRE_MAKER, "expire_both": STP_EXPIRE_BOTH}
+RESTING, FILLED, EXPIRED, STP_EXPIRED, CANCELLED = (
+    ST_RESTING, ST_FILLED, ST_EXPIRED, ST_STP_EXPIRED, ST_CANCELLED)
+POST_ONLY_WOULD_TAKE, FOK_UNFILLABLE, DUPLICATE_ORDER_ID, DUPLICATE_CLIENT_ID = (
+    ST_POST_ONLY_WOULD_TAKE, ST_FOK_UNFILLABLE, ST_DUPLICATE_ORDER_ID, ST_DUPLICATE_CLIENT_ID)
+UNKNOWN_ORDER, INVALID = ST_UNKNOWN_ORDER, ST_INVALID
+TRADE, MAKER_EXPIRED = EV_TRADE, EV_MAKER_EXPIRED
+PLACE, CANCEL, AMEND = OP_PLACE, OP_CANCEL, OP_AMEND
+
+# Which key an index compares: the order id, (account, client id), or the account.
+cdef enum:
+    BY_ID = 0
+    BY_CLIENT = 1
+    BY_ACCOUNT = 2
+
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    # splitmix64 finalizer: sequential ids spread evenly over the table
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111eb
+    x ^= x >> 31
+    return x
+
+
+cdef inline uint64_t _hash_key(int which, int64_t a, int64_t b) noexcept nogil:
+    if which == BY_CLIENT:
+        return _mix(<uint64_t>a * <uint64_t>0x9e3779b97f4a7c15 ^ <uint64_t>b)
+    return _mix(<uint64_t>a)
+
+
+cdef inline uint64_t _hash_order(int which, Order* o) noexcept nogil:
+    if which == BY_ID:
+        return _hash_key(BY_ID, o.id, 0)
+    if which == BY_CLIENT:
+        return _hash_key(BY_CLIENT, o.account, o.client_id)
+    return _hash_key(BY_ACCOUNT, o.account, 0)
+
+
+cdef inline bint _matches(int which, Order* o, int64_t a, int64_t b) noexcept nogil:
+    if which == BY_ID:
+        return o.id == a
+    if which == BY_CLIENT:
+        return o.account == a and o.client_id == b
+    return o.account == a
+
+
+cdef inline int64_t _key(int side, int64_t price) noexcept nogil:
+    # levels sort ascending by key with the best last: bids by price, asks by -price
+    return price if side == SIDE_BUY else -price
+
+
+cdef inline bint _crosses(int taker_side, int64_t limit, int64_t level_price) noexcept nogil:
+    if taker_side == SIDE_BUY:
+        return level_price <= limit
+    return level_price >= limit
+
+
+cdef void* _grow(void* ptr, int64_t count, size_t size) noexcept nogil:
+    return realloc(ptr, <size_t>count * size)
+
+
+cdef class OrderBook:
+    """A price-time priority order book for one instrument (int64 ticks and lots)."""
+
+    def __cinit__(self, int32_t capacity=1024):
+        cdef int s
+        capacity = max(capacity, 16)
+        self.orders = <Order*>malloc(capacity * sizeof(Order))
+        self.levels = <Level*>malloc(256 * sizeof(Level))
+        self.fills_buf = <Fill*>malloc(256 * sizeof(Fill))
+        if self.orders == NULL or self.levels == NULL or self.fills_buf == NULL:
+            raise MemoryError()
+        self.order_cap = 0
+        self.order_free = NIL
+        self._add_order_slots(capacity)
+        self.level_cap = 0
+        self.level_free = NIL
+        self._add_level_slots(256)
+        self.fills_cap = 256
+        for s in range(2):
+            self.sides[s].slots = <int32_t*>malloc(64 * sizeof(int32_t))
+            self.sides[s].prices = <int64_t*>malloc(64 * sizeof(int64_t))
+            if self.sides[s].slots == NULL or self.sides[s].prices == NULL:
+                raise MemoryError()
+            self.sides[s].n = 0
+            self.sides[s].cap = 64
+        self._alloc_indexes(capacity)
+
+    def __dealloc__(self):
+        free(self.orders)
+        free(self.levels)
+        free(self.fills_buf)
+        free(self.id_index)
+        free(self.client_index)
+        free(self.account_index)
+        for s in range(2):
+            free(self.sides[s].slots)
+            free(self.sides[s].prices)
+
+    # ---- storage -------------------------------------------------------------------------------
+
+    cdef int _add_order_slots(self, int32_t new_cap) except -1 nogil:
+        cdef Order* grown = <Order*>_grow(self.orders, new_cap, sizeof(Order))
+        cdef int32_t i
+        if grown == NULL:
+            with gil:
+                raise MemoryError()
+        self.orders = grown
+        # new slots go on the free list lowest first, so slot use is deterministic
+        for i in range(new_cap - 1, self.order_cap - 1, -1):
+            self.orders[i].live = 0
+            self.orders[i].level = self.order_free
+            self.order_free = i
+        self.order_cap = new_cap
+        return 0
+
+    cdef int _add_level_slots(self, int32_t new_cap) except -1 nogil:
+        cdef Level* grown = <Level*>_grow(self.levels, new_cap, sizeof(Level))
+        cdef int32_t i
+        if grown == NULL:
+            with gil:
+                raise MemoryError()
+        self.levels = grown
+        for i in range(new_cap - 1, self.level_cap - 1, -1):
+            self.levels[i].next_free = self.level_free
+            self.level_free = i
+        self.level_cap = new_cap
+        return 0
+
+    cdef int _alloc_indexes(self, int32_t capacity) except -1 nogil:
+        """Fresh empty indexes for a pool of that capacity (at most half full)."""
+        cdef int64_t size = 16
+        while size < 2 * <int64_t>capacity:
+            size <<= 1
+        self.id_index = <int32_t*>malloc(size * sizeof(int32_t))
+        self.client_index = <int32_t*>malloc(size * sizeof(int32_t))
+        self.account_index = <int32_t*>malloc(size * sizeof(int32_t))
+        if self.id_index == NULL or self.client_index == NULL or self.account_index == NULL:
+            with gil:
+                raise MemoryError()
+        # NIL is -1: every byte 0xff
+        memset(self.id_index, 0xff, size * sizeof(int32_t))
+        memset(self.client_index, 0xff, size * sizeof(int32_t))
+        memset(self.account_index, 0xff, size * sizeof(int32_t))
+        self.index_mask = size - 1
+        return 0
+
+    cdef int _grow_orders(self) except -1 nogil:
+        """Doubles the order pool and rehashes the indexes into tables twice the size."""
+        cdef int32_t* old_accounts = self.account_index
+        cdef int64_t old_size = self.index_mask + 1
+        cdef int64_t i
+        cdef Order* o
+        free(self.id_index)
+        free(self.client_index)
+        self._add_order_slots(self.order_cap * 2)
+        self._alloc_indexes(self.order_cap)
+        for i in range(self.order_cap):
+            o = &self.orders[i]
+            if o.live:
+                self._index_put(self.id_index, BY_ID, <int32_t>i)
+                if o.client_id != 0:
+                    self._index_put(self.client_index, BY_CLIENT, <int32_t>i)
+        # slots survive the realloc, so each account keeps the head (oldest order) it had
+        for i in range(old_size):
+            if old_accounts[i] != NIL:
+                self._index_put(self.account_index, BY_ACCOUNT, old_accounts[i])
+        free(old_accounts)
+        return 0
+
+    # ---- indexes: open addressing, linear probing, slots only --------------------------------
+
+    cdef int64_t _probe(self, int32_t* table, int which, int64_t a, int64_t b) noexcept nogil:
+        """Position of the key in the table, or of the empty bucket where it would go."""
+        cdef int64_t pos = <int64_t>(_hash_key(which, a, b) & <uint64_t>self.index_mask)
+        cdef int32_t slot
+        while True:
+            slot = table[pos]
+            if slot == NIL or _matches(which, &self.orders[slot], a, b):
+                return pos
+            pos = (pos + 1) & self.index_mask
+
+    cdef int32_t _find(self, int32_t* table, int which, int64_t a, int64_t b) noexcept nogil:
+        return table[self._probe(table, which, a, b)]
+
+    cdef void _index_put(self, int32_t* table, int which, int32_t slot) noexcept nogil:
+        cdef Order* o = &self.orders[slot]
+        cdef int64_t pos
+        if which == BY_ID:
+            pos = self._probe(table, which, o.id, 0)
+        elif which == BY_CLIENT:
+            pos = self._probe(table, which, o.account, o.client_id)
+        else:
+            pos = self._probe(table, which, o.account, 0)
+        table[pos] = slot
+
+    cdef void _index_del(self, int32_t* table, int which, int64_t pos) noexcept nogil:
+        """Backward-shift deletion: keeps every probe chain unbroken without tombstones."""
+        cdef int64_t i = pos, j = pos, k
+        table[i] = NIL
+        while True:
+            j = (j + 1) & self.index_mask
+            if table[j] == NIL:
+                return
+            k = <int64_t>(_hash_order(which, &self.orders[table[j]]) & <uint64_t>self.index_mask)
+            if (i <= j and i < k <= j) or (i > j and (i < k or k <= j)):
+                continue
+            table[i] = table[j]
+            table[j] = NIL
+            i = j
+
+    # ---- price levels ------------------------------------------------------------------------
+
+    cdef int64_t _level_pos(self, int side, int64_t key) noexcept nogil:
+        """Index of the first level whose key is >= key (binary search)."""
+        cdef SideLevels* sl = &self.sides[side]
+        cdef int64_t lo = 0, hi = sl.n, mid, k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            k = _key(side, sl.prices[mid])
+            if k < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef int32_t _level_at(self, int side, int64_t price) except -2 nogil:
+        """The level slot for a price on a side, created if absent."""
+        cdef SideLevels* sl = &self.sides[side]
+        cdef int64_t key = _key(side, price)
+        cdef int64_t pos
+        cdef int32_t lslot
+        cdef Level* lv
+        if sl.n > 0 and sl.prices[sl.n - 1] == price:
+            return sl.slots[sl.n - 1]
+        if sl.n == 0 or _key(side, sl.prices[sl.n - 1]) < key:
+            pos = sl.n                      # a new best: append
+        else:
+            pos = self._level_pos(side, key)
+            if pos < sl.n and sl.prices[pos] == price:
+                return sl.slots[pos]
+        if sl.n == sl.cap:
+            sl.slots = <int32_t*>_grow(sl.slots, sl.cap * 2, sizeof(int32_t))
+            sl.prices = <int64_t*>_grow(sl.prices, sl.cap * 2, sizeof(int64_t))
+            if sl.slots == NULL or sl.prices == NULL:
+                with gil:
+                    raise MemoryError()
+            sl.cap *= 2
+        if self.level_free == NIL:
+            self._add_level_slots(self.level_cap * 2)
+        lslot = self.level_free
+        lv = &self.levels[lslot]
+        self.level_free = lv.next_free
+        lv.price = price
+        lv.qty = 0
+        lv.count = 0
+        lv.head = NIL
+        lv.tail = NIL
+        if pos < sl.n:
+            memmove(&sl.slots[pos + 1], &sl.slots[pos], (sl.n - pos) * sizeof(int32_t))
+            memmove(&sl.prices[pos + 1], &sl.prices[pos], (sl.n - pos) * sizeof(int64_t))
+        sl.slots[pos] = lslot
+        sl.prices[pos] = price
+        sl.n += 1
+        return lslot
+
+    cdef void _remove_level(self, int side, int32_t lslot) noexcept nogil:
+        cdef SideLevels* sl = &self.sides[side]
+        cdef int64_t pos
+        if sl.slots[sl.n - 1] == lslot:
+            pos = sl.n - 1                  # the best level: the common case
+        else:
+            pos = self._level_pos(side, _key(side, self.levels[lslot].price))
+            memmove(&sl.slots[pos], &sl.slots[pos + 1], (sl.n - pos - 1) * sizeof(int32_t))
+            memmove(&sl.prices[pos], &sl.prices[pos + 1], (sl.n - pos - 1) * sizeof(int64_t))
+        sl.n -= 1
+        self.levels[lslot].next_free = self.level_free
+        self.level_free = lslot
+
+    # ---- orders ------------------------------------------------------------------------------
+
+    cdef int _rest(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
+                   int stp, bint post_only, int64_t client_id, int64_t filled) except -1 nogil:
+        cdef int32_t slot, lslot, head
+        cdef int64_t pos
+        cdef Order* o
+        cdef Level* lv
+        if self.order_free == NIL:
+            self._grow_orders()
+        lslot = self._level_at(side, price)
+        slot = self.order_free
+        o = &self.orders[slot]
+        self.order_free = o.level
+        o.id = order_id
+        o.client_id = client_id
+        o.account = account
+        o.price = price
+        o.qty = qty
+        o.filled = filled
+        o.side = side
+        o.stp = stp
+        o.post_only = post_only
+        o.live = 1
+        o.level = lslot
+        lv = &self.levels[lslot]
+        o.prev = lv.tail
+        o.next = NIL
+        if lv.tail != NIL:
+            self.orders[lv.tail].next = slot
+        else:
+            lv.head = slot
+        lv.tail = slot
+        lv.qty += qty
+        lv.count += 1
+        self._index_put(self.id_index, BY_ID, slot)
+        if client_id != 0:
+            self._index_put(self.client_index, BY_CLIENT, slot)
+        pos = self._probe(self.account_index, BY_ACCOUNT, account, 0)
+        head = self.account_index[pos]
+        if head == NIL:
+            o.acc_prev = slot
+            o.acc_next = slot
+            self.account_index[pos] = slot
+        else:
+            # append before the head of the circular list: the newest order
+            o.acc_next = head
+            o.acc_prev = self.orders[head].acc_prev
+            self.orders[o.acc_prev].acc_next = slot
+            self.orders[head].acc_prev = slot
+        self.n_orders += 1
+        return 0
+
+    cdef void _remove(self, int32_t slot) noexcept nogil:
+        """Takes a resting order out of its level, the indexes and its account's list."""
+        cdef Order* o = &self.orders[slot]
+        cdef Level* lv = &self.levels[o.level]
+        cdef int64_t pos
+        if o.prev != NIL:
+            self.orders[o.prev].next = o.next
+        else:
+            lv.head = o.next
+        if o.next != NIL:
+            self.orders[o.next].prev = o.prev
+        else:
+            lv.tail = o.prev
+        lv.qty -= o.qty
+        lv.count -= 1
+        if lv.count == 0:
+            self._remove_level(o.side, o.level)
+        self._index_del(self.id_index, BY_ID, self._probe(self.id_index, BY_ID, o.id, 0))
+        if o.client_id != 0:
+            self._index_del(self.client_index, BY_CLIENT,
+                            self._probe(self.client_index, BY_CLIENT, o.account, o.client_id))
+        pos = self._probe(self.account_index, BY_ACCOUNT, o.account, 0)
+        if o.acc_next == slot:
+            self._index_del(self.account_index, BY_ACCOUNT, pos)
+        else:
+            self.orders[o.acc_prev].acc_next = o.acc_next
+            self.orders[o.acc_next].acc_prev = o.acc_prev
+            if self.account_index[pos] == slot:
+                self.account_index[pos] = o.acc_next
+        o.live = 0
+        o.level = self.order_free
+        self.order_free = slot
+        self.n_orders -= 1
+
+    cdef int _record(self, int64_t kind, Order* maker, int64_t taker_id, int64_t taker_account,
+                     int64_t qty, int64_t maker_remaining, int64_t taker_remaining) except -1 nogil:
+        cdef Fill* f
+        if self.n_fills == self.fills_cap:
+            f = <Fill*>_grow(self.fills_buf, self.fills_cap * 2, sizeof(Fill))
+            if f == NULL:
+                with gil:
+                    raise MemoryError()
+            self.fills_buf = f
+            self.fills_cap *= 2
+        f = &self.fills_buf[self.n_fills]
+        self.n_fills += 1
+        f.kind = kind
+        f.maker_id = maker.id
+        f.taker_id = taker_id
+        f.maker_account = maker.account
+        f.taker_account = taker_account
+        f.price = maker.price
+        f.qty = qty
+        f.maker_remaining = maker_remaining
+        f.taker_remaining = taker_remaining
+        return 0
+
+    # ---- matching ----------------------------------------------------------------------------
+
+    cdef int64_t _fillable(self, int side, int64_t price, int64_t qty, int64_t account,
+                           int stp) noexcept nogil:
+        """Quantity a taker could really trade up to qty (for the FOK check)."""
+        cdef SideLevels* opp = &self.sides[1 - side]
+        cdef int64_t total = 0
+        cdef int64_t i
+        cdef int32_t s
+        cdef Level* lv
+        cdef Order* o
+        i = opp.n - 1
+        while i >= 0 and total < qty:
+            lv = &self.levels[opp.slots[i]]
+            if not _crosses(side, price, lv.price):
+                break
+            if stp == STP_NONE:
+                total += lv.qty
+            else:
+                s = lv.head
+                while s != NIL and total < qty:
+                    o = &self.orders[s]
+                    if o.account == account:
+                        if stp != STP_EXPIRE_MAKER:
+                            return total
+                    else:
+                        total += o.qty
+                    s = o.next
+            i -= 1
+        return total
+
+    cdef int _match(self, int64_t taker_id, int64_t account, int side, int64_t price,
+                    int64_t* qty, int stp) except -1 nogil:
+        """Trades the taker against the opposite side; 1 if STP expired the taker, else 0."""
+        cdef SideLevels* opp = &self.sides[1 - side]
+        cdef int32_t lslot, s
+        cdef Level* lv
+        cdef Order* o
+        cdef int64_t t
+        while qty[0] > 0 and opp.n > 0:
+            lslot = opp.slots[opp.n - 1]
+            lv = &self.levels[lslot]
+            if not _crosses(side, price, lv.price):
+                return 0
+            s = lv.head
+            o = &self.orders[s]
+            if o.account == account and stp != STP_NONE:
+                if stp == STP_EXPIRE_TAKER:
+                    return 1
+                self._record(EV_MAKER_EXPIRED, o, taker_id, account, o.qty, 0, qty[0])
+                self._remove(s)
+                if stp == STP_EXPIRE_BOTH:
+                    return 1
+                continue
+            t = o.qty if o.qty < qty[0] else qty[0]
+            o.qty -= t
+            o.filled += t
+            lv.qty -= t
+            qty[0] -= t
+            self.trade_count += 1
+            self.traded_qty += t
+            self._record(EV_TRADE, o, taker_id, account, t, o.qty, qty[0])
+            if o.qty == 0:
+                self._remove(s)
+        return 0
+
+    cdef int _place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
+                    int tif, int stp, int64_t client_id, int64_t filled) except ST_ERROR nogil:
+        cdef SideLevels* opp
+        cdef int64_t remaining = qty
+        if qty <= 0 or price <= 0 or side < 0 or side > 1 or tif < 0 or tif > 3 or stp < 0 or stp > 3:
+            return ST_INVALID
+        if self._find(self.id_index, BY_ID, order_id, 0) != NIL:
+            return ST_DUPLICATE_ORDER_ID
+        if client_id != 0 and self._find(self.client_index, BY_CLIENT, account, client_id) != NIL:
+            return ST_DUPLICATE_CLIENT_ID
+        if tif == TIF_POST_ONLY:
+            opp = &self.sides[1 - side]
+            if opp.n > 0 and _crosses(side, price, opp.prices[opp.n - 1]):
+                return ST_POST_ONLY_WOULD_TAKE
+        elif tif == TIF_FOK:
+            if self._fillable(side, price, qty, account, stp) < qty:
+                return ST_FOK_UNFILLABLE
+        if self._match(order_id, account, side, price, &remaining, stp):
+            return ST_STP_EXPIRED
+        if remaining == 0:
+            return ST_FILLED
+        if tif == TIF_IOC or tif == TIF_FOK:
+            return ST_EXPIRED
+        self._rest(order_id, account, side, price, remaining, stp, tif == TIF_POST_ONLY, client_id,
+                   filled + qty - remaining)
+        return ST_RESTING
+
+    cdef int64_t _cancel(self, int64_t order_id) noexcept nogil:
+        cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
+        cdef int64_t open_qty
+        if slot == NIL:
+            return ST_UNKNOWN_ORDER
+        open_qty = self.orders[slot].qty
+        self._remove(slot)
+        return open_qty
+
+    cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except ST_ERROR nogil:
+        cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
+        cdef Order* o
+        cdef Order saved
+        cdef int64_t cut
+        cdef SideLevels* opp
+        if slot == NIL:
+            return ST_UNKNOWN_ORDER
+        o = &self.orders[slot]
+        if price <= 0 or qty <= o.filled:
+            return ST_INVALID
+        if price == o.price and qty <= o.filled + o.qty:
+            cut = o.filled + o.qty - qty
+            o.qty -= cut
+            self.levels[o.level].qty -= cut
+            return ST_RESTING
+        if o.post_only:
+            opp = &self.sides[1 - o.side]
+            if opp.n > 0 and _crosses(o.side, price, opp.prices[opp.n - 1]):
+                return ST_POST_ONLY_WOULD_TAKE
+        saved = o[0]
+        self._remove(slot)
+        return self._place(saved.id, saved.account, saved.side, price, qty - saved.filled,
+                           TIF_POST_ONLY if saved.post_only else TIF_GTC, saved.stp,
+                           saved.client_id, saved.filled)
+
+    # ---- Python API --------------------------------------------------------------------------
+
+    def place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
+              int tif=TIF_GTC, int stp=STP_NONE, int64_t client_id=0):
+        """Enters an order; returns an ST_* status. Its trades are then in fills()."""
+        self.n_fills = 0
+        return self._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
+
+    def cancel(self, int64_t order_id):
+        """Cancels a resting order; returns its open quantity, or UNKNOWN_ORDER."""
+        self.n_fills = 0
+        return self._cancel(order_id)
+
+    def amend(self, int64_t order_id, int64_t price, int64_t qty):
+        """Changes price and/or total quantity; returns an ST_* status (trades in fills())."""
+        self.n_fills = 0
+        return self._amend(order_id, price, qty)
+
+    def cancel_account(self, int64_t account):
+        """Cancels every resting order of an account; returns [(order_id, open_qty)], oldest first."""
+        cdef list out = []
+        cdef int32_t slot
+        self.n_fills = 0
+        while True:
+            slot = self._find(self.account_index, BY_ACCOUNT, account, 0)
+            if slot == NIL:
+                return out
+            out.append((self.orders[slot].id, self.orders[slot].qty))
+            self._remove(slot)
+
+    def find_client(self, int64_t account, int64_t client_id):
+        """The id of the account's resting order with that client id, or None."""
+        if client_id == 0:
+            return None
+        cdef int32_t slot = self._find(self.client_index, BY_CLIENT, account, client_id)
+        return None if slot == NIL else self.orders[slot].id
+
+    def order(self, int64_t order_id):
+        """(order_id, account, side, price, open_qty, filled, client_id, post_only) or None."""
+        cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
+        if slot == NIL:
+            return None
+        return self._order_tuple(slot)
+
+    cdef tuple _order_tuple(self, int32_t slot):
+        cdef Order* o = &self.orders[slot]
+        return (o.id, o.account, o.side, o.price, o.qty, o.filled, o.client_id, bool(o.post_only))
+
+    def best_bid(self):
+        cdef SideLevels* sl = &self.sides[SIDE_BUY]
+        return sl.prices[sl.n - 1] if sl.n else None
+
+    def best_ask(self):
+        cdef SideLevels* sl = &self.sides[SIDE_SELL]
+        return sl.prices[sl.n - 1] if sl.n else None
+
+    def depth(self, int n=10):
+        """Aggregated levels, best first: ([(price, qty, count)] bids, [...] asks)."""
+        cdef list out = [[], []]
+        cdef int side
+        cdef int64_t i
+        cdef Level* lv
+        for side in range(2):
+            i = self.sides[side].n - 1
+            while i >= 0 and len(out[side]) < n:
+                lv = &self.levels[self.sides[side].slots[i]]
+                out[side].append((lv.price, lv.qty, lv.count))
+                i -= 1
+        return out[0], out[1]
+
+    def level_count(self, int side):
+        return self.sides[side].n
+
+    def impact(self, int taker_side, notional):
+        """Average price (a Fraction, in ticks) at which a taker on taker_side would fill a
+        notional given in tick x lot units; None if the book cannot absorb it."""
+        cdef SideLevels* opp = &self.sides[1 - taker_side]
+        cdef int64_t i = opp.n - 1
+        cdef Level* lv
+        qty_done = 0
+        cost = 0
+        need = notional
+        if need <= 0:
+            return None
+        while i >= 0:
+            lv = &self.levels[opp.slots[i]]
+            level_cost = lv.price * lv.qty
+            if level_cost >= need:
+                # the last level is taken in part: a fractional quantity need / price
+                return Fraction(notional) / (qty_done + Fraction(need, lv.price))
+            cost += level_cost
+            need -= level_cost
+            qty_done += lv.qty
+            i -= 1
+        return None
+
+    @property
+    def fill_count(self):
+        return self.n_fills
+
+    def fills(self):
+        """The records of the last call: (kind, maker_id, taker_id, maker_account, taker_account,
+        price, qty, maker_remaining, taker_remaining)."""
+        cdef int64_t i
+        cdef Fill* f
+        out = []
+        for i in range(self.n_fills):
+            f = &self.fills_buf[i]
+            out.append((f.kind, f.maker_id, f.taker_id, f.maker_account, f.taker_account,
+                        f.price, f.qty, f.maker_remaining, f.taker_remaining))
+        return out
+
+    def fills_array(self):
+        """The records of the last call as a numpy array of FILL_DTYPE (a copy)."""
+        out = np.empty(self.n_fills, dtype=FILL_DTYPE)
+        cdef int64_t[:, ::1] view = out.view(np.int64).reshape(self.n_fills, 9)
+        cdef int64_t i
+        for i in range(self.n_fills):
+            view[i, 0] = self.fills_buf[i].kind
+            view[i, 1] = self.fills_buf[i].maker_id
+            view[i, 2] = self.fills_buf[i].taker_id
+            view[i, 3] = self.fills_buf[i].maker_account
+            view[i, 4] = self.fills_buf[i].taker_account
+            view[i, 5] = self.fills_buf[i].price
+            view[i, 6] = self.fills_buf[i].qty
+            view[i, 7] = self.fills_buf[i].maker_remaining
+            view[i, 8] = self.fills_buf[i].taker_remaining
+        return out
+
+    def process_batch(self, cmds, bint keep_fills=True):
+        """Runs an array of CMD_DTYPE commands in one call, without the GIL.
+
+        Returns an int64 array: per command its ST_* status (for a cancel, the open quantity it
+        cancelled or UNKNOWN_ORDER). With keep_fills the records of the whole batch stay readable in
+        fills(); without, each command's records are dropped as it finishes (constant memory)."""
+        if cmds.dtype != CMD_DTYPE:
+            raise TypeError("cmds must be a numpy array of CMD_DTYPE")
+        cmds = np.ascontiguousarray(cmds)
+        cdef int64_t n = len(cmds)
+        out = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] status = out
+        cdef const uint8_t[::1] raw = cmds.view(np.uint8).reshape(-1)
+        cdef const BatchCmd* c
+        cdef int64_t i
+        self.n_fills = 0
+        if n == 0:
+            return out
+        c = <const BatchCmd*>&raw[0]
+        with nogil:
+            for i in range(n):
+                if not keep_fills:
+                    self.n_fills = 0
+                if c[i].op == OP_PLACE:
+                    status[i] = self._place(c[i].order_id, c[i].account, c[i].side, c[i].price,
+                                            c[i].qty, c[i].tif, c[i].stp, c[i].client_id, 0)
+                elif c[i].op == OP_CANCEL:
+                    status[i] = self._cancel(c[i].order_id)
+                elif c[i].op == OP_AMEND:
+                    status[i] = self._amend(c[i].order_id, c[i].price, c[i].qty)
+                else:
+                    status[i] = ST_INVALID
+        return out
+
+    def resting(self):
+        """Every resting order in priority order (bids best first, then asks best first), as
+        order() tuples: what a snapshot or a state hash needs."""
+        cdef list out = []
+        cdef int side
+        cdef int64_t i
+        cdef int32_t s
+        for side in range(2):
+            i = self.sides[side].n - 1
+            while i >= 0:
+                s = self.levels[self.sides[side].slots[i]].head
+                while s != NIL:
+                    out.append(self._order_tuple(s))
+                    s = self.orders[s].next
+                i -= 1
+        return out
+
+    def memory_bytes(self):
+        """Bytes the book holds in C allocations (pools, indexes, level arrays, fill buffer)."""
+        return (self.order_cap * sizeof(Order) + self.level_cap * sizeof(Level)
+                + 3 * (self.index_mask + 1) * sizeof(int32_t) + self.fills_cap * sizeof(Fill)
+                + sum(self.sides[s].cap * (sizeof(int32_t) + sizeof(int64_t)) for s in range(2)))
+
+    def __len__(self):
+        return self.n_orders

@@ -1,0 +1,1 @@
+"""perpcore: an embeddable exchange core for perpetual contracts and crypto margin financing."""
