@@ -1,0 +1,353 @@
+"""The Exchange: one deterministic state machine that takes commands and returns events.
+
+A command passes through fixed stages (see DESIGN.md): validation at the boundary, risk before
+matching, matching in the Cython book, settlement after. A stage that refuses the command returns a
+single OrderRejected and leaves every piece of state as it was; only a command that passes all the
+checks changes anything.
+"""
+from __future__ import annotations
+
+import hashlib
+from enum import IntEnum
+
+from perpcore import _book
+from perpcore import messages as m
+from perpcore.config import RATE_SCALE, VenueConfig
+from perpcore.messages import CancelReason, RejectCode
+
+_BOOK_TIF = {m.TimeInForce.GTC: _book.GTC, m.TimeInForce.IOC: _book.IOC,
+             m.TimeInForce.FOK: _book.FOK, m.TimeInForce.POST_ONLY: _book.POST_ONLY}
+_MATCHING_REJECTS = {
+    _book.POST_ONLY_WOULD_TAKE: (RejectCode.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity"),
+    _book.FOK_UNFILLABLE: (RejectCode.FOK_UNFILLABLE, "fill-or-kill order cannot be filled completely"),
+    _book.DUPLICATE_CLIENT_ID: (RejectCode.DUPLICATE_CLIENT_ORDER_ID, "client order id already open"),
+}
+
+
+class Rejection(Exception):
+    """Raised inside a stage to refuse a command; submit() turns it into one OrderRejected."""
+
+    def __init__(self, code: RejectCode, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Market:
+    """What the exchange keeps per instrument: its spec, its book and precomputed limits."""
+    __slots__ = ("spec", "book", "units_per_ticklot", "min_notional_units")
+
+    def __init__(self, config: VenueConfig, symbol: str):
+        self.spec = config.instruments[symbol]
+        self.book = _book.OrderBook()
+        self.units_per_ticklot = config.units_per_ticklot(symbol)
+        self.min_notional_units = config.assets[self.spec.settle].to_units(self.spec.min_notional)
+
+
+class BookView:
+    """Read-only queries on one instrument's book."""
+    __slots__ = ("_book",)
+
+    def __init__(self, book: _book.OrderBook):
+        self._book = book
+
+    def best_bid(self) -> int | None:
+        return self._book.best_bid()
+
+    def best_ask(self) -> int | None:
+        return self._book.best_ask()
+
+    def depth(self, n: int = 10):
+        """([(price, qty, orders)] bids, [...] asks), best first."""
+        return self._book.depth(n)
+
+    def impact_price(self, taker_side: m.Side, notional_ticklots: int):
+        """Average fill price (Fraction of ticks) of a taker order of that notional, or None."""
+        return self._book.impact(int(taker_side), notional_ticklots)
+
+    def order(self, order_id: int):
+        return self._book.order(order_id)
+
+    def __len__(self) -> int:
+        return len(self._book)
+
+
+def _ints(*values) -> bool:
+    """True if every value is a plain int or an IntEnum member: a float, NaN, bool or None is not."""
+    for v in values:
+        if type(v) is not int and not isinstance(v, IntEnum):
+            return False
+    return True
+
+
+def _echo(cmd, field: str, kind: type):
+    """A field of a refused command to repeat in the rejection, if it has the right type."""
+    value = getattr(cmd, field, kind())
+    return value if _ints(value) or type(value) is kind is str else kind()
+
+
+class Exchange:
+    def __init__(self, config: VenueConfig):
+        self.config = config
+        self.markets = {symbol: Market(config, symbol) for symbol in sorted(config.instruments)}
+        self.seq = 0                    # last sequence number assigned
+        self.clock = 0                  # exchange time, ns, from the command stream
+        self._next_order_id = 1
+        self._professional: dict[int, bool] = {}
+        self._handlers = {
+            m.CreateAccount: self._create_account,
+            m.PlaceOrder: self._place_order,
+            m.CancelOrder: self._cancel_order,
+            m.AmendOrder: self._amend_order,
+            m.CancelAll: self._cancel_all,
+            m.AdvanceClock: self._advance_clock,
+        }
+
+    # ---- the entry point -----------------------------------------------------------------------
+
+    def submit(self, cmd: m.Command, seq: int | None = None) -> list[m.Event]:
+        """Applies one command and returns its events, in order.
+
+        `seq`, when given, is the sequence number the command already carries (a journal, a
+        replicated log): it must be the next one, or the command is refused as replayed or out of
+        order and nothing is applied."""
+        if seq is not None and seq != self.seq + 1:
+            code = RejectCode.SEQUENCE_REPLAYED if seq <= self.seq else RejectCode.SEQUENCE_GAP
+            return [m.OrderRejected(self.seq, self.clock, code,
+                                    f"sequence {seq} is not the next ({self.seq + 1})")]
+        self.seq += 1
+        handler = self._handlers.get(type(cmd))
+        try:
+            if handler is None:
+                raise Rejection(RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}")
+            events: list[m.Event] = []
+            ts = getattr(cmd, "ts", 0)
+            if ts:
+                if type(ts) is not int:
+                    raise Rejection(RejectCode.MALFORMED, "ts must be an integer")
+                if ts < self.clock:
+                    raise Rejection(RejectCode.STALE_TIMESTAMP,
+                                    f"command time {ts} is before exchange time {self.clock}")
+            handler(cmd, events)
+            return events
+        except Rejection as r:
+            return [m.OrderRejected(self.seq, self.clock, r.code, r.reason,
+                                    _echo(cmd, "account", int), _echo(cmd, "symbol", str),
+                                    _echo(cmd, "order_id", int), _echo(cmd, "client_order_id", int))]
+
+    def submit_bytes(self, payload: bytes) -> list[m.Event]:
+        """Decodes a msgpack command (validating every field) and applies it; a payload that does
+        not decode is refused as MALFORMED."""
+        try:
+            cmd = m.command_decoder.decode(payload)
+        except Exception as e:  # msgspec raises DecodeError/ValidationError; both mean "malformed"
+            self.seq += 1
+            return [m.OrderRejected(self.seq, self.clock, RejectCode.MALFORMED, str(e))]
+        return self.submit(cmd)
+
+    # ---- time ----------------------------------------------------------------------------------
+
+    def _advance_to(self, ts: int, events: list) -> None:
+        """Moves exchange time forward; time-driven processes hook in here."""
+        if ts > self.clock:
+            self.clock = ts
+
+    def _advance_clock(self, cmd: m.AdvanceClock, events: list) -> None:
+        if type(cmd.ts) is not int or cmd.ts <= 0:
+            raise Rejection(RejectCode.MALFORMED, "AdvanceClock needs a positive integer ts")
+        self._advance_to(cmd.ts, events)
+
+    # ---- accounts ------------------------------------------------------------------------------
+
+    def _create_account(self, cmd: m.CreateAccount, events: list) -> None:
+        if not _ints(cmd.account) or cmd.account <= 0 or type(cmd.professional) is not bool:
+            raise Rejection(RejectCode.MALFORMED, "account must be a positive integer")
+        if cmd.account in self._professional:
+            raise Rejection(RejectCode.DUPLICATE_ACCOUNT, f"account {cmd.account} already exists")
+        self._advance_to(cmd.ts, events)
+        self._professional[cmd.account] = cmd.professional
+        events.append(m.AccountCreated(self.seq, self.clock, cmd.account, cmd.professional))
+
+    def _known_account(self, account) -> None:
+        if not _ints(account):
+            raise Rejection(RejectCode.MALFORMED, "account must be an integer")
+        if account not in self._professional:
+            raise Rejection(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
+
+    def _market(self, symbol) -> Market:
+        market = self.markets.get(symbol) if type(symbol) is str else None
+        if market is None:
+            raise Rejection(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        return market
+
+    # ---- orders --------------------------------------------------------------------------------
+
+    def _check_price_qty(self, market: Market, price: int, qty: int) -> None:
+        spec = market.spec
+        if price <= 0:
+            raise Rejection(RejectCode.INVALID_PRICE, f"price {price} must be positive")
+        if price > spec.max_price:
+            raise Rejection(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {spec.max_price} ticks")
+        if price % spec.price_step:
+            raise Rejection(RejectCode.PRICE_NOT_TICK_MULTIPLE,
+                            f"price {price} is not a multiple of {spec.price_step} ticks")
+        if qty <= 0:
+            raise Rejection(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
+        if qty > spec.max_qty:
+            raise Rejection(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {spec.max_qty} lots")
+        if qty % spec.qty_step:
+            raise Rejection(RejectCode.QTY_NOT_LOT_MULTIPLE,
+                            f"quantity {qty} is not a multiple of {spec.qty_step} lots")
+
+    def _place_order(self, cmd: m.PlaceOrder, events: list) -> None:
+        market = self._market(cmd.symbol)
+        self._known_account(cmd.account)
+        if not _ints(cmd.side, cmd.qty, cmd.price, cmd.order_type, cmd.tif, cmd.stp,
+                     cmd.client_order_id) or type(cmd.reduce_only) is not bool:
+            raise Rejection(RejectCode.MALFORMED, "order fields must be integers")
+        if cmd.side not in (0, 1) or cmd.order_type not in (0, 1) or not 0 <= cmd.tif <= 3 \
+                or not 0 <= cmd.stp <= 3 or cmd.client_order_id < 0:
+            raise Rejection(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
+        spec = market.spec
+        book = market.book
+        price, tif = cmd.price, cmd.tif
+        if cmd.order_type == m.OrderType.MARKET:
+            # a market order is an IOC (or FOK) limited at its protection price
+            if tif != m.TimeInForce.FOK:
+                tif = m.TimeInForce.IOC
+            touch = book.best_ask() if cmd.side == m.Side.BUY else book.best_bid()
+            if touch is None:
+                raise Rejection(RejectCode.NO_LIQUIDITY, "no opposite side for a market order")
+            if price == 0:
+                band = spec.market_protection
+                if cmd.side == m.Side.BUY:
+                    price = min(touch * (RATE_SCALE + band) // RATE_SCALE, spec.max_price)
+                else:
+                    price = max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
+                price -= price % spec.price_step
+            notional_price = touch
+        else:
+            notional_price = price
+        self._check_price_qty(market, price, cmd.qty)
+        if notional_price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
+            raise Rejection(RejectCode.BELOW_MIN_NOTIONAL,
+                            f"notional below {spec.min_notional} {spec.settle}")
+        if spec.professional_only and not self._professional[cmd.account]:
+            raise Rejection(RejectCode.NOT_ELIGIBLE,
+                            f"{spec.symbol} is offered to professional investors only")
+        if cmd.client_order_id and book.find_client(cmd.account, cmd.client_order_id) is not None:
+            raise Rejection(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
+                            f"client order id {cmd.client_order_id} is already open")
+        self._advance_to(cmd.ts, events)
+
+        order_id = self._next_order_id
+        status = book.place(order_id, cmd.account, cmd.side, price, cmd.qty, _BOOK_TIF[tif],
+                            cmd.stp, cmd.client_order_id)
+        if status < 0:
+            code, reason = _MATCHING_REJECTS[status]
+            raise Rejection(code, reason)
+        self._next_order_id += 1
+        events.append(m.OrderAccepted(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
+                                      cmd.client_order_id, cmd.side, price, cmd.qty,
+                                      cmd.order_type, tif))
+        remaining = self._fill_events(market, cmd.side, cmd.qty, events)
+        if remaining and (status == _book.EXPIRED or status == _book.STP_EXPIRED):
+            events.append(m.OrderCancelled(
+                self.seq, self.clock, cmd.account, cmd.symbol, order_id, remaining,
+                CancelReason.EXPIRED if status == _book.EXPIRED else CancelReason.SELF_TRADE))
+
+    def _fill_events(self, market: Market, taker_side: int, taker_qty: int, events: list) -> int:
+        """Turns the book's records of the last call into events; returns the taker's open qty."""
+        if not market.book.fill_count:
+            return taker_qty
+        symbol = market.spec.symbol
+        seq, ts = self.seq, self.clock
+        remaining = taker_qty
+        for kind, maker_id, taker_id, maker_acc, taker_acc, price, qty, maker_rem, taker_rem \
+                in market.book.fills():
+            if kind == _book.TRADE:
+                events.append(m.OrderFilled(seq, ts, symbol, price, qty, m.Side(taker_side),
+                                            maker_id, taker_id, maker_acc, taker_acc,
+                                            maker_rem, taker_rem))
+            else:
+                events.append(m.OrderCancelled(seq, ts, maker_acc, symbol, maker_id, qty,
+                                               CancelReason.SELF_TRADE))
+            remaining = taker_rem
+        return remaining
+
+    def _owned_order(self, market: Market, cmd) -> tuple:
+        """The open order a cancel or amend names, if it belongs to the command's account."""
+        self._known_account(cmd.account)
+        if not _ints(cmd.order_id, getattr(cmd, "client_order_id", 0)):
+            raise Rejection(RejectCode.MALFORMED, "order ids must be integers")
+        order_id = cmd.order_id
+        if not order_id and getattr(cmd, "client_order_id", 0):
+            order_id = market.book.find_client(cmd.account, cmd.client_order_id) or 0
+        state = market.book.order(order_id) if order_id > 0 else None
+        if state is None or state[1] != cmd.account:
+            raise Rejection(RejectCode.UNKNOWN_ORDER, "no such open order for this account")
+        return state
+
+    def _cancel_order(self, cmd: m.CancelOrder, events: list) -> None:
+        market = self._market(cmd.symbol)
+        order_id = self._owned_order(market, cmd)[0]
+        self._advance_to(cmd.ts, events)
+        open_qty = market.book.cancel(order_id)
+        events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
+                                       open_qty, CancelReason.USER))
+
+    def _amend_order(self, cmd: m.AmendOrder, events: list) -> None:
+        market = self._market(cmd.symbol)
+        order_id, _, side, old_price, open_qty, filled, _, _ = self._owned_order(market, cmd)
+        if not _ints(cmd.price, cmd.qty):
+            raise Rejection(RejectCode.MALFORMED, "price and quantity must be integers")
+        self._check_price_qty(market, cmd.price, cmd.qty)
+        if cmd.qty <= filled:
+            raise Rejection(RejectCode.INVALID_QTY,
+                            f"new quantity {cmd.qty} must exceed the {filled} already filled")
+        if cmd.price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
+            raise Rejection(RejectCode.BELOW_MIN_NOTIONAL,
+                            f"notional below {market.spec.min_notional} {market.spec.settle}")
+        self._advance_to(cmd.ts, events)
+        status = market.book.amend(order_id, cmd.price, cmd.qty)
+        if status < 0:
+            code, reason = _MATCHING_REJECTS[status]
+            raise Rejection(code, reason)
+        kept = cmd.price == old_price and cmd.qty <= filled + open_qty
+        events.append(m.OrderAmended(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
+                                     cmd.price, cmd.qty, kept))
+        remaining = self._fill_events(market, side, cmd.qty - filled, events)
+        if remaining and status == _book.STP_EXPIRED:
+            events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
+                                           remaining, CancelReason.SELF_TRADE))
+
+    def _cancel_all(self, cmd: m.CancelAll, events: list) -> None:
+        self._known_account(cmd.account)
+        if type(cmd.symbol) is not str:
+            raise Rejection(RejectCode.MALFORMED, "symbol must be a string")
+        markets = [self._market(cmd.symbol)] if cmd.symbol else list(self.markets.values())
+        self._advance_to(cmd.ts, events)
+        for market in markets:
+            for order_id, open_qty in market.book.cancel_account(cmd.account):
+                events.append(m.OrderCancelled(self.seq, self.clock, cmd.account,
+                                               market.spec.symbol, order_id, open_qty,
+                                               CancelReason.CANCEL_ALL))
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> BookView:
+        return BookView(self.markets[symbol].book)
+
+    def accounts(self) -> list[int]:
+        return sorted(self._professional)
+
+    def state_hash(self) -> str:
+        """A digest of the whole business state (not of the sequence counter): equal states give
+        equal hashes on any machine, whatever path led to them."""
+        state = [
+            self.clock,
+            self._next_order_id,
+            sorted(self._professional.items()),
+            [(symbol, market.book.resting()) for symbol, market in self.markets.items()],
+        ]
+        return hashlib.blake2b(m.encoder.encode(state), digest_size=32).hexdigest()

@@ -1,0 +1,246 @@
+"""Commands (verbs) and events (past tense) exchanged with the Exchange.
+
+Every message is a frozen msgspec Struct tagged with its class name; on the wire it is an array (the
+tag first), so a record is compact and the decoder checks every field's type. Constructors do no
+validation (they are on the hot path): Exchange.submit validates what it is given and rejects, with a
+code from RejectCode, anything out of range or of the wrong type.
+
+Integers throughout: prices in ticks, quantities in lots, money in minor units of its asset, rates in
+fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command time, ns); 0 means
+"now", the exchange clock.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Union
+
+import msgspec
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class OrderType(IntEnum):
+    LIMIT = 0
+    MARKET = 1
+
+
+class TimeInForce(IntEnum):
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    POST_ONLY = 3
+
+
+class SelfTradePrevention(IntEnum):
+    NONE = 0
+    EXPIRE_TAKER = 1
+    EXPIRE_MAKER = 2
+    EXPIRE_BOTH = 3
+
+
+class CancelReason(IntEnum):
+    USER = 0            # CancelOrder
+    CANCEL_ALL = 1      # CancelAll
+    EXPIRED = 2         # IOC / FOK / market remainder
+    SELF_TRADE = 3      # self-trade prevention
+    LIQUIDATION = 4     # the liquidation engine cleared the account's orders
+
+
+class RejectCode(IntEnum):
+    """Why a command was refused, in ranges by the stage that refused it."""
+    # 1xxx validation at the boundary
+    MALFORMED = 1000
+    UNKNOWN_COMMAND = 1001
+    UNKNOWN_SYMBOL = 1002
+    UNKNOWN_ACCOUNT = 1003
+    UNKNOWN_ASSET = 1004
+    INVALID_PRICE = 1010
+    PRICE_NOT_TICK_MULTIPLE = 1011
+    PRICE_OUT_OF_RANGE = 1012
+    INVALID_QTY = 1020
+    QTY_NOT_LOT_MULTIPLE = 1021
+    QTY_TOO_LARGE = 1022
+    BELOW_MIN_NOTIONAL = 1023
+    INVALID_AMOUNT = 1030
+    DUPLICATE_CLIENT_ORDER_ID = 1040
+    UNKNOWN_ORDER = 1041
+    STALE_TIMESTAMP = 1050
+    # 2xxx risk before matching
+    INSUFFICIENT_MARGIN = 2000
+    NOT_ELIGIBLE = 2001
+    REDUCE_ONLY_WOULD_INCREASE = 2002
+    ACCOUNT_IN_LIQUIDATION = 2003
+    LEVERAGE_NOT_ALLOWED = 2004
+    PRICE_OUTSIDE_BAND = 2005
+    # 3xxx matching
+    POST_ONLY_WOULD_TAKE = 3000
+    FOK_UNFILLABLE = 3001
+    NO_LIQUIDITY = 3002
+    WOULD_TRIGGER_IMMEDIATELY = 3003
+    # 4xxx accounts and money
+    DUPLICATE_ACCOUNT = 4000
+    DUPLICATE_TRANSFER = 4001
+    INSUFFICIENT_BALANCE = 4002
+    WITHDRAWAL_BREAKS_MARGIN = 4003
+    LOAN_LIMIT_EXCEEDED = 4004
+    # 5xxx persistence and sequencing
+    SEQUENCE_REPLAYED = 5000
+    SEQUENCE_GAP = 5001
+
+
+class Message(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """The one base of every command and event."""
+
+
+class Command(Message, frozen=True):
+    pass
+
+
+class Event(Message, frozen=True):
+    """Every event carries the global sequence number of the command that caused it and the
+    exchange time at which it happened."""
+    seq: int
+    ts: int
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+class CreateAccount(Command, frozen=True):
+    account: int
+    professional: bool = True
+    ts: int = 0
+
+
+class PlaceOrder(Command, frozen=True):
+    account: int
+    symbol: str
+    side: Side
+    qty: int
+    price: int = 0                      # limit price; for a market order its protection price (0: default band)
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    stp: SelfTradePrevention = SelfTradePrevention.NONE
+    client_order_id: int = 0            # 0: none; unique among the account's open orders
+    reduce_only: bool = False
+    ts: int = 0
+
+
+class CancelOrder(Command, frozen=True):
+    """Cancels by order_id, or by client_order_id when order_id is 0."""
+    account: int
+    symbol: str
+    order_id: int = 0
+    client_order_id: int = 0
+    ts: int = 0
+
+
+class AmendOrder(Command, frozen=True):
+    """New price and new total quantity (filled + open). A smaller total at the same price keeps
+    time priority; anything else loses it."""
+    account: int
+    symbol: str
+    order_id: int
+    price: int
+    qty: int
+    ts: int = 0
+
+
+class CancelAll(Command, frozen=True):
+    """Cancels all of an account's open orders, in one symbol or (symbol "") in all."""
+    account: int
+    symbol: str = ""
+    ts: int = 0
+
+
+class AdvanceClock(Command, frozen=True):
+    ts: int
+
+
+class SetIndexPrice(Command, frozen=True):
+    """A constituent spot price for a symbol's index, from one source, in the symbol's ticks."""
+    source: str
+    symbol: str
+    price: int
+    ts: int = 0
+
+
+# ---- events --------------------------------------------------------------------------------------
+
+class AccountCreated(Event, frozen=True):
+    account: int
+    professional: bool
+
+
+class OrderAccepted(Event, frozen=True):
+    account: int
+    symbol: str
+    order_id: int
+    client_order_id: int
+    side: Side
+    price: int
+    qty: int
+    order_type: OrderType
+    tif: TimeInForce
+
+
+class OrderRejected(Event, frozen=True):
+    code: RejectCode
+    reason: str
+    account: int = 0
+    symbol: str = ""
+    order_id: int = 0
+    client_order_id: int = 0
+
+
+class OrderFilled(Event, frozen=True):
+    """One trade: a taker order against one resting maker order, at the maker's price."""
+    symbol: str
+    price: int
+    qty: int
+    taker_side: Side
+    maker_order_id: int
+    taker_order_id: int
+    maker_account: int
+    taker_account: int
+    maker_remaining: int
+    taker_remaining: int
+
+
+class OrderCancelled(Event, frozen=True):
+    account: int
+    symbol: str
+    order_id: int
+    open_qty: int                       # the quantity that was still open and is now withdrawn
+    reason: CancelReason
+
+
+class OrderAmended(Event, frozen=True):
+    account: int
+    symbol: str
+    order_id: int
+    price: int
+    qty: int
+    priority_kept: bool
+
+
+def _all_subclasses(base: type) -> tuple[type, ...]:
+    found, todo = [], list(base.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return tuple(found)
+
+
+# Unions per channel: what a gateway sends in, and what the exchange publishes. Built from the classes
+# above, so a new message type needs no second edit here.
+Commands = Union[_all_subclasses(Command)]
+Events = Union[_all_subclasses(Event)]
+
+# Reused codecs: building an Encoder/Decoder per message would dominate small messages.
+encoder = msgspec.msgpack.Encoder()
+command_decoder = msgspec.msgpack.Decoder(Commands)
+event_decoder = msgspec.msgpack.Decoder(Events)
