@@ -94,6 +94,10 @@ class Exchange:
         self.clock = 0                  # exchange time, ns, from the command stream
         self._next_order_id = 1
         self._professional: dict[int, bool] = {}
+        # The stateful layers (pricing, funding, margin, liquidation...), by name, in the order they
+        # were added. Each has to_state() -> plain data and from_state(data) for snapshots and the
+        # state hash.
+        self.components: dict[str, object] = {}
         self._handlers = {
             m.CreateAccount: self._create_account,
             m.PlaceOrder: self._place_order,
@@ -341,13 +345,20 @@ class Exchange:
     def accounts(self) -> list[int]:
         return sorted(self._professional)
 
+    def to_state(self) -> dict:
+        """The whole business state as plain data (ints, strings, lists, dicts with sorted keys);
+        each layer contributes its own part under its name in `self.components`."""
+        state = {
+            "clock": self.clock,
+            "next_order_id": self._next_order_id,
+            "accounts": sorted(self._professional.items()),
+            "books": [(symbol, market.book.resting()) for symbol, market in self.markets.items()],
+        }
+        for name, component in self.components.items():
+            state[name] = component.to_state()
+        return state
+
     def state_hash(self) -> str:
         """A digest of the whole business state (not of the sequence counter): equal states give
         equal hashes on any machine, whatever path led to them."""
-        state = [
-            self.clock,
-            self._next_order_id,
-            sorted(self._professional.items()),
-            [(symbol, market.book.resting()) for symbol, market in self.markets.items()],
-        ]
-        return hashlib.blake2b(m.encoder.encode(state), digest_size=32).hexdigest()
+        return hashlib.blake2b(m.encoder.encode(self.to_state()), digest_size=32).hexdigest()
