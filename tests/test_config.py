@@ -1,0 +1,71 @@
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from perpcore.config import (RATE_SCALE, AssetSpec, InstrumentSpec, VenueConfig, default_config,
+                             rate, rate_to_decimal)
+
+
+def test_default_venue_has_both_perps_and_three_assets():
+    cfg = default_config()
+    assert sorted(cfg.instruments) == ["BTC-PERP", "ETH-PERP"]
+    assert sorted(cfg.assets) == ["BTC", "ETH", "USD"]
+    assert cfg.settlement_asset == "USD"
+
+
+def test_ticks_lots_and_units_round_trip_exactly():
+    cfg = default_config()
+    btc = cfg.instruments["BTC-PERP"]
+    assert btc.to_ticks("65000.5") == 650005
+    assert btc.from_ticks(650005) == Decimal("65000.5")
+    assert btc.to_lots("0.25") == 250
+    assert btc.from_lots(250) == Decimal("0.25")
+    usd = cfg.assets["USD"]
+    assert usd.to_units("100000") == 100_000_000_000
+    assert usd.from_units(1) == Decimal("0.000001")
+
+
+@pytest.mark.parametrize("value", ["65000.55", "0.00001", "1e-9"])
+def test_conversions_refuse_values_between_grid_points(value):
+    btc = default_config().instruments["BTC-PERP"]
+    with pytest.raises(ValueError, match="not a multiple"):
+        btc.to_ticks(value) if value == "65000.55" else btc.to_lots(value)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_conversions_refuse_non_finite_values(value):
+    with pytest.raises(ValueError, match="finite"):
+        default_config().assets["USD"].to_units(value)
+
+
+def test_rates_are_fixed_point_at_1e8():
+    assert RATE_SCALE == 10**8
+    assert rate("0.0001") == 10_000
+    assert rate_to_decimal(10_000) == Decimal("0.0001")
+    with pytest.raises(ValueError):
+        rate("0.000000001")
+
+
+def test_one_tick_times_one_lot_is_a_whole_number_of_minor_units():
+    cfg = default_config()
+    # 0.1 USD x 0.001 BTC = 0.0001 USD = 100 micro-dollars
+    assert cfg.units_per_ticklot("BTC-PERP") == 100
+    assert cfg.units_per_ticklot("ETH-PERP") == 100
+
+
+def test_a_venue_whose_trade_value_would_round_is_refused():
+    with pytest.raises(ValueError, match="tick x lot"):
+        VenueConfig(
+            settlement_asset="USD",
+            assets={"USD": AssetSpec("USD", 2)},
+            instruments={"X-PERP": InstrumentSpec(
+                symbol="X-PERP", base="X", settle="USD", tick_size=Decimal("0.1"),
+                lot_size=Decimal("0.001"), min_notional=Decimal("5"), max_qty=10, max_price=10)},
+        )
+
+
+def test_config_round_trips_through_msgpack():
+    cfg = default_config()
+    data = msgspec.msgpack.encode(cfg)
+    assert msgspec.msgpack.decode(data, type=VenueConfig) == cfg
