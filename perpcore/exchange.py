@@ -72,10 +72,14 @@ class BookView:
         return len(self._book)
 
 
+# The integer types a command field may hold: a float, NaN, bool or None is refused.
+_INT_TYPES = frozenset({int, *(cls for cls in vars(m).values()
+                              if isinstance(cls, type) and issubclass(cls, IntEnum))})
+
+
 def _ints(*values) -> bool:
-    """True if every value is a plain int or an IntEnum member: a float, NaN, bool or None is not."""
     for v in values:
-        if type(v) is not int and not isinstance(v, IntEnum):
+        if type(v) not in _INT_TYPES:
             return False
     return True
 
@@ -260,7 +264,7 @@ class Exchange:
                 self.seq, self.clock, cmd.account, cmd.symbol, order_id, remaining,
                 CancelReason.EXPIRED if status == _book.EXPIRED else CancelReason.SELF_TRADE))
 
-    def _fill_events(self, market: Market, taker_side: int, taker_qty: int, events: list) -> int:
+    def _fill_events(self, market: Market, taker_side: m.Side, taker_qty: int, events: list) -> int:
         """Turns the book's records of the last call into events; returns the taker's open qty."""
         if not market.book.fill_count:
             return taker_qty
@@ -270,7 +274,7 @@ class Exchange:
         for kind, maker_id, taker_id, maker_acc, taker_acc, price, qty, maker_rem, taker_rem \
                 in market.book.fills():
             if kind == _book.TRADE:
-                events.append(m.OrderFilled(seq, ts, symbol, price, qty, m.Side(taker_side),
+                events.append(m.OrderFilled(seq, ts, symbol, price, qty, taker_side,
                                             maker_id, taker_id, maker_acc, taker_acc,
                                             maker_rem, taker_rem))
             else:
@@ -320,7 +324,7 @@ class Exchange:
         kept = cmd.price == old_price and cmd.qty <= filled + open_qty
         events.append(m.OrderAmended(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
                                      cmd.price, cmd.qty, kept))
-        remaining = self._fill_events(market, side, cmd.qty - filled, events)
+        remaining = self._fill_events(market, m.Side(side), cmd.qty - filled, events)
         if remaining and status == _book.STP_EXPIRED:
             events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
                                            remaining, CancelReason.SELF_TRADE))
