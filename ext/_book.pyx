@@ -81,6 +81,11 @@ cdef inline bint _crosses(int taker_side, int64_t limit, int64_t level_price) no
     return level_price >= limit
 
 
+cdef inline _check_side(int side):
+    if side != SIDE_BUY and side != SIDE_SELL:
+        raise ValueError(f"side must be BUY (0) or SELL (1), not {side}")
+
+
 cdef void* _grow(void* ptr, int64_t count, size_t size) noexcept nogil:
     return realloc(ptr, <size_t>count * size)
 
@@ -612,11 +617,13 @@ cdef class OrderBook:
         return out[0], out[1]
 
     def level_count(self, int side):
+        _check_side(side)
         return self.sides[side].n
 
     def impact(self, int taker_side, notional):
         """Average price (a Fraction, in ticks) at which a taker on taker_side would fill a
         notional given in tick x lot units; None if the book cannot absorb it."""
+        _check_side(taker_side)
         cdef SideLevels* opp = &self.sides[1 - taker_side]
         cdef int64_t i = opp.n - 1
         cdef Level* lv
@@ -627,7 +634,7 @@ cdef class OrderBook:
             return None
         while i >= 0:
             lv = &self.levels[opp.slots[i]]
-            level_cost = lv.price * lv.qty
+            level_cost = <object>lv.price * <object>lv.qty      # Python ints: no overflow
             if level_cost >= need:
                 # the last level is taken in part: a fractional quantity need / price
                 return Fraction(notional) / (qty_done + Fraction(need, lv.price))
