@@ -1,0 +1,326 @@
+"""Seeded workloads for benchmarks, shared by `perpcore bench` and the bench/ suite.
+
+A workload is generated once, deterministically from its seed, and then replayed unchanged through
+every implementation being measured: the Cython book (one call per command, or the batch entry
+point), the pure-Python reference book, and the Exchange (as perpcore.messages commands). The
+generator drives its own Cython book while it generates, so a cancel or an amend always names an
+order that is really live at that point of the stream, and a "passive" limit never crosses.
+
+The standard matching mix (the matching-core issue): about 38% cancels of live orders, 3% amends
+(size down, keeping priority), 52% passive GTC limits 1-60 ticks from mid (exponentially denser near
+the top), 5.5% IOC limits crossing up to 5 ticks, 1.5% market orders; 10,000 accounts; the mid drifts
+slowly. The deep-book and wide-range workloads are the same mix on other books.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perpcore import _book
+from perpcore import messages as m
+from perpcore.config import RATE_SCALE, InstrumentSpec, default_config
+
+# What each command of a workload is (a parallel uint8 array; the book array only knows ops).
+PASSIVE, CANCEL, AMEND, IOC, MARKET = range(5)
+KIND_NAMES = ("passive", "cancel", "amend", "ioc", "market")
+STANDARD_MIX = {"cancel": 0.38, "amend": 0.03, "passive": 0.52, "ioc": 0.055, "market": 0.015}
+
+SYMBOL = "BTC-PERP"
+TS_STEP_NS = 1_000              # one command per microsecond of exchange time
+
+
+@dataclass(frozen=True)
+class MixParams:
+    """The knobs of a matching-mix workload. The defaults are the standard mix."""
+    mix: tuple[tuple[str, float], ...] = tuple(STANDARD_MIX.items())
+    accounts: int = 10_000
+    prefill: int = 20_000           # resting orders placed before the measured commands
+    start_mid: int = 650_000        # ticks (BTC-PERP: 65,000.0 USD at a 0.1 tick)
+    max_offset: int = 60            # passive limits rest 1..max_offset ticks from mid
+    offset_scale: float = 8.0       # mean of the exponential offset: denser near the top
+    wide: bool = False              # offsets log-uniform over 1..max_offset instead (sparse levels)
+    max_cross: int = 5              # IOC limits cross the touch by 0..max_cross ticks
+    maker_qty: float = 4.0          # mean extra lots of a passive order (1 + exponential)
+    taker_qty: float = 8.0          # mean extra lots of an IOC or market order
+    drift: float = 0.02             # chance per command that the mid moves one tick
+    protection: int = 5_000_000     # market protection band (RATE_SCALE), as the venue's
+
+
+@dataclass
+class Workload:
+    """A generated stream: `setup` (placed untimed) then `cmds` (measured), both CMD_DTYPE arrays,
+    with `kinds` saying what each measured command is."""
+    name: str
+    seed: int
+    params: MixParams
+    setup: np.ndarray
+    cmds: np.ndarray
+    kinds: np.ndarray
+    final_resting: int = 0          # resting orders after the whole stream (as generated)
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.cmds)
+
+    def counts(self) -> dict[str, int]:
+        found = np.bincount(self.kinds, minlength=len(KIND_NAMES))
+        return {name: int(found[k]) for k, name in enumerate(KIND_NAMES)}
+
+    def describe(self) -> dict:
+        """Plain data for a benchmark report: what was run, so results can be compared."""
+        p = self.params
+        return {"name": self.name, "seed": self.seed, "commands": len(self.cmds),
+                "prefill": len(self.setup), "accounts": p.accounts, "mix": dict(p.mix),
+                "counts": self.counts(), "max_offset": p.max_offset, "wide": p.wide,
+                "final_resting": self.final_resting, **self.meta}
+
+
+def _offsets(rng: np.random.Generator, n: int, p: MixParams) -> np.ndarray:
+    if p.wide:
+        # log-uniform: every decade of distance from mid as likely, so the levels are sparse
+        return np.minimum(np.exp(rng.uniform(0, math.log(p.max_offset + 1), n)).astype(np.int64),
+                          p.max_offset)
+    return np.minimum(1 + rng.exponential(p.offset_scale, n).astype(np.int64), p.max_offset)
+
+
+def _prefill(rng: np.random.Generator, p: MixParams) -> np.ndarray:
+    """p.prefill passive GTC orders around start_mid: bids below, asks above, so none trades."""
+    n = p.prefill
+    out = np.zeros(n, dtype=_book.CMD_DTYPE)
+    side = rng.integers(0, 2, n)
+    off = _offsets(rng, n, p)
+    out["op"] = _book.PLACE
+    out["side"] = side
+    out["tif"] = _book.GTC
+    out["order_id"] = np.arange(1, n + 1)
+    out["account"] = rng.integers(1, p.accounts + 1, n)
+    out["price"] = np.where(side == _book.BUY, p.start_mid - off, p.start_mid + off)
+    out["qty"] = 1 + rng.exponential(p.maker_qty, n).astype(np.int64)
+    return out
+
+
+def protection_price(side: int, touch: int, band: int) -> int:
+    """The worst price a market order accepts, as the Exchange derives it from the touch."""
+    if side == _book.BUY:
+        return touch * (RATE_SCALE + band) // RATE_SCALE
+    return max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
+
+
+def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
+                 name: str = "standard") -> Workload:
+    """n measured commands of a matching mix after params.prefill resting orders."""
+    p = params or MixParams()
+    rng = np.random.default_rng(seed)
+    setup = _prefill(rng, p)
+    names = [k for k, _ in p.mix]
+    probs = np.array([w for _, w in p.mix], dtype=float)
+    kind_of = {"passive": PASSIVE, "cancel": CANCEL, "amend": AMEND, "ioc": IOC, "market": MARKET}
+    draw = np.array([kind_of[k] for k in names], dtype=np.uint8)[
+        rng.choice(len(names), size=n, p=probs / probs.sum())]
+    # all randomness is drawn up front, vectorised; the loop only applies it
+    sides = rng.integers(0, 2, n).tolist()
+    offsets = _offsets(rng, n, p).tolist()
+    maker_qty = (1 + rng.exponential(p.maker_qty, n).astype(np.int64)).tolist()
+    taker_qty = (1 + rng.exponential(p.taker_qty, n).astype(np.int64)).tolist()
+    accounts = rng.integers(1, p.accounts + 1, n).tolist()
+    picks = rng.random(n).tolist()
+    crosses = rng.integers(0, p.max_cross + 1, n).tolist()
+    moves = rng.random(n).tolist()
+    kinds = draw.tolist()
+
+    model = _book.OrderBook(max(1024, 2 * (p.prefill + n)))
+    model.process_batch(setup, keep_fills=False)
+    live = setup["order_id"].tolist()            # ids of live orders, any order (swap-remove)
+    where = {oid: i for i, oid in enumerate(live)}
+    owner = dict(zip(live, setup["account"].tolist()))
+    next_id = p.prefill + 1
+    mid = p.start_mid
+    half_drift = p.drift / 2
+
+    def drop(oid):
+        i = where.pop(oid)
+        last = live.pop()
+        if last != oid:
+            live[i] = last
+            where[last] = i
+
+    ops = [0] * n
+    out_side = [0] * n
+    out_tif = [0] * n
+    out_id = [0] * n
+    out_acc = [0] * n
+    out_price = [0] * n
+    out_qty = [0] * n
+    best_bid, best_ask, place, cancel, amend, order = (
+        model.best_bid, model.best_ask, model.place, model.cancel, model.amend, model.order)
+    for i in range(n):
+        mv = moves[i]
+        if mv < half_drift:
+            mid -= 1
+        elif mv < p.drift:
+            mid += 1
+        kind = kinds[i]
+        if (kind == CANCEL or kind == AMEND) and not live:
+            kind = PASSIVE
+        side = sides[i]
+        if kind == MARKET or kind == IOC:
+            touch = best_ask() if side == _book.BUY else best_bid()
+            if touch is None:
+                kind = PASSIVE              # nothing to take: rest instead
+        if kind == PASSIVE:
+            if side == _book.BUY:
+                price = mid - offsets[i]
+                ask = best_ask()
+                if ask is not None and price >= ask:
+                    price = ask - 1
+            else:
+                price = mid + offsets[i]
+                bid = best_bid()
+                if bid is not None and price <= bid:
+                    price = bid + 1
+            oid, acc, qty = next_id, accounts[i], maker_qty[i]
+            next_id += 1
+            place(oid, acc, side, price, qty)
+            where[oid] = len(live)
+            live.append(oid)
+            owner[oid] = acc
+            ops[i], out_tif[i] = _book.PLACE, _book.GTC
+        elif kind == CANCEL:
+            oid = live[int(picks[i] * len(live))]
+            cancel(oid)
+            drop(oid)
+            acc, side, price, qty = owner.pop(oid), 0, 0, 0
+            ops[i] = _book.CANCEL
+        elif kind == AMEND:
+            oid = live[int(picks[i] * len(live))]
+            _, acc, side, price, open_qty, filled, _, _ = order(oid)
+            # half the open quantity, same price: a size-down that keeps time priority
+            qty = filled + (open_qty + 1) // 2
+            amend(oid, price, qty)
+            ops[i] = _book.AMEND
+        else:
+            if kind == IOC:
+                price = touch + crosses[i] if side == _book.BUY else max(touch - crosses[i], 1)
+            else:
+                price = protection_price(side, touch, p.protection)
+            oid, acc, qty = next_id, accounts[i], taker_qty[i]
+            next_id += 1
+            place(oid, acc, side, price, qty, _book.IOC)
+            for rec in model.fills():
+                if rec[7] == 0:             # the maker is used up: no longer live
+                    drop(rec[1])
+                    del owner[rec[1]]
+            ops[i], out_tif[i] = _book.PLACE, _book.IOC
+        kinds[i] = kind
+        out_side[i], out_id[i], out_acc[i], out_price[i], out_qty[i] = side, oid, acc, price, qty
+
+    cmds = np.zeros(n, dtype=_book.CMD_DTYPE)
+    for col, values in (("op", ops), ("side", out_side), ("tif", out_tif), ("order_id", out_id),
+                        ("account", out_acc), ("price", out_price), ("qty", out_qty)):
+        cmds[col] = values
+    return Workload(name=name, seed=seed, params=p, setup=setup, cmds=cmds,
+                    kinds=np.array(kinds, dtype=np.uint8), final_resting=len(model),
+                    meta={"end_mid": mid, "trades": model.trade_count})
+
+
+def standard(n: int, seed: int = 1, **overrides) -> Workload:
+    """The standard matching mix."""
+    return matching_mix(n, seed, MixParams(**overrides), name="standard")
+
+
+def deep_book(n: int, seed: int = 1, resting: int = 1_000_000, **overrides) -> Workload:
+    """The standard mix on a book already holding `resting` orders (1,000,000 by default)."""
+    overrides.setdefault("offset_scale", 400.0)
+    overrides.setdefault("max_offset", 5_000)
+    return matching_mix(n, seed, MixParams(prefill=resting, **overrides), name="deep_book")
+
+
+def wide_range(n: int, seed: int = 1, **overrides) -> Workload:
+    """The standard mix with passive offsets log-uniform over 1..200,000 ticks (up to 30% from
+    mid): tens of thousands of sparse levels, so best-price moves must not scan empty ticks."""
+    overrides.setdefault("max_offset", 200_000)
+    return matching_mix(n, seed, MixParams(wide=True, **overrides), name="wide_range")
+
+
+# ---- the same stream for the Exchange -------------------------------------------------------------
+
+def call_list(book, cmds: np.ndarray) -> list[tuple]:
+    """(bound method, args) per command: the cheapest way to make one Python call per command."""
+    place, cancel, amend = book.place, book.cancel, book.amend
+    out = []
+    append = out.append
+    for op, side, tif, stp, _, oid, acc, price, qty, cid, _ in cmds.tolist():
+        if op == _book.PLACE:
+            append((place, (oid, acc, side, price, qty, tif, stp, cid)))
+        elif op == _book.CANCEL:
+            append((cancel, (oid,)))
+        else:
+            append((amend, (oid, price, qty)))
+    return out
+
+
+def to_messages(cmds: np.ndarray, kinds: np.ndarray | None = None, symbol: str = SYMBOL,
+                ts0: int = 1_000_000_000, ts_step: int = TS_STEP_NS) -> list[m.Command]:
+    """The book commands as perpcore.messages commands, one exchange-time step apart.
+
+    A market order (kind MARKET) becomes an OrderType.MARKET with price 0, so the Exchange derives
+    the same protection price from the touch that the book stream carries. Order ids match the
+    Exchange's own as long as it accepts every placement (ids are assigned in order from 1)."""
+    if kinds is None:
+        kinds = np.full(len(cmds), PASSIVE, dtype=np.uint8)
+    out = []
+    append = out.append
+    sides = (m.Side.BUY, m.Side.SELL)
+    tifs = {_book.GTC: m.TimeInForce.GTC, _book.IOC: m.TimeInForce.IOC}
+    ts = ts0
+    for (op, side, tif, _, _, oid, acc, price, qty, _, _), kind in zip(cmds.tolist(), kinds.tolist()):
+        if op == _book.PLACE:
+            if kind == MARKET:
+                append(m.PlaceOrder(account=acc, symbol=symbol, side=sides[side], qty=qty,
+                                    order_type=m.OrderType.MARKET, tif=m.TimeInForce.IOC, ts=ts))
+            else:
+                append(m.PlaceOrder(account=acc, symbol=symbol, side=sides[side], qty=qty,
+                                    price=price, tif=tifs[tif], ts=ts))
+        elif op == _book.CANCEL:
+            append(m.CancelOrder(account=acc, symbol=symbol, order_id=oid, ts=ts))
+        else:
+            append(m.AmendOrder(account=acc, symbol=symbol, order_id=oid, price=price, qty=qty,
+                                ts=ts))
+        ts += ts_step
+    return out
+
+
+def account_setup(accounts: int, deposit: str = "10000000") -> list[m.Command]:
+    """Accounts 1..accounts, each funded with `deposit` USD where the venue has deposits."""
+    cfg = default_config()
+    out: list[m.Command] = [m.CreateAccount(account=a, professional=True)
+                            for a in range(1, accounts + 1)]
+    deposit_cls = getattr(m, "Deposit", None)
+    if deposit_cls is not None:
+        units = cfg.assets["USD"].to_units(deposit)
+        out += [deposit_cls(account=a, asset="USD", amount=units) for a in range(1, accounts + 1)]
+    return out
+
+
+@dataclass
+class ExchangeWorkload:
+    """A workload as Exchange commands: `setup` (accounts, funding, the prefill) then `cmds`."""
+    book: Workload
+    setup: list
+    cmds: list
+
+    def __len__(self) -> int:
+        return len(self.cmds)
+
+
+def exchange_workload(wl: Workload, symbol: str = SYMBOL) -> ExchangeWorkload:
+    setup = account_setup(wl.params.accounts)
+    setup += to_messages(wl.setup, symbol=symbol, ts0=1_000_000, ts_step=0)
+    cmds = to_messages(wl.cmds, wl.kinds, symbol=symbol)
+    return ExchangeWorkload(book=wl, setup=setup, cmds=cmds)
+
+
+def instrument(symbol: str = SYMBOL) -> InstrumentSpec:
+    return default_config().instruments[symbol]
