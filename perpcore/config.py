@@ -48,6 +48,109 @@ class AssetSpec(msgspec.Struct, frozen=True):
         return Decimal(units).scaleb(-self.decimals)
 
 
+HOUR_NS = 3_600_000_000_000
+FUNDING_INTERVALS_NS = (HOUR_NS, 2 * HOUR_NS, 4 * HOUR_NS, 8 * HOUR_NS)
+MARK_METHODS = ("binance", "bitmex", "hyperliquid")
+
+
+class PricingSpec(msgspec.Struct, frozen=True):
+    """How an instrument is valued and funded (see MECHANICS.md); rates at RATE_SCALE, times in ns.
+
+    index_sources: (source, weight) pairs; empty accepts any source at weight 1. Each source is
+    capped at median x (1 +- index_cap) and drops out when silent for more than index_stale_ns.
+    mark_method: "binance" median(P1, P2, last trade); "bitmex" fair price P1; "hyperliquid"
+    median(P2, median(bid, ask, last), index). P2's moving average of (mid - index) is sampled every
+    mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and scaled
+    to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the maintenance
+    rate. The impact notional is impact_margin / impact_initial_rate (the initial margin rate at
+    maximum leverage) unless impact_notional is set (settlement asset)."""
+    index_sources: tuple[tuple[str, int], ...] = ()
+    index_cap: int = 1_000_000                      # 1%
+    index_stale_ns: int = 60_000_000_000            # 60 s
+    mark_method: str = "binance"
+    mark_sample_ns: int = 1_000_000_000             # 1 s
+    mark_window_ns: int = 300_000_000_000           # 5 min
+    premium_sample_ns: int = 5_000_000_000          # 5 s
+    funding_interval_ns: int = 8 * HOUR_NS
+    interest_rate: int = 10_000                     # 0.01% per 8 h
+    funding_clamp: int = 50_000                     # 0.05% per 8 h
+    funding_cap: int = 0
+    funding_cap_k: int = 75_000_000                 # 0.75
+    maintenance_rate: int = 400_000                 # 0.4%, the cap's base until margin tiers exist
+    impact_margin: Decimal = Decimal("200")
+    impact_initial_rate: int = 800_000              # 0.8%: 1 / 125x
+    impact_notional: Decimal = Decimal("0")
+
+    def __post_init__(self):
+        if self.funding_interval_ns not in FUNDING_INTERVALS_NS:
+            raise ValueError("funding interval must be 1, 2, 4 or 8 hours")
+        if self.mark_method not in MARK_METHODS:
+            raise ValueError(f"mark method must be one of {MARK_METHODS}")
+        if min(self.mark_sample_ns, self.mark_window_ns, self.premium_sample_ns,
+               self.index_stale_ns) <= 0 or self.mark_window_ns % self.mark_sample_ns:
+            raise ValueError("sample intervals must be positive; the mark window a whole number "
+                             "of mark samples")
+        if any(w <= 0 for _, w in self.index_sources) or \
+                len({s for s, _ in self.index_sources}) != len(self.index_sources):
+            raise ValueError("index sources must be distinct with positive weights")
+        if not 0 <= self.index_cap < RATE_SCALE or self.impact_initial_rate <= 0 or \
+                min(self.interest_rate + RATE_SCALE, self.funding_clamp, self.funding_cap,
+                    self.funding_cap_k, self.maintenance_rate) < 0:
+            raise ValueError("pricing rates out of range")
+
+    def scaled(self, per_8h: int) -> int:
+        """A rate quoted per 8 h, for one funding interval (exact: the intervals divide 8 h)."""
+        return per_8h * self.funding_interval_ns // (8 * HOUR_NS)
+
+
+class MarginTier(msgspec.Struct, frozen=True):
+    """One risk-limit tier (Binance's "leverage bracket"): a position whose notional is at most
+    max_notional (settlement asset) and above the previous tier's may use leverage up to
+    max_leverage and pays maintenance_rate (RATE_SCALE) on its notional, less the tier's
+    maintenance amount that keeps the requirement continuous across tiers. The last tier's
+    max_notional is the largest position the instrument admits."""
+    max_notional: Decimal
+    max_leverage: int
+    maintenance_rate: int
+
+
+BTC_TIERS = (
+    MarginTier(Decimal("50000"), 125, 400_000),            # 0.40%
+    MarginTier(Decimal("600000"), 100, 500_000),           # 0.50%
+    MarginTier(Decimal("3000000"), 50, 1_000_000),         # 1.00%
+    MarginTier(Decimal("12000000"), 20, 2_500_000),        # 2.50%
+    MarginTier(Decimal("50000000"), 10, 5_000_000),        # 5.00%
+)
+ETH_TIERS = (
+    MarginTier(Decimal("50000"), 100, 500_000),            # 0.50%
+    MarginTier(Decimal("500000"), 75, 650_000),            # 0.65%
+    MarginTier(Decimal("2000000"), 50, 1_000_000),         # 1.00%
+    MarginTier(Decimal("10000000"), 20, 2_500_000),        # 2.50%
+    MarginTier(Decimal("30000000"), 10, 5_000_000),        # 5.00%
+)
+
+
+def _check_tiers(symbol: str, tiers: tuple[MarginTier, ...], default_leverage: int) -> None:
+    if not tiers:
+        raise ValueError(f"{symbol} needs at least one margin tier")
+    previous = None
+    for tier in tiers:
+        if tier.max_notional <= 0 or tier.max_leverage < 1 or tier.maintenance_rate < 0:
+            raise ValueError(f"{symbol}: a tier needs a positive notional and leverage")
+        # initial margin at the tier's top leverage must exceed maintenance, or opening a
+        # position at full leverage would make it liquidatable at once
+        if tier.maintenance_rate * tier.max_leverage >= RATE_SCALE:
+            raise ValueError(f"{symbol}: maintenance rate must be below 1 / max leverage")
+        if previous is not None and (tier.max_notional <= previous.max_notional
+                                     or tier.max_leverage > previous.max_leverage
+                                     or tier.maintenance_rate < previous.maintenance_rate):
+            raise ValueError(f"{symbol}: tiers must rise in notional and maintenance rate and "
+                             "fall in leverage")
+        previous = tier
+    if not 1 <= default_leverage <= tiers[0].max_leverage:
+        raise ValueError(f"{symbol}: default leverage outside 1..{tiers[0].max_leverage}")
+
+
 class InstrumentSpec(msgspec.Struct, frozen=True):
     """A linear perpetual: quoted and settled in `settle`, one lot is lot_size of `base`."""
     symbol: str
@@ -62,6 +165,16 @@ class InstrumentSpec(msgspec.Struct, frozen=True):
     qty_step: int = 1                    # coarsen its grid without rescaling stored prices)
     market_protection: int = 5_000_000   # market orders fill no worse than best ± 5% (RATE_SCALE)
     professional_only: bool = True
+    pricing: PricingSpec = PricingSpec()
+    tiers: tuple[MarginTier, ...] = BTC_TIERS
+    maker_fee: int = 20_000              # 0.02% of the notional (RATE_SCALE); negative: a rebate
+    taker_fee: int = 50_000              # 0.05%
+    default_leverage: int = 20           # until the account sets its own
+
+    def __post_init__(self):
+        _check_tiers(self.symbol, self.tiers, self.default_leverage)
+        if self.taker_fee < 0 or self.maker_fee + self.taker_fee < 0:
+            raise ValueError(f"{self.symbol}: a trade's fees may not pay out more than they take")
 
     def to_ticks(self, price: str | Decimal | int) -> int:
         return _exact(price, self.tick_size, f"{self.symbol} price")
@@ -76,10 +189,49 @@ class InstrumentSpec(msgspec.Struct, frozen=True):
         return lots * self.lot_size
 
 
+YEAR_NS = 365 * 24 * 3_600_000_000_000
+
+
+class MarginSpec(msgspec.Struct, frozen=True):
+    """Cross margin, collateral and margin financing (rates at RATE_SCALE, times in ns).
+
+    haircuts: the non-cash assets that count as collateral, each valued at its index less the
+    haircut. leverage_caps: the highest leverage per account class ("professional", "retail").
+    Loans are of the settlement asset, against collateral: a Borrow may take the loan-to-value
+    (liabilities / collateral at index) up to max_ltv; past warning_ltv the account gets a
+    MarginCall; past liquidation_ltv collateral is sold to the platform at index less
+    conversion_penalty to repay. Interest (loan_rate a year) is added to the debt at every
+    multiple of interest_interval_ns of exchange time. lending_limit caps the pool's loans."""
+    haircuts: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"BTC": 5_000_000, "ETH": 5_000_000})            # 5%
+    leverage_caps: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"professional": 125, "retail": 10})
+    max_ltv: int = 65_000_000                        # 65%
+    warning_ltv: int = 75_000_000                    # 75%
+    liquidation_ltv: int = 83_000_000                # 83%
+    conversion_penalty: int = 2_000_000              # 2%
+    loan_rate: int = 10_000_000                      # 10% a year
+    interest_interval_ns: int = 3_600_000_000_000    # hourly
+    lending_limit: Decimal = Decimal("100000000")
+
+    def __post_init__(self):
+        if not 0 < self.max_ltv <= self.warning_ltv < self.liquidation_ltv <= RATE_SCALE:
+            raise ValueError("need 0 < max LTV <= warning LTV < liquidation LTV <= 1")
+        if not 0 <= self.conversion_penalty < RATE_SCALE or self.loan_rate < 0 \
+                or self.interest_interval_ns <= 0 or self.lending_limit < 0:
+            raise ValueError("margin financing rates out of range")
+        if any(not 0 <= h < RATE_SCALE for h in self.haircuts.values()):
+            raise ValueError("haircuts must be in [0, 1)")
+        if set(self.leverage_caps) != {"professional", "retail"} or \
+                min(self.leverage_caps.values()) < 1:
+            raise ValueError("leverage caps needed for professional and retail, each >= 1")
+
+
 class VenueConfig(msgspec.Struct, frozen=True):
     settlement_asset: str
     assets: dict[str, AssetSpec]
     instruments: dict[str, InstrumentSpec]
+    margin: MarginSpec = MarginSpec()
 
     def __post_init__(self):
         if self.settlement_asset not in self.assets:
@@ -89,6 +241,20 @@ class VenueConfig(msgspec.Struct, frozen=True):
                 raise ValueError(f"{spec.symbol} settles in unknown asset {spec.settle}")
             # a trade's value must be a whole number of minor units, or settlement would round
             self.units_per_ticklot(spec.symbol)
+            if spec.settle != self.settlement_asset:
+                raise ValueError(f"{spec.symbol} must settle in {self.settlement_asset}")
+        for asset in self.margin.haircuts:
+            if asset not in self.assets or asset == self.settlement_asset:
+                raise ValueError(f"collateral {asset} must be a non-settlement asset")
+            self.collateral_symbol(asset)
+        self.assets[self.settlement_asset].to_units(self.margin.lending_limit)
+
+    def collateral_symbol(self, asset: str) -> str:
+        """The instrument whose index values a collateral asset: the one whose base it is."""
+        for symbol in sorted(self.instruments):
+            if self.instruments[symbol].base == asset:
+                return symbol
+        raise ValueError(f"no instrument has base {asset}: its collateral cannot be valued")
 
     def units_per_ticklot(self, symbol: str) -> int:
         """Minor units of the settlement asset that one tick of price times one lot is worth."""
@@ -117,6 +283,7 @@ def default_config() -> VenueConfig:
                 symbol="ETH-PERP", base="ETH", settle="USD",
                 tick_size=Decimal("0.01"), lot_size=Decimal("0.01"),
                 min_notional=Decimal("5"), max_qty=1_000_000, max_price=100_000_000,
+                tiers=ETH_TIERS,
             ),
         },
     )

@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 from enum import IntEnum
 
+import msgspec
+
 from perpcore import _book
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, VenueConfig
 from perpcore.messages import CancelReason, RejectCode
+from perpcore.pricing import Pricing
 
 _BOOK_TIF = {m.TimeInForce.GTC: _book.GTC, m.TimeInForce.IOC: _book.IOC,
              m.TimeInForce.FOK: _book.FOK, m.TimeInForce.POST_ONLY: _book.POST_ONLY}
@@ -102,6 +105,7 @@ class Exchange:
         # were added. Each has to_state() -> plain data and from_state(data) for snapshots and the
         # state hash.
         self.components: dict[str, object] = {}
+        self._pricing = self.components["pricing"] = Pricing(self)
         self._handlers = {
             m.CreateAccount: self._create_account,
             m.PlaceOrder: self._place_order,
@@ -109,6 +113,7 @@ class Exchange:
             m.AmendOrder: self._amend_order,
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,
+            m.SetIndexPrice: self._set_index_price,
         }
 
     # ---- the entry point -----------------------------------------------------------------------
@@ -137,33 +142,45 @@ class Exchange:
                     raise Rejection(RejectCode.STALE_TIMESTAMP,
                                     f"command time {ts} is before exchange time {self.clock}")
             handler(cmd, events)
+            self._pricing.after_command(events)     # stage 5: the last trade or book moved the mark
             return events
         except Rejection as r:
             return [m.OrderRejected(self.seq, self.clock, r.code, r.reason,
                                     _echo(cmd, "account", int), _echo(cmd, "symbol", str),
                                     _echo(cmd, "order_id", int), _echo(cmd, "client_order_id", int))]
 
-    def submit_bytes(self, payload: bytes) -> list[m.Event]:
+    def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
         """Decodes a msgpack command (validating every field) and applies it; a payload that does
-        not decode is refused as MALFORMED."""
+        not decode is refused as MALFORMED. `seq` as in submit()."""
         try:
             cmd = m.command_decoder.decode(payload)
         except Exception as e:  # msgspec raises DecodeError/ValidationError; both mean "malformed"
+            if seq is not None and seq != self.seq + 1:
+                return self.submit(None, seq)   # the sequence check refuses it before anything else
             self.seq += 1
             return [m.OrderRejected(self.seq, self.clock, RejectCode.MALFORMED, str(e))]
-        return self.submit(cmd)
+        return self.submit(cmd, seq)
 
     # ---- time ----------------------------------------------------------------------------------
 
     def _advance_to(self, ts: int, events: list) -> None:
         """Moves exchange time forward; time-driven processes hook in here."""
         if ts > self.clock:
+            # index staleness, premium and mark samples, funding settlements crossed, in order
+            self._pricing.advance(ts, events)
             self.clock = ts
 
     def _advance_clock(self, cmd: m.AdvanceClock, events: list) -> None:
         if type(cmd.ts) is not int or cmd.ts <= 0:
             raise Rejection(RejectCode.MALFORMED, "AdvanceClock needs a positive integer ts")
         self._advance_to(cmd.ts, events)
+
+    # ---- prices --------------------------------------------------------------------------------
+
+    def _set_index_price(self, cmd: m.SetIndexPrice, events: list) -> None:
+        state = self._pricing.validate_index(cmd)
+        self._advance_to(cmd.ts, events)
+        self._pricing.set_index(state, cmd.source, cmd.price, events)
 
     # ---- accounts ------------------------------------------------------------------------------
 
@@ -346,6 +363,18 @@ class Exchange:
     def book(self, symbol: str) -> BookView:
         return BookView(self.markets[symbol].book)
 
+    def index_price(self, symbol: str) -> int | None:
+        """The index in ticks (its last value while stale), None before any constituent price."""
+        return self._pricing.index_price(symbol)
+
+    def mark_price(self, symbol: str) -> int | None:
+        """The mark in ticks, None before any index price."""
+        return self._pricing.mark_price(symbol)
+
+    def funding_rate(self, symbol: str) -> int:
+        """The predicted funding rate of the running interval, at RATE_SCALE."""
+        return self._pricing.funding_rate(symbol)
+
     def accounts(self) -> list[int]:
         return sorted(self._professional)
 
@@ -366,3 +395,52 @@ class Exchange:
         """A digest of the whole business state (not of the sequence counter): equal states give
         equal hashes on any machine, whatever path led to them."""
         return hashlib.blake2b(m.encoder.encode(self.to_state()), digest_size=32).hexdigest()
+
+    # ---- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The whole state and the sequence number as msgpack bytes; restore() rebuilds from them
+        an exchange that behaves exactly as this one does from here on."""
+        state = self.to_state()
+        # to_state's order tuples are what the hash needs; a restored order needs every field that
+        # decides its future (filled quantity, STP mode) and its place in the queue
+        state["books"] = [(symbol, market.book.dump())
+                          for symbol, market in self.markets.items()]
+        return m.encoder.encode({"format": SNAPSHOT_FORMAT, "config": config_digest(self.config),
+                                 "seq": self.seq, "state": state})
+
+    @classmethod
+    def restore(cls, config: VenueConfig, data: bytes) -> "Exchange":
+        """An exchange in the state a snapshot() recorded. The venue config must be the one the
+        snapshot was taken under, and the snapshot must cover exactly this build's components;
+        anything else raises ValueError (never a half-restored exchange)."""
+        snap = msgspec.msgpack.decode(data)
+        if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError("not a perpcore snapshot of a known format")
+        if snap["config"] != config_digest(config):
+            raise ValueError("the snapshot was taken under a different venue config")
+        ex = cls(config)
+        state = snap["state"]
+        expected = {"clock", "next_order_id", "accounts", "books", *ex.components}
+        if set(state) != expected:
+            raise ValueError(f"snapshot parts {sorted(state)} do not match this exchange's "
+                             f"{sorted(expected)}")
+        if [symbol for symbol, _ in state["books"]] != list(ex.markets):
+            raise ValueError("the snapshot's instruments differ from the config's")
+        ex.seq = snap["seq"]
+        ex.clock = state["clock"]
+        ex._next_order_id = state["next_order_id"]
+        ex._professional = {account: professional for account, professional in state["accounts"]}
+        for symbol, orders in state["books"]:
+            ex.markets[symbol].book.load(orders)
+        for name, component in ex.components.items():
+            component.from_state(state[name])
+        return ex
+
+
+SNAPSHOT_FORMAT = 1
+
+
+def config_digest(config: VenueConfig) -> str:
+    """A short digest of a venue config: a snapshot or journal records the config it belongs to."""
+    return hashlib.blake2b(m.encoder.encode(config), digest_size=16).hexdigest()

@@ -75,6 +75,7 @@ class RejectCode(IntEnum):
     ACCOUNT_IN_LIQUIDATION = 2003
     LEVERAGE_NOT_ALLOWED = 2004
     PRICE_OUTSIDE_BAND = 2005
+    RISK_LIMIT_EXCEEDED = 2006          # the position would outgrow its leverage's notional tier
     # 3xxx matching
     POST_ONLY_WOULD_TAKE = 3000
     FOK_UNFILLABLE = 3001
@@ -167,6 +168,53 @@ class SetIndexPrice(Command, frozen=True):
     ts: int = 0
 
 
+class Deposit(Command, frozen=True):
+    """Credits `amount` minor units of `asset`. transfer_id, when non-zero, is the custody
+    system's id of the transfer: a second Deposit or Withdraw of the account with the same id is
+    rejected as DUPLICATE_TRANSFER, so a retried message is never applied twice. 0: no id (each
+    command is a transfer of its own)."""
+    account: int
+    asset: str
+    amount: int
+    transfer_id: int = 0
+    ts: int = 0
+
+
+class Withdraw(Command, frozen=True):
+    """Debits `amount` of `asset` if the account keeps its initial margin and loan-to-value;
+    transfer_id as for Deposit."""
+    account: int
+    asset: str
+    amount: int
+    transfer_id: int = 0
+    ts: int = 0
+
+
+class Borrow(Command, frozen=True):
+    """Borrows `amount` of the settlement asset from the lending pool against collateral."""
+    account: int
+    asset: str
+    amount: int
+    ts: int = 0
+
+
+class Repay(Command, frozen=True):
+    """Repays `amount` of the account's loan (interest included) from its cash."""
+    account: int
+    asset: str
+    amount: int
+    ts: int = 0
+
+
+class SetLeverage(Command, frozen=True):
+    """The leverage of the account's position in `symbol`: its initial margin is notional /
+    leverage, and the leverage caps the position's notional at the highest tier allowing it."""
+    account: int
+    symbol: str
+    leverage: int
+    ts: int = 0
+
+
 # ---- events --------------------------------------------------------------------------------------
 
 class AccountCreated(Event, frozen=True):
@@ -224,6 +272,132 @@ class OrderAmended(Event, frozen=True):
     price: int
     qty: int
     priority_kept: bool
+
+
+class Deposited(Event, frozen=True):
+    account: int
+    asset: str
+    amount: int
+    transfer_id: int
+    balance: int                        # the account's balance of the asset afterwards
+
+
+class Withdrawn(Event, frozen=True):
+    account: int
+    asset: str
+    amount: int
+    transfer_id: int
+    balance: int
+
+
+class Borrowed(Event, frozen=True):
+    account: int
+    asset: str
+    amount: int
+    debt: int                           # the loan outstanding afterwards, interest included
+    ltv: int                            # loan-to-value afterwards (RATE_SCALE)
+
+
+class Repaid(Event, frozen=True):
+    account: int
+    asset: str
+    amount: int
+    debt: int
+
+
+class InterestAccrued(Event, frozen=True):
+    """Interest of one interval, added to the loan (owed to the lending pool)."""
+    account: int
+    asset: str
+    amount: int
+    debt: int
+
+
+class LeverageSet(Event, frozen=True):
+    account: int
+    symbol: str
+    leverage: int
+    max_notional: int                   # the largest position notional this leverage allows
+
+
+class PositionChanged(Event, frozen=True):
+    """One side of a fill settled: the account's position afterwards, the PnL it realised and the
+    fee it paid (negative: a rebate), both in minor units of the settlement asset."""
+    account: int
+    symbol: str
+    order_id: int
+    size: int                           # signed lots
+    entry_value: int                    # ticks x lots of the open position, exact
+    realised_pnl: int
+    fee: int
+    balance: int                        # settlement asset balance afterwards
+
+
+class MarginCall(Event, frozen=True):
+    """The account's loan-to-value passed the warning level (once per crossing)."""
+    account: int
+    ltv: int
+    debt: int
+    collateral_value: int               # collateral at index, before haircuts
+
+
+class CollateralConverted(Event, frozen=True):
+    """Collateral sold to the platform at index less the penalty; the proceeds repaid the loan."""
+    account: int
+    asset: str
+    amount: int
+    price: int                          # the index, in ticks of the asset's instrument
+    proceeds: int                       # settlement asset received
+    repaid: int
+    debt: int
+
+
+class IndexPriceUpdated(Event, frozen=True):
+    """The index moved (or became fresh again): `sources` fresh constituents made it."""
+    symbol: str
+    price: int
+    sources: int
+
+
+class IndexStale(Event, frozen=True):
+    """No constituent is fresh: the index keeps its last price, which triggers no liquidation."""
+    symbol: str
+    price: int
+
+
+class MarkPriceUpdated(Event, frozen=True):
+    symbol: str
+    price: int
+    index_price: int
+    index_stale: bool
+
+
+class FundingRateUpdated(Event, frozen=True):
+    """The predicted rate of the running interval (RATE_SCALE), payable at next_funding_ts."""
+    symbol: str
+    rate: int
+    next_funding_ts: int
+
+
+class FundingPaid(Event, frozen=True):
+    """One account's funding at a settlement: amount > 0 received, < 0 paid (minor units)."""
+    symbol: str
+    account: int
+    position: int
+    mark_price: int
+    rate: int
+    amount: int
+
+
+class FundingSettled(Event, frozen=True):
+    """A settlement's totals: paid == received + insurance (the rounding remainder)."""
+    symbol: str
+    rate: int
+    mark_price: int
+    positions: int
+    paid: int
+    received: int
+    insurance: int
 
 
 def _all_subclasses(base: type) -> tuple[type, ...]:

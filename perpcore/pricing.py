@@ -1,0 +1,366 @@
+"""Valuation: the index price, the mark price and the funding clock, per instrument.
+
+The Pricing component (ex.components["pricing"]) keeps, per symbol, the constituent spot prices, the
+index made from them, the mark, and the funding state of perpcore.funding. Time comes only from the
+exchange clock: Exchange._advance_to calls advance(), which walks every premium sample, mark sample,
+index staleness expiry and funding settlement the clock crosses, in time order. Between those
+instants the book and the index are constant (no command is applied), so runs of equal samples are
+added in closed form and a long clock jump costs one step per staleness expiry or settlement.
+
+Units: prices in ticks (the index and mark are rounded half to even to whole ticks), rates at
+RATE_SCALE, money in minor units of the settlement asset.
+"""
+from __future__ import annotations
+
+from collections import deque
+from fractions import Fraction
+
+from perpcore import funding
+from perpcore import messages as m
+from perpcore.config import RATE_SCALE, PricingSpec
+
+_NEVER = 1 << 127   # later than any clock
+
+
+def median(values: list) -> Fraction:
+    """The median of a non-empty list; the mean of the two middle values for an even count."""
+    v = sorted(values)
+    n = len(v)
+    mid = n // 2
+    return Fraction(v[mid]) if n % 2 else Fraction(v[mid - 1] + v[mid], 2)
+
+
+def index_price(quotes: list[tuple[int, int]], cap: int) -> int:
+    """Weighted average of (price, weight) quotes after capping each at median x (1 +- cap);
+    rounded half to even to a whole tick (at least 1)."""
+    med = median([p for p, _ in quotes])
+    lo = med * (RATE_SCALE - cap) / RATE_SCALE
+    hi = med * (RATE_SCALE + cap) / RATE_SCALE
+    total = sum(w * min(max(Fraction(p), lo), hi) for p, w in quotes)
+    return max(1, round(total / sum(w for _, w in quotes)))
+
+
+def fair_price(index: int, rate: int, time_to_funding: int, interval: int) -> Fraction:
+    """P1 (BitMEX's fair price): index x (1 + rate x time to funding / interval)."""
+    return Fraction(index) * (RATE_SCALE * interval + rate * time_to_funding) / (RATE_SCALE * interval)
+
+
+def mark_price(method: str, index: int, p1: Fraction, p2: Fraction, last: int | None,
+               bid: int | None, ask: int | None) -> int:
+    """The mark by method, rounded half to even to a whole tick (at least 1). Missing inputs (no
+    trade yet, an empty side) drop out of a median."""
+    if method == "bitmex":
+        value = p1
+    elif method == "binance":
+        value = median([x for x in (p1, p2, last) if x is not None])
+    else:  # hyperliquid: median(oracle + MA(mid - oracle), median(bid, ask, last), oracle)
+        local = [x for x in (bid, ask, last) if x is not None]
+        value = median([p2, index] + ([median(local)] if local else []))
+    return max(1, round(value))
+
+
+class SymbolPricing:
+    """The valuation state of one instrument."""
+    __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
+                 "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
+                 "premium", "predicted", "last_rate", "next_funding", "history", "interest",
+                 "clamp", "cap", "published")
+
+    def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int):
+        self.symbol = symbol
+        self.spec = spec
+        self.book = market.book
+        self.units_per_ticklot = market.units_per_ticklot
+        self.impact_ticklots = impact_units // market.units_per_ticklot    # floor: a whole tick x lot
+        self.weights = dict(spec.index_sources)
+        self.interest = spec.scaled(spec.interest_rate)
+        self.clamp = spec.scaled(spec.funding_clamp)
+        self.cap = cap
+        self.quotes: dict[str, tuple[int, int]] = {}       # source -> (price, ts)
+        self.index: int | None = None
+        self.index_stale = False
+        self.mark: int | None = None
+        self.last_trade: int | None = None
+        # P2's moving average of (mid - index), kept in half ticks: bid + ask - 2 x index
+        self.basis: deque[int] = deque(maxlen=spec.mark_window_ns // spec.mark_sample_ns)
+        self.basis_sum = 0
+        self.premium = funding.PremiumAverage()
+        self.predicted = funding.funding_rate(0, self.interest, self.clamp, cap)
+        self.last_rate = 0
+        self.next_funding = 0                               # 0 until the first index price
+        self.history: list[tuple[int, int, int]] = []       # (ts, rate, mark) per settlement
+        self.published = (None, False, None)                # (mark, stale, (rate, next funding))
+
+    # ---- index ---------------------------------------------------------------------------------
+
+    def fresh_quotes(self, t: int) -> list[tuple[int, int]]:
+        limit = self.spec.index_stale_ns
+        return [(price, self.weights.get(source, 1))
+                for source, (price, ts) in sorted(self.quotes.items()) if t - ts <= limit]
+
+    def next_expiry(self, t: int) -> int:
+        """The first time after t at which a fresh quote goes stale."""
+        limit = self.spec.index_stale_ns
+        return min((ts + limit + 1 for _, ts in self.quotes.values() if ts + limit >= t),
+                   default=_NEVER)
+
+    def update_index(self, seq: int, t: int, events: list) -> bool:
+        """Recomputes the index from the quotes fresh at t; True if it changed."""
+        fresh = self.fresh_quotes(t)
+        if not fresh:
+            if self.index_stale or self.index is None:
+                return False
+            self.index_stale = True
+            events.append(m.IndexStale(seq, t, self.symbol, self.index))
+            return True
+        value = index_price(fresh, self.spec.index_cap)
+        if value == self.index and not self.index_stale:
+            return False
+        self.index = value
+        self.index_stale = False
+        events.append(m.IndexPriceUpdated(seq, t, self.symbol, value, len(fresh)))
+        return True
+
+    # ---- samples -------------------------------------------------------------------------------
+
+    def sample(self, a: int, b: int) -> bool:
+        """Adds the premium and basis samples due in (a, b], over which the book and the index are
+        constant. No sample is taken against a stale or missing index. True if any was added."""
+        if self.index is None or self.index_stale or b <= a:
+            return False
+        spec = self.spec
+        added = False
+        k = b // spec.premium_sample_ns - a // spec.premium_sample_ns
+        if k:
+            book = self.book
+            self.premium.add(funding.premium(self.index, book.impact(1, self.impact_ticklots),
+                                             book.impact(0, self.impact_ticklots)), k)
+            self.predicted = funding.funding_rate(self.premium.value(), self.interest,
+                                                  self.clamp, self.cap)
+            added = True
+        k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if k and bid is not None and ask is not None:
+            value = bid + ask - 2 * self.index
+            basis = self.basis
+            for _ in range(min(k, basis.maxlen)):
+                if len(basis) == basis.maxlen:
+                    self.basis_sum -= basis[0]
+                basis.append(value)
+                self.basis_sum += value
+            added = True
+        return added
+
+    # ---- mark ----------------------------------------------------------------------------------
+
+    def compute_mark(self, t: int) -> int | None:
+        if self.index is None:
+            return None
+        spec = self.spec
+        index = self.index
+        ttf = self.next_funding - t
+        p1 = fair_price(index, self.predicted, ttf, spec.funding_interval_ns)
+        n = len(self.basis)
+        p2 = index + Fraction(self.basis_sum, 2 * n) if n else Fraction(index)
+        return mark_price(spec.mark_method, index, p1, p2, self.last_trade,
+                          self.book.best_bid(), self.book.best_ask())
+
+    def publish(self, seq: int, t: int, events: list) -> None:
+        """Recomputes the mark; emits MarkPriceUpdated / FundingRateUpdated for what changed."""
+        self.mark = self.compute_mark(t)
+        mark, stale, rate = self.published
+        if self.mark is not None and (self.mark != mark or self.index_stale != stale):
+            events.append(m.MarkPriceUpdated(seq, t, self.symbol, self.mark, self.index,
+                                             self.index_stale))
+        now_rate = (self.predicted, self.next_funding)
+        if self.index is not None and now_rate != rate:
+            events.append(m.FundingRateUpdated(seq, t, self.symbol, self.predicted,
+                                               self.next_funding))
+        self.published = (self.mark, self.index_stale, now_rate)
+
+    # ---- funding -------------------------------------------------------------------------------
+
+    def settle(self, seq: int, t: int, ledger, events: list) -> None:
+        """The funding payment at t (== next_funding) at the current mark and predicted rate."""
+        rate, mark = self.predicted, self.compute_mark(t)
+        positions = ledger.open_positions(self.symbol) if ledger is not None else []
+        pays, remainder = funding.payments(positions, mark, rate, self.units_per_ticklot)
+        if ledger is not None:
+            ledger.settle_funding(self.symbol, pays, remainder)
+        sizes = dict(positions)
+        paid = 0
+        for account, amount in pays:
+            if amount < 0:
+                paid -= amount
+            events.append(m.FundingPaid(seq, t, self.symbol, account, sizes[account], mark, rate,
+                                        amount))
+        events.append(m.FundingSettled(seq, t, self.symbol, rate, mark, len(pays), paid,
+                                       paid - remainder, remainder))
+        self.history.append((t, rate, mark))
+        self.last_rate = rate
+        self.premium.reset()
+        self.predicted = funding.funding_rate(0, self.interest, self.clamp, self.cap)
+        self.next_funding = t + self.spec.funding_interval_ns
+
+    # ---- snapshots -----------------------------------------------------------------------------
+
+    def to_state(self) -> dict:
+        return {
+            "quotes": sorted((s, p, ts) for s, (p, ts) in self.quotes.items()),
+            "index": self.index, "index_stale": self.index_stale, "mark": self.mark,
+            "last_trade": self.last_trade, "basis": list(self.basis),
+            "premium": (self.premium.count, self.premium.weighted), "predicted": self.predicted,
+            "last_rate": self.last_rate, "next_funding": self.next_funding,
+            "history": [list(h) for h in self.history],
+            "published": [self.published[0], self.published[1],
+                          list(self.published[2]) if self.published[2] else None],
+        }
+
+    def from_state(self, data: dict) -> None:
+        self.quotes = {s: (p, ts) for s, p, ts in data["quotes"]}
+        self.index, self.index_stale = data["index"], data["index_stale"]
+        self.mark, self.last_trade = data["mark"], data["last_trade"]
+        self.basis.clear()
+        self.basis.extend(data["basis"])
+        self.basis_sum = sum(self.basis)
+        self.premium = funding.PremiumAverage(*data["premium"])
+        self.predicted, self.last_rate = data["predicted"], data["last_rate"]
+        self.next_funding = data["next_funding"]
+        self.history = [tuple(h) for h in data["history"]]
+        mark, stale, rate = data["published"]
+        self.published = (mark, stale, tuple(rate) if rate else None)
+
+
+class Pricing:
+    """The valuation layer of an Exchange: index, mark and funding for every instrument."""
+
+    def __init__(self, exchange):
+        self.exchange = exchange
+        config = exchange.config
+        self.symbols: dict[str, SymbolPricing] = {}
+        for symbol, market in exchange.markets.items():
+            spec = config.instruments[symbol].pricing
+            settle = config.assets[config.instruments[symbol].settle]
+            if spec.impact_notional > 0:
+                impact_units = settle.to_units(spec.impact_notional)
+            else:   # margin / initial rate, rounded down to a minor unit
+                impact_units = settle.to_units(spec.impact_margin) * RATE_SCALE \
+                    // spec.impact_initial_rate
+            cap = spec.funding_cap or spec.funding_cap_k * spec.maintenance_rate // RATE_SCALE
+            self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap)
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def validate_index(self, cmd: m.SetIndexPrice) -> SymbolPricing:
+        """Raises exchange.Rejection for a bad SetIndexPrice; changes nothing."""
+        from perpcore.exchange import Rejection
+        state = self.symbols.get(cmd.symbol) if type(cmd.symbol) is str else None
+        if state is None:
+            raise Rejection(m.RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
+        if type(cmd.source) is not str or not cmd.source:
+            raise Rejection(m.RejectCode.MALFORMED, "index source must be a non-empty string")
+        if state.weights and cmd.source not in state.weights:
+            raise Rejection(m.RejectCode.MALFORMED,
+                            f"{cmd.source!r} is not an index source of {cmd.symbol}")
+        if type(cmd.price) is not int:
+            raise Rejection(m.RejectCode.MALFORMED, "price must be an integer")
+        if cmd.price <= 0:
+            raise Rejection(m.RejectCode.INVALID_PRICE, f"price {cmd.price} must be positive")
+        if cmd.price > self.exchange.markets[cmd.symbol].spec.max_price:
+            raise Rejection(m.RejectCode.PRICE_OUT_OF_RANGE, f"price {cmd.price} out of range")
+        return state
+
+    def set_index(self, state: SymbolPricing, source: str, price: int, events: list) -> None:
+        """Records a constituent price at the exchange time (already advanced to the command's)."""
+        ex = self.exchange
+        t = ex.clock
+        state.quotes[source] = (price, t)
+        if not state.next_funding:           # the funding clock starts with the first price
+            interval = state.spec.funding_interval_ns
+            state.next_funding = (t // interval + 1) * interval
+        if state.update_index(ex.seq, t, events):
+            state.publish(ex.seq, t, events)
+
+    # ---- the clock -----------------------------------------------------------------------------
+
+    def advance(self, t_end: int, events: list) -> None:
+        """Processes everything due in (clock, t_end], in time order: at each instant, staleness
+        first, then that instant's samples, then a settlement due then."""
+        ex = self.exchange
+        states = [s for s in self.symbols.values() if s.next_funding]
+        if not states:
+            return
+        ledger = ex.components.get("margin")
+        cur = ex.clock
+        while cur < t_end:
+            due = [(s.next_expiry(cur), s) for s in states]
+            t = min(t_end, min(min(expiry, s.next_funding) for expiry, s in due))
+            ex.clock = t
+            for expiry, s in due:
+                # samples strictly before t see the old index; the one at t sees t's staleness
+                changed = s.sample(cur, t - 1)
+                if expiry == t:
+                    changed |= s.update_index(ex.seq, t, events)
+                changed |= s.sample(t - 1, t)
+                if t == s.next_funding:
+                    s.settle(ex.seq, t, ledger, events)
+                    changed = True
+                if changed:
+                    s.publish(ex.seq, t, events)
+            cur = t
+
+    def after_command(self, events: list) -> None:
+        """Stage 5: the last trade and the book moved; recomputes the affected marks."""
+        touched = {}
+        for e in events:
+            if type(e) is m.OrderFilled:
+                touched[e.symbol] = e.price
+            elif type(e) in (m.OrderAccepted, m.OrderCancelled, m.OrderAmended):
+                touched.setdefault(e.symbol, None)
+        if not touched:
+            return
+        ex = self.exchange
+        for symbol in sorted(touched):
+            s = self.symbols[symbol]
+            if touched[symbol] is not None:
+                s.last_trade = touched[symbol]
+            elif s.spec.mark_method != "hyperliquid":
+                continue    # the book alone moves only the hyperliquid mark
+            s.publish(ex.seq, ex.clock, events)
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    def index_price(self, symbol: str) -> int | None:
+        return self.symbols[symbol].index
+
+    def is_stale(self, symbol: str) -> bool:
+        """True when no constituent is fresh: the mark rests on an old index and must not
+        liquidate anyone. Also True before the first index price."""
+        s = self.symbols[symbol]
+        return s.index is None or s.index_stale
+
+    def mark_price(self, symbol: str) -> int | None:
+        return self.symbols[symbol].mark
+
+    def funding_rate(self, symbol: str) -> int:
+        """The predicted rate of the running interval (RATE_SCALE)."""
+        return self.symbols[symbol].predicted
+
+    def last_funding_rate(self, symbol: str) -> int:
+        return self.symbols[symbol].last_rate
+
+    def next_funding_time(self, symbol: str) -> int | None:
+        return self.symbols[symbol].next_funding or None
+
+    def funding_history(self, symbol: str) -> list[tuple[int, int, int]]:
+        """[(ts, rate, mark)] of every settlement, oldest first."""
+        return list(self.symbols[symbol].history)
+
+    # ---- snapshots -----------------------------------------------------------------------------
+
+    def to_state(self) -> dict:
+        return {symbol: s.to_state() for symbol, s in sorted(self.symbols.items())}
+
+    def from_state(self, data: dict) -> None:
+        for symbol, s in self.symbols.items():
+            s.from_state(data[symbol])
