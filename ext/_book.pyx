@@ -30,6 +30,7 @@ POST_ONLY_WOULD_TAKE, FOK_UNFILLABLE, DUPLICATE_ORDER_ID, DUPLICATE_CLIENT_ID = 
 UNKNOWN_ORDER, INVALID = ST_UNKNOWN_ORDER, ST_INVALID
 TRADE, MAKER_EXPIRED = EV_TRADE, EV_MAKER_EXPIRED
 PLACE, CANCEL, AMEND = OP_PLACE, OP_CANCEL, OP_AMEND
+LEVELS_PER_CHUNK = CHUNK_CAP
 
 # Which key an index compares: the order id, (account, client id), or the account.
 cdef enum:
@@ -81,6 +82,36 @@ cdef inline bint _crosses(int taker_side, int64_t limit, int64_t level_price) no
     return level_price >= limit
 
 
+cdef inline int32_t _lower_bound(Chunk* ch, int64_t key) noexcept nogil:
+    """First position in the chunk whose key is >= key."""
+    cdef int32_t lo = 0, hi = ch.n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ch.keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline int32_t _best_slot(SideLevels* sl) noexcept nogil:
+    cdef Chunk* ch = sl.chunks[sl.nchunks - 1]
+    return ch.slots[ch.n - 1]
+
+
+cdef inline bint _next_worse(SideLevels* sl, int32_t* c, int32_t* j) noexcept nogil:
+    """Steps a (chunk, position) cursor one level away from the best; False past the worst.
+    Start it at c = nchunks - 1, j = that chunk's n."""
+    if j[0] > 0:
+        j[0] -= 1
+        return True
+    c[0] -= 1
+    if c[0] < 0:
+        return False
+    j[0] = sl.chunks[c[0]].n - 1
+    return True
+
+
 cdef inline _check_side(int side):
     if side != SIDE_BUY and side != SIDE_SELL:
         raise ValueError(f"side must be BUY (0) or SELL (1), not {side}")
@@ -109,12 +140,13 @@ cdef class OrderBook:
         self._add_level_slots(256)
         self.fills_cap = 256
         for s in range(2):
-            self.sides[s].slots = <int32_t*>malloc(64 * sizeof(int32_t))
-            self.sides[s].prices = <int64_t*>malloc(64 * sizeof(int64_t))
-            if self.sides[s].slots == NULL or self.sides[s].prices == NULL:
+            self.sides[s].chunks = <Chunk**>malloc(16 * sizeof(Chunk*))
+            self.sides[s].first_keys = <int64_t*>malloc(16 * sizeof(int64_t))
+            if self.sides[s].chunks == NULL or self.sides[s].first_keys == NULL:
                 raise MemoryError()
+            self.sides[s].nchunks = 0
+            self.sides[s].cap = 16
             self.sides[s].n = 0
-            self.sides[s].cap = 64
         self._alloc_indexes(capacity)
 
     def __dealloc__(self):
@@ -125,8 +157,10 @@ cdef class OrderBook:
         free(self.client_index)
         free(self.account_index)
         for s in range(2):
-            free(self.sides[s].slots)
-            free(self.sides[s].prices)
+            for c in range(self.sides[s].nchunks):
+                free(self.sides[s].chunks[c])
+            free(self.sides[s].chunks)
+            free(self.sides[s].first_keys)
 
     # ---- storage -------------------------------------------------------------------------------
 
@@ -242,41 +276,85 @@ cdef class OrderBook:
 
     # ---- price levels ------------------------------------------------------------------------
 
-    cdef int64_t _level_pos(self, int side, int64_t key) noexcept nogil:
-        """Index of the first level whose key is >= key (binary search)."""
-        cdef SideLevels* sl = &self.sides[side]
-        cdef int64_t lo = 0, hi = sl.n, mid, k
+    cdef int32_t _chunk_of(self, SideLevels* sl, int64_t key) noexcept nogil:
+        """The chunk a key belongs in: the last whose first key is <= key (else the first)."""
+        cdef int32_t lo = 0, hi = sl.nchunks, mid
         while lo < hi:
             mid = (lo + hi) >> 1
-            k = _key(side, sl.prices[mid])
-            if k < key:
+            if sl.first_keys[mid] <= key:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo
+        return lo - 1 if lo > 0 else 0
+
+    cdef int _insert_chunk(self, SideLevels* sl, int32_t at) except -1 nogil:
+        """A new empty chunk at position `at` of the chunk list."""
+        cdef Chunk* ch = <Chunk*>malloc(sizeof(Chunk))
+        if ch == NULL:
+            with gil:
+                raise MemoryError()
+        if sl.nchunks == sl.cap:
+            sl.chunks = <Chunk**>_grow(sl.chunks, sl.cap * 2, sizeof(Chunk*))
+            sl.first_keys = <int64_t*>_grow(sl.first_keys, sl.cap * 2, sizeof(int64_t))
+            if sl.chunks == NULL or sl.first_keys == NULL:
+                with gil:
+                    raise MemoryError()
+            sl.cap *= 2
+        memmove(&sl.chunks[at + 1], &sl.chunks[at], (sl.nchunks - at) * sizeof(Chunk*))
+        memmove(&sl.first_keys[at + 1], &sl.first_keys[at], (sl.nchunks - at) * sizeof(int64_t))
+        ch.n = 0
+        sl.chunks[at] = ch
+        sl.nchunks += 1
+        return 0
+
+    cdef void _drop_chunk(self, SideLevels* sl, int32_t at) noexcept nogil:
+        free(sl.chunks[at])
+        memmove(&sl.chunks[at], &sl.chunks[at + 1], (sl.nchunks - at - 1) * sizeof(Chunk*))
+        memmove(&sl.first_keys[at], &sl.first_keys[at + 1], (sl.nchunks - at - 1) * sizeof(int64_t))
+        sl.nchunks -= 1
 
     cdef int32_t _level_at(self, int side, int64_t price) except -2 nogil:
         """The level slot for a price on a side, created if absent."""
         cdef SideLevels* sl = &self.sides[side]
         cdef int64_t key = _key(side, price)
-        cdef int64_t pos
-        cdef int32_t lslot
+        cdef int32_t c, j, lslot, half = CHUNK_CAP // 2
+        cdef Chunk* ch
+        cdef Chunk* upper
         cdef Level* lv
-        if sl.n > 0 and sl.prices[sl.n - 1] == price:
-            return sl.slots[sl.n - 1]
-        if sl.n == 0 or _key(side, sl.prices[sl.n - 1]) < key:
-            pos = sl.n                      # a new best: append
+        if sl.nchunks == 0:
+            self._insert_chunk(sl, 0)
+            c = 0
+            j = 0
         else:
-            pos = self._level_pos(side, key)
-            if pos < sl.n and sl.prices[pos] == price:
-                return sl.slots[pos]
-        if sl.n == sl.cap:
-            sl.slots = <int32_t*>_grow(sl.slots, sl.cap * 2, sizeof(int32_t))
-            sl.prices = <int64_t*>_grow(sl.prices, sl.cap * 2, sizeof(int64_t))
-            if sl.slots == NULL or sl.prices == NULL:
-                with gil:
-                    raise MemoryError()
-            sl.cap *= 2
+            c = sl.nchunks - 1
+            ch = sl.chunks[c]
+            if ch.keys[ch.n - 1] == key:
+                return ch.slots[ch.n - 1]
+            if ch.keys[ch.n - 1] < key:
+                j = ch.n                    # a new best: append
+            else:
+                c = self._chunk_of(sl, key)
+                ch = sl.chunks[c]
+                j = _lower_bound(ch, key)
+                if j < ch.n and ch.keys[j] == key:
+                    return ch.slots[j]
+            if ch.n == CHUNK_CAP:
+                if j == CHUNK_CAP and c == sl.nchunks - 1:
+                    # a run of new bests fills fresh chunks instead of leaving half-empty ones
+                    self._insert_chunk(sl, c + 1)
+                    c += 1
+                    j = 0
+                else:
+                    self._insert_chunk(sl, c + 1)
+                    upper = sl.chunks[c + 1]
+                    memmove(upper.keys, &ch.keys[half], half * sizeof(int64_t))
+                    memmove(upper.slots, &ch.slots[half], half * sizeof(int32_t))
+                    upper.n = half
+                    ch.n = half
+                    sl.first_keys[c + 1] = upper.keys[0]
+                    if j > half:
+                        c += 1
+                        j -= half
         if self.level_free == NIL:
             self._add_level_slots(self.level_cap * 2)
         lslot = self.level_free
@@ -287,26 +365,51 @@ cdef class OrderBook:
         lv.count = 0
         lv.head = NIL
         lv.tail = NIL
-        if pos < sl.n:
-            memmove(&sl.slots[pos + 1], &sl.slots[pos], (sl.n - pos) * sizeof(int32_t))
-            memmove(&sl.prices[pos + 1], &sl.prices[pos], (sl.n - pos) * sizeof(int64_t))
-        sl.slots[pos] = lslot
-        sl.prices[pos] = price
+        ch = sl.chunks[c]
+        memmove(&ch.keys[j + 1], &ch.keys[j], (ch.n - j) * sizeof(int64_t))
+        memmove(&ch.slots[j + 1], &ch.slots[j], (ch.n - j) * sizeof(int32_t))
+        ch.keys[j] = key
+        ch.slots[j] = lslot
+        ch.n += 1
+        if j == 0:
+            sl.first_keys[c] = key
         sl.n += 1
         return lslot
 
     cdef void _remove_level(self, int side, int32_t lslot) noexcept nogil:
         cdef SideLevels* sl = &self.sides[side]
-        cdef int64_t pos
-        if sl.slots[sl.n - 1] == lslot:
-            pos = sl.n - 1                  # the best level: the common case
+        cdef int32_t c = sl.nchunks - 1, j
+        cdef Chunk* ch = sl.chunks[c]
+        cdef Chunk* right
+        cdef int64_t key
+        if ch.slots[ch.n - 1] == lslot:
+            j = ch.n - 1                    # the best level: the common case
         else:
-            pos = self._level_pos(side, _key(side, self.levels[lslot].price))
-            memmove(&sl.slots[pos], &sl.slots[pos + 1], (sl.n - pos - 1) * sizeof(int32_t))
-            memmove(&sl.prices[pos], &sl.prices[pos + 1], (sl.n - pos - 1) * sizeof(int64_t))
+            key = _key(side, self.levels[lslot].price)
+            c = self._chunk_of(sl, key)
+            ch = sl.chunks[c]
+            j = _lower_bound(ch, key)
+        memmove(&ch.keys[j], &ch.keys[j + 1], (ch.n - j - 1) * sizeof(int64_t))
+        memmove(&ch.slots[j], &ch.slots[j + 1], (ch.n - j - 1) * sizeof(int32_t))
+        ch.n -= 1
         sl.n -= 1
         self.levels[lslot].next_free = self.level_free
         self.level_free = lslot
+        if ch.n == 0:
+            self._drop_chunk(sl, c)
+            return
+        sl.first_keys[c] = ch.keys[0]
+        if ch.n < CHUNK_CAP // 4 and sl.nchunks > 1:
+            # a sparse chunk joins a neighbour, so chunks stay at least a quarter full on average
+            if c == sl.nchunks - 1:
+                c -= 1
+            ch = sl.chunks[c]
+            right = sl.chunks[c + 1]
+            if ch.n + right.n <= CHUNK_CAP * 3 // 4:
+                memmove(&ch.keys[ch.n], right.keys, right.n * sizeof(int64_t))
+                memmove(&ch.slots[ch.n], right.slots, right.n * sizeof(int32_t))
+                ch.n += right.n
+                self._drop_chunk(sl, c + 1)
 
     # ---- orders ------------------------------------------------------------------------------
 
@@ -425,13 +528,11 @@ cdef class OrderBook:
         """Quantity a taker could really trade up to qty (for the FOK check)."""
         cdef SideLevels* opp = &self.sides[1 - side]
         cdef int64_t total = 0
-        cdef int64_t i
-        cdef int32_t s
+        cdef int32_t s, c = opp.nchunks - 1, j = opp.chunks[c].n if c >= 0 else 0
         cdef Level* lv
         cdef Order* o
-        i = opp.n - 1
-        while i >= 0 and total < qty:
-            lv = &self.levels[opp.slots[i]]
+        while total < qty and _next_worse(opp, &c, &j):
+            lv = &self.levels[opp.chunks[c].slots[j]]
             if not _crosses(side, price, lv.price):
                 break
             if stp == STP_NONE:
@@ -446,7 +547,6 @@ cdef class OrderBook:
                     else:
                         total += o.qty
                     s = o.next
-            i -= 1
         return total
 
     cdef int _match(self, int64_t taker_id, int64_t account, int side, int64_t price,
@@ -458,7 +558,7 @@ cdef class OrderBook:
         cdef Order* o
         cdef int64_t t
         while qty[0] > 0 and opp.n > 0:
-            lslot = opp.slots[opp.n - 1]
+            lslot = _best_slot(opp)
             lv = &self.levels[lslot]
             if not _crosses(side, price, lv.price):
                 return 0
@@ -496,7 +596,7 @@ cdef class OrderBook:
             return ST_DUPLICATE_CLIENT_ID
         if tif == TIF_POST_ONLY:
             opp = &self.sides[1 - side]
-            if opp.n > 0 and _crosses(side, price, opp.prices[opp.n - 1]):
+            if opp.n > 0 and _crosses(side, price, self.levels[_best_slot(opp)].price):
                 return ST_POST_ONLY_WOULD_TAKE
         elif tif == TIF_FOK:
             if self._fillable(side, price, qty, account, stp) < qty:
@@ -538,7 +638,7 @@ cdef class OrderBook:
             return ST_RESTING
         if o.post_only:
             opp = &self.sides[1 - o.side]
-            if opp.n > 0 and _crosses(o.side, price, opp.prices[opp.n - 1]):
+            if opp.n > 0 and _crosses(o.side, price, self.levels[_best_slot(opp)].price):
                 return ST_POST_ONLY_WOULD_TAKE
         saved = o[0]
         self._remove(slot)
@@ -596,25 +696,31 @@ cdef class OrderBook:
 
     def best_bid(self):
         cdef SideLevels* sl = &self.sides[SIDE_BUY]
-        return sl.prices[sl.n - 1] if sl.n else None
+        return self.levels[_best_slot(sl)].price if sl.n else None
 
     def best_ask(self):
         cdef SideLevels* sl = &self.sides[SIDE_SELL]
-        return sl.prices[sl.n - 1] if sl.n else None
+        return self.levels[_best_slot(sl)].price if sl.n else None
 
     def depth(self, int n=10):
         """Aggregated levels, best first: ([(price, qty, count)] bids, [...] asks)."""
         cdef list out = [[], []]
         cdef int side
-        cdef int64_t i
         cdef Level* lv
         for side in range(2):
-            i = self.sides[side].n - 1
-            while i >= 0 and len(out[side]) < n:
-                lv = &self.levels[self.sides[side].slots[i]]
+            for lslot in self._level_slots(side, n):
+                lv = &self.levels[<int32_t>lslot]
                 out[side].append((lv.price, lv.qty, lv.count))
-                i -= 1
         return out[0], out[1]
+
+    cdef list _level_slots(self, int side, int64_t limit):
+        """Slots of up to `limit` levels of a side, best first."""
+        cdef SideLevels* sl = &self.sides[side]
+        cdef int32_t c = sl.nchunks - 1, j = sl.chunks[c].n if c >= 0 else 0
+        cdef list out = []
+        while len(out) < limit and _next_worse(sl, &c, &j):
+            out.append(sl.chunks[c].slots[j])
+        return out
 
     def level_count(self, int side):
         _check_side(side)
@@ -625,23 +731,20 @@ cdef class OrderBook:
         notional given in tick x lot units; None if the book cannot absorb it."""
         _check_side(taker_side)
         cdef SideLevels* opp = &self.sides[1 - taker_side]
-        cdef int64_t i = opp.n - 1
+        cdef int32_t c = opp.nchunks - 1, j = opp.chunks[c].n if c >= 0 else 0
         cdef Level* lv
         qty_done = 0
-        cost = 0
         need = notional
         if need <= 0:
             return None
-        while i >= 0:
-            lv = &self.levels[opp.slots[i]]
+        while _next_worse(opp, &c, &j):
+            lv = &self.levels[opp.chunks[c].slots[j]]
             level_cost = <object>lv.price * <object>lv.qty      # Python ints: no overflow
             if level_cost >= need:
                 # the last level is taken in part: a fractional quantity need / price
                 return Fraction(notional) / (qty_done + Fraction(need, lv.price))
-            cost += level_cost
             need -= level_cost
             qty_done += lv.qty
-            i -= 1
         return None
 
     @property
@@ -711,28 +814,70 @@ cdef class OrderBook:
                     status[i] = ST_INVALID
         return out
 
-    def resting(self):
-        """Every resting order in priority order (bids best first, then asks best first), as
-        order() tuples: what a snapshot or a state hash needs."""
+    cdef list _resting_slots(self):
+        """Slots of every resting order in priority order: bids best first, then asks."""
         cdef list out = []
         cdef int side
-        cdef int64_t i
         cdef int32_t s
         for side in range(2):
-            i = self.sides[side].n - 1
-            while i >= 0:
-                s = self.levels[self.sides[side].slots[i]].head
+            for lslot in self._level_slots(side, self.sides[side].n):
+                s = self.levels[<int32_t>lslot].head
                 while s != NIL:
-                    out.append(self._order_tuple(s))
+                    out.append(s)
                     s = self.orders[s].next
-                i -= 1
         return out
+
+    def resting(self):
+        """Every resting order in priority order (bids best first, then asks best first), as
+        order() tuples."""
+        return [self._order_tuple(s) for s in self._resting_slots()]
+
+    def dump(self):
+        """Every resting order in priority order with every field that decides its future:
+        (order_id, account, side, price, open_qty, filled, client_id, post_only, stp). load() of
+        this into an empty book gives back the same book."""
+        cdef Order* o
+        out = []
+        for s in self._resting_slots():
+            o = &self.orders[<int32_t>s]
+            out.append((o.id, o.account, o.side, o.price, o.qty, o.filled, o.client_id,
+                        bool(o.post_only), o.stp))
+        return out
+
+    def load(self, orders):
+        """Rests the rows of dump() into this empty book, in the order given (their time priority
+        within each level), without matching. Everything is checked before the first order goes
+        in, so a bad list leaves the book empty; ValueError names the first offending row."""
+        if self.n_orders:
+            raise ValueError("load() needs an empty book")
+        ids, client_ids = set(), set()
+        best = [None, None]
+        rows = [tuple(row) for row in orders]
+        for row in rows:
+            if len(row) != 9:
+                raise ValueError(f"order row {row!r} does not have 9 fields")
+            order_id, account, side, price, qty, filled, client_id, post_only, stp = row
+            if side not in (SIDE_BUY, SIDE_SELL) or price <= 0 or qty <= 0 or filled < 0 \
+                    or client_id < 0 or not 0 <= stp <= 3:
+                raise ValueError(f"order {order_id}: field out of range")
+            if order_id in ids or (client_id and (account, client_id) in client_ids):
+                raise ValueError(f"order {order_id}: its order id or client id appears twice")
+            ids.add(order_id)
+            if client_id:
+                client_ids.add((account, client_id))
+            if best[side] is None or _key(side, price) > _key(side, best[side]):
+                best[side] = price
+        if best[0] is not None and best[1] is not None and best[0] >= best[1]:
+            raise ValueError(f"the orders cross: bid {best[0]} >= ask {best[1]}")
+        for order_id, account, side, price, qty, filled, client_id, post_only, stp in rows:
+            self._rest(order_id, account, side, price, qty, stp, post_only, client_id, filled)
 
     def memory_bytes(self):
         """Bytes the book holds in C allocations (pools, indexes, level arrays, fill buffer)."""
         return (self.order_cap * sizeof(Order) + self.level_cap * sizeof(Level)
                 + 3 * (self.index_mask + 1) * sizeof(int32_t) + self.fills_cap * sizeof(Fill)
-                + sum(self.sides[s].cap * (sizeof(int32_t) + sizeof(int64_t)) for s in range(2)))
+                + sum(self.sides[s].nchunks * sizeof(Chunk)
+                      + self.sides[s].cap * (sizeof(Chunk*) + sizeof(int64_t)) for s in range(2)))
 
     def __len__(self):
         return self.n_orders

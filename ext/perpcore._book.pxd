@@ -6,9 +6,9 @@
 # Storage: orders are C structs in one growable pool with a free list; an open-addressing index maps
 # order id -> slot and (account, client id) -> slot, storing only slots and comparing keys against the
 # pool, so an order costs its struct plus a few bytes of index. Each side keeps its non-empty price
-# levels in a sorted array with the best price last: the best price is read and popped in O(1), a
-# price is found by binary search, and inserting or removing a level moves only the levels better than
-# it (activity concentrates at the touch, so that is usually a handful).
+# levels in sorted chunks with the best price last: the best price is read and popped in O(1), a
+# price is found by binary search over chunks of up to CHUNK_CAP levels, and inserting or removing a
+# level moves at most one chunk's entries, however deep or wide the book.
 #
 # Semantics (perpcore.refbook.ReferenceBook implements the same in plain Python; tests compare them):
 # - place(): a GTC limit rests what it cannot fill; IOC fills what it can and expires the rest; FOK
@@ -123,11 +123,24 @@ ctypedef struct BatchCmd:
     int64_t client_id
     int64_t _reserved
 
-ctypedef struct SideLevels:
-    int32_t* slots          # level slots sorted worst -> best (best is last)
-    int64_t* prices         # the same levels' prices, for a cache-friendly binary search
+cdef enum:
+    CHUNK_CAP = 128         # levels per chunk
+
+# A side's levels sorted by key (the price for bids, minus the price for asks), so that the best level
+# is always the last of the last chunk. Chunks are the leaves of a one-level B-tree: a binary search
+# over first_keys finds the chunk, a binary search inside it the position, and an insert or removal
+# moves at most one chunk's entries. A full chunk splits; a sparse one joins its neighbour.
+ctypedef struct Chunk:
     int32_t n
+    int32_t slots[CHUNK_CAP]
+    int64_t keys[CHUNK_CAP]
+
+ctypedef struct SideLevels:
+    Chunk** chunks
+    int64_t* first_keys     # each chunk's lowest key
+    int32_t nchunks
     int32_t cap
+    int64_t n               # levels on this side
 
 
 cdef class OrderBook:
@@ -157,7 +170,9 @@ cdef class OrderBook:
     cdef int32_t _find(self, int32_t* table, int which, int64_t a, int64_t b) noexcept nogil
     cdef void _index_put(self, int32_t* table, int which, int32_t slot) noexcept nogil
     cdef void _index_del(self, int32_t* table, int which, int64_t pos) noexcept nogil
-    cdef int64_t _level_pos(self, int side, int64_t key) noexcept nogil
+    cdef int32_t _chunk_of(self, SideLevels* sl, int64_t key) noexcept nogil
+    cdef int _insert_chunk(self, SideLevels* sl, int32_t at) except -1 nogil
+    cdef void _drop_chunk(self, SideLevels* sl, int32_t at) noexcept nogil
     cdef int32_t _level_at(self, int side, int64_t price) except -2 nogil
     cdef void _remove_level(self, int side, int32_t lslot) noexcept nogil
     cdef int _rest(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
@@ -174,3 +189,5 @@ cdef class OrderBook:
     cdef int64_t _cancel(self, int64_t order_id) noexcept nogil
     cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except ST_ERROR nogil
     cdef tuple _order_tuple(self, int32_t slot)
+    cdef list _level_slots(self, int side, int64_t limit)
+    cdef list _resting_slots(self)
