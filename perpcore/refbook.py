@@ -1,7 +1,7 @@
-"""The pure-Python reference order book that the Cython book (perpcore._book.OrderBook) is tested against.
+"""The pure-Python reference order book that the Cython order book is tested against.
 
 ReferenceBook has the same Python API, status codes, fill records, depth, impact() and resting()
-order as OrderBook (the semantics are written down in ext/perpcore._book.pxd), but is built for
+order as perpcore._book.OrderBook (the semantics are in ext/perpcore._book.pxd), but is built for
 being obviously right rather than fast: per side a SortedDict of price -> FIFO queue (an OrderedDict
 of order id -> order), plus plain dicts as the indexes. Every operation is O(log n) in the number of
 price levels plus the work it does, so it doubles as the pure-Python baseline in the benchmarks.
@@ -61,8 +61,8 @@ class ReferenceBook:
     """A price-time priority order book for one instrument, in plain Python."""
 
     def __init__(self, capacity=1024):
-        # capacity only mirrors OrderBook's signature: Python containers grow by themselves
-        # Per side, price -> FIFO of orders; bids sort by descending price so both iterate best first.
+        # capacity only mirrors OrderBook's signature: Python containers grow by themselves.
+        # Per side, price -> FIFO of orders; bids sort by descending price: both iterate best first.
         self._levels = (SortedDict(operator.neg), SortedDict())
         self._orders = {}           # order id -> order
         self._by_client = {}        # (account, client id) -> order
