@@ -5,9 +5,9 @@ touch, the size, the touched orders and client ids, and (periodically) every res
 Streams use three accounts (so self-trade prevention triggers often), prices in a narrow band (so
 orders cross often), every time in force and STP mode, client ids, cancels of live, dead and unknown
 ids, cancels by client id, amends of every kind and whole-account cancels. The hypothesis streams
-drive EXAMPLES x STREAM_LENGTH = 125,000 commands, derandomized so CI is deterministic; the seeded
-streams add 200,000 commands in a narrow band, 50,000 in a wide one (a deep book of many levels)
-and 100,000 through process_batch.
+drive EXAMPLES x STREAM_LENGTH = 125,000 commands, derandomized so CI is deterministic; seeded
+streams add 200,000 commands in a narrow band, 30,000 in a wide one (a deep book), 60,000 over a
+book thousands of levels wide, and 100,000 through process_batch.
 """
 import math
 import random
