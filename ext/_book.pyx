@@ -23,8 +23,7 @@ BUY, SELL = SIDE_BUY, SIDE_SELL
 GTC, IOC, FOK, POST_ONLY = TIF_GTC, TIF_IOC, TIF_FOK, TIF_POST_ONLY
 STP_MODES = {"none": STP_NONE, "expire_taker": STP_EXPIRE_TAKER,
              "expire_maker": STP_EXPIRE_MAKER, "expire_both": STP_EXPIRE_BOTH}
-RESTING, FILLED, EXPIRED, STP_EXPIRED, CANCELLED = (
-    ST_RESTING, ST_FILLED, ST_EXPIRED, ST_STP_EXPIRED, ST_CANCELLED)
+RESTING, FILLED, EXPIRED, STP_EXPIRED = ST_RESTING, ST_FILLED, ST_EXPIRED, ST_STP_EXPIRED
 POST_ONLY_WOULD_TAKE, FOK_UNFILLABLE, DUPLICATE_ORDER_ID, DUPLICATE_CLIENT_ID = (
     ST_POST_ONLY_WOULD_TAKE, ST_FOK_UNFILLABLE, ST_DUPLICATE_ORDER_ID, ST_DUPLICATE_CLIENT_ID)
 UNKNOWN_ORDER, INVALID = ST_UNKNOWN_ORDER, ST_INVALID
@@ -785,7 +784,8 @@ cdef class OrderBook:
 
         Returns an int64 array: per command its ST_* status (for a cancel, the open quantity it
         cancelled or UNKNOWN_ORDER). With keep_fills the records of the whole batch stay readable in
-        fills(); without, each command's records are dropped as it finishes (constant memory)."""
+        fills(); without, each command's records are dropped when the next one starts, so memory
+        stays constant and only the last command's records remain."""
         if cmds.dtype != CMD_DTYPE:
             raise TypeError("cmds must be a numpy array of CMD_DTYPE")
         cmds = np.ascontiguousarray(cmds)

@@ -44,13 +44,13 @@ cdef enum:
     STP_EXPIRE_MAKER = 2
     STP_EXPIRE_BOTH = 3
 
-# Outcomes of place()/amend(): >= 0 accepted, < 0 rejected with no change to the book.
+# Outcomes of place()/amend(): >= 0 accepted, < 0 rejected with no change to the book. cancel()
+# returns the open quantity it withdrew (> 0) or ST_UNKNOWN_ORDER.
 cdef enum:
     ST_RESTING = 0          # some or all of the order rests in the book
     ST_FILLED = 1           # filled completely
     ST_EXPIRED = 2          # IOC/market remainder expired (maybe after partial fills)
     ST_STP_EXPIRED = 3      # remainder expired by self-trade prevention
-    ST_CANCELLED = 4        # cancel() / cancel_client() succeeded
     ST_POST_ONLY_WOULD_TAKE = -1
     ST_FOK_UNFILLABLE = -2
     ST_DUPLICATE_ORDER_ID = -3
