@@ -1,0 +1,451 @@
+"""The command journal: every command is written here before its events are released.
+
+A journal file is a header (magic, the venue config's digest, the first sequence number it holds)
+followed by records, one per command:
+
+    u32 body length | u32 CRC32 of the body | body = u64 sequence number + msgpack command
+
+all little-endian. The command is stored as the exact msgpack bytes the exchange applies: a command
+object is encoded once and the live run applies the decoding of those bytes, so a replay applies
+exactly what the live run did (a command that does not decode is refused as MALFORMED both times).
+
+Durability (`sync`):
+- "always": each record is written and fsynced before its events are released;
+- "group": records collect in memory and are written and fsynced together once `group_records`
+  have collected or the oldest has waited `group_ms` milliseconds (checked on each append and by
+  poll()); the events of the group are released after that fsync, so an acknowledged command is
+  always on disk. The wait is measured on the monotonic clock; it decides only when bytes reach
+  the disk, never anything in the engine's state or events;
+- "none": records are written on commit but never fsynced (research replays, benchmarks).
+
+On open, the records are checked in order (length, CRC, consecutive sequence numbers); the first
+one that fails and everything after it is a torn or corrupt tail: it is reported in
+`Journal.recovery`, truncated when the journal is opened for writing, and never replayed.
+"""
+from __future__ import annotations
+
+import bisect
+import operator
+import os
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import msgspec
+
+from perpcore import _jscan
+from perpcore import messages as m
+from perpcore.exchange import Exchange, config_digest
+
+MAGIC = b"PCJRNL01"
+_HEADER = struct.Struct("<8s16sQ")          # magic, config digest, first sequence number
+HEADER_SIZE = _HEADER.size
+_PREFIX = struct.Struct("<II")              # body length, CRC32 of the body
+_SEQ = struct.Struct("<Q")
+RECORD_OVERHEAD = _PREFIX.size + _SEQ.size
+MAX_BODY = 1 << 24                          # no command comes near 16 MiB: a longer length is corruption
+
+SYNC_MODES = ("always", "group", "none")
+
+
+class JournalError(Exception):
+    """A journal that cannot be used: wrong magic or config, or acknowledged records missing."""
+
+
+class TailReport(msgspec.Struct, frozen=True):
+    """What opening a journal found."""
+    path: str
+    records: int                # valid records
+    first_seq: int              # the sequence number the file starts at
+    last_seq: int               # of the last valid record (first_seq - 1 when there is none)
+    valid_bytes: int            # header + valid records
+    dropped_bytes: int          # the torn or corrupt tail after them
+    reason: str = ""            # why the tail was dropped ("" when there was none)
+
+    @property
+    def clean(self) -> bool:
+        return self.dropped_bytes == 0
+
+
+def encode_header(digest: str, first_seq: int) -> bytes:
+    return _HEADER.pack(MAGIC, bytes.fromhex(digest), first_seq)
+
+
+def encode_record(seq: int, payload: bytes) -> bytes:
+    body = _SEQ.pack(seq) + payload
+    return _PREFIX.pack(len(body), zlib.crc32(body)) + body
+
+
+def _read_header(data: bytes, path: str) -> tuple[str, int]:
+    if len(data) < HEADER_SIZE:
+        raise JournalError(f"{path}: shorter than a journal header")
+    magic, digest, first_seq = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise JournalError(f"{path}: not a perpcore journal")
+    return digest.hex(), first_seq
+
+
+_WHY = {_jscan.TORN_HEADER: "torn record header", _jscan.BAD_LENGTH: "impossible record length",
+        _jscan.TORN_RECORD: "torn record", _jscan.BAD_CRC: "CRC mismatch",
+        _jscan.BAD_SEQ: "sequence number out of order"}
+
+
+def _spans(data: bytes, path: str) -> tuple[str, int, list[list[int]], TailReport]:
+    """(config digest, first seq, [payload start, end] of each valid record, report)."""
+    digest, first_seq = _read_header(data, path)
+    spans, end, why = _jscan.scan(data, HEADER_SIZE, first_seq, MAX_BODY)
+    report = TailReport(path=path, records=len(spans), first_seq=first_seq,
+                        last_seq=first_seq + len(spans) - 1, valid_bytes=end,
+                        dropped_bytes=len(data) - end, reason=_WHY.get(why, ""))
+    return digest, first_seq, spans.tolist(), report
+
+
+def scan(data: bytes, path: str = "<journal>") -> tuple[str, list[tuple[int, memoryview]], TailReport]:
+    """Checks a journal's bytes: (config digest, [(seq, payload)] of the valid records, report).
+    The payloads are views into `data`."""
+    digest, first_seq, spans, report = _spans(data, path)
+    view = memoryview(data)
+    return digest, [(first_seq + i, view[a:b]) for i, (a, b) in enumerate(spans)], report
+
+
+def read(path: str | os.PathLike) -> tuple[str, list[tuple[int, memoryview]], TailReport]:
+    """scan() of a journal file, read-only: a bad tail is reported, not truncated."""
+    return scan(Path(path).read_bytes(), str(path))
+
+
+# Every message class by its tag, to rebuild a journaled command whose fields the typed decoder
+# refuses (an object given to submit() with a field of the wrong type).
+_MESSAGE_TYPES = {cls.__name__: cls for cls in m._all_subclasses(m.Message)}
+_MESSAGE_CLASSES = frozenset(_MESSAGE_TYPES.values())     # isinstance() on a Struct is slow
+
+
+def decode_command(payload) -> m.Message | bytes:
+    """The command a record holds, as the live run applied it: the typed decoding when the
+    fields check out; otherwise the object rebuilt field by field without validation (the exchange
+    refuses it as it did live); or, for a payload that came in as bytes and did not decode, those
+    bytes (to be refused as MALFORMED by Exchange.submit_bytes, as live)."""
+    try:
+        return _decode(payload)
+    except msgspec.DecodeError:
+        pass
+    try:
+        raw = msgspec.msgpack.decode(payload)
+    except msgspec.DecodeError:
+        return bytes(payload)
+    if type(raw) is bytes:
+        return raw
+    if type(raw) is list and raw and type(raw[0]) is str and raw[0] in _MESSAGE_TYPES:
+        try:
+            return _MESSAGE_TYPES[raw[0]](*raw[1:])
+        except TypeError:
+            pass
+    return bytes(payload)
+
+
+_decode = m.command_decoder.decode
+_frame = _jscan.frame
+_seq_of = operator.attrgetter("seq")
+
+
+def apply(ex: Exchange, seq: int, payload) -> list[m.Event]:
+    """Applies one journal record to the exchange, as the live run did."""
+    cmd = decode_command(payload)
+    if type(cmd) is bytes:
+        return ex.submit_bytes(cmd, seq)
+    return ex.submit(cmd, seq)
+
+
+def decode_all(path: str | os.PathLike) -> int:
+    """Reads a journal as fast as it can: checks every record and decodes every command (the
+    replay path without the exchange). Returns how many records it decoded."""
+    data = Path(path).read_bytes()
+    _, _, spans, _ = _spans(data, str(path))
+    view = memoryview(data)
+    for a, b in spans:
+        decode_command(view[a:b])
+    return len(spans)
+
+
+def replay(path: str | os.PathLike, ex: Exchange,
+           on_events=None) -> TailReport:
+    """Applies a journal's records to `ex` in order, each with its sequence number. Records the
+    exchange has already applied (seq <= ex.seq) are skipped; the first record must otherwise be
+    the exchange's next, or JournalError is raised (commands would be missing). `on_events(events)`
+    receives each command's events."""
+    digest, records, report = read(path)
+    if digest != config_digest(ex.config):
+        raise JournalError(f"{path}: written under a different venue config")
+    for seq, payload in records:
+        if seq <= ex.seq:
+            continue
+        if seq != ex.seq + 1:
+            raise JournalError(f"{path}: starts at {seq} but the exchange expects {ex.seq + 1}")
+        events = apply(ex, seq, payload)
+        if on_events is not None:
+            on_events(events)
+    return report
+
+
+class Journal:
+    """One journal file open for appending. Opening an existing file checks it and truncates a
+    torn or corrupt tail (reported in `recovery`); a missing file is created with its header.
+
+    With sync "group" a flusher thread writes and fsyncs: appends only add to a buffer (under a
+    lock), so the engine keeps working while the disk syncs; the thread commits when
+    `group_records` are waiting, when the oldest has waited `group_ms`, or when commit() asks, and
+    then advances `committed_seq`. Appends wait (back-pressure) while `max_pending` records are
+    uncommitted. If a write or fsync fails, every later append and commit raises JournalError:
+    nothing after a failed commit is ever reported durable."""
+
+    def __init__(self, path: str | os.PathLike, digest: str, first_seq: int = 1,
+                 sync: str = "group", group_records: int = 256, group_ms: float = 2.0,
+                 max_pending: int = 1 << 16):
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}")
+        if group_records < 1 or group_ms < 0 or max_pending < group_records:
+            raise ValueError("need group_records >= 1, group_ms >= 0, max_pending >= group_records")
+        self.path = Path(path)
+        self.sync = sync
+        self.group_records = 1 if sync == "always" else group_records
+        self.group_ns = int(group_ms * 1_000_000)
+        self.max_pending = max_pending
+        self._buffer = bytearray()
+        self._pending = 0
+        self._oldest_ns = 0
+        self._force = False
+        self._closing = False
+        self._error: OSError | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)    # the flusher waits here for work
+        self._done = threading.Condition(self._lock)    # writers wait here for commits
+        existing = self.path.exists() and self.path.stat().st_size >= HEADER_SIZE
+        if existing:
+            found, _, self.recovery = read(self.path)
+            if found != digest:
+                raise JournalError(f"{self.path}: written under a different venue config")
+            self.fd = os.open(self.path, os.O_WRONLY)
+            if not self.recovery.clean:
+                os.ftruncate(self.fd, self.recovery.valid_bytes)
+                os.fsync(self.fd)
+            os.lseek(self.fd, self.recovery.valid_bytes, os.SEEK_SET)
+            self.last_seq = self.recovery.last_seq
+        else:
+            # a file shorter than its header is one whose creation was interrupted: start it over
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(self.fd, encode_header(digest, first_seq))
+            os.fsync(self.fd)
+            fsync_dir(self.path.parent)
+            self.last_seq = first_seq - 1
+            self.recovery = TailReport(str(self.path), 0, first_seq, first_seq - 1, HEADER_SIZE, 0)
+        self.committed_seq = self.last_seq
+        self._thread = None
+        if sync == "group":
+            self._thread = threading.Thread(target=self._flusher, daemon=True,
+                                            name=f"journal {self.path.name}")
+            self._thread.start()
+
+    def append(self, seq: int, payload: bytes) -> None:
+        """Adds the record of command `seq`; it is durable once committed_seq >= seq."""
+        if seq != self.last_seq + 1:
+            raise JournalError(f"append of {seq} after {self.last_seq}")
+        if self._thread is None:
+            _frame(self._buffer, seq, payload)
+            self.last_seq = seq
+            self._pending += 1
+            if self._pending >= self.group_records:     # "always" has group_records 1
+                self.commit()
+            return
+        with self._lock:
+            while self._pending >= self.max_pending and self._error is None:
+                self._done.wait()
+            if self._error is not None:
+                raise JournalError(f"{self.path}: an earlier commit failed") from self._error
+            _frame(self._buffer, seq, payload)
+            self.last_seq = seq
+            self._pending += 1
+            if self._pending == 1:
+                self._oldest_ns = time.monotonic_ns()
+                self._wake.notify()
+            elif self._pending == self.group_records:
+                self._wake.notify()
+
+    def _write(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        if self.sync != "none":
+            os.fsync(self.fd)
+
+    def _flusher(self) -> None:
+        while True:
+            with self._lock:
+                while not (self._pending and (self._force or self._closing
+                                              or self._pending >= self.group_records)):
+                    if self._closing and not self._pending:
+                        return
+                    if self._pending:
+                        left = self.group_ns - (time.monotonic_ns() - self._oldest_ns)
+                        if left <= 0:
+                            break
+                        self._wake.wait(left / 1e9)
+                    else:
+                        self._wake.wait()
+                data, self._buffer = self._buffer, bytearray()
+                last, self._pending, self._force = self.last_seq, 0, False
+            try:
+                self._write(data)
+            except OSError as e:
+                with self._lock:
+                    self._error = e
+                    self._done.notify_all()
+                return
+            with self._lock:
+                self.committed_seq = last
+                self._done.notify_all()
+
+    def commit(self) -> None:
+        """Returns once everything appended so far is committed (written, and fsynced unless
+        sync is "none")."""
+        if self._thread is None:
+            if self._buffer:
+                self._write(self._buffer)
+                self._buffer.clear()
+                self._pending = 0
+            self.committed_seq = self.last_seq
+            return
+        with self._lock:
+            target = self.last_seq
+            if self.committed_seq < target:
+                self._force = True
+                self._wake.notify()
+            while self.committed_seq < target:
+                if self._error is not None:
+                    raise JournalError(f"{self.path}: commit failed") from self._error
+                self._done.wait()
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            self.commit()
+        finally:
+            if self._thread is not None:
+                with self._lock:
+                    self._closing = True
+                    self._wake.notify()
+                self._thread.join()
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Makes a directory's entries (a created or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JournaledExchange:
+    """An Exchange whose every command is journaled before its events are released.
+
+    submit() and submit_bytes() return the events released by that call: those of every command
+    whose record has become durable since the last release, in sequence order (each event carries
+    its seq). With sync "always" that is the command's own events; with "group" they come in
+    groups, as the flusher commits. flush() waits for everything to be durable and releases it;
+    poll() releases what has become durable without waiting (a gateway calls it when idle, so a
+    quiet market does not hold an acknowledgement back)."""
+
+    def __init__(self, ex: Exchange, journal: Journal):
+        if journal.last_seq != ex.seq:
+            raise JournalError(f"journal ends at {journal.last_seq}, exchange is at {ex.seq}")
+        self.ex = ex
+        self.journal = journal
+        self._held: list[m.Event] = []    # events of commands not yet durable
+        self._encode = m.encoder.encode
+
+    def submit(self, cmd: m.Command, seq: int | None = None) -> list[m.Event]:
+        """`seq` as in Exchange.submit: a command from an already sequenced source that is not
+        the next is refused and neither journaled nor applied. So is, as MALFORMED, anything that
+        is not a perpcore message or cannot be encoded (an integer beyond 64 bits)."""
+        ex = self.ex
+        if seq is not None and seq != ex.seq + 1:
+            return ex.submit(cmd, seq)              # refused for its sequence; changes nothing
+        try:
+            if type(cmd) not in _MESSAGE_CLASSES and not isinstance(cmd, m.Message):
+                raise TypeError(f"{type(cmd).__name__} is not a perpcore message")
+            payload = self._encode(cmd)
+        except (TypeError, OverflowError, msgspec.EncodeError) as e:
+            return [m.OrderRejected(ex.seq, ex.clock, m.RejectCode.MALFORMED,
+                                    f"command cannot be journaled: {e}")]
+        self.journal.append(ex.seq + 1, payload)
+        return self._release(ex.submit(cmd))
+
+    def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
+        """As Exchange.submit_bytes; a payload that does not decode is journaled (wrapped, so
+        that its replay refuses it the same way) and refused as MALFORMED."""
+        ex = self.ex
+        if seq is not None and seq != ex.seq + 1:
+            return ex.submit_bytes(payload, seq)    # refused for its sequence; changes nothing
+        payload = bytes(payload)
+        try:
+            cmd = m.command_decoder.decode(payload)
+        except msgspec.DecodeError:
+            self.journal.append(ex.seq + 1, self._encode(payload))
+            return self._release(ex.submit_bytes(payload))
+        self.journal.append(ex.seq + 1, payload)
+        return self._release(ex.submit(cmd))
+
+    def _release(self, events: list[m.Event]) -> list[m.Event]:
+        if not self._held and self.journal.committed_seq >= self.ex.seq:
+            return events
+        self._held += events
+        return self.poll()
+
+    def poll(self) -> list[m.Event]:
+        held = self._held
+        if not held:
+            return held
+        committed = self.journal.committed_seq
+        if committed >= self.ex.seq:
+            self._held = []
+            return held
+        if held[0].seq > committed:
+            return []
+        # events carry their command's seq, in order: release those of durable commands
+        cut = bisect.bisect_right(held, committed, key=_seq_of)
+        out = held[:cut]
+        del held[:cut]
+        return out
+
+    def flush(self) -> list[m.Event]:
+        self.journal.commit()
+        return self.poll()
+
+    @property
+    def acknowledged_seq(self) -> int:
+        """The last sequence number whose record is durable (its events are released by the next
+        submit, poll or flush)."""
+        return self.journal.committed_seq
+
+    def close(self) -> list[m.Event]:
+        events = self.flush()
+        self.journal.close()
+        return events
+
+
+def iter_commands(path: str | os.PathLike) -> Iterator[tuple[int, m.Message | bytes]]:
+    """(seq, command) of each valid record, as decode_command() gives it."""
+    _, records, _ = read(path)
+    for seq, payload in records:
+        yield seq, decode_command(payload)
