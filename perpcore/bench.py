@@ -182,6 +182,8 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "commit": commit,
         "dirty": dirty,
+        # other work on the machine inflates the tails: the 1-minute load average says how much
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -242,10 +244,12 @@ def _open_case(case: str, wl: wls.Workload, n: int, rate: int, latencies, elapse
 
 
 def fresh_exchange(xw: wls.ExchangeWorkload) -> Exchange:
+    """An Exchange that has applied the set-up. A layer that is not wired in yet may refuse its
+    own commands as unknown (a Deposit before margin lands); anything else refused is an error."""
     ex = Exchange(default_config())
     for cmd in xw.setup:
         for event in ex.submit(cmd):
-            if type(event) is m.OrderRejected:
+            if type(event) is m.OrderRejected and event.code != m.RejectCode.UNKNOWN_COMMAND:
                 raise RuntimeError(f"benchmark set-up refused: {event}")
     return ex
 
@@ -308,11 +312,15 @@ def _with_ratio(case: dict, reference: dict) -> dict:
 
 
 def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
-        book_rates=BOOK_RATES, exchange_rates=EXCHANGE_RATES, progress=None) -> dict:
+        book_rates=None, exchange_rates=None, progress=None) -> dict:
     """Runs every case and returns the report (plain data, JSON-ready)."""
+    started = time.perf_counter()
     sizes = sizes or (QUICK if quick else FULL)
+    book_rates = BOOK_RATES if book_rates is None else book_rates
+    exchange_rates = EXCHANGE_RATES if exchange_rates is None else exchange_rates
     step = progress or (lambda text: None)
     report = {"schema": SCHEMA, "quick": quick, "seed": seed, "sizes": asdict(sizes),
+              "rates": {"book": list(book_rates), "exchange": list(exchange_rates)},
               "machine": machine_info(), "timer_overhead_ns": timer_overhead_ns(),
               "workloads": {}, "cases": [], "memory": {}}
     cases = report["cases"]
@@ -363,6 +371,7 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     cases.append(_with_ratio(book_calls(_book.OrderBook, wide, sizes.wide, sizes.repeats), ref_wide))
     cases.append(ref_wide)
     cases.append(book_batch(_book.OrderBook, wide, sizes.wide, sizes.repeats, True))
+    report["elapsed_s"] = time.perf_counter() - started
     report["targets"] = targets(report)
     return report
 
@@ -380,31 +389,287 @@ def find(report: dict, case: str, workload: str = "standard", impl: str = "cytho
     return None
 
 
-def targets(report: dict) -> list[dict]:
-    """The matching-core targets (issue 2) beside what this run reached."""
-    out = []
+@dataclass(frozen=True)
+class Target:
+    """A performance target of one of the issues. `kind` says how a measured value is judged:
+    "rate" (commands/s, at least `limit`), "seconds" (at most `limit`), "fraction" (at most
+    `limit`), "bytes" (below `limit`)."""
+    key: str
+    issue: int
+    what: str
+    kind: str
+    limit: float
+    text: str
+
+    def judge(self, value: float) -> dict:
+        if self.kind == "rate":
+            reached, met = f"{value:,.0f} commands/s", value >= self.limit
+        elif self.kind == "seconds":
+            reached, met = fmt_ns(value * 1e9), value <= self.limit
+        elif self.kind == "fraction":
+            reached, met = f"{value:.1%}", value <= self.limit
+        else:
+            reached, met = f"{value:.1f} bytes", value < self.limit
+        return {"key": self.key, "issue": self.issue, "what": self.what, "target": self.text,
+                "value": value, "reached": reached, "met": met}
+
+    def missing(self) -> dict:
+        return {"key": self.key, "issue": self.issue, "what": self.what, "target": self.text,
+                "value": None, "reached": "not yet measured", "met": None}
+
+
+# Every target of issues 2-7, by key. Benchmarks in bench/ declare which one they measure with the
+# `target` fixture of bench/conftest.py, under these keys.
+TARGETS = {t.key: t for t in (
+    Target("book.call", 2, "book, one Python call per command", "rate", 2_000_000,
+           "≥ 2,000,000 commands/s"),
+    Target("book.call.p99", 2, "book, one Python call per command: p99 latency", "seconds", 2e-6,
+           "< 2 µs"),
+    Target("book.batch", 2, "book, batch entry point", "rate", 4_000_000, "≥ 4,000,000 commands/s"),
+    Target("exchange.submit", 2, "Exchange.submit with message objects", "rate", 300_000,
+           "≥ 300,000 commands/s"),
+    Target("book.memory", 2, "memory per resting order, 1,000,000 resting", "bytes", 200,
+           "< 200 bytes"),
+    Target("funding.settlement", 3, "funding settlement over 100,000 open positions", "seconds",
+           0.2, "< 200 ms"),
+    Target("mark.update", 3, "mark update liquidating nobody, 100,000 positions", "seconds",
+           100e-6, "< 100 µs"),
+    Target("margin.submit", 4, "Exchange.submit with pre-trade margin checks, positions in both perps",
+           "rate", 200_000, "≥ 200,000 commands/s"),
+    Target("margin.account", 4, "ex.account()", "seconds", 100e-6, "microseconds"),
+    Target("liquidation.quiet", 5, "mark move liquidating nobody, 100,000 accounts with positions",
+           "seconds", 100e-6, "< 100 µs"),
+    Target("liquidation.cascade", 5, "mark move liquidating 1,000 accounts in a cascade", "seconds",
+           1.0, "< 1 s"),
+    Target("journal.replay", 6, "journal replay", "rate", 500_000, "≥ 500,000 commands/s"),
+    Target("journal.group_commit", 6, "journaling with group commit: throughput cost", "fraction",
+           0.2, "≤ 20%"),
+    Target("journal.real_files", 6, "slowest real data file replay", "seconds", 1.0, "< 1 s"),
+    Target("bench.quick", 7, "perpcore bench --quick, wall time", "seconds", 60.0, "< 1 minute"),
+)}
+
+
+def targets(report: dict) -> dict[str, dict]:
+    """The targets this run measured, judged, by key."""
+    out = {}
     call = find(report, "book.call")
     batch = find(report, "book.batch")
     submit = find(report, "exchange.submit")
     memory = report["memory"].get("cython")
     if call:
-        out.append({"issue": 2, "what": "book, one Python call per command", "target": "≥ 2,000,000 commands/s",
-                    "reached": f"{call['throughput']:,.0f} commands/s",
-                    "met": call["throughput"] >= 2_000_000})
-        p99 = call["latency_ns"]["p99"]
-        out.append({"issue": 2, "what": "book, one Python call per command: p99", "target": "< 2 µs",
-                    "reached": f"{p99 / 1000:.2f} µs", "met": p99 < 2000})
+        out["book.call"] = TARGETS["book.call"].judge(call["throughput"])
+        out["book.call.p99"] = TARGETS["book.call.p99"].judge(call["latency_ns"]["p99"] / 1e9)
     if batch:
-        out.append({"issue": 2, "what": "book, batch entry point", "target": "≥ 4,000,000 commands/s",
-                    "reached": f"{batch['throughput']:,.0f} commands/s",
-                    "met": batch["throughput"] >= 4_000_000})
+        out["book.batch"] = TARGETS["book.batch"].judge(batch["throughput"])
     if submit:
-        out.append({"issue": 2, "what": "Exchange.submit with message objects",
-                    "target": "≥ 300,000 commands/s",
-                    "reached": f"{submit['throughput']:,.0f} commands/s",
-                    "met": submit["throughput"] >= 300_000})
+        out["exchange.submit"] = TARGETS["exchange.submit"].judge(submit["throughput"])
     if memory:
-        out.append({"issue": 2, "what": f"memory per resting order ({memory['resting']:,} resting)",
-                    "target": "< 200 bytes", "reached": f"{memory['bytes_per_order']:.1f} bytes",
-                    "met": memory["bytes_per_order"] < 200})
+        out["book.memory"] = TARGETS["book.memory"].judge(memory["bytes_per_order"])
+    if report.get("quick") and "elapsed_s" in report:
+        out["bench.quick"] = TARGETS["bench.quick"].judge(report["elapsed_s"])
     return out
+
+
+def suite_targets(benchmark_json: dict) -> dict[str, dict]:
+    """Targets measured by the bench/ suite, from a pytest-benchmark JSON file: each benchmark that
+    declared a target key contributes its median (seconds per round, or commands / median for a
+    rate, or the value it stated itself)."""
+    out = {}
+    for b in benchmark_json.get("benchmarks", []):
+        info = b.get("extra_info", {})
+        target = TARGETS.get(info.get("target", ""))
+        if target is None:
+            continue
+        if "value" in info:
+            value = info["value"]
+        elif target.kind == "rate":
+            value = info.get("commands", 1) / b["stats"]["median"]
+        else:
+            value = b["stats"]["median"] / info.get("per_round", 1)
+        out[target.key] = {**target.judge(value), "source": b["fullname"]}
+    return out
+
+
+def all_targets(report: dict, suite: dict | None = None) -> list[dict]:
+    """Every target of issues 2-7: this run's figure, else the bench/ suite's, else not measured."""
+    suite = suite or {}
+    return [report["targets"].get(key) or suite.get(key) or t.missing()
+            for key, t in TARGETS.items()]
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+def fmt_ns(ns: float) -> str:
+    """A latency in the unit that reads best: ns, µs, ms or s."""
+    if ns < 1_000:
+        return f"{ns:.0f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.2f} µs" if ns < 10_000 else f"{ns / 1e3:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def _latency_cells(case: dict) -> list[str]:
+    lat = case.get("latency_ns")
+    if not lat:
+        return ["—"] * (len(PERCENTILES) + 1)
+    return [fmt_ns(lat[f"p{p:g}"]) for p in PERCENTILES] + [fmt_ns(lat["max"])]
+
+
+def machine_line(report: dict) -> str:
+    mi = report["machine"]
+    return (f"{mi['date']} · {mi['cpu']} ({mi['cores']} cores) · {mi['python']} · "
+            f"perpcore {mi['perpcore']} @ {mi['commit']}{' (modified)' if mi['dirty'] else ''} · "
+            f"Cython {mi['cython']} · numpy {mi['numpy']} · load {mi.get('load_average')}")
+
+
+def render(report: dict, console, suite: dict | None = None) -> None:
+    """The report as rich tables on a console."""
+    from rich.table import Table
+
+    console.print(f"[bold]perpcore bench[/bold]{' --quick' if report['quick'] else ''} · seed "
+                  f"{report['seed']} · {machine_line(report)}")
+    heads = [f"p{p:g}" for p in PERCENTILES] + ["max"]
+
+    closed = Table(title="Closed loop: throughput (median of runs) and service time per command")
+    for col in ("case", "workload", "impl", "commands", "commands/s", "× reference", *heads):
+        closed.add_column(col, justify="left" if col in ("case", "workload", "impl") else "right")
+    for c in report["cases"]:
+        if c["mode"] == "closed":
+            ratio = c.get("vs_reference")
+            closed.add_row(c["case"], c["workload"], c["impl"], f"{c['commands']:,}",
+                           f"{c['throughput']:,.0f}", f"{ratio:.1f}×" if ratio else "",
+                           *_latency_cells(c))
+    console.print(closed)
+
+    opened = Table(title="Open loop: latency from each command's intended send time")
+    for col in ("case", "offered/s", "achieved/s", "commands", *heads, "note"):
+        opened.add_column(col, justify="left" if col in ("case", "note") else "right")
+    for c in report["cases"]:
+        if c["mode"] == "open":
+            opened.add_row(c["case"], f"{c['offered']:,}", f"{c['achieved']:,.0f}",
+                           f"{c['commands']:,}", *_latency_cells(c),
+                           "[red]saturated[/red]" if c["saturated"] else "")
+    console.print(opened)
+
+    memory = Table(title="Memory per resting order (deep book)")
+    for col in ("impl", "resting orders", "bytes", "bytes per order"):
+        memory.add_column(col, justify="left" if col == "impl" else "right")
+    for impl, mem in report["memory"].items():
+        memory.add_row(impl, f"{mem['resting']:,}", f"{mem['bytes']:,}",
+                       f"{mem['bytes_per_order']:.1f}")
+    console.print(memory)
+
+    goals = Table(title="Targets")
+    for col in ("issue", "what", "target", "reached", ""):
+        goals.add_column(col)
+    for t in all_targets(report, suite):
+        mark = "" if t["met"] is None else ("[green]met[/green]" if t["met"] else "[red]missed[/red]")
+        goals.add_row(str(t["issue"]), t["what"], t["target"], t["reached"], mark)
+    console.print(goals)
+    std = report["workloads"]["standard"]
+    console.print(f"standard mix: {std['counts']} of {std['commands']:,} commands after "
+                  f"{std['prefill']:,} resting, {std['accounts']:,} accounts; timer overhead "
+                  f"{report['timer_overhead_ns']} ns is inside every service time")
+
+
+def plot(report: dict, path: Path) -> Path:
+    """A PNG percentile plot (latency against percentile, HDR style) of every latency curve."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("book.call", "book, one call per command (standard mix)"),
+              ("exchange.submit", "Exchange.submit (standard mix)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 5), sharey=True)
+    ticks = [0, 90, 99, 99.9, 99.99, 99.999]
+    for ax, (case, title) in zip(axes, panels):
+        for c in report["cases"]:
+            if c["case"] != case or c["workload"] != "standard" or "latency_ns" not in c:
+                continue
+            points = [(p, v) for p, v in c["latency_ns"]["curve"] if p < 100]
+            xs = [-np.log10(1 - p / 100) for p, _ in points]
+            ys = [v / 1e3 for _, v in points]
+            if c["mode"] == "open":
+                label = f"open loop {c['offered']:,}/s" + (" (saturated)" if c["saturated"] else "")
+                ax.plot(xs, ys, marker=".", label=label)
+            else:
+                style = "k--" if c["impl"] == "cython" else "k:"
+                ax.plot(xs, ys, style, marker=".", label=f"closed loop ({c['impl']}, service time)")
+        ax.set_xticks([-np.log10(1 - p / 100) for p in ticks], [f"{p:g}" for p in ticks])
+        ax.set_yscale("log")
+        ax.set_xlabel("percentile")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("latency (µs)")
+    fig.suptitle(f"perpcore bench · {machine_line(report)}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def result_stem(report: dict) -> str:
+    """<date>-<commit>: results of different commits sort by date and never overwrite each other."""
+    mi = report["machine"]
+    return f"{mi['date'][:10]}-{mi['commit']}{'-dirty' if mi['dirty'] else ''}"
+
+
+def markdown(report: dict, suite: dict | None = None, plot_path: str | None = None) -> str:
+    """The README's Figures section, from a run (and the bench/ suite's figures, if given)."""
+    std = report["workloads"]["standard"]
+    command = "perpcore bench" + (" --quick" if report["quick"] else "")
+    out = ["## Figures", "",
+           f"Generated by `{command} --readme README.md` (seed {report['seed']}) on "
+           f"{machine_line(report)}. The figures of other layers come from "
+           "`pytest bench/ --benchmark-only` where their benchmarks exist. Every throughput is the "
+           "median of several runs; latencies are HDR-histogram percentiles. This is a shared "
+           "2-core virtual machine: treat the tails as upper bounds.", "",
+           "| issue | what | target | reached | |", "|---|---|---|---|---|"]
+    for t in all_targets(report, suite):
+        verdict = "" if t["met"] is None else ("met" if t["met"] else "**missed**")
+        out.append(f"| {t['issue']} | {t['what']} | {t['target']} | {t['reached']} | {verdict} |")
+    counts = ", ".join(f"{v:,} {k}" for k, v in std["counts"].items())
+    out += ["", f"Standard mix: {counts} after {std['prefill']:,} resting orders, "
+            f"{std['accounts']:,} accounts, the mid drifting. Closed loop (service time per command, "
+            f"{report['timer_overhead_ns']} ns of timer included):", "",
+            "| case | workload | impl | commands/s | × reference | p50 | p90 | p99 | p99.9 | p99.99 | max |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in report["cases"]:
+        if c["mode"] == "closed":
+            ratio = f"{c['vs_reference']:.1f}×" if c.get("vs_reference") else ""
+            out.append(f"| {c['case']} | {c['workload']} | {c['impl']} | {c['throughput']:,.0f} | "
+                       f"{ratio} | " + " | ".join(_latency_cells(c)) + " |")
+    out += ["", "Open loop (latency from each command's intended send time, so stalls are not "
+            "hidden):", "",
+            "| case | offered/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in report["cases"]:
+        if c["mode"] == "open":
+            note = " (saturated)" if c["saturated"] else ""
+            out.append(f"| {c['case']} | {c['offered']:,}{note} | {c['achieved']:,.0f} | "
+                       + " | ".join(_latency_cells(c)) + " |")
+    mem = report["memory"]
+    out += ["", "Memory per resting order: " + "; ".join(
+        f"{impl} {m_['bytes_per_order']:.1f} bytes ({m_['resting']:,} resting)"
+        for impl, m_ in mem.items()) + "."]
+    if plot_path:
+        out += ["", f"![latency percentiles]({plot_path})"]
+    return "\n".join(out) + "\n"
+
+
+def update_readme(path: Path, report: dict, suite: dict | None = None,
+                  plot_path: str | None = None) -> None:
+    """Replaces the README's "## Figures" section (up to the next "## " heading) with this run's."""
+    lines = path.read_text().splitlines(keepends=True)
+    section = markdown(report, suite, plot_path)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == "## Figures"), None)
+    if start is None:
+        path.write_text("".join(lines).rstrip("\n") + "\n\n" + section)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
