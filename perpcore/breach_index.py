@@ -1,0 +1,85 @@
+"""Accounts indexed by the price at which a move could breach their maintenance margin.
+
+A price dimension is anything one price moves (a symbol's mark, a collateral's index). Each account
+has, per dimension it is exposed to, one trigger: DOWN (a long, collateral) fires when the price
+falls to the trigger or below, UP (a short) when it rises to the trigger or above; a trigger of None
+fires on any update of that dimension (an account that must be looked at whatever the price: already
+in breach but deferred, or valued without a price yet). When a dimension's price moves, crossed()
+returns exactly the accounts whose trigger the new price reaches, in O(log n + k): a move that can
+breach nobody looks at nobody. The caller decides the triggers (perpcore.liquidation) and sets them
+again for every account it examines.
+"""
+from __future__ import annotations
+
+from typing import Hashable, Iterable
+
+from sortedcontainers import SortedList
+
+DOWN = 0
+UP = 1
+
+
+class BreachIndex:
+    __slots__ = ("_down", "_up", "_any", "_entries")
+
+    def __init__(self):
+        self._down: dict[Hashable, SortedList] = {}     # dim -> (trigger, account)
+        self._up: dict[Hashable, SortedList] = {}
+        self._any: dict[Hashable, set[int]] = {}        # dim -> accounts to look at on any move
+        self._entries: dict[int, tuple] = {}            # account -> ((dim, direction, trigger), ...)
+
+    def set(self, account: int, triggers: Iterable[tuple[Hashable, int, int | None]]) -> None:
+        """Replaces the account's triggers with (dim, DOWN/UP, price or None) entries."""
+        self.discard(account)
+        entries = tuple(triggers)
+        if not entries:
+            return
+        for dim, direction, price in entries:
+            if price is None:
+                self._any.setdefault(dim, set()).add(account)
+            else:
+                side = self._down if direction == DOWN else self._up
+                lst = side.get(dim)
+                if lst is None:
+                    lst = side[dim] = SortedList()
+                lst.add((price, account))
+        self._entries[account] = entries
+
+    def discard(self, account: int) -> None:
+        entries = self._entries.pop(account, None)
+        if entries is None:
+            return
+        for dim, direction, price in entries:
+            if price is None:
+                self._any[dim].discard(account)
+            else:
+                (self._down if direction == DOWN else self._up)[dim].remove((price, account))
+
+    def crossed(self, dim: Hashable, price: int) -> list[int]:
+        """The accounts whose trigger in `dim` the price reaches, sorted by id."""
+        found = set(self._any.get(dim, ()))
+        down = self._down.get(dim)
+        if down:
+            # triggers >= price: (price,) sorts before every (price, account)
+            found.update(account for _, account in down.islice(down.bisect_left((price,))))
+        up = self._up.get(dim)
+        if up:
+            # triggers <= price: (price + 1,) sorts after every (price, account)
+            found.update(account for _, account in up.islice(0, up.bisect_left((price + 1,))))
+        return sorted(found)
+
+    def triggers(self, account: int) -> tuple:
+        """The account's entries, as set (empty if none)."""
+        return self._entries.get(account, ())
+
+    def clear(self) -> None:
+        self._down.clear()
+        self._up.clear()
+        self._any.clear()
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, account: int) -> bool:
+        return account in self._entries
