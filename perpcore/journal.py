@@ -372,6 +372,8 @@ class JournaledExchange:
         self.ex = ex
         self.journal = journal
         self._held: list[m.Event] = []    # events of commands not yet durable
+        # the last seq whose events have all been released: what a client has been told
+        self.acknowledged_seq = ex.seq
         self._encode = m.encoder.encode
 
     def submit(self, cmd: m.Command, seq: int | None = None) -> list[m.Event]:
@@ -408,20 +410,20 @@ class JournaledExchange:
 
     def _release(self, events: list[m.Event]) -> list[m.Event]:
         if not self._held and self.journal.committed_seq >= self.ex.seq:
+            self.acknowledged_seq = self.ex.seq
             return events
         self._held += events
         return self.poll()
 
     def poll(self) -> list[m.Event]:
+        committed = self.journal.committed_seq      # read once: the flusher may move it on
         held = self._held
-        if not held:
-            return held
-        committed = self.journal.committed_seq
-        if committed >= self.ex.seq:
+        self.acknowledged_seq = committed
+        if not held or held[0].seq > committed:
+            return []
+        if held[-1].seq <= committed:
             self._held = []
             return held
-        if held[0].seq > committed:
-            return []
         # events carry their command's seq, in order: release those of durable commands
         cut = bisect.bisect_right(held, committed, key=_seq_of)
         out = held[:cut]
@@ -431,12 +433,6 @@ class JournaledExchange:
     def flush(self) -> list[m.Event]:
         self.journal.commit()
         return self.poll()
-
-    @property
-    def acknowledged_seq(self) -> int:
-        """The last sequence number whose record is durable (its events are released by the next
-        submit, poll or flush)."""
-        return self.journal.committed_seq
 
     def close(self) -> list[m.Event]:
         events = self.flush()

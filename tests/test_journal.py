@@ -132,14 +132,14 @@ def test_group_commit_by_count_and_by_time(tmp_path):
         tmp_path / "a.pcj", DIGEST, sync="group", group_records=3, group_ms=60_000))
     for a in range(1, 4):
         je.submit(m.CreateAccount(account=a))
-    _wait_for(lambda: je.acknowledged_seq == 3)
+    _wait_for(lambda: je.journal.committed_seq == 3)
     assert [e.seq for e in je.poll()] == [1, 2, 3]
     je.close()
     # by time: one record, far below the count, is committed once it has waited group_ms
     je = jr.JournaledExchange(Exchange(CONFIG), jr.Journal(
         tmp_path / "b.pcj", DIGEST, sync="group", group_records=1000, group_ms=5))
     assert je.submit(m.CreateAccount(account=1)) == []
-    _wait_for(lambda: je.acknowledged_seq == 1)
+    _wait_for(lambda: je.journal.committed_seq == 1)
     assert [e.seq for e in je.poll()] == [1]
     je.close()
 
