@@ -144,8 +144,9 @@ class LobsterReport:
 
 
 class LobsterReplay:
-    """One message file through one book. `on_trade(ts, index, fill)` receives each engine trade
-    (fill as OrderBook.fills() gives it)."""
+    """One message file through one book. `on_trade(ts, index, taker_side, fill)` receives each
+    engine trade: the message's time and index, the taker's side (0 buy, 1 sell) and the fill as
+    OrderBook.fills() gives it."""
 
     def __init__(self, on_trade=None):
         self.book = _book.OrderBook()
@@ -257,7 +258,7 @@ class LobsterReplay:
             report.engine_trades += 1
             report.engine_volume += fill[6]
             if self.on_trade is not None:
-                self.on_trade(ts, index, fill)
+                self.on_trade(ts, index, 1 - side, fill)
         if len(fills) == 1 and fills[0][1] == order_id and fills[0][6] == size:
             report.reproduced += 1
             report.reproduced_seen += seen

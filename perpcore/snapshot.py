@@ -107,6 +107,59 @@ class RecoveryReport(msgspec.Struct):
     removed_temp_files: list[str] = []
 
 
+def list_snapshots(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(seq, path) of a store's snapshot files, oldest first."""
+    return sorted((int(mt.group(1)), p) for p in Path(directory).iterdir()
+                  if (mt := _SNAPSHOT.fullmatch(p.name)))
+
+
+def list_segments(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(first seq, path) of a store's journal segments, oldest first."""
+    return sorted((int(mt.group(1)), p) for p in Path(directory).iterdir()
+                  if (mt := _SEGMENT.fullmatch(p.name)))
+
+
+def recover(directory: str | os.PathLike, config: VenueConfig,
+            cleanup: bool = False) -> tuple[Exchange, RecoveryReport]:
+    """The state a store holds: its newest snapshot that checks out plus the journal records
+    after it. Read-only unless `cleanup` (then the temporary file of an interrupted snapshot
+    write is deleted); a torn tail of the newest segment is reported, not replayed."""
+    directory = Path(directory)
+    report = RecoveryReport()
+    if cleanup:
+        for tmp in sorted(directory.glob("*.tmp")):     # a snapshot whose write was interrupted
+            tmp.unlink()
+            report.removed_temp_files.append(tmp.name)
+    ex = None
+    for seq, path in reversed(list_snapshots(directory)):
+        try:
+            ex = load_snapshot(path, config)
+        except SnapshotError as e:
+            report.skipped_snapshots.append(str(e))
+            continue
+        report.snapshot, report.snapshot_seq = path.name, seq
+        break
+    if ex is None:
+        ex = Exchange(config)
+    segments = list_segments(directory)
+    for i, (first_seq, path) in enumerate(segments):
+        last = i == len(segments) - 1
+        if not last and segments[i + 1][0] <= ex.seq + 1:
+            continue                                    # wholly covered by the snapshot
+        if last and path.stat().st_size < jr.HEADER_SIZE:
+            continue                                    # its creation was interrupted: empty
+        before = ex.seq
+        tail = jr.replay(path, ex)
+        report.replayed += ex.seq - before
+        if not tail.clean:
+            if not last:
+                raise jr.JournalError(f"{path}: damaged before the newest segment "
+                                      f"({tail.reason}); acknowledged commands may be lost")
+            report.torn_tail = tail
+    report.last_seq = ex.seq
+    return ex, report
+
+
 class Store:
     """A directory of snapshots and journal segments, open for one engine.
 
@@ -124,8 +177,7 @@ class Store:
         self.digest = config_digest(config)
         self.keep = keep
         self.journal_options = journal_options
-        self.recovery = RecoveryReport()
-        ex = self._recover()
+        ex, self.recovery = recover(self.dir, config, cleanup=True)
         journal = None
         segments = self.segments()
         if segments and segments[-1][0] <= ex.seq + 1:
@@ -144,48 +196,10 @@ class Store:
     # ---- the directory -------------------------------------------------------------------------
 
     def snapshots(self) -> list[tuple[int, Path]]:
-        return sorted((int(mt.group(1)), p) for p in self.dir.iterdir()
-                      if (mt := _SNAPSHOT.fullmatch(p.name)))
+        return list_snapshots(self.dir)
 
     def segments(self) -> list[tuple[int, Path]]:
-        return sorted((int(mt.group(1)), p) for p in self.dir.iterdir()
-                      if (mt := _SEGMENT.fullmatch(p.name)))
-
-    # ---- recovery ------------------------------------------------------------------------------
-
-    def _recover(self) -> Exchange:
-        report = self.recovery
-        for tmp in sorted(self.dir.glob("*.tmp")):      # a snapshot whose write was interrupted
-            tmp.unlink()
-            report.removed_temp_files.append(tmp.name)
-        ex = None
-        for seq, path in reversed(self.snapshots()):
-            try:
-                ex = load_snapshot(path, self.config)
-            except SnapshotError as e:
-                report.skipped_snapshots.append(str(e))
-                continue
-            report.snapshot, report.snapshot_seq = path.name, seq
-            break
-        if ex is None:
-            ex = Exchange(self.config)
-        segments = self.segments()
-        for i, (first_seq, path) in enumerate(segments):
-            last = i == len(segments) - 1
-            if not last and segments[i + 1][0] <= ex.seq + 1:
-                continue                                # wholly covered by the snapshot
-            if path.stat().st_size < jr.HEADER_SIZE and last:
-                continue                                # its creation was interrupted: empty
-            before = ex.seq
-            tail = jr.replay(path, ex)
-            report.replayed += ex.seq - before
-            if not tail.clean:
-                if not last:
-                    raise jr.JournalError(f"{path}: damaged before the newest segment "
-                                          f"({tail.reason}); acknowledged commands may be lost")
-                report.torn_tail = tail
-        report.last_seq = ex.seq
-        return ex
+        return list_segments(self.dir)
 
     # ---- checkpoints ---------------------------------------------------------------------------
 

@@ -55,10 +55,11 @@ def test_visible_execution_is_the_engines_own_trade():
     trades = []
     msgs = np.array([(0, lb.ADD, 1, 100, 500, BUY), (1, lb.ADD, 2, 100, 500, BUY),
                      (2, lb.EXECUTE, 1, 40, 500, BUY)], dtype=np.int64)
-    r = lb.LobsterReplay(on_trade=lambda ts, i, fill: trades.append(fill))
+    r = lb.LobsterReplay(on_trade=lambda ts, i, taker_side, fill: trades.append((taker_side, fill)))
     report = r.run(msgs, lb.LobsterReport("test", 0))
     assert report.reproduced == report.visible_executions == 1 == report.reproduced_seen
-    (fill,) = trades
+    ((taker_side, fill),) = trades
+    assert taker_side == _book.SELL
     assert fill[0] == _book.TRADE and fill[1] == 1 and fill[3] == lb._level_account(0, 500)
     assert fill[4] == lb.TAKER_ACCOUNT and fill[5:7] == (500, 40)
     assert r.book.order(1)[4] == 60 and queue(r, 0, 500) == [1, 2]

@@ -1,0 +1,303 @@
+"""`perpcore replay`: a perpcore journal, LOBSTER order flow, or Binance USDⓈ-M captures through
+the engine, with a progress bar, a summary table (or JSON) and an optional event file.
+
+- journal: a store directory (snapshots + journal segments) or one journal file, replayed from
+  the earliest point it can be (an empty exchange, or the oldest snapshot the segments continue
+  from) so that every event is reproduced; `verify` checks the replayed state hash at every
+  snapshot on the way, against the store's own recovery (newest snapshot + tail) at the end, and
+  against an expected hash if one is given.
+- lobster: message files (perpcore.lobster); the reproduction figure per file.
+- binance: captures (perpcore.binance); book agreement with bookTicker, and plots.
+
+The event file is JSON lines, one event per line as msgspec encodes it (an array, the event's
+type first), decodable with msgspec.json.Decoder(perpcore.messages.Events).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+
+from perpcore import journal as jr
+from perpcore import lobster as lb
+from perpcore import messages as m
+from perpcore import snapshot as sn
+from perpcore.config import VenueConfig, default_config
+from perpcore.exchange import Exchange
+
+Progress = Callable[[int, int], None]       # (done, total)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Summary:
+    kind: str
+    source: str
+    messages: int = 0
+    trades: int = 0
+    elapsed_s: float = 0.0
+    state_hash: str = ""
+    figures: dict[str, object] = field(default_factory=dict)   # label -> value, in table order
+    checks: list[Check] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)            # per input file, where several
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def throughput(self) -> float:
+        return self.messages / self.elapsed_s if self.elapsed_s else 0.0
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "messages": self.messages,
+                "trades": self.trades, "elapsed_s": self.elapsed_s,
+                "messages_per_s": self.throughput, "state_hash": self.state_hash,
+                "figures": self.figures, "files": self.files,
+                "checks": [vars(c) for c in self.checks], "ok": self.ok}
+
+
+class EventWriter:
+    """Events to a JSON-lines file (or nowhere, for path None)."""
+
+    def __init__(self, path: str | Path | None):
+        self._file = open(path, "wb") if path else None
+        self._encode = msgspec.json.Encoder().encode
+        self.count = 0
+
+    def write(self, events) -> None:
+        if self._file is not None and events:
+            self._file.write(b"".join(self._encode(e) + b"\n" for e in events))
+        self.count += len(events)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- journal -----------------------------------------------------------------------------------
+
+def _journal_start(snapshots, first_seq: int, config: VenueConfig) -> tuple[Exchange, str]:
+    """The earliest exchange the journal continues: empty, or the oldest snapshot that loads and
+    covers the commands before the first segment."""
+    if first_seq == 1:
+        return Exchange(config), "an empty exchange"
+    for seq, path in snapshots:
+        if seq >= first_seq - 1:
+            try:
+                return sn.load_snapshot(path, config), path.name
+            except sn.SnapshotError:
+                continue
+    raise jr.JournalError(f"the journal starts at command {first_seq} and no snapshot covers "
+                          f"the commands before it")
+
+
+def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: bool = False,
+                   expect_hash: str | None = None, events_path: str | Path | None = None,
+                   progress: Progress | None = None) -> Summary:
+    config = config or default_config()
+    path = Path(path)
+    if path.is_dir():
+        snapshots, segments = sn.list_snapshots(path), sn.list_segments(path)
+    else:
+        snapshots, segments = [], [(jr.read(path)[2].first_seq, path)]
+    if not segments:
+        raise jr.JournalError(f"{path}: no journal segments")
+    ex, started_from = _journal_start(snapshots, segments[0][0], config)
+    summary = Summary("journal", str(path))
+    # read every segment first: the progress bar needs the total, and damage anywhere but at the
+    # very end is an error before anything is replayed
+    loaded = []
+    for i, (_, seg) in enumerate(segments):
+        digest, records, tail = jr.read(seg)
+        if digest != sn.config_digest(config):
+            raise jr.JournalError(f"{seg}: written under a different venue config")
+        if not tail.clean and i < len(segments) - 1:
+            raise jr.JournalError(f"{seg}: damaged before the newest segment ({tail.reason})")
+        loaded.append((records, tail))
+    total = sum(len(records) for records, _ in loaded)
+    checkpoints = {seq: p for seq, p in snapshots if seq > ex.seq}
+    types: Counter[str] = Counter()
+    done = replayed = 0
+    with EventWriter(events_path) as writer:
+        started = time.perf_counter()
+        for records, _ in loaded:
+            for seq, payload in records:
+                done += 1
+                if seq <= ex.seq:
+                    continue
+                if seq != ex.seq + 1:
+                    raise jr.JournalError(f"command {ex.seq + 1} is missing from the journal")
+                events = jr.apply(ex, seq, payload)
+                replayed += 1
+                writer.write(events)
+                for event in events:
+                    types[type(event).__name__] += 1
+                if verify and seq in checkpoints:
+                    info, _ = sn.read_snapshot(checkpoints[seq])
+                    summary.checks.append(Check(f"snapshot {seq}", ex.state_hash() == info.state_hash,
+                                                f"replayed state at {seq} vs {checkpoints[seq].name}"))
+                if progress is not None and done % 4096 == 0:
+                    progress(done, total)
+        summary.elapsed_s = time.perf_counter() - started
+    if progress is not None:
+        progress(total, total)
+    summary.messages = replayed
+    summary.trades = types["OrderFilled"]
+    summary.state_hash = ex.state_hash()
+    tail = loaded[-1][1]
+    summary.figures = {
+        "started from": started_from,
+        "commands replayed": replayed,
+        "last sequence number": ex.seq,
+        "events": sum(types.values()),
+        "rejections": types["OrderRejected"],
+        "torn tail": (f"{tail.dropped_bytes} bytes after command {tail.last_seq} "
+                      f"({tail.reason}), not replayed") if not tail.clean else "none",
+        "exchange clock (ns)": ex.clock,
+        "events by type": dict(types.most_common()),
+    }
+    if verify and path.is_dir():
+        recovered, _ = sn.recover(path, config)
+        summary.checks.append(Check("recovery", recovered.state_hash() == summary.state_hash,
+                                    "newest snapshot + journal tail vs the full replay"))
+    if expect_hash:
+        summary.checks.append(Check("expected hash", expect_hash == summary.state_hash,
+                                    f"expected {expect_hash}"))
+    return summary
+
+
+# ---- LOBSTER -----------------------------------------------------------------------------------
+
+def lobster_inputs(paths) -> list[Path]:
+    """Message files named directly, or found in the directories named."""
+    out = []
+    for p in map(Path, paths):
+        out += sorted(p.glob("*_message_*.csv")) if p.is_dir() else [p]
+    return out
+
+
+def replay_lobster(paths, events_path: str | Path | None = None, progress: Progress | None = None,
+                   use_orderbook: bool = True) -> Summary:
+    files = lobster_inputs(paths)
+    if not files:
+        raise FileNotFoundError("no LOBSTER message files given")
+    loaded = [(f, lb.read_messages(f)) for f in files]
+    total = sum(len(msgs) for _, msgs in loaded)
+    summary = Summary("lobster", ", ".join(str(f) for f in files))
+    done = 0
+    with EventWriter(events_path) as writer:
+        for f, msgs in loaded:
+            symbol = f.name.split("_", 1)[0]
+            orderbook = None
+            if use_orderbook and (ob := lb.orderbook_for(f)) is not None:
+                orderbook = lb.read_orderbook(ob)
+
+            def on_trade(ts, index, taker_side, fill, symbol=symbol):
+                # one event per engine trade; its seq is the message's place in the file
+                writer.write([m.OrderFilled(index + 1, ts, symbol, fill[5], fill[6],
+                                            m.Side(taker_side), fill[1], fill[2], fill[3],
+                                            fill[4], fill[7], fill[8])])
+
+            base = done
+            report = lb.LobsterReplay(on_trade).run(
+                msgs, lb.LobsterReport(str(f), lb.level_of(f)), orderbook,
+                None if progress is None else (lambda i, base=base: progress(base + i, total)))
+            done += len(msgs)
+            summary.files.append(report.as_dict())
+            summary.messages += report.messages
+            summary.trades += report.engine_trades
+            summary.elapsed_s += report.elapsed_s
+    if progress is not None:
+        progress(total, total)
+    visible = sum(r["visible_executions"] for r in summary.files)
+    reproduced = sum(r["reproduced"] for r in summary.files)
+    summary.state_hash = summary.files[-1]["book_hash"] if len(files) == 1 else ""
+    summary.figures = {
+        "visible executions": visible,
+        "reproduced (same order, same size)": f"{reproduced:,} ({reproduced / visible:.2%})"
+        if visible else "-",
+        "hidden executions": sum(r["hidden_executions"] for r in summary.files),
+        "engine trades": sum(r["engine_trades"] for r in summary.files),
+    }
+    return summary
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+LOBSTER_COLUMNS = (
+    ("level", "levels in the file"), ("messages", "messages"),
+    ("visible_executions", "visible executions"),
+    ("reproduction", "reproduced: same order, same size"),
+    ("reproduction_seen", "  of orders the file showed added"),
+    ("seeded", "orders seeded at the front of their level"),
+    ("stale_removed", "stale orders removed"), ("repaired", "book repaired after a miss"),
+    ("hidden_executions", "hidden executions"), ("engine_trades", "engine trades"),
+    ("top_price_agreement", "top of book agrees with the file (price)"),
+    ("messages_per_s", "messages/s"), ("elapsed_s", "seconds"),
+)
+
+
+def render(summary: Summary, console) -> None:
+    """The summary as rich tables on `console`."""
+    from rich.table import Table
+    if summary.files and summary.kind == "lobster":
+        table = Table(title="LOBSTER replay, per file")
+        table.add_column("")
+        for f in summary.files:
+            table.add_column(Path(f["path"]).name.replace("_34200000_57600000", ""),
+                             justify="right")
+        for key, label in LOBSTER_COLUMNS:
+            cells = []
+            for f in summary.files:
+                v = f[key]
+                if key == "top_price_agreement" and not f["top_compared"]:
+                    cells.append("-")
+                elif key in ("reproduction", "reproduction_seen", "top_price_agreement"):
+                    cells.append(f"{v:.2%}")
+                else:
+                    cells.append(_fmt(v))
+            table.add_row(label, *cells)
+        console.print(table)
+    table = Table(title=f"perpcore replay {summary.kind}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    table.add_row("input", summary.source)
+    table.add_row("messages", _fmt(summary.messages))
+    table.add_row("trades", _fmt(summary.trades))
+    table.add_row("throughput", f"{summary.throughput:,.0f} messages/s")
+    table.add_row("elapsed", f"{summary.elapsed_s:.3f} s")
+    for label, value in summary.figures.items():
+        table.add_row(label, _fmt(value))
+    if summary.state_hash:
+        table.add_row("final state hash", summary.state_hash)
+    for check in summary.checks:
+        table.add_row(f"verify: {check.name}", ("[green]agrees[/]" if check.ok else
+                                                "[red]DIFFERS[/]") + f" ({check.detail})")
+    console.print(table)
