@@ -1,0 +1,570 @@
+"""Liquidation: the engine, the insurance fund and auto-deleveraging (DESIGN.md stage 6).
+
+The Exchange's "liquidation" component. After every command (after the mark and the loans have been
+brought up to date) it finds the accounts the command's price moves and money movements may have put
+under maintenance, and liquidates them, in account order, until none is left. It reads money,
+positions and margin through perpcore.margin and prices through perpcore.pricing; the only state of
+its own is the insurance fund's history and the socialised losses.
+
+Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
+or below its maintenance margin (perpcore.margin's rule, the one its liquidation prices solve
+exactly). Never on a stale index: an account valued with any symbol whose index is stale (its
+positions' or its collateral's) is left alone until the index is fresh again, and then examined.
+
+Finding the accounts. A BreachIndex keeps each account under the prices at which a move could breach
+it, per price dimension (a symbol's mark; a collateral's index). An account with one position and
+no collateral is keyed at its exact liquidation price. Any other is keyed conservatively: with slack
+= equity - maintenance at the current prices and w_d an upper bound of the slack lost per tick of
+adverse move in dimension d (|size| x units per tick-lot for a long, that x (1 + top maintenance
+rate) for a short, the post-haircut value of one tick for collateral), the budget B = slack - (n + 1)
+(n dimensions, each rounding at most one unit) is shared out so that every dimension gets the same
+fraction of its price: dimension d may move B x P_d / sum(w x P) ticks against the account before
+its trigger fires. Inside all triggers the slack stays >= 1: the index never misses a breach, and a
+move that reaches nobody's trigger looks at nobody. An examined account that is not in breach is
+keyed again from the current prices.
+
+Which accounts are liquidated is decided exactly, from the candidates of one round sorted by id; the
+index only narrows the search, so the events never depend on its history (a restored exchange
+rebuilds it and behaves the same).
+
+Liquidating one account:
+1. LiquidationStarted; all its open orders are cancelled (CancelReason.LIQUIDATION).
+2. While still under maintenance: take the position with the largest maintenance margin and reduce
+   it one tier (to the top of the tier below; the whole position in the first tier or when the
+   account's equity is no longer positive), with an IOC
+   order into the book limited at the position's bankruptcy price (the mark at which the account's
+   equity is zero, others fixed). Each fill better than bankruptcy leaves a surplus; the insurance
+   fund takes min(surplus, notional x the instrument's liquidation_fee), the rest stays with the
+   trader.
+3. What the book cannot absorb at bankruptcy is taken over by the insurance fund at the bankruptcy
+   price and sold into the book at once, down to the price the fund can cover (and within the
+   instrument's market protection band around the mark): the fund pays the account the difference
+   between each fill and the bankruptcy price, so the account closes at bankruptcy and the fund
+   carries the loss. The fund never holds a position nor goes below zero.
+4. What neither absorbs is auto-deleveraged: the opposite positions are closed at the bankruptcy
+   price in BitMEX's queue order (perpcore.adl), a transfer between the two accounts, exactly
+   zero-sum.
+5. An account left without positions and with negative equity (a gap through bankruptcy on a short
+   with other debts, a loan past its collateral) has a deficit: its collateral is sold, then the fund
+   covers what it can; what it cannot is a SocializedLoss: the account keeps that negative balance,
+   reported as the venue's bad debt, the explicit last resort.
+
+Margin loans: past the liquidation LTV (margin calls on_loan_breach) the loan is first repaid from
+cash, then collateral is sold to the platform at index less the conversion penalty, the least amount
+that brings the loan-to-value back to the maximum LTV; the penalty goes to the insurance fund.
+
+Every change of the fund, by this engine or another layer (funding remainders), is an
+InsuranceFundChanged event and an entry of history(). Money is in minor units of the settlement
+asset; every figure is an integer and every transfer exact.
+"""
+from __future__ import annotations
+
+from itertools import islice
+
+import msgspec
+
+from perpcore import messages as m
+from perpcore.adl import indicator, ranking
+from perpcore.breach_index import DOWN, UP, BreachIndex
+from perpcore.config import RATE_SCALE
+from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
+
+# The events after which an account's money or positions may have changed: it is examined again.
+_TOUCHING = frozenset({m.PositionChanged, m.FundingPaid, m.InterestAccrued, m.Deposited,
+                       m.Withdrawn, m.Borrowed, m.Repaid, m.CollateralConverted})
+
+
+class FundEntry(msgspec.Struct, frozen=True):
+    """One change of the insurance fund."""
+    seq: int
+    ts: int
+    asset: str
+    delta: int
+    balance: int                        # afterwards
+    reason: FundReason
+    account: int = 0                    # the account concerned, 0: none
+    symbol: str = ""
+
+
+class _Params:
+    """Per instrument, what the engine needs beyond the margin layer's SymbolRisk."""
+    __slots__ = ("upt", "short_rate", "fee", "band", "max_price", "tiers")
+
+    def __init__(self, spec, sr):
+        self.upt = sr.upt
+        self.tiers = sr.tiers
+        # a short loses its size per tick in equity and at most the top rate more in maintenance
+        self.short_rate = RATE_SCALE + max(sr.tiers.rates)
+        self.fee = spec.liquidation_fee
+        self.band = spec.market_protection
+        self.max_price = spec.max_price
+
+
+class Liquidation:
+    """The liquidation component of an Exchange (ex.components["liquidation"])."""
+
+    def __init__(self, exchange):
+        self.exchange = exchange
+        self.margin = exchange.components["margin"]
+        self.pricing = exchange.components["pricing"]
+        config = exchange.config
+        self.settle = config.settlement_asset
+        self.fund = self.margin.insurance               # the ledger's insurance bucket, by asset
+        self.params = {s: _Params(config.instruments[s], sr) for s, sr in self.margin.symbols.items()}
+        self.index = BreachIndex()
+        self.history: list[FundEntry] = []
+        self.socialized: dict[int, int] = {}            # account -> bad debt left with it
+        self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
+        self._queues: dict[tuple[str, int], list[int]] = {}
+        self.margin.on_loan_breach = self.sell_collateral
+
+    # ---- stage 6 -------------------------------------------------------------------------------
+
+    def after_command(self, events: list) -> None:
+        """Liquidates every account the command put under maintenance, cascades included."""
+        if self.fund != self._fund_seen:
+            self._record_external(events)
+        start = 0
+        index = self.index
+        while True:
+            candidates = set()
+            for e in islice(events, start, None):
+                t = type(e)
+                if t in _TOUCHING:
+                    candidates.add(e.account)
+                elif t is m.MarkPriceUpdated:
+                    if not e.index_stale:
+                        candidates.update(index.crossed(("mark", e.symbol), e.price))
+                elif t is m.IndexPriceUpdated:
+                    candidates.update(index.crossed(("index", e.symbol), e.price))
+            start = len(events)
+            if not candidates:
+                return
+            breached = [a for a in sorted(candidates) if self._examine(a)]
+            if not breached:
+                return
+            self._queues.clear()
+            for account in breached:
+                self._liquidate(account, events)
+            # stage 5 again: the liquidation trades moved the last price and the book
+            ex = self.exchange
+            if self.margin.reduce_only_dirty:
+                ex._trim_reduce_only(events)
+            new = events[start:]
+            n = len(new)
+            self.pricing.after_command(new)
+            events.extend(new[n:])
+
+    # ---- finding accounts ----------------------------------------------------------------------
+
+    def _slack(self, acc, figures: tuple) -> int:
+        """> 0 while the account is sound: equity - maintenance with positions; without, its equity
+        plus the bad debt already socialised, plus one (a deficit is a breach)."""
+        equity, _, _, mm, _ = figures
+        if mm > 0:
+            return equity - mm
+        return equity + self.socialized.get(acc.id, 0) + 1
+
+    def _dims(self, acc) -> list[tuple[tuple[str, str], int, int | None, int]]:
+        """[(dim, direction, price, adverse loss bound per tick)] of the account's exposures."""
+        out = []
+        mark_of = self.pricing.mark_price
+        for symbol, pos in acc.positions.items():
+            size = pos.size
+            if size:
+                p = self.params[symbol]
+                if size > 0:
+                    out.append((("mark", symbol), DOWN, mark_of(symbol), size * p.upt))
+                else:
+                    out.append((("mark", symbol), UP, mark_of(symbol),
+                                -(size * p.upt * p.short_rate // RATE_SCALE)))
+        cash = acc.cash
+        index_of = self.pricing.index_price
+        for c in self.margin.collateral:
+            amount = cash[c.asset]
+            if amount > 0:
+                price = index_of(c.symbol)
+                if price is not None:       # unpriced collateral counts for nothing: no exposure
+                    out.append((("index", c.symbol), DOWN, price,
+                                -(-amount * c.num * c.keep // (c.den * RATE_SCALE))))
+        return out
+
+    def _stale(self, dims) -> bool:
+        is_stale = self.pricing.is_stale
+        return any(is_stale(dim[1]) for dim, _, _, _ in dims)
+
+    def _examine(self, account: int) -> bool:
+        """True if the account must be liquidated now; otherwise keys it again."""
+        acc = self.margin.accounts.get(account)
+        if acc is None:
+            return False
+        figures = self.margin._figures(acc)
+        slack = self._slack(acc, figures)
+        dims = self._dims(acc)
+        if slack <= 0 and not self._stale(dims):
+            return True
+        self._key(acc, figures, slack, dims)
+        return False
+
+    def _key(self, acc, figures: tuple | None = None, slack: int | None = None,
+             dims: list | None = None) -> None:
+        if figures is None:
+            figures = self.margin._figures(acc)
+            slack = self._slack(acc, figures)
+            dims = self._dims(acc)
+        if not dims:
+            self.index.discard(acc.id)
+            return
+        if slack <= 0:
+            # in breach but deferred (a stale index): look again at any move
+            self.index.set(acc.id, [(dim, d, None) for dim, d, _, _ in dims])
+            return
+        if len(dims) == 1 and dims[0][0][0] == "mark" and dims[0][2] is not None:
+            # one position and nothing else: its exact liquidation price
+            dim, direction, _, _ = dims[0]
+            price = self.margin.liquidation_price(acc.id, dim[1], figures)
+            self.index.set(acc.id, [] if price is None else [(dim, direction, price)])
+            return
+        budget = slack - len(dims) - 1
+        if budget < 0 or any(price is None for _, _, price, _ in dims):
+            self.index.set(acc.id, [(dim, d, None) for dim, d, _, _ in dims])
+            return
+        # the same fraction of its price for every dimension: sum(w x allowed move) <= budget
+        total = sum(w * price for _, _, price, w in dims)
+        triggers = []
+        for dim, direction, price, _ in dims:
+            allowed = budget * price // total
+            triggers.append((dim, direction, price - allowed - 1 if direction == DOWN
+                             else price + allowed + 1))
+        self.index.set(acc.id, triggers)
+
+    # ---- liquidating ---------------------------------------------------------------------------
+
+    def _liquidate(self, account: int, events: list) -> None:
+        ex = self.exchange
+        margin = self.margin
+        acc = margin.accounts[account]
+        equity, _, _, mm, _ = margin._figures(acc)
+        if not (mm > 0 and equity <= mm):
+            if mm == 0 and equity + self.socialized.get(account, 0) < 0:
+                events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
+                                                   LiquidationReason.DEFICIT))
+                self._settle_deficit(acc, events)
+            self._key(acc)
+            return      # an earlier liquidation of this round restored it
+        events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
+                                           LiquidationReason.MAINTENANCE))
+        self._cancel_orders(account, events)
+        while mm > 0 and equity <= mm:
+            symbol, qty = self._next_step(acc, equity > 0)
+            self._close(acc, symbol, qty, events)
+            equity, _, _, mm, _ = margin._figures(acc)
+        if mm == 0 and equity + self.socialized.get(account, 0) < 0:
+            self._settle_deficit(acc, events)
+        self._key(acc)
+
+    def _cancel_orders(self, account: int, events: list) -> None:
+        ex = self.exchange
+        for symbol, market in ex.markets.items():
+            for order_id, open_qty in market.book.cancel_account(account):
+                self.margin.order_closed(order_id)
+                events.append(m.OrderCancelled(ex.seq, ex.clock, account, symbol, order_id,
+                                               open_qty, CancelReason.LIQUIDATION))
+
+    def _next_step(self, acc, solvent: bool) -> tuple[str, int]:
+        """The position with the largest maintenance margin (ties: symbol order) and how many lots
+        to close: down to the top of the tier below, or all of it in the first tier, or all of it
+        when the account is insolvent (no step could bring its margin back)."""
+        best = None
+        mark_of = self.pricing.mark_price
+        for symbol in sorted(acc.positions):
+            size = acc.positions[symbol].size
+            if not size:
+                continue
+            p = self.params[symbol]
+            per_lot = mark_of(symbol) * p.upt
+            mm = p.tiers.maintenance(abs(size) * per_lot)
+            if best is None or mm > best[0]:
+                best = (mm, symbol, abs(size), per_lot)
+        _, symbol, lots, per_lot = best
+        if not solvent:
+            return symbol, lots
+        tiers = self.params[symbol].tiers
+        k = tiers.tier(lots * per_lot)
+        keep = tiers.caps[k - 1] // per_lot if k else 0
+        return symbol, lots - keep
+
+    def _close(self, acc, symbol: str, qty: int, events: list) -> None:
+        """Closes `qty` lots of the account's position: the book at bankruptcy or better, then the
+        fund's takeover, then deleveraging (see the module's steps 2-4)."""
+        ex = self.exchange
+        margin = self.margin
+        p = self.params[symbol]
+        upt = p.upt
+        size = acc.positions[symbol].size
+        long = size > 0
+        side = Side.SELL if long else Side.BUY
+        mark = self.pricing.mark_price(symbol)
+        bankrupt = margin.bankruptcy_price(acc.id, symbol)
+        if bankrupt is not None:
+            limit, fee_ok = bankrupt, True
+        elif long:
+            limit, fee_ok = 1, True         # no price bankrupts it: any fill keeps equity >= 0
+        else:
+            limit, fee_ok = mark, False     # bankrupt at every price: its deficit is settled after
+        # 1. the book, at the bankruptcy price or better
+        fills = self._ioc(acc.id, symbol, side, limit, qty, events)
+        book_qty = sum(q for _, q in fills)
+        book_value = sum(f * q for f, q in fills)
+        fee = 0
+        if fee_ok:
+            for f, q in fills:
+                surplus = ((f - limit) if long else (limit - f)) * q * upt
+                fee += min(surplus, -(-f * q * upt * p.fee // RATE_SCALE))
+        if fee:
+            acc.cash[self.settle] -= fee
+            self._fund_change(fee, FundReason.LIQUIDATION_FEE, acc.id, symbol, events)
+        rest = qty - book_qty
+        # 2. the fund takes the rest over at bankruptcy and sells it, as far as it can cover
+        fund_qty = fund_value = cover = 0
+        if rest:
+            can = self.fund[self.settle] // (rest * upt)          # ticks of loss it can carry
+            if long:
+                worst = max(limit - can, -(-mark * (RATE_SCALE - p.band) // RATE_SCALE), 1)
+            else:
+                worst = min(limit + can, mark * (RATE_SCALE + p.band) // RATE_SCALE, p.max_price)
+            if (worst < limit) if long else (worst > limit):
+                taken = self._ioc(acc.id, symbol, side, worst, rest, events)
+                fund_qty = sum(q for _, q in taken)
+                fund_value = sum(f * q for f, q in taken)
+                cover = abs(limit * fund_qty - fund_value) * upt
+                if cover:
+                    self._fund_change(-cover, FundReason.LOSS_COVERED, acc.id, symbol, events)
+                    acc.cash[self.settle] += cover
+                rest -= fund_qty
+        # 3. deleveraging at the bankruptcy price
+        adl_price = bankrupt if bankrupt is not None else mark
+        adl_qty = rest
+        if rest:
+            self._deleverage(acc.id, symbol, long, adl_price, rest, events)
+        events.append(m.PositionLiquidated(
+            ex.seq, ex.clock, acc.id, symbol, side, qty, acc.positions[symbol].size, mark,
+            adl_price, book_qty, book_value, fund_qty, fund_value, adl_qty, fee, fee - cover))
+
+    def _ioc(self, account: int, symbol: str, side: Side, limit: int, qty: int,
+             events: list) -> list[tuple[int, int]]:
+        """[(price, qty)] of the fills of an IOC the engine places for the account (no trading fee:
+        the liquidation fee replaces it)."""
+        start = len(events)
+        order_id = self.exchange.place_internal(account, symbol, side, limit, qty, events,
+                                                taker_fee=0)
+        return [(e.price, e.qty) for e in islice(events, start, None)
+                if type(e) is m.OrderFilled and e.taker_order_id == order_id]
+
+    def _deleverage(self, account: int, symbol: str, long: bool, price: int, qty: int,
+                    events: list) -> None:
+        ex = self.exchange
+        margin = self.margin
+        sr = margin.symbols[symbol]
+        for other in self._queue(symbol, -1 if long else 1):
+            if other == account:
+                continue
+            pos = margin.accounts[other].positions.get(symbol)
+            if pos is None or (pos.size > 0) == long or not pos.size:
+                continue    # closed or flipped since the queue was ranked
+            take = min(qty, abs(pos.size))
+            margin.trade(sr, account, not long, price, take, 0, 0, events)
+            margin.trade(sr, other, long, price, take, 0, 0, events)
+            events.append(m.AutoDeleveraged(ex.seq, ex.clock, other, symbol, take, price,
+                                            pos.size, account))
+            qty -= take
+            if not qty:
+                return
+        raise RuntimeError(f"{symbol}: open interest does not net to zero")  # a bug, never a state
+
+    def _queue(self, symbol: str, sign: int) -> list[int]:
+        """The ADL queue of one side of a symbol (sign 1: longs), ranked once per round."""
+        key = (symbol, sign)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = self.adl_queue(symbol, sign)
+        return queue
+
+    # ---- deficits and loans --------------------------------------------------------------------
+
+    def _settle_deficit(self, acc, events: list) -> None:
+        """An account without positions whose equity is below zero: its collateral, then the fund,
+        then a socialised loss."""
+        ex = self.exchange
+        margin = self.margin
+        for c in margin.collateral:
+            held = acc.cash[c.asset]
+            index = self.pricing.index_price(c.symbol)
+            if held > 0 and index is not None and not self.pricing.is_stale(c.symbol):
+                self._convert(acc, c, held, index, events)
+        self._repay_from_cash(acc, events)
+        equity = margin._figures(acc)[0]
+        deficit = -equity - self.socialized.get(acc.id, 0)
+        if deficit <= 0:
+            return
+        cover = min(deficit, self.fund[self.settle])
+        if cover:
+            self._fund_change(-cover, FundReason.DEFICIT_COVERED, acc.id, "", events)
+            acc.cash[self.settle] += cover
+            self._repay_from_cash(acc, events)
+        if deficit > cover:
+            total = self.socialized[acc.id] = self.socialized.get(acc.id, 0) + deficit - cover
+            events.append(m.SocializedLoss(ex.seq, ex.clock, acc.id, self.settle, deficit - cover,
+                                           total))
+
+    def _repay_from_cash(self, acc, events: list) -> None:
+        lending = self.margin.lending
+        amount = min(lending.debts.get(acc.id, 0), max(acc.cash[self.settle], 0))
+        if amount:
+            debt = lending.repay(acc.id, amount)
+            ex = self.exchange
+            events.append(m.Repaid(ex.seq, ex.clock, acc.id, self.settle, amount, debt))
+
+    def _convert(self, acc, c, amount: int, index: int, events: list) -> None:
+        """Sells collateral to the platform at index less the penalty; the penalty (what the
+        platform did not pay of the market value) goes to the insurance fund."""
+        ex = self.exchange
+        lending = self.margin.lending
+        proceeds, repaid, debt = lending.convert(acc.id, c, amount, index)
+        events.append(m.CollateralConverted(ex.seq, ex.clock, acc.id, c.asset, amount, index,
+                                            proceeds, repaid, debt))
+        penalty = c.market_value(amount, index) - proceeds
+        if penalty:
+            lending.platform[self.settle] -= penalty
+            self._fund_change(penalty, FundReason.COLLATERAL_PENALTY, acc.id, c.symbol, events)
+
+    def sell_collateral(self, account: int, events: list) -> None:
+        """The margin layer's loan-to-value passed the liquidation level: repay from cash, then sell
+        the least collateral (in asset order) that brings the loan back to the maximum LTV."""
+        ex = self.exchange
+        margin = self.margin
+        acc = margin.accounts[account]
+        equity, _, _, mm, _ = margin._figures(acc)
+        events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
+                                           LiquidationReason.LOAN))
+        self._repay_from_cash(acc, events)
+        target = margin.max_ltv
+        for c in margin.collateral:
+            debt = margin.lending.debts.get(account, 0)
+            if not debt:
+                break
+            held = acc.cash[c.asset]
+            index = self.pricing.index_price(c.symbol)
+            if held <= 0 or index is None or self.pricing.is_stale(c.symbol):
+                continue
+            others = sum(o.market_value(acc.cash[o.asset], self.pricing.index_price(o.symbol))
+                         for o in margin.collateral if o is not c)
+
+            def within(x: int) -> bool:
+                left = debt - min(c.sale_proceeds(x, index, margin.lending.penalty), debt)
+                value = others + c.market_value(held - x, index)
+                return left == 0 or left * RATE_SCALE <= target * value
+
+            if within(0):
+                break
+            if not within(held):
+                amount = held       # it cannot get back inside: everything repays what it can
+            else:
+                lo, hi = 1, held    # within() holds at hi; it falls with x while the loan is
+                while lo < hi:      # below the sale's value ratio, which within(held) shows
+                    mid = (lo + hi) // 2
+                    if within(mid):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                amount = lo
+            self._convert(acc, c, amount, index, events)
+        if account not in margin.lending.debts:
+            margin.lending.called.discard(account)
+
+    # ---- the fund ------------------------------------------------------------------------------
+
+    def _fund_change(self, delta: int, reason: FundReason, account: int, symbol: str,
+                     events: list) -> None:
+        asset = self.settle
+        self.fund[asset] += delta
+        self._fund_seen[asset] = balance = self.fund[asset]
+        self._record(asset, delta, balance, reason, account, symbol, events)
+
+    def _record(self, asset, delta, balance, reason, account, symbol, events) -> None:
+        ex = self.exchange
+        self.history.append(FundEntry(ex.seq, ex.clock, asset, delta, balance, reason, account,
+                                      symbol))
+        events.append(m.InsuranceFundChanged(ex.seq, ex.clock, asset, delta, balance, reason,
+                                             account, symbol))
+
+    def _record_external(self, events: list) -> None:
+        """Changes other layers made (funding remainders): recorded so the history is whole."""
+        funding = sum(e.insurance for e in events if type(e) is m.FundingSettled)
+        for asset in sorted(self.fund):
+            delta = self.fund[asset] - self._fund_seen.get(asset, 0)
+            if delta:
+                reason = FundReason.FUNDING if asset == self.settle and delta == funding \
+                    else FundReason.OTHER
+                self._fund_seen[asset] = self.fund[asset]
+                self._record(asset, delta, self.fund[asset], reason, 0, "", events)
+
+    def deposit(self, cmd: m.FundInsurance, events: list) -> None:
+        """FundInsurance: the venue pays capital into its insurance fund."""
+        from perpcore.exchange import Rejection
+        if type(cmd.asset) is not str or cmd.asset not in self.fund:
+            raise Rejection(m.RejectCode.UNKNOWN_ASSET, f"unknown asset {cmd.asset!r}")
+        if type(cmd.amount) is not int or cmd.amount <= 0:
+            raise Rejection(m.RejectCode.INVALID_AMOUNT,
+                            f"amount {cmd.amount!r} must be a positive integer")
+        ex = self.exchange
+        ex._advance_to(cmd.ts, events)
+        self.margin.ledger.deposit_venue("insurance_fund", cmd.asset, cmd.amount)
+        self._fund_seen[cmd.asset] = self.fund[cmd.asset]
+        self._record(cmd.asset, cmd.amount, self.fund[cmd.asset], FundReason.DEPOSIT, 0, "",
+                     events)
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    def fund_history(self, asset: str | None = None) -> list[FundEntry]:
+        """Every change of the insurance fund, oldest first (of one asset, or all)."""
+        return [e for e in self.history if asset is None or e.asset == asset]
+
+    def adl_queue(self, symbol: str, sign: int) -> list[int]:
+        """Accounts holding longs (sign 1) or shorts (-1) in the symbol, in deleveraging order."""
+        margin = self.margin
+        mark = self.pricing.mark_price(symbol)
+        if mark is None:
+            return []
+        entries = []
+        for account, pos in sorted(margin.symbols[symbol].positions.items()):
+            if pos.size * sign > 0:
+                entries.append((account, pos.size, pos.cost,
+                                margin.bankruptcy_price(account, symbol)))
+        return ranking(entries, mark)
+
+    def adl_indicator(self, account: int, symbol: str) -> int | None:
+        """The 1-5 deleveraging light of the account's position (5: first in line), None when flat."""
+        pos = self.margin.accounts[account].positions.get(symbol)
+        if pos is None or not pos.size:
+            return None
+        queue = self.adl_queue(symbol, 1 if pos.size > 0 else -1)
+        return indicator(queue.index(account), len(queue))
+
+    # ---- snapshots -----------------------------------------------------------------------------
+
+    def to_state(self) -> dict:
+        return {
+            "history": [list(msgspec.structs.astuple(e)) for e in self.history],
+            "socialized": sorted(self.socialized.items()),
+            "fund_seen": sorted(self._fund_seen.items()),
+        }
+
+    def from_state(self, state: dict) -> None:
+        self.history = [FundEntry(*e) for e in state["history"]]
+        self.socialized = dict(state["socialized"])
+        self._fund_seen = dict(state["fund_seen"])
+        # the index is derived: rebuilt from the restored accounts and prices
+        self.index.clear()
+        for account in sorted(self.margin.accounts):
+            self._key(self.margin.accounts[account])
