@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ import perpcore
 from perpcore import _book
 from perpcore import messages as m
 from perpcore import workloads as wls
-from perpcore.exchange import Exchange
+from perpcore.exchange import Exchange, config_digest
 from perpcore.config import default_config
 from perpcore.refbook import ReferenceBook
 
@@ -52,8 +53,10 @@ class Sizes:
     """How much of each workload a run measures."""
     standard: int               # commands of the standard mix (book cases)
     exchange: int               # commands through Exchange.submit
+    journal: int                # commands journaled, replayed and group-committed
     reference: int              # commands through the pure-Python reference book
-    repeats: int                # closed-loop throughput: median of this many runs
+    repeats: int                # closed-loop throughput of the book: median of this many runs
+    exchange_repeats: int       # the same for the (slower) Exchange and journal cases
     open_seconds: float         # length of each open-loop run at its offered rate
     deep_resting: int           # resting orders of the deep book
     deep: int                   # mix commands on the deep book
@@ -61,10 +64,12 @@ class Sizes:
     ref_memory_orders: int      # reference orders whose memory tracemalloc measures
 
 
-QUICK = Sizes(standard=200_000, exchange=100_000, reference=100_000, repeats=3, open_seconds=0.2,
-              deep_resting=1_000_000, deep=50_000, wide=50_000, ref_memory_orders=50_000)
-FULL = Sizes(standard=1_000_000, exchange=300_000, reference=300_000, repeats=5, open_seconds=1.0,
-             deep_resting=1_000_000, deep=200_000, wide=200_000, ref_memory_orders=200_000)
+QUICK = Sizes(standard=100_000, exchange=30_000, journal=20_000, reference=50_000, repeats=3,
+              exchange_repeats=1, open_seconds=0.1, deep_resting=1_000_000, deep=20_000,
+              wide=30_000, ref_memory_orders=20_000)
+FULL = Sizes(standard=1_000_000, exchange=300_000, journal=200_000, reference=300_000, repeats=5,
+             exchange_repeats=3, open_seconds=1.0, deep_resting=1_000_000, deep=200_000,
+             wide=200_000, ref_memory_orders=200_000)
 BOOK_RATES = (50_000, 100_000, 200_000, 500_000, 1_000_000)
 EXCHANGE_RATES = (50_000, 100_000, 200_000, 500_000)
 
@@ -105,21 +110,31 @@ def service_times(calls: list[tuple]) -> list[int]:
     return out
 
 
-def open_loop(calls: list[tuple], rate: float) -> tuple[list[int], int]:
+def open_loop(calls: list[tuple], rate: float, overrun: float = 2.0) -> tuple[list[int], int]:
     """Offers call i at start + i / rate (busy-waiting while early); returns each call's latency from
-    its intended send time, in ns, and the elapsed ns of the whole run."""
+    its intended send time, in ns, and the elapsed ns of the run.
+
+    A rate the handler cannot sustain only makes the queue (and every later latency) grow, so the
+    run stops once it has taken `overrun` times its planned length: the latencies returned are
+    those of the calls made by then."""
     clock = time.perf_counter_ns
     interval = 1e9 / rate
     out = [0] * len(calls)
+    n = len(calls)
     with quiet_gc():
         start = clock() + 10_000
+        deadline = start + int(overrun * n * interval)
         for i, (f, args) in enumerate(calls):
             due = start + int(i * interval)
-            while clock() < due:
-                pass
+            now = clock()
+            while now < due:
+                now = clock()
+            if now > deadline:
+                n = i
+                break
             f(*args)
             out[i] = clock() - due
-        return out, clock() - start
+        return out[:n], clock() - start
 
 
 def timer_overhead_ns(samples: int = 100_000) -> int:
@@ -238,9 +253,10 @@ def book_open_loop(wl: wls.Workload, rate: int, seconds: float) -> dict:
 
 
 def _open_case(case: str, wl: wls.Workload, n: int, rate: int, latencies, elapsed_ns: int) -> dict:
-    achieved = n / (elapsed_ns / 1e9)
-    return _case(case, wl, "cython", "open", n, offered=rate, achieved=achieved,
-                 saturated=achieved < 0.95 * rate, latency_ns=latency_summary(latencies))
+    achieved = len(latencies) / (elapsed_ns / 1e9)
+    return _case(case, wl, "cython", "open", len(latencies), offered=rate, achieved=achieved,
+                 saturated=achieved < 0.95 * rate or len(latencies) < n,
+                 latency_ns=latency_summary(latencies))
 
 
 def fresh_exchange(xw: wls.ExchangeWorkload) -> Exchange:
@@ -279,6 +295,58 @@ def exchange_open_loop(xw: wls.ExchangeWorkload, rate: int, seconds: float) -> d
     ex = fresh_exchange(xw)
     latencies, elapsed = open_loop(_submit_calls(ex, xw.cmds[:n]), rate)
     return _open_case("exchange.submit", xw.book, n, rate, latencies, elapsed)
+
+
+def journal_cases(xw: wls.ExchangeWorkload, repeats: int) -> list[dict]:
+    """The journal layer on the standard mix: replay of a journal file into a fresh Exchange
+    (decode, check, apply), the decoding alone, and what group commit costs the live path."""
+    journal = wls.layer("perpcore.journal")
+    with tempfile.TemporaryDirectory(prefix="perpcore-bench-") as tmp:
+        path = Path(tmp) / "standard.journal"
+        records = wls.write_journal(xw, path)
+        replay, decode = [], []
+        for _ in range(repeats):
+            ex = Exchange(default_config())
+            with quiet_gc():
+                start = time.perf_counter()
+                journal.replay(path, ex)
+                replay.append(records / (time.perf_counter() - start))
+            with quiet_gc():
+                start = time.perf_counter()
+                journal.decode_all(path)
+                decode.append(records / (time.perf_counter() - start))
+        plain, grouped = [], []
+        for i in range(repeats):
+            plain.append(len(xw.cmds) / run_closed(_submit_calls(fresh_exchange(xw), xw.cmds)))
+            ex = fresh_exchange(xw)
+            jx = journal.JournaledExchange(ex, journal.Journal(
+                Path(tmp) / f"group{i}.journal", config_digest(ex.config), first_seq=ex.seq + 1,
+                sync="group"))
+            with quiet_gc():
+                start = time.perf_counter()
+                for cmd in xw.cmds:
+                    jx.submit(cmd)
+                jx.flush()                      # everything durable: the last group's fsync counts
+                grouped.append(len(xw.cmds) / (time.perf_counter() - start))
+            jx.close()
+    cost = 1 - statistics.median(grouped) / statistics.median(plain)
+    return [
+        _case("journal.replay", xw.book, "cython", "closed", records, repeats=repeats,
+              throughput=statistics.median(replay), throughput_runs=replay),
+        _case("journal.decode", xw.book, "cython", "closed", records, repeats=repeats,
+              throughput=statistics.median(decode), throughput_runs=decode),
+        _case("exchange.submit+journal(group)", xw.book, "cython", "closed", len(xw.cmds),
+              repeats=repeats, throughput=statistics.median(grouped), throughput_runs=grouped,
+              journal_cost=cost, without_journal=statistics.median(plain)),
+    ]
+
+
+def _layer(report: dict, name: str, make) -> None:
+    """Adds a layer's cases, or records why they were skipped (the layer is not in this build)."""
+    try:
+        report["cases"].extend(make())
+    except wls.LayerMissing as e:
+        report["skipped"].append({"case": name, "reason": str(e)})
 
 
 def book_memory(wl: wls.Workload) -> dict:
@@ -322,7 +390,7 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     report = {"schema": SCHEMA, "quick": quick, "seed": seed, "sizes": asdict(sizes),
               "rates": {"book": list(book_rates), "exchange": list(exchange_rates)},
               "machine": machine_info(), "timer_overhead_ns": timer_overhead_ns(),
-              "workloads": {}, "cases": [], "memory": {}}
+              "workloads": {}, "cases": [], "memory": {}, "skipped": []}
     cases = report["cases"]
 
     step("standard mix: generating")
@@ -347,10 +415,13 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     step("standard mix: Exchange.submit")
     n_ex = max(sizes.exchange, int(max(exchange_rates, default=0) * sizes.open_seconds))
     xw = wls.exchange_workload(wls.standard(n_ex, seed))
-    cases.append(exchange_calls(xw, sizes.repeats))
+    cases.append(exchange_calls(xw.head(sizes.exchange), sizes.exchange_repeats))
     for rate in exchange_rates:
         step(f"Exchange.submit: open loop at {rate:,}/s")
         cases.append(exchange_open_loop(xw, rate, sizes.open_seconds))
+    step("journal: replay and group commit")
+    _layer(report, "journal", lambda: journal_cases(xw.head(sizes.journal),
+                                                    sizes.exchange_repeats))
     del xw
 
     step(f"deep book: {sizes.deep_resting:,} resting orders")
@@ -465,6 +536,12 @@ def targets(report: dict) -> dict[str, dict]:
         out["exchange.submit"] = TARGETS["exchange.submit"].judge(submit["throughput"])
     if memory:
         out["book.memory"] = TARGETS["book.memory"].judge(memory["bytes_per_order"])
+    replay = find(report, "journal.replay")
+    if replay:
+        out["journal.replay"] = TARGETS["journal.replay"].judge(replay["throughput"])
+    grouped = find(report, "exchange.submit+journal(group)")
+    if grouped:
+        out["journal.group_commit"] = TARGETS["journal.group_commit"].judge(grouped["journal_cost"])
     if report.get("quick") and "elapsed_s" in report:
         out["bench.quick"] = TARGETS["bench.quick"].judge(report["elapsed_s"])
     return out
@@ -568,6 +645,8 @@ def render(report: dict, console, suite: dict | None = None) -> None:
         mark = "" if t["met"] is None else ("[green]met[/green]" if t["met"] else "[red]missed[/red]")
         goals.add_row(str(t["issue"]), t["what"], t["target"], t["reached"], mark)
     console.print(goals)
+    for skipped in report["skipped"]:
+        console.print(f"skipped {skipped['case']}: {skipped['reason']}")
     std = report["workloads"]["standard"]
     console.print(f"standard mix: {std['counts']} of {std['commands']:,} commands after "
                   f"{std['prefill']:,} resting, {std['accounts']:,} accounts; timer overhead "

@@ -13,6 +13,7 @@ slowly. The deep-book and wide-range workloads are the same mix on other books.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ import numpy as np
 from perpcore import _book
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, InstrumentSpec, default_config
+from perpcore.exchange import Exchange, config_digest
 
 # What each command of a workload is (a parallel uint8 array; the book array only knows ops).
 PASSIVE, CANCEL, AMEND, IOC, MARKET = range(5)
@@ -132,15 +134,16 @@ def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
 
     model = _book.OrderBook(max(1024, 2 * (p.prefill + n)))
     model.process_batch(setup, keep_fills=False)
+    # ids are 1, 2, 3... in order of placement, so plain lists indexed by id serve as maps
     live = setup["order_id"].tolist()            # ids of live orders, any order (swap-remove)
-    where = {oid: i for i, oid in enumerate(live)}
-    owner = dict(zip(live, setup["account"].tolist()))
+    where = [0] + list(range(p.prefill)) + [0] * n        # id -> its index in `live`
+    owner = [0] + setup["account"].tolist() + [0] * n     # id -> account
     next_id = p.prefill + 1
     mid = p.start_mid
     half_drift = p.drift / 2
 
     def drop(oid):
-        i = where.pop(oid)
+        i = where[oid]
         last = live.pop()
         if last != oid:
             live[i] = last
@@ -191,7 +194,7 @@ def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
             oid = live[int(picks[i] * len(live))]
             cancel(oid)
             drop(oid)
-            acc, side, price, qty = owner.pop(oid), 0, 0, 0
+            acc, side, price, qty = owner[oid], 0, 0, 0
             ops[i] = _book.CANCEL
         elif kind == AMEND:
             oid = live[int(picks[i] * len(live))]
@@ -211,7 +214,6 @@ def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
             for rec in model.fills():
                 if rec[7] == 0:             # the maker is used up: no longer live
                     drop(rec[1])
-                    del owner[rec[1]]
             ops[i], out_tif[i] = _book.PLACE, _book.IOC
         kinds[i] = kind
         out_side[i], out_id[i], out_acc[i], out_price[i], out_qty[i] = side, oid, acc, price, qty
@@ -314,6 +316,10 @@ class ExchangeWorkload:
     def __len__(self) -> int:
         return len(self.cmds)
 
+    def head(self, n: int) -> ExchangeWorkload:
+        """The same set-up and the first n commands."""
+        return ExchangeWorkload(self.book, self.setup, self.cmds[:n])
+
 
 def exchange_workload(wl: Workload, symbol: str = SYMBOL) -> ExchangeWorkload:
     setup = account_setup(wl.params.accounts)
@@ -324,3 +330,31 @@ def exchange_workload(wl: Workload, symbol: str = SYMBOL) -> ExchangeWorkload:
 
 def instrument(symbol: str = SYMBOL) -> InstrumentSpec:
     return default_config().instruments[symbol]
+
+
+# ---- workloads of the layers above the matching core -------------------------------------------
+
+class LayerMissing(Exception):
+    """A workload needs a layer (margin, liquidation, journal...) that this build does not have."""
+
+
+def layer(module: str):
+    """The module of a layer, or LayerMissing (so a benchmark of it is skipped, not failed)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise LayerMissing(f"{module} is not available ({e})") from None
+
+
+def write_journal(xw: ExchangeWorkload, path, sync: str = "none") -> int:
+    """Runs the workload (set-up and commands) through a JournaledExchange into a journal file at
+    `path`; returns the number of records."""
+    journal = layer("perpcore.journal")
+    ex = Exchange(default_config())
+    jx = journal.JournaledExchange(ex, journal.Journal(path, config_digest(ex.config), sync=sync))
+    for cmd in xw.setup:
+        jx.submit(cmd)
+    for cmd in xw.cmds:
+        jx.submit(cmd)
+    jx.close()
+    return ex.seq

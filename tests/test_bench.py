@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from perpcore import bench
 from perpcore.cli import main
 
-TINY = bench.Sizes(standard=3_000, exchange=1_500, reference=1_500, repeats=2, open_seconds=0.01,
+TINY = bench.Sizes(standard=3_000, exchange=1_500, journal=1_000, reference=1_500, repeats=2,
+                   exchange_repeats=1, open_seconds=0.01,
                    deep_resting=20_000, deep=1_000, wide=1_000, ref_memory_orders=2_000)
 ROOT = Path(__file__).resolve().parents[1]
 
