@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from perpcore import bench
+from perpcore import workloads as wls
 from perpcore.cli import main
 
 TINY = bench.Sizes(standard=3_000, exchange=1_500, journal=1_000, reference=1_500, repeats=2,
@@ -79,7 +80,10 @@ def test_every_case_runs_at_a_tiny_size(report):
                 ("exchange.submit", "standard", "cython", "open"),
                 ("book.call", "deep_book", "cython", "closed"),
                 ("book.call", "wide_range", "cython", "closed"),
-                ("book.call", "wide_range", "reference", "closed")]:
+                ("book.call", "wide_range", "reference", "closed"),
+                ("journal.replay(apply)", "standard", "cython", "closed"),
+                ("journal.decode", "standard", "cython", "closed"),
+                ("exchange.submit+journal(group)", "standard", "cython", "closed")]:
         assert key in seen, key
     opened = [c for c in report["cases"] if c["mode"] == "open"]
     assert sorted((c["case"], c["offered"]) for c in opened) == [
@@ -97,6 +101,16 @@ def test_every_case_runs_at_a_tiny_size(report):
     call = bench.find(report, "book.call")
     ref = bench.find(report, "book.call", impl="reference")
     assert call["vs_reference"] == pytest.approx(call["throughput"] / ref["throughput"])
+
+
+def test_a_missing_layer_is_skipped_not_failed():
+    with pytest.raises(wls.LayerMissing, match="perpcore.no_such_layer"):
+        wls.layer("perpcore.no_such_layer")
+    report = {"cases": [], "skipped": []}
+    bench._layer(report, "liquidation", lambda: [wls.layer("perpcore.no_such_layer")])
+    assert report["cases"] == [] and report["skipped"][0]["case"] == "liquidation"
+    bench._layer(report, "book", lambda: [{"case": "x"}])
+    assert report["cases"] == [{"case": "x"}]
 
 
 def test_report_names_the_machine_and_the_memory(report):
