@@ -6,7 +6,9 @@ import numpy as np
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.errno cimport EINTR, errno
+from libc.string cimport memcpy, strerror
+from posix.unistd cimport fsync, write
 
 # Why a scan stopped before the end of the data.
 cdef enum:
@@ -138,3 +140,24 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
             expected += 1
             off = end
     return spans[:count], off, why
+
+
+def write_all(int fd, const unsigned char[::1] data, bint sync):
+    """Writes all of data to fd and, if sync, fsyncs it, in one call without the GIL (the
+    journal's flusher thread then needs the GIL once per commit, not once per system call)."""
+    cdef Py_ssize_t done = 0, n = data.shape[0]
+    cdef ssize_t wrote = 0
+    cdef int err = 0
+    with nogil:
+        while done < n:
+            wrote = write(fd, &data[done], n - done)
+            if wrote < 0:
+                if errno == EINTR:
+                    continue
+                err = errno
+                break
+            done += wrote
+        if err == 0 and sync and fsync(fd) != 0:
+            err = errno
+    if err:
+        raise OSError(err, strerror(err).decode())

@@ -147,6 +147,7 @@ def decode_command(payload) -> m.Message | bytes:
 
 _decode = m.command_decoder.decode
 _frame = _jscan.frame
+_write_all = _jscan.write_all
 _seq_of = operator.attrgetter("seq")
 
 
@@ -217,6 +218,7 @@ class Journal:
         self._oldest_ns = 0
         self._force = False
         self._closing = False
+        self._idle = False
         self._error: OSError | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)    # the flusher waits here for work
@@ -268,31 +270,32 @@ class Journal:
             self._pending += 1
             if self._pending == 1:
                 self._oldest_ns = time.monotonic_ns()
-                self._wake.notify()
+                if self._idle:
+                    self._wake.notify()
             elif self._pending == self.group_records:
                 self._wake.notify()
 
     def _write(self, data) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-        if self.sync != "none":
-            os.fsync(self.fd)
+        _write_all(self.fd, data, self.sync != "none")
 
     def _flusher(self) -> None:
+        # Each commit costs the engine thread one hand-over of the GIL: the flusher sleeps until
+        # the group is due, swaps the buffer, and writes + fsyncs it in one call without the GIL.
         while True:
             with self._lock:
                 while not (self._pending and (self._force or self._closing
                                               or self._pending >= self.group_records)):
                     if self._closing and not self._pending:
                         return
-                    if self._pending:
-                        left = self.group_ns - (time.monotonic_ns() - self._oldest_ns)
-                        if left <= 0:
-                            break
-                        self._wake.wait(left / 1e9)
-                    else:
+                    if not self._pending:
+                        self._idle = True           # the next append wakes it
                         self._wake.wait()
+                        self._idle = False
+                        continue
+                    left = self.group_ns - (time.monotonic_ns() - self._oldest_ns)
+                    if left <= 0:
+                        break
+                    self._wake.wait(left / 1e9)
                 data, self._buffer = self._buffer, bytearray()
                 last, self._pending, self._force = self.last_seq, 0, False
             try:

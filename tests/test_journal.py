@@ -159,9 +159,9 @@ def test_failed_commit_is_never_acknowledged(tmp_path, monkeypatch):
     je = jr.JournaledExchange(Exchange(CONFIG), journal)
     je.submit(m.CreateAccount(account=1))
 
-    def refuse(fd):
+    def refuse(fd, data, sync):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(jr.os, "fsync", refuse)
+    monkeypatch.setattr(jr, "_write_all", refuse)
     with pytest.raises(jr.JournalError):
         je.flush()
     assert je.acknowledged_seq == 0

@@ -1,0 +1,99 @@
+"""The journal and replay targets (issue 6): journal replay rate (read, check every record's
+length, CRC and sequence, decode every command), the throughput cost of journaling with group
+commit, and the slowest real data file's replay time."""
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from perpcore import bench, workloads
+from perpcore import messages as m
+from perpcore.config import default_config
+from perpcore.exchange import config_digest
+
+jr = workloads.layer("perpcore.journal")
+lb = workloads.layer("perpcore.lobster")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def journal_file(tmp_path_factory, scaled):
+    """The standard mix as journal records (no exchange needed to write them)."""
+    wl = workloads.standard(scaled(500_000))
+    cmds = workloads.to_messages(wl.cmds, wl.kinds)
+    path = tmp_path_factory.mktemp("journal") / "standard.pcj"
+    encode = m.encoder.encode
+    with jr.Journal(path, config_digest(default_config()), sync="none",
+                    group_records=4096) as journal:
+        for seq, cmd in enumerate(cmds, start=1):
+            journal.append(seq, encode(cmd))
+    return path, len(cmds)
+
+
+def test_journal_replay(benchmark, target, journal_file):
+    path, n = journal_file
+    target("journal.replay", commands=n)
+    assert benchmark.pedantic(jr.decode_all, args=(path,), rounds=5) == n
+
+
+def test_group_commit_cost(benchmark, target, scaled, tmp_path):
+    """Exchange.submit alone against a JournaledExchange with group commit (fsync on the flusher
+    thread every 256 records or 2 ms) on the same commands; the cost is 1 - journaled throughput /
+    plain throughput, from the medians."""
+    xw = workloads.exchange_workload(workloads.standard(scaled(20_000)))
+    plain_times = []
+    runs = iter(range(1_000_000))
+
+    def plain():
+        ex = bench.fresh_exchange(xw)
+        started = time.perf_counter()
+        for cmd in xw.cmds:
+            ex.submit(cmd)
+        plain_times.append(time.perf_counter() - started)
+
+    def setup():
+        plain()         # interleaved, so both see the same machine
+        ex = bench.fresh_exchange(xw)
+        journal = jr.Journal(tmp_path / f"run{next(runs)}.pcj", config_digest(ex.config),
+                             first_seq=ex.seq + 1, sync="group", group_records=256, group_ms=2)
+        return (jr.JournaledExchange(ex, journal), xw.cmds), {}
+
+    def journaled(engine, cmds):
+        for cmd in cmds:
+            engine.submit(cmd)
+        engine.close()                  # the last group's fsync is part of the cost
+
+    benchmark.pedantic(journaled, setup=setup, rounds=5)
+    cost = 1 - statistics.median(plain_times) / benchmark.stats.stats.median
+    benchmark.extra_info["plain_median_s"] = statistics.median(plain_times)
+    target("journal.group_commit", value=cost)
+
+
+def _real_files():
+    files = {}
+    lobster = DATA / "lobster"
+    if lobster.is_dir():
+        for path in sorted(lobster.glob("*_message_*.csv")):
+            files[path.name] = (lambda path=path: lb.replay_file(path))
+    return files
+
+
+def test_real_files(benchmark, target):
+    """Each real data file replayed once per round; the target is the slowest file's median."""
+    files = _real_files()
+    if not files:
+        pytest.skip("../shared/data is absent")
+    times = {name: [] for name in files}
+
+    def replay_all():
+        for name, run in files.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+
+    benchmark.pedantic(replay_all, rounds=3)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    benchmark.extra_info["files"] = medians
+    target("journal.real_files", value=max(medians.values()))
