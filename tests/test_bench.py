@@ -202,12 +202,18 @@ def test_cli_bench_json_is_the_report(report, monkeypatch, tmp_path):
     assert printed["plot"].endswith(".png") and Path(printed["plot"]).exists()
 
 
-def test_bench_suite_runs_once_at_a_tiny_size():
-    """pytest bench/ with timing disabled: every benchmark runs once, so none can rot."""
+def test_bench_suite_runs_at_a_tiny_size(tmp_path):
+    """pytest bench/ at a tiny scale, one round each: no benchmark can rot, and the JSON it writes
+    gives `perpcore bench --suite` the targets the benchmarks declared."""
     env = {**os.environ, "PERPCORE_BENCH_SCALE": "0.002"}
+    out = tmp_path / "suite.json"
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "bench/",
-                           "--benchmark-disable"],
+                           "--benchmark-min-rounds=1", "--benchmark-max-time=0",
+                           "--benchmark-warmup=off", f"--benchmark-json={out}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASSED bench/bench_book.py::test_standard_per_call[cython]" in done.stdout
     assert "PASSED bench/bench_exchange.py::test_standard_submit" in done.stdout
+    suite = bench.suite_targets(json.loads(out.read_text()))
+    assert {"book.call", "book.batch", "exchange.submit", "book.memory"} <= set(suite)
+    assert suite["book.memory"]["value"] > 0 and suite["book.call"]["value"] > 0
