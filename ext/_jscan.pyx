@@ -2,9 +2,10 @@
 # consecutive sequence numbers. Replaying a journal is dominated by this loop in Python.
 
 import numpy as np
+from msgspec import DecodeError
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
-from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.errno cimport EINTR, errno
 from libc.string cimport memcpy, strerror
@@ -161,3 +162,22 @@ def write_all(int fd, const unsigned char[::1] data, bint sync):
             err = errno
     if err:
         raise OSError(err, strerror(err).decode())
+
+
+def decode_spans(const unsigned char[::1] data, const int64_t[:, ::1] spans, decode, fallback,
+                 bint keep=True):
+    """decode(payload) of each span's bytes, or fallback(payload) where decode raises
+    msgspec.DecodeError: the list of results in order (or, without keep, just their count)."""
+    cdef Py_ssize_t i, n = spans.shape[0]
+    cdef list out = [] if keep else None
+    cdef bytes payload
+    for i in range(n):
+        payload = PyBytes_FromStringAndSize(<const char*>&data[spans[i, 0]],
+                                            spans[i, 1] - spans[i, 0])
+        try:
+            result = decode(payload)
+        except DecodeError:
+            result = fallback(payload)
+        if keep:
+            out.append(result)
+    return out if keep else n

@@ -93,14 +93,14 @@ _WHY = {_jscan.TORN_HEADER: "torn record header", _jscan.BAD_LENGTH: "impossible
         _jscan.BAD_SEQ: "sequence number out of order"}
 
 
-def _spans(data: bytes, path: str) -> tuple[str, int, list[list[int]], TailReport]:
-    """(config digest, first seq, [payload start, end] of each valid record, report)."""
+def _spans(data: bytes, path: str):
+    """(config digest, first seq, int64 array of (payload start, end) per valid record, report)."""
     digest, first_seq = _read_header(data, path)
     spans, end, why = _jscan.scan(data, HEADER_SIZE, first_seq, MAX_BODY)
     report = TailReport(path=path, records=len(spans), first_seq=first_seq,
                         last_seq=first_seq + len(spans) - 1, valid_bytes=end,
                         dropped_bytes=len(data) - end, reason=_WHY.get(why, ""))
-    return digest, first_seq, spans.tolist(), report
+    return digest, first_seq, spans, report
 
 
 def scan(data: bytes, path: str = "<journal>") -> tuple[str, list[tuple[int, memoryview]], TailReport]:
@@ -108,7 +108,8 @@ def scan(data: bytes, path: str = "<journal>") -> tuple[str, list[tuple[int, mem
     The payloads are views into `data`."""
     digest, first_seq, spans, report = _spans(data, path)
     view = memoryview(data)
-    return digest, [(first_seq + i, view[a:b]) for i, (a, b) in enumerate(spans)], report
+    return (digest, [(first_seq + i, view[a:b]) for i, (a, b) in enumerate(spans.tolist())],
+            report)
 
 
 def read(path: str | os.PathLike) -> tuple[str, list[tuple[int, memoryview]], TailReport]:
@@ -151,12 +152,24 @@ _write_all = _jscan.write_all
 _seq_of = operator.attrgetter("seq")
 
 
-def apply(ex: Exchange, seq: int, payload) -> list[m.Event]:
-    """Applies one journal record to the exchange, as the live run did."""
-    cmd = decode_command(payload)
+def submit(ex: Exchange, seq: int, cmd: m.Message | bytes) -> list[m.Event]:
+    """Applies one decoded journal record (decode_command) to the exchange, as the live run did."""
     if type(cmd) is bytes:
         return ex.submit_bytes(cmd, seq)
     return ex.submit(cmd, seq)
+
+
+def apply(ex: Exchange, seq: int, payload) -> list[m.Event]:
+    """Applies one journal record's payload to the exchange, as the live run did."""
+    return submit(ex, seq, decode_command(payload))
+
+
+def load(path: str | os.PathLike) -> tuple[str, int, list, TailReport]:
+    """A journal file read-only and decoded: (config digest, first seq, the commands of the
+    valid records in order, report)."""
+    data = Path(path).read_bytes()
+    digest, first_seq, spans, report = _spans(data, str(path))
+    return digest, first_seq, _jscan.decode_spans(data, spans, _decode, decode_command), report
 
 
 def decode_all(path: str | os.PathLike) -> int:
@@ -164,10 +177,7 @@ def decode_all(path: str | os.PathLike) -> int:
     replay path without the exchange). Returns how many records it decoded."""
     data = Path(path).read_bytes()
     _, _, spans, _ = _spans(data, str(path))
-    view = memoryview(data)
-    for a, b in spans:
-        decode_command(view[a:b])
-    return len(spans)
+    return _jscan.decode_spans(data, spans, _decode, decode_command, keep=False)
 
 
 def replay(path: str | os.PathLike, ex: Exchange,
@@ -176,15 +186,14 @@ def replay(path: str | os.PathLike, ex: Exchange,
     exchange has already applied (seq <= ex.seq) are skipped; the first record must otherwise be
     the exchange's next, or JournalError is raised (commands would be missing). `on_events(events)`
     receives each command's events."""
-    digest, records, report = read(path)
+    digest, first_seq, cmds, report = load(path)
     if digest != config_digest(ex.config):
         raise JournalError(f"{path}: written under a different venue config")
-    for seq, payload in records:
-        if seq <= ex.seq:
-            continue
-        if seq != ex.seq + 1:
-            raise JournalError(f"{path}: starts at {seq} but the exchange expects {ex.seq + 1}")
-        events = apply(ex, seq, payload)
+    skip = max(0, ex.seq + 1 - first_seq)
+    if cmds[skip:] and first_seq + skip != ex.seq + 1:
+        raise JournalError(f"{path}: starts at {first_seq} but the exchange expects {ex.seq + 1}")
+    for seq, cmd in enumerate(cmds[skip:], start=first_seq + skip):
+        events = submit(ex, seq, cmd)
         if on_events is not None:
             on_events(events)
     return report
@@ -445,6 +454,5 @@ class JournaledExchange:
 
 def iter_commands(path: str | os.PathLike) -> Iterator[tuple[int, m.Message | bytes]]:
     """(seq, command) of each valid record, as decode_command() gives it."""
-    _, records, _ = read(path)
-    for seq, payload in records:
-        yield seq, decode_command(payload)
+    _, first_seq, cmds, _ = load(path)
+    return enumerate(cmds, start=first_seq)

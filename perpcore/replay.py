@@ -125,26 +125,26 @@ def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: 
     # very end is an error before anything is replayed
     loaded = []
     for i, (_, seg) in enumerate(segments):
-        digest, records, tail = jr.read(seg)
+        digest, first_seq, cmds, tail = jr.load(seg)
         if digest != sn.config_digest(config):
             raise jr.JournalError(f"{seg}: written under a different venue config")
         if not tail.clean and i < len(segments) - 1:
             raise jr.JournalError(f"{seg}: damaged before the newest segment ({tail.reason})")
-        loaded.append((records, tail))
-    total = sum(len(records) for records, _ in loaded)
+        loaded.append((first_seq, cmds, tail))
+    total = sum(len(cmds) for _, cmds, _ in loaded)
     checkpoints = {seq: p for seq, p in snapshots if seq > ex.seq}
     types: Counter[str] = Counter()
     done = replayed = 0
     with EventWriter(events_path) as writer:
         started = time.perf_counter()
-        for records, _ in loaded:
-            for seq, payload in records:
+        for first_seq, cmds, _ in loaded:
+            for seq, cmd in enumerate(cmds, start=first_seq):
                 done += 1
                 if seq <= ex.seq:
                     continue
                 if seq != ex.seq + 1:
                     raise jr.JournalError(f"command {ex.seq + 1} is missing from the journal")
-                events = jr.apply(ex, seq, payload)
+                events = jr.submit(ex, seq, cmd)
                 replayed += 1
                 writer.write(events)
                 for event in events:
@@ -161,7 +161,7 @@ def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: 
     summary.messages = replayed
     summary.trades = types["OrderFilled"]
     summary.state_hash = ex.state_hash()
-    tail = loaded[-1][1]
+    tail = loaded[-1][2]
     summary.figures = {
         "started from": started_from,
         "commands replayed": replayed,
