@@ -245,15 +245,14 @@ class Liquidation:
         margin = self.margin
         acc = margin.accounts[account]
         equity, _, _, mm, _ = margin._figures(acc)
-        if not (mm > 0 and equity <= mm):
-            if mm == 0 and equity + self.socialized.get(account, 0) < 0:
-                events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
-                                                   LiquidationReason.DEFICIT))
-                self._settle_deficit(acc, events)
+        if mm > 0 and equity <= mm:
+            reason = LiquidationReason.MAINTENANCE
+        elif mm == 0 and equity + self.socialized.get(account, 0) < 0:
+            reason = LiquidationReason.DEFICIT
+        else:
             self._key(acc)
             return      # an earlier liquidation of this round restored it
-        events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
-                                           LiquidationReason.MAINTENANCE))
+        events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm, reason))
         self._cancel_orders(account, events)
         while mm > 0 and equity <= mm:
             symbol, qty = self._next_step(acc, equity > 0)
@@ -440,10 +439,17 @@ class Liquidation:
 
     def sell_collateral(self, account: int, events: list) -> None:
         """The margin layer's loan-to-value passed the liquidation level: repay from cash, then sell
-        the least collateral (in asset order) that brings the loan back to the maximum LTV."""
+        the least collateral (in asset order) that brings the loan back to the maximum LTV. An
+        account with neither cash nor priced collateral to give (a loan already written off) is
+        left as it is."""
         ex = self.exchange
         margin = self.margin
         acc = margin.accounts[account]
+        pricing = self.pricing
+        if acc.cash[self.settle] <= 0 and not any(
+                acc.cash[c.asset] > 0 and pricing.index_price(c.symbol) is not None
+                and not pricing.is_stale(c.symbol) for c in margin.collateral):
+            return
         equity, _, _, mm, _ = margin._figures(acc)
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
                                            LiquidationReason.LOAN))
