@@ -61,9 +61,10 @@ class PricingSpec(msgspec.Struct, frozen=True):
     mark_method: "binance" median(P1, P2, last trade); "bitmex" fair price P1; "hyperliquid"
     median(P2, median(bid, ask, last), index). P2's moving average of (mid - index) is sampled every
     mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and scaled
-    to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the maintenance
-    rate. The impact notional is impact_margin / impact_initial_rate (the initial margin rate at
-    maximum leverage) unless impact_notional is set (settlement asset)."""
+    to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the first margin
+    tier's maintenance rate. The impact notional is impact_margin / the initial margin rate at the
+    first tier's maximum leverage (impact_margin x max leverage) unless impact_notional is set
+    (both in the settlement asset)."""
     index_sources: tuple[tuple[str, int], ...] = ()
     index_cap: int = 1_000_000                      # 1%
     index_stale_ns: int = 60_000_000_000            # 60 s
@@ -76,9 +77,7 @@ class PricingSpec(msgspec.Struct, frozen=True):
     funding_clamp: int = 50_000                     # 0.05% per 8 h
     funding_cap: int = 0
     funding_cap_k: int = 75_000_000                 # 0.75
-    maintenance_rate: int = 400_000                 # 0.4%, the cap's base until margin tiers exist
     impact_margin: Decimal = Decimal("200")
-    impact_initial_rate: int = 800_000              # 0.8%: 1 / 125x
     impact_notional: Decimal = Decimal("0")
 
     def __post_init__(self):
@@ -93,9 +92,9 @@ class PricingSpec(msgspec.Struct, frozen=True):
         if any(w <= 0 for _, w in self.index_sources) or \
                 len({s for s, _ in self.index_sources}) != len(self.index_sources):
             raise ValueError("index sources must be distinct with positive weights")
-        if not 0 <= self.index_cap < RATE_SCALE or self.impact_initial_rate <= 0 or \
-                min(self.interest_rate + RATE_SCALE, self.funding_clamp, self.funding_cap,
-                    self.funding_cap_k, self.maintenance_rate) < 0:
+        if not 0 <= self.index_cap < RATE_SCALE or self.impact_margin <= 0 or \
+                self.impact_notional < 0 or min(self.interest_rate + RATE_SCALE, self.funding_clamp,
+                                                self.funding_cap, self.funding_cap_k) < 0:
             raise ValueError("pricing rates out of range")
 
     def scaled(self, per_8h: int) -> int:
@@ -170,11 +169,14 @@ class InstrumentSpec(msgspec.Struct, frozen=True):
     maker_fee: int = 20_000              # 0.02% of the notional (RATE_SCALE); negative: a rebate
     taker_fee: int = 50_000              # 0.05%
     default_leverage: int = 20           # until the account sets its own
+    liquidation_fee: int = 1_000_000     # 1%: most of a liquidation fill's surplus the fund takes
 
     def __post_init__(self):
         _check_tiers(self.symbol, self.tiers, self.default_leverage)
         if self.taker_fee < 0 or self.maker_fee + self.taker_fee < 0:
             raise ValueError(f"{self.symbol}: a trade's fees may not pay out more than they take")
+        if not 0 <= self.liquidation_fee < RATE_SCALE:
+            raise ValueError(f"{self.symbol}: liquidation fee must be in [0, 1)")
 
     def to_ticks(self, price: str | Decimal | int) -> int:
         return _exact(price, self.tick_size, f"{self.symbol} price")

@@ -239,14 +239,15 @@ class Pricing:
         config = exchange.config
         self.symbols: dict[str, SymbolPricing] = {}
         for symbol, market in exchange.markets.items():
-            spec = config.instruments[symbol].pricing
-            settle = config.assets[config.instruments[symbol].settle]
-            if spec.impact_notional > 0:
-                impact_units = settle.to_units(spec.impact_notional)
-            else:   # margin / initial rate, rounded down to a minor unit
-                impact_units = settle.to_units(spec.impact_margin) * RATE_SCALE \
-                    // spec.impact_initial_rate
-            cap = spec.funding_cap or spec.funding_cap_k * spec.maintenance_rate // RATE_SCALE
+            instrument = config.instruments[symbol]
+            spec = instrument.pricing
+            settle = config.assets[instrument.settle]
+            top = instrument.tiers[0]       # the smallest positions: highest leverage, lowest MMR
+            # margin / (1 / max leverage) = margin x max leverage: exact
+            impact_units = settle.to_units(spec.impact_notional or
+                                           spec.impact_margin * top.max_leverage)
+            # the cap rounds toward zero: it never allows more than k x maintenance
+            cap = spec.funding_cap or spec.funding_cap_k * top.maintenance_rate // RATE_SCALE
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap)
 
     # ---- commands ------------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""Funding: premium, time-weighted average, clamp and cap, interval scaling, payments and their
+rounding (hand-computed), and settlements on the exchange clock."""
+from fractions import Fraction
+
+import msgspec
+import pytest
+
+from perpcore import Exchange, default_config
+from perpcore import messages as m
+from perpcore._book import BUY, GTC, SELL, OrderBook
+from perpcore.config import HOUR_NS, RATE_SCALE, PricingSpec
+from perpcore.funding import PremiumAverage, funding_rate, payments, premium
+
+S = 1_000_000_000
+BTC = "BTC-PERP"
+
+
+def venue(**pricing):
+    cfg = default_config()
+    return msgspec.structs.replace(cfg, instruments={
+        s: msgspec.structs.replace(spec, pricing=msgspec.structs.replace(spec.pricing, **pricing))
+        for s, spec in cfg.instruments.items()})
+
+
+def of(events, cls):
+    return [e for e in events if type(e) is cls]
+
+
+# ---- premium -------------------------------------------------------------------------------------
+
+def test_premium_signs():
+    # impact bid above the index: a positive premium of 500 / 650000 = 0.076923%
+    assert premium(650000, Fraction(650500), Fraction(650900)) == 76923
+    # impact ask below the index: negative, -400 / 650000 = -0.061538%
+    assert premium(650000, Fraction(649000), Fraction(649600)) == -61538
+    # both around the index: nothing
+    assert premium(650000, Fraction(649900), Fraction(650100)) == 0
+    # a side that cannot absorb the impact notional contributes nothing
+    assert premium(650000, None, Fraction(649600)) == -61538
+    assert premium(650000, Fraction(650500), None) == 76923
+
+
+def test_premium_from_a_known_book():
+    book = OrderBook()
+    book.place(1, 1, BUY, 650500, 200, GTC, 0, 0)
+    book.place(2, 1, BUY, 650000, 1000, GTC, 0, 0)
+    book.place(3, 2, SELL, 651000, 1000, GTC, 0, 0)
+    notional = 250_000_000              # 25,000 USD in 0.1 USD ticks x 0.001 BTC lots
+    # selling 25,000 USD: 200 lots at 650500 (130.1M tick-lots), then 119.9M / 650000 lots:
+    # 384.46 lots at 650260.10 on average
+    impact_bid = Fraction(notional) / (200 + Fraction(119_900_000, 650000))
+    assert book.impact(SELL, notional) == impact_bid
+    assert float(impact_bid) == pytest.approx(650260.10, abs=0.01)
+    # the premium is rounded half to even at 1e-8: 260.10 / 650000 = 0.040016%
+    assert premium(650000, impact_bid, book.impact(BUY, notional)) == \
+        round((impact_bid - 650000) / 650000 * RATE_SCALE) == 40016
+
+
+def test_time_weighted_average_weights_the_ith_sample_by_i():
+    avg = PremiumAverage()
+    assert avg.value() == 0
+    for v in (10, 20, 30):
+        avg.add(v)
+    assert avg.value() == round(Fraction(1 * 10 + 2 * 20 + 3 * 30, 6)) == 23
+    # k equal samples at once are k single samples
+    bulk, single = PremiumAverage(), PremiumAverage()
+    bulk.add(7, 1)
+    bulk.add(-5, 1000)
+    single.add(7)
+    for _ in range(1000):
+        single.add(-5)
+    assert (bulk.count, bulk.weighted, bulk.value()) == \
+        (single.count, single.weighted, single.value())
+    bulk.reset()
+    assert bulk.value() == 0 and bulk.count == 0
+
+
+def test_rate_clamp_and_cap():
+    # |I - P| within the clamp: the interest rate
+    assert funding_rate(15_385, 10_000, 50_000, 300_000) == 10_000
+    # P far above I: P - 0.05%
+    assert funding_rate(76_923, 10_000, 50_000, 300_000) == 26_923
+    # P far below: P + 0.05%
+    assert funding_rate(-200_000, 10_000, 50_000, 300_000) == -150_000
+    # the cap
+    assert funding_rate(1_538_462, 10_000, 50_000, 300_000) == 300_000
+    assert funding_rate(-1_538_462, 10_000, 50_000, 300_000) == -300_000
+
+
+def test_interest_and_clamp_scale_with_the_interval():
+    for hours, interest, clamp in ((1, 1_250, 6_250), (2, 2_500, 12_500), (4, 5_000, 25_000),
+                                   (8, 10_000, 50_000)):
+        spec = PricingSpec(funding_interval_ns=hours * HOUR_NS)
+        assert (spec.scaled(spec.interest_rate), spec.scaled(spec.funding_clamp)) == \
+            (interest, clamp)
+
+
+# ---- payments ------------------------------------------------------------------------------------
+
+def test_longs_pay_shorts_when_the_rate_is_positive():
+    # 1 BTC (1000 lots) at 65,000 USD (650000 ticks) x 0.01% = 6.5 USD = 6,500,000 minor units
+    pays, rest = payments([(1, 1000), (2, -600), (3, -400), (4, 0)], 650000, 10_000, 100)
+    assert pays == [(1, -6_500_000), (2, 3_900_000), (3, 2_600_000)] and rest == 0
+
+
+def test_shorts_pay_longs_when_the_rate_is_negative():
+    pays, rest = payments([(1, 1000), (2, -600), (3, -400)], 650000, -10_000, 100)
+    assert pays == [(1, 6_500_000), (2, -3_900_000), (3, -2_600_000)] and rest == 0
+
+
+def test_rounding_takes_from_payers_and_the_remainder_goes_to_insurance():
+    # 3e-8 x 65,000 USD per BTC: 1.95 minor units per lot; the payer pays 2, the receiver gets 1
+    pays, rest = payments([(1, 1), (2, -1)], 650000, 3, 100)
+    assert pays == [(1, -2), (2, 1)] and rest == 1
+    # three receivers of 1.95 x (1, 1, 3) lots: floor 1, 1, 5; the payer ceil(9.75) = 10
+    pays, rest = payments([(5, 5), (6, -1), (7, -1), (8, -3)], 650000, 3, 100)
+    assert pays == [(5, -10), (6, 1), (7, 1), (8, 5)] and rest == 3
+
+
+def test_receivers_share_pro_rata_when_open_interest_does_not_net():
+    # 1 lot pays 2; 3 lots would be owed floor(5.85) = 5: they share the 2 paid, by size
+    pays, rest = payments([(1, 1), (2, -2), (3, -1)], 650000, 3, 100)
+    assert pays == [(1, -2), (2, 1), (3, 0)] and rest == 1
+
+
+def test_zero_rate_pays_nothing():
+    assert payments([(1, 10), (2, -10)], 650000, 0, 100) == ([], 0)
+
+
+# ---- on the clock --------------------------------------------------------------------------------
+
+def premium_venue(**pricing):
+    """BTC-PERP with index 650000 from t = 1 s (a source refreshed beyond any test's horizon) and a
+    book bid 650500 / ask 650900: the premium 0.076923% at every sample."""
+    ex = Exchange(venue(index_stale_ns=10**6 * S, **pricing))
+    for a in (1, 2):
+        ex.submit(m.CreateAccount(account=a))
+        ex.submit(m.Deposit(account=a, asset="USD", amount=10**13))
+    ex.submit(m.SetIndexPrice(source="a", symbol=BTC, price=650000, ts=S))
+    ex.submit(m.PlaceOrder(account=1, symbol=BTC, side=m.Side.BUY, price=650500, qty=1000, ts=S))
+    ex.submit(m.PlaceOrder(account=2, symbol=BTC, side=m.Side.SELL, price=650900, qty=1000, ts=S))
+    return ex
+
+
+def test_predicted_rate_moves_with_the_samples():
+    ex = premium_venue()
+    assert ex.funding_rate(BTC) == 10_000           # no sample yet: the interest rate
+    ev = ex.submit(m.AdvanceClock(ts=5 * S))
+    assert of(ev, m.FundingRateUpdated) == [m.FundingRateUpdated(ex.seq, 5 * S, BTC, 26_923,
+                                                                 8 * HOUR_NS)]
+
+
+def test_a_clock_jump_settles_every_interval_crossed_in_order():
+    ex = premium_venue()
+    ev = ex.submit(m.AdvanceClock(ts=24 * HOUR_NS + S))
+    settled = of(ev, m.FundingSettled)
+    # P = 0.076923% at every sample, F = P - 0.05% clamp; mark at settlement: P1 = index (no time
+    # left), P2 = index + 700 (the mid's basis), no trade: mean = 650350
+    assert settled == [m.FundingSettled(ex.seq, t * HOUR_NS, BTC, 26_923, 650350, 0, 0, 0, 0)
+                       for t in (8, 16, 24)]
+    assert [e.ts for e in ev] == sorted(e.ts for e in ev)
+    pricing = ex.components["pricing"]
+    assert pricing.funding_history(BTC) == [(t * HOUR_NS, 26_923, 650350) for t in (8, 16, 24)]
+    assert pricing.last_funding_rate(BTC) == 26_923
+    assert pricing.next_funding_time(BTC) == 32 * HOUR_NS
+    # one sample into the new interval
+    assert pricing.symbols[BTC].premium.count == 0 and ex.funding_rate(BTC) == 10_000
+
+
+def test_one_jump_equals_many_steps():
+    one, many = premium_venue(), premium_venue()
+    end = 17 * HOUR_NS
+    one.submit(m.AdvanceClock(ts=end))
+    t, steps = S, (3 * S, 7 * S + 1, 3600 * S, 1, 5 * HOUR_NS, 13 * S)
+    while t < end:
+        t = min(end, t + steps[t % len(steps)])
+        many.submit(m.AdvanceClock(ts=t))
+    assert one.components["pricing"].to_state() == many.components["pricing"].to_state()
+
+
+def test_a_one_hour_interval_scales_interest_and_clamp():
+    ex = premium_venue(funding_interval_ns=HOUR_NS)
+    ev = ex.submit(m.AdvanceClock(ts=3 * HOUR_NS))
+    # F = 76923 + clamp(1250 - 76923, +-6250) = 70673 at 1, 2 and 3 h
+    assert [(e.ts, e.rate) for e in of(ev, m.FundingSettled)] == \
+        [(h * HOUR_NS, 70_673) for h in (1, 2, 3)]
+
+
+def test_the_cap_binds():
+    ex = premium_venue(funding_cap=20_000)
+    ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
+    assert of(ev, m.FundingSettled)[0].rate == 20_000
