@@ -190,3 +190,29 @@ def test_the_cap_binds():
     ex = premium_venue(funding_cap=20_000)
     ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
     assert of(ev, m.FundingSettled)[0].rate == 20_000
+
+
+def test_settlement_moves_cash_between_positions_and_the_remainder_to_insurance():
+    ex = premium_venue()
+    ex.submit(m.CreateAccount(account=3))
+    ex.submit(m.Deposit(account=3, asset="USD", amount=10**13))
+    # account 3 buys 100 lots (0.1 BTC) from account 2's offer at 650900
+    ev = ex.submit(m.PlaceOrder(account=3, symbol=BTC, side=m.Side.BUY, price=650900, qty=100,
+                                tif=m.TimeInForce.IOC, ts=2 * S))
+    assert of(ev, m.OrderFilled)
+    cash = {a: ex.account(a).balances["USD"] for a in (1, 2, 3)}
+    fund = ex.insurance_fund("USD")
+    ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
+    # rate 0.026923%; mark = median(P1 = index at settlement = 650000, P2 = 650700, last 650900)
+    # = 650700; 100 lots x 650700 ticks x 100 minor units per tick-lot x 26923e-8
+    # = 1,751,879.61: the long pays 1,751,880, the short gets 1,751,879, 1 to the fund
+    assert of(ev, m.FundingPaid) == [
+        m.FundingPaid(ex.seq, 8 * HOUR_NS, BTC, 2, -100, 650700, 26_923, 1_751_879),
+        m.FundingPaid(ex.seq, 8 * HOUR_NS, BTC, 3, 100, 650700, 26_923, -1_751_880)]
+    assert of(ev, m.FundingSettled) == [
+        m.FundingSettled(ex.seq, 8 * HOUR_NS, BTC, 26_923, 650700, 2, 1_751_880, 1_751_879, 1)]
+    assert ex.account(1).balances["USD"] == cash[1]
+    assert ex.account(2).balances["USD"] == cash[2] + 1_751_879
+    assert ex.account(3).balances["USD"] == cash[3] - 1_751_880
+    assert ex.insurance_fund("USD") == fund + 1
+    ex.audit().check()
