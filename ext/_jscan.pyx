@@ -4,11 +4,12 @@
 import numpy as np
 from msgspec import DecodeError
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.errno cimport EINTR, errno
+from libc.errno cimport EINTR, ENOMEM, errno
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strerror
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, clockid_t, timespec
 from posix.unistd cimport fsync, write
 
 # Why a scan stopped before the end of the data.
@@ -89,20 +90,6 @@ def crc32(const unsigned char[::1] data):
     return _crc32(&data[0], data.shape[0]) if data.shape[0] else 0
 
 
-def frame(bytearray buf, int64_t seq, bytes payload):
-    """Appends to buf the record of command `seq` with that payload: u32 body length, u32 CRC32
-    of the body, body = u64 seq + payload."""
-    cdef Py_ssize_t n = len(payload), start = len(buf)
-    cdef unsigned char* out
-    if PyByteArray_Resize(buf, start + 16 + n) < 0:
-        raise MemoryError()
-    out = <unsigned char*>PyByteArray_AS_STRING(buf) + start
-    _put_le(out, 8 + n, 4)
-    _put_le(out + 8, <uint64_t>seq, 8)
-    memcpy(out + 16, PyBytes_AS_STRING(payload), n)
-    _put_le(out + 4, _crc32(out + 8, 8 + n), 4)
-
-
 def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, int64_t max_body):
     """Checks the records from `offset` on. Returns (spans, end, why): spans an int64 array of
     (payload start, payload end) per valid record, whose sequence numbers run from first_seq;
@@ -143,27 +130,6 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
     return spans[:count], off, why
 
 
-def write_all(int fd, const unsigned char[::1] data, bint sync):
-    """Writes all of data to fd and, if sync, fsyncs it, in one call without the GIL (the
-    journal's flusher thread then needs the GIL once per commit, not once per system call)."""
-    cdef Py_ssize_t done = 0, n = data.shape[0]
-    cdef ssize_t wrote = 0
-    cdef int err = 0
-    with nogil:
-        while done < n:
-            wrote = write(fd, &data[done], n - done)
-            if wrote < 0:
-                if errno == EINTR:
-                    continue
-                err = errno
-                break
-            done += wrote
-        if err == 0 and sync and fsync(fd) != 0:
-            err = errno
-    if err:
-        raise OSError(err, strerror(err).decode())
-
-
 def decode_spans(const unsigned char[::1] data, const int64_t[:, ::1] spans, decode, fallback,
                  bint keep=True):
     """decode(payload) of each span's bytes, or fallback(payload) where decode raises
@@ -181,3 +147,278 @@ def decode_spans(const unsigned char[::1] data, const int64_t[:, ::1] spans, dec
         if keep:
             out.append(result)
     return out if keep else n
+
+
+# ---- the group-commit writer -------------------------------------------------------------------
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    ctypedef struct pthread_condattr_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t*, void*)
+    int pthread_mutex_lock(pthread_mutex_t*)
+    int pthread_mutex_unlock(pthread_mutex_t*)
+    int pthread_mutex_destroy(pthread_mutex_t*)
+    int pthread_condattr_init(pthread_condattr_t*)
+    int pthread_condattr_setclock(pthread_condattr_t*, clockid_t)
+    int pthread_condattr_destroy(pthread_condattr_t*)
+    int pthread_cond_init(pthread_cond_t*, pthread_condattr_t*)
+    int pthread_cond_wait(pthread_cond_t*, pthread_mutex_t*)
+    int pthread_cond_timedwait(pthread_cond_t*, pthread_mutex_t*, const timespec*)
+    int pthread_cond_signal(pthread_cond_t*)
+    int pthread_cond_broadcast(pthread_cond_t*)
+    int pthread_cond_destroy(pthread_cond_t*)
+    int pthread_create(pthread_t*, void*, void* (*)(void*) noexcept nogil, void*)
+    int pthread_join(pthread_t, void**)
+
+# How a GroupWriter makes records durable.
+cdef enum:
+    MODE_ALWAYS = 0     # write and fsync each record before append() returns
+    MODE_GROUP = 1      # a C thread writes and fsyncs groups
+    MODE_NONE = 2       # write in groups, never fsync
+
+MODES = {"always": MODE_ALWAYS, "group": MODE_GROUP, "none": MODE_NONE}
+
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    # monotonic: it decides only when bytes reach the disk, never anything in the engine
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return <int64_t>t.tv_sec * 1000000000 + t.tv_nsec
+
+
+cdef int _write_fd(int fd, const unsigned char* p, Py_ssize_t n, bint sync) noexcept nogil:
+    """Writes all n bytes and fsyncs if asked; 0 or an errno."""
+    cdef ssize_t wrote
+    while n > 0:
+        wrote = write(fd, p, n)
+        if wrote < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        p += wrote
+        n -= wrote
+    if sync and fsync(fd) != 0:
+        return errno
+    return 0
+
+
+cdef void* _flusher_main(void* arg) noexcept nogil:
+    (<GroupWriter>arg)._flush_loop()
+    return NULL
+
+
+cdef class GroupWriter:
+    """Appends framed journal records to a file descriptor and makes them durable in groups.
+
+    In "group" mode a C thread that never takes the GIL commits (writes, then fsyncs) once
+    `group_records` records are waiting, once the oldest has waited `group_ns` on the monotonic
+    clock, or when commit() asks; append() only copies the record into a buffer under a mutex,
+    so the engine thread never waits for the disk or hands the GIL over. `committed_seq` is the
+    last record known durable. append() waits while `max_pending` records are uncommitted
+    (back-pressure). After a failed write or fsync every append() and commit() raises OSError."""
+    cdef int fd
+    cdef int mode
+    cdef int64_t group_records, group_ns, max_pending
+    cdef unsigned char* buf             # records appended and not yet taken by the flusher
+    cdef Py_ssize_t buf_len, buf_cap
+    cdef unsigned char* spare           # the buffer the flusher writes from
+    cdef Py_ssize_t spare_cap
+    cdef int64_t pending, oldest_ns, last_seq, committed
+    cdef int error
+    cdef bint force, closing, idle, running
+    cdef pthread_mutex_t mutex
+    cdef pthread_cond_t wake            # the flusher waits here for work
+    cdef pthread_cond_t done            # appenders and commit() wait here for commits
+    cdef pthread_t thread
+
+    def __cinit__(self, int fd, str mode, int64_t last_seq, int64_t group_records=1024,
+                  double group_ms=5.0, int64_t max_pending=65536):
+        cdef pthread_condattr_t attr
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}")
+        if group_records < 1 or group_ms < 0 or max_pending < group_records:
+            raise ValueError("need group_records >= 1, group_ms >= 0, max_pending >= group_records")
+        self.fd = fd
+        self.mode = MODES[mode]
+        self.group_records = 1 if self.mode == MODE_ALWAYS else group_records
+        self.group_ns = <int64_t>(group_ms * 1e6)
+        self.max_pending = max_pending
+        self.last_seq = self.committed = last_seq
+        pthread_mutex_init(&self.mutex, NULL)
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&self.wake, &attr)
+        pthread_cond_init(&self.done, &attr)
+        pthread_condattr_destroy(&attr)
+        if self.mode == MODE_GROUP:
+            if pthread_create(&self.thread, NULL, _flusher_main, <void*>self) != 0:
+                raise OSError("cannot start the journal's flusher thread")
+            self.running = True
+
+    def __dealloc__(self):
+        self._stop()
+        pthread_cond_destroy(&self.wake)
+        pthread_cond_destroy(&self.done)
+        pthread_mutex_destroy(&self.mutex)
+        free(self.buf)
+        free(self.spare)
+
+    cdef void _stop(self) noexcept:
+        if not self.running:
+            return
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            self.closing = True
+            pthread_cond_signal(&self.wake)
+            pthread_mutex_unlock(&self.mutex)
+            pthread_join(self.thread, NULL)
+        self.running = False
+
+    cdef int _reserve(self, Py_ssize_t extra) noexcept nogil:
+        cdef Py_ssize_t cap = self.buf_cap if self.buf_cap else 65536
+        cdef unsigned char* grown
+        while cap < self.buf_len + extra:
+            cap *= 2
+        if cap != self.buf_cap:
+            grown = <unsigned char*>realloc(self.buf, cap)
+            if grown == NULL:
+                return ENOMEM
+            self.buf, self.buf_cap = grown, cap
+        return 0
+
+    def append(self, int64_t seq, bytes payload):
+        """Adds the record of command `seq`."""
+        cdef Py_ssize_t n = len(payload)
+        cdef const unsigned char* src = <const unsigned char*>PyBytes_AS_STRING(payload)
+        cdef unsigned char* out
+        cdef int err = 0
+        # the flusher never takes the GIL, so locking the mutex while holding it cannot deadlock
+        pthread_mutex_lock(&self.mutex)
+        if self.pending >= self.max_pending and self.error == 0:
+            with nogil:
+                while self.pending >= self.max_pending and self.error == 0:
+                    pthread_cond_wait(&self.done, &self.mutex)
+        err = self.error or self._reserve(16 + n)
+        if err == 0:
+            out = self.buf + self.buf_len
+            _put_le(out, 8 + n, 4)
+            _put_le(out + 8, <uint64_t>seq, 8)
+            memcpy(out + 16, src, n)
+            _put_le(out + 4, _crc32(out + 8, 8 + n), 4)
+            self.buf_len += 16 + n
+            self.last_seq = seq
+            self.pending += 1
+            if self.pending == 1:
+                self.oldest_ns = _now_ns()
+                if self.idle:
+                    pthread_cond_signal(&self.wake)
+            elif self.pending == self.group_records and self.mode == MODE_GROUP:
+                pthread_cond_signal(&self.wake)
+        pthread_mutex_unlock(&self.mutex)
+        if err:
+            raise OSError(err, strerror(err).decode())
+        if self.mode != MODE_GROUP and self.pending >= self.group_records:
+            self.commit()
+
+    cdef void _flush_loop(self) noexcept nogil:
+        cdef timespec deadline
+        cdef int64_t due, last
+        cdef unsigned char* data
+        cdef Py_ssize_t size, cap
+        cdef int err
+        pthread_mutex_lock(&self.mutex)
+        while True:
+            while not (self.pending and (self.force or self.closing
+                                         or self.pending >= self.group_records)):
+                if self.closing and not self.pending:
+                    pthread_mutex_unlock(&self.mutex)
+                    return
+                if not self.pending:
+                    self.idle = True        # the next append wakes it
+                    pthread_cond_wait(&self.wake, &self.mutex)
+                    self.idle = False
+                    continue
+                due = self.oldest_ns + self.group_ns
+                if due <= _now_ns():
+                    break
+                deadline.tv_sec = due // 1000000000
+                deadline.tv_nsec = due % 1000000000
+                pthread_cond_timedwait(&self.wake, &self.mutex, &deadline)
+            # take the buffer; appends go on into the spare while this group is written
+            data, size, cap, last = self.buf, self.buf_len, self.buf_cap, self.last_seq
+            self.buf, self.buf_cap, self.buf_len = self.spare, self.spare_cap, 0
+            self.spare, self.spare_cap = NULL, 0
+            self.pending = 0
+            self.force = False
+            pthread_mutex_unlock(&self.mutex)
+            err = _write_fd(self.fd, data, size, True)
+            pthread_mutex_lock(&self.mutex)
+            self.spare, self.spare_cap = data, cap
+            if err:
+                self.error = err
+                pthread_cond_broadcast(&self.done)
+                pthread_mutex_unlock(&self.mutex)
+                return
+            self.committed = last
+            pthread_cond_broadcast(&self.done)
+
+    def commit(self):
+        """Returns once every record appended so far is committed."""
+        cdef int64_t target
+        cdef int err = 0
+        cdef unsigned char* data
+        cdef Py_ssize_t size
+        if self.mode != MODE_GROUP:
+            if self.error == 0 and self.buf_len:
+                data, size = self.buf, self.buf_len
+                with nogil:
+                    err = _write_fd(self.fd, data, size, self.mode == MODE_ALWAYS)
+                if err:
+                    self.error = err
+                else:
+                    self.buf_len = 0
+                    self.pending = 0
+                    self.committed = self.last_seq
+            if self.error:
+                raise OSError(self.error, strerror(self.error).decode())
+            return
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            target = self.last_seq
+            if self.committed < target and self.error == 0:
+                self.force = True
+                pthread_cond_signal(&self.wake)
+                while self.committed < target and self.error == 0:
+                    pthread_cond_wait(&self.done, &self.mutex)
+            err = self.error if self.committed < target else 0
+            pthread_mutex_unlock(&self.mutex)
+        if err:
+            raise OSError(err, strerror(err).decode())
+
+    def close(self):
+        """Commits, then stops the flusher thread (the file descriptor stays the caller's)."""
+        try:
+            self.commit()
+        finally:
+            self._stop()
+
+    @property
+    def committed_seq(self):
+        cdef int64_t value
+        pthread_mutex_lock(&self.mutex)
+        value = self.committed
+        pthread_mutex_unlock(&self.mutex)
+        return value
+
+    @property
+    def last_seq(self):
+        return self.last_seq
+
+    @property
+    def failed(self):
+        return self.error != 0

@@ -11,12 +11,12 @@ exactly what the live run did (a command that does not decode is refused as MALF
 
 Durability (`sync`):
 - "always": each record is written and fsynced before its events are released;
-- "group": records collect in memory and are written and fsynced together once `group_records`
-  have collected or the oldest has waited `group_ms` milliseconds (checked on each append and by
-  poll()); the events of the group are released after that fsync, so an acknowledged command is
-  always on disk. The wait is measured on the monotonic clock; it decides only when bytes reach
-  the disk, never anything in the engine's state or events;
-- "none": records are written on commit but never fsynced (research replays, benchmarks).
+- "group": a C thread that never takes the GIL writes and fsyncs records in groups, once
+  `group_records` are waiting or the oldest has waited `group_ms` milliseconds; the events of a
+  command are released only after its group's fsync, so an acknowledged command is always on disk,
+  and the engine thread never waits for the disk. The wait is measured on the monotonic clock; it
+  decides only when bytes reach the disk, never anything in the engine's state or events;
+- "none": records are written in groups but never fsynced (research replays, benchmarks).
 
 On open, the records are checked in order (length, CRC, consecutive sequence numbers); the first
 one that fails and everything after it is a torn or corrupt tail: it is reported in
@@ -28,8 +28,6 @@ import bisect
 import operator
 import os
 import struct
-import threading
-import time
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -147,8 +145,6 @@ def decode_command(payload) -> m.Message | bytes:
 
 
 _decode = m.command_decoder.decode
-_frame = _jscan.frame
-_write_all = _jscan.write_all
 _seq_of = operator.attrgetter("seq")
 
 
@@ -203,35 +199,21 @@ class Journal:
     """One journal file open for appending. Opening an existing file checks it and truncates a
     torn or corrupt tail (reported in `recovery`); a missing file is created with its header.
 
-    With sync "group" a flusher thread writes and fsyncs: appends only add to a buffer (under a
-    lock), so the engine keeps working while the disk syncs; the thread commits when
-    `group_records` are waiting, when the oldest has waited `group_ms`, or when commit() asks, and
-    then advances `committed_seq`. Appends wait (back-pressure) while `max_pending` records are
-    uncommitted. If a write or fsync fails, every later append and commit raises JournalError:
-    nothing after a failed commit is ever reported durable."""
+    Records go through a perpcore._jscan.GroupWriter: with sync "group" its C flusher thread
+    (which never takes the GIL) writes and fsyncs a group once `group_records` are waiting, once
+    the oldest has waited `group_ms` (on the monotonic clock), or when commit() asks, so the
+    engine thread never waits for the disk; `committed_seq` is the last durable record. Appends
+    wait (back-pressure) while `max_pending` records are uncommitted. If a write or fsync fails,
+    every later append and commit raises JournalError: nothing after a failed commit is ever
+    reported durable, and the engine must be recovered from its store."""
 
     def __init__(self, path: str | os.PathLike, digest: str, first_seq: int = 1,
-                 sync: str = "group", group_records: int = 256, group_ms: float = 2.0,
+                 sync: str = "group", group_records: int = 1024, group_ms: float = 5.0,
                  max_pending: int = 1 << 16):
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}")
-        if group_records < 1 or group_ms < 0 or max_pending < group_records:
-            raise ValueError("need group_records >= 1, group_ms >= 0, max_pending >= group_records")
         self.path = Path(path)
         self.sync = sync
-        self.group_records = 1 if sync == "always" else group_records
-        self.group_ns = int(group_ms * 1_000_000)
-        self.max_pending = max_pending
-        self._buffer = bytearray()
-        self._pending = 0
-        self._oldest_ns = 0
-        self._force = False
-        self._closing = False
-        self._idle = False
-        self._error: OSError | None = None
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)    # the flusher waits here for work
-        self._done = threading.Condition(self._lock)    # writers wait here for commits
         existing = self.path.exists() and self.path.stat().st_size >= HEADER_SIZE
         if existing:
             found, _, self.recovery = read(self.path)
@@ -242,113 +224,56 @@ class Journal:
                 os.ftruncate(self.fd, self.recovery.valid_bytes)
                 os.fsync(self.fd)
             os.lseek(self.fd, self.recovery.valid_bytes, os.SEEK_SET)
-            self.last_seq = self.recovery.last_seq
+            last_seq = self.recovery.last_seq
         else:
             # a file shorter than its header is one whose creation was interrupted: start it over
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(self.fd, encode_header(digest, first_seq))
             os.fsync(self.fd)
             fsync_dir(self.path.parent)
-            self.last_seq = first_seq - 1
-            self.recovery = TailReport(str(self.path), 0, first_seq, first_seq - 1, HEADER_SIZE, 0)
-        self.committed_seq = self.last_seq
-        self._thread = None
-        if sync == "group":
-            self._thread = threading.Thread(target=self._flusher, daemon=True,
-                                            name=f"journal {self.path.name}")
-            self._thread.start()
+            last_seq = first_seq - 1
+            self.recovery = TailReport(str(self.path), 0, first_seq, last_seq, HEADER_SIZE, 0)
+        try:
+            self._writer = _jscan.GroupWriter(self.fd, sync, last_seq, group_records, group_ms,
+                                              max_pending)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    @property
+    def last_seq(self) -> int:
+        """The last record appended."""
+        return self._writer.last_seq
+
+    @property
+    def committed_seq(self) -> int:
+        """The last record known durable (written, and fsynced unless sync is "none")."""
+        return self._writer.committed_seq
 
     def append(self, seq: int, payload: bytes) -> None:
         """Adds the record of command `seq`; it is durable once committed_seq >= seq."""
-        if seq != self.last_seq + 1:
-            raise JournalError(f"append of {seq} after {self.last_seq}")
-        if self._thread is None:
-            _frame(self._buffer, seq, payload)
-            self.last_seq = seq
-            self._pending += 1
-            if self._pending >= self.group_records:     # "always" has group_records 1
-                self.commit()
-            return
-        with self._lock:
-            while self._pending >= self.max_pending and self._error is None:
-                self._done.wait()
-            if self._error is not None:
-                raise JournalError(f"{self.path}: an earlier commit failed") from self._error
-            _frame(self._buffer, seq, payload)
-            self.last_seq = seq
-            self._pending += 1
-            if self._pending == 1:
-                self._oldest_ns = time.monotonic_ns()
-                if self._idle:
-                    self._wake.notify()
-            elif self._pending == self.group_records:
-                self._wake.notify()
-
-    def _write(self, data) -> None:
-        _write_all(self.fd, data, self.sync != "none")
-
-    def _flusher(self) -> None:
-        # Each commit costs the engine thread one hand-over of the GIL: the flusher sleeps until
-        # the group is due, swaps the buffer, and writes + fsyncs it in one call without the GIL.
-        while True:
-            with self._lock:
-                while not (self._pending and (self._force or self._closing
-                                              or self._pending >= self.group_records)):
-                    if self._closing and not self._pending:
-                        return
-                    if not self._pending:
-                        self._idle = True           # the next append wakes it
-                        self._wake.wait()
-                        self._idle = False
-                        continue
-                    left = self.group_ns - (time.monotonic_ns() - self._oldest_ns)
-                    if left <= 0:
-                        break
-                    self._wake.wait(left / 1e9)
-                data, self._buffer = self._buffer, bytearray()
-                last, self._pending, self._force = self.last_seq, 0, False
-            try:
-                self._write(data)
-            except OSError as e:
-                with self._lock:
-                    self._error = e
-                    self._done.notify_all()
-                return
-            with self._lock:
-                self.committed_seq = last
-                self._done.notify_all()
+        if seq != self._writer.last_seq + 1:
+            raise JournalError(f"append of {seq} after {self._writer.last_seq}")
+        try:
+            self._writer.append(seq, payload)
+        except OSError as e:
+            raise JournalError(f"{self.path}: a commit failed ({e})") from e
 
     def commit(self) -> None:
-        """Returns once everything appended so far is committed (written, and fsynced unless
-        sync is "none")."""
-        if self._thread is None:
-            if self._buffer:
-                self._write(self._buffer)
-                self._buffer.clear()
-                self._pending = 0
-            self.committed_seq = self.last_seq
-            return
-        with self._lock:
-            target = self.last_seq
-            if self.committed_seq < target:
-                self._force = True
-                self._wake.notify()
-            while self.committed_seq < target:
-                if self._error is not None:
-                    raise JournalError(f"{self.path}: commit failed") from self._error
-                self._done.wait()
+        """Returns once everything appended so far is committed."""
+        try:
+            self._writer.commit()
+        except OSError as e:
+            raise JournalError(f"{self.path}: a commit failed ({e})") from e
 
     def close(self) -> None:
         if self.fd < 0:
             return
         try:
-            self.commit()
+            self._writer.close()
+        except OSError as e:
+            raise JournalError(f"{self.path}: the last commit failed ({e})") from e
         finally:
-            if self._thread is not None:
-                with self._lock:
-                    self._closing = True
-                    self._wake.notify()
-                self._thread.join()
             os.close(self.fd)
             self.fd = -1
 
@@ -388,6 +313,16 @@ class JournaledExchange:
         self.acknowledged_seq = ex.seq
         self._encode = m.encoder.encode
 
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    @journal.setter
+    def journal(self, journal: Journal) -> None:
+        # the hot path talks to the writer directly (a store swaps journals at checkpoints)
+        self._journal = journal
+        self._writer = journal._writer
+
     def submit(self, cmd: m.Command, seq: int | None = None) -> list[m.Event]:
         """`seq` as in Exchange.submit: a command from an already sequenced source that is not
         the next is refused and neither journaled nor applied. So is, as MALFORMED, anything that
@@ -402,7 +337,7 @@ class JournaledExchange:
         except (TypeError, OverflowError, msgspec.EncodeError) as e:
             return [m.OrderRejected(ex.seq, ex.clock, m.RejectCode.MALFORMED,
                                     f"command cannot be journaled: {e}")]
-        self.journal.append(ex.seq + 1, payload)
+        self._append(ex.seq + 1, payload)
         return self._release(ex.submit(cmd))
 
     def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
@@ -415,20 +350,29 @@ class JournaledExchange:
         try:
             cmd = m.command_decoder.decode(payload)
         except msgspec.DecodeError:
-            self.journal.append(ex.seq + 1, self._encode(payload))
+            self._append(ex.seq + 1, self._encode(payload))
             return self._release(ex.submit_bytes(payload))
-        self.journal.append(ex.seq + 1, payload)
+        self._append(ex.seq + 1, payload)
         return self._release(ex.submit(cmd))
 
+    def _append(self, seq: int, payload: bytes) -> None:
+        try:
+            self._writer.append(seq, payload)
+        except OSError as e:
+            raise JournalError(f"{self._journal.path}: a commit failed ({e})") from e
+
     def _release(self, events: list[m.Event]) -> list[m.Event]:
-        if not self._held and self.journal.committed_seq >= self.ex.seq:
-            self.acknowledged_seq = self.ex.seq
+        committed = self._writer.committed_seq
+        if committed >= self.ex.seq and not self._held:
+            self.acknowledged_seq = committed
             return events
         self._held += events
-        return self.poll()
+        return self._release_upto(committed)
 
     def poll(self) -> list[m.Event]:
-        committed = self.journal.committed_seq      # read once: the flusher may move it on
+        return self._release_upto(self._writer.committed_seq)
+
+    def _release_upto(self, committed: int) -> list[m.Event]:
         held = self._held
         self.acknowledged_seq = committed
         if not held or held[0].seq > committed:

@@ -152,23 +152,23 @@ def _wait_for(condition, timeout=5.0):
         time.sleep(0.001)
 
 
-def test_failed_commit_is_never_acknowledged(tmp_path, monkeypatch):
+def test_failed_commit_is_never_acknowledged(tmp_path):
     """If the disk refuses a write, nothing after it is acknowledged and the engine stops."""
     journal = jr.Journal(tmp_path / "j.pcj", DIGEST, sync="group", group_records=1000,
                          group_ms=60_000)
     je = jr.JournaledExchange(Exchange(CONFIG), journal)
     je.submit(m.CreateAccount(account=1))
-
-    def refuse(fd, data, sync):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(jr, "_write_all", refuse)
-    with pytest.raises(jr.JournalError):
+    full = os.open("/dev/full", os.O_WRONLY)         # every write: ENOSPC
+    os.dup2(full, journal.fd)
+    os.close(full)
+    with pytest.raises(jr.JournalError, match="No space"):
         je.flush()
-    assert je.acknowledged_seq == 0
+    assert je.acknowledged_seq == 0 and journal.committed_seq == 0
     with pytest.raises(jr.JournalError):
         je.submit(m.CreateAccount(account=2))
-    monkeypatch.undo()
-    os.close(journal.fd)
+    assert je.ex.seq == 1                               # the refused command was not applied
+    with pytest.raises(jr.JournalError):
+        je.close()
 
 
 # ---- refused and malformed commands replay the same way ---------------------------------------
