@@ -14,6 +14,7 @@ from perpcore.exchange import config_digest
 
 jr = workloads.layer("perpcore.journal")
 lb = workloads.layer("perpcore.lobster")
+rp = workloads.layer("perpcore.replay")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -72,11 +73,22 @@ def test_group_commit_cost(benchmark, target, scaled, tmp_path):
 
 
 def _real_files():
+    """name -> a call that replays it: each LOBSTER message file, and each Binance symbol's
+    captures (USDⓈ-M with its spot index source) once perpcore.binance is there."""
     files = {}
     lobster = DATA / "lobster"
     if lobster.is_dir():
         for path in sorted(lobster.glob("*_message_*.csv")):
             files[path.name] = (lambda path=path: lb.replay_file(path))
+    binance = DATA / "binance"
+    try:
+        bn = workloads.layer("perpcore.binance")
+    except workloads.LayerMissing:
+        bn = None
+    if bn is not None and binance.is_dir():
+        for symbol in rp.binance_symbols(binance):
+            files[f"binance {symbol}"] = (
+                lambda symbol=symbol: bn.replay(*bn.capture_paths(binance, symbol), symbol))
     return files
 
 

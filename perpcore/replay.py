@@ -7,7 +7,9 @@ the engine, with a progress bar, a summary table (or JSON) and an optional event
   snapshot on the way, against the store's own recovery (newest snapshot + tail) at the end, and
   against an expected hash if one is given.
 - lobster: message files (perpcore.lobster); the reproduction figure per file.
-- binance: captures (perpcore.binance); book agreement with bookTicker, and plots.
+- binance: USDⓈ-M captures with spot as the index source (perpcore.binance, which rebuilds the
+  book and runs the pricing layer); agreement with bookTicker per symbol, and a PNG per symbol
+  (mid, mark, index; premium index and predicted funding).
 
 The event file is JSON lines, one event per line as msgspec encodes it (an array, the event's
 type first), decodable with msgspec.json.Decoder(perpcore.messages.Events).
@@ -239,6 +241,57 @@ def replay_lobster(paths, events_path: str | Path | None = None, progress: Progr
     return summary
 
 
+# ---- Binance -----------------------------------------------------------------------------------
+
+def binance_symbols(data_dir: str | Path) -> list[str]:
+    """The symbols with a USDⓈ-M capture (and its spot capture) under data/binance."""
+    data_dir = Path(data_dir)
+    return sorted(p.name.split("_", 1)[0].upper() for p in (data_dir / "usdm").glob("*.gz")
+                  if (data_dir / "spot" / p.name).exists())
+
+
+def replay_binance(data_dir: str | Path, symbols=None, plots_dir: str | Path | None = None,
+                   progress: Progress | None = None) -> Summary:
+    """Each symbol's USDⓈ-M capture through the rebuilt book and the pricing layer, with the spot
+    capture as the index source (perpcore.binance); a PNG per symbol in plots_dir."""
+    from perpcore import binance as bn
+
+    data_dir = Path(data_dir)
+    symbols = list(symbols or binance_symbols(data_dir))
+    if not symbols:
+        raise FileNotFoundError(f"no Binance captures under {data_dir}")
+    summary = Summary("binance", str(data_dir))
+    if plots_dir is not None:
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+    for i, symbol in enumerate(symbols):
+        if progress is not None:
+            progress(i, len(symbols))
+        started = time.perf_counter()
+        r = bn.replay(*bn.capture_paths(data_dir, symbol), symbol)
+        elapsed = time.perf_counter() - started
+        used = r.diffs_applied + r.agreement.tickers + r.spot_trades + r.perp_trades
+        entry = {"symbol": symbol, "messages used": used, "elapsed_s": elapsed,
+                 "agreement": r.agreement.ratio, "price_agreement": r.agreement.price_ratio,
+                 **r.figures}
+        if plots_dir is not None:
+            entry["plot"] = str(bn.plot(r, Path(plots_dir) / f"{symbol.lower()}.png"))
+        summary.files.append(entry)
+        summary.messages += used
+        summary.trades += r.perp_trades
+        summary.elapsed_s += elapsed
+    if progress is not None:
+        progress(len(symbols), len(symbols))
+    compared = sum(int(f["bookTicker compared"].split()[0]) for f in summary.files)
+    summary.figures = {
+        "bookTicker messages compared": compared,
+        "top of book agreement (prices and sizes)": ", ".join(
+            f"{f['symbol']} {f['agreement']:.2%}" for f in summary.files),
+    }
+    if plots_dir is not None:
+        summary.figures["plots"] = ", ".join(f["plot"] for f in summary.files)
+    return summary
+
+
 # ---- rendering ---------------------------------------------------------------------------------
 
 def _fmt(value) -> str:
@@ -284,6 +337,15 @@ def render(summary: Summary, console) -> None:
                 else:
                     cells.append(_fmt(v))
             table.add_row(label, *cells)
+        console.print(table)
+    if summary.files and summary.kind == "binance":
+        table = Table(title="Binance USDⓈ-M replay, per symbol")
+        table.add_column("")
+        for f in summary.files:
+            table.add_column(f["symbol"], justify="right")
+        for label in summary.files[0]:
+            if label not in ("symbol", "agreement", "price_agreement", "plot"):
+                table.add_row(label, *(_fmt(f[label]) for f in summary.files))
         console.print(table)
     table = Table(title=f"perpcore replay {summary.kind}", show_header=False)
     table.add_column("", style="bold")
