@@ -30,6 +30,7 @@ KIND_NAMES = ("passive", "cancel", "amend", "ioc", "market")
 STANDARD_MIX = {"cancel": 0.38, "amend": 0.03, "passive": 0.52, "ioc": 0.055, "market": 0.015}
 
 SYMBOL = "BTC-PERP"
+START_MIDS = {"BTC-PERP": 650_000, "ETH-PERP": 340_000}      # ticks: 65,000.0 and 3,400.00 USD
 TS_STEP_NS = 1_000              # one command per microsecond of exchange time
 
 
@@ -264,33 +265,39 @@ def call_list(book, cmds: np.ndarray) -> list[tuple]:
 
 
 def to_messages(cmds: np.ndarray, kinds: np.ndarray | None = None, symbol: str = SYMBOL,
-                ts0: int = 1_000_000_000, ts_step: int = TS_STEP_NS) -> list[m.Command]:
-    """The book commands as perpcore.messages commands, one exchange-time step apart.
+                ts0: int = 1_000_000_000, ts_step: int = TS_STEP_NS, ts: np.ndarray | None = None,
+                id_map: np.ndarray | None = None) -> list[m.Command]:
+    """The book commands as perpcore.messages commands, one exchange-time step apart (or at the
+    times `ts` gives, one per command).
 
     A market order (kind MARKET) becomes an OrderType.MARKET with price 0, so the Exchange derives
     the same protection price from the touch that the book stream carries. Order ids match the
-    Exchange's own as long as it accepts every placement (ids are assigned in order from 1)."""
+    Exchange's own as long as it accepts every placement (ids are assigned in order from 1);
+    `id_map[book id]`, when given, is the Exchange's id instead (streams merged with others)."""
     if kinds is None:
         kinds = np.full(len(cmds), PASSIVE, dtype=np.uint8)
+    times = (ts0 + ts_step * np.arange(len(cmds), dtype=np.int64) if ts is None else ts).tolist()
+    ids = cmds["order_id"] if id_map is None else id_map[cmds["order_id"]]
     out = []
     append = out.append
     sides = (m.Side.BUY, m.Side.SELL)
     tifs = {_book.GTC: m.TimeInForce.GTC, _book.IOC: m.TimeInForce.IOC}
-    ts = ts0
-    for (op, side, tif, _, _, oid, acc, price, qty, _, _), kind in zip(cmds.tolist(), kinds.tolist()):
+    for op, side, tif, oid, acc, price, qty, kind, t in zip(
+            cmds["op"].tolist(), cmds["side"].tolist(), cmds["tif"].tolist(), ids.tolist(),
+            cmds["account"].tolist(), cmds["price"].tolist(), cmds["qty"].tolist(),
+            kinds.tolist(), times):
         if op == _book.PLACE:
             if kind == MARKET:
                 append(m.PlaceOrder(account=acc, symbol=symbol, side=sides[side], qty=qty,
-                                    order_type=m.OrderType.MARKET, tif=m.TimeInForce.IOC, ts=ts))
+                                    order_type=m.OrderType.MARKET, tif=m.TimeInForce.IOC, ts=t))
             else:
                 append(m.PlaceOrder(account=acc, symbol=symbol, side=sides[side], qty=qty,
-                                    price=price, tif=tifs[tif], ts=ts))
+                                    price=price, tif=tifs[tif], ts=t))
         elif op == _book.CANCEL:
-            append(m.CancelOrder(account=acc, symbol=symbol, order_id=oid, ts=ts))
+            append(m.CancelOrder(account=acc, symbol=symbol, order_id=oid, ts=t))
         else:
             append(m.AmendOrder(account=acc, symbol=symbol, order_id=oid, price=price, qty=qty,
-                                ts=ts))
-        ts += ts_step
+                                ts=t))
     return out
 
 
@@ -319,6 +326,62 @@ class ExchangeWorkload:
     def head(self, n: int) -> ExchangeWorkload:
         """The same set-up and the first n commands."""
         return ExchangeWorkload(self.book, self.setup, self.cmds[:n])
+
+
+def cross_margin(n: int, seed: int = 1, accounts: int = 10_000, prefill: int = 20_000,
+                 lots: int = 5) -> ExchangeWorkload:
+    """Accounts holding positions in both perps, then the standard mix in both, interleaved.
+
+    Set-up: the accounts (and a maker, the last account) are created and funded and the index of
+    each symbol is set at its mid; every account then takes 1..`lots` lots from the maker in each
+    perp, odd accounts long BTC-PERP and short ETH-PERP, even ones the reverse (so a trader's
+    margin nets across the two); the maker's orders are exactly used up. Then each perp gets its
+    `prefill` resting orders and the n measured commands are the standard mix of the two perps in
+    a seeded random interleaving, with the Exchange's order ids (assigned in order of placement
+    across both books) mapped in."""
+    rng = np.random.default_rng(seed)
+    symbols = tuple(START_MIDS)
+    which = rng.integers(0, len(symbols), n)            # the perp of each measured command
+    sizes = rng.integers(1, lots + 1, (len(symbols), accounts)).tolist()
+    maker = accounts + 1
+    setup = account_setup(accounts + 1)
+    setup += [m.SetIndexPrice(source="bench", symbol=s, price=START_MIDS[s]) for s in symbols]
+    placed = 0
+    for k, symbol in enumerate(symbols):
+        mid = START_MIDS[symbol]
+        long = [(a + k) % 2 == 1 for a in range(1, accounts + 1)]
+        bought = sum(q for q, is_long in zip(sizes[k], long) if is_long)
+        sold = sum(sizes[k]) - bought
+        setup += [m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.SELL, qty=bought, price=mid),
+                  m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.BUY, qty=sold,
+                               price=mid - 1)]
+        setup += [m.PlaceOrder(account=a, symbol=symbol, qty=q, tif=m.TimeInForce.IOC,
+                               side=m.Side.BUY if is_long else m.Side.SELL,
+                               price=mid if is_long else mid - 1)
+                  for a, q, is_long in zip(range(1, accounts + 1), sizes[k], long)]
+        placed += 2 + accounts
+    books = [matching_mix(int((which == k).sum()), seed + 1 + k,
+                          MixParams(accounts=accounts, prefill=prefill, start_mid=START_MIDS[s]),
+                          name="cross_margin") for k, s in enumerate(symbols)]
+    # Exchange ids: the set-up's placements, then each book's prefill, then the measured
+    # placements in merged order
+    places = np.zeros(n, dtype=bool)
+    for k, wl in enumerate(books):
+        places[which == k] = wl.cmds["op"] == _book.PLACE
+    global_id = placed + len(symbols) * prefill + np.cumsum(places)
+    ts_all = 1_000_000_000 + TS_STEP_NS * np.arange(n, dtype=np.int64)
+    streams = []
+    for k, (symbol, wl) in enumerate(zip(symbols, books)):
+        mine = which == k
+        id_map = np.zeros(prefill + len(wl.cmds) + 1, dtype=np.int64)
+        id_map[1:prefill + 1] = placed + k * prefill + np.arange(1, prefill + 1)
+        own_places = wl.cmds["op"] == _book.PLACE
+        id_map[wl.cmds["order_id"][own_places]] = global_id[mine][own_places]
+        setup += to_messages(wl.setup, symbol=symbol, ts0=1_000_000, ts_step=0, id_map=id_map)
+        streams.append(iter(to_messages(wl.cmds, wl.kinds, symbol=symbol, ts=ts_all[mine],
+                                        id_map=id_map)))
+    cmds = [next(streams[k]) for k in which.tolist()]
+    return ExchangeWorkload(book=books[0], setup=setup, cmds=cmds)
 
 
 def exchange_workload(wl: Workload, symbol: str = SYMBOL) -> ExchangeWorkload:

@@ -136,3 +136,20 @@ def test_wide_range_spreads_over_many_sparse_levels():
     assert book.best_ask() - book.best_bid() < 20
     status = book.process_batch(wl.cmds)
     assert (status != _book.UNKNOWN_ORDER).all()
+
+
+def test_cross_margin_accounts_hold_positions_in_both_perps():
+    if not hasattr(m, "Deposit"):
+        pytest.skip("the margin layer is not in this build")
+    xw = wls.cross_margin(3_000, seed=4, accounts=200, prefill=500)
+    ex = fresh_exchange(xw)
+    for a in (1, 2, 117, 200):
+        sizes = {p.symbol: p.size for p in ex.account(a).positions}
+        assert set(sizes) == set(wls.START_MIDS) and 1 <= abs(sizes["BTC-PERP"]) <= 5
+        assert (sizes["BTC-PERP"] > 0) == (a % 2 == 1) and (sizes["ETH-PERP"] > 0) == (a % 2 == 0)
+    assert not [o for o in ex.markets["BTC-PERP"].book.resting() if o[1] == 201]   # maker used up
+    events = [e for cmd in xw.cmds for e in ex.submit(cmd)]
+    assert not [e for e in events if type(e) is m.OrderRejected]    # ids mapped right
+    per_symbol = {s: sum(c.symbol == s for c in xw.cmds) for s in wls.START_MIDS}
+    assert min(per_symbol.values()) > 1_300
+    assert sum(type(c) is m.CancelOrder for c in xw.cmds) > 1_000
