@@ -16,11 +16,13 @@ def to_rate(value: Fraction) -> int:
     return round(value * RATE_SCALE)
 
 
-def premium(index: int, impact_bid: Fraction | None, impact_ask: Fraction | None) -> int:
+def premium(index: int, impact_bid: Fraction | None, impact_ask: Fraction | None) -> int | None:
     """Premium index [max(0, impact bid - index) - max(0, index - impact ask)] / index.
 
     A side too thin to absorb the impact notional (None) gives no evidence of a premium on that
-    side and contributes 0."""
+    side and contributes 0; with neither side there is no sample at all (None)."""
+    if impact_bid is None and impact_ask is None:
+        return None
     up = max(0, impact_bid - index) if impact_bid is not None else 0
     down = max(0, index - impact_ask) if impact_ask is not None else 0
     return to_rate(Fraction(up - down) / index)

@@ -63,8 +63,8 @@ class SymbolPricing:
     """The valuation state of one instrument."""
     __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
                  "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
-                 "premium", "predicted", "last_rate", "next_funding", "history", "interest",
-                 "clamp", "cap", "published")
+                 "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
+                 "interest", "clamp", "cap", "published")
 
     def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int):
         self.symbol = symbol
@@ -85,6 +85,7 @@ class SymbolPricing:
         self.basis: deque[int] = deque(maxlen=spec.mark_window_ns // spec.mark_sample_ns)
         self.basis_sum = 0
         self.premium = funding.PremiumAverage()
+        self.last_premium: int | None = None
         self.predicted = funding.funding_rate(0, self.interest, self.clamp, cap)
         self.last_rate = 0
         self.next_funding = 0                               # 0 until the first index price
@@ -125,7 +126,8 @@ class SymbolPricing:
 
     def sample(self, a: int, b: int) -> bool:
         """Adds the premium and basis samples due in (a, b], over which the book and the index are
-        constant. No sample is taken against a stale or missing index. True if any was added."""
+        constant. No sample is taken against a stale or missing index, nor a premium sample of an
+        empty book (nor a basis sample of a one-sided one). True if any was added."""
         if self.index is None or self.index_stale or b <= a:
             return False
         spec = self.spec
@@ -133,11 +135,14 @@ class SymbolPricing:
         k = b // spec.premium_sample_ns - a // spec.premium_sample_ns
         if k:
             book = self.book
-            self.premium.add(funding.premium(self.index, book.impact(1, self.impact_ticklots),
-                                             book.impact(0, self.impact_ticklots)), k)
-            self.predicted = funding.funding_rate(self.premium.value(), self.interest,
-                                                  self.clamp, self.cap)
-            added = True
+            value = funding.premium(self.index, book.impact(1, self.impact_ticklots),
+                                    book.impact(0, self.impact_ticklots))
+            if value is not None:
+                self.last_premium = value
+                self.premium.add(value, k)
+                self.predicted = funding.funding_rate(self.premium.value(), self.interest,
+                                                      self.clamp, self.cap)
+                added = True
         k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
         bid, ask = self.book.best_bid(), self.book.best_ask()
         if k and bid is not None and ask is not None:
@@ -209,7 +214,8 @@ class SymbolPricing:
             "quotes": sorted((s, p, ts) for s, (p, ts) in self.quotes.items()),
             "index": self.index, "index_stale": self.index_stale, "mark": self.mark,
             "last_trade": self.last_trade, "basis": list(self.basis),
-            "premium": (self.premium.count, self.premium.weighted), "predicted": self.predicted,
+            "premium": (self.premium.count, self.premium.weighted),
+            "last_premium": self.last_premium, "predicted": self.predicted,
             "last_rate": self.last_rate, "next_funding": self.next_funding,
             "history": [list(h) for h in self.history],
             "published": [self.published[0], self.published[1],
@@ -224,6 +230,7 @@ class SymbolPricing:
         self.basis.extend(data["basis"])
         self.basis_sum = sum(self.basis)
         self.premium = funding.PremiumAverage(*data["premium"])
+        self.last_premium = data["last_premium"]
         self.predicted, self.last_rate = data["predicted"], data["last_rate"]
         self.next_funding = data["next_funding"]
         self.history = [tuple(h) for h in data["history"]]
@@ -318,16 +325,17 @@ class Pricing:
                 touched[e.symbol] = e.price
             elif type(e) in (m.OrderAccepted, m.OrderCancelled, m.OrderAmended):
                 touched.setdefault(e.symbol, None)
-        if not touched:
-            return
-        ex = self.exchange
         for symbol in sorted(touched):
-            s = self.symbols[symbol]
-            if touched[symbol] is not None:
-                s.last_trade = touched[symbol]
-            elif s.spec.mark_method != "hyperliquid":
-                continue    # the book alone moves only the hyperliquid mark
-            s.publish(ex.seq, ex.clock, events)
+            self.market_moved(symbol, touched[symbol], events)
+
+    def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:
+        """The symbol's book changed, with a last trade at last_trade (None: no trade)."""
+        s = self.symbols[symbol]
+        if last_trade is not None:
+            s.last_trade = last_trade
+        elif s.spec.mark_method != "hyperliquid":
+            return      # the book alone moves only the hyperliquid mark
+        s.publish(self.exchange.seq, self.exchange.clock, events)
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -346,6 +354,10 @@ class Pricing:
     def funding_rate(self, symbol: str) -> int:
         """The predicted rate of the running interval (RATE_SCALE)."""
         return self.symbols[symbol].predicted
+
+    def premium_index(self, symbol: str) -> int | None:
+        """The last premium sample (RATE_SCALE); None before the first."""
+        return self.symbols[symbol].last_premium
 
     def last_funding_rate(self, symbol: str) -> int:
         return self.symbols[symbol].last_rate

@@ -38,6 +38,8 @@ def test_premium_signs():
     # a side that cannot absorb the impact notional contributes nothing
     assert premium(650000, None, Fraction(649600)) == -61538
     assert premium(650000, Fraction(650500), None) == 76923
+    # an empty book is no sample
+    assert premium(650000, None, None) is None
 
 
 def test_premium_from_a_known_book():
@@ -216,3 +218,19 @@ def test_settlement_moves_cash_between_positions_and_the_remainder_to_insurance(
     assert ex.account(3).balances["USD"] == cash[3] - 1_751_880
     assert ex.insurance_fund("USD") == fund + 1
     ex.audit().check()
+
+
+def test_an_empty_book_takes_no_premium_sample_and_a_one_sided_book_does():
+    ex = Exchange(venue())
+    ex.submit(m.CreateAccount(account=1))
+    ex.submit(m.Deposit(account=1, asset="USD", amount=10**13))
+    ex.submit(m.SetIndexPrice(source="a", symbol=BTC, price=650000, ts=S))
+    ex.submit(m.AdvanceClock(ts=30 * S))
+    pricing = ex.components["pricing"]
+    assert pricing.symbols[BTC].premium.count == 0 and pricing.premium_index(BTC) is None
+    ex.submit(m.SetIndexPrice(source="a", symbol=BTC, price=650000, ts=30 * S))
+    ex.submit(m.PlaceOrder(account=1, symbol=BTC, side=m.Side.BUY, price=650500, qty=1000,
+                           ts=30 * S))
+    ex.submit(m.AdvanceClock(ts=40 * S))
+    # samples at 35 and 40 s: the bid side alone shows the premium
+    assert pricing.symbols[BTC].premium.count == 2 and pricing.premium_index(BTC) == 76923

@@ -1,0 +1,331 @@
+"""Binance captures through perpcore's valuation: the USDⓈ-M book as the perpetual, spot trades as
+the index source.
+
+The captures (../shared/data/binance, one message a line: local receive time in ns, a space, the
+JSON) hold the perpetual's depth diffs, bookTicker and trades, one REST depth snapshot, and the spot
+market's trades for the same minutes. replay() rebuilds the perpetual's book in perpcore's Cython
+order book (one resting order per price level) following Binance's rules for a local book (drop
+diffs older than the snapshot; the first applied one spans it; each next one's `pu` is the last
+one's `u`), feeds the spot trades to perpcore.pricing as SetIndexPrice would, and runs the pricing
+layer on the capture's clock: the premium index every 5 s at the impact notional, the mark every
+second, the predicted funding rate. It also checks the rebuilt book: every bookTicker whose update
+id is that of an applied diff must show the rebuilt best bid and ask, prices and quantities.
+
+Time is the local receive time (one clock for both captures). Prices leave the capture as Decimal
+strings and enter perpcore as ticks of the perpetual (a spot price between two ticks is rounded half
+to even: the index is a reference, not a fill).
+"""
+from __future__ import annotations
+
+import gzip
+import heapq
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Iterator
+
+import msgspec
+import numpy as np
+
+from perpcore import _book
+from perpcore.config import (BTC_TIERS, ETH_TIERS, RATE_SCALE, AssetSpec, InstrumentSpec,
+                             VenueConfig)
+from perpcore.exchange import Market
+from perpcore.pricing import Pricing
+
+SECOND = 1_000_000_000
+SOURCE = "binance-spot"
+_MAKER = 1          # the one account that "owns" every rebuilt level
+
+
+def binance_config() -> VenueConfig:
+    """BTCUSDT and ETHUSDT as Binance lists them (tick 0.1 / 0.01 USDT, lot 0.001), settled in
+    USDT, with the default pricing spec (Binance's constants) and margin tiers."""
+    def perp(symbol, base, tick, tiers):
+        return InstrumentSpec(symbol=symbol, base=base, settle="USDT", tick_size=Decimal(tick),
+                              lot_size=Decimal("0.001"), min_notional=Decimal("5"),
+                              max_qty=10**9, max_price=10**10, tiers=tiers)
+    return VenueConfig(
+        settlement_asset="USDT",
+        assets={"USDT": AssetSpec("USDT", 6), "BTC": AssetSpec("BTC", 8), "ETH": AssetSpec("ETH", 8)},
+        instruments={"BTCUSDT": perp("BTCUSDT", "BTC", "0.1", BTC_TIERS),
+                     "ETHUSDT": perp("ETHUSDT", "ETH", "0.01", ETH_TIERS)})
+
+
+def read_capture(path: Path) -> Iterator[tuple[int, dict]]:
+    """(local receive time ns, message) per line; the REST snapshot is the message with no
+    "stream" key, a stream message is its "data" with the stream name under "stream"."""
+    decode = msgspec.json.Decoder().decode
+    with gzip.open(path, "rb") as f:
+        for line in f:
+            ts, _, payload = line.partition(b" ")
+            msg = decode(payload)
+            if "stream" in msg:
+                data = msg["data"]
+                data["stream"] = msg["stream"]
+                msg = data
+            yield int(ts), msg
+
+
+class LevelBook:
+    """A depth-diff book kept in a Cython OrderBook: one order per (side, price), quantity = the
+    level's. The order id encodes side and price so a level is found without a map."""
+
+    def __init__(self, spec: InstrumentSpec, book: _book.OrderBook):
+        self.spec = spec
+        self.book = book
+        self.last_update = None         # `u` of the last applied diff (or the snapshot's id)
+        self.gaps = 0                   # diffs whose `pu` did not continue the chain
+        self._ticks: dict[str, int] = {}
+        self._lots: dict[str, int] = {}
+
+    def ticks(self, price: str) -> int:
+        t = self._ticks.get(price)
+        if t is None:
+            t = self._ticks[price] = self.spec.to_ticks(price)
+        return t
+
+    def lots(self, qty: str) -> int:
+        n = self._lots.get(qty)
+        if n is None:
+            n = self._lots[qty] = self.spec.to_lots(qty)
+        return n
+
+    def set_level(self, side: int, price: int, qty: int) -> None:
+        book = self.book
+        order_id = 2 * price + side
+        if book.order(order_id) is not None:
+            if qty:
+                book.amend(order_id, price, qty)
+            else:
+                book.cancel(order_id)
+        elif qty:
+            # post-only: a level that would cross the other side is a broken feed, never a trade
+            status = book.place(order_id, _MAKER, side, price, qty, _book.POST_ONLY, 0, 0)
+            if status < 0:
+                raise ValueError(f"level {price} x {qty} on side {side} crosses the book")
+
+    def load_snapshot(self, snap: dict) -> None:
+        for side, key in ((_book.BUY, "bids"), (_book.SELL, "asks")):
+            for price, qty in snap[key]:
+                self.set_level(side, self.ticks(price), self.lots(qty))
+        self.last_update = snap["lastUpdateId"]
+
+    def apply(self, diff: dict) -> bool:
+        """Applies a depth diff if it follows the book (Binance's USDⓈ-M rules); False if it is
+        older than the book. Removals go first so a level moving across the spread never
+        crosses."""
+        if diff["u"] < self.last_update:
+            return False
+        if diff["pu"] != self.last_update and not diff["U"] <= self.last_update <= diff["u"]:
+            self.gaps += 1
+        updates = [(self.lots(q), side, self.ticks(p))
+                   for side, key in ((_book.BUY, "b"), (_book.SELL, "a")) for p, q in diff[key]]
+        for qty, side, price in sorted(updates, key=lambda x: x[0] != 0):
+            self.set_level(side, price, qty)
+        self.last_update = diff["u"]
+        return True
+
+    def top(self) -> tuple:
+        """(bid price, bid lots, ask price, ask lots) in ticks and lots; None for an empty side."""
+        (bids, asks) = self.book.depth(1)
+        bid = bids[0][:2] if bids else (None, None)
+        ask = asks[0][:2] if asks else (None, None)
+        return (*bid, *ask)
+
+
+class _Venue:
+    """What Pricing reads of an exchange: the config, each market's book and units per tick x lot,
+    the clock and sequence number, and the components (no margin ledger here: nothing to fund)."""
+
+    def __init__(self, config: VenueConfig, symbol: str):
+        self.config = config
+        self.markets = {symbol: Market(config, symbol)}
+        self.clock = 0
+        self.seq = 0
+        self.components: dict[str, object] = {}
+
+
+@dataclass
+class Agreement:
+    """The rebuilt book against Binance's own best bid and offer."""
+    tickers: int = 0            # bookTicker messages after the snapshot
+    compared: int = 0           # ... whose update id is that of an applied diff
+    prices_agree: int = 0       # best bid and ask prices equal
+    agree: int = 0              # prices and quantities equal
+
+    @property
+    def price_ratio(self) -> float:
+        return self.prices_agree / self.compared if self.compared else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.agree / self.compared if self.compared else 0.0
+
+
+@dataclass
+class BinanceReplay:
+    """Per second of the window (numpy arrays, NaN where undefined): prices in the quote currency,
+    rates as fractions (0.0001 = 0.01%)."""
+    symbol: str
+    time_ns: np.ndarray
+    index: np.ndarray
+    mark: np.ndarray
+    mid: np.ndarray
+    last_trade: np.ndarray
+    premium: np.ndarray             # the last premium index sample
+    funding_rate: np.ndarray        # predicted for the next settlement
+    agreement: Agreement
+    average_premium: float = 0.0    # time-weighted over the window's samples, at its end
+    diffs_applied: int = 0
+    gaps: int = 0
+    spot_trades: int = 0
+    perp_trades: int = 0
+    next_funding_ns: int = 0
+    figures: dict[str, object] = field(default_factory=dict)
+
+
+def capture_paths(data_dir: Path, symbol: str) -> tuple[Path, Path]:
+    """(USDⓈ-M, spot) capture files of a symbol such as "BTCUSDT" under data/binance."""
+    name = f"{symbol.lower()}_20240808.gz"
+    return data_dir / "usdm" / name, data_dir / "spot" / name
+
+
+def replay(usdm_path: Path, spot_path: Path, symbol: str,
+           config: VenueConfig | None = None) -> BinanceReplay:
+    """Runs one symbol's captures through the book and the pricing layer (see the module doc)."""
+    config = config or binance_config()
+    spec = config.instruments[symbol]
+    venue = _Venue(config, symbol)
+    pricing = Pricing(venue)
+    state = pricing.symbols[symbol]
+    levels = LevelBook(spec, venue.markets[symbol].book)
+    agreement = Agreement()
+    tops: dict[int, tuple] = {}             # update id of an applied diff -> rebuilt top
+    tickers: list[tuple[int, tuple]] = []
+    pending: list[dict] = []                # diffs received before the snapshot
+    rows = []
+    events: list = []
+    spot_trades = perp_trades = diffs = 0
+
+    def record(t: int) -> None:
+        bid, ask = levels.book.best_bid(), levels.book.best_ask()
+        mid = (bid + ask) / 2 if bid is not None and ask is not None else None
+        rows.append((t, state.index, state.mark, mid, state.last_trade, state.last_premium,
+                     state.predicted if state.index is not None else None))
+
+    usdm = ((ts, 0, n, msg) for n, (ts, msg) in enumerate(read_capture(usdm_path)))
+    spot = ((ts, 1, n, msg) for n, (ts, msg) in enumerate(read_capture(spot_path)))
+    for ts, venue_id, _, msg in heapq.merge(usdm, spot):
+        venue.clock = venue.clock or ts      # the window starts with its first message
+        # everything due on the clock before this message, with a row at every whole second
+        while (venue.clock // SECOND + 1) * SECOND <= ts:
+            second = (venue.clock // SECOND + 1) * SECOND
+            pricing.advance(second, events)
+            venue.clock = second
+            record(second)
+        pricing.advance(ts, events)
+        venue.clock = ts
+        stream = msg.get("stream", "")
+        if venue_id == 1:
+            if stream.endswith("@trade"):
+                spot_trades += 1
+                price = (Decimal(msg["p"]) / spec.tick_size).to_integral_value(ROUND_HALF_EVEN)
+                pricing.set_index(state, SOURCE, int(price), events)
+        elif stream.endswith("@bookTicker"):
+            if levels.last_update is not None:
+                agreement.tickers += 1
+                tickers.append((msg["u"], (levels.ticks(msg["b"]), levels.lots(msg["B"]),
+                                           levels.ticks(msg["a"]), levels.lots(msg["A"]))))
+        elif "@depth" in stream:
+            if levels.last_update is None:
+                pending.append(msg)
+            elif levels.apply(msg):
+                diffs += 1
+                tops[msg["u"]] = levels.top()
+                pricing.market_moved(symbol, None, events)
+        elif stream.endswith("@trade"):
+            if msg.get("X", "MARKET") == "MARKET":
+                perp_trades += 1
+                pricing.market_moved(symbol, levels.ticks(msg["p"]), events)
+        elif "lastUpdateId" in msg:
+            levels.load_snapshot(msg)
+            for diff in pending:
+                if levels.apply(diff):
+                    diffs += 1
+                    tops[diff["u"]] = levels.top()
+            pending.clear()
+        events.clear()      # the series are read from the state; nothing downstream listens
+    for u, top in tickers:
+        rebuilt = tops.get(u)
+        if rebuilt is not None:
+            agreement.compared += 1
+            agreement.prices_agree += (rebuilt[0], rebuilt[2]) == (top[0], top[2])
+            agreement.agree += rebuilt == top
+
+    tick = float(spec.tick_size)
+    cols = list(zip(*rows))
+
+    def prices(i):
+        return np.array([np.nan if v is None else float(v) * tick for v in cols[i]])
+
+    def rates(i):
+        return np.array([np.nan if v is None else v / RATE_SCALE for v in cols[i]])
+
+    result = BinanceReplay(
+        symbol=symbol, time_ns=np.array(cols[0], dtype=np.int64), index=prices(1),
+        mark=prices(2), mid=prices(3), last_trade=prices(4), premium=rates(5),
+        funding_rate=rates(6), agreement=agreement, diffs_applied=diffs, gaps=levels.gaps,
+        spot_trades=spot_trades, perp_trades=perp_trades, next_funding_ns=state.next_funding,
+        average_premium=state.premium.value() / RATE_SCALE)
+    result.figures = figures(result)
+    return result
+
+
+def figures(r: BinanceReplay) -> dict[str, object]:
+    """The headline figures of a replay, label -> value (text, for a table or JSON)."""
+    a = r.agreement
+    basis = (r.mark - r.index) / r.index
+    return {
+        "window (s)": f"{(r.time_ns[-1] - r.time_ns[0]) / SECOND:.0f}",
+        "depth diffs applied": r.diffs_applied,
+        "update id gaps": r.gaps,
+        "bookTicker compared": f"{a.compared} of {a.tickers}",
+        "top of book agreement": f"{a.ratio:.4%}",
+        "top price agreement": f"{a.price_ratio:.4%}",
+        "spot trades (index)": r.spot_trades,
+        "perp trades": r.perp_trades,
+        "index (last)": f"{r.index[-1]:.2f}",
+        "mark (last)": f"{r.mark[-1]:.2f}",
+        "mark - index, mean (bp)": f"{np.nanmean(basis) * 1e4:.2f}",
+        "premium index mean (%)": f"{np.nanmean(r.premium) * 100:.4f}",
+        "premium index range (%)": f"{np.nanmin(r.premium) * 100:.4f} .. "
+                                   f"{np.nanmax(r.premium) * 100:.4f}",
+        "average premium, time-weighted (%)": f"{r.average_premium * 100:.4f}",
+        "predicted funding (last, %)": f"{r.funding_rate[-1] * 100:.4f}",
+    }
+
+
+def plot(r: BinanceReplay, path: Path) -> Path:
+    """Index, mark and mid; the premium index and the predicted funding rate, over the window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = (r.time_ns - r.time_ns[0]) / SECOND
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    top.plot(t, r.index, label="index (spot trades)")
+    top.plot(t, r.mark, label="mark")
+    top.plot(t, r.mid, label="perp mid", alpha=0.6)
+    top.set_ylabel("price")
+    top.legend()
+    top.set_title(f"{r.symbol}: perpcore valuation of the Binance capture")
+    bottom.plot(t, r.premium * 100, label="premium index")
+    bottom.plot(t, r.funding_rate * 100, label="predicted funding rate")
+    bottom.set_ylabel("%")
+    bottom.set_xlabel("seconds into the window")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
