@@ -60,3 +60,172 @@ def simulate(steps: int, seed: int, as_json: bool):
                   f"throughput {report.commands_per_s:,.0f} commands/s "
                   f"(Exchange.submit, {platform.python_implementation()} {platform.python_version()})")
     console.print(f"state hash {report.state_hash}")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Smaller sizes and short open-loop runs (under a minute).")
+@click.option("--seed", default=1, show_default=True, help="Seed of the workloads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@click.option("--out", "out_dir", default="bench-results", show_default=True,
+              type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
+@click.option("--suite", type=click.Path(dir_okay=False, exists=True),
+              help="pytest-benchmark JSON of bench/ (--benchmark-json): the other layers' targets.")
+@click.option("--readme", type=click.Path(dir_okay=False, exists=True),
+              help="Rewrite the Figures section of this README (plot in docs/) from the run.")
+def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
+          readme: str | None):
+    """Latency and throughput of the matching core, closed and open loop, against the reference."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from perpcore import bench as runner
+
+    started = time.perf_counter()
+    # the tables are wide: when piped (no terminal width to respect), do not squeeze them to 80
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
+    with console.status("benchmarking") as status:
+        report = runner.run(quick=quick, seed=seed, progress=status.update)
+    suite_figures = runner.suite_targets(json.loads(Path(suite).read_text())) if suite else None
+    stem = Path(out_dir) / runner.result_stem(report)
+    report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
+    if readme:
+        readme_plot = Path(readme).parent / "docs" / "bench-latency.png"
+        runner.plot(report, readme_plot)
+        runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png")
+    report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
+    report["targets"] = runner.targets(report)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    runner.render(report, console, suite_figures)
+    console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+
+
+@main.group()
+def replay():
+    """Replay a perpcore journal, LOBSTER order flow or Binance captures through the engine."""
+
+
+def _replay_run(run, label: str, as_json: bool) -> None:
+    """Runs one replay under a progress bar, prints its summary (tables, or JSON on stdout) and
+    exits with status 1 if a verification disagreed."""
+    import sys
+
+    from perpcore import replay as rp
+
+    # when piped there is no terminal width to respect: do not squeeze the tables to 80
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 160)
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task(label, total=None)
+        summary = run(lambda done, total: progress.update(task, completed=done, total=total))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), default=str))
+    else:
+        rp.render(summary, console)
+    if not summary.ok:
+        raise SystemExit(1)
+
+
+_events_option = click.option("--events", "events_path", type=click.Path(dir_okay=False),
+                              help="Write every event to this file (JSON lines).")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+
+
+@replay.command("journal")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--verify", is_flag=True,
+              help="Check the replayed state hash at every snapshot and against the store's "
+                   "recovery (newest snapshot + journal tail).")
+@click.option("--expect-hash", help="Check the final state hash against this one.")
+@_events_option
+@_json_option
+def replay_journal(path: str, verify: bool, expect_hash: str | None, events_path: str | None,
+                   as_json: bool):
+    """Replay a store directory (snapshots + journal) or one journal file, reproducing every
+    event and the final state hash."""
+    from perpcore import replay as rp
+
+    _replay_run(lambda progress: rp.replay_journal(path, verify=verify, expect_hash=expect_hash,
+                                                   events_path=events_path, progress=progress),
+                "replaying journal", as_json)
+
+
+@replay.command("lobster")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--no-orderbook", is_flag=True,
+              help="Ignore the orderbook files (replay from the messages alone).")
+@_events_option
+@_json_option
+def replay_lobster(paths: tuple[str, ...], no_orderbook: bool, events_path: str | None,
+                   as_json: bool):
+    """Replay LOBSTER message files (or the directories holding them) as order flow."""
+    from perpcore import replay as rp
+
+    _replay_run(lambda progress: rp.replay_lobster(paths, events_path=events_path,
+                                                   progress=progress,
+                                                   use_orderbook=not no_orderbook),
+                "replaying LOBSTER", as_json)
+
+
+@main.command()
+@click.option("--accounts", default=2_000, show_default=True,
+              help="Size of the generated population of accounts.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the population (or session).")
+@click.option("--from-simulate", "sim_steps", type=int, default=None,
+              help="Stress the state a simulated session of this many steps leaves instead.")
+@click.option("--shocks", default="-40:40:5", show_default=True,
+              help="Shocks in percent: low:high:step.")
+@click.option("--flash", default=-30, show_default=True,
+              help="Depth of the flash crash with recovery, percent (0: none).")
+@click.option("--path-steps", default=8, show_default=True,
+              help="Steps (a second apart) in which each shock reaches its level.")
+@click.option("--out", "out_dir", default="stress-results", show_default=True,
+              type=click.Path(file_okay=False), help="Where the PNG chart and the JSON go.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def stress(accounts: int, seed: int, sim_steps: int | None, shocks: str, flash: int,
+           path_steps: int, out_dir: str, as_json: bool):
+    """Price shocks on a venue state: liquidations, volume closed, insurance fund, ADL, losses."""
+    import sys
+    from pathlib import Path
+
+    from perpcore import stress as st
+
+    low, high, step = (int(x) for x in shocks.split(":"))
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
+    with console.status("building the venue state") as status:
+        if sim_steps is not None:
+            ex = st.from_simulation(steps=sim_steps, seed=seed)
+            source = f"simulated session, {sim_steps:,} steps, seed {seed}"
+        else:
+            ex = st.population(accounts=accounts, seed=seed)
+            source = f"generated population of {accounts:,} accounts, seed {seed}"
+        report = st.run(ex, source, st.shock_paths(low, high, step, path_steps, flash or None),
+                        progress=lambda name: status.update(f"shock {name}"))
+    stem = Path(out_dir) / (f"stress-sim{sim_steps}-seed{seed}" if sim_steps is not None
+                            else f"stress-{accounts}-seed{seed}")
+    report.chart = str(st.plot(report, stem.with_suffix(".png")))
+    stem.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=1))
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        return
+    st.render(report, console)
+    console.print(f"chart {report.chart} · data {stem.with_suffix('.json')}")
+
+
+@replay.command("binance")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--symbol", "symbols", multiple=True,
+              help="A symbol to replay (repeatable; default: every capture found).")
+@click.option("--plots", "plots_dir", default="replay-plots", show_default=True,
+              type=click.Path(file_okay=False), help="Where the PNG plots go.")
+@_json_option
+def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_json: bool):
+    """Replay Binance USDⓈ-M captures (DATA_DIR holds usdm/ and spot/): the rebuilt book against
+    bookTicker, and mark, index, premium and predicted funding through the window."""
+    from perpcore import replay as rp
+
+    _replay_run(lambda progress: rp.replay_binance(data_dir, symbols, plots_dir=plots_dir,
+                                                   progress=progress),
+                "replaying Binance captures", as_json)
