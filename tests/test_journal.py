@@ -21,20 +21,10 @@ DIGEST = config_digest(CONFIG)
 
 
 def session_commands(seed: int, steps: int, config=CONFIG) -> list:
-    """A seeded session: the simulator's accounts, funds for each where the venue takes deposits,
-    index prices for every symbol now and then, and the simulator's order flow."""
+    """The simulator's seeded session: its set-up (accounts, funding, the insurance fund, index
+    prices) and `steps` of its flow (makers, takers, index moves, leveraged punters)."""
     session = sim.Session(config, seed)
-    cmds = session.setup()
-    if hasattr(m, "Deposit"):
-        usd = config.assets[config.settlement_asset]
-        cmds += [m.Deposit(account=c.account, asset=usd.name, amount=usd.to_units("10000000"))
-                 for c in session.setup()]
-    for i in range(steps):
-        if i % 50 == 0:
-            cmds += [m.SetIndexPrice(source="test", symbol=s, price=session.mid[s],
-                                     ts=session.clock) for s in session.symbols]
-        cmds.append(session.step())
-    return cmds
+    return session.setup() + [session.step() for _ in range(steps)]
 
 
 def run_plain(cmds, config=CONFIG):
