@@ -292,11 +292,13 @@ cdef class GroupWriter:
         return 0
 
     def append(self, int64_t seq, bytes payload):
-        """Adds the record of command `seq`."""
+        """Adds the record of command `seq`; returns committed_seq as of then (the caller learns
+        what has become durable without a second call)."""
         cdef Py_ssize_t n = len(payload)
         cdef const unsigned char* src = <const unsigned char*>PyBytes_AS_STRING(payload)
         cdef unsigned char* out
         cdef int err = 0
+        cdef int64_t committed
         # the flusher never takes the GIL, so locking the mutex while holding it cannot deadlock
         pthread_mutex_lock(&self.mutex)
         if self.pending >= self.max_pending and self.error == 0:
@@ -319,11 +321,14 @@ cdef class GroupWriter:
                     pthread_cond_signal(&self.wake)
             elif self.pending == self.group_records and self.mode == MODE_GROUP:
                 pthread_cond_signal(&self.wake)
+        committed = self.committed
         pthread_mutex_unlock(&self.mutex)
         if err:
             raise OSError(err, strerror(err).decode())
         if self.mode != MODE_GROUP and self.pending >= self.group_records:
             self.commit()
+            committed = self.committed
+        return committed
 
     cdef void _flush_loop(self) noexcept nogil:
         cdef timespec deadline

@@ -337,8 +337,8 @@ class JournaledExchange:
         except (TypeError, OverflowError, msgspec.EncodeError) as e:
             return [m.OrderRejected(ex.seq, ex.clock, m.RejectCode.MALFORMED,
                                     f"command cannot be journaled: {e}")]
-        self._append(ex.seq + 1, payload)
-        return self._release(ex.submit(cmd))
+        committed = self._append(ex.seq + 1, payload)
+        return self._release(ex.submit(cmd), committed)
 
     def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
         """As Exchange.submit_bytes; a payload that does not decode is journaled (wrapped, so
@@ -350,19 +350,20 @@ class JournaledExchange:
         try:
             cmd = m.command_decoder.decode(payload)
         except msgspec.DecodeError:
-            self._append(ex.seq + 1, self._encode(payload))
-            return self._release(ex.submit_bytes(payload))
-        self._append(ex.seq + 1, payload)
-        return self._release(ex.submit(cmd))
+            committed = self._append(ex.seq + 1, self._encode(payload))
+            return self._release(ex.submit_bytes(payload), committed)
+        committed = self._append(ex.seq + 1, payload)
+        return self._release(ex.submit(cmd), committed)
 
-    def _append(self, seq: int, payload: bytes) -> None:
+    def _append(self, seq: int, payload: bytes) -> int:
         try:
-            self._writer.append(seq, payload)
+            return self._writer.append(seq, payload)
         except OSError as e:
             raise JournalError(f"{self._journal.path}: a commit failed ({e})") from e
 
-    def _release(self, events: list[m.Event]) -> list[m.Event]:
-        committed = self._writer.committed_seq
+    def _release(self, events: list[m.Event], committed: int) -> list[m.Event]:
+        """The events released now: `committed` is the writer's committed seq when the command
+        was appended (its own record counts once that reaches the exchange's seq)."""
         if committed >= self.ex.seq and not self._held:
             self.acknowledged_seq = committed
             return events
