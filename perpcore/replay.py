@@ -313,7 +313,7 @@ LOBSTER_COLUMNS = (
     ("stale_removed", "stale orders removed"), ("repaired", "book repaired after a miss"),
     ("hidden_executions", "hidden executions"), ("engine_trades", "engine trades"),
     ("top_price_agreement", "top of book agrees with the file (price)"),
-    ("messages_per_s", "messages/s"), ("elapsed_s", "seconds"),
+    ("messages_per_s", "messages/s"), ("elapsed_s", "seconds"), ("book_hash", "final book hash"),
 )
 
 
@@ -334,6 +334,8 @@ def render(summary: Summary, console) -> None:
                     cells.append("-")
                 elif key in ("reproduction", "reproduction_seen", "top_price_agreement"):
                     cells.append(f"{v:.2%}")
+                elif key == "book_hash":
+                    cells.append(v[:16] + "…")
                 else:
                     cells.append(_fmt(v))
             table.add_row(label, *cells)
