@@ -5,9 +5,10 @@ followed by records, one per command:
 
     u32 body length | u32 CRC32 of the body | body = u64 sequence number + msgpack command
 
-all little-endian. The command is stored as the exact msgpack bytes the exchange applies: a command
-object is encoded once and the live run applies the decoding of those bytes, so a replay applies
-exactly what the live run did (a command that does not decode is refused as MALFORMED both times).
+all little-endian. The command is the msgpack encoding of the object the live run applied (or the
+bytes a gateway gave submit_bytes()); a replay decodes it back to an equal object, rebuilding it
+field by field where a field had the wrong type live, so the exchange refuses it the same way, and
+bytes that did not decode live are refused as MALFORMED again (see decode_command).
 
 Durability (`sync`):
 - "always": each record is written and fsynced before its events are released;
