@@ -3,6 +3,8 @@ restore is the same as without one, files are written atomically and checked, an
 snapshot + journal tail to the state of the run that never stopped."""
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perpcore import Exchange, _book
 from perpcore import journal as jr
@@ -45,6 +47,20 @@ def test_a_restored_exchange_behaves_as_the_original():
     copy = Exchange.restore(CONFIG, ex.snapshot())
     for cmd in cmds[half:]:
         assert copy.submit(cmd) == ex.submit(cmd)
+    assert copy.state_hash() == ex.state_hash()
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), cut=st.integers(0, 400))
+def test_snapshot_anywhere_then_carry_on(seed, cut):
+    """Property: snapshot after any command of any seeded session, restore, run the rest on both:
+    the same events and the same final state hash."""
+    cmds = session_commands(seed=seed, steps=300)
+    cut = min(cut, len(cmds))
+    ex, _ = run_plain(cmds[:cut])
+    copy = Exchange.restore(CONFIG, ex.snapshot())
+    assert copy.state_hash() == ex.state_hash()
+    assert [copy.submit(c) for c in cmds[cut:]] == [ex.submit(c) for c in cmds[cut:]]
     assert copy.state_hash() == ex.state_hash()
 
 
