@@ -19,6 +19,20 @@ DOWN = 0
 UP = 1
 
 
+def _earlier(old: tuple, new: tuple) -> bool:
+    """Each old trigger is for the same exposure as the new one and fires no later."""
+    if len(old) != len(new) or not new:
+        return False
+    for (dim, direction, was), (dim2, direction2, now) in zip(old, new):
+        if dim != dim2 or direction != direction2:
+            return False
+        if was is None:
+            continue
+        if now is None or (was < now if direction == DOWN else was > now):
+            return False
+    return True
+
+
 class BreachIndex:
     __slots__ = ("_down", "_up", "_any", "_entries")
 
@@ -28,10 +42,16 @@ class BreachIndex:
         self._any: dict[Hashable, set[int]] = {}        # dim -> accounts to look at on any move
         self._entries: dict[int, tuple] = {}            # account -> ((dim, direction, trigger), ...)
 
-    def set(self, account: int, triggers: Iterable[tuple[Hashable, int, int | None]]) -> None:
-        """Replaces the account's triggers with (dim, DOWN/UP, price or None) entries."""
-        self.discard(account)
+    def set(self, account: int, triggers: Iterable[tuple[Hashable, int, int | None]],
+            keep_earlier: bool = False) -> None:
+        """Replaces the account's triggers with (dim, DOWN/UP, price or None) entries. With
+        keep_earlier, triggers for the same exposures that each fire no later than the new ones
+        stay as they are (still a safe bound, and no sorted list is touched)."""
         entries = tuple(triggers)
+        old = self._entries.get(account, ())
+        if old == entries or keep_earlier and _earlier(old, entries):
+            return
+        self.discard(account)
         if not entries:
             return
         for dim, direction, price in entries:

@@ -70,3 +70,23 @@ def test_crossed_matches_a_scan(ops, removed, dim, price):
         t is None or (price <= t if direction == DOWN else price >= t))})
     assert idx.crossed(dim, price) == expected
     assert len(idx) == len([a for a, ts in model.items() if ts])
+
+
+def test_keep_earlier_leaves_triggers_that_fire_no_later():
+    idx = BreachIndex()
+    idx.set(1, [(M, DOWN, 60000), (I, UP, 70000)])
+    # the fresh triggers fire later (lower for DOWN, higher for UP): the old ones stay
+    idx.set(1, [(M, DOWN, 59000), (I, UP, 71000)], keep_earlier=True)
+    assert idx.triggers(1) == ((M, DOWN, 60000), (I, UP, 70000))
+    # one fresh trigger fires earlier: all are replaced
+    idx.set(1, [(M, DOWN, 61000), (I, UP, 71000)], keep_earlier=True)
+    assert idx.triggers(1) == ((M, DOWN, 61000), (I, UP, 71000))
+    assert idx.crossed(M, 60500) == [1]
+    # another exposure (a new dimension, a flipped side, an 'any move' entry) always replaces
+    idx.set(1, [(M, UP, 90000)], keep_earlier=True)
+    assert idx.triggers(1) == ((M, UP, 90000),)
+    idx.set(1, [(M, UP, None)], keep_earlier=True)
+    assert idx.crossed(M, 1) == [1]
+    # without keep_earlier the fresh triggers are set whatever they are
+    idx.set(1, [(M, UP, 95000)])
+    assert idx.crossed(M, 94000) == []
