@@ -60,30 +60,30 @@ def parse_time(text: str) -> int:
     return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
+def _has_header(path: str | Path) -> bool:
+    with open(path) as f:
+        return not f.read(1).lstrip("-").isdigit()
+
+
 def read_messages(path: str | Path) -> np.ndarray:
     """The message file as an int64 array of (time ns, type, order id, size, price, direction);
-    a header row, if present, and a 7th column (market participant id) are skipped."""
-    rows = []
-    with open(path) as f:
-        for line in f:
-            parts = line.split(",", 6)
-            if not parts[0][:1].isdigit():
-                continue
-            rows.append((parse_time(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]),
-                         int(parts[4]), int(parts[5])))
-    return np.array(rows, dtype=np.int64).reshape(-1, 6)
+    a header row, if present, and a 7th column (market participant id) are skipped.
+
+    numpy's parser reads the columns as float64: every integer here is far below 2**53, and a time
+    of at most nine decimals below 86,400 s is within 0.02 ns of its float, so rounding the float
+    times 1e9 gives the exact nanosecond (parse_time() is the exact reference the tests hold
+    this to)."""
+    raw = np.loadtxt(path, delimiter=",", usecols=range(6), skiprows=int(_has_header(path)),
+                     dtype=np.float64, ndmin=2)
+    out = raw.astype(np.int64)
+    out[:, 0] = np.rint(raw[:, 0] * 1e9).astype(np.int64)
+    return out
 
 
 def read_orderbook(path: str | Path) -> np.ndarray:
     """The orderbook file's first four columns (ask, ask size, bid, bid size) per message."""
-    rows = []
-    with open(path) as f:
-        for line in f:
-            parts = line.split(",", 4)
-            if not parts[0].lstrip("-")[:1].isdigit():
-                continue
-            rows.append([int(p) for p in parts[:4]])
-    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+    return np.loadtxt(path, delimiter=",", usecols=range(4), skiprows=int(_has_header(path)),
+                      dtype=np.int64, ndmin=2)
 
 
 def orderbook_for(message_path: str | Path) -> Path | None:
