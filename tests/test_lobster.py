@@ -117,6 +117,13 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/lobste
 
 
 @needs_data
+@pytest.mark.parametrize("path", [LEVEL_1, LEVEL_10])
+def test_file_times_are_exact_nanoseconds(path):
+    texts = [line.split(",", 1)[0] for line in path.read_text().splitlines() if line[:1].isdigit()]
+    assert lb.read_messages(path)[:, 0].tolist() == [lb.parse_time(t) for t in texts]
+
+
+@needs_data
 def test_level_10_file_reproduces_99_percent_of_visible_executions():
     report = lb.replay_file(LEVEL_10)
     assert report.messages == 40_674 and report.visible_executions == 5_389
