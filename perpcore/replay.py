@@ -29,7 +29,7 @@ from perpcore import lobster as lb
 from perpcore import messages as m
 from perpcore import snapshot as sn
 from perpcore.config import VenueConfig, default_config
-from perpcore.exchange import Exchange
+from perpcore.exchange import Exchange, config_digest
 
 Progress = Callable[[int, int], None]       # (done, total)
 
@@ -75,12 +75,10 @@ class EventWriter:
     def __init__(self, path: str | Path | None):
         self._file = open(path, "wb") if path else None
         self._encode = msgspec.json.Encoder().encode
-        self.count = 0
 
     def write(self, events) -> None:
         if self._file is not None and events:
             self._file.write(b"".join(self._encode(e) + b"\n" for e in events))
-        self.count += len(events)
 
     def close(self) -> None:
         if self._file is not None:
@@ -115,24 +113,22 @@ def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: 
                    progress: Progress | None = None) -> Summary:
     config = config or default_config()
     path = Path(path)
-    if path.is_dir():
-        snapshots, segments = sn.list_snapshots(path), sn.list_segments(path)
-    else:
-        snapshots, segments = [], [(jr.read(path)[2].first_seq, path)]
+    snapshots = sn.list_snapshots(path) if path.is_dir() else []
+    segments = [p for _, p in sn.list_segments(path)] if path.is_dir() else [path]
     if not segments:
         raise jr.JournalError(f"{path}: no journal segments")
-    ex, started_from = _journal_start(snapshots, segments[0][0], config)
-    summary = Summary("journal", str(path))
     # read every segment first: the progress bar needs the total, and damage anywhere but at the
     # very end is an error before anything is replayed
     loaded = []
-    for i, (_, seg) in enumerate(segments):
+    for i, seg in enumerate(segments):
         digest, first_seq, cmds, tail = jr.load(seg)
-        if digest != sn.config_digest(config):
+        if digest != config_digest(config):
             raise jr.JournalError(f"{seg}: written under a different venue config")
         if not tail.clean and i < len(segments) - 1:
             raise jr.JournalError(f"{seg}: damaged before the newest segment ({tail.reason})")
         loaded.append((first_seq, cmds, tail))
+    ex, started_from = _journal_start(snapshots, loaded[0][0], config)
+    summary = Summary("journal", str(path))
     total = sum(len(cmds) for _, cmds, _ in loaded)
     checkpoints = {seq: p for seq, p in snapshots if seq > ex.seq}
     types: Counter[str] = Counter()
