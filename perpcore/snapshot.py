@@ -90,8 +90,8 @@ def load_snapshot(path: str | os.PathLike, config: VenueConfig) -> Exchange:
     info, data = read_snapshot(path)
     try:
         ex = Exchange.restore(config, data)
-    except ValueError as e:
-        raise SnapshotError(f"{path}: {e}") from e
+    except (ValueError, KeyError, TypeError) as e:   # a part that does not fit this build
+        raise SnapshotError(f"{path}: {e!r}") from e
     if ex.seq != info.seq or ex.state_hash() != info.state_hash:
         raise SnapshotError(f"{path}: restores to a different state than it recorded")
     return ex
