@@ -192,15 +192,15 @@ class SymbolPricing:
         pays, remainder = funding.payments(positions, mark, rate, self.units_per_ticklot)
         if ledger is not None:
             ledger.settle_funding(self.symbol, pays, remainder)
-        sizes = dict(positions)
         paid = 0
-        for account, amount in pays:
+        symbol, paid_event, append = self.symbol, m.FundingPaid, events.append
+        # pays lists the non-zero positions in their order
+        for (account, amount), size in zip(pays, [size for _, size in positions if size]):
             if amount < 0:
                 paid -= amount
-            events.append(m.FundingPaid(seq, t, self.symbol, account, sizes[account], mark, rate,
-                                        amount))
-        events.append(m.FundingSettled(seq, t, self.symbol, rate, mark, len(pays), paid,
-                                       paid - remainder, remainder))
+            append(paid_event(seq, t, symbol, account, size, mark, rate, amount))
+        append(m.FundingSettled(seq, t, symbol, rate, mark, len(pays), paid, paid - remainder,
+                                remainder))
         self.history.append((t, rate, mark))
         self.last_rate = rate
         self.premium.reset()
