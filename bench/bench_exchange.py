@@ -8,8 +8,8 @@ from perpcore import messages as m
 
 
 @pytest.fixture(scope="module")
-def exchange_workload(scaled):
-    return workloads.exchange_workload(workloads.standard(scaled(100_000)))
+def exchange_workload(scaled, standard_mix):
+    return workloads.exchange_workload(standard_mix(scaled(100_000)))
 
 
 def _submit_all(submit, cmds):
@@ -29,7 +29,8 @@ def test_standard_submit(benchmark, target, exchange_workload):
 def cross_margin(scaled):
     if not hasattr(m, "Deposit"):
         pytest.skip("the margin layer is not in this build")
-    return workloads.cross_margin(scaled(100_000), accounts=scaled(10_000))
+    return workloads.cross_margin(scaled(100_000), accounts=scaled(10_000),
+                                  prefill=scaled(20_000))
 
 
 def test_cross_margin_submit(benchmark, target, cross_margin):

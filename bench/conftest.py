@@ -67,16 +67,30 @@ def target(benchmark):
     return declare
 
 
+def standard(n: int):
+    """The standard mix of n commands (already scaled), its set-up (accounts, prefill) scaled too."""
+    return workloads.standard(n, prefill=scale(20_000), accounts=scale(10_000))
+
+
+@pytest.fixture(scope="session")
+def standard_mix():
+    """standard(n): the standard mix with its set-up at the suite's scale (a tiny suite run must
+    not set up 10,000 accounts and 20,000 resting orders per round)."""
+    return standard
+
+
 @pytest.fixture(scope="session")
 def standard_workload():
-    return workloads.standard(scale(200_000))
+    return standard(scale(200_000))
 
 
 @pytest.fixture(scope="session")
 def deep_workload():
-    return workloads.deep_book(scale(100_000), resting=scale(1_000_000, floor=1_000))
+    return workloads.deep_book(scale(100_000), resting=scale(1_000_000, floor=1_000),
+                               accounts=scale(10_000))
 
 
 @pytest.fixture(scope="session")
 def wide_workload():
-    return workloads.wide_range(scale(100_000), prefill=scale(20_000, floor=1_000))
+    return workloads.wide_range(scale(100_000), prefill=scale(20_000, floor=1_000),
+                                accounts=scale(10_000))

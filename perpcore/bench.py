@@ -56,6 +56,8 @@ class Sizes:
     journal: int                # commands journaled, replayed and group-committed
     margin: int                 # commands of the two-perp mix on accounts holding positions
     margin_accounts: int        # accounts holding positions in both perps
+    population: int             # accounts holding positions for mark, funding and liquidation
+    mark_moves: int             # quiet mark moves timed one by one
     reference: int              # commands through the pure-Python reference book
     repeats: int                # closed-loop throughput of the book: median of this many runs
     exchange_repeats: int       # the same for the (slower) Exchange and journal cases
@@ -67,11 +69,13 @@ class Sizes:
 
 
 QUICK = Sizes(standard=100_000, exchange=30_000, journal=20_000, margin=20_000,
-              margin_accounts=10_000, reference=50_000, repeats=3,
+              margin_accounts=10_000, population=10_000, mark_moves=2_000, reference=50_000,
+              repeats=3,
               exchange_repeats=1, open_seconds=0.1, deep_resting=1_000_000, deep=20_000,
               wide=30_000, ref_memory_orders=20_000)
 FULL = Sizes(standard=1_000_000, exchange=300_000, journal=200_000, margin=200_000,
-             margin_accounts=10_000, reference=300_000, repeats=5,
+             margin_accounts=10_000, population=100_000, mark_moves=10_000, reference=300_000,
+             repeats=5,
              exchange_repeats=3, open_seconds=1.0, deep_resting=1_000_000, deep=200_000,
              wide=200_000, ref_memory_orders=200_000)
 BOOK_RATES = (50_000, 100_000, 200_000, 500_000, 1_000_000)
@@ -368,6 +372,62 @@ def margin_cases(sizes: Sizes, seed: int) -> list[dict]:
     return [submit, account]
 
 
+def population_cases(sizes: Sizes, seed: int) -> list[dict]:
+    """The valuation and liquidation layers on a population of accounts holding positions: a mark
+    move that liquidates nobody, a funding settlement over every position, and a fall that
+    liquidates the hot 1% in one cascade. Each is the whole submit of the command that causes it.
+    A restored state is warmed with one quiet move first, so the figures are of the steady state,
+    not of re-indexing every account the first time the mark moves."""
+    if not hasattr(m, "LiquidationStarted") or not hasattr(m, "SetLeverage"):
+        raise wls.LayerMissing("the margin and liquidation layers are not in this build")
+    n, hot = sizes.population, max(10, sizes.population // 100)
+    config = wls.population_config()
+    ex = Exchange(config)
+    for cmd in wls.population(n, hot, seed):
+        ex.submit(cmd)
+    snapshot = ex.snapshot()
+    price = wls.START_MIDS[wls.SYMBOL]
+
+    def move(delta: int) -> m.SetIndexPrice:
+        return m.SetIndexPrice(source="bench", symbol=wls.SYMBOL, price=price + delta)
+
+    def warm() -> Exchange:
+        restored = Exchange.restore(config, snapshot)
+        restored.submit(move(-50))
+        return restored
+
+    ex.submit(move(-50))
+    calls = [(ex.submit, (move(50 if i % 2 else -50),)) for i in range(sizes.mark_moves)]
+    quiet = latency_summary(service_times(calls))
+    funding, cascade, liquidated = [], [], set()
+    clock = time.perf_counter
+    for _ in range(sizes.exchange_repeats):
+        restored = warm()
+        due = m.AdvanceClock(ts=restored.components["pricing"].next_funding_time(wls.SYMBOL))
+        with quiet_gc():
+            start = clock()
+            events = restored.submit(due)
+            funding.append(clock() - start)
+        paid = sum(type(e) is m.FundingPaid for e in events)
+        restored = warm()
+        with quiet_gc():
+            start = clock()
+            events = restored.submit(move(-price * wls.CASCADE_FALL // 1000))
+            cascade.append(clock() - start)
+        liquidated.add(sum(type(e) is m.LiquidationStarted for e in events))
+    per = {"accounts": n, "positions": n}
+    return [
+        _case("mark move, nobody liquidated", "population", "cython", "closed", len(calls),
+              repeats=1, latency_ns=quiet, **per),
+        _case("funding settlement", "population", "cython", "closed", 1,
+              repeats=len(funding), seconds=statistics.median(funding), seconds_runs=funding,
+              payments=paid, **per),
+        _case("liquidation cascade", "population", "cython", "closed", 1,
+              repeats=len(cascade), seconds=statistics.median(cascade), seconds_runs=cascade,
+              liquidated=sorted(liquidated), **per),
+    ]
+
+
 def _layer(report: dict, name: str, make) -> None:
     """Adds a layer's cases, or records why they were skipped (the layer is not in this build)."""
     try:
@@ -454,6 +514,9 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     step("cross margin: positions in both perps")
     _layer(report, "margin", lambda: margin_cases(sizes, seed))
 
+    step(f"population: {sizes.population:,} accounts holding positions")
+    _layer(report, "population", lambda: population_cases(sizes, seed))
+
     step(f"deep book: {sizes.deep_resting:,} resting orders")
     deep = wls.deep_book(sizes.deep, seed, resting=sizes.deep_resting)
     report["workloads"]["deep_book"] = deep.describe()
@@ -502,7 +565,9 @@ class Target:
     limit: float
     text: str
 
-    def judge(self, value: float) -> dict:
+    def judge(self, value: float, note: str = "") -> dict:
+        """The target beside a measured value; `note` says how the measurement differs from the
+        target's own conditions (a smaller population in a quick run)."""
         if self.kind == "rate":
             reached, met = f"{value:,.0f} commands/s", value >= self.limit
         elif self.kind == "seconds":
@@ -511,6 +576,8 @@ class Target:
             reached, met = f"{value:.1%}", value <= self.limit
         else:
             reached, met = f"{value:.1f} bytes", value < self.limit
+        if note:
+            reached += f" ({note})"
         return {"key": self.key, "issue": self.issue, "what": self.what, "target": self.text,
                 "value": value, "reached": reached, "met": met}
 
@@ -574,6 +641,18 @@ def targets(report: dict) -> dict[str, dict]:
     account = find(report, "exchange.account", workload="cross_margin")
     if account:
         out["margin.account"] = TARGETS["margin.account"].judge(account["latency_ns"]["p50"] / 1e9)
+    quiet = find(report, "mark move, nobody liquidated", workload="population")
+    if quiet:
+        note = "" if quiet["accounts"] >= 100_000 else f"{quiet['accounts']:,} accounts"
+        for key in ("mark.update", "liquidation.quiet"):
+            out[key] = TARGETS[key].judge(quiet["latency_ns"]["p50"] / 1e9, note)
+        funding = find(report, "funding settlement", workload="population")
+        out["funding.settlement"] = TARGETS["funding.settlement"].judge(funding["seconds"], note)
+        cascade = find(report, "liquidation cascade", workload="population")
+        hot = f"{cascade['liquidated'][0]:,} liquidated" if len(cascade["liquidated"]) == 1 else \
+            f"liquidated {cascade['liquidated']}"
+        out["liquidation.cascade"] = TARGETS["liquidation.cascade"].judge(
+            cascade["seconds"], f"{note}, {hot}" if note else hot)
     decode = find(report, "journal.decode")
     if decode:
         out["journal.replay"] = TARGETS["journal.replay"].judge(decode["throughput"])
@@ -632,6 +711,18 @@ def _latency_cells(case: dict) -> list[str]:
     return [fmt_ns(lat[f"p{p:g}"]) for p in PERCENTILES] + [fmt_ns(lat["max"])]
 
 
+def _rate_cell(case: dict) -> str:
+    return f"{case['throughput']:,.0f}" if "throughput" in case else ""
+
+
+def _outcome(case: dict) -> str:
+    if "payments" in case:
+        return f"{case['payments']:,} payments"
+    if "liquidated" in case:
+        return "liquidated " + " / ".join(f"{n:,}" for n in case["liquidated"])
+    return ""
+
+
 def machine_line(report: dict) -> str:
     mi = report["machine"]
     return (f"{mi['date']} · {mi['cpu']} ({mi['cores']} cores) · {mi['python']} · "
@@ -651,12 +742,21 @@ def render(report: dict, console, suite: dict | None = None) -> None:
     for col in ("case", "workload", "impl", "commands", "commands/s", "× reference", *heads):
         closed.add_column(col, justify="left" if col in ("case", "workload", "impl") else "right")
     for c in report["cases"]:
-        if c["mode"] == "closed":
+        if c["mode"] == "closed" and "seconds" not in c:
             ratio = c.get("vs_reference")
             closed.add_row(c["case"], c["workload"], c["impl"], f"{c['commands']:,}",
-                           f"{c['throughput']:,.0f}", f"{ratio:.1f}×" if ratio else "",
-                           *_latency_cells(c))
+                           _rate_cell(c), f"{ratio:.1f}×" if ratio else "", *_latency_cells(c))
     console.print(closed)
+
+    single = [c for c in report["cases"] if "seconds" in c]
+    if single:
+        once = Table(title="One command on a population of accounts holding positions")
+        for col in ("case", "accounts", "median", "runs", "outcome"):
+            once.add_column(col, justify="left" if col in ("case", "outcome") else "right")
+        for c in single:
+            once.add_row(c["case"], f"{c['accounts']:,}", fmt_ns(c["seconds"] * 1e9),
+                         ", ".join(fmt_ns(t * 1e9) for t in c["seconds_runs"]), _outcome(c))
+        console.print(once)
 
     opened = Table(title="Open loop: latency from each command's intended send time")
     for col in ("case", "offered/s", "achieved/s", "commands", *heads, "note"):
@@ -756,10 +856,17 @@ def markdown(report: dict, suite: dict | None = None, plot_path: str | None = No
             "| case | workload | impl | commands/s | × reference | p50 | p90 | p99 | p99.9 | p99.99 | max |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in report["cases"]:
-        if c["mode"] == "closed":
+        if c["mode"] == "closed" and "seconds" not in c:
             ratio = f"{c['vs_reference']:.1f}×" if c.get("vs_reference") else ""
-            out.append(f"| {c['case']} | {c['workload']} | {c['impl']} | {c['throughput']:,.0f} | "
+            out.append(f"| {c['case']} | {c['workload']} | {c['impl']} | {_rate_cell(c)} | "
                        f"{ratio} | " + " | ".join(_latency_cells(c)) + " |")
+    single = [c for c in report["cases"] if "seconds" in c]
+    if single:
+        out += ["", "One command on a population of accounts holding positions (the whole submit):",
+                "", "| case | accounts | median | runs | outcome |", "|---|---:|---:|---|---|"]
+        out += [f"| {c['case']} | {c['accounts']:,} | {fmt_ns(c['seconds'] * 1e9)} | "
+                + ", ".join(fmt_ns(t * 1e9) for t in c["seconds_runs"]) + f" | {_outcome(c)} |"
+                for c in single]
     out += ["", "Open loop (latency from each command's intended send time, so stalls are not "
             "hidden):", "",
             "| case | offered/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max |",

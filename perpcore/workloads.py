@@ -421,3 +421,49 @@ def write_journal(xw: ExchangeWorkload, path, sync: str = "none") -> int:
         jx.submit(cmd)
     jx.close()
     return ex.seq
+
+
+def population_config():
+    """The default venue, its BTC-PERP index never going stale: a funding settlement hours of
+    exchange time later then needs no index feed in between."""
+    import msgspec
+
+    cfg = default_config()
+    spec = cfg.instruments[SYMBOL]
+    pricing = msgspec.structs.replace(spec.pricing, index_stale_ns=10**18)
+    return msgspec.structs.replace(cfg, instruments={
+        **cfg.instruments, SYMBOL: msgspec.structs.replace(spec, pricing=pricing)})
+
+
+CASCADE_FALL = 22       # per mille: the index fall that liquidates a population's hot longs
+
+
+def population(accounts: int, hot: int = 0, seed: int = 1) -> list[m.Command]:
+    """Set-up commands of `accounts` accounts holding BTC-PERP positions, for mark moves, funding
+    and liquidation: accounts / 2 pairs, each a long and a short of 0.1 BTC opened against each
+    other at the index, 2-16x leverage (liquidated only by a move of 5.7% or more); the first
+    `hot` longs at 50x with 150-160 USD (liquidated by a fall of 1.8-2%, so CASCADE_FALL takes
+    them all in one cascade), and a maker bidding 1.5-1.7% down for all their closing sales.
+    Run it on population_config()."""
+    rng = np.random.default_rng(seed)
+    price = START_MIDS[SYMBOL]
+    out: list[m.Command] = [m.SetIndexPrice(source="bench", symbol=SYMBOL, price=price)]
+    deposits = rng.integers(400, 3001, accounts).tolist()
+    hot_deposits = rng.integers(150, 161, accounts).tolist()
+    lots = 100                                  # 0.1 BTC
+    for a in range(1, accounts, 2):
+        is_hot = a < 2 * hot
+        for acc in (a, a + 1):
+            usd = hot_deposits[acc - 1] if is_hot and acc == a else deposits[acc - 1]
+            out += [m.CreateAccount(account=acc),
+                    m.Deposit(account=acc, asset="USD", amount=usd * 10**6)]
+        if is_hot:
+            out.append(m.SetLeverage(account=a, symbol=SYMBOL, leverage=50))
+        out += [m.PlaceOrder(account=a + 1, symbol=SYMBOL, side=m.Side.SELL, qty=lots, price=price),
+                m.PlaceOrder(account=a, symbol=SYMBOL, side=m.Side.BUY, qty=lots, price=price,
+                             tif=m.TimeInForce.IOC)]
+    maker = accounts + 1
+    out += [m.CreateAccount(account=maker), m.Deposit(account=maker, asset="USD", amount=10**13)]
+    out += [m.PlaceOrder(account=maker, symbol=SYMBOL, side=m.Side.BUY, qty=hot * lots // 20 + 100,
+                         price=price * (10_000 - 150 - k) // 10_000) for k in range(20)]
+    return out

@@ -17,6 +17,7 @@ from perpcore import workloads as wls
 from perpcore.cli import main
 
 TINY = bench.Sizes(standard=3_000, exchange=1_500, journal=1_000, margin=1_000, margin_accounts=300,
+                   population=400, mark_moves=50,
                    reference=1_500, repeats=2,
                    exchange_repeats=1, open_seconds=0.01,
                    deep_resting=20_000, deep=1_000, wide=1_000, ref_memory_orders=2_000)
@@ -88,13 +89,20 @@ def test_every_case_runs_at_a_tiny_size(report):
                           ("journal.decode", "standard", "cython", "closed"),
                           ("exchange.submit+journal(group)", "standard", "cython", "closed")],
               "margin": [("exchange.submit", "cross_margin", "cython", "closed"),
-                         ("exchange.account", "cross_margin", "cython", "closed")]}
+                         ("exchange.account", "cross_margin", "cython", "closed")],
+              "population": [("mark move, nobody liquidated", "population", "cython", "closed"),
+                             ("funding settlement", "population", "cython", "closed"),
+                             ("liquidation cascade", "population", "cython", "closed")]}
     for layer, keys in layers.items():
         # a layer's cases run when the layer is in the build, and are skipped cleanly when not
         assert (layer in skipped) != all(key in seen for key in keys), layer
     opened = [c for c in report["cases"] if c["mode"] == "open"]
     assert sorted((c["case"], c["offered"]) for c in opened) == [
         ("book.call", 50_000), ("book.call", 200_000), ("exchange.submit", 50_000)]
+    if "population" not in skipped:
+        funding = bench.find(report, "funding settlement", "population")
+        assert funding["payments"] == funding["positions"] == 400
+        assert bench.find(report, "liquidation cascade", "population")["liquidated"] == [10]
     for c in report["cases"]:
         assert c["commands"] > 0
         if "throughput" in c:
@@ -152,39 +160,49 @@ def test_suite_figures_fill_the_other_layers_targets(report):
          "extra_info": {"target": "journal.replay", "commands": 200_000}},
         {"fullname": "bench/bench_journal.py::test_cost", "stats": {"median": 1.0},
          "extra_info": {"target": "journal.group_commit", "value": 0.3}},
+        {"fullname": "bench/bench_journal.py::test_real_files", "stats": {"median": 2.0},
+         "extra_info": {"target": "journal.real_files", "value": 0.4}},
+        {"fullname": "bench/bench_exchange.py::test_account_view", "stats": {"median": 0.02},
+         "extra_info": {"target": "margin.account", "per_round": 1_000}},
         {"fullname": "bench/bench_x.py::test_untargeted", "stats": {"median": 1.0}, "extra_info": {}},
     ]}
     suite = bench.suite_targets(suite_json)
-    assert set(suite) == {"funding.settlement", "journal.replay", "journal.group_commit"}
+    assert set(suite) == {"funding.settlement", "journal.replay", "journal.group_commit",
+                          "journal.real_files", "margin.account"}
     assert suite["funding.settlement"]["met"] and suite["funding.settlement"]["reached"] == "150.00 ms"
     assert suite["journal.replay"]["value"] == 400_000 and not suite["journal.replay"]["met"]
-    assert not suite["journal.group_commit"]["met"]
+    assert not suite["journal.group_commit"]["met"] and suite["journal.real_files"]["met"]
+    assert suite["margin.account"]["reached"] == "20.0 µs"
+    # this run's own figure first, the suite's where the run has none, else "not yet measured"
     rows = {r["key"]: r for r in bench.all_targets(report, suite)}
-    assert rows["funding.settlement"]["source"].endswith("test_settle")
-    assert rows["liquidation.cascade"]["reached"] == "not yet measured"
+    assert rows["journal.real_files"]["source"].endswith("test_real_files")
+    assert rows["book.call"] == report["targets"]["book.call"]
+    rows = {r["key"]: r for r in bench.all_targets({"targets": {}}, {})}
+    assert all(r["reached"] == "not yet measured" and r["met"] is None for r in rows.values())
 
 
 def test_plot_and_readme_section(report, tmp_path):
     png = bench.plot(report, tmp_path / "plots" / "p.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\nintro\n\n## Figures\n\nold figures\n\n## Later\n\nkept\n")
+    readme.write_text("# x\n\nintro\n\n## Figures\n\nstale figures\n\n## Later\n\nkept\n")
     bench.update_readme(readme, report, plot_path="docs/p.png")
     text = readme.read_text()
     assert text.startswith("# x\n\nintro\n\n## Figures\n") and text.endswith("## Later\n\nkept\n")
-    assert "old figures" not in text and "![latency percentiles](docs/p.png)" in text
+    assert "stale figures" not in text and "![latency percentiles](docs/p.png)" in text
     assert "| 2 | book, batch entry point | ≥ 4,000,000 commands/s |" in text
     assert "not yet measured" in text and report["machine"]["cpu"] in text
     bench.update_readme(readme, report, plot_path="docs/p.png")
     assert readme.read_text() == text           # regenerating replaces, never stacks
 
 
-def test_cli_bench_quick_prints_every_figure(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "QUICK", TINY)
-    monkeypatch.setattr(bench, "BOOK_RATES", (50_000,))
-    monkeypatch.setattr(bench, "EXCHANGE_RATES", (50_000,))
+def test_cli_bench_quick_prints_every_figure(report, monkeypatch, tmp_path):
+    """The command around a run (the tiny run of the fixture stands in for --quick's sizes)."""
+    asked = []
+    monkeypatch.setattr(bench, "run", lambda **kwargs: asked.append(kwargs) or
+                        {**json.loads(json.dumps(report)), "quick": kwargs["quick"]})
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Figures\n\nold\n")
+    readme.write_text("# x\n\n## Figures\n\nstale figures\n")
     result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(tmp_path / "out"),
                                        "--readme", str(readme)])
     assert result.exit_code == 0, result.output
@@ -195,9 +213,9 @@ def test_cli_bench_quick_prints_every_figure(monkeypatch, tmp_path):
     saved = list((tmp_path / "out").glob("*.json"))
     assert len(saved) == 1 and list((tmp_path / "out").glob("*.png"))
     data = json.loads(saved[0].read_text())
-    assert data["quick"] and data["targets"]["bench.quick"]["value"] > 0
+    assert asked[0]["quick"] and data["targets"]["bench.quick"]["value"] > 0
     assert (tmp_path / "docs" / "bench-latency.png").exists()
-    assert "old" not in readme.read_text()
+    assert "stale figures" not in readme.read_text()
 
 
 def test_cli_bench_json_is_the_report(report, monkeypatch, tmp_path):
@@ -214,7 +232,10 @@ def test_bench_suite_runs_at_a_tiny_size(tmp_path):
     gives `perpcore bench --suite` the targets the benchmarks declared."""
     env = {**os.environ, "PERPCORE_BENCH_SCALE": "0.002"}
     out = tmp_path / "suite.json"
+    # the real-file replays do not scale (each replays whole files; tests/test_replay.py covers
+    # what they run)
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "bench/",
+                           "--deselect", "bench/bench_journal.py::test_real_files",
                            "--benchmark-min-rounds=1", "--benchmark-max-time=0",
                            "--benchmark-warmup=off", f"--benchmark-json={out}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
