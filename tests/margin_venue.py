@@ -1,0 +1,92 @@
+"""Helpers shared by the margin tests: a venue whose mark is exactly the index (BitMEX fair price
+with no interest rate and no premium sample unless a test's clock passes 5 s with a book), and
+terse commands that must be accepted unless a test says otherwise."""
+from decimal import Decimal
+
+import msgspec
+
+from perpcore import Exchange, default_config
+from perpcore import messages as m
+
+BTC = "BTC-PERP"
+ETH = "ETH-PERP"
+S = 1_000_000_000
+HOUR = 3600 * S
+
+
+def venue_config(margin=None, **instrument):
+    cfg = default_config()
+    cfg = msgspec.structs.replace(cfg, instruments={
+        s: msgspec.structs.replace(
+            spec, pricing=msgspec.structs.replace(spec.pricing, mark_method="bitmex",
+                                                  interest_rate=0), **instrument)
+        for s, spec in cfg.instruments.items()})
+    if margin:
+        cfg = msgspec.structs.replace(cfg, margin=msgspec.structs.replace(cfg.margin, **margin))
+    return cfg
+
+
+def usd(x) -> int:
+    """USD in minor units (6 decimals), exactly."""
+    return default_config().assets["USD"].to_units(Decimal(str(x)))
+
+
+def sats(x) -> int:
+    """BTC or ETH in minor units (8 decimals), exactly."""
+    return default_config().assets["BTC"].to_units(Decimal(str(x)))
+
+
+def of(events, cls):
+    return [e for e in events if type(e) is cls]
+
+
+def rejection(events):
+    assert len(events) == 1 and type(events[0]) is m.OrderRejected, events
+    return events[0]
+
+
+class Venue:
+    def __init__(self, margin=None, **instrument):
+        self.ex = Exchange(venue_config(margin, **instrument))
+        self.cfg = self.ex.config
+
+    def submit(self, cmd, ok=True):
+        events = self.ex.submit(cmd)
+        if ok:
+            assert not of(events, m.OrderRejected), events
+        return events
+
+    def refuse(self, cmd):
+        """Submits a command that must be refused, and checks it changed nothing."""
+        before = self.ex.state_hash()
+        rej = rejection(self.ex.submit(cmd))
+        assert self.ex.state_hash() == before
+        return rej.code
+
+    def account(self, account, professional=True, **deposits):
+        self.submit(m.CreateAccount(account=account, professional=professional))
+        for asset, amount in deposits.items():
+            self.submit(m.Deposit(account=account, asset=asset, amount=amount))
+
+    def price(self, symbol, ticks, ts=0):
+        return self.submit(m.SetIndexPrice(source="x", symbol=symbol, price=ticks, ts=ts))
+
+    def order(self, account, symbol, side, qty, price, ok=True, **kw):
+        return self.submit(m.PlaceOrder(account=account, symbol=symbol, side=side, qty=qty,
+                                        price=price, **kw), ok)
+
+    def trade(self, maker, taker, symbol, taker_side, qty, price):
+        """maker rests qty at price, taker takes it all (IOC)."""
+        self.order(maker, symbol, m.Side(1 - taker_side), qty, price)
+        events = self.order(taker, symbol, taker_side, qty, price, tif=m.TimeInForce.IOC)
+        assert sum(e.qty for e in of(events, m.OrderFilled)) == qty
+        return events
+
+    def view(self, account):
+        return self.ex.account(account)
+
+    def position(self, account, symbol):
+        for p in self.ex.account(account).positions:
+            if p.symbol == symbol:
+                return p
+        return None
