@@ -231,7 +231,7 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
             if stream.endswith("@trade"):
                 spot_trades += 1
                 price = (Decimal(msg["p"]) / spec.tick_size).to_integral_value(ROUND_HALF_EVEN)
-                pricing.set_index(state, SOURCE, int(price), events)
+                pricing.set_index(symbol, SOURCE, int(price), events)
         elif stream.endswith("@bookTicker"):
             if levels.last_update is not None:
                 agreement.tickers += 1

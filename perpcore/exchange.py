@@ -178,9 +178,11 @@ class Exchange:
     # ---- prices --------------------------------------------------------------------------------
 
     def _set_index_price(self, cmd: m.SetIndexPrice, events: list) -> None:
-        state = self._pricing.validate_index(cmd)
+        refusal = self._pricing.refusal(cmd)
+        if refusal is not None:
+            raise Rejection(*refusal)
         self._advance_to(cmd.ts, events)
-        self._pricing.set_index(state, cmd.source, cmd.price, events)
+        self._pricing.set_index(cmd.symbol, cmd.source, cmd.price, events)
 
     # ---- accounts ------------------------------------------------------------------------------
 

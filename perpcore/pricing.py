@@ -105,6 +105,13 @@ class SymbolPricing:
         return min((ts + limit + 1 for _, ts in self.quotes.values() if ts + limit >= t),
                    default=_NEVER)
 
+    def next_due(self, t: int) -> int:
+        """The first time after t at which a sample, a staleness expiry or a settlement is due."""
+        spec = self.spec
+        return min(self.next_expiry(t), self.next_funding,
+                   (t // spec.premium_sample_ns + 1) * spec.premium_sample_ns,
+                   (t // spec.mark_sample_ns + 1) * spec.mark_sample_ns)
+
     def update_index(self, seq: int, t: int, events: list) -> bool:
         """Recomputes the index from the quotes fresh at t; True if it changed."""
         fresh = self.fresh_quotes(t)
@@ -245,6 +252,7 @@ class Pricing:
         self.exchange = exchange
         config = exchange.config
         self.symbols: dict[str, SymbolPricing] = {}
+        self._due = 0       # no clock-driven work before this time; 0: work it out
         for symbol, market in exchange.markets.items():
             instrument = config.instruments[symbol]
             spec = instrument.pricing
@@ -259,30 +267,30 @@ class Pricing:
 
     # ---- commands ------------------------------------------------------------------------------
 
-    def validate_index(self, cmd: m.SetIndexPrice) -> SymbolPricing:
-        """Raises exchange.Rejection for a bad SetIndexPrice; changes nothing."""
-        from perpcore.exchange import Rejection
+    def refusal(self, cmd: m.SetIndexPrice) -> tuple[m.RejectCode, str] | None:
+        """Why a SetIndexPrice must be refused (the exchange raises it), or None."""
         state = self.symbols.get(cmd.symbol) if type(cmd.symbol) is str else None
         if state is None:
-            raise Rejection(m.RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
+            return m.RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}"
         if type(cmd.source) is not str or not cmd.source:
-            raise Rejection(m.RejectCode.MALFORMED, "index source must be a non-empty string")
+            return m.RejectCode.MALFORMED, "index source must be a non-empty string"
         if state.weights and cmd.source not in state.weights:
-            raise Rejection(m.RejectCode.MALFORMED,
-                            f"{cmd.source!r} is not an index source of {cmd.symbol}")
+            return m.RejectCode.MALFORMED, f"{cmd.source!r} is not an index source of {cmd.symbol}"
         if type(cmd.price) is not int:
-            raise Rejection(m.RejectCode.MALFORMED, "price must be an integer")
+            return m.RejectCode.MALFORMED, "price must be an integer"
         if cmd.price <= 0:
-            raise Rejection(m.RejectCode.INVALID_PRICE, f"price {cmd.price} must be positive")
+            return m.RejectCode.INVALID_PRICE, f"price {cmd.price} must be positive"
         if cmd.price > self.exchange.markets[cmd.symbol].spec.max_price:
-            raise Rejection(m.RejectCode.PRICE_OUT_OF_RANGE, f"price {cmd.price} out of range")
-        return state
+            return m.RejectCode.PRICE_OUT_OF_RANGE, f"price {cmd.price} out of range"
+        return None
 
-    def set_index(self, state: SymbolPricing, source: str, price: int, events: list) -> None:
+    def set_index(self, symbol: str, source: str, price: int, events: list) -> None:
         """Records a constituent price at the exchange time (already advanced to the command's)."""
         ex = self.exchange
+        state = self.symbols[symbol]
         t = ex.clock
         state.quotes[source] = (price, t)
+        self._due = 0
         if not state.next_funding:           # the funding clock starts with the first price
             interval = state.spec.funding_interval_ns
             state.next_funding = (t // interval + 1) * interval
@@ -294,9 +302,12 @@ class Pricing:
     def advance(self, t_end: int, events: list) -> None:
         """Processes everything due in (clock, t_end], in time order: at each instant, staleness
         first, then that instant's samples, then a settlement due then."""
+        if t_end < self._due:
+            return      # the common case: nothing happens before the next command
         ex = self.exchange
         states = [s for s in self.symbols.values() if s.next_funding]
-        if not states:
+        if not states:      # no index yet: nothing runs on the clock until the first price
+            self._due = _NEVER
             return
         ledger = ex.components.get("margin")
         cur = ex.clock
@@ -316,6 +327,7 @@ class Pricing:
                 if changed:
                     s.publish(ex.seq, t, events)
             cur = t
+        self._due = min((s.next_due(t_end) for s in states), default=_NEVER)
 
     def after_command(self, events: list) -> None:
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
@@ -377,3 +389,4 @@ class Pricing:
     def from_state(self, data: dict) -> None:
         for symbol, s in self.symbols.items():
             s.from_state(data[symbol])
+        self._due = 0
