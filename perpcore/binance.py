@@ -47,7 +47,8 @@ def binance_config() -> VenueConfig:
                               max_qty=10**9, max_price=10**10, tiers=tiers)
     return VenueConfig(
         settlement_asset="USDT",
-        assets={"USDT": AssetSpec("USDT", 6), "BTC": AssetSpec("BTC", 8), "ETH": AssetSpec("ETH", 8)},
+        assets={"USDT": AssetSpec("USDT", 6), "BTC": AssetSpec("BTC", 8),
+                "ETH": AssetSpec("ETH", 8)},
         instruments={"BTCUSDT": perp("BTCUSDT", "BTC", "0.1", BTC_TIERS),
                      "ETHUSDT": perp("ETHUSDT", "ETH", "0.01", ETH_TIERS)})
 

@@ -55,7 +55,7 @@ class PremiumAverage:
 
 
 def funding_rate(avg_premium: int, interest: int, clamp: int, cap: int) -> int:
-    """F = P + clamp(I - P, -clamp, +clamp), then capped to +-cap (all at RATE_SCALE, per interval)."""
+    """F = P + clamp(I - P, -clamp, +clamp), then capped to +-cap (RATE_SCALE, per interval)."""
     f = avg_premium + min(max(interest - avg_premium, -clamp), clamp)
     return min(max(f, -cap), cap)
 

@@ -7,6 +7,9 @@ index staleness expiry and funding settlement the clock crosses, in time order. 
 instants the book and the index are constant (no command is applied), so runs of equal samples are
 added in closed form and a long clock jump costs one step per staleness expiry or settlement.
 
+P1 of the mark uses the predicted rate of the running interval, as Binance's "lastFundingRate"
+(premiumIndex) is; the rate paid at a settlement is that interval's final predicted rate.
+
 Units: prices in ticks (the index and mark are rounded half to even to whole ticks), rates at
 RATE_SCALE, money in minor units of the settlement asset.
 """
@@ -42,7 +45,8 @@ def index_price(quotes: list[tuple[int, int]], cap: int) -> int:
 
 def fair_price(index: int, rate: int, time_to_funding: int, interval: int) -> Fraction:
     """P1 (BitMEX's fair price): index x (1 + rate x time to funding / interval)."""
-    return Fraction(index) * (RATE_SCALE * interval + rate * time_to_funding) / (RATE_SCALE * interval)
+    scale = RATE_SCALE * interval
+    return Fraction(index) * (scale + rate * time_to_funding) / scale
 
 
 def mark_price(method: str, index: int, p1: Fraction, p2: Fraction, last: int | None,
@@ -71,7 +75,8 @@ class SymbolPricing:
         self.spec = spec
         self.book = market.book
         self.units_per_ticklot = market.units_per_ticklot
-        self.impact_ticklots = impact_units // market.units_per_ticklot    # floor: a whole tick x lot
+        # floor: a whole number of tick x lots, never more than the configured notional
+        self.impact_ticklots = impact_units // market.units_per_ticklot
         self.weights = dict(spec.index_sources)
         self.interest = spec.scaled(spec.interest_rate)
         self.clamp = spec.scaled(spec.funding_clamp)
@@ -246,7 +251,11 @@ class SymbolPricing:
 
 
 class Pricing:
-    """The valuation layer of an Exchange: index, mark and funding for every instrument."""
+    """The valuation layer of an Exchange: index, mark and funding for every instrument.
+
+    It reads of the exchange only `config`, `markets[symbol].book` / `.units_per_ticklot`, `clock`,
+    `seq` and `components.get("margin")` (the ledger that funding settles through, if any); it
+    moves `clock` forward through the instants advance() processes."""
 
     def __init__(self, exchange):
         self.exchange = exchange

@@ -58,7 +58,8 @@ def test_level_book_follows_snapshot_and_diffs():
 
 def test_a_crossing_level_is_refused_not_traded():
     lb = level_book()
-    lb.load_snapshot({"lastUpdateId": 1, "bids": [["100.0", "1.000"]], "asks": [["100.1", "1.000"]]})
+    lb.load_snapshot({"lastUpdateId": 1, "bids": [["100.0", "1.000"]],
+                      "asks": [["100.1", "1.000"]]})
     with pytest.raises(ValueError):
         lb.apply({"U": 1, "u": 2, "pu": 0, "b": [["100.2", "1.000"]], "a": []})
     assert lb.book.trade_count == 0

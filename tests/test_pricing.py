@@ -120,7 +120,8 @@ def test_unknown_source_and_bad_prices_are_refused_without_change():
     before = ex.state_hash()
     for cmd, code in [
         (m.SetIndexPrice(source="z", symbol=BTC, price=650000, ts=2 * S), m.RejectCode.MALFORMED),
-        (m.SetIndexPrice(source="a", symbol="DOGE", price=1, ts=2 * S), m.RejectCode.UNKNOWN_SYMBOL),
+        (m.SetIndexPrice(source="a", symbol="DOGE", price=1, ts=2 * S),
+         m.RejectCode.UNKNOWN_SYMBOL),
         (m.SetIndexPrice(source="a", symbol=BTC, price=0, ts=2 * S), m.RejectCode.INVALID_PRICE),
         (m.SetIndexPrice(source="a", symbol=BTC, price=10**9, ts=2 * S),
          m.RejectCode.PRICE_OUT_OF_RANGE),
@@ -184,7 +185,8 @@ def test_binance_mark_from_sampled_basis_and_last_trade():
     # a trade at 650300: median(P1 = 650064.98, P2 = 650100, last = 650300) = P2
     ev = ex.submit(m.PlaceOrder(account=3, symbol=BTC, side=m.Side.BUY, price=650300, qty=10,
                                 ts=11 * S))
-    assert of(ev, m.MarkPriceUpdated) == [m.MarkPriceUpdated(ex.seq, 11 * S, BTC, 650100, 650000, False)]
+    assert of(ev, m.MarkPriceUpdated) == \
+        [m.MarkPriceUpdated(ex.seq, 11 * S, BTC, 650100, 650000, False)]
 
 
 def test_basis_average_is_a_moving_window():
