@@ -255,3 +255,20 @@ def test_pricing_state_round_trips_and_hashes():
     assert other.mark_price(BTC) == ex.mark_price(BTC)
     assert other.components["pricing"].funding_history(BTC) == \
         ex.components["pricing"].funding_history(BTC)
+
+
+def test_a_restored_exchange_values_and_funds_as_the_original_does():
+    ex = Exchange(venue(index_stale_ns=10**6 * S))
+    accounts(ex, 1, 2, 3)
+    ex.submit(m.SetIndexPrice(source="a", symbol=BTC, price=650000, ts=S))
+    quote(ex, 650100, 650500)
+    ex.submit(m.PlaceOrder(account=3, symbol=BTC, side=m.Side.BUY, price=650500, qty=10,
+                           ts=2 * S))
+    ex.submit(m.AdvanceClock(ts=3 * HOUR_NS + 7 * S))
+    restored = Exchange.restore(ex.config, ex.snapshot())
+    for cmd in (m.SetIndexPrice(source="a", symbol=BTC, price=650300, ts=4 * HOUR_NS),
+                m.AdvanceClock(ts=9 * HOUR_NS)):
+        assert restored.submit(cmd) == ex.submit(cmd)
+    assert restored.state_hash() == ex.state_hash()
+    assert restored.components["pricing"].funding_history(BTC) == \
+        ex.components["pricing"].funding_history(BTC) != []
