@@ -187,9 +187,14 @@ class BinanceReplay:
 
 
 def capture_paths(data_dir: Path, symbol: str) -> tuple[Path, Path]:
-    """(USDⓈ-M, spot) capture files of a symbol such as "BTCUSDT" under data/binance."""
-    name = f"{symbol.lower()}_20240808.gz"
-    return data_dir / "usdm" / name, data_dir / "spot" / name
+    """(USDⓈ-M, spot) capture files of a symbol such as "BTCUSDT" under data/binance, named
+    <symbol>_<date>.gz (the earliest date with both)."""
+    data_dir = Path(data_dir)
+    for usdm in sorted((data_dir / "usdm").glob(f"{symbol.lower()}_*.gz")):
+        spot = data_dir / "spot" / usdm.name
+        if spot.exists():
+            return usdm, spot
+    raise FileNotFoundError(f"no USDⓈ-M and spot captures of {symbol} under {data_dir}")
 
 
 def replay(usdm_path: Path, spot_path: Path, symbol: str,
