@@ -56,6 +56,13 @@ def simulate(steps: int, seed: int, as_json: bool):
             f"{book.level_count(0)}/{book.level_count(1)}",
         )
     console.print(table)
+    fund = report.insurance_fund
+    console.print(f"crash {-sim.CRASH_BP / 100:.0f}% at step {int(steps * sim.CRASH_AT):,}: "
+                  f"{report.liquidated_accounts:,} accounts liquidated "
+                  f"({report.liquidations:,} liquidations) · auto-deleveraged "
+                  f"{report.auto_deleveraged:,} · insurance fund {fund['start']} → {fund['end']} "
+                  f"(paid in {fund['paid_in']}, losses covered {fund['paid_out']}, "
+                  f"low {fund['low']}) · socialised loss {report.socialized}")
     console.print(f"trades {report.trades:,} · rejected {report.rejected:,} · "
                   f"throughput {report.commands_per_s:,.0f} commands/s "
                   f"(Exchange.submit, {platform.python_implementation()} {platform.python_version()})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import IntEnum
+from functools import partial
 
 import msgspec
 
@@ -16,6 +17,8 @@ from perpcore import _book
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, VenueConfig
 from perpcore.messages import CancelReason, RejectCode
+from perpcore.liquidation import Liquidation
+from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
 
 _BOOK_TIF = {m.TimeInForce.GTC: _book.GTC, m.TimeInForce.IOC: _book.IOC,
@@ -106,6 +109,8 @@ class Exchange:
         # state hash.
         self.components: dict[str, object] = {}
         self._pricing = self.components["pricing"] = Pricing(self)
+        self.margin = self.components["margin"] = Margin(self)
+        self.liquidation = self.components["liquidation"] = Liquidation(self)
         self._handlers = {
             m.CreateAccount: self._create_account,
             m.PlaceOrder: self._place_order,
@@ -114,7 +119,12 @@ class Exchange:
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,
+            m.FundInsurance: self.liquidation.deposit,
         }
+        for command, apply in ((m.Deposit, self.margin.deposit), (m.Withdraw, self.margin.withdraw),
+                               (m.Borrow, self.margin.borrow), (m.Repay, self.margin.repay),
+                               (m.SetLeverage, self.margin.set_leverage)):
+            self._handlers[command] = partial(self._account_command, apply)
 
     # ---- the entry point -----------------------------------------------------------------------
 
@@ -142,7 +152,11 @@ class Exchange:
                     raise Rejection(RejectCode.STALE_TIMESTAMP,
                                     f"command time {ts} is before exchange time {self.clock}")
             handler(cmd, events)
+            if self.margin.reduce_only_dirty:
+                self._trim_reduce_only(events)
             self._pricing.after_command(events)     # stage 5: the last trade or book moved the mark
+            self.margin.after_command(events)       # loans against collateral whose index moved
+            self.liquidation.after_command(events)  # stage 6: accounts under maintenance
             return events
         except Rejection as r:
             return [m.OrderRejected(self.seq, self.clock, r.code, r.reason,
@@ -169,6 +183,8 @@ class Exchange:
             # index staleness, premium and mark samples, funding settlements crossed, in order
             self._pricing.advance(ts, events)
             self.clock = ts
+            if ts >= self.margin.lending.next_accrual:
+                self.margin.on_clock(ts, events)    # loan interest, then the loans' checks
 
     def _advance_clock(self, cmd: m.AdvanceClock, events: list) -> None:
         if type(cmd.ts) is not int or cmd.ts <= 0:
@@ -193,7 +209,13 @@ class Exchange:
             raise Rejection(RejectCode.DUPLICATE_ACCOUNT, f"account {cmd.account} already exists")
         self._advance_to(cmd.ts, events)
         self._professional[cmd.account] = cmd.professional
+        self.margin.open_account(cmd.account, cmd.professional)
         events.append(m.AccountCreated(self.seq, self.clock, cmd.account, cmd.professional))
+
+    def _account_command(self, apply, cmd, events: list) -> None:
+        """Deposit, Withdraw, Borrow, Repay, SetLeverage: the margin layer validates and applies."""
+        self._known_account(cmd.account)
+        apply(cmd, events)
 
     def _known_account(self, account) -> None:
         if not _ints(account):
@@ -265,6 +287,8 @@ class Exchange:
         if cmd.client_order_id and book.find_client(cmd.account, cmd.client_order_id) is not None:
             raise Rejection(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                             f"client order id {cmd.client_order_id} is already open")
+        self.margin.check_order(cmd.account, spec.symbol, cmd.side, notional_price, cmd.qty,
+                                cmd.reduce_only)
         self._advance_to(cmd.ts, events)
 
         order_id = self._next_order_id
@@ -278,29 +302,56 @@ class Exchange:
                                       cmd.client_order_id, cmd.side, price, cmd.qty,
                                       cmd.order_type, tif))
         remaining = self._fill_events(market, cmd.side, cmd.qty, events)
-        if remaining and (status == _book.EXPIRED or status == _book.STP_EXPIRED):
+        if status == _book.RESTING:
+            self.margin.order_rested(order_id, cmd.account, spec.symbol, cmd.side, price,
+                                     remaining, cmd.reduce_only)
+        elif remaining and (status == _book.EXPIRED or status == _book.STP_EXPIRED):
             events.append(m.OrderCancelled(
                 self.seq, self.clock, cmd.account, cmd.symbol, order_id, remaining,
                 CancelReason.EXPIRED if status == _book.EXPIRED else CancelReason.SELF_TRADE))
 
-    def _fill_events(self, market: Market, taker_side: m.Side, taker_qty: int, events: list) -> int:
-        """Turns the book's records of the last call into events; returns the taker's open qty."""
+    def _fill_events(self, market: Market, taker_side: m.Side, taker_qty: int, events: list,
+                     taker_fee: int | None = None) -> int:
+        """Turns the book's records of the last call into events; returns the taker's open qty.
+        taker_fee overrides the instrument's taker rate."""
         if not market.book.fill_count:
             return taker_qty
         symbol = market.spec.symbol
         seq, ts = self.seq, self.clock
         remaining = taker_qty
+        margin = self.margin
         for kind, maker_id, taker_id, maker_acc, taker_acc, price, qty, maker_rem, taker_rem \
                 in market.book.fills():
             if kind == _book.TRADE:
                 events.append(m.OrderFilled(seq, ts, symbol, price, qty, taker_side,
                                             maker_id, taker_id, maker_acc, taker_acc,
                                             maker_rem, taker_rem))
+                # stage 4: positions, realised PnL and fees of both sides
+                margin.settle_fill(symbol, price, qty, taker_side, maker_id, taker_id, maker_acc,
+                                   taker_acc, maker_rem, events, taker_fee)
             else:
                 events.append(m.OrderCancelled(seq, ts, maker_acc, symbol, maker_id, qty,
                                                CancelReason.SELF_TRADE))
+                margin.order_closed(maker_id)
             remaining = taker_rem
         return remaining
+
+    def place_internal(self, account: int, symbol: str, side: m.Side, price: int, qty: int,
+                       events: list, taker_fee: int | None = None) -> int:
+        """An IOC limit order the venue places for an account (the liquidation engine): no
+        pre-trade checks, settled like any other; returns its order id."""
+        market = self.markets[symbol]
+        order_id = self._next_order_id
+        self._next_order_id += 1
+        status = market.book.place(order_id, account, side, price, qty, _book.IOC, 0, 0)
+        events.append(m.OrderAccepted(self.seq, self.clock, account, symbol, order_id, 0, side,
+                                      price, qty, m.OrderType.LIMIT, m.TimeInForce.IOC))
+        remaining = self._fill_events(market, side, qty, events, taker_fee)
+        if remaining:
+            events.append(m.OrderCancelled(
+                self.seq, self.clock, account, symbol, order_id, remaining,
+                CancelReason.EXPIRED if status == _book.EXPIRED else CancelReason.SELF_TRADE))
+        return order_id
 
     def _owned_order(self, market: Market, cmd) -> tuple:
         """The open order a cancel or amend names, if it belongs to the command's account."""
@@ -320,6 +371,7 @@ class Exchange:
         order_id = self._owned_order(market, cmd)[0]
         self._advance_to(cmd.ts, events)
         open_qty = market.book.cancel(order_id)
+        self.margin.order_closed(order_id)
         events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
                                        open_qty, CancelReason.USER))
 
@@ -335,6 +387,8 @@ class Exchange:
         if cmd.price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
             raise Rejection(RejectCode.BELOW_MIN_NOTIONAL,
                             f"notional below {market.spec.min_notional} {market.spec.settle}")
+        self.margin.check_order(cmd.account, cmd.symbol, side, cmd.price, cmd.qty - filled, False,
+                                amended=order_id)
         self._advance_to(cmd.ts, events)
         status = market.book.amend(order_id, cmd.price, cmd.qty)
         if status < 0:
@@ -344,6 +398,7 @@ class Exchange:
         events.append(m.OrderAmended(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
                                      cmd.price, cmd.qty, kept))
         remaining = self._fill_events(market, m.Side(side), cmd.qty - filled, events)
+        self.margin.order_changed(order_id, market.book.order(order_id))
         if remaining and status == _book.STP_EXPIRED:
             events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
                                            remaining, CancelReason.SELF_TRADE))
@@ -356,11 +411,41 @@ class Exchange:
         self._advance_to(cmd.ts, events)
         for market in markets:
             for order_id, open_qty in market.book.cancel_account(cmd.account):
+                self.margin.order_closed(order_id)
                 events.append(m.OrderCancelled(self.seq, self.clock, cmd.account,
                                                market.spec.symbol, order_id, open_qty,
                                                CancelReason.CANCEL_ALL))
 
+    def _trim_reduce_only(self, events: list) -> None:
+        """Shrinks (keeping priority) or cancels reduce-only orders the position no longer needs:
+        a reduce-only order never increases a position."""
+        for symbol, order_id, cut in self.margin.reduce_only_excess():
+            book = self.markets[symbol].book
+            _, account, _, price, open_qty, filled, _, _ = book.order(order_id)
+            if cut >= open_qty:
+                book.cancel(order_id)
+                self.margin.order_closed(order_id)
+                events.append(m.OrderCancelled(self.seq, self.clock, account, symbol, order_id,
+                                               open_qty, CancelReason.REDUCE_ONLY))
+            else:
+                book.amend(order_id, price, filled + open_qty - cut)
+                self.margin.order_changed(order_id, book.order(order_id))
+                events.append(m.OrderAmended(self.seq, self.clock, account, symbol, order_id,
+                                             price, filled + open_qty - cut, True))
+
     # ---- queries -------------------------------------------------------------------------------
+
+    def account(self, account: int) -> AccountView:
+        """Balances, collateral, equity, margins, margin ratio, what may be withdrawn, and per
+        position its liquidation price (see perpcore.margin). KeyError for an unknown account."""
+        return self.margin.view(account)
+
+    def audit(self):
+        """The conservation proof per asset (perpcore.ledger.Audit; .ok, .check() raises)."""
+        return self.margin.audit()
+
+    def insurance_fund(self, asset: str) -> int:
+        return self.margin.insurance_fund(asset)
 
     def book(self, symbol: str) -> BookView:
         return BookView(self.markets[symbol].book)

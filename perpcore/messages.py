@@ -47,6 +47,24 @@ class CancelReason(IntEnum):
     EXPIRED = 2         # IOC / FOK / market remainder
     SELF_TRADE = 3      # self-trade prevention
     LIQUIDATION = 4     # the liquidation engine cleared the account's orders
+    REDUCE_ONLY = 5     # the position shrank: a reduce-only order could have increased it
+
+
+class LiquidationReason(IntEnum):
+    MAINTENANCE = 0     # equity at or below maintenance margin, at the mark
+    LOAN = 1            # loan-to-value past the liquidation level: collateral is sold
+    DEFICIT = 2         # no positions left and equity below zero: the fund or a socialised loss
+
+
+class FundReason(IntEnum):
+    """Why the insurance fund changed."""
+    DEPOSIT = 0             # FundInsurance: capital paid in
+    LIQUIDATION_FEE = 1     # the surplus of a liquidation fill better than bankruptcy
+    LOSS_COVERED = 2        # a takeover sold worse than bankruptcy
+    COLLATERAL_PENALTY = 3  # the penalty of a forced collateral sale
+    DEFICIT_COVERED = 4     # an account left below zero was made whole
+    FUNDING = 5             # the rounding remainder of a funding settlement
+    OTHER = 6
 
 
 class RejectCode(IntEnum):
@@ -212,6 +230,14 @@ class SetLeverage(Command, frozen=True):
     account: int
     symbol: str
     leverage: int
+    ts: int = 0
+
+
+class FundInsurance(Command, frozen=True):
+    """The venue pays `amount` of `asset` into its insurance fund (money entering the venue, like a
+    Deposit)."""
+    asset: str
+    amount: int
     ts: int = 0
 
 
@@ -398,6 +424,63 @@ class FundingSettled(Event, frozen=True):
     paid: int
     received: int
     insurance: int
+
+
+class LiquidationStarted(Event, frozen=True):
+    """The liquidation engine took over the account (figures at the mark, before any action)."""
+    account: int
+    equity: int
+    maintenance_margin: int
+    reason: LiquidationReason
+
+
+class PositionLiquidated(Event, frozen=True):
+    """One step of a liquidation: `qty` lots of the position closed by a `side` trade, in the book
+    at the bankruptcy price or better (book_*), taken over by the insurance fund and sold worse than
+    bankruptcy (fund_*, the fund paying the difference), and deleveraged at the bankruptcy price
+    (adl_qty). Values are sum(price x qty) in ticks x lots; money in minor units."""
+    account: int
+    symbol: str
+    side: Side
+    qty: int
+    size: int                           # the position afterwards, signed lots
+    mark_price: int
+    bankruptcy_price: int               # the price of the step (the mark if none exists)
+    book_qty: int
+    book_value: int
+    fund_qty: int
+    fund_value: int
+    adl_qty: int
+    fee: int                            # liquidation fee paid into the insurance fund
+    fund_delta: int                     # the fund's change: fee - loss covered
+
+
+class AutoDeleveraged(Event, frozen=True):
+    """An opposite position closed at the liquidated position's bankruptcy price."""
+    account: int                        # the deleveraged account
+    symbol: str
+    qty: int
+    price: int
+    size: int                           # its position afterwards
+    liquidated_account: int
+
+
+class InsuranceFundChanged(Event, frozen=True):
+    asset: str
+    delta: int
+    balance: int                        # afterwards
+    reason: FundReason
+    account: int                        # the account concerned, 0: none
+    symbol: str
+
+
+class SocializedLoss(Event, frozen=True):
+    """The last resort: a deficit neither the account, the insurance fund nor deleveraging could
+    cover stays with the account as the venue's bad debt."""
+    account: int
+    asset: str
+    amount: int
+    total: int                          # the account's socialised loss so far
 
 
 def _all_subclasses(base: type) -> tuple[type, ...]:

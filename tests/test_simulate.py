@@ -35,3 +35,20 @@ def test_simulate_json():
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["commands"] == 1000 and data["trades"] > 0
+
+
+def test_the_crash_liquidates_punters_and_puts_the_fund_and_adl_to_work():
+    ex, report = simulate.run(steps=3_000, seed=4)
+    assert report.liquidated_accounts > 0 and report.auto_deleveraged > 0
+    fund = report.insurance_fund
+    assert float(fund["end"]) > float(fund["start"]) and float(fund["paid_in"]) > 0
+    assert ex.audit().ok
+    _, calm = simulate.run(steps=3_000, seed=4, crash=False)
+    assert calm.liquidations == 0 and calm.insurance_fund["end"] == calm.insurance_fund["start"]
+
+
+def test_simulate_summary_shows_the_crash():
+    result = CliRunner().invoke(main, ["simulate", "--steps", "2000", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert "accounts liquidated" in result.output and "auto-deleveraged" in result.output
+    assert "insurance fund" in result.output and "socialised loss" in result.output

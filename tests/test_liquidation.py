@@ -1,0 +1,199 @@
+"""The liquidation engine's behaviour beyond the hand-computed scenarios: orders cancelled first,
+a stale index never liquidates (the account waits for a fresh one), funding that breaches an
+account, deficits covered by the fund and socialised beyond it, the breach index looking at nobody
+on quiet moves, the fund's history and deposits, and snapshots."""
+import msgspec
+import pytest
+
+from perpcore import Exchange
+from perpcore import messages as m
+from perpcore.config import HOUR_NS
+from perpcore.messages import CancelReason, FundReason, LiquidationReason, RejectCode, Side
+
+from liquidation_venue import BTC, ETH, Venue, of, usd, venue_config
+
+TRADER, MAKER, BIDDER = 1, 2, 3
+S = 1_000_000_000
+
+
+def long_btc(v: Venue, cash=10_000, lots=1000):
+    v.account(TRADER, cash)
+    v.account(MAKER, 10_000_000)
+    v.account(BIDDER, 10_000_000)
+    v.price(BTC, 650000)
+    v.trade(MAKER, TRADER, BTC, Side.BUY, lots, 650000)
+
+
+def test_open_orders_are_cancelled_before_anything_is_sold():
+    v = Venue()
+    long_btc(v)
+    v.order(TRADER, BTC, Side.SELL, 100, 700000)              # a resting offer
+    v.order(TRADER, ETH, Side.BUY, 100, 300000)               # and a bid in the other book
+    v.order(BIDDER, BTC, Side.BUY, 2000, 555000)
+    events = v.price(BTC, 552000)
+    names = [type(e).__name__ for e in events]
+    cancels = of(events, m.OrderCancelled)
+    assert [(c.symbol, c.reason) for c in cancels[:2]] == \
+        [(BTC, CancelReason.LIQUIDATION), (ETH, CancelReason.LIQUIDATION)]
+    assert names.index("OrderCancelled") < names.index("OrderFilled")
+    view = v.ex.account(TRADER)
+    assert view.positions == () and view.initial_margin == 0
+    assert v.ex.audit().ok
+
+
+def test_a_quiet_move_examines_nobody(monkeypatch):
+    v = Venue()
+    long_btc(v)
+    v.account(4, 50_000)
+    v.trade(MAKER, 4, BTC, Side.SELL, 500, 650000)            # a short
+    v.price(ETH, 340000)
+    v.trade(MAKER, 4, ETH, Side.BUY, 1000, 340000)            # and a long in ETH: budget triggers
+    liq = v.ex.liquidation
+    # the long's trigger: its liquidation price 55,258.7, moved up onto a grid of 1/16-1/8 of
+    # the distance to the mark (97,413 ticks: a grid of 8,192): it fires early, never late
+    assert liq.index.triggers(TRADER) == ((("mark", BTC), 0, 557056),)
+    assert 552587 <= 557056 < 552587 + 97413 // 8
+    examined = []
+    monkeypatch.setattr(liq, "_examine", lambda account, seen: examined.append(account))
+    v.price(BTC, 640000)
+    v.price(ETH, 345000)
+    assert examined == []
+    v.price(BTC, 557056)
+    assert examined == [TRADER]
+
+
+def funded_long() -> Venue:
+    """10 BTC long (liquidated near 61,341) on a venue where longs pay 0.01% per 8 h, with the
+    Binance mark median(P1, P2, last trade): a last trade below the index keeps the mark on the
+    index (P2) whatever the time to funding."""
+    cfg = venue_config()
+    v = Venue()
+    v.ex = Exchange(msgspec.structs.replace(cfg, instruments={s: msgspec.structs.replace(
+        spec, pricing=msgspec.structs.replace(spec.pricing, mark_method="binance",
+                                              interest_rate=10_000))
+        for s, spec in cfg.instruments.items()}))
+    long_btc(v, cash=40_000, lots=10_000)
+    v.trade(MAKER, BIDDER, BTC, Side.BUY, 1, 500000)
+    return v
+
+
+def test_a_stale_index_never_liquidates():
+    """Funding paid on a stale mark takes the account under maintenance: it waits, and is
+    liquidated the moment the index is fresh again (at the same price)."""
+    v = funded_long()
+    # at the settlement the mark is the index (no time to funding): 5 ticks above liquidation
+    # leaves ~4.95 USD of slack, and the long pays 0.01% of ~613,000 = ~61 USD
+    price = v.ex.account(TRADER).positions[0].liquidation_price + 5
+    v.price(BTC, price)
+    assert not v.ex.account(TRADER).liquidatable
+    events = v.submit(m.AdvanceClock(ts=8 * HOUR_NS))        # stale after 60 s; then funding
+    assert of(events, m.IndexStale) and of(events, m.FundingPaid)
+    assert v.ex.account(TRADER).liquidatable
+    assert not of(events, m.LiquidationStarted)
+    events = v.submit(m.AdvanceClock(ts=8 * HOUR_NS + 10 * S))  # marks may move: still stale
+    assert not of(events, m.LiquidationStarted)
+    events = v.submit(m.SetIndexPrice(source="x", symbol=BTC, price=price))
+    assert [e.account for e in of(events, m.LiquidationStarted)] == [TRADER]
+    assert not v.ex.account(TRADER).liquidatable
+    assert v.ex.audit().ok
+
+
+def test_funding_that_breaches_an_account_liquidates_it_at_once():
+    v = funded_long()
+    price = v.ex.account(TRADER).positions[0].liquidation_price + 5
+    v.submit(m.SetIndexPrice(source="x", symbol=BTC, price=price, ts=8 * HOUR_NS - 30 * S))
+    events = v.submit(m.AdvanceClock(ts=8 * HOUR_NS))         # the index is fresh (30 s old)
+    assert not of(events, m.IndexStale)
+    paid = of(events, m.FundingPaid)
+    started = of(events, m.LiquidationStarted)
+    assert [e.account for e in started] == [TRADER]
+    assert events.index(paid[0]) < events.index(started[0])
+    # the funding remainder (rounding) is in the fund's history too
+    settled = of(events, m.FundingSettled)[0]
+    funding = [e for e in v.ex.liquidation.fund_history() if e.reason == FundReason.FUNDING]
+    assert sum(e.delta for e in funding) == settled.insurance
+    assert v.ex.audit().ok
+
+
+def test_a_loan_past_its_collateral_is_covered_then_socialised():
+    v = Venue()
+    D = 31
+    v.account(D, BTC=100_000_000)
+    v.price(BTC, 650000)
+    v.submit(m.Borrow(account=D, asset="USD", amount=usd(40_000)))
+    v.submit(m.Withdraw(account=D, asset="USD", amount=usd(40_000)))
+    events = v.price(BTC, 300000)                             # LTV 133%: nothing can save it
+    # all the BTC sells for 30,000 less 2%: 29,400 repaid, 600 penalty to the fund
+    [sale] = of(events, m.CollateralConverted)
+    assert (sale.amount, sale.proceeds, sale.debt) == (100_000_000, usd(29_400), usd(10_600))
+    # 10,600 owed, nothing held: the fund covers its 600, the rest is socialised
+    started = of(events, m.LiquidationStarted)
+    assert [s.reason for s in started] == [LiquidationReason.LOAN, LiquidationReason.DEFICIT]
+    reasons = [(e.delta, e.reason) for e in of(events, m.InsuranceFundChanged)]
+    assert reasons == [(usd(600), FundReason.COLLATERAL_PENALTY),
+                       (-usd(600), FundReason.DEFICIT_COVERED)]
+    assert of(events, m.SocializedLoss) == [m.SocializedLoss(events[0].seq, 0, D, "USD",
+                                                             usd(10_000), usd(10_000))]
+    view = v.ex.account(D)
+    assert view.equity == -usd(10_000) and view.loan == usd(10_000)
+    assert v.ex.liquidation.socialized == {D: usd(10_000)}
+    assert v.ex.insurance_fund("USD") == 0
+    # nothing more happens to it on later moves
+    assert not of(v.price(BTC, 290000), m.LiquidationStarted)
+    assert v.ex.audit().ok
+
+
+def test_fund_deposits_and_their_rejections():
+    v = Venue()
+    before = v.ex.state_hash()
+    for cmd, code in [(m.FundInsurance(asset="XRP", amount=5), RejectCode.UNKNOWN_ASSET),
+                      (m.FundInsurance(asset="USD", amount=0), RejectCode.INVALID_AMOUNT),
+                      (m.FundInsurance(asset="USD", amount=-3), RejectCode.INVALID_AMOUNT),
+                      (m.FundInsurance(asset="USD", amount=1.5), RejectCode.INVALID_AMOUNT)]:
+        [event] = v.ex.submit(cmd)
+        assert type(event) is m.OrderRejected and event.code == code
+    assert v.ex.state_hash() == before
+    [event] = v.fund(250)
+    assert (event.delta, event.balance, event.reason) == (usd(250), usd(250), FundReason.DEPOSIT)
+    audit = v.ex.audit()
+    assert audit.ok and audit["USD"].deposits == usd(250) == audit["USD"].insurance_fund
+    assert v.ex.liquidation.fund_history("USD")[0].delta == usd(250)
+
+
+def test_many_accounts_in_one_move_in_account_order():
+    v = Venue()
+    v.account(MAKER, 10_000_000)
+    v.account(BIDDER, 10_000_000)
+    v.fund(10_000)
+    v.price(BTC, 650000)
+    traders = list(range(100, 110))
+    for i, a in enumerate(traders):
+        v.account(a, 2_000 + 100 * i)
+        v.trade(MAKER, a, BTC, Side.BUY, 500, 650000)
+    v.order(BIDDER, BTC, Side.BUY, 10_000, 590000)
+    # at 59,500 equity is 1,983.75 + 100 i - 2,750 against maintenance 0.4% x 29,750 = 119:
+    # the first nine are under it (the richest has 134)
+    events = v.price(BTC, 595000)
+    assert [e.account for e in of(events, m.LiquidationStarted)] == traders[:9]
+    assert v.size(traders[9], BTC) == 500
+    assert all(not v.ex.account(a).liquidatable for a in traders)
+    assert v.ex.insurance_fund("USD") >= 0 and v.ex.audit().ok
+
+
+def test_snapshot_restores_the_same_behaviour():
+    v = Venue()
+    long_btc(v)
+    v.account(4, 30_000)
+    v.trade(MAKER, 4, BTC, Side.SELL, 800, 650000)
+    v.trade(MAKER, 4, ETH, Side.BUY, 2000, 340000)
+    v.order(BIDDER, BTC, Side.BUY, 3000, 548000)
+    v.fund(500)
+    v.price(BTC, 600000)
+    restored = Exchange.restore(v.ex.config, v.ex.snapshot())
+    assert restored.state_hash() == v.ex.state_hash()
+    for cmd in [m.SetIndexPrice(source="x", symbol=BTC, price=551000),
+                m.SetIndexPrice(source="x", symbol=ETH, price=200000),
+                m.SetIndexPrice(source="x", symbol=BTC, price=760000)]:
+        assert restored.submit(cmd) == v.ex.submit(cmd)
+    assert restored.state_hash() == v.ex.state_hash()
+    assert of(v.ex.submit(m.AdvanceClock(ts=S)), m.OrderRejected) == []

@@ -1,0 +1,107 @@
+"""Stress testing: the shock paths, one shock on a hand-built venue (hand-computed figures), a
+generated population (deterministic, with the leverage it promises), the report on it, and the
+`perpcore stress` command's table, chart and JSON."""
+import json
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+
+from perpcore import stress
+from perpcore.cli import main
+from perpcore.messages import FundReason, Side
+
+from liquidation_venue import BTC, Venue
+
+
+def test_shock_paths():
+    paths = dict(stress.shock_paths(-40, 40, 5, steps=8, flash=-30))
+    assert len(paths) == 17                   # 16 moves (no 0%) and the flash crash
+    assert paths["-40%"] == [-500, -1000, -1500, -2000, -2500, -3000, -3500, -4000]
+    assert paths["+5%"][-1] == 500 and len(paths["+5%"]) == 8
+    flash = paths["flash -30%"]
+    assert min(flash) == -3000 and flash[-1] == 0 and flash[:8] == paths["-30%"]
+    assert "flash" not in " ".join(dict(stress.shock_paths(-10, 10, 10, flash=None)))
+
+
+def test_one_shock_by_hand():
+    """The fund-covered loss of the scenario tests, as a shock: long 1 BTC on 9,967.50, bankrupt
+    at 55,032.5; the index falls 15.7% to 54,795, one bid at 54,500; the fund (1,000) pays 532.50."""
+    v = Venue()
+    v.account(1, 10_000)
+    v.account(2, 1_000_000)
+    v.account(3, 1_000_000)
+    v.fund(1_000)
+    v.price(BTC, 650000)
+    v.trade(2, 1, BTC, Side.BUY, 1000, 650000)
+    v.order(3, BTC, Side.BUY, 1000, 545000)
+    r = stress.apply_shock(v.ex.config, v.ex.snapshot(), "-15.7%", [-1570])
+    assert (r.liquidated, r.liquidations, r.steps, r.adl_count) == (1, 1, 1, 0)
+    assert r.closed_lots == {BTC: 1000, "ETH-PERP": 0}
+    assert Decimal(r.closed_notional) == 54_500
+    assert Decimal(r.fund_start) == 1000 and Decimal(r.fund_end) == Decimal("467.5")
+    assert Decimal(r.fund_drawdown) == Decimal("532.5") and Decimal(r.socialized) == 0
+    # the state it started from is untouched: shocks restore their own copy
+    assert v.size(1, BTC) == 1000
+
+
+@pytest.fixture(scope="module")
+def small():
+    return stress.population(accounts=150, seed=3)
+
+
+def test_population_is_deterministic_and_levered(small):
+    again = stress.population(accounts=150, seed=3)
+    assert again.state_hash() == small.state_hash()
+    assert stress.population(accounts=150, seed=4).state_hash() != small.state_hash()
+    holders, lev = stress._leverage(small)
+    assert holders >= 140                      # nearly every trader opened its position
+    assert 1.5 < lev["median"] < 12 and lev["p90"] > 8 and lev["max"] <= 125
+    assert small.insurance_fund("USD") > 0 and small.audit().ok
+    bids, asks = small.book(BTC).depth(100)
+    assert len(bids) == len(asks) == 40        # the makers' ladder, 0.25% apart
+
+
+def test_report_on_a_population(small):
+    paths = stress.shock_paths(-30, 30, 60, steps=4, flash=-30)
+    report = stress.run(small, "150 accounts", paths)
+    by_name = {r.name: r for r in report.shocks}
+    assert set(by_name) == {"-30%", "+30%", "flash -30%"}
+    for r in report.shocks:
+        assert r.liquidated > 0 and Decimal(r.fund_end) >= 0
+        assert Decimal(r.fund_drawdown) >= 0 and Decimal(r.closed_notional) > 0
+    # the crash liquidates the longs it reaches whether or not the price comes back
+    assert by_name["flash -30%"].liquidated >= by_name["-30%"].liquidated
+    assert report.accounts >= 140 and Decimal(report.open_interest) > 0
+    # the same state and paths give the same figures
+    again = stress.run(small, "150 accounts", paths)
+    strip = lambda rs: [{**vars(r), "elapsed_s": 0} for r in rs]
+    assert strip(again.shocks) == strip(report.shocks)
+
+
+def test_stress_command_writes_the_table_chart_and_json(tmp_path):
+    result = CliRunner().invoke(main, ["stress", "--accounts", "120", "--shocks=-20:20:20",
+                                       "--flash", "-20", "--path-steps", "4",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for text in ("-20%", "+20%", "flash -20%", "liquidated", "fund drawdown", "ADL",
+                 "socialised", "effective leverage"):
+        assert text in result.output
+    png = tmp_path / "stress-120-seed1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((tmp_path / "stress-120-seed1.json").read_text())
+    assert [s["name"] for s in data["shocks"]] == ["-20%", "+20%", "flash -20%"]
+    result = CliRunner().invoke(main, ["stress", "--accounts", "120", "--shocks=-20:20:40",
+                                       "--flash", "0", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0
+    assert [s["name"] for s in json.loads(result.stdout)["shocks"]] == ["-20%", "+20%"]
+
+
+def test_the_simulated_session_as_the_venue_state():
+    ex = stress.from_simulation(steps=2_000, seed=4)
+    # the session without its crash: the fund holds its seed and nothing else happened to it
+    assert [e.reason for e in ex.liquidation.fund_history()] == [FundReason.DEPOSIT]
+    report = stress.run(ex, "session", stress.shock_paths(-30, -30, 10, steps=4, flash=None))
+    [shock] = report.shocks
+    assert report.accounts > 0 and shock.liquidated > 0
+    assert Decimal(shock.fund_end) >= 0
