@@ -92,7 +92,8 @@ class Session:
 
     def setup(self) -> list[m.Command]:
         """Accounts, funded before they trade: makers with cash, takers with cash and BTC/ETH
-        collateral (counted once an index prices it)."""
+        collateral (counted once an index prices it), punters with a little cash (the whale with
+        more); the insurance fund's seed; the first index prices."""
         cmds: list[m.Command] = [m.CreateAccount(account=a, professional=True)
                                  for a in self.makers + self.takers]
         assets = self.config.assets
