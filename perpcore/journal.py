@@ -44,7 +44,6 @@ _HEADER = struct.Struct("<8s16sQ")          # magic, config digest, first sequen
 HEADER_SIZE = _HEADER.size
 _PREFIX = struct.Struct("<II")              # body length, CRC32 of the body
 _SEQ = struct.Struct("<Q")
-RECORD_OVERHEAD = _PREFIX.size + _SEQ.size
 MAX_BODY = 1 << 24                          # no command comes near 16 MiB: a longer length is corruption
 
 SYNC_MODES = ("always", "group", "none")

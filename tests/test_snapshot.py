@@ -10,7 +10,6 @@ from perpcore import Exchange, _book
 from perpcore import journal as jr
 from perpcore import messages as m
 from perpcore import snapshot as sn
-from perpcore.config import default_config
 from test_journal import CONFIG, run_plain, session_commands
 
 BTC = "BTC-PERP"
