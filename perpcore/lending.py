@@ -60,6 +60,10 @@ class Lending:
         else:
             del self.debts[account]
             self.called.discard(account)
+            if not self.debts:
+                # nothing to accrue: the same state whenever the last loan went (the next loan
+                # starts the schedule at the next interval boundary, as this one would have)
+                self.next_accrual = NEVER
         return debt
 
     def interest(self, debt: int) -> int:

@@ -341,23 +341,27 @@ class Margin:
                         f"(it and the other {'bids' if buy else 'offers'} may reduce "
                         f"{max(room, 0)} more)")
             return
+        # the order's side after it, that side now, and the other side (unchanged)
         if buy:
-            bq, bv = bq + qty, bv + price * qty
+            lots, value = bq + qty, bv + price * qty
+            now_lots, now_value, other_lots, other_value = pos.buy_qty, pos.buy_value, sq, sv
         else:
-            sq, sv = sq + qty, sv + price * qty
-        if (-size if buy else size) >= (bq if buy else sq):
+            lots, value = sq + qty, sv + price * qty
+            now_lots, now_value, other_lots, other_value = pos.sell_qty, pos.sell_value, bq, bv
+        if (-size if buy else size) >= lots:
             return                          # the whole side only reduces the position
         mark = self._mark(symbol)
         upt, lev = sr.upt, pos.leverage
-        worst = self._worst_notional(pos, sr, mark, buy, bq if buy else sq, bv if buy else sv)
+        worst = self._worst_notional(pos, sr, mark, buy, lots, value)
         cap = sr.tiers.max_notional(lev)
         if worst > cap:
             _reject(RejectCode.RISK_LIMIT_EXCEEDED,
                     f"position and orders would reach {worst}, above the {cap} allowed at {lev}x")
-        current = max(order_margin(size, pos.buy_qty, pos.buy_value, mark, True, upt, lev),
-                      order_margin(size, pos.sell_qty, pos.sell_value, mark, False, upt, lev))
-        new = max(order_margin(size, bq, bv, mark, True, upt, lev),
-                  order_margin(size, sq, sv, mark, False, upt, lev))
+        other = order_margin(size, other_lots, other_value, mark, not buy, upt, lev)
+        new = order_margin(size, lots, value, mark, buy, upt, lev)
+        if new <= other:
+            return                          # netted by the other side: the max is unchanged
+        current = max(order_margin(size, now_lots, now_value, mark, buy, upt, lev), other)
         if new <= current:
             return
         equity, _, im = self._figures(acc)[:3]

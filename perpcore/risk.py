@@ -25,7 +25,7 @@ class TierTable:
     position of notional n in tier k is ceil((n * rates[k] - amounts[k]) / RATE_SCALE) where
     amounts[k] = caps[k-1] * (rates[k] - rates[k-1]) + amounts[k-1] (minor units x RATE_SCALE):
     the requirement is continuous across tier boundaries, Binance's maintenance amount."""
-    __slots__ = ("caps", "leverages", "rates", "amounts")
+    __slots__ = ("caps", "leverages", "rates", "amounts", "cap0", "rate0")
 
     def __init__(self, spec: InstrumentSpec, config: VenueConfig):
         settle = config.assets[spec.settle]
@@ -36,6 +36,7 @@ class TierTable:
         for k in range(1, len(self.caps)):
             amounts.append(self.caps[k - 1] * (self.rates[k] - self.rates[k - 1]) + amounts[-1])
         self.amounts = tuple(amounts)
+        self.cap0, self.rate0 = self.caps[0], self.rates[0]      # most positions: the first tier
 
     def tier(self, notional: int) -> int:
         caps = self.caps
@@ -47,6 +48,8 @@ class TierTable:
 
     def maintenance(self, notional: int) -> int:
         """Maintenance margin of a position of that notional (minor units), rounded up."""
+        if notional <= self.cap0:
+            return -(-notional * self.rate0 // RATE_SCALE)
         k = self.tier(notional)
         return -((self.amounts[k] - notional * self.rates[k]) // RATE_SCALE)
 
