@@ -37,24 +37,27 @@ def simulate(steps: int, seed: int, as_json: bool):
         task = progress.add_task("simulating", total=steps)
         ex, report = sim.run(steps=steps, seed=seed,
                              progress=lambda i: progress.update(task, completed=i))
+    # one column per symbol, one row per figure: fits a narrow terminal
     table = Table(title=f"perpcore simulate — seed {seed}, {steps:,} commands")
-    table.add_column("symbol")
-    table.add_column("trades", justify="right")
-    table.add_column("volume", justify="right")
-    table.add_column("notional", justify="right")
-    table.add_column("best bid × qty", justify="right")
-    table.add_column("best ask × qty", justify="right")
-    table.add_column("levels bid/ask", justify="right")
+    table.add_column("")
+    rows: dict[str, list[str]] = {name: [] for name in (
+        "trades", "volume", "notional", "best bid", "best ask", "depth (5 levels) bid/ask",
+        "price levels bid/ask")}
     for symbol, (bids, asks) in report.depth.items():
         spec = ex.config.instruments[symbol]
         book = ex.markets[symbol].book
-        table.add_row(
-            symbol, f"{book.trade_count:,}", f"{spec.from_lots(report.volume_lots[symbol])} {spec.base}",
-            f"{float(report.notional[symbol]):,.2f} {spec.settle}",
-            f"{spec.from_ticks(bids[0][0])} × {spec.from_lots(bids[0][1])}" if bids else "-",
-            f"{spec.from_ticks(asks[0][0])} × {spec.from_lots(asks[0][1])}" if asks else "-",
-            f"{book.level_count(0)}/{book.level_count(1)}",
-        )
+        table.add_column(symbol, justify="right")
+        rows["trades"].append(f"{book.trade_count:,}")
+        rows["volume"].append(f"{spec.from_lots(report.volume_lots[symbol])} {spec.base}")
+        rows["notional"].append(f"{float(report.notional[symbol]):,.2f} {spec.settle}")
+        for name, side in (("best bid", bids), ("best ask", asks)):
+            rows[name].append(f"{spec.from_ticks(side[0][0])} × {spec.from_lots(side[0][1])}"
+                              if side else "-")
+        rows["depth (5 levels) bid/ask"].append(
+            f"{spec.from_lots(sum(q for _, q, _ in bids))} / {spec.from_lots(sum(q for _, q, _ in asks))}")
+        rows["price levels bid/ask"].append(f"{book.level_count(0)} / {book.level_count(1)}")
+    for name, cells in rows.items():
+        table.add_row(name, *cells)
     console.print(table)
     fund = report.insurance_fund
     console.print(f"crash {-sim.CRASH_BP / 100:.0f}% at step {int(steps * sim.CRASH_AT):,}: "
