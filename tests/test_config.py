@@ -3,8 +3,8 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from perpcore.config import (RATE_SCALE, AssetSpec, InstrumentSpec, VenueConfig, default_config,
-                             rate, rate_to_decimal)
+from perpcore.config import (RATE_SCALE, AssetSpec, InstrumentSpec, MarginSpec, MarginTier,
+                             VenueConfig, default_config, rate, rate_to_decimal)
 
 
 def test_default_venue_has_both_perps_and_three_assets():
@@ -69,3 +69,54 @@ def test_config_round_trips_through_msgpack():
     cfg = default_config()
     data = msgspec.msgpack.encode(cfg)
     assert msgspec.msgpack.decode(data, type=VenueConfig) == cfg
+
+
+# ---- margin: tiers, fees, collateral, loans ----------------------------------------------------
+
+def test_default_margin_terms():
+    cfg = default_config()
+    btc, eth = cfg.instruments["BTC-PERP"], cfg.instruments["ETH-PERP"]
+    assert [t.max_leverage for t in btc.tiers] == [125, 100, 50, 20, 10]
+    assert [t.max_leverage for t in eth.tiers] == [100, 75, 50, 20, 10]
+    assert (btc.maker_fee, btc.taker_fee, btc.default_leverage) == (20_000, 50_000, 20)
+    assert cfg.margin.haircuts == {"BTC": 5_000_000, "ETH": 5_000_000}
+    assert (cfg.margin.max_ltv, cfg.margin.warning_ltv, cfg.margin.liquidation_ltv) == \
+        (65_000_000, 75_000_000, 83_000_000)
+    assert cfg.collateral_symbol("BTC") == "BTC-PERP" and cfg.collateral_symbol("ETH") == "ETH-PERP"
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"tiers": ()}, "at least one"),
+    ({"tiers": (MarginTier(Decimal("100"), 10, 10_000_000),)}, "below 1 / max leverage"),
+    ({"tiers": (MarginTier(Decimal("100"), 10, 100_000), MarginTier(Decimal("50"), 5, 200_000))},
+     "rise in notional"),
+    ({"tiers": (MarginTier(Decimal("100"), 10, 100_000), MarginTier(Decimal("500"), 20, 200_000))},
+     "fall in leverage"),
+    ({"default_leverage": 126}, "default leverage"),
+    ({"taker_fee": 10_000, "maker_fee": -20_000}, "fees"),
+])
+def test_bad_instrument_margin_terms_are_refused(change, match):
+    spec = default_config().instruments["BTC-PERP"]
+    with pytest.raises(ValueError, match=match):
+        msgspec.structs.replace(spec, **change)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"max_ltv": 80_000_000}, "max LTV"),
+    ({"liquidation_ltv": 70_000_000}, "max LTV"),
+    ({"conversion_penalty": RATE_SCALE}, "financing"),
+    ({"haircuts": {"BTC": RATE_SCALE}}, "haircuts"),
+    ({"leverage_caps": {"professional": 125}}, "leverage caps"),
+])
+def test_bad_financing_terms_are_refused(change, match):
+    with pytest.raises(ValueError, match=match):
+        msgspec.structs.replace(MarginSpec(), **change)
+
+
+def test_collateral_needs_an_instrument_to_price_it():
+    cfg = default_config()
+    with pytest.raises(ValueError, match="no instrument has base"):
+        msgspec.structs.replace(cfg, margin=MarginSpec(haircuts={"BTC": 0, "SOL": 0}),
+                                assets={**cfg.assets, "SOL": AssetSpec("SOL", 9)})
+    with pytest.raises(ValueError, match="non-settlement"):
+        msgspec.structs.replace(cfg, margin=MarginSpec(haircuts={"USD": 0}))

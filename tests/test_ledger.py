@@ -1,0 +1,62 @@
+"""perpcore.ledger: balances, venue buckets, transfer ids and the audit that catches any unit
+created or lost."""
+import pytest
+
+from perpcore.ledger import AuditError, Ledger
+
+ASSETS = ["USD", "BTC"]
+
+
+def ledger_with_flows():
+    led = Ledger(ASSETS)
+    led.open(1)
+    led.open(2)
+    led.deposit(1, "USD", 1_000, 7)
+    led.deposit(2, "BTC", 50, 0)
+    led.withdraw(1, "USD", 300, 8)
+    # a fee: account to the fee account; an insurance payment from the venue's capital
+    led.balances[1]["USD"] -= 5
+    led.venue["fee_account"]["USD"] += 5
+    led.deposit_venue("insurance_fund", "USD", 40)
+    return led
+
+
+def test_audit_balances_when_money_only_moves():
+    audit = ledger_with_flows().audit({"USD": 0}, {"USD": 0}, {"USD": 0}).check()
+    usd = audit["USD"]
+    assert (usd.accounts, usd.fee_account, usd.insurance_fund) == (695, 5, 40)
+    assert (usd.deposits, usd.withdrawals, usd.difference) == (1_040, 300, 0)
+    assert audit["BTC"].accounts == 50 and audit.ok
+
+
+def test_audit_names_the_asset_a_unit_was_created_in():
+    led = ledger_with_flows()
+    led.balances[2]["BTC"] += 1
+    audit = led.audit({}, {}, {})
+    assert not audit.ok and audit["USD"].ok and audit["BTC"].difference == 1
+    with pytest.raises(AuditError, match="BTC: held 51"):
+        audit.check()
+
+
+def test_audit_counts_the_open_entry_value_and_checks_loans_against_the_pool():
+    led = ledger_with_flows()
+    # a realised gain of 10 paid while the counterparty's matching loss sits in its open position
+    led.balances[1]["USD"] += 10
+    assert not led.audit({"USD": 0}, {}, {}).ok
+    assert led.audit({"USD": -10}, {}, {}).ok
+    assert not led.audit({"USD": -10}, {"USD": 3}, {"USD": 2}).ok
+
+
+def test_transfer_ids_are_remembered_per_account():
+    led = ledger_with_flows()
+    assert led.seen(1, 7) and led.seen(1, 8)
+    assert not led.seen(2, 7) and not led.seen(1, 0) and not led.seen(2, 0)
+
+
+def test_state_round_trip_keeps_the_shared_balance_dicts():
+    led = ledger_with_flows()
+    other = Ledger(ASSETS)
+    shared = other.open(1)
+    other.from_state(led.to_state())
+    assert other.to_state() == led.to_state()
+    assert other.balances[1] is shared and shared["USD"] == 695
