@@ -66,6 +66,12 @@ def simulate(steps: int, seed: int, as_json: bool):
                   f"{report.auto_deleveraged:,} · insurance fund {fund['start']} → {fund['end']} "
                   f"(paid in {fund['paid_in']}, losses covered {fund['paid_out']}, "
                   f"low {fund['low']}) · socialised loss {report.socialized}")
+    settle = ex.config.settlement_asset
+    console.print("margin: open interest " + ", ".join(
+        f"{symbol} {oi} {ex.config.instruments[symbol].base}"
+        for symbol, oi in report.open_interest.items())
+        + f" · fees {report.fees} {settle} · audit "
+        + ("balanced" if report.audit_ok else "[bold red]BROKEN[/]"))
     console.print(f"trades {report.trades:,} · rejected {report.rejected:,} · "
                   f"throughput {report.commands_per_s:,.0f} commands/s "
                   f"(Exchange.submit, {platform.python_implementation()} {platform.python_version()})")

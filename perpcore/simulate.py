@@ -49,6 +49,9 @@ class SimulationReport:
     auto_deleveraged: int = 0                                  # AutoDeleveraged
     socialized: str = "0"
     insurance_fund: dict[str, str] = field(default_factory=dict)  # start, low, end, paid in, out
+    fees: str = "0"                                            # the fee account at the end
+    open_interest: dict[str, str] = field(default_factory=dict)   # symbol -> longs, base asset
+    audit_ok: bool = False                                     # ex.audit() balanced at the end
     elapsed_s: float = 0.0
     state_hash: str = ""
 
@@ -216,5 +219,10 @@ def run(steps: int = 100_000, seed: int = 7, config: VenueConfig | None = None,
         report.volume_lots[symbol] = volume[symbol]
         report.notional[symbol] = str(spec.from_ticks(notional[symbol]) * spec.lot_size)
         report.depth[symbol] = ex.book(symbol).depth(5)
+        report.open_interest[symbol] = str(spec.from_lots(
+            sum(size for _, size in ex.margin.open_positions(symbol) if size > 0)))
+    audit = ex.audit()
+    report.fees = str(asset.from_units(audit[settle].fee_account))
+    report.audit_ok = audit.ok
     report.state_hash = ex.state_hash()
     return ex, report

@@ -22,11 +22,21 @@ def test_both_sides_of_both_books_are_quoted():
         assert bids[0][0] < asks[0][0]
 
 
+def test_the_session_keeps_the_books_balanced_and_reports_margin_figures():
+    ex, report = simulate.run(steps=3_000, seed=5)
+    assert report.audit_ok and ex.audit().ok
+    assert report.fees == str(ex.config.assets["USD"].from_units(ex.audit()["USD"].fee_account))
+    for symbol, oi in report.open_interest.items():
+        longs = sum(size for _, size in ex.margin.open_positions(symbol) if size > 0)
+        shorts = -sum(size for _, size in ex.margin.open_positions(symbol) if size < 0)
+        assert longs == shorts > 0 and oi == str(ex.config.instruments[symbol].from_lots(longs))
+
+
 def test_simulate_command_prints_a_summary():
     result = CliRunner().invoke(main, ["simulate", "--steps", "2000", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert "BTC-PERP" in result.output and "commands/s" in result.output
-    assert "state hash" in result.output
+    assert "state hash" in result.output and "audit balanced" in result.output
 
 
 def test_simulate_json():
