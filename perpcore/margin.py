@@ -532,6 +532,7 @@ class Margin:
         upnl = im = mm = 0
         mark_of = self._mark
         symbols = self.symbols
+        side_margin = order_margin
         for symbol, pos in acc.positions.items():
             sr = symbols[symbol]
             upt = sr.upt
@@ -547,8 +548,9 @@ class Margin:
                 mm += sr.tiers.maintenance(notional)
             if pos.buy_qty or pos.sell_qty:
                 lev = pos.leverage
-                im += max(order_margin(size, pos.buy_qty, pos.buy_value, mark, True, upt, lev),
-                          order_margin(size, pos.sell_qty, pos.sell_value, mark, False, upt, lev))
+                bids = side_margin(size, pos.buy_qty, pos.buy_value, mark, True, upt, lev)
+                offers = side_margin(size, pos.sell_qty, pos.sell_value, mark, False, upt, lev)
+                im += bids if bids > offers else offers
         equity = cash[self.settle] + coll - self.lending.debts.get(acc.id, 0) + upnl
         return equity, upnl, im, mm, coll
 

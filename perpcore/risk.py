@@ -131,7 +131,7 @@ def order_margin(position: int, lots: int, value: int, mark: int | None, buy: bo
         return 0
     reducing = -position if buy else position
     increasing = lots - reducing if reducing > 0 else lots
-    im = ceil_div(value * upt * increasing, lots * leverage) if increasing > 0 else 0
+    im = -(-value * upt * increasing // (lots * leverage)) if increasing > 0 else 0
     if mark is not None:
         loss = value - lots * mark if buy else lots * mark - value
         if loss > 0:
