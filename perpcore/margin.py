@@ -715,8 +715,7 @@ class Margin:
         ex = self.exchange
         if acc.id not in lending.called:
             lending.called.add(acc.id)
-            events.append(m.MarginCall(ex.seq, ex.clock, acc.id, level if level is not None else 0,
-                                       debt, market))
+            events.append(m.MarginCall(ex.seq, ex.clock, acc.id, level, debt, market))
         if level is None or level > self.liquidation_ltv:
             self.on_loan_breach(acc.id, events)
 

@@ -362,7 +362,7 @@ class PositionChanged(Event, frozen=True):
 class MarginCall(Event, frozen=True):
     """The account's loan-to-value passed the warning level (once per crossing)."""
     account: int
-    ltv: int
+    ltv: int | None                     # RATE_SCALE; None: no collateral value left at all
     debt: int
     collateral_value: int               # collateral at index, before haircuts
 

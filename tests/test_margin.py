@@ -146,3 +146,22 @@ def test_every_fill_reports_both_positions():
     assert (maker.account, maker.size, maker.fee) == (A, -100, usd(1.2))
     assert (taker.account, taker.size, taker.fee) == (B, 100, usd(3))
     assert taker.balance == usd(10_000 - 3)
+
+
+def test_a_crash_past_the_collateral_leaves_the_shortfall_owed():
+    v = Venue()
+    v.ex.margin.on_loan_breach = v.ex.margin.convert_collateral   # the margin layer's own policy
+    v.account(A, BTC=sats(1))
+    v.price(BTC, 600000)
+    v.submit(m.Borrow(account=A, asset="USD", amount=usd(39_000)))
+    v.submit(m.Withdraw(account=A, asset="USD", amount=usd(39_000)))
+    # BTC halves: LTV 130%; everything is sold at 30,000 less 2% = 29,400 and 9,600 stays owed
+    events = v.price(BTC, 300000)
+    assert of(events, m.MarginCall) == [m.MarginCall(v.ex.seq, 0, A, 130_000_000, usd(39_000),
+                                                     usd(30_000))]
+    assert of(events, m.CollateralConverted) == [m.CollateralConverted(
+        v.ex.seq, 0, A, "BTC", sats(1), 300000, usd(29_400), usd(29_400), usd(9_600))]
+    a = v.view(A)
+    assert (a.loan, a.ltv, a.collateral_market_value, a.equity) == (usd(9_600), None, 0,
+                                                                    -usd(9_600))
+    assert v.ex.audit().ok
