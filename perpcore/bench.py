@@ -69,7 +69,7 @@ class Sizes:
 
 
 QUICK = Sizes(standard=100_000, exchange=30_000, journal=20_000, margin=20_000,
-              margin_accounts=10_000, population=10_000, mark_moves=2_000, reference=50_000,
+              margin_accounts=5_000, population=10_000, mark_moves=2_000, reference=50_000,
               repeats=3,
               exchange_repeats=1, open_seconds=0.1, deep_resting=1_000_000, deep=20_000,
               wide=30_000, ref_memory_orders=20_000)
