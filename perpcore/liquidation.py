@@ -22,8 +22,19 @@ fraction of its price: dimension d may move B x P_d / sum(w x P) ticks against t
 its trigger fires. Inside all triggers the slack stays >= 1: the index never misses a breach, and a
 move that reaches nobody's trigger looks at nobody. Every trigger is then moved a little toward the
 price, onto a coarse grid (it fires slightly early, never late), so that the small changes a fill
-makes rarely move it. Accounts a command touched (fills, funding, interest, transfers) are checked
-for a breach at once and keyed again lazily, once, before the next price move is looked up.
+makes rarely move it. Accounts a command touched (fills, interest, transfers) are checked for a
+breach at once and keyed again lazily, once, before the next price move is looked up.
+
+Funding. A settlement moves cash of every open position, and examining each would cost more than
+the settlement itself. Funding changes no position and no price, only equity, by the amount paid:
+- a receiver only gained slack: its triggers still fire no later than needed, it is not examined;
+- beside each account's triggers the engine keeps its reserve, a lower bound of the slack at every
+  price strictly inside them: slack - n - sum(w_d x (ticks from P_d to the trigger - 1)), by the
+  same per-tick bounds w_d. A payer whose reserve less what it paid is still >= 1 stays sound at
+  every price inside its triggers, the current ones included (a price past a trigger is looked up
+  as any move is), so only its reserve is lowered. A payer whose reserve does not cover the payment,
+  or whose triggers are out of date (keyed lazily, not yet), is examined in full: liquidated in the
+  same command if funding put it under maintenance.
 
 Which accounts are liquidated is decided exactly, from the candidates of one round sorted by id; the
 index only narrows the search, so the events never depend on its history (a restored exchange
@@ -71,9 +82,10 @@ from perpcore.breach_index import DOWN, UP, BreachIndex
 from perpcore.config import RATE_SCALE
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
-# The events after which an account's money or positions may have changed: it is examined again.
-_TOUCHING = frozenset({m.PositionChanged, m.FundingPaid, m.InterestAccrued, m.Deposited,
-                       m.Withdrawn, m.Borrowed, m.Repaid, m.CollateralConverted})
+# The events after which an account's money or positions may have changed: it is examined again
+# (FundingPaid is not among them: a payment only moves equity, see the module's Funding paragraph).
+_TOUCHING = frozenset({m.PositionChanged, m.InterestAccrued, m.Deposited, m.Withdrawn, m.Borrowed,
+                       m.Repaid, m.CollateralConverted})
 
 
 def _toward(trigger: int, price: int, direction: int) -> int:
@@ -132,6 +144,9 @@ class Liquidation:
         # accounts examined and sound whose triggers are out of date: keyed again (once) before
         # the next price move is looked up, so a burst of fills costs one keying per account
         self._dirty: set[int] = set()
+        # account -> lower bound of its slack at every price inside its triggers, less the funding
+        # it paid since they were set (see the module's Funding paragraph); absent: unknown
+        self._reserve: dict[int, int] = {}
         self.margin.on_loan_breach = self.sell_collateral
 
     # ---- stage 6 -------------------------------------------------------------------------------
@@ -143,12 +158,17 @@ class Liquidation:
         start = 0
         index = self.index
         dirty = self._dirty
+        funding_paid = m.FundingPaid
         while True:
             touched = set()
             moves = []
+            paid: dict[int, int] = {}       # payer -> what this round's funding took from it
             for e in islice(events, start, None):
                 t = type(e)
-                if t in _TOUCHING:
+                if t is funding_paid:
+                    if e.amount < 0:        # a receiver (amount >= 0) only gained slack
+                        paid[e.account] = paid.get(e.account, 0) - e.amount
+                elif t in _TOUCHING:
                     touched.add(e.account)
                 elif t is m.MarkPriceUpdated:
                     if not e.index_stale:
@@ -156,11 +176,19 @@ class Liquidation:
                 elif t is m.IndexPriceUpdated:
                     moves.append((("index", e.symbol), e.price))
             start = len(events)
+            uncovered = self._uncovered(paid, touched) if paid else ()
+            touched.update(uncovered)
             seen: dict[int, tuple] = {}     # what this round computed, valid until it acts
             breached = [a for a in sorted(touched) if self._examine(a, seen)]
             dirty.update(seen)
-            if moves:
-                accounts = self.margin.accounts
+            accounts = self.margin.accounts
+            if not moves:
+                # a payer's fresh reserve is what lets the next settlement pass it by: keyed now
+                for account in uncovered:
+                    if account in seen:
+                        self._key(accounts[account], *seen[account], keep_earlier=True)
+                        dirty.discard(account)
+            else:
                 for account in sorted(dirty):
                     # a trigger that still fires no later than the fresh one may stay
                     self._key(accounts[account], *seen.get(account, ()), keep_earlier=True)
@@ -190,6 +218,22 @@ class Liquidation:
             events.extend(new[n:])
 
     # ---- finding accounts ----------------------------------------------------------------------
+
+    def _uncovered(self, paid: dict[int, int], touched: set[int]) -> list[int]:
+        """The payers of `paid` that must be examined: those whose reserve does not cover the
+        payment, or whose triggers are out of date; the others' reserves are lowered by it."""
+        reserve = self._reserve
+        dirty = self._dirty
+        out = []
+        for account, amount in paid.items():
+            if account in touched:
+                continue            # examined anyway, and keyed again before the next move
+            left = reserve.get(account, 0) - amount
+            if left >= 1 and account not in dirty:
+                reserve[account] = left
+            else:
+                out.append(account)
+        return out
 
     def _slack(self, acc, figures: tuple) -> int:
         """> 0 while the account is sound: equity - maintenance with positions; without, its equity
@@ -247,7 +291,30 @@ class Liquidation:
             figures = self.margin._figures(acc)
             slack = self._slack(acc, figures)
             dims = self._dims(acc)
-        self.index.set(acc.id, self._triggers(acc, figures, slack, dims), keep_earlier)
+        index = self.index
+        index.set(acc.id, self._triggers(acc, figures, slack, dims), keep_earlier)
+        self._reserve[acc.id] = self._reserve_of(slack, dims, index.triggers(acc.id))
+
+    @staticmethod
+    def _reserve_of(slack: int, dims: list, triggers: tuple) -> int:
+        """A lower bound of the slack at every price strictly inside the triggers (those of
+        `dims`, in order): each dimension loses at most w per tick of adverse move plus one unit of
+        rounding. 0 (examine on any payment) when a trigger fires on any move or the price is
+        already at or past it."""
+        if not triggers and len(dims) == 1 and dims[0][1] == DOWN:
+            # a lone long no positive price liquidates: its region is every price >= 1
+            triggers = ((dims[0][0], DOWN, 0),)
+        if slack <= 0 or len(triggers) != len(dims):
+            return 0
+        bound = slack - len(dims)
+        for (_, _, price, w), (_, direction, trigger) in zip(dims, triggers):
+            if trigger is None:
+                return 0
+            ticks = price - trigger if direction == DOWN else trigger - price
+            if ticks < 1:
+                return 0
+            bound -= w * (ticks - 1)
+        return bound
 
     def _triggers(self, acc, figures: tuple, slack: int, dims: list) -> list:
         if not dims:
@@ -607,5 +674,6 @@ class Liquidation:
         # the index is derived: rebuilt from the restored accounts and prices
         self.index.clear()
         self._dirty.clear()
+        self._reserve.clear()
         for account in sorted(self.margin.accounts):
             self._key(self.margin.accounts[account])
