@@ -99,6 +99,7 @@ def test_every_case_runs_at_a_tiny_size(report):
     opened = [c for c in report["cases"] if c["mode"] == "open"]
     assert sorted((c["case"], c["offered"]) for c in opened) == [
         ("book.call", 50_000), ("book.call", 200_000), ("exchange.submit", 50_000)]
+    assert all(0 < c["cpu_share"] <= 1.1 for c in opened)
     if "population" not in skipped:
         funding = bench.find(report, "funding settlement", "population")
         assert funding["payments"] == funding["positions"] == 400
@@ -177,6 +178,9 @@ def test_suite_figures_fill_the_other_layers_targets(report):
     rows = {r["key"]: r for r in bench.all_targets(report, suite)}
     assert rows["journal.real_files"]["source"].endswith("test_real_files")
     assert rows["book.call"] == report["targets"]["book.call"]
+    both = [r for r in bench.all_targets(report, {"book.call": suite["journal.replay"]})
+            if r["key"] == "book.call" or r is suite["journal.replay"]]
+    assert both == [report["targets"]["book.call"], suite["journal.replay"]]
     rows = {r["key"]: r for r in bench.all_targets({"targets": {}}, {})}
     assert all(r["reached"] == "not yet measured" and r["met"] is None for r in rows.values())
 
