@@ -472,7 +472,9 @@ class Exchange:
             "clock": self.clock,
             "next_order_id": self._next_order_id,
             "accounts": sorted(self._professional.items()),
-            "books": [(symbol, market.book.resting()) for symbol, market in self.markets.items()],
+            # every field that decides a resting order's future (filled quantity, STP mode) and
+            # its place in the queue
+            "books": [(symbol, market.book.dump()) for symbol, market in self.markets.items()],
         }
         for name, component in self.components.items():
             state[name] = component.to_state()
@@ -488,13 +490,8 @@ class Exchange:
     def snapshot(self) -> bytes:
         """The whole state and the sequence number as msgpack bytes; restore() rebuilds from them
         an exchange that behaves exactly as this one does from here on."""
-        state = self.to_state()
-        # to_state's order tuples are what the hash needs; a restored order needs every field that
-        # decides its future (filled quantity, STP mode) and its place in the queue
-        state["books"] = [(symbol, market.book.dump())
-                          for symbol, market in self.markets.items()]
         return m.encoder.encode({"format": SNAPSHOT_FORMAT, "config": config_digest(self.config),
-                                 "seq": self.seq, "state": state})
+                                 "seq": self.seq, "state": self.to_state()})
 
     @classmethod
     def restore(cls, config: VenueConfig, data: bytes) -> "Exchange":
