@@ -18,11 +18,10 @@ to even: the index is a reference, not a fill).
 from __future__ import annotations
 
 import gzip
-import heapq
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from operator import itemgetter
 from pathlib import Path
-from typing import Iterator
 
 import msgspec
 import numpy as np
@@ -53,19 +52,91 @@ def binance_config() -> VenueConfig:
                      "ETHUSDT": perp("ETHUSDT", "ETH", "0.01", ETH_TIERS)})
 
 
-def read_capture(path: Path) -> Iterator[tuple[int, dict]]:
-    """(local receive time ns, message) per line; the REST snapshot is the message with no
-    "stream" key, a stream message is its "data" with the stream name under "stream"."""
-    decode = msgspec.json.Decoder().decode
-    with gzip.open(path, "rb") as f:
-        for line in f:
-            ts, _, payload = line.partition(b" ")
-            msg = decode(payload)
-            if "stream" in msg:
-                data = msg["data"]
-                data["stream"] = msg["stream"]
-                msg = data
-            yield int(ts), msg
+# The decoded lines stay until the replay ends: as Structs without GC tracking (gc=False) and the
+# diffs' level lists left raw until applied, the cyclic GC has next to nothing to traverse (it took
+# a third of the replay).
+
+class _Stream(msgspec.Struct, gc=False):
+    """A line of a capture: a combined-stream message, or (no stream) the REST snapshot."""
+    stream: str = ""
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Depth(msgspec.Struct, gc=False):
+    U: int
+    u: int
+    pu: int
+    b: msgspec.Raw      # [[price, qty], ...] as text
+    a: msgspec.Raw
+
+
+class _Ticker(msgspec.Struct, gc=False):
+    u: int
+    b: str
+    B: str
+    a: str
+    A: str
+
+
+class _Trade(msgspec.Struct, gc=False):
+    p: str
+    X: str = "MARKET"
+
+
+# what a capture line is to replay(); _CLOCK: nothing but its time
+_CLOCK, _SNAPSHOT, _DEPTH, _TICKER, _TRADE, _SPOT_TRADE = range(6)
+
+
+def read_capture(path: Path, spot: bool = False) -> list[tuple[int, int, object]]:
+    """(local receive time ns, kind, message) per line, a message decoded only as far as replay()
+    reads it: typed Structs for depth diffs, bookTickers and trades, a dict for a line with no
+    stream (the REST snapshot); of a spot capture only the trades (the rest: _CLOCK, None)."""
+    envelope = msgspec.json.Decoder(_Stream).decode
+    decoders = {_DEPTH: msgspec.json.Decoder(_Depth).decode,
+                _TICKER: msgspec.json.Decoder(_Ticker).decode,
+                _TRADE: msgspec.json.Decoder(_Trade).decode}
+    decoders[_SPOT_TRADE] = decoders[_TRADE]
+    kinds: dict[str, int] = {}          # stream name -> kind, worked out once per stream
+    out = []
+    append = out.append
+    for line in gzip.decompress(path.read_bytes()).splitlines():
+        ts, _, payload = line.partition(b" ")
+        msg = envelope(payload)
+        kind = kinds.get(msg.stream)
+        if kind is None:
+            kind = kinds[msg.stream] = _kind(msg.stream, spot)
+        if kind == _CLOCK:
+            append((int(ts), _CLOCK, None))
+        elif kind == _SNAPSHOT:
+            append((int(ts), _SNAPSHOT, msgspec.json.decode(payload)))
+        else:
+            append((int(ts), kind, decoders[kind](msg.data)))
+    return out
+
+
+def _kind(stream: str, spot: bool) -> int:
+    if spot:
+        return _SPOT_TRADE if stream.endswith("@trade") else _CLOCK
+    if not stream:
+        return _SNAPSHOT
+    if stream.endswith("@bookTicker"):
+        return _TICKER
+    if "@depth" in stream:
+        return _DEPTH
+    return _TRADE if stream.endswith("@trade") else _CLOCK
+
+
+class _Units(dict):
+    """text -> integer units, each distinct text converted once (a capture repeats its prices)."""
+    __slots__ = ("convert",)
+
+    def __init__(self, convert):
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, text: str) -> int:
+        n = self[text] = self.convert(text)
+        return n
 
 
 class LevelBook:
@@ -77,34 +148,28 @@ class LevelBook:
         self.book = book
         self.last_update = None         # `u` of the last applied diff (or the snapshot's id)
         self.gaps = 0                   # diffs whose `pu` did not continue the chain
-        self._ticks: dict[str, int] = {}
-        self._lots: dict[str, int] = {}
+        self._ticks = _Units(spec.to_ticks)
+        self._lots = _Units(spec.to_lots)
 
     def ticks(self, price: str) -> int:
-        t = self._ticks.get(price)
-        if t is None:
-            t = self._ticks[price] = self.spec.to_ticks(price)
-        return t
+        return self._ticks[price]
 
     def lots(self, qty: str) -> int:
-        n = self._lots.get(qty)
-        if n is None:
-            n = self._lots[qty] = self.spec.to_lots(qty)
-        return n
+        return self._lots[qty]
 
     def set_level(self, side: int, price: int, qty: int) -> None:
-        book = self.book
         order_id = 2 * price + side
-        if book.order(order_id) is not None:
-            if qty:
-                book.amend(order_id, price, qty)
-            else:
-                book.cancel(order_id)
-        elif qty:
-            # post-only: a level that would cross the other side is a broken feed, never a trade
-            status = book.place(order_id, _MAKER, side, price, qty, _book.POST_ONLY, 0, 0)
-            if status < 0:
-                raise ValueError(f"level {price} x {qty} on side {side} crosses the book")
+        if not qty:
+            self.book.cancel(order_id)      # UNKNOWN_ORDER when the level is not there: no change
+        elif self.book.amend(order_id, price, qty) == _book.UNKNOWN_ORDER:
+            self._add(order_id, qty)
+
+    def _add(self, order_id: int, qty: int) -> None:
+        price, side = divmod(order_id, 2)
+        # post-only: a level that would cross the other side is a broken feed, never a trade
+        status = self.book.place(order_id, _MAKER, side, price, qty, _book.POST_ONLY, 0, 0)
+        if status < 0:
+            raise ValueError(f"level {price} x {qty} on side {side} crosses the book")
 
     def load_snapshot(self, snap: dict) -> None:
         for side, key in ((_book.BUY, "bids"), (_book.SELL, "asks")):
@@ -113,18 +178,32 @@ class LevelBook:
         self.last_update = snap["lastUpdateId"]
 
     def apply(self, diff: dict) -> bool:
-        """Applies a depth diff if it follows the book (Binance's USDⓈ-M rules); False if it is
-        older than the book. Removals go first so a level moving across the spread never
-        crosses."""
-        if diff["u"] < self.last_update:
+        """Applies a depth diff (a dict with Binance's keys) if it follows the book (Binance's
+        USDⓈ-M rules); False if it is older than the book."""
+        return self.update(diff["U"], diff["u"], diff["pu"], diff["b"], diff["a"])
+
+    def update(self, first: int, last: int, prev: int, bids, asks) -> bool:
+        """apply() of a diff's first and last update ids, the previous diff's last, and its
+        [price, qty] text pairs. Removals go first so a level moving across the spread never
+        crosses; set_level() inline, a diff sets some 70 levels."""
+        if last < self.last_update:
             return False
-        if diff["pu"] != self.last_update and not diff["U"] <= self.last_update <= diff["u"]:
+        if prev != self.last_update and not first <= self.last_update <= last:
             self.gaps += 1
-        updates = [(self.lots(q), side, self.ticks(p))
-                   for side, key in ((_book.BUY, "b"), (_book.SELL, "a")) for p, q in diff[key]]
-        for qty, side, price in sorted(updates, key=lambda x: x[0] != 0):
-            self.set_level(side, price, qty)
-        self.last_update = diff["u"]
+        ticks, lots, book = self._ticks, self._lots, self.book
+        kept = []
+        for side, levels in ((_book.BUY, bids), (_book.SELL, asks)):
+            for price, qty in levels:
+                n = lots[qty]
+                if n:
+                    kept.append((2 * ticks[price] + side, n))
+                else:
+                    book.cancel(2 * ticks[price] + side)
+        unknown = _book.UNKNOWN_ORDER
+        for order_id, n in kept:
+            if book.amend(order_id, order_id >> 1, n) == unknown:
+                self._add(order_id, n)
+        self.last_update = last
         return True
 
     def top(self) -> tuple:
@@ -208,63 +287,72 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
     levels = LevelBook(spec, venue.markets[symbol].book)
     agreement = Agreement()
     tops: dict[int, tuple] = {}             # update id of an applied diff -> rebuilt top
-    tickers: list[tuple[int, tuple]] = []
-    pending: list[dict] = []                # diffs received before the snapshot
+    tickers: list[_Ticker] = []
+    pending: list[_Depth] = []              # diffs received before the snapshot
     rows = []
     events: list = []
     spot_trades = perp_trades = diffs = 0
+    book, ticks, lots = levels.book, levels._ticks, levels._lots
+    # a spot price between two ticks rounds half to even: the index is a reference, not a fill
+    index_ticks = _Units(lambda p: int((Decimal(p) / spec.tick_size)
+                                       .to_integral_value(ROUND_HALF_EVEN)))
 
     def record(t: int) -> None:
-        bid, ask = levels.book.best_bid(), levels.book.best_ask()
+        bid, ask = book.best_bid(), book.best_ask()
         mid = (bid + ask) / 2 if bid is not None and ask is not None else None
         rows.append((t, state.index, state.mark, mid, state.last_trade, state.last_premium,
                      state.predicted if state.index is not None else None))
 
-    usdm = ((ts, 0, n, msg) for n, (ts, msg) in enumerate(read_capture(usdm_path)))
-    spot = ((ts, 1, n, msg) for n, (ts, msg) in enumerate(read_capture(spot_path)))
-    for ts, venue_id, _, msg in heapq.merge(usdm, spot):
-        venue.clock = venue.clock or ts      # the window starts with its first message
+    pairs = msgspec.json.Decoder(list[tuple[str, str]]).decode
+
+    def apply(diff: _Depth) -> bool:
+        if not levels.update(diff.U, diff.u, diff.pu, pairs(diff.b), pairs(diff.a)):
+            return False
+        tops[diff.u] = levels.top()
+        return True
+
+    # both captures in time order, the USDⓈ-M line first at an equal time (each file is in
+    # receive order, so the stable sort is a linear merge)
+    lines = read_capture(usdm_path)
+    lines += read_capture(spot_path, spot=True)
+    lines.sort(key=itemgetter(0))
+    venue.clock = lines[0][0] if lines else 0       # the window starts with its first message
+    next_second = (venue.clock // SECOND + 1) * SECOND
+    for ts, kind, msg in lines:
         # everything due on the clock before this message, with a row at every whole second
-        while (venue.clock // SECOND + 1) * SECOND <= ts:
-            second = (venue.clock // SECOND + 1) * SECOND
-            pricing.advance(second, events)
-            venue.clock = second
-            record(second)
+        while next_second <= ts:
+            pricing.advance(next_second, events)
+            venue.clock = next_second
+            record(next_second)
+            next_second += SECOND
         pricing.advance(ts, events)
         venue.clock = ts
-        stream = msg.get("stream", "")
-        if venue_id == 1:
-            if stream.endswith("@trade"):
-                spot_trades += 1
-                price = (Decimal(msg["p"]) / spec.tick_size).to_integral_value(ROUND_HALF_EVEN)
-                pricing.set_index(symbol, SOURCE, int(price), events)
-        elif stream.endswith("@bookTicker"):
+        if kind == _TICKER:
             if levels.last_update is not None:
-                agreement.tickers += 1
-                tickers.append((msg["u"], (levels.ticks(msg["b"]), levels.lots(msg["B"]),
-                                           levels.ticks(msg["a"]), levels.lots(msg["A"]))))
-        elif "@depth" in stream:
+                tickers.append(msg)
+        elif kind == _DEPTH:
             if levels.last_update is None:
                 pending.append(msg)
-            elif levels.apply(msg):
+            elif apply(msg):
                 diffs += 1
-                tops[msg["u"]] = levels.top()
                 pricing.market_moved(symbol, None, events)
-        elif stream.endswith("@trade"):
-            if msg.get("X", "MARKET") == "MARKET":
+        elif kind == _TRADE:
+            if msg.X == "MARKET":
                 perp_trades += 1
-                pricing.market_moved(symbol, levels.ticks(msg["p"]), events)
-        elif "lastUpdateId" in msg:
+                pricing.market_moved(symbol, ticks[msg.p], events)
+        elif kind == _SPOT_TRADE:
+            spot_trades += 1
+            pricing.set_index(symbol, SOURCE, index_ticks[msg.p], events)
+        elif kind == _SNAPSHOT and "lastUpdateId" in msg:
             levels.load_snapshot(msg)
-            for diff in pending:
-                if levels.apply(diff):
-                    diffs += 1
-                    tops[diff["u"]] = levels.top()
+            diffs += sum(apply(diff) for diff in pending)
             pending.clear()
         events.clear()      # the series are read from the state; nothing downstream listens
-    for u, top in tickers:
-        rebuilt = tops.get(u)
+    agreement.tickers = len(tickers)
+    for msg in tickers:
+        rebuilt = tops.get(msg.u)
         if rebuilt is not None:
+            top = (ticks[msg.b], lots[msg.B], ticks[msg.a], lots[msg.A])
             agreement.compared += 1
             agreement.prices_agree += (rebuilt[0], rebuilt[2]) == (top[0], top[2])
             agreement.agree += rebuilt == top
