@@ -293,18 +293,29 @@ class Liquidation:
             dims = self._dims(acc)
         index = self.index
         index.set(acc.id, self._triggers(acc, figures, slack, dims), keep_earlier)
-        self._reserve[acc.id] = self._reserve_of(slack, dims, index.triggers(acc.id))
+        self._reserve[acc.id] = self._reserve_of(acc, figures, slack, dims,
+                                                  index.triggers(acc.id))
 
-    @staticmethod
-    def _reserve_of(slack: int, dims: list, triggers: tuple) -> int:
+    def _reserve_of(self, acc, figures: tuple, slack: int, dims: list, triggers: tuple) -> int:
         """A lower bound of the slack at every price strictly inside the triggers (those of
-        `dims`, in order): each dimension loses at most w per tick of adverse move plus one unit of
-        rounding. 0 (examine on any payment) when a trigger fires on any move or the price is
-        already at or past it."""
-        if not triggers and len(dims) == 1 and dims[0][1] == DOWN:
-            # a lone long no positive price liquidates: its region is every price >= 1
-            triggers = ((dims[0][0], DOWN, 0),)
-        if slack <= 0 or len(triggers) != len(dims):
+        `dims`, in order). One position and nothing else: the slack is monotone in the mark (a
+        long's maintenance rises slower than its value), so it is exact at the trigger's inner
+        neighbour (a tick of 1 for a long no positive price liquidates). Otherwise each dimension
+        loses at most w per tick of adverse move plus one unit of rounding. 0 (examine on any
+        payment) when a trigger fires on any move or the price is already at or past it."""
+        if slack <= 0:
+            return 0
+        if len(dims) == 1 and dims[0][0][0] == "mark" and dims[0][2] is not None:
+            dim, direction, price, _ = dims[0]
+            trigger = triggers[0][2] if triggers else 0 if direction == DOWN else None
+            if trigger is None or (price <= trigger if direction == DOWN else price >= trigger):
+                return 0
+            pos, base, others = self.margin._price_base(acc, dim[1], figures)
+            worst = trigger + 1 if direction == DOWN else trigger - 1
+            upt = self.params[dim[1]].upt
+            return base + pos.size * upt * worst - others - \
+                self.params[dim[1]].tiers.maintenance(abs(pos.size) * worst * upt)
+        if len(triggers) != len(dims):
             return 0
         bound = slack - len(dims)
         for (_, _, price, w), (_, direction, trigger) in zip(dims, triggers):
