@@ -311,6 +311,20 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
         tops[diff.u] = levels.top()
         return True
 
+    # A perpetual trade's mark is published lazily, at the trade's time when anything else is
+    # about to touch the valuation: the mark reads the last trade, the clock, the index and the
+    # samples (and, hyperliquid's, the book), so a trade followed by another before any of those
+    # moves is overwritten unseen. Trades come in bursts: this saves most of the mark computations.
+    trade = None                            # (ts, price) of the trade not yet published
+    publish_by = 0                          # ... which must be before the clock reaches this
+    book_moves_mark = state.spec.mark_method == "hyperliquid"
+
+    def publish_trade() -> None:
+        nonlocal trade
+        now, (venue.clock, price) = venue.clock, trade
+        pricing.market_moved(symbol, price, events)
+        venue.clock, trade = now, None
+
     # both captures in time order, the USDⓈ-M line first at an equal time (each file is in
     # receive order, so the stable sort is a linear merge)
     lines = read_capture(usdm_path)
@@ -319,6 +333,8 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
     venue.clock = lines[0][0] if lines else 0       # the window starts with its first message
     next_second = (venue.clock // SECOND + 1) * SECOND
     for ts, kind, msg in lines:
+        if trade is not None and ts >= publish_by:
+            publish_trade()
         # everything due on the clock before this message, with a row at every whole second
         while next_second <= ts:
             pricing.advance(next_second, events)
@@ -335,19 +351,27 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
                 pending.append(msg)
             elif apply(msg):
                 diffs += 1
+                if trade is not None and book_moves_mark:
+                    publish_trade()
                 pricing.market_moved(symbol, None, events)
         elif kind == _TRADE:
             if msg.X == "MARKET":
                 perp_trades += 1
-                pricing.market_moved(symbol, ticks[msg.p], events)
+                if trade is None:   # the next row, sample, staleness expiry or settlement
+                    publish_by = min(next_second, state.next_due(ts))
+                trade = (ts, ticks[msg.p])
         elif kind == _SPOT_TRADE:
             spot_trades += 1
+            if trade is not None:
+                publish_trade()
             pricing.set_index(symbol, SOURCE, index_ticks[msg.p], events)
         elif kind == _SNAPSHOT and "lastUpdateId" in msg:
             levels.load_snapshot(msg)
             diffs += sum(apply(diff) for diff in pending)
             pending.clear()
         events.clear()      # the series are read from the state; nothing downstream listens
+    if trade is not None:
+        publish_trade()
     agreement.tickers = len(tickers)
     for msg in tickers:
         rebuilt = tops.get(msg.u)
