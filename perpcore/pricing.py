@@ -250,6 +250,10 @@ class SymbolPricing:
         self.published = (mark, stale, tuple(rate) if rate else None)
 
 
+# the events that change a book without a trade (stage 5 looks for them)
+_BOOK_EVENTS = frozenset({m.OrderAccepted, m.OrderCancelled, m.OrderAmended})
+
+
 class Pricing:
     """The valuation layer of an Exchange: index, mark and funding for every instrument.
 
@@ -341,10 +345,12 @@ class Pricing:
     def after_command(self, events: list) -> None:
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
         touched = {}
-        for e in events:
-            if type(e) is m.OrderFilled:
+        filled = m.OrderFilled
+        for e in events:        # every event of a command (100,000 at a funding settlement)
+            t = type(e)
+            if t is filled:
                 touched[e.symbol] = e.price
-            elif type(e) in (m.OrderAccepted, m.OrderCancelled, m.OrderAmended):
+            elif t in _BOOK_EVENTS:
                 touched.setdefault(e.symbol, None)
         for symbol in sorted(touched):
             self.market_moved(symbol, touched[symbol], events)
