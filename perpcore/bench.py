@@ -699,6 +699,15 @@ def suite_targets(benchmark_json: dict) -> dict[str, dict]:
     return out
 
 
+def earlier_run_targets(earlier: dict, report: dict) -> dict[str, dict]:
+    """The targets an earlier run measured and this one did not (a --quick run's wall time beside
+    a full run's figures), each marked with the run it comes from."""
+    label = ("perpcore bench" + (" --quick" if earlier.get("quick") else "")
+             + f", {earlier['machine']['date'][:16]}")
+    return {key: {**row, "source": label} for key, row in earlier.get("targets", {}).items()
+            if key not in report["targets"]}
+
+
 def all_targets(report: dict, suite: dict | None = None) -> list[dict]:
     """Every target of issues 2-7: this run's figure and the bench/ suite's (both, when both
     measured it: they may measure it differently), or "not yet measured"."""
@@ -854,23 +863,26 @@ def result_stem(report: dict) -> str:
     return f"{mi['date'][:10]}-{mi['commit']}{'-dirty' if mi['dirty'] else ''}"
 
 
-def markdown(report: dict, suite: dict | None = None, plot_path: str | None = None) -> str:
-    """The README's Figures section, from a run (and the bench/ suite's figures, if given)."""
+def markdown(report: dict, suite: dict | None = None, plot_path: str | None = None,
+             commands: list[str] | None = None) -> str:
+    """The README's Figures section, from a run (and the bench/ suite's figures, if given);
+    `commands` are the command lines that produced it."""
     std = report["workloads"]["standard"]
-    command = "perpcore bench" + (" --quick" if report["quick"] else "")
+    commands = commands or ["perpcore bench" + (" --quick" if report["quick"] else "")
+                            + " --readme README.md"]
     out = ["## Figures", "",
-           "Generated from one run on " + machine_line(report) + ", by"
-           + ("\n\n```bash\npytest bench/ --benchmark-only --benchmark-json=bench-results/suite.json\n"
-              f"{command} --suite bench-results/suite.json --readme README.md\n```\n\n"
-              if suite else f" `{command} --readme README.md`. ")
-           + f"Workloads are seeded (seed {report['seed']}); every throughput is the median of "
+           "Generated from one run on " + machine_line(report) + ", by", "", "```bash", *commands,
+           "```", "",
+           f"Workloads are seeded (seed {report['seed']}); every throughput is the median of "
            "its runs and latencies are HDR-histogram percentiles. A figure marked *(suite)* is the "
            "median of the layer's own benchmark in bench/. This is a shared 2-core virtual machine "
            "(the load average above counts the other work on it): the tails are upper bounds.", "",
            "| issue | what | target | reached | |", "|---|---|---|---|---|"]
     for t in all_targets(report, suite):
         verdict = "" if t["met"] is None else ("met" if t["met"] else "**missed**")
-        reached = t["reached"] + (" *(suite)*" if "source" in t else "")
+        source = t.get("source", "")
+        reached = t["reached"] + (" *(suite)*" if source.startswith("bench/") else
+                                  f" *({source})*" if source else "")
         out.append(f"| {t['issue']} | {t['what']} | {t['target']} | {reached} | {verdict} |")
     counts = ", ".join(f"{v:,} {k}" for k, v in std["counts"].items())
     out += ["", f"Standard mix: {counts} after {std['prefill']:,} resting orders, "
@@ -910,10 +922,10 @@ def markdown(report: dict, suite: dict | None = None, plot_path: str | None = No
 
 
 def update_readme(path: Path, report: dict, suite: dict | None = None,
-                  plot_path: str | None = None) -> None:
+                  plot_path: str | None = None, commands: list[str] | None = None) -> None:
     """Replaces the README's "## Figures" section (up to the next "## " heading) with this run's."""
     lines = path.read_text().splitlines(keepends=True)
-    section = markdown(report, suite, plot_path)
+    section = markdown(report, suite, plot_path, commands)
     start = next((i for i, line in enumerate(lines) if line.rstrip() == "## Figures"), None)
     if start is None:
         path.write_text("".join(lines).rstrip("\n") + "\n\n" + section)

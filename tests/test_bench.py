@@ -222,6 +222,26 @@ def test_cli_bench_quick_prints_every_figure(report, monkeypatch, tmp_path):
     assert "stale figures" not in readme.read_text()
 
 
+def test_cli_bench_takes_the_quick_runs_wall_time_from_an_earlier_run(report, monkeypatch,
+                                                                        tmp_path):
+    quick = {**json.loads(json.dumps(report)), "quick": True}
+    quick["targets"] = {**quick["targets"], "bench.quick": bench.TARGETS["bench.quick"].judge(31.0)}
+    earlier = tmp_path / "quick.json"
+    earlier.write_text(json.dumps(quick))
+    monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Figures\n\nstale figures\n")
+    result = CliRunner().invoke(main, ["bench", "--out", str(tmp_path / "out"), "--also",
+                                       str(earlier), "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert "| 7 | perpcore bench --quick, wall time | < 1 minute | 31.00 s *(perpcore bench --quick, " \
+        in text
+    assert f"perpcore bench --also {earlier} --readme {readme}\n" in text
+    # only what this run lacks comes from the earlier one
+    assert text.count("| book, batch entry point |") == 1
+
+
 def test_cli_bench_json_is_the_report(report, monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
     result = CliRunner().invoke(main, ["bench", "--json", "--out", str(tmp_path)])
