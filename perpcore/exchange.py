@@ -20,6 +20,7 @@ from perpcore.messages import CancelReason, RejectCode
 from perpcore.liquidation import Liquidation
 from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
+from perpcore.triggers import Triggers
 
 _BOOK_TIF = {m.TimeInForce.GTC: _book.GTC, m.TimeInForce.IOC: _book.IOC,
              m.TimeInForce.FOK: _book.FOK, m.TimeInForce.POST_ONLY: _book.POST_ONLY}
@@ -111,6 +112,7 @@ class Exchange:
         self._pricing = self.components["pricing"] = Pricing(self)
         self.margin = self.components["margin"] = Margin(self)
         self.liquidation = self.components["liquidation"] = Liquidation(self)
+        self.triggers = self.components["triggers"] = Triggers(self)
         self._handlers = {
             m.CreateAccount: self._create_account,
             m.PlaceOrder: self._place_order,
@@ -155,6 +157,8 @@ class Exchange:
             if self.margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
             self._pricing.after_command(events)     # stage 5: the last trade or book moved the mark
+            if self.triggers.live:
+                self.triggers.after_command(events)     # conditional orders the prices crossed
             self.margin.after_command(events)       # loans against collateral whose index moved
             self.liquidation.after_command(events)  # stage 6: accounts under maintenance
             return events
@@ -248,7 +252,8 @@ class Exchange:
             raise Rejection(RejectCode.QTY_NOT_LOT_MULTIPLE,
                             f"quantity {qty} is not a multiple of {spec.qty_step} lots")
 
-    def _place_order(self, cmd: m.PlaceOrder, events: list) -> None:
+    def _place_order(self, cmd: m.PlaceOrder, events: list, order_id: int = 0) -> None:
+        """`order_id`: a conditional order's, given when it was accepted, as it fires."""
         market = self._market(cmd.symbol)
         self._known_account(cmd.account)
         if not _ints(cmd.side, cmd.qty, cmd.price, cmd.order_type, cmd.tif, cmd.stp,
@@ -257,6 +262,8 @@ class Exchange:
         if cmd.side not in (0, 1) or cmd.order_type not in (0, 1) or not 0 <= cmd.tif <= 3 \
                 or not 0 <= cmd.stp <= 3 or cmd.client_order_id < 0:
             raise Rejection(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
+        if cmd.trigger:
+            return self.triggers.place(market, cmd, events)
         spec = market.spec
         book = market.book
         price, tif = cmd.price, cmd.tif
@@ -284,20 +291,25 @@ class Exchange:
         if spec.professional_only and not self._professional[cmd.account]:
             raise Rejection(RejectCode.NOT_ELIGIBLE,
                             f"{spec.symbol} is offered to professional investors only")
-        if cmd.client_order_id and book.find_client(cmd.account, cmd.client_order_id) is not None:
+        if cmd.client_order_id and (
+                book.find_client(cmd.account, cmd.client_order_id) is not None
+                or self.triggers.live and self.triggers.has_client(cmd.account, cmd.client_order_id)):
             raise Rejection(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                             f"client order id {cmd.client_order_id} is already open")
         self.margin.check_order(cmd.account, spec.symbol, cmd.side, notional_price, cmd.qty,
                                 cmd.reduce_only)
         self._advance_to(cmd.ts, events)
 
-        order_id = self._next_order_id
+        fresh = not order_id
+        if fresh:
+            order_id = self._next_order_id
         status = book.place(order_id, cmd.account, cmd.side, price, cmd.qty, _BOOK_TIF[tif],
                             cmd.stp, cmd.client_order_id)
         if status < 0:
             code, reason = _MATCHING_REJECTS[status]
             raise Rejection(code, reason)
-        self._next_order_id += 1
+        if fresh:
+            self._next_order_id += 1
         events.append(m.OrderAccepted(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
                                       cmd.client_order_id, cmd.side, price, cmd.qty,
                                       cmd.order_type, tif))
@@ -368,6 +380,16 @@ class Exchange:
 
     def _cancel_order(self, cmd: m.CancelOrder, events: list) -> None:
         market = self._market(cmd.symbol)
+        if self.triggers.live:
+            self._known_account(cmd.account)
+            if not _ints(cmd.order_id, cmd.client_order_id):
+                raise Rejection(RejectCode.MALFORMED, "order ids must be integers")
+            waiting = self.triggers.find(cmd.account, cmd.symbol, cmd.order_id,
+                                         cmd.client_order_id)
+            if waiting:
+                self._advance_to(cmd.ts, events)
+                self.triggers.cancel(waiting, CancelReason.USER, events)
+                return
         order_id = self._owned_order(market, cmd)[0]
         self._advance_to(cmd.ts, events)
         open_qty = market.book.cancel(order_id)
@@ -415,6 +437,8 @@ class Exchange:
                 events.append(m.OrderCancelled(self.seq, self.clock, cmd.account,
                                                market.spec.symbol, order_id, open_qty,
                                                CancelReason.CANCEL_ALL))
+            self.triggers.cancel_account(cmd.account, market.spec.symbol, CancelReason.CANCEL_ALL,
+                                         events)
 
     def _trim_reduce_only(self, events: list) -> None:
         """Shrinks (keeping priority) or cancels reduce-only orders the position no longer needs:

@@ -381,6 +381,8 @@ class Liquidation:
                 self.margin.order_closed(order_id)
                 events.append(m.OrderCancelled(ex.seq, ex.clock, account, symbol, order_id,
                                                open_qty, CancelReason.LIQUIDATION))
+            # its conditional orders too: none may fire into the positions being closed
+            ex.triggers.cancel_account(account, symbol, CancelReason.LIQUIDATION, events)
 
     def _next_step(self, acc, solvent: bool) -> tuple[str, int]:
         """The position with the largest maintenance margin (ties: symbol order) and how many lots

@@ -41,6 +41,22 @@ class SelfTradePrevention(IntEnum):
     EXPIRE_BOTH = 3
 
 
+class TriggerKind(IntEnum):
+    """A conditional order's kind (Binance's STOP / TAKE_PROFIT). With the side it fixes the
+    direction the reference price must cross: a stop buys on a rise (price >= trigger) and sells on
+    a fall (price <= trigger); a take-profit sells on a rise and buys on a fall. With order_type it
+    makes stop-market, stop-limit, take-profit-market and take-profit-limit."""
+    NONE = 0            # an ordinary order, live at once
+    STOP = 1
+    TAKE_PROFIT = 2
+
+
+class TriggerSource(IntEnum):
+    """The price a conditional order watches."""
+    MARK = 0
+    LAST = 1            # the last trade in the book
+
+
 class CancelReason(IntEnum):
     USER = 0            # CancelOrder
     CANCEL_ALL = 1      # CancelAll
@@ -99,6 +115,7 @@ class RejectCode(IntEnum):
     FOK_UNFILLABLE = 3001
     NO_LIQUIDITY = 3002
     WOULD_TRIGGER_IMMEDIATELY = 3003
+    NO_REFERENCE_PRICE = 3004           # a conditional order's price source has no price yet
     # 4xxx accounts and money
     DUPLICATE_ACCOUNT = 4000
     DUPLICATE_TRANSFER = 4001
@@ -145,6 +162,11 @@ class PlaceOrder(Command, frozen=True):
     client_order_id: int = 0            # 0: none; unique among the account's open orders
     reduce_only: bool = False
     ts: int = 0
+    # a conditional order (see TriggerKind): it waits, reserving no margin, until trigger_by's
+    # price crosses trigger_price (ticks), then enters as the order above; NONE: live at once
+    trigger: TriggerKind = TriggerKind.NONE
+    trigger_price: int = 0
+    trigger_by: TriggerSource = TriggerSource.MARK
 
 
 class CancelOrder(Command, frozen=True):
@@ -258,6 +280,36 @@ class OrderAccepted(Event, frozen=True):
     qty: int
     order_type: OrderType
     tif: TimeInForce
+
+
+class TriggerOrderAccepted(Event, frozen=True):
+    """A conditional order is waiting for its trigger (its order id is the one it will trade
+    under); it holds no margin and is not in the book."""
+    account: int
+    symbol: str
+    order_id: int
+    client_order_id: int
+    side: Side
+    price: int
+    qty: int
+    order_type: OrderType
+    tif: TimeInForce
+    reduce_only: bool
+    trigger: TriggerKind
+    trigger_price: int
+    trigger_by: TriggerSource
+
+
+class OrderTriggered(Event, frozen=True):
+    """The reference price crossed a conditional order's trigger: the order now enters the normal
+    path (OrderAccepted and its fills, or OrderRejected if a check refuses it then)."""
+    account: int
+    symbol: str
+    order_id: int
+    client_order_id: int
+    trigger_price: int
+    trigger_by: TriggerSource
+    price: int                          # the reference price that fired it
 
 
 class OrderRejected(Event, frozen=True):
