@@ -86,10 +86,13 @@ def simulate(steps: int, seed: int, as_json: bool):
               type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
 @click.option("--suite", type=click.Path(dir_okay=False, exists=True),
               help="pytest-benchmark JSON of bench/ (--benchmark-json): the other layers' targets.")
+@click.option("--also", "earlier", type=click.Path(dir_okay=False, exists=True),
+              help="The JSON of an earlier run (a --quick one): its figures for targets this run "
+                   "does not measure.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True),
               help="Rewrite the Figures section of this README (plot in docs/) from the run.")
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
-          readme: str | None):
+          earlier: str | None, readme: str | None):
     """Latency and throughput of the matching core, closed and open loop, against the reference."""
     import sys
     import time
@@ -102,13 +105,20 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("benchmarking") as status:
         report = runner.run(quick=quick, seed=seed, progress=status.update)
-    suite_figures = runner.suite_targets(json.loads(Path(suite).read_text())) if suite else None
+    suite_figures = runner.suite_targets(json.loads(Path(suite).read_text())) if suite else {}
+    if earlier:
+        suite_figures.update(runner.earlier_run_targets(json.loads(Path(earlier).read_text()), report))
     stem = Path(out_dir) / runner.result_stem(report)
     report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
     if readme:
         readme_plot = Path(readme).parent / "docs" / "bench-latency.png"
         runner.plot(report, readme_plot)
-        runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png")
+        # the command lines that made the section: the suite's, an earlier run's, this one
+        this = ["perpcore bench"] + (["--quick"] if quick else []) + \
+            [f"--{name} {value}" for name, value in (("suite", suite), ("also", earlier)) if value]
+        made = ([f"pytest bench/ --benchmark-only --benchmark-json={suite}"] if suite else []) + \
+            (["perpcore bench --quick"] if earlier else []) + [" ".join(this + [f"--readme {readme}"])]
+        runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png", made)
     report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
     report["targets"] = runner.targets(report)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
