@@ -2,24 +2,17 @@
 rounding (hand-computed), and settlements on the exchange clock."""
 from fractions import Fraction
 
-import msgspec
 import pytest
 
-from perpcore import Exchange, default_config
+from perpcore import Exchange
 from perpcore import messages as m
 from perpcore._book import BUY, GTC, SELL, OrderBook
 from perpcore.config import HOUR_NS, RATE_SCALE, PricingSpec
 from perpcore.funding import PremiumAverage, funding_rate, payments, premium
+from pricing_venue import venue
 
 S = 1_000_000_000
 BTC = "BTC-PERP"
-
-
-def venue(**pricing):
-    cfg = default_config()
-    return msgspec.structs.replace(cfg, instruments={
-        s: msgspec.structs.replace(spec, pricing=msgspec.structs.replace(spec.pricing, **pricing))
-        for s, spec in cfg.instruments.items()})
 
 
 def of(events, cls):

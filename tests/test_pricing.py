@@ -9,17 +9,10 @@ from perpcore import Exchange, default_config
 from perpcore import messages as m
 from perpcore.config import HOUR_NS, PricingSpec
 from perpcore.pricing import fair_price, index_price, mark_price, median
+from pricing_venue import venue
 
 S = 1_000_000_000
 BTC = "BTC-PERP"
-
-
-def venue(**pricing):
-    """The default venue with BTC-PERP's (and ETH-PERP's) pricing spec changed."""
-    cfg = default_config()
-    return msgspec.structs.replace(cfg, instruments={
-        s: msgspec.structs.replace(spec, pricing=msgspec.structs.replace(spec.pricing, **pricing))
-        for s, spec in cfg.instruments.items()})
 
 
 def accounts(ex, *ids):
