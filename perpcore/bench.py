@@ -858,9 +858,11 @@ def plot(report: dict, path: Path) -> Path:
 
 
 def result_stem(report: dict) -> str:
-    """<date>-<commit>: results of different commits sort by date and never overwrite each other."""
+    """<date>-<commit>[-dirty][-quick]: results of different commits sort by date, and a quick run
+    never overwrites the full run of the same commit."""
     mi = report["machine"]
-    return f"{mi['date'][:10]}-{mi['commit']}{'-dirty' if mi['dirty'] else ''}"
+    return (f"{mi['date'][:10]}-{mi['commit']}{'-dirty' if mi['dirty'] else ''}"
+            f"{'-quick' if report['quick'] else ''}")
 
 
 def markdown(report: dict, suite: dict | None = None, plot_path: str | None = None,
