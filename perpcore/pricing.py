@@ -36,6 +36,8 @@ def median(values: list) -> Fraction:
 def index_price(quotes: list[tuple[int, int]], cap: int) -> int:
     """Weighted average of (price, weight) quotes after capping each at median x (1 +- cap);
     rounded half to even to a whole tick (at least 1)."""
+    if len(quotes) == 1:
+        return max(1, quotes[0][0])     # one source is its own median: nothing to cap or weigh
     med = median([p for p, _ in quotes])
     lo = med * (RATE_SCALE - cap) / RATE_SCALE
     hi = med * (RATE_SCALE + cap) / RATE_SCALE
