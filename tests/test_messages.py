@@ -1,3 +1,5 @@
+import typing
+
 import msgspec
 import pytest
 
@@ -11,6 +13,9 @@ def _example(cls):
         if field.default is not msgspec.NODEFAULT:
             continue
         t = field.type
+        options = [a for a in typing.get_args(t) if a is not type(None)]
+        if options:             # an optional field: give it a value of its type
+            t = options[0]
         if t is int:
             values[field.name] = 7
         elif t is str:
