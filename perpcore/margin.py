@@ -37,7 +37,8 @@ from perpcore.config import RATE_SCALE
 from perpcore.ledger import Audit, Ledger
 from perpcore.lending import Lending
 from perpcore.messages import RejectCode
-from perpcore.risk import CollateralPrice, TierTable, bankruptcy_price, ceil_div, ltv, order_margin
+from perpcore._risk import Account, MarginCore, Position, SymbolRisk
+from perpcore.risk import CollateralPrice, bankruptcy_price, ceil_div, ltv, order_margin
 
 
 def _reject(code: RejectCode, reason: str):
@@ -83,57 +84,7 @@ class AccountView(msgspec.Struct, frozen=True):
     positions: tuple[PositionView, ...]
 
 
-class Position:
-    """One account's net position in one symbol and the aggregate of its open orders there."""
-    __slots__ = ("size", "cost", "leverage", "buy_qty", "buy_value", "sell_qty", "sell_value",
-                 "reduce_only")
-
-    def __init__(self, leverage: int):
-        self.size = 0               # signed lots
-        self.cost = 0               # entry value, ticks x lots, >= 0 (0 iff flat)
-        self.leverage = leverage
-        self.buy_qty = 0            # open bids: lots and sum(price x lots)
-        self.buy_value = 0
-        self.sell_qty = 0
-        self.sell_value = 0
-        self.reduce_only: list[int] = []    # open reduce-only order ids, oldest first
-
-    def signed_cost(self) -> int:
-        return self.cost if self.size >= 0 else -self.cost
-
-    def idle(self, default_leverage: int) -> bool:
-        return not (self.size or self.buy_qty or self.sell_qty) and self.leverage == default_leverage
-
-
-class Account:
-    __slots__ = ("id", "professional", "cash", "positions", "leverage_cap")
-
-    def __init__(self, account: int, professional: bool, cash: dict[str, int], cap: int):
-        self.id = account
-        self.professional = professional
-        self.cash = cash            # the ledger's balance dict of the account (shared)
-        self.positions: dict[str, Position] = {}
-        self.leverage_cap = cap
-
-
-class SymbolRisk:
-    """Per instrument: its margin parameters and the positions held in it."""
-    __slots__ = ("symbol", "upt", "tiers", "maker_fee", "taker_fee", "default_leverage",
-                 "max_leverage", "positions")
-
-    def __init__(self, config, symbol: str):
-        spec = config.instruments[symbol]
-        self.symbol = symbol
-        self.upt = config.units_per_ticklot(symbol)
-        self.tiers = TierTable(spec, config)
-        self.maker_fee = spec.maker_fee
-        self.taker_fee = spec.taker_fee
-        self.default_leverage = spec.default_leverage
-        self.max_leverage = spec.tiers[0].max_leverage
-        self.positions: dict[int, Position] = {}      # account -> position (any state)
-
-
-class Margin:
+class Margin(MarginCore):
     """The margin component of an Exchange (ex.components["margin"], ex.margin)."""
 
     def __init__(self, exchange):
@@ -169,16 +120,6 @@ class Margin:
     def open_account(self, account: int, professional: bool) -> None:
         cap = self.caps["professional" if professional else "retail"]
         self.accounts[account] = Account(account, professional, self.ledger.open(account), cap)
-
-    def _leverage_default(self, acc: Account, sr: SymbolRisk) -> int:
-        return min(sr.default_leverage, acc.leverage_cap)
-
-    def _position(self, acc: Account, sr: SymbolRisk) -> Position:
-        pos = acc.positions.get(sr.symbol)
-        if pos is None:
-            pos = acc.positions[sr.symbol] = sr.positions[acc.id] = \
-                Position(self._leverage_default(acc, sr))
-        return pos
 
     def _asset(self, asset) -> str:
         if type(asset) is not str or asset not in self.ledger.deposits:
@@ -310,122 +251,6 @@ class Margin:
             _reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return sr
 
-    # ---- pre-trade -----------------------------------------------------------------------------
-
-    def check_order(self, account: int, symbol: str, side: int, price: int, qty: int,
-                    reduce_only: bool, amended: int = 0) -> None:
-        """Refuses an order (or, with `amended`, the new price and open quantity of that resting
-        order) the account could not carry: a reduce-only order that could increase the position
-        (with the account's other orders on that side), a position past its leverage's notional
-        cap, or initial margin above equity. An order that does not add initial margin (it only
-        reduces, or is netted by the other side) always passes."""
-        acc = self.accounts[account]
-        sr = self.symbols[symbol]
-        pos = acc.positions.get(symbol)
-        if pos is None:
-            pos = Position(self._leverage_default(acc, sr))     # a transient, empty position
-        buy = side == 0
-        bq, bv, sq, sv = pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value
-        if amended:
-            _, _, oside, oprice, oqty, reduce_only = self.orders[amended]
-            if oside == 0:
-                bq, bv = bq - oqty, bv - oprice * oqty
-            else:
-                sq, sv = sq - oqty, sv - oprice * oqty
-        size = pos.size
-        if reduce_only:
-            room = (-size if buy else size) - (bq if buy else sq)
-            if qty > room:
-                _reject(RejectCode.REDUCE_ONLY_WOULD_INCREASE,
-                        f"reduce-only order of {qty} lots could increase the position "
-                        f"(it and the other {'bids' if buy else 'offers'} may reduce "
-                        f"{max(room, 0)} more)")
-            return
-        # the order's side after it, that side now, and the other side (unchanged)
-        if buy:
-            lots, value = bq + qty, bv + price * qty
-            now_lots, now_value, other_lots, other_value = pos.buy_qty, pos.buy_value, sq, sv
-        else:
-            lots, value = sq + qty, sv + price * qty
-            now_lots, now_value, other_lots, other_value = pos.sell_qty, pos.sell_value, bq, bv
-        if (-size if buy else size) >= lots:
-            return                          # the whole side only reduces the position
-        mark = self._mark(symbol)
-        upt, lev = sr.upt, pos.leverage
-        worst = self._worst_notional(pos, sr, mark, buy, lots, value)
-        cap = sr.tiers.max_notional(lev)
-        if worst > cap:
-            _reject(RejectCode.RISK_LIMIT_EXCEEDED,
-                    f"position and orders would reach {worst}, above the {cap} allowed at {lev}x")
-        other = order_margin(size, other_lots, other_value, mark, not buy, upt, lev)
-        new = order_margin(size, lots, value, mark, buy, upt, lev)
-        if new <= other:
-            return                          # netted by the other side: the max is unchanged
-        current = max(order_margin(size, now_lots, now_value, mark, buy, upt, lev), other)
-        if new <= current:
-            return
-        equity, _, im = self._figures(acc)[:3]
-        need = im - current + new
-        if equity < need:
-            _reject(RejectCode.INSUFFICIENT_MARGIN,
-                    f"initial margin would be {need} with equity {equity}")
-
-    @staticmethod
-    def _worst_notional(pos: Position, sr: SymbolRisk, price: int | None, buy: bool, lots: int,
-                        value: int) -> int:
-        """The position's notional if every order on one side filled: the position at `price`
-        (the mark; its entry value without one) plus the side's orders at their prices."""
-        held = pos.size * price if price is not None else pos.signed_cost()
-        return abs(held + value if buy else held - value) * sr.upt
-
-    # ---- orders (the exchange reports what rests and what leaves the book) --------------------
-
-    def order_rested(self, order_id: int, account: int, symbol: str, side: int, price: int,
-                     qty: int, reduce_only: bool) -> None:
-        pos = self._position(self.accounts[account], self.symbols[symbol])
-        self.orders[order_id] = [account, symbol, side, price, qty, reduce_only]
-        self._add_order(pos, side, price, qty)
-        if reduce_only:
-            pos.reduce_only.append(order_id)    # its pre-trade check left it room
-        elif pos.reduce_only:
-            self.reduce_only_dirty.add((account, symbol))
-
-    def order_changed(self, order_id: int, state) -> None:
-        """After an amend: `state` is the book's order() tuple, or None if it left the book."""
-        order = self.orders[order_id]
-        pos = self.accounts[order[0]].positions[order[1]]
-        self._add_order(pos, order[2], order[3], -order[4])
-        if state is None:
-            self._forget(order_id, order, pos)
-            return
-        order[3], order[4] = state[3], state[4]
-        self._add_order(pos, order[2], order[3], order[4])
-        if pos.reduce_only:
-            self.reduce_only_dirty.add((order[0], order[1]))
-
-    def order_closed(self, order_id: int) -> None:
-        """The order left the book (cancel, expiry, self-trade prevention, liquidation)."""
-        order = self.orders.get(order_id)
-        if order is None:
-            return
-        pos = self.accounts[order[0]].positions[order[1]]
-        self._add_order(pos, order[2], order[3], -order[4])
-        self._forget(order_id, order, pos)
-
-    def _forget(self, order_id: int, order: list, pos: Position) -> None:
-        del self.orders[order_id]
-        if order[5]:
-            pos.reduce_only.remove(order_id)
-
-    @staticmethod
-    def _add_order(pos: Position, side: int, price: int, qty: int) -> None:
-        if side == 0:
-            pos.buy_qty += qty
-            pos.buy_value += price * qty
-        else:
-            pos.sell_qty += qty
-            pos.sell_value += price * qty
-
     def reduce_only_excess(self) -> list[tuple[str, int, int]]:
         """Reduce-only orders that could now increase a position, as (symbol, order_id, lots to
         take off), newest first: all of them when the position is flat or on their side, else
@@ -446,61 +271,6 @@ class Margin:
         self.reduce_only_dirty.clear()
         return out
 
-    # ---- settlement ----------------------------------------------------------------------------
-
-    def settle_fill(self, symbol: str, price: int, qty: int, taker_side: int, maker_id: int,
-                    taker_id: int, maker_account: int, taker_account: int, maker_remaining: int,
-                    events: list, taker_fee: int | None = None) -> None:
-        """Settles one trade for both sides (maker first) and updates the maker's resting order.
-        taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
-        sr = self.symbols[symbol]
-        order = self.orders[maker_id]
-        maker_pos = self.accounts[maker_account].positions[symbol]
-        self._add_order(maker_pos, order[2], price, -qty)
-        if maker_remaining:
-            order[4] = maker_remaining
-        else:
-            self._forget(maker_id, order, maker_pos)
-        self.trade(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id, events)
-        self.trade(sr, taker_account, taker_side == 0, price, qty,
-                   sr.taker_fee if taker_fee is None else taker_fee, taker_id, events)
-
-    def trade(self, sr: SymbolRisk, account: int, buy: bool, price: int, qty: int, fee_rate: int,
-              order_id: int, events: list) -> None:
-        """One side of a trade: the position, realised PnL and the fee, settled in cash. Also the
-        way the liquidation engine transfers positions outside the book (fee_rate 0)."""
-        acc = self.accounts[account]
-        pos = acc.positions.get(sr.symbol) or self._position(acc, sr)
-        size = pos.size
-        realised = 0
-        if size == 0 or (size > 0) == buy:
-            pos.cost += price * qty
-        else:
-            held = size if size > 0 else -size
-            if qty >= held:
-                realised = price * held - pos.cost if size > 0 else pos.cost - price * held
-                pos.cost = price * (qty - held)
-            elif size > 0:
-                removed = -(-pos.cost * qty // held)          # up: realised rounds down
-                realised = price * qty - removed
-                pos.cost -= removed
-            else:
-                removed = pos.cost * qty // held              # down: realised rounds down
-                realised = removed - price * qty
-                pos.cost -= removed
-            realised *= sr.upt
-            if pos.reduce_only:
-                self.reduce_only_dirty.add((account, sr.symbol))
-        pos.size = size + qty if buy else size - qty
-        fee = -(-price * qty * sr.upt * fee_rate // RATE_SCALE)
-        cash = acc.cash
-        settle = self.settle
-        cash[settle] += realised - fee
-        self.fees[settle] += fee
-        events.append(m.PositionChanged(self.exchange.seq, self.exchange.clock, account,
-                                        sr.symbol, order_id, pos.size, pos.cost, realised, fee,
-                                        cash[settle]))
-
     # ---- funding -------------------------------------------------------------------------------
 
     def open_positions(self, symbol: str) -> list[tuple[int, int]]:
@@ -519,40 +289,6 @@ class Margin:
         self.insurance[settle] += insurance_remainder
 
     # ---- valuation -----------------------------------------------------------------------------
-
-    def _figures(self, acc: Account) -> tuple[int, int, int, int, int]:
-        """(equity, unrealised PnL, initial margin, maintenance margin, collateral value)."""
-        cash = acc.cash
-        coll = 0
-        index = self._index
-        for c in self.collateral:
-            amount = cash[c.asset]
-            if amount > 0:
-                coll += c.value(amount, index(c.symbol))
-        upnl = im = mm = 0
-        mark_of = self._mark
-        symbols = self.symbols
-        side_margin = order_margin
-        for symbol, pos in acc.positions.items():
-            sr = symbols[symbol]
-            upt = sr.upt
-            size = pos.size
-            mark = mark_of(symbol)
-            if size:
-                if mark is None:
-                    notional = pos.cost * upt
-                else:
-                    notional = (size if size > 0 else -size) * mark * upt
-                    upnl += (size * mark - (pos.cost if size > 0 else -pos.cost)) * upt
-                im += -(-notional // pos.leverage)
-                mm += sr.tiers.maintenance(notional)
-            if pos.buy_qty or pos.sell_qty:
-                lev = pos.leverage
-                bids = side_margin(size, pos.buy_qty, pos.buy_value, mark, True, upt, lev)
-                offers = side_margin(size, pos.sell_qty, pos.sell_value, mark, False, upt, lev)
-                im += bids if bids > offers else offers
-        equity = cash[self.settle] + coll - self.lending.debts.get(acc.id, 0) + upnl
-        return equity, upnl, im, mm, coll
 
     def _collateral_market_value(self, acc: Account) -> int:
         return sum(c.market_value(acc.cash[c.asset], self._index(c.symbol))

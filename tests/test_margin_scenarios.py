@@ -209,6 +209,29 @@ def test_order_margin_frees_reducing_orders_and_charges_open_loss():
     assert v.position(TRADER, BTC).open_buy_qty == 100
 
 
+def test_a_reducing_order_priced_past_the_mark_must_be_carried():
+    """Closing orders are free of notional margin but not of their loss against the mark: a
+    trader who cannot carry that loss is refused, unless the order is reduce-only."""
+    v = Venue()
+    v.account(TRADER, USD=usd(400))
+    v.account(MAKER, USD=usd(10_000_000))
+    v.price(BTC, 600000)
+    v.trade(MAKER, TRADER, BTC, Side.BUY, 100, 600000)            # long 0.1, fee 3
+    a = v.view(TRADER)
+    # equity 400 - 3 = 397; initial 6,000 / 20 = 300: 97 to spare
+    assert (a.equity, a.initial_margin) == (usd(397), usd(300))
+    # an offer of 0.1 at 50,000 only reduces, but would lose 0.1 x 10,000 = 1,000 against the mark
+    assert v.refuse(m.PlaceOrder(account=TRADER, symbol=BTC, side=Side.SELL, qty=100,
+                                 price=500000)) == RejectCode.INSUFFICIENT_MARGIN
+    # at 59,100 it loses 0.1 x 900 = 90 <= 97: carried
+    v.order(TRADER, BTC, Side.SELL, 100, 591000)
+    assert v.view(TRADER).initial_margin == usd(390)
+    v.submit(m.CancelAll(account=TRADER, symbol=BTC))
+    # reduce-only, the same far offer is the way out: accepted whatever it adds
+    v.order(TRADER, BTC, Side.SELL, 100, 500000, reduce_only=True)
+    assert v.view(TRADER).initial_margin == usd(1_300)
+
+
 def test_reduce_only_orders_never_increase_a_position():
     v = Venue()
     v.account(TRADER, USD=usd(10_000))

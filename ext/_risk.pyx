@@ -1,0 +1,462 @@
+# The margin layer's hot arithmetic. See perpcore._risk.pxd for the contract; perpcore.risk and
+# perpcore.margin state the definitions this implements.
+from perpcore import messages as m
+from perpcore.config import RATE_SCALE
+from perpcore.messages import RejectCode
+
+cdef int64_t RS = RATE_SCALE
+cdef object _PositionChanged = m.PositionChanged
+
+
+cdef inline int128_t floor_div(int128_t a, int128_t b):
+    """a / b rounded down (b > 0); C division truncates toward zero."""
+    cdef int128_t q = a / b
+    if a % b != 0 and a < 0:
+        q -= 1
+    return q
+
+
+cdef inline int128_t ceil_div(int128_t a, int128_t b):
+    """a / b rounded up (b > 0)."""
+    return -floor_div(-a, b)
+
+
+cdef _reject(code, str reason):
+    # exchange imports the margin layer; the reverse import waits for the (cold) refusal path
+    from perpcore.exchange import Rejection
+    raise Rejection(code, reason)
+
+
+cdef class TierTable:
+    """Tier k covers notionals in (caps[k-1], caps[k]] (the first from 0, the last without an upper
+    bound for valuation, though no order may take a position past caps[-1]). Maintenance of a
+    position of notional n in tier k is ceil((n * rates[k] - amounts[k]) / RATE_SCALE) where
+    amounts[k] = caps[k-1] * (rates[k] - rates[k-1]) + amounts[k-1] (minor units x RATE_SCALE):
+    the requirement is continuous across tier boundaries, Binance's maintenance amount."""
+
+    def __init__(self, spec, config):
+        settle = config.assets[spec.settle]
+        caps = tuple(settle.to_units(t.max_notional) for t in spec.tiers)
+        if not 0 < len(caps) <= MAX_TIERS:
+            raise ValueError(f"{spec.symbol}: 1 to {MAX_TIERS} margin tiers, not {len(caps)}")
+        self.caps = caps
+        self.leverages = tuple(t.max_leverage for t in spec.tiers)
+        self.rates = tuple(t.maintenance_rate for t in spec.tiers)
+        amount = 0
+        amounts = [amount]
+        for k in range(1, len(caps)):
+            amount += caps[k - 1] * (self.rates[k] - self.rates[k - 1])
+            amounts.append(amount)
+        self.amounts = tuple(amounts)
+        self.cap0, self.rate0 = caps[0], self.rates[0]
+        self.n = len(caps)
+        for k in range(self.n):
+            self.c_caps[k] = caps[k]
+            self.c_rates[k] = self.rates[k]
+            self.c_amounts[k] = self.amounts[k]
+            self.c_leverages[k] = self.leverages[k]
+
+    cdef int128_t mm(self, int128_t notional):
+        cdef int k = 0
+        if notional <= self.c_caps[0]:
+            return ceil_div(notional * self.c_rates[0], RS)
+        while k < self.n - 1 and notional > self.c_caps[k]:
+            k += 1
+        return -floor_div(self.c_amounts[k] - notional * self.c_rates[k], RS)
+
+    cdef int128_t cap_for(self, int64_t leverage):
+        cdef int128_t cap = 0
+        cdef int k
+        for k in range(self.n):
+            if self.c_leverages[k] >= leverage:
+                cap = self.c_caps[k]
+        return cap
+
+    def tier(self, notional) -> int:
+        caps = self.caps
+        k = 0
+        last = len(caps) - 1
+        while k < last and notional > caps[k]:
+            k += 1
+        return k
+
+    def maintenance(self, int128_t notional):
+        """Maintenance margin of a position of that notional (minor units), rounded up."""
+        return self.mm(notional)
+
+    def max_notional(self, int64_t leverage):
+        """The largest position notional that may use this leverage: the top of the last tier whose
+        maximum leverage allows it (0 if no tier does)."""
+        return self.cap_for(leverage)
+
+    def _price_range(self, k: int, per_tick: int) -> tuple:
+        """Prices (ticks) at which a position worth per_tick minor units a tick is in tier k."""
+        lo = self.caps[k - 1] // per_tick + 1 if k else 1
+        hi = self.caps[k] // per_tick if k < len(self.caps) - 1 else None
+        return lo, hi
+
+    def liquidation_price(self, size: int, upt: int, base: int):
+        """The tick at which a position of `size` lots gets liquidated, all else held fixed.
+
+        `base` is the account's equity less its other positions' maintenance, less this
+        position's value at price 0: at price p the equity less other maintenance is
+        base + size * upt * p, and the account is liquidatable when that is <= this position's
+        maintenance at p. That set of prices is a half-line; the answer is its end nearest the
+        mark: for a long the HIGHEST tick at or below which it is liquidatable (mark <= price),
+        for a short the LOWEST tick at or above which it is (mark >= price). None: a long that no
+        positive price liquidates. A short liquidatable at every price gives 1.
+
+        Per tier k (rate r, amount A): base + s*u*p <= ceil((a*u*p*r - A) / RS) holds, for whole
+        L = base + s*u*p, iff RS * (L - 1) < a*u*p*r - A; that is linear in p and solved exactly."""
+        a = abs(size)
+        per_tick = a * upt
+        best = None
+        for k in range(len(self.caps)):
+            r, amount = self.rates[k], self.amounts[k]
+            lo, hi = self._price_range(k, per_tick)
+            if size > 0:
+                # p * a*u*(RS - r) < RS - RS*base - A
+                c = RATE_SCALE - RATE_SCALE * base - amount
+                p = (c - 1) // (per_tick * (RATE_SCALE - r))
+                if hi is not None:
+                    p = min(p, hi)
+                if p >= lo and (best is None or p > best):
+                    best = p
+            else:
+                # p * a*u*(RS + r) > RS*(base - 1) + A
+                c = RATE_SCALE * (base - 1) + amount
+                p = max(c // (per_tick * (RATE_SCALE + r)) + 1, lo)
+                if (hi is None or p <= hi) and (best is None or p < best):
+                    best = p
+        return best
+
+
+cdef inline int128_t side_margin(int64_t position, int64_t lots, int64_t value, int64_t mark,
+                                 bint has_mark, bint buy, int64_t upt, int64_t leverage):
+    """Initial margin one side of an account's open orders in a symbol reserves (see order_margin)."""
+    cdef int64_t reducing, increasing
+    cdef int128_t im = 0, loss
+    if lots == 0:
+        return 0
+    reducing = -position if buy else position
+    increasing = lots - reducing if reducing > 0 else lots
+    if increasing > 0:
+        im = ceil_div(<int128_t>value * upt * increasing, <int128_t>lots * leverage)
+    if has_mark:
+        loss = <int128_t>value - <int128_t>lots * mark if buy else <int128_t>lots * mark - value
+        if loss > 0:
+            im += loss * upt
+    return im
+
+
+def order_margin(int64_t position, int64_t lots, int64_t value, mark, bint buy, int64_t upt,
+                 int64_t leverage):
+    """Initial margin one side of an account's open orders in a symbol reserves.
+
+    lots / value: the side's open quantity and sum(price x qty) in ticks x lots. The first
+    lots that would reduce the position (a buy against a short) are free; the rest pay
+    notional / leverage, pro rata to the side's value and rounded up. Orders priced worse than
+    the mark add their immediate loss, netted over the side: max(0, value - lots * mark) for bids,
+    max(0, lots * mark - value) for offers (BitMEX and Binance charge it the same way)."""
+    return side_margin(position, lots, value, 0 if mark is None else mark, mark is not None, buy,
+                       upt, leverage)
+
+
+cdef inline int128_t worst_notional(Position pos, int64_t upt, int64_t price, bint has_price,
+                                    bint buy, int128_t value):
+    """The position's notional if every order on one side filled: the position at `price` (the
+    mark; its entry value without one) plus the side's orders (value) at their prices."""
+    cdef int128_t held
+    if has_price:
+        held = <int128_t>pos.size * price
+    else:
+        held = pos.cost if pos.size >= 0 else -pos.cost
+    held = held + value if buy else held - value
+    return (held if held >= 0 else -held) * upt
+
+
+cdef class Position:
+
+    def __init__(self, int64_t leverage):
+        self.leverage = leverage
+        self.reduce_only = []
+
+    def signed_cost(self):
+        return self.cost if self.size >= 0 else -self.cost
+
+    def idle(self, int64_t default_leverage) -> bool:
+        return not (self.size or self.buy_qty or self.sell_qty) and self.leverage == default_leverage
+
+
+cdef class Account:
+
+    def __init__(self, account, bint professional, dict cash, int64_t cap):
+        self.id = account
+        self.professional = professional
+        self.cash = cash
+        self.positions = {}
+        self.leverage_cap = cap
+
+
+cdef class SymbolRisk:
+
+    def __init__(self, config, str symbol):
+        spec = config.instruments[symbol]
+        self.symbol = symbol
+        self.upt = config.units_per_ticklot(symbol)
+        self.tiers = TierTable(spec, config)
+        self.maker_fee = spec.maker_fee
+        self.taker_fee = spec.taker_fee
+        self.default_leverage = spec.default_leverage
+        self.max_leverage = spec.tiers[0].max_leverage
+        self.positions = {}
+
+
+cdef class MarginCore:
+
+    # ---- accounts and positions ----------------------------------------------------------------
+
+    def _leverage_default(self, Account acc, SymbolRisk sr):
+        return min(sr.default_leverage, acc.leverage_cap)
+
+    cdef Position position_of(self, Account acc, SymbolRisk sr):
+        pos = acc.positions.get(sr.symbol)
+        if pos is None:
+            pos = Position(min(sr.default_leverage, acc.leverage_cap))
+            acc.positions[sr.symbol] = pos
+            sr.positions[acc.id] = pos
+        return <Position>pos
+
+    def _position(self, Account acc, SymbolRisk sr) -> Position:
+        return self.position_of(acc, sr)
+
+    # ---- valuation -----------------------------------------------------------------------------
+
+    cdef tuple figures_of(self, Account acc):
+        cdef dict cash = acc.cash
+        cdef Position pos
+        cdef SymbolRisk sr
+        cdef int128_t upnl = 0, im = 0, mm = 0, notional, bids, offers
+        cdef int64_t size, mark, upt
+        cdef bint has_mark
+        coll = 0
+        for c in self.collateral:
+            amount = cash[c.asset]
+            if amount > 0:
+                coll += c.value(amount, self._index(c.symbol))
+        for symbol, p in acc.positions.items():
+            pos = <Position>p
+            sr = <SymbolRisk>self.symbols[symbol]
+            upt = sr.upt
+            size = pos.size
+            mark_obj = self._mark(symbol)
+            has_mark = mark_obj is not None
+            mark = mark_obj if has_mark else 0
+            if size:
+                if not has_mark:
+                    notional = <int128_t>pos.cost * upt
+                else:
+                    notional = <int128_t>(size if size > 0 else -size) * mark * upt
+                    upnl += (<int128_t>size * mark - (pos.cost if size > 0 else -pos.cost)) * upt
+                im += ceil_div(notional, pos.leverage)
+                mm += sr.tiers.mm(notional)
+            if pos.buy_qty or pos.sell_qty:
+                bids = side_margin(size, pos.buy_qty, pos.buy_value, mark, has_mark, True, upt,
+                                   pos.leverage)
+                offers = side_margin(size, pos.sell_qty, pos.sell_value, mark, has_mark, False, upt,
+                                     pos.leverage)
+                im += bids if bids > offers else offers
+        upnl_py = upnl
+        equity = cash[self.settle] + coll - self.lending.debts.get(acc.id, 0) + upnl_py
+        return equity, upnl_py, im, mm, coll
+
+    def _figures(self, Account acc) -> tuple:
+        """(equity, unrealised PnL, initial margin, maintenance margin, collateral value)."""
+        return self.figures_of(acc)
+
+    @staticmethod
+    def _worst_notional(Position pos, SymbolRisk sr, price, bint buy, int64_t lots,
+                        int128_t value):
+        """The position's notional if every order on one side filled: the position at `price`
+        (the mark; its entry value without one) plus the side's orders at their prices."""
+        return worst_notional(pos, sr.upt, 0 if price is None else price, price is not None, buy,
+                              value)
+
+    # ---- pre-trade -----------------------------------------------------------------------------
+
+    def check_order(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
+                    amended=0):
+        """Refuses an order (or, with `amended`, the new price and open quantity of that resting
+        order) the account could not carry: a reduce-only order that could increase the position
+        (with the account's other orders on that side), a position past its leverage's notional
+        cap, or initial margin above equity. An order that adds no initial margin (netted by the
+        other side, or reducing the position at a price no worse than the mark) always passes, and
+        a reduce-only order is never refused for margin: it is the way out of a position."""
+        cdef Account acc = <Account>self.accounts[account]
+        cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
+        cdef Position pos
+        cdef int64_t bq, bv, sq, sv, size, lots, value, now_lots, now_value, other_lots, other_value
+        cdef int64_t oqty, oprice, mark, upt, lev, room
+        cdef int128_t worst, cap, other, new, current
+        cdef bint buy = side == 0, has_mark
+        p = acc.positions.get(symbol)
+        pos = Position(min(sr.default_leverage, acc.leverage_cap)) if p is None else <Position>p
+        bq, bv, sq, sv = pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value
+        if amended:
+            order = self.orders[amended]
+            oprice, oqty = order[3], order[4]
+            reduce_only = order[5]
+            if order[2] == 0:
+                bq, bv = bq - oqty, bv - oprice * oqty
+            else:
+                sq, sv = sq - oqty, sv - oprice * oqty
+        size = pos.size
+        if reduce_only:
+            room = (-size if buy else size) - (bq if buy else sq)
+            if qty > room:
+                _reject(RejectCode.REDUCE_ONLY_WOULD_INCREASE,
+                        f"reduce-only order of {qty} lots could increase the position "
+                        f"(it and the other {'bids' if buy else 'offers'} may reduce "
+                        f"{max(room, 0)} more)")
+            return
+        # the order's side after it, that side now, and the other side (unchanged)
+        if buy:
+            lots, value = bq + qty, bv + price * qty
+            now_lots, now_value, other_lots, other_value = pos.buy_qty, pos.buy_value, sq, sv
+        else:
+            lots, value = sq + qty, sv + price * qty
+            now_lots, now_value, other_lots, other_value = pos.sell_qty, pos.sell_value, bq, bv
+        mark_obj = self._mark(symbol)
+        has_mark = mark_obj is not None
+        mark = mark_obj if has_mark else 0
+        upt, lev = sr.upt, pos.leverage
+        if (-size if buy else size) < lots:
+            # the side could increase the position (a side that only reduces it never breaks
+            # the risk limit, though its price may still add margin: its loss against the mark)
+            worst = worst_notional(pos, upt, mark, has_mark, buy, value)
+            cap = sr.tiers.cap_for(lev)
+            if worst > cap:
+                _reject(RejectCode.RISK_LIMIT_EXCEEDED,
+                        f"position and orders would reach {worst}, above the {cap} allowed at "
+                        f"{lev}x")
+        other = side_margin(size, other_lots, other_value, mark, has_mark, not buy, upt, lev)
+        new = side_margin(size, lots, value, mark, has_mark, buy, upt, lev)
+        if new <= other:
+            return                          # netted by the other side: the max is unchanged
+        current = side_margin(size, now_lots, now_value, mark, has_mark, buy, upt, lev)
+        if other > current:
+            current = other
+        if new <= current:
+            return
+        equity, _, im, _, _ = self.figures_of(acc)
+        need = im - <object>current + <object>new
+        if equity < need:
+            _reject(RejectCode.INSUFFICIENT_MARGIN,
+                    f"initial margin would be {need} with equity {equity}")
+
+    # ---- orders (the exchange reports what rests and what leaves the book) --------------------
+
+    cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty):
+        if side == 0:
+            pos.buy_qty += qty
+            pos.buy_value += price * qty
+        else:
+            pos.sell_qty += qty
+            pos.sell_value += price * qty
+
+    cdef forget(self, object order_id, list order, Position pos):
+        del self.orders[order_id]
+        if order[5]:
+            pos.reduce_only.remove(order_id)
+
+    def order_rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
+                     bint reduce_only):
+        cdef Position pos = self.position_of(<Account>self.accounts[account],
+                                             <SymbolRisk>self.symbols[symbol])
+        self.orders[order_id] = [account, symbol, side, price, qty, reduce_only]
+        self.add_order(pos, side, price, qty)
+        if reduce_only:
+            pos.reduce_only.append(order_id)    # its pre-trade check left it room
+        elif pos.reduce_only:
+            self.reduce_only_dirty.add((account, symbol))
+
+    def order_changed(self, order_id, state):
+        """After an amend: `state` is the book's order() tuple, or None if it left the book."""
+        cdef list order = self.orders[order_id]
+        cdef Position pos = (<Account>self.accounts[order[0]]).positions[order[1]]
+        self.add_order(pos, order[2], order[3], -<int64_t>order[4])
+        if state is None:
+            self.forget(order_id, order, pos)
+            return
+        order[3], order[4] = state[3], state[4]
+        self.add_order(pos, order[2], order[3], order[4])
+        if pos.reduce_only:
+            self.reduce_only_dirty.add((order[0], order[1]))
+
+    def order_closed(self, order_id):
+        """The order left the book (cancel, expiry, self-trade prevention, liquidation)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            return
+        cdef Position pos = (<Account>self.accounts[order[0]]).positions[order[1]]
+        self.add_order(pos, order[2], order[3], -<int64_t>order[4])
+        self.forget(order_id, order, pos)
+
+    # ---- settlement ----------------------------------------------------------------------------
+
+    def settle_fill(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
+                    maker_account, taker_account, int64_t maker_remaining, list events,
+                    taker_fee=None):
+        """Settles one trade for both sides (maker first) and updates the maker's resting order.
+        taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
+        cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
+        cdef list order = self.orders[maker_id]
+        cdef Position maker_pos = (<Account>self.accounts[maker_account]).positions[symbol]
+        self.add_order(maker_pos, order[2], price, -qty)
+        if maker_remaining:
+            order[4] = maker_remaining
+        else:
+            self.forget(maker_id, order, maker_pos)
+        self.trade(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id, events)
+        self.trade(sr, taker_account, taker_side == 0, price, qty,
+                   sr.taker_fee if taker_fee is None else taker_fee, taker_id, events)
+
+    def trade(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
+              int64_t fee_rate, order_id, list events):
+        """One side of a trade: the position, realised PnL and the fee, settled in cash. Also the
+        way the liquidation engine transfers positions outside the book (fee_rate 0)."""
+        cdef Account acc = <Account>self.accounts[account]
+        cdef Position pos = self.position_of(acc, sr)
+        cdef int64_t size = pos.size, held, removed
+        cdef int128_t realised = 0, fee
+        if size == 0 or (size > 0) == buy:
+            pos.cost += price * qty
+        else:
+            held = size if size > 0 else -size
+            if qty >= held:
+                realised = (<int128_t>price * held - pos.cost if size > 0
+                            else pos.cost - <int128_t>price * held)
+                pos.cost = price * (qty - held)
+            elif size > 0:
+                removed = <int64_t>ceil_div(<int128_t>pos.cost * qty, held)  # up: realised rounds down
+                realised = <int128_t>price * qty - removed
+                pos.cost -= removed
+            else:
+                removed = <int64_t>floor_div(<int128_t>pos.cost * qty, held)  # down: realised rounds down
+                realised = removed - <int128_t>price * qty
+                pos.cost -= removed
+            realised *= sr.upt
+            if pos.reduce_only:
+                self.reduce_only_dirty.add((account, sr.symbol))
+        pos.size = size + qty if buy else size - qty
+        fee = ceil_div(<int128_t>price * qty * sr.upt * fee_rate, RS)
+        cash = acc.cash
+        settle = self.settle
+        fee_py = fee
+        realised_py = realised
+        balance = cash[settle] + realised_py - fee_py
+        cash[settle] = balance
+        self.fees[settle] += fee_py
+        ex = self.exchange
+        events.append(_PositionChanged(ex.seq, ex.clock, account, sr.symbol, order_id, pos.size,
+                                       pos.cost, realised_py, fee_py, balance))

@@ -1,0 +1,79 @@
+# The contract of ext/_risk.pyx (the extension perpcore._risk): the per-account risk arithmetic of the
+# margin layer over C integers, the hot path of every order (pre-trade check) and every fill
+# (settlement).
+#
+# Units as in perpcore.risk: prices in ticks, sizes in lots, money in minor units of the settlement
+# asset, rates at RATE_SCALE (1e-8). Positions and open-order aggregates are int64 (the risk limits
+# bound them far below 2**63); products of money and rates are computed in 128-bit integers and come
+# out as Python ints, so no figure overflows or loses a unit. Balances (cash, collateral) stay Python
+# ints in the ledger's dicts: deposits are not bounded by anything the engine controls.
+#
+# Rounding as perpcore.risk states it: requirements round up, values credited round down.
+
+from libc.stdint cimport int64_t
+
+cdef extern from *:
+    ctypedef long long int128_t "__int128"
+
+cdef enum:
+    MAX_TIERS = 16     # tiers an instrument may have
+
+
+cdef class TierTable:
+    """An instrument's margin tiers in engine units (see perpcore.risk for the tier arithmetic)."""
+    cdef readonly tuple caps, leverages, rates, amounts
+    cdef readonly object cap0, rate0
+    cdef int n
+    cdef int128_t c_caps[MAX_TIERS]
+    cdef int128_t c_rates[MAX_TIERS]
+    cdef int128_t c_amounts[MAX_TIERS]
+    cdef int64_t c_leverages[MAX_TIERS]
+
+    cdef int128_t mm(self, int128_t notional)
+    cdef int128_t cap_for(self, int64_t leverage)
+
+
+cdef class Position:
+    """One account's net position in one symbol and the aggregate of its open orders there."""
+    cdef public int64_t size           # signed lots
+    cdef public int64_t cost           # entry value, ticks x lots, >= 0 (0 iff flat)
+    cdef public int64_t leverage
+    cdef public int64_t buy_qty, buy_value, sell_qty, sell_value   # open orders: lots, sum(price x lots)
+    cdef public list reduce_only       # open reduce-only order ids, oldest first
+
+
+cdef class Account:
+    cdef readonly object id
+    cdef public bint professional
+    cdef public dict cash              # the ledger's balance dict of the account (shared)
+    cdef public dict positions         # symbol -> Position
+    cdef public int64_t leverage_cap
+
+
+cdef class SymbolRisk:
+    """Per instrument: its margin parameters and the positions held in it."""
+    cdef readonly str symbol
+    cdef readonly int64_t upt
+    cdef readonly TierTable tiers
+    cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
+    cdef public dict positions         # account -> Position (any state)
+
+
+cdef class MarginCore:
+    """The hot half of perpcore.margin.Margin (its base class): valuation, the pre-trade check,
+    open-order bookkeeping and fill settlement."""
+    cdef public object exchange
+    cdef public str settle
+    cdef public dict accounts          # account -> Account
+    cdef public dict symbols           # symbol -> SymbolRisk
+    cdef public list collateral        # perpcore.risk.CollateralPrice, by asset
+    cdef public dict orders            # open order id -> [account, symbol, side, price, open qty, reduce_only]
+    cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
+    cdef public dict fees              # the fee account's balances
+    cdef public object lending
+    cdef public object _mark, _index   # pricing's mark_price / index_price
+
+    cdef tuple figures_of(self, Account acc)
+    cdef Position position_of(self, Account acc, SymbolRisk sr)
+    cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
+    cdef forget(self, object order_id, list order, Position pos)
