@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import msgspec
 import numpy as np
 
 from perpcore import _book
+from perpcore._levels import LevelSetter, Step
 from perpcore.config import (BTC_TIERS, ETH_TIERS, RATE_SCALE, AssetSpec, InstrumentSpec,
                              VenueConfig)
 from perpcore.exchange import Market
@@ -54,12 +56,26 @@ def binance_config() -> VenueConfig:
 
 # The decoded lines stay until the replay ends: as Structs without GC tracking (gc=False) and the
 # diffs' level lists left raw until applied, the cyclic GC has next to nothing to traverse (it took
-# a third of the replay).
+# a third of the replay). A line is decoded once, straight to what its stream carries.
+
+T = TypeVar("T")
+
+
+class _Message(msgspec.Struct, Generic[T], gc=False):
+    """A combined-stream message ({"stream": name, "data": T}) whose stream carries T."""
+    data: T
+
 
 class _Stream(msgspec.Struct, gc=False):
-    """A line of a capture: a combined-stream message, or (no stream) the REST snapshot."""
+    """A line's stream name ("" for a line with no stream: the REST snapshot)."""
     stream: str = ""
-    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Snapshot(msgspec.Struct, gc=False):
+    """A line with no stream: the REST depth snapshot when it has an update id."""
+    lastUpdateId: int | None = None
+    bids: msgspec.Raw = msgspec.Raw(b"[]")      # [[price, qty], ...] as text
+    asks: msgspec.Raw = msgspec.Raw(b"[]")
 
 
 class _Depth(msgspec.Struct, gc=False):
@@ -68,6 +84,10 @@ class _Depth(msgspec.Struct, gc=False):
     pu: int
     b: msgspec.Raw      # [[price, qty], ...] as text
     a: msgspec.Raw
+
+
+class _UpdateId(msgspec.Struct, gc=False):
+    u: int
 
 
 class _Ticker(msgspec.Struct, gc=False):
@@ -85,32 +105,39 @@ class _Trade(msgspec.Struct, gc=False):
 
 # what a capture line is to replay(); _CLOCK: nothing but its time
 _CLOCK, _TICKER, _SNAPSHOT, _DEPTH, _TRADE, _SPOT_TRADE = range(6)
+_PREFIX = b'{"stream":"'      # how a combined-stream message starts, its stream's name next
 
 
 def read_capture(path: Path, spot: bool = False) -> list[tuple[int, int, object]]:
     """(local receive time ns, kind, message) per line, a message decoded only as far as replay()
-    reads it: typed Structs for depth diffs, bookTickers and trades, a dict for a line with no
-    stream (the REST snapshot); of a spot capture only the trades (the rest: _CLOCK, None)."""
-    envelope = msgspec.json.Decoder(_Stream).decode
-    decoders = {_DEPTH: msgspec.json.Decoder(_Depth).decode,
-                _TICKER: msgspec.json.Decoder(_Ticker).decode,
-                _TRADE: msgspec.json.Decoder(_Trade).decode}
+    reads it: typed Structs for depth diffs, trades and the REST snapshot, a bookTicker's line
+    left as JSON text (replay() reads the update ids of all and the prices of a few); of a spot
+    capture only the trades (the rest: _CLOCK, None)."""
+    decoders = {_DEPTH: msgspec.json.Decoder(_Message[_Depth]).decode,
+                _TRADE: msgspec.json.Decoder(_Message[_Trade]).decode}
     decoders[_SPOT_TRADE] = decoders[_TRADE]
-    kinds: dict[str, int] = {}          # stream name -> kind, worked out once per stream
+    stream_of = msgspec.json.Decoder(_Stream).decode
+    kinds: dict[bytes, int] = {}        # a stream name's text -> kind, worked out once per stream
     out = []
     append = out.append
     for line in gzip.decompress(path.read_bytes()).splitlines():
         ts, _, payload = line.partition(b" ")
-        msg = envelope(payload)
-        kind = kinds.get(msg.stream)
-        if kind is None:
-            kind = kinds[msg.stream] = _kind(msg.stream, spot)
+        # the kind is read off the stream's name, which leads the message: no decode for it
+        if payload.startswith(_PREFIX):
+            name = payload[len(_PREFIX):payload.index(b'"', len(_PREFIX))]
+            kind = kinds.get(name)
+            if kind is None:
+                kind = kinds[name] = _kind(stream_of(payload).stream, spot)
+        else:
+            kind = _kind(stream_of(payload).stream, spot)
         if kind == _CLOCK:
             append((int(ts), _CLOCK, None))
+        elif kind == _TICKER:
+            append((int(ts), _TICKER, payload))
         elif kind == _SNAPSHOT:
-            append((int(ts), _SNAPSHOT, msgspec.json.decode(payload)))
+            append((int(ts), _SNAPSHOT, msgspec.json.decode(payload, type=_Snapshot)))
         else:
-            append((int(ts), kind, decoders[kind](msg.data)))
+            append((int(ts), kind, decoders[kind](payload).data))
     return out
 
 
@@ -139,70 +166,43 @@ class _Units(dict):
         return n
 
 
+def _json(levels) -> bytes | msgspec.Raw:
+    """A level list as JSON text: as it came (bytes, msgspec.Raw) or encoded ([[price, qty], ...])."""
+    return levels if isinstance(levels, (bytes, msgspec.Raw)) else msgspec.json.encode(levels)
+
+
 class LevelBook:
     """A depth-diff book kept in a Cython OrderBook: one order per (side, price), quantity = the
-    level's. The order id encodes side and price so a level is found without a map."""
+    level's, set in C from the messages' JSON text (perpcore._levels)."""
 
     def __init__(self, spec: InstrumentSpec, book: _book.OrderBook):
         self.spec = spec
         self.book = book
         self.last_update = None         # `u` of the last applied diff (or the snapshot's id)
         self.gaps = 0                   # diffs whose `pu` did not continue the chain
-        self._ticks = _Units(spec.to_ticks)
-        self._lots = _Units(spec.to_lots)
-
-    def ticks(self, price: str) -> int:
-        return self._ticks[price]
-
-    def lots(self, qty: str) -> int:
-        return self._lots[qty]
-
-    def set_level(self, side: int, price: int, qty: int) -> None:
-        order_id = 2 * price + side
-        if not qty:
-            self.book.cancel(order_id)      # UNKNOWN_ORDER when the level is not there: no change
-        elif self.book.amend(order_id, price, qty) == _book.UNKNOWN_ORDER:
-            self._add(order_id, qty)
-
-    def _add(self, order_id: int, qty: int) -> None:
-        price, side = divmod(order_id, 2)
-        # post-only: a level that would cross the other side is a broken feed, never a trade
-        status = self.book.place(order_id, _MAKER, side, price, qty, _book.POST_ONLY, 0, 0)
-        if status < 0:
-            raise ValueError(f"level {price} x {qty} on side {side} crosses the book")
+        self.ticks = Step(spec.tick_size, spec.to_ticks)
+        self.lots = Step(spec.lot_size, spec.to_lots)
+        self._set = LevelSetter(book, self.ticks, self.lots, _MAKER).set_levels
 
     def load_snapshot(self, snap: dict) -> None:
-        for side, key in ((_book.BUY, "bids"), (_book.SELL, "asks")):
-            for price, qty in snap[key]:
-                self.set_level(side, self.ticks(price), self.lots(qty))
+        """A REST depth snapshot ({"lastUpdateId", "bids", "asks"}): its levels set as one diff."""
+        self._set(_json(snap["bids"]), _json(snap["asks"]))
         self.last_update = snap["lastUpdateId"]
 
     def apply(self, diff: dict) -> bool:
         """Applies a depth diff (a dict with Binance's keys) if it follows the book (Binance's
         USDⓈ-M rules); False if it is older than the book."""
-        return self.update(diff["U"], diff["u"], diff["pu"], diff["b"], diff["a"])
+        return self.update(diff["U"], diff["u"], diff["pu"], _json(diff["b"]), _json(diff["a"]))
 
     def update(self, first: int, last: int, prev: int, bids, asks) -> bool:
         """apply() of a diff's first and last update ids, the previous diff's last, and its
-        [price, qty] text pairs. Removals go first so a level moving across the spread never
-        crosses; set_level() inline, a diff sets some 70 levels."""
+        [[price, qty], ...] lists as JSON text. Removals go first so a level moving across the
+        spread never crosses (LevelSetter.set_levels)."""
         if last < self.last_update:
             return False
         if prev != self.last_update and not first <= self.last_update <= last:
             self.gaps += 1
-        ticks, lots, book = self._ticks, self._lots, self.book
-        kept = []
-        for side, levels in ((_book.BUY, bids), (_book.SELL, asks)):
-            for price, qty in levels:
-                n = lots[qty]
-                if n:
-                    kept.append((2 * ticks[price] + side, n))
-                else:
-                    book.cancel(2 * ticks[price] + side)
-        unknown = _book.UNKNOWN_ORDER
-        for order_id, n in kept:
-            if book.amend(order_id, order_id >> 1, n) == unknown:
-                self._add(order_id, n)
+        self._set(bids, asks)
         self.last_update = last
         return True
 
@@ -291,7 +291,7 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
     rows = []
     events: list = []
     spot_trades = perp_trades = diffs = 0
-    book, ticks, lots = levels.book, levels._ticks, levels._lots
+    book, ticks, lots = levels.book, _Units(levels.ticks), _Units(levels.lots)
     # a spot price between two ticks rounds half to even: the index is a reference, not a fill
     index_ticks = _Units(lambda p: int((Decimal(p) / spec.tick_size)
                                        .to_integral_value(ROUND_HALF_EVEN)))
@@ -302,10 +302,8 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
         rows.append((t, state.index, state.mark, mid, state.last_trade, state.last_premium,
                      state.predicted if state.index is not None else None))
 
-    pairs = msgspec.json.Decoder(list[tuple[str, str]]).decode
-
     def apply(diff: _Depth) -> bool:
-        if not levels.update(diff.U, diff.u, diff.pu, pairs(diff.b), pairs(diff.a)):
+        if not levels.update(diff.U, diff.u, diff.pu, diff.b, diff.a):
             return False
         tops[diff.u] = levels.top()
         return True
@@ -340,7 +338,7 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
     usdm = read_capture(usdm_path)
     # the bookTickers after the snapshot, compared once the book is rebuilt
     start = next((i for i, (_, kind, msg) in enumerate(usdm)
-                  if kind == _SNAPSHOT and "lastUpdateId" in msg), len(usdm))
+                  if kind == _SNAPSHOT and msg.lastUpdateId is not None), len(usdm))
     tickers = [msg for _, kind, msg in usdm[start:] if kind == _TICKER]
     # both captures in time order, the USDⓈ-M line first at an equal time (each file is in
     # receive order, so the stable sort is a linear merge)
@@ -377,8 +375,8 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
             if trade is not None:
                 publish_trade()
             pricing.set_index(symbol, SOURCE, index_ticks[msg.p], events)
-        elif kind == _SNAPSHOT and "lastUpdateId" in msg:
-            levels.load_snapshot(msg)
+        elif kind == _SNAPSHOT and msg.lastUpdateId is not None:
+            levels.load_snapshot(msgspec.structs.asdict(msg))
             diffs += sum(apply(diff) for diff in pending)
             pending.clear()
         events.clear()      # the series are read from the state; nothing downstream listens
@@ -386,9 +384,12 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
     if trade is not None:
         publish_trade()
     agreement.tickers = len(tickers)
-    for msg in tickers:
-        rebuilt = tops.get(msg.u)
+    update_id = msgspec.json.Decoder(_Message[_UpdateId]).decode
+    ticker = msgspec.json.Decoder(_Message[_Ticker]).decode
+    for payload in tickers:
+        rebuilt = tops.get(update_id(payload).data.u)
         if rebuilt is not None:
+            msg = ticker(payload).data
             top = (ticks[msg.b], lots[msg.B], ticks[msg.a], lots[msg.A])
             agreement.compared += 1
             agreement.prices_agree += (rebuilt[0], rebuilt[2]) == (top[0], top[2])
