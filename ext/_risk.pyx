@@ -21,7 +21,7 @@ cdef inline int128_t ceil_div(int128_t a, int128_t b):
     return -floor_div(-a, b)
 
 
-cdef _reject(code, str reason):
+cdef reject(code, str reason):
     # exchange imports the margin layer; the reverse import waits for the (cold) refusal path
     from perpcore.exchange import Rejection
     raise Rejection(code, reason)
@@ -314,7 +314,7 @@ cdef class MarginCore:
         if reduce_only:
             room = (-size if buy else size) - (bq if buy else sq)
             if qty > room:
-                _reject(RejectCode.REDUCE_ONLY_WOULD_INCREASE,
+                reject(RejectCode.REDUCE_ONLY_WOULD_INCREASE,
                         f"reduce-only order of {qty} lots could increase the position "
                         f"(it and the other {'bids' if buy else 'offers'} may reduce "
                         f"{max(room, 0)} more)")
@@ -336,7 +336,7 @@ cdef class MarginCore:
             worst = worst_notional(pos, upt, mark, has_mark, buy, value)
             cap = sr.tiers.cap_for(lev)
             if worst > cap:
-                _reject(RejectCode.RISK_LIMIT_EXCEEDED,
+                reject(RejectCode.RISK_LIMIT_EXCEEDED,
                         f"position and orders would reach {worst}, above the {cap} allowed at "
                         f"{lev}x")
         other = side_margin(size, other_lots, other_value, mark, has_mark, not buy, upt, lev)
@@ -351,7 +351,7 @@ cdef class MarginCore:
         equity, _, im, _, _ = self.figures_of(acc)
         need = im - <object>current + <object>new
         if equity < need:
-            _reject(RejectCode.INSUFFICIENT_MARGIN,
+            reject(RejectCode.INSUFFICIENT_MARGIN,
                     f"initial margin would be {need} with equity {equity}")
 
     # ---- orders (the exchange reports what rests and what leaves the book) --------------------

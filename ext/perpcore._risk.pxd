@@ -15,6 +15,9 @@ from libc.stdint cimport int64_t
 cdef extern from *:
     ctypedef long long int128_t "__int128"
 
+
+cdef reject(code, str reason)      # raises perpcore.exchange.Rejection(code, reason)
+
 cdef enum:
     MAX_TIERS = 16     # tiers an instrument may have
 

@@ -8,27 +8,19 @@ checks changes anything.
 from __future__ import annotations
 
 import hashlib
-from enum import IntEnum
 from functools import partial
 
 import msgspec
 
 from perpcore import _book
 from perpcore import messages as m
-from perpcore.config import RATE_SCALE, VenueConfig
+from perpcore.config import VenueConfig
+from perpcore._orders import OrderEntry
 from perpcore.messages import CancelReason, RejectCode
 from perpcore.liquidation import Liquidation
 from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
 from perpcore.triggers import Triggers
-
-_BOOK_TIF = {m.TimeInForce.GTC: _book.GTC, m.TimeInForce.IOC: _book.IOC,
-             m.TimeInForce.FOK: _book.FOK, m.TimeInForce.POST_ONLY: _book.POST_ONLY}
-_MATCHING_REJECTS = {
-    _book.POST_ONLY_WOULD_TAKE: (RejectCode.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity"),
-    _book.FOK_UNFILLABLE: (RejectCode.FOK_UNFILLABLE, "fill-or-kill order cannot be filled completely"),
-    _book.DUPLICATE_CLIENT_ID: (RejectCode.DUPLICATE_CLIENT_ORDER_ID, "client order id already open"),
-}
 
 
 class Rejection(Exception):
@@ -79,9 +71,7 @@ class BookView:
         return len(self._book)
 
 
-# The integer types a command field may hold: a float, NaN, bool or None is refused.
-_INT_TYPES = frozenset({int, *(cls for cls in vars(m).values()
-                              if isinstance(cls, type) and issubclass(cls, IntEnum))})
+_INT_TYPES = m.INT_TYPES
 
 
 def _ints(*values) -> bool:
@@ -113,11 +103,19 @@ class Exchange:
         self.margin = self.components["margin"] = Margin(self)
         self.liquidation = self.components["liquidation"] = Liquidation(self)
         self.triggers = self.components["triggers"] = Triggers(self)
+        # the order commands' stages 1-4 run in Cython (perpcore._orders); its checks serve the
+        # other commands and the trigger layer too
+        entry = self._entry = OrderEntry(self, self.markets, self._professional, self.margin,
+                                         self.triggers)
+        self._place_order = entry.place
+        self._known_account = entry.require_account
+        self._market = entry.require_market
+        self._check_price_qty = entry.require_price_qty
         self._handlers = {
             m.CreateAccount: self._create_account,
-            m.PlaceOrder: self._place_order,
-            m.CancelOrder: self._cancel_order,
-            m.AmendOrder: self._amend_order,
+            m.PlaceOrder: entry.place,
+            m.CancelOrder: entry.cancel,
+            m.AmendOrder: entry.amend,
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,
@@ -221,209 +219,13 @@ class Exchange:
         self._known_account(cmd.account)
         apply(cmd, events)
 
-    def _known_account(self, account) -> None:
-        if not _ints(account):
-            raise Rejection(RejectCode.MALFORMED, "account must be an integer")
-        if account not in self._professional:
-            raise Rejection(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
-
-    def _market(self, symbol) -> Market:
-        market = self.markets.get(symbol) if type(symbol) is str else None
-        if market is None:
-            raise Rejection(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
-        return market
-
-    # ---- orders --------------------------------------------------------------------------------
-
-    def _check_price_qty(self, market: Market, price: int, qty: int) -> None:
-        spec = market.spec
-        if price <= 0:
-            raise Rejection(RejectCode.INVALID_PRICE, f"price {price} must be positive")
-        if price > spec.max_price:
-            raise Rejection(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {spec.max_price} ticks")
-        if price % spec.price_step:
-            raise Rejection(RejectCode.PRICE_NOT_TICK_MULTIPLE,
-                            f"price {price} is not a multiple of {spec.price_step} ticks")
-        if qty <= 0:
-            raise Rejection(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
-        if qty > spec.max_qty:
-            raise Rejection(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {spec.max_qty} lots")
-        if qty % spec.qty_step:
-            raise Rejection(RejectCode.QTY_NOT_LOT_MULTIPLE,
-                            f"quantity {qty} is not a multiple of {spec.qty_step} lots")
-
-    def _place_order(self, cmd: m.PlaceOrder, events: list, order_id: int = 0) -> None:
-        """`order_id`: a conditional order's, given when it was accepted, as it fires."""
-        market = self._market(cmd.symbol)
-        self._known_account(cmd.account)
-        if not _ints(cmd.side, cmd.qty, cmd.price, cmd.order_type, cmd.tif, cmd.stp,
-                     cmd.client_order_id) or type(cmd.reduce_only) is not bool:
-            raise Rejection(RejectCode.MALFORMED, "order fields must be integers")
-        if cmd.side not in (0, 1) or cmd.order_type not in (0, 1) or not 0 <= cmd.tif <= 3 \
-                or not 0 <= cmd.stp <= 3 or cmd.client_order_id < 0:
-            raise Rejection(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
-        if cmd.trigger:
-            return self.triggers.place(market, cmd, events)
-        spec = market.spec
-        book = market.book
-        price, tif = cmd.price, cmd.tif
-        if cmd.order_type == m.OrderType.MARKET:
-            # a market order is an IOC (or FOK) limited at its protection price
-            if tif != m.TimeInForce.FOK:
-                tif = m.TimeInForce.IOC
-            touch = book.best_ask() if cmd.side == m.Side.BUY else book.best_bid()
-            if touch is None:
-                raise Rejection(RejectCode.NO_LIQUIDITY, "no opposite side for a market order")
-            if price == 0:
-                band = spec.market_protection
-                if cmd.side == m.Side.BUY:
-                    price = min(touch * (RATE_SCALE + band) // RATE_SCALE, spec.max_price)
-                else:
-                    price = max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
-                price -= price % spec.price_step
-            notional_price = touch
-        else:
-            notional_price = price
-        self._check_price_qty(market, price, cmd.qty)
-        if notional_price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
-            raise Rejection(RejectCode.BELOW_MIN_NOTIONAL,
-                            f"notional below {spec.min_notional} {spec.settle}")
-        if spec.professional_only and not self._professional[cmd.account]:
-            raise Rejection(RejectCode.NOT_ELIGIBLE,
-                            f"{spec.symbol} is offered to professional investors only")
-        if cmd.client_order_id and (
-                book.find_client(cmd.account, cmd.client_order_id) is not None
-                or self.triggers.live and self.triggers.has_client(cmd.account, cmd.client_order_id)):
-            raise Rejection(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
-                            f"client order id {cmd.client_order_id} is already open")
-        self.margin.check_order(cmd.account, spec.symbol, cmd.side, notional_price, cmd.qty,
-                                cmd.reduce_only)
-        self._advance_to(cmd.ts, events)
-
-        fresh = not order_id
-        if fresh:
-            order_id = self._next_order_id
-        status = book.place(order_id, cmd.account, cmd.side, price, cmd.qty, _BOOK_TIF[tif],
-                            cmd.stp, cmd.client_order_id)
-        if status < 0:
-            code, reason = _MATCHING_REJECTS[status]
-            raise Rejection(code, reason)
-        if fresh:
-            self._next_order_id += 1
-        events.append(m.OrderAccepted(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
-                                      cmd.client_order_id, cmd.side, price, cmd.qty,
-                                      cmd.order_type, tif))
-        remaining = self._fill_events(market, cmd.side, cmd.qty, events)
-        if status == _book.RESTING:
-            self.margin.order_rested(order_id, cmd.account, spec.symbol, cmd.side, price,
-                                     remaining, cmd.reduce_only)
-        elif remaining and (status == _book.EXPIRED or status == _book.STP_EXPIRED):
-            events.append(m.OrderCancelled(
-                self.seq, self.clock, cmd.account, cmd.symbol, order_id, remaining,
-                CancelReason.EXPIRED if status == _book.EXPIRED else CancelReason.SELF_TRADE))
-
-    def _fill_events(self, market: Market, taker_side: m.Side, taker_qty: int, events: list,
-                     taker_fee: int | None = None) -> int:
-        """Turns the book's records of the last call into events; returns the taker's open qty.
-        taker_fee overrides the instrument's taker rate."""
-        if not market.book.fill_count:
-            return taker_qty
-        symbol = market.spec.symbol
-        seq, ts = self.seq, self.clock
-        remaining = taker_qty
-        margin = self.margin
-        for kind, maker_id, taker_id, maker_acc, taker_acc, price, qty, maker_rem, taker_rem \
-                in market.book.fills():
-            if kind == _book.TRADE:
-                events.append(m.OrderFilled(seq, ts, symbol, price, qty, taker_side,
-                                            maker_id, taker_id, maker_acc, taker_acc,
-                                            maker_rem, taker_rem))
-                # stage 4: positions, realised PnL and fees of both sides
-                margin.settle_fill(symbol, price, qty, taker_side, maker_id, taker_id, maker_acc,
-                                   taker_acc, maker_rem, events, taker_fee)
-            else:
-                events.append(m.OrderCancelled(seq, ts, maker_acc, symbol, maker_id, qty,
-                                               CancelReason.SELF_TRADE))
-                margin.order_closed(maker_id)
-            remaining = taker_rem
-        return remaining
-
     def place_internal(self, account: int, symbol: str, side: m.Side, price: int, qty: int,
                        events: list, taker_fee: int | None = None) -> int:
         """An IOC limit order the venue places for an account (the liquidation engine): no
         pre-trade checks, settled like any other; returns its order id."""
-        market = self.markets[symbol]
-        order_id = self._next_order_id
-        self._next_order_id += 1
-        status = market.book.place(order_id, account, side, price, qty, _book.IOC, 0, 0)
-        events.append(m.OrderAccepted(self.seq, self.clock, account, symbol, order_id, 0, side,
-                                      price, qty, m.OrderType.LIMIT, m.TimeInForce.IOC))
-        remaining = self._fill_events(market, side, qty, events, taker_fee)
-        if remaining:
-            events.append(m.OrderCancelled(
-                self.seq, self.clock, account, symbol, order_id, remaining,
-                CancelReason.EXPIRED if status == _book.EXPIRED else CancelReason.SELF_TRADE))
-        return order_id
+        return self._entry.place_internal(account, symbol, side, price, qty, events, taker_fee)
 
-    def _owned_order(self, market: Market, cmd) -> tuple:
-        """The open order a cancel or amend names, if it belongs to the command's account."""
-        self._known_account(cmd.account)
-        if not _ints(cmd.order_id, getattr(cmd, "client_order_id", 0)):
-            raise Rejection(RejectCode.MALFORMED, "order ids must be integers")
-        order_id = cmd.order_id
-        if not order_id and getattr(cmd, "client_order_id", 0):
-            order_id = market.book.find_client(cmd.account, cmd.client_order_id) or 0
-        state = market.book.order(order_id) if order_id > 0 else None
-        if state is None or state[1] != cmd.account:
-            raise Rejection(RejectCode.UNKNOWN_ORDER, "no such open order for this account")
-        return state
-
-    def _cancel_order(self, cmd: m.CancelOrder, events: list) -> None:
-        market = self._market(cmd.symbol)
-        if self.triggers.live:
-            self._known_account(cmd.account)
-            if not _ints(cmd.order_id, cmd.client_order_id):
-                raise Rejection(RejectCode.MALFORMED, "order ids must be integers")
-            waiting = self.triggers.find(cmd.account, cmd.symbol, cmd.order_id,
-                                         cmd.client_order_id)
-            if waiting:
-                self._advance_to(cmd.ts, events)
-                self.triggers.cancel(waiting, CancelReason.USER, events)
-                return
-        order_id = self._owned_order(market, cmd)[0]
-        self._advance_to(cmd.ts, events)
-        open_qty = market.book.cancel(order_id)
-        self.margin.order_closed(order_id)
-        events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
-                                       open_qty, CancelReason.USER))
-
-    def _amend_order(self, cmd: m.AmendOrder, events: list) -> None:
-        market = self._market(cmd.symbol)
-        order_id, _, side, old_price, open_qty, filled, _, _ = self._owned_order(market, cmd)
-        if not _ints(cmd.price, cmd.qty):
-            raise Rejection(RejectCode.MALFORMED, "price and quantity must be integers")
-        self._check_price_qty(market, cmd.price, cmd.qty)
-        if cmd.qty <= filled:
-            raise Rejection(RejectCode.INVALID_QTY,
-                            f"new quantity {cmd.qty} must exceed the {filled} already filled")
-        if cmd.price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
-            raise Rejection(RejectCode.BELOW_MIN_NOTIONAL,
-                            f"notional below {market.spec.min_notional} {market.spec.settle}")
-        self.margin.check_order(cmd.account, cmd.symbol, side, cmd.price, cmd.qty - filled, False,
-                                amended=order_id)
-        self._advance_to(cmd.ts, events)
-        status = market.book.amend(order_id, cmd.price, cmd.qty)
-        if status < 0:
-            code, reason = _MATCHING_REJECTS[status]
-            raise Rejection(code, reason)
-        kept = cmd.price == old_price and cmd.qty <= filled + open_qty
-        events.append(m.OrderAmended(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
-                                     cmd.price, cmd.qty, kept))
-        remaining = self._fill_events(market, m.Side(side), cmd.qty - filled, events)
-        self.margin.order_changed(order_id, market.book.order(order_id))
-        if remaining and status == _book.STP_EXPIRED:
-            events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, cmd.symbol, order_id,
-                                           remaining, CancelReason.SELF_TRADE))
+    # ---- orders --------------------------------------------------------------------------------
 
     def _cancel_all(self, cmd: m.CancelAll, events: list) -> None:
         self._known_account(cmd.account)
@@ -538,7 +340,7 @@ class Exchange:
         ex.seq = snap["seq"]
         ex.clock = state["clock"]
         ex._next_order_id = state["next_order_id"]
-        ex._professional = {account: professional for account, professional in state["accounts"]}
+        ex._professional.update(state["accounts"])      # the order entry holds this dict
         for symbol, orders in state["books"]:
             ex.markets[symbol].book.load(orders)
         for name, component in ex.components.items():

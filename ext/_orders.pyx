@@ -1,0 +1,289 @@
+# Order entry: validation, the pre-trade check, matching and settlement of the order commands. See
+# perpcore._orders.pxd for the contract.
+from libc.stdint cimport int64_t
+
+from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
+                             ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
+                             OrderBook)
+from perpcore._risk cimport MarginCore, reject
+
+from perpcore import messages as m
+from perpcore.config import RATE_SCALE
+from perpcore.messages import CancelReason, RejectCode
+
+cdef frozenset INT_TYPES = m.INT_TYPES
+cdef object OrderAccepted = m.OrderAccepted
+cdef object OrderFilled = m.OrderFilled
+cdef object OrderCancelled = m.OrderCancelled
+cdef object OrderAmended = m.OrderAmended
+cdef object Side = m.Side
+cdef object LIMIT = m.OrderType.LIMIT
+cdef object MARKET = m.OrderType.MARKET
+cdef object IOC = m.TimeInForce.IOC
+cdef object FOK = m.TimeInForce.FOK
+cdef object USER = CancelReason.USER
+cdef object EXPIRED = CancelReason.EXPIRED
+cdef object SELF_TRADE = CancelReason.SELF_TRADE
+# the book's time-in-force codes are the messages' values
+assert [int(t) for t in m.TimeInForce] == [0, 1, 2, 3] and TIF_IOC == int(IOC)
+
+cdef dict MATCHING_REJECTS = {
+    ST_POST_ONLY_WOULD_TAKE: (RejectCode.POST_ONLY_WOULD_TAKE,
+                              "post-only order would take liquidity"),
+    ST_FOK_UNFILLABLE: (RejectCode.FOK_UNFILLABLE, "fill-or-kill order cannot be filled completely"),
+    ST_DUPLICATE_CLIENT_ID: (RejectCode.DUPLICATE_CLIENT_ORDER_ID, "client order id already open"),
+}
+cdef object ID_LIMIT = 2 ** 63         # ids and client ids are int64 in the book
+
+
+cdef inline bint is_int(value):
+    return type(value) in INT_TYPES
+
+
+cdef inline void refuse_status(int status) except *:
+    code, reason = MATCHING_REJECTS[status]
+    reject(code, reason)
+
+
+cdef class OrderEntry:
+
+    def __init__(self, exchange, dict markets, dict professional, MarginCore margin, triggers):
+        self.ex = exchange
+        self.markets = markets
+        self.professional = professional
+        self.margin = margin
+        self.triggers = triggers
+
+    # ---- validation shared by the commands -----------------------------------------------------
+
+    cdef object market_of(self, symbol):
+        market = self.markets.get(symbol) if type(symbol) is str else None
+        if market is None:
+            reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        return market
+
+    cdef void known_account(self, account) except *:
+        if not is_int(account):
+            reject(RejectCode.MALFORMED, "account must be an integer")
+        if account not in self.professional:
+            reject(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
+
+    cdef void check_price_qty(self, market, price, qty) except *:
+        spec = market.spec
+        if price <= 0:
+            reject(RejectCode.INVALID_PRICE, f"price {price} must be positive")
+        if price > spec.max_price:
+            reject(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {spec.max_price} ticks")
+        if price % spec.price_step:
+            reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
+                   f"price {price} is not a multiple of {spec.price_step} ticks")
+        if qty <= 0:
+            reject(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
+        if qty > spec.max_qty:
+            reject(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {spec.max_qty} lots")
+        if qty % spec.qty_step:
+            reject(RejectCode.QTY_NOT_LOT_MULTIPLE,
+                   f"quantity {qty} is not a multiple of {spec.qty_step} lots")
+
+    def require_market(self, symbol):
+        """The Market of a symbol, or UNKNOWN_SYMBOL."""
+        return self.market_of(symbol)
+
+    def require_account(self, account):
+        """Refuses an account that is not an integer (MALFORMED) or does not exist."""
+        self.known_account(account)
+
+    def require_price_qty(self, market, price, qty):
+        """Refuses a price or quantity outside the instrument's range or steps."""
+        self.check_price_qty(market, price, qty)
+
+    cdef tuple owned_order(self, market, cmd):
+        """The book's tuple of the open order a cancel or amend names, if it is the account's."""
+        cdef OrderBook book = <OrderBook>market.book
+        account = cmd.account
+        self.known_account(account)
+        order_id = cmd.order_id
+        client_id = getattr(cmd, "client_order_id", 0)
+        if not (is_int(order_id) and is_int(client_id)):
+            reject(RejectCode.MALFORMED, "order ids must be integers")
+        if not order_id and 0 < client_id < ID_LIMIT:
+            order_id = book.find_client(account, client_id) or 0
+        state = book.order(order_id) if 0 < order_id < ID_LIMIT else None
+        if state is None or state[1] != account:
+            reject(RejectCode.UNKNOWN_ORDER, "no such open order for this account")
+        return state
+
+    # ---- the commands --------------------------------------------------------------------------
+
+    def place(self, cmd, list events, order_id=0):
+        """PlaceOrder. `order_id`: a conditional order's, given when it was accepted, as it fires."""
+        market = self.market_of(cmd.symbol)
+        account = cmd.account
+        self.known_account(account)
+        side, qty, price, order_type = cmd.side, cmd.qty, cmd.price, cmd.order_type
+        tif, stp, client_id, reduce_only = cmd.tif, cmd.stp, cmd.client_order_id, cmd.reduce_only
+        if not (is_int(side) and is_int(qty) and is_int(price) and is_int(order_type)
+                and is_int(tif) and is_int(stp) and is_int(client_id)) \
+                or type(reduce_only) is not bool:
+            reject(RejectCode.MALFORMED, "order fields must be integers")
+        if side not in (0, 1) or order_type not in (0, 1) or not 0 <= tif <= 3 \
+                or not 0 <= stp <= 3 or not 0 <= client_id < ID_LIMIT:
+            reject(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
+        if cmd.trigger:
+            return self.triggers.place(market, cmd, events)
+        spec = market.spec
+        cdef OrderBook book = <OrderBook>market.book
+        if order_type == MARKET:
+            # a market order is an IOC (or FOK) limited at its protection price
+            if tif != FOK:
+                tif = IOC
+            touch = book.best_ask() if side == 0 else book.best_bid()
+            if touch is None:
+                reject(RejectCode.NO_LIQUIDITY, "no opposite side for a market order")
+            if price == 0:
+                band = spec.market_protection
+                if side == 0:
+                    price = min(touch * (RATE_SCALE + band) // RATE_SCALE, spec.max_price)
+                else:
+                    price = max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
+                price -= price % spec.price_step
+            notional_price = touch
+        else:
+            notional_price = price
+        self.check_price_qty(market, price, qty)
+        if notional_price * qty * market.units_per_ticklot < market.min_notional_units:
+            reject(RejectCode.BELOW_MIN_NOTIONAL, f"notional below {spec.min_notional} {spec.settle}")
+        if spec.professional_only and not self.professional[account]:
+            reject(RejectCode.NOT_ELIGIBLE, f"{spec.symbol} is offered to professional investors only")
+        triggers = self.triggers
+        if client_id and (book.find_client(account, client_id) is not None
+                          or triggers.live and triggers.has_client(account, client_id)):
+            reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
+                   f"client order id {client_id} is already open")
+        symbol = spec.symbol
+        self.margin.check_order(account, symbol, side, notional_price, qty, reduce_only)
+        ex = self.ex
+        ex._advance_to(cmd.ts, events)
+
+        fresh = not order_id
+        if fresh:
+            order_id = ex._next_order_id
+        book.n_fills = 0
+        cdef int status = book._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
+        if status < 0:
+            refuse_status(status)
+        if fresh:
+            ex._next_order_id = order_id + 1
+        events.append(OrderAccepted(ex.seq, ex.clock, account, cmd.symbol, order_id, client_id,
+                                    side, price, qty, order_type, tif))
+        remaining = self.fill_events(market, book, side, qty, events, None)
+        if status == ST_RESTING:
+            self.margin.order_rested(order_id, account, symbol, side, price, remaining, reduce_only)
+        elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
+            events.append(OrderCancelled(ex.seq, ex.clock, account, cmd.symbol, order_id, remaining,
+                                         EXPIRED if status == ST_EXPIRED else SELF_TRADE))
+
+    def cancel(self, cmd, list events):
+        """CancelOrder: a resting order, or a conditional one still waiting."""
+        market = self.market_of(cmd.symbol)
+        triggers = self.triggers
+        ex = self.ex
+        if triggers.live:
+            self.known_account(cmd.account)
+            if not (is_int(cmd.order_id) and is_int(cmd.client_order_id)):
+                reject(RejectCode.MALFORMED, "order ids must be integers")
+            waiting = triggers.find(cmd.account, cmd.symbol, cmd.order_id, cmd.client_order_id)
+            if waiting:
+                ex._advance_to(cmd.ts, events)
+                triggers.cancel(waiting, USER, events)
+                return
+        order_id = self.owned_order(market, cmd)[0]
+        ex._advance_to(cmd.ts, events)
+        cdef OrderBook book = <OrderBook>market.book
+        book.n_fills = 0
+        open_qty = book._cancel(order_id)
+        self.margin.order_closed(order_id)
+        events.append(OrderCancelled(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, open_qty,
+                                     USER))
+
+    def amend(self, cmd, list events):
+        """AmendOrder: new price and total quantity (see the book's amend rules)."""
+        market = self.market_of(cmd.symbol)
+        order_id, _, side, old_price, open_qty, filled, _, _ = self.owned_order(market, cmd)
+        price, qty = cmd.price, cmd.qty
+        if not (is_int(price) and is_int(qty)):
+            reject(RejectCode.MALFORMED, "price and quantity must be integers")
+        self.check_price_qty(market, price, qty)
+        if qty <= filled:
+            reject(RejectCode.INVALID_QTY,
+                   f"new quantity {qty} must exceed the {filled} already filled")
+        if price * qty * market.units_per_ticklot < market.min_notional_units:
+            reject(RejectCode.BELOW_MIN_NOTIONAL,
+                   f"notional below {market.spec.min_notional} {market.spec.settle}")
+        self.margin.check_order(cmd.account, cmd.symbol, side, price, qty - filled, False,
+                                amended=order_id)
+        ex = self.ex
+        ex._advance_to(cmd.ts, events)
+        cdef OrderBook book = <OrderBook>market.book
+        book.n_fills = 0
+        cdef int status = book._amend(order_id, price, qty)
+        if status < 0:
+            refuse_status(status)
+        kept = price == old_price and qty <= filled + open_qty
+        events.append(OrderAmended(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, price, qty,
+                                   kept))
+        remaining = self.fill_events(market, book, Side(side), qty - filled, events, None)
+        self.margin.order_changed(order_id, book.order(order_id))
+        if remaining and status == ST_STP_EXPIRED:
+            events.append(OrderCancelled(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id,
+                                         remaining, SELF_TRADE))
+
+    def place_internal(self, account, str symbol, side, int64_t price, int64_t qty, list events,
+                       taker_fee=None):
+        """An IOC limit order the venue places for an account (the liquidation engine): no
+        pre-trade checks, settled like any other; returns its order id."""
+        market = self.markets[symbol]
+        cdef OrderBook book = <OrderBook>market.book
+        ex = self.ex
+        order_id = ex._next_order_id
+        ex._next_order_id = order_id + 1
+        book.n_fills = 0
+        cdef int status = book._place(order_id, account, side, price, qty, TIF_IOC, 0, 0, 0)
+        events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, 0, side, price,
+                                    qty, LIMIT, IOC))
+        remaining = self.fill_events(market, book, side, qty, events, taker_fee)
+        if remaining:
+            events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
+                                         EXPIRED if status == ST_EXPIRED else SELF_TRADE))
+        return order_id
+
+    # ---- settlement ----------------------------------------------------------------------------
+
+    cdef int64_t fill_events(self, market, OrderBook book, taker_side, int64_t taker_qty,
+                             list events, taker_fee) except? -1:
+        """Turns the book's records of the last call into events and settles each trade; returns
+        the taker's open quantity. taker_fee overrides the instrument's taker rate."""
+        cdef int64_t i, n = book.n_fills, remaining = taker_qty
+        cdef Fill f
+        if not n:
+            return remaining
+        symbol = market.spec.symbol
+        ex = self.ex
+        seq, ts = ex.seq, ex.clock
+        margin = self.margin
+        for i in range(n):
+            f = book.fills_buf[i]
+            if f.kind == EV_TRADE:
+                events.append(OrderFilled(seq, ts, symbol, f.price, f.qty, taker_side, f.maker_id,
+                                          f.taker_id, f.maker_account, f.taker_account,
+                                          f.maker_remaining, f.taker_remaining))
+                # stage 4: positions, realised PnL and fees of both sides
+                margin.settle_fill(symbol, f.price, f.qty, taker_side, f.maker_id, f.taker_id,
+                                   f.maker_account, f.taker_account, f.maker_remaining, events,
+                                   taker_fee)
+            else:
+                events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
+                                             SELF_TRADE))
+                margin.order_closed(f.maker_id)
+            remaining = f.taker_remaining
+        return remaining

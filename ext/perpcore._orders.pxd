@@ -1,0 +1,28 @@
+# The contract of ext/_orders.pyx (the extension perpcore._orders): order entry, the hot path of the
+# Exchange. PlaceOrder, CancelOrder and AmendOrder go through validation (stage 1), the pre-trade
+# margin check (stage 2, perpcore._risk), matching (stage 3, perpcore._book) and settlement of each
+# fill (stage 4, perpcore._risk) here, in that order; a stage that refuses raises
+# perpcore.exchange.Rejection before anything changed. The Exchange keeps the sequence, the clock,
+# the accounts and the later stages (prices, triggers, loans, liquidation) and calls in per command.
+#
+# The events, the checks and their reject codes are exactly those documented in perpcore.exchange.
+
+from libc.stdint cimport int64_t
+
+from perpcore._book cimport OrderBook
+from perpcore._risk cimport MarginCore
+
+
+cdef class OrderEntry:
+    cdef object ex                     # the Exchange: seq, clock, _next_order_id, _advance_to
+    cdef dict markets                  # symbol -> perpcore.exchange.Market
+    cdef dict professional             # account -> professional (the Exchange's own dict)
+    cdef MarginCore margin
+    cdef object triggers
+
+    cdef object market_of(self, symbol)
+    cdef void known_account(self, account) except *
+    cdef void check_price_qty(self, market, price, qty) except *
+    cdef tuple owned_order(self, market, cmd)
+    cdef int64_t fill_events(self, market, OrderBook book, taker_side, int64_t taker_qty,
+                             list events, taker_fee) except? -1
