@@ -40,6 +40,11 @@ cdef inline bint is_int(value):
     return type(value) in INT_TYPES
 
 
+cdef inline void advance(ex, ts, list events) except *:
+    if ts > ex.clock:       # the clock's hooks run only when time moves
+        ex._advance_to(ts, events)
+
+
 cdef inline void refuse_status(int status) except *:
     code, reason = MATCHING_REJECTS[status]
     reject(code, reason)
@@ -161,9 +166,9 @@ cdef class OrderEntry:
             reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                    f"client order id {client_id} is already open")
         symbol = spec.symbol
-        self.margin.check_order(account, symbol, side, notional_price, qty, reduce_only)
+        self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0)
         ex = self.ex
-        ex._advance_to(cmd.ts, events)
+        advance(ex, cmd.ts, events)
 
         fresh = not order_id
         if fresh:
@@ -178,7 +183,7 @@ cdef class OrderEntry:
                                     side, price, qty, order_type, tif))
         remaining = self.fill_events(market, book, side, qty, events, None)
         if status == ST_RESTING:
-            self.margin.order_rested(order_id, account, symbol, side, price, remaining, reduce_only)
+            self.margin.rested(order_id, account, symbol, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
             events.append(OrderCancelled(ex.seq, ex.clock, account, cmd.symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
@@ -194,15 +199,15 @@ cdef class OrderEntry:
                 reject(RejectCode.MALFORMED, "order ids must be integers")
             waiting = triggers.find(cmd.account, cmd.symbol, cmd.order_id, cmd.client_order_id)
             if waiting:
-                ex._advance_to(cmd.ts, events)
+                advance(ex, cmd.ts, events)
                 triggers.cancel(waiting, USER, events)
                 return
         order_id = self.owned_order(market, cmd)[0]
-        ex._advance_to(cmd.ts, events)
+        advance(ex, cmd.ts, events)
         cdef OrderBook book = <OrderBook>market.book
         book.n_fills = 0
         open_qty = book._cancel(order_id)
-        self.margin.order_closed(order_id)
+        self.margin.closed(order_id)
         events.append(OrderCancelled(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, open_qty,
                                      USER))
 
@@ -220,10 +225,9 @@ cdef class OrderEntry:
         if price * qty * market.units_per_ticklot < market.min_notional_units:
             reject(RejectCode.BELOW_MIN_NOTIONAL,
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
-        self.margin.check_order(cmd.account, cmd.symbol, side, price, qty - filled, False,
-                                amended=order_id)
+        self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id)
         ex = self.ex
-        ex._advance_to(cmd.ts, events)
+        advance(ex, cmd.ts, events)
         cdef OrderBook book = <OrderBook>market.book
         book.n_fills = 0
         cdef int status = book._amend(order_id, price, qty)
@@ -270,7 +274,7 @@ cdef class OrderEntry:
         symbol = market.spec.symbol
         ex = self.ex
         seq, ts = ex.seq, ex.clock
-        margin = self.margin
+        cdef MarginCore margin = self.margin
         for i in range(n):
             f = book.fills_buf[i]
             if f.kind == EV_TRADE:
@@ -278,12 +282,12 @@ cdef class OrderEntry:
                                           f.taker_id, f.maker_account, f.taker_account,
                                           f.maker_remaining, f.taker_remaining))
                 # stage 4: positions, realised PnL and fees of both sides
-                margin.settle_fill(symbol, f.price, f.qty, taker_side, f.maker_id, f.taker_id,
-                                   f.maker_account, f.taker_account, f.maker_remaining, events,
-                                   taker_fee)
+                margin.settle_trade(symbol, f.price, f.qty, taker_side, f.maker_id, f.taker_id,
+                                    f.maker_account, f.taker_account, f.maker_remaining, events,
+                                    taker_fee)
             else:
                 events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
                                              SELF_TRADE))
-                margin.order_closed(f.maker_id)
+                margin.closed(f.maker_id)
             remaining = f.taker_remaining
         return remaining

@@ -249,7 +249,7 @@ cdef class MarginCore:
             sr = <SymbolRisk>self.symbols[symbol]
             upt = sr.upt
             size = pos.size
-            mark_obj = self._mark(symbol)
+            mark_obj = sr.prices.mark
             has_mark = mark_obj is not None
             mark = mark_obj if has_mark else 0
             if size:
@@ -292,6 +292,10 @@ cdef class MarginCore:
         cap, or initial margin above equity. An order that adds no initial margin (netted by the
         other side, or reducing the position at a price no worse than the mark) always passes, and
         a reduce-only order is never refused for margin: it is the way out of a position."""
+        self.check(account, symbol, side, price, qty, reduce_only, amended)
+
+    cdef check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
+               amended):
         cdef Account acc = <Account>self.accounts[account]
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position pos
@@ -326,7 +330,7 @@ cdef class MarginCore:
         else:
             lots, value = sq + qty, sv + price * qty
             now_lots, now_value, other_lots, other_value = pos.sell_qty, pos.sell_value, bq, bv
-        mark_obj = self._mark(symbol)
+        mark_obj = sr.prices.mark
         has_mark = mark_obj is not None
         mark = mark_obj if has_mark else 0
         upt, lev = sr.upt, pos.leverage
@@ -371,6 +375,10 @@ cdef class MarginCore:
 
     def order_rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
                      bint reduce_only):
+        self.rested(order_id, account, symbol, side, price, qty, reduce_only)
+
+    cdef rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
+                bint reduce_only):
         cdef Position pos = self.position_of(<Account>self.accounts[account],
                                              <SymbolRisk>self.symbols[symbol])
         self.orders[order_id] = [account, symbol, side, price, qty, reduce_only]
@@ -395,6 +403,9 @@ cdef class MarginCore:
 
     def order_closed(self, order_id):
         """The order left the book (cancel, expiry, self-trade prevention, liquidation)."""
+        self.closed(order_id)
+
+    cdef closed(self, order_id):
         order = self.orders.get(order_id)
         if order is None:
             return
@@ -409,6 +420,12 @@ cdef class MarginCore:
                     taker_fee=None):
         """Settles one trade for both sides (maker first) and updates the maker's resting order.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
+        self.settle_trade(symbol, price, qty, taker_side, maker_id, taker_id, maker_account,
+                          taker_account, maker_remaining, events, taker_fee)
+
+    cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
+                      maker_account, taker_account, int64_t maker_remaining, list events,
+                      taker_fee):
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef list order = self.orders[maker_id]
         cdef Position maker_pos = (<Account>self.accounts[maker_account]).positions[symbol]
@@ -417,14 +434,19 @@ cdef class MarginCore:
             order[4] = maker_remaining
         else:
             self.forget(maker_id, order, maker_pos)
-        self.trade(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id, events)
-        self.trade(sr, taker_account, taker_side == 0, price, qty,
-                   sr.taker_fee if taker_fee is None else taker_fee, taker_id, events)
+        self.trade_side(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id,
+                        events)
+        self.trade_side(sr, taker_account, taker_side == 0, price, qty,
+                        sr.taker_fee if taker_fee is None else taker_fee, taker_id, events)
 
     def trade(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
               int64_t fee_rate, order_id, list events):
         """One side of a trade: the position, realised PnL and the fee, settled in cash. Also the
         way the liquidation engine transfers positions outside the book (fee_rate 0)."""
+        self.trade_side(sr, account, buy, price, qty, fee_rate, order_id, events)
+
+    cdef trade_side(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
+                    int64_t fee_rate, order_id, list events):
         cdef Account acc = <Account>self.accounts[account]
         cdef Position pos = self.position_of(acc, sr)
         cdef int64_t size = pos.size, held, removed

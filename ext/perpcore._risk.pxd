@@ -60,6 +60,7 @@ cdef class SymbolRisk:
     cdef readonly TierTable tiers
     cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
     cdef public dict positions         # account -> Position (any state)
+    cdef public object prices          # pricing's state of the symbol: .mark (ticks or None)
 
 
 cdef class MarginCore:
@@ -80,3 +81,14 @@ cdef class MarginCore:
     cdef Position position_of(self, Account acc, SymbolRisk sr)
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
     cdef forget(self, object order_id, list order, Position pos)
+    # the C entries of check_order, order_rested, order_closed, settle_fill and trade
+    cdef check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
+               amended)
+    cdef rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
+                bint reduce_only)
+    cdef closed(self, order_id)
+    cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
+                      maker_account, taker_account, int64_t maker_remaining, list events,
+                      taker_fee)
+    cdef trade_side(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
+                    int64_t fee_rate, order_id, list events)

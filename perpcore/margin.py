@@ -101,6 +101,8 @@ class Margin(MarginCore):
         self.fees = self.ledger.venue["fee_account"]
         self.insurance = self.ledger.venue["insurance_fund"]
         self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
+        for symbol, sr in self.symbols.items():
+            sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
         self.collateral = [CollateralPrice(config, a) for a in sorted(config.margin.haircuts)]
         self.max_ltv = config.margin.max_ltv
         self.warning_ltv = config.margin.warning_ltv

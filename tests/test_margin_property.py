@@ -323,21 +323,25 @@ class MarginMachine(RuleBasedStateMachine):
         margin = self.margin
         marks = {s: self.ex.mark_price(s) for s in SYMBOLS}
         views = [(a, self.ex.account(a)) for a in ACCOUNTS]
-        real = margin._mark
+        prices = {s: margin.symbols[s].prices for s in SYMBOLS}     # what the margin layer reads
+
+        def mark_at(symbol, price):
+            for s in SYMBOLS:
+                prices[s].mark = price if s == symbol else marks[s]
         try:
             for a, view in views:
                 for p in view.positions:
                     if not p.size or p.liquidation_price is None:
                         continue
                     price, step = p.liquidation_price, (1 if p.size > 0 else -1)
-                    margin._mark = {**marks, p.symbol: price}.get
+                    mark_at(p.symbol, price)
                     assert margin.liquidatable(a), (a, p)
                     beyond = price + step
                     if beyond >= 1:
-                        margin._mark = {**marks, p.symbol: beyond}.get
+                        mark_at(p.symbol, beyond)
                         assert not margin.liquidatable(a), (a, p)
         finally:
-            margin._mark = real
+            mark_at(None, None)
 
 
 def before_size(view, symbol):

@@ -61,10 +61,10 @@ def test_the_liquidation_price_is_where_the_account_becomes_liquidatable():
     v.price(ETH, 310000)
     margin = v.ex.margin
     # the margin rule at hypothetical ETH marks (the liquidation engine would act on real ones)
-    marks = {BTC: 620000, ETH: 1486905}
-    margin._mark = marks.get
+    eth = margin.symbols[ETH].prices        # the pricing state the margin layer reads
+    eth.mark = 1486905
     assert not margin.liquidatable(TRADER)
-    marks[ETH] = 1486906
+    eth.mark = 1486906
     f = margin.figures(TRADER)
     # equity 74,877.5 - 74,345.30 = 532.20; maintenance 124 + 483.24445 - 75 = 532.24445
     assert (f["equity"], f["maintenance_margin"]) == (usd(532.2), usd(532.24445))
