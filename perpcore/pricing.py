@@ -45,24 +45,88 @@ def index_price(quotes: list[tuple[int, int]], cap: int) -> int:
     return max(1, round(total / sum(w for _, w in quotes)))
 
 
-def fair_price(index: int, rate: int, time_to_funding: int, interval: int) -> Fraction:
-    """P1 (BitMEX's fair price): index x (1 + rate x time to funding / interval)."""
+def round_half_even(num: int, den: int) -> int:
+    """num / den (den > 0) to the nearest integer, a tie to the even one (as round(Fraction))."""
+    q, r = divmod(num, den)
+    r += r
+    return q + 1 if r > den or r == den and q & 1 else q
+
+
+def fair_price(index: int, rate: int, time_to_funding: int, interval: int) -> int:
+    """P1 (BitMEX's fair price): index x (1 + rate x time to funding / interval), rate at
+    RATE_SCALE; rounded half to even."""
     scale = RATE_SCALE * interval
-    return Fraction(index) * (scale + rate * time_to_funding) / scale
+    return round_half_even(index * (scale + rate * time_to_funding), scale)
 
 
-def mark_price(method: str, index: int, p1: Fraction, p2: Fraction, last: int | None,
-               bid: int | None, ask: int | None) -> int:
-    """The mark by method, rounded half to even to a whole tick (at least 1). Missing inputs (no
-    trade yet, an empty side) drop out of a median."""
-    if method == "bitmex":
+def fair_price_span(index: int, rate: int, time_to_funding: int,
+                    interval: int) -> tuple[int, int, int]:
+    """(P1, shortest, longest): the rounded fair price at time_to_funding, and the range of times
+    to funding [shortest, longest] over which it is the same (P1 is linear in it)."""
+    p1 = fair_price(index, rate, time_to_funding, interval)
+    scale = RATE_SCALE * interval
+    # 2 x scale x P1(u) = a + b x u stays in [(2 p1 - 1) x scale, (2 p1 + 1) x scale], ends
+    # included when p1 is even (half to even): lo <= b x u <= hi
+    a, b = 2 * index * scale, 2 * index * rate
+    if not b:
+        return p1, -_NEVER, _NEVER
+    lo, hi = (2 * p1 - 1) * scale - a, (2 * p1 + 1) * scale - a
+    if b < 0:
+        lo, hi, b = -hi, -lo, -b
+    if p1 & 1:      # open ends: lo < b x u < hi
+        return p1, lo // b + 1, -(-hi // b) - 1
+    return p1, -(-lo // b), hi // b
+
+
+def basis_price(index: int, basis_sum: int, samples: int) -> int:
+    """P2: index + the mean of `samples` basis samples (mid - index, in half ticks) summing to
+    basis_sum, rounded half to even; the index alone with no sample."""
+    return round_half_even(2 * samples * index + basis_sum, 2 * samples) if samples else index
+
+
+def median_mark(method: str, index: int, p1: int, p2: int, last: int | None, bid: int | None,
+                ask: int | None) -> int | None:
+    """The mark by method from the rounded P1 and P2 where it is a median of three: rounding is
+    monotone, so it commutes with that median (each input rounded on its own is exact). None
+    where the method takes the mean of two instead (no trade yet; no bid, ask or trade)."""
+    if method == "binance":
+        if last is None:
+            return None
+        lo, hi = (p1, p2) if p1 <= p2 else (p2, p1)
+        value = lo if last <= lo else hi if last >= hi else last     # the middle one of three
+    elif method == "bitmex":
         value = p1
-    elif method == "binance":
-        value = median([x for x in (p1, p2, last) if x is not None])
     else:  # hyperliquid: median(oracle + MA(mid - oracle), median(bid, ask, last), oracle)
-        local = [x for x in (bid, ask, last) if x is not None]
-        value = median([p2, index] + ([median(local)] if local else []))
-    return max(1, round(value))
+        local = sorted(x for x in (bid, ask, last) if x is not None)
+        if not local:
+            return None
+        # an even count's median is the mean of the two: a half tick, rounded
+        near = local[len(local) // 2] if len(local) % 2 else round_half_even(local[0] + local[1], 2)
+        value = sorted((p2, near, index))[1]
+    return value if value > 1 else 1
+
+
+def mark_price(method: str, index: int, rate: int, time_to_funding: int, interval: int,
+               basis_sum: int, samples: int, last: int | None, bid: int | None,
+               ask: int | None) -> int:
+    """The mark by method, rounded half to even to a whole tick (at least 1), exact in integers:
+    "binance" median(P1, P2, last trade), "bitmex" P1, "hyperliquid" median(P2, median(bid, ask,
+    last), index). Missing inputs (no trade yet, an empty side) drop out of a median; the mean of
+    two is rounded once, from the exact sum."""
+    mark = median_mark(method, index, fair_price(index, rate, time_to_funding, interval),
+                       basis_price(index, basis_sum, samples), last, bid, ask)
+    if mark is not None:
+        return mark
+    d2 = 2 * samples or 1       # P2 = (d2 x index + basis_sum) / d2
+    if not samples:
+        basis_sum = 0
+    if method == "binance":     # mean(P1, P2) over the denominator 2 x scale x d2
+        scale = RATE_SCALE * interval
+        value = round_half_even(index * (scale + rate * time_to_funding) * d2
+                                + (d2 * index + basis_sum) * scale, 2 * scale * d2)
+    else:                       # mean(P2, index)
+        value = round_half_even(2 * d2 * index + basis_sum, 2 * d2)
+    return value if value > 1 else 1
 
 
 class SymbolPricing:
@@ -70,7 +134,8 @@ class SymbolPricing:
     __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
                  "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
                  "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
-                 "interest", "clamp", "cap", "published")
+                 "interest", "clamp", "cap", "published", "book_moves", "p1", "p2", "p_from",
+                 "p_until")
 
     def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int):
         self.symbol = symbol
@@ -98,6 +163,11 @@ class SymbolPricing:
         self.next_funding = 0                               # 0 until the first index price
         self.history: list[tuple[int, int, int]] = []       # (ts, rate, mark) per settlement
         self.published = (None, False, None)                # (mark, stale, (rate, next funding))
+        self.book_moves = spec.mark_method == "hyperliquid"   # the book alone moves the mark
+        # the rounded P1 and P2, which hold for t in [p_from, p_until] while the index, rate,
+        # funding time and basis stay; moved() empties the range when any of those changes
+        self.p1 = self.p2 = 0
+        self.moved()
 
     # ---- index ---------------------------------------------------------------------------------
 
@@ -133,6 +203,7 @@ class SymbolPricing:
             return False
         self.index = value
         self.index_stale = False
+        self.moved()
         events.append(m.IndexPriceUpdated(seq, t, self.symbol, value, len(fresh)))
         return True
 
@@ -168,34 +239,53 @@ class SymbolPricing:
                 basis.append(value)
                 self.basis_sum += value
             added = True
+        if added:
+            self.moved()
         return added
 
     # ---- mark ----------------------------------------------------------------------------------
 
+    def moved(self) -> None:
+        """The index, the predicted rate, the funding time or the basis changed: P1 and P2 are
+        worked out afresh at the next mark."""
+        self.p_from, self.p_until = _NEVER, -_NEVER
+
     def compute_mark(self, t: int) -> int | None:
-        if self.index is None:
+        index = self.index
+        if index is None:
             return None
         spec = self.spec
-        index = self.index
-        ttf = self.next_funding - t
-        p1 = fair_price(index, self.predicted, ttf, spec.funding_interval_ns)
-        n = len(self.basis)
-        p2 = index + Fraction(self.basis_sum, 2 * n) if n else Fraction(index)
-        return mark_price(spec.mark_method, index, p1, p2, self.last_trade,
-                          self.book.best_bid(), self.book.best_ask())
+        if not self.p_from <= t <= self.p_until:
+            nf = self.next_funding
+            self.p1, shortest, longest = fair_price_span(index, self.predicted, nf - t,
+                                                         spec.funding_interval_ns)
+            self.p_from, self.p_until = nf - longest, nf - shortest
+            self.p2 = basis_price(index, self.basis_sum, len(self.basis))
+        bid = ask = None
+        if self.book_moves:
+            bid, ask = self.book.best_bid(), self.book.best_ask()
+        mark = median_mark(spec.mark_method, index, self.p1, self.p2, self.last_trade, bid, ask)
+        if mark is None:    # a mean of two: exact from the unrounded inputs
+            mark = mark_price(spec.mark_method, index, self.predicted, self.next_funding - t,
+                              spec.funding_interval_ns, self.basis_sum, len(self.basis),
+                              self.last_trade, bid, ask)
+        return mark
 
     def publish(self, seq: int, t: int, events: list) -> None:
         """Recomputes the mark; emits MarkPriceUpdated / FundingRateUpdated for what changed."""
-        self.mark = self.compute_mark(t)
-        mark, stale, rate = self.published
-        if self.mark is not None and (self.mark != mark or self.index_stale != stale):
-            events.append(m.MarkPriceUpdated(seq, t, self.symbol, self.mark, self.index,
-                                             self.index_stale))
+        mark = self.mark = self.compute_mark(t)
+        old, stale, rate = self.published
+        if mark != old or self.index_stale != stale:
+            if mark is not None:
+                events.append(m.MarkPriceUpdated(seq, t, self.symbol, mark, self.index,
+                                                 self.index_stale))
+        elif rate is not None and rate[0] == self.predicted and rate[1] == self.next_funding:
+            return      # nothing changed (the common case: a trade at an unchanged mark)
         now_rate = (self.predicted, self.next_funding)
         if self.index is not None and now_rate != rate:
             events.append(m.FundingRateUpdated(seq, t, self.symbol, self.predicted,
                                                self.next_funding))
-        self.published = (self.mark, self.index_stale, now_rate)
+        self.published = (mark, self.index_stale, now_rate)
 
     # ---- funding -------------------------------------------------------------------------------
 
@@ -220,6 +310,7 @@ class SymbolPricing:
         self.premium.reset()
         self.predicted = funding.funding_rate(0, self.interest, self.clamp, self.cap)
         self.next_funding = t + self.spec.funding_interval_ns
+        self.moved()
 
     # ---- snapshots -----------------------------------------------------------------------------
 
@@ -250,9 +341,12 @@ class SymbolPricing:
         self.history = [tuple(h) for h in data["history"]]
         mark, stale, rate = data["published"]
         self.published = (mark, stale, tuple(rate) if rate else None)
+        self.moved()
 
 
-# the events that change a book without a trade (stage 5 looks for them)
+# the events stage 5 looks for: trades, and those that change a book without one (only when a book
+# alone moves some mark: hyperliquid's)
+_FILLED = m.OrderFilled
 _BOOK_EVENTS = frozenset({m.OrderAccepted, m.OrderCancelled, m.OrderAmended})
 
 
@@ -279,6 +373,8 @@ class Pricing:
             # the cap rounds toward zero: it never allows more than k x maintenance
             cap = spec.funding_cap or spec.funding_cap_k * top.maintenance_rate // RATE_SCALE
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap)
+        # stage 5 watches the books' own events only when some mark moves with its book alone
+        self.book_moves = any(s.book_moves for s in self.symbols.values())
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -309,6 +405,7 @@ class Pricing:
         if not state.next_funding:           # the funding clock starts with the first price
             interval = state.spec.funding_interval_ns
             state.next_funding = (t // interval + 1) * interval
+            state.moved()
         if state.update_index(ex.seq, t, events):
             state.publish(ex.seq, t, events)
 
@@ -346,23 +443,26 @@ class Pricing:
 
     def after_command(self, events: list) -> None:
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
-        touched = {}
-        filled = m.OrderFilled
+        touched = None      # symbol -> its last trade price (None: only its book moved)
         for e in events:        # every event of a command (100,000 at a funding settlement)
-            t = type(e)
-            if t is filled:
+            if type(e) is _FILLED:
+                if touched is None:
+                    touched = {}
                 touched[e.symbol] = e.price
-            elif t in _BOOK_EVENTS:
+            elif self.book_moves and type(e) in _BOOK_EVENTS:
+                if touched is None:
+                    touched = {}
                 touched.setdefault(e.symbol, None)
-        for symbol in sorted(touched):
-            self.market_moved(symbol, touched[symbol], events)
+        if touched is not None:
+            for symbol in sorted(touched):
+                self.market_moved(symbol, touched[symbol], events)
 
     def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:
         """The symbol's book changed, with a last trade at last_trade (None: no trade)."""
         s = self.symbols[symbol]
         if last_trade is not None:
             s.last_trade = last_trade
-        elif s.spec.mark_method != "hyperliquid":
+        elif not s.book_moves:
             return      # the book alone moves only the hyperliquid mark
         s.publish(self.exchange.seq, self.exchange.clock, events)
 
