@@ -40,7 +40,7 @@ cdef inline bint is_int(value):
     return type(value) in INT_TYPES
 
 
-cdef inline void advance(ex, ts, list events) except *:
+cdef inline void advance(ExchangeCore ex, ts, list events) except *:
     if ts > ex.clock:       # the clock's hooks run only when time moves
         ex._advance_to(ts, events)
 
@@ -50,9 +50,71 @@ cdef inline void refuse_status(int status) except *:
     reject(code, reason)
 
 
+class Rejection(Exception):
+    """Raised inside a stage to refuse a command; submit() turns it into one OrderRejected."""
+
+    def __init__(self, code, str reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+cdef object OrderRejected = m.OrderRejected
+cdef object STALE_TIMESTAMP = RejectCode.STALE_TIMESTAMP
+
+
+cdef echo(cmd, str field, kind):
+    """A field of a refused command to repeat in the rejection, if it has the right type."""
+    value = getattr(cmd, field, kind())
+    return value if is_int(value) or type(value) is kind is str else kind()
+
+
+cdef class ExchangeCore:
+
+    def submit(self, cmd, seq=None):
+        """Applies one command and returns its events, in order.
+
+        `seq`, when given, is the sequence number the command already carries (a journal, a
+        replicated log): it must be the next one, or the command is refused as replayed or out of
+        order and nothing is applied."""
+        if seq is not None and seq != self.seq + 1:
+            code = RejectCode.SEQUENCE_REPLAYED if seq <= self.seq else RejectCode.SEQUENCE_GAP
+            return [OrderRejected(self.seq, self.clock, code,
+                                  f"sequence {seq} is not the next ({self.seq + 1})")]
+        self.seq += 1
+        handler = self._handlers.get(type(cmd))
+        cdef list events
+        try:
+            if handler is None:
+                reject(RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}")
+            events = []
+            ts = getattr(cmd, "ts", 0)
+            if ts:
+                if type(ts) is not int or not 0 < ts < ID_LIMIT:
+                    reject(RejectCode.MALFORMED, "ts must be a positive 64-bit integer")
+                if ts < self.clock:
+                    reject(STALE_TIMESTAMP, f"command time {ts} is before exchange time {self.clock}")
+            handler(cmd, events)
+            margin = self.margin
+            if margin.reduce_only_dirty:
+                self._trim_reduce_only(events)
+            self._pricing.after_command(events)     # stage 5: the last trade or book moved the mark
+            triggers = self.triggers
+            if triggers.live:
+                triggers.after_command(events)      # conditional orders the prices crossed
+            margin.after_command(events)            # loans against collateral whose index moved
+            self.liquidation.after_command(events)  # stage 6: accounts under maintenance
+            return events
+        except Rejection as r:
+            return [OrderRejected(self.seq, self.clock, r.code, r.reason,
+                                  echo(cmd, "account", int), echo(cmd, "symbol", str),
+                                  echo(cmd, "order_id", int), echo(cmd, "client_order_id", int))]
+
+
 cdef class OrderEntry:
 
-    def __init__(self, exchange, dict markets, dict professional, MarginCore margin, triggers):
+    def __init__(self, ExchangeCore exchange, dict markets, dict professional, MarginCore margin,
+                 triggers):
         self.ex = exchange
         self.markets = markets
         self.professional = professional
@@ -167,7 +229,7 @@ cdef class OrderEntry:
                    f"client order id {client_id} is already open")
         symbol = spec.symbol
         self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0)
-        ex = self.ex
+        cdef ExchangeCore ex = self.ex
         advance(ex, cmd.ts, events)
 
         fresh = not order_id
@@ -192,7 +254,7 @@ cdef class OrderEntry:
         """CancelOrder: a resting order, or a conditional one still waiting."""
         market = self.market_of(cmd.symbol)
         triggers = self.triggers
-        ex = self.ex
+        cdef ExchangeCore ex = self.ex
         if triggers.live:
             self.known_account(cmd.account)
             if not (is_int(cmd.order_id) and is_int(cmd.client_order_id)):
@@ -226,7 +288,7 @@ cdef class OrderEntry:
             reject(RejectCode.BELOW_MIN_NOTIONAL,
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
         self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id)
-        ex = self.ex
+        cdef ExchangeCore ex = self.ex
         advance(ex, cmd.ts, events)
         cdef OrderBook book = <OrderBook>market.book
         book.n_fills = 0
@@ -248,7 +310,7 @@ cdef class OrderEntry:
         pre-trade checks, settled like any other; returns its order id."""
         market = self.markets[symbol]
         cdef OrderBook book = <OrderBook>market.book
-        ex = self.ex
+        cdef ExchangeCore ex = self.ex
         order_id = ex._next_order_id
         ex._next_order_id = order_id + 1
         book.n_fills = 0
@@ -272,7 +334,7 @@ cdef class OrderEntry:
         if not n:
             return remaining
         symbol = market.spec.symbol
-        ex = self.ex
+        cdef ExchangeCore ex = self.ex
         seq, ts = ex.seq, ex.clock
         cdef MarginCore margin = self.margin
         for i in range(n):

@@ -22,8 +22,8 @@ cdef inline int128_t ceil_div(int128_t a, int128_t b):
 
 
 cdef reject(code, str reason):
-    # exchange imports the margin layer; the reverse import waits for the (cold) refusal path
-    from perpcore.exchange import Rejection
+    # perpcore._orders cimports this module; the reverse import waits for the (cold) refusal path
+    from perpcore._orders import Rejection
     raise Rejection(code, reason)
 
 

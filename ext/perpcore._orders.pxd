@@ -1,5 +1,8 @@
-# The contract of ext/_orders.pyx (the extension perpcore._orders): order entry, the hot path of the
-# Exchange. PlaceOrder, CancelOrder and AmendOrder go through validation (stage 1), the pre-trade
+# The contract of ext/_orders.pyx (the extension perpcore._orders): the Exchange's command path.
+# ExchangeCore (the base of perpcore.exchange.Exchange) sequences each command, checks its time,
+# dispatches it to its handler and runs the stages after it (prices, triggers, loans, liquidation);
+# a Rejection raised anywhere before the command changed anything becomes one OrderRejected.
+# OrderEntry is the handler of the order commands. PlaceOrder, CancelOrder and AmendOrder go through validation (stage 1), the pre-trade
 # margin check (stage 2, perpcore._risk), matching (stage 3, perpcore._book) and settlement of each
 # fill (stage 4, perpcore._risk) here, in that order; a stage that refuses raises
 # perpcore.exchange.Rejection before anything changed. The Exchange keeps the sequence, the clock,
@@ -13,8 +16,16 @@ from perpcore._book cimport OrderBook
 from perpcore._risk cimport MarginCore
 
 
+cdef class ExchangeCore:
+    cdef public int64_t seq            # last sequence number assigned
+    cdef public int64_t clock          # exchange time, ns, from the command stream
+    cdef public int64_t _next_order_id
+    cdef public dict _handlers         # command type -> handler(cmd, events)
+    cdef public object _pricing, margin, liquidation, triggers
+
+
 cdef class OrderEntry:
-    cdef object ex                     # the Exchange: seq, clock, _next_order_id, _advance_to
+    cdef ExchangeCore ex                     # the Exchange: seq, clock, _next_order_id, _advance_to
     cdef dict markets                  # symbol -> perpcore.exchange.Market
     cdef dict professional             # account -> professional (the Exchange's own dict)
     cdef MarginCore margin

@@ -15,21 +15,12 @@ import msgspec
 from perpcore import _book
 from perpcore import messages as m
 from perpcore.config import VenueConfig
-from perpcore._orders import OrderEntry
+from perpcore._orders import ExchangeCore, OrderEntry, Rejection
 from perpcore.messages import CancelReason, RejectCode
 from perpcore.liquidation import Liquidation
 from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
 from perpcore.triggers import Triggers
-
-
-class Rejection(Exception):
-    """Raised inside a stage to refuse a command; submit() turns it into one OrderRejected."""
-
-    def __init__(self, code: RejectCode, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class Market:
@@ -81,19 +72,14 @@ def _ints(*values) -> bool:
     return True
 
 
-def _echo(cmd, field: str, kind: type):
-    """A field of a refused command to repeat in the rejection, if it has the right type."""
-    value = getattr(cmd, field, kind())
-    return value if _ints(value) or type(value) is kind is str else kind()
+class Exchange(ExchangeCore):
+    """The venue: submit() (perpcore._orders.ExchangeCore) applies one command and returns its
+    events; the rest is the handlers of the other commands, queries and snapshots."""
 
-
-class Exchange:
     def __init__(self, config: VenueConfig):
         self.config = config
         self.markets = {symbol: Market(config, symbol) for symbol in sorted(config.instruments)}
-        self.seq = 0                    # last sequence number assigned
-        self.clock = 0                  # exchange time, ns, from the command stream
-        self._next_order_id = 1
+        self._next_order_id = 1         # seq and clock start at 0 (ExchangeCore)
         self._professional: dict[int, bool] = {}
         # The stateful layers (pricing, funding, margin, liquidation...), by name, in the order they
         # were added. Each has to_state() -> plain data and from_state(data) for snapshots and the
@@ -127,43 +113,6 @@ class Exchange:
             self._handlers[command] = partial(self._account_command, apply)
 
     # ---- the entry point -----------------------------------------------------------------------
-
-    def submit(self, cmd: m.Command, seq: int | None = None) -> list[m.Event]:
-        """Applies one command and returns its events, in order.
-
-        `seq`, when given, is the sequence number the command already carries (a journal, a
-        replicated log): it must be the next one, or the command is refused as replayed or out of
-        order and nothing is applied."""
-        if seq is not None and seq != self.seq + 1:
-            code = RejectCode.SEQUENCE_REPLAYED if seq <= self.seq else RejectCode.SEQUENCE_GAP
-            return [m.OrderRejected(self.seq, self.clock, code,
-                                    f"sequence {seq} is not the next ({self.seq + 1})")]
-        self.seq += 1
-        handler = self._handlers.get(type(cmd))
-        try:
-            if handler is None:
-                raise Rejection(RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}")
-            events: list[m.Event] = []
-            ts = getattr(cmd, "ts", 0)
-            if ts:
-                if type(ts) is not int:
-                    raise Rejection(RejectCode.MALFORMED, "ts must be an integer")
-                if ts < self.clock:
-                    raise Rejection(RejectCode.STALE_TIMESTAMP,
-                                    f"command time {ts} is before exchange time {self.clock}")
-            handler(cmd, events)
-            if self.margin.reduce_only_dirty:
-                self._trim_reduce_only(events)
-            self._pricing.after_command(events)     # stage 5: the last trade or book moved the mark
-            if self.triggers.live:
-                self.triggers.after_command(events)     # conditional orders the prices crossed
-            self.margin.after_command(events)       # loans against collateral whose index moved
-            self.liquidation.after_command(events)  # stage 6: accounts under maintenance
-            return events
-        except Rejection as r:
-            return [m.OrderRejected(self.seq, self.clock, r.code, r.reason,
-                                    _echo(cmd, "account", int), _echo(cmd, "symbol", str),
-                                    _echo(cmd, "order_id", int), _echo(cmd, "client_order_id", int))]
 
     def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
         """Decodes a msgpack command (validating every field) and applies it; a payload that does

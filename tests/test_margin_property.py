@@ -103,7 +103,7 @@ class MarginMachine(RuleBasedStateMachine):
                 self.debt[e.account] += e.amount
             elif t is m.CollateralConverted:
                 self.flows[e.account][e.asset] -= e.amount
-                self.flows[e.account]["USD"] += e.proceeds
+                self.flows[e.account]["USD"] += e.proceeds - e.repaid     # repaid from the proceeds
                 self.debt[e.account] -= e.repaid
             elif t is m.FundingPaid:
                 self.flows[e.account]["USD"] += e.amount
