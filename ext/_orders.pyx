@@ -40,11 +40,6 @@ cdef inline bint is_int(value):
     return type(value) in INT_TYPES
 
 
-cdef inline void advance(ExchangeCore ex, ts, list events) except *:
-    if ts > ex.clock:       # the clock's hooks run only when time moves
-        ex._advance_to(ts, events)
-
-
 cdef inline void refuse_status(int status) except *:
     code, reason = MATCHING_REJECTS[status]
     reject(code, reason)
@@ -70,6 +65,22 @@ cdef echo(cmd, str field, kind):
 
 
 cdef class ExchangeCore:
+
+    def _advance_to(self, ts, list events):
+        """Moves exchange time forward; time-driven processes hook in here."""
+        self.advance(ts, events)
+
+    cdef advance(self, ts, list events):
+        if ts <= self.clock:
+            return
+        pricing = self._pricing
+        if ts >= pricing.due:
+            # index staleness, premium and mark samples, funding settlements crossed, in order
+            pricing.advance(ts, events)
+        self.clock = ts
+        margin = self.margin
+        if ts >= margin.lending.next_accrual:
+            margin.on_clock(ts, events)     # loan interest, then the loans' checks
 
     def submit(self, cmd, seq=None):
         """Applies one command and returns its events, in order.
@@ -98,7 +109,11 @@ cdef class ExchangeCore:
             margin = self.margin
             if margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
-            self._pricing.after_command(events)     # stage 5: the last trade or book moved the mark
+            pricing = self._pricing
+            # stage 5: the last trade or the book moved the mark (a fill always follows the
+            # OrderAccepted or OrderAmended of its taker: a lone event is never one)
+            if len(events) > 1 or pricing.book_moves:
+                pricing.after_command(events)
             triggers = self.triggers
             if triggers.live:
                 triggers.after_command(events)      # conditional orders the prices crossed
@@ -230,7 +245,7 @@ cdef class OrderEntry:
         symbol = spec.symbol
         self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0)
         cdef ExchangeCore ex = self.ex
-        advance(ex, cmd.ts, events)
+        ex.advance(cmd.ts, events)
 
         fresh = not order_id
         if fresh:
@@ -261,11 +276,11 @@ cdef class OrderEntry:
                 reject(RejectCode.MALFORMED, "order ids must be integers")
             waiting = triggers.find(cmd.account, cmd.symbol, cmd.order_id, cmd.client_order_id)
             if waiting:
-                advance(ex, cmd.ts, events)
+                ex.advance(cmd.ts, events)
                 triggers.cancel(waiting, USER, events)
                 return
         order_id = self.owned_order(market, cmd)[0]
-        advance(ex, cmd.ts, events)
+        ex.advance(cmd.ts, events)
         cdef OrderBook book = <OrderBook>market.book
         book.n_fills = 0
         open_qty = book._cancel(order_id)
@@ -289,7 +304,7 @@ cdef class OrderEntry:
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
         self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id)
         cdef ExchangeCore ex = self.ex
-        advance(ex, cmd.ts, events)
+        ex.advance(cmd.ts, events)
         cdef OrderBook book = <OrderBook>market.book
         book.n_fills = 0
         cdef int status = book._amend(order_id, price, qty)

@@ -23,6 +23,8 @@ cdef class ExchangeCore:
     cdef public dict _handlers         # command type -> handler(cmd, events)
     cdef public object _pricing, margin, liquidation, triggers
 
+    cdef advance(self, ts, list events)     # _advance_to(): time moves to ts (if later)
+
 
 cdef class OrderEntry:
     cdef ExchangeCore ex                     # the Exchange: seq, clock, _next_order_id, _advance_to

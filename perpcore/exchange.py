@@ -128,15 +128,6 @@ class Exchange(ExchangeCore):
 
     # ---- time ----------------------------------------------------------------------------------
 
-    def _advance_to(self, ts: int, events: list) -> None:
-        """Moves exchange time forward; time-driven processes hook in here."""
-        if ts > self.clock:
-            # index staleness, premium and mark samples, funding settlements crossed, in order
-            self._pricing.advance(ts, events)
-            self.clock = ts
-            if ts >= self.margin.lending.next_accrual:
-                self.margin.on_clock(ts, events)    # loan interest, then the loans' checks
-
     def _advance_clock(self, cmd: m.AdvanceClock, events: list) -> None:
         if type(cmd.ts) is not int or cmd.ts <= 0:
             raise Rejection(RejectCode.MALFORMED, "AdvanceClock needs a positive integer ts")

@@ -361,7 +361,9 @@ class Pricing:
         self.exchange = exchange
         config = exchange.config
         self.symbols: dict[str, SymbolPricing] = {}
-        self._due = 0       # no clock-driven work before this time; 0: work it out
+        # no clock-driven work before this time (0: work it out): the exchange moves its clock
+        # without calling advance() until then
+        self.due = 0
         for symbol, market in exchange.markets.items():
             instrument = config.instruments[symbol]
             spec = instrument.pricing
@@ -401,7 +403,7 @@ class Pricing:
         state = self.symbols[symbol]
         t = ex.clock
         state.quotes[source] = (price, t)
-        self._due = 0
+        self.due = 0
         if not state.next_funding:           # the funding clock starts with the first price
             interval = state.spec.funding_interval_ns
             state.next_funding = (t // interval + 1) * interval
@@ -414,12 +416,12 @@ class Pricing:
     def advance(self, t_end: int, events: list) -> None:
         """Processes everything due in (clock, t_end], in time order: at each instant, staleness
         first, then that instant's samples, then a settlement due then."""
-        if t_end < self._due:
+        if t_end < self.due:
             return      # the common case: nothing happens before the next command
         ex = self.exchange
         states = [s for s in self.symbols.values() if s.next_funding]
         if not states:      # no index yet: nothing runs on the clock until the first price
-            self._due = _NEVER
+            self.due = _NEVER
             return
         ledger = ex.components.get("margin")
         cur = ex.clock
@@ -439,7 +441,7 @@ class Pricing:
                 if changed:
                     s.publish(ex.seq, t, events)
             cur = t
-        self._due = min((s.next_due(t_end) for s in states), default=_NEVER)
+        self.due = min((s.next_due(t_end) for s in states), default=_NEVER)
 
     def after_command(self, events: list) -> None:
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
@@ -506,4 +508,4 @@ class Pricing:
     def from_state(self, data: dict) -> None:
         for symbol, s in self.symbols.items():
             s.from_state(data[symbol])
-        self._due = 0
+        self.due = 0
