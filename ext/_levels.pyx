@@ -7,7 +7,7 @@ from decimal import Decimal
 import msgspec
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport INT64_MAX, int64_t
+from libc.stdint cimport INT64_MAX, int64_t, uint64_t
 from libc.stdlib cimport free, realloc
 
 from perpcore._book cimport (OrderBook, SIDE_BUY, SIDE_SELL, STP_NONE, ST_UNKNOWN_ORDER,
@@ -24,13 +24,12 @@ cdef int MAX_DIGITS = 18
 _json_str = msgspec.json.Decoder(str).decode
 
 
-cdef inline bint _units(const unsigned char* s, Py_ssize_t n, int64_t mantissa, int exponent,
-                        int64_t* out) noexcept nogil:
-    """digits[.digits] that is a whole number of steps (mantissa * 10**-exponent) and fits an int64
-    -> out; False (out untouched) for anything else."""
-    cdef int64_t v = 0, den = mantissa
+cdef inline Py_ssize_t _digits(const unsigned char* s, Py_ssize_t n, int64_t* value,
+                               int* frac) noexcept nogil:
+    """Reads digits[.digits] (at most MAX_DIGITS digits) from the start of s into value, with frac
+    digits after the point; the index where it stopped, or -1 if s does not start so."""
+    cdef uint64_t v = 0         # unsigned: past MAX_DIGITS digits it may wrap, and is not used
     cdef Py_ssize_t i = 0, whole, point
-    cdef int frac = 0
     cdef unsigned char d
     while i < n:
         d = s[i] - c'0'
@@ -39,6 +38,7 @@ cdef inline bint _units(const unsigned char* s, Py_ssize_t n, int64_t mantissa, 
         v = v * 10 + d
         i += 1
     whole = i
+    frac[0] = 0
     if i < n and s[i] == c'.':
         i += 1
         point = i
@@ -48,11 +48,18 @@ cdef inline bint _units(const unsigned char* s, Py_ssize_t n, int64_t mantissa, 
                 break
             v = v * 10 + d
             i += 1
-        frac = <int>(i - point)
-    if whole == 0 or i != n or whole + frac > MAX_DIGITS:
-        return False
-    # v * 10**-frac / (mantissa * 10**-exponent): decimals beyond the step's must be zeros
-    while frac > exponent:
+        frac[0] = <int>(i - point)
+    if whole == 0 or whole + frac[0] > MAX_DIGITS:
+        return -1
+    value[0] = <int64_t>v
+    return i
+
+
+cdef inline bint _scale(int64_t v, int frac, int64_t mantissa, int exponent,
+                        int64_t* out) noexcept nogil:
+    """v * 10**-frac as a whole number of steps (mantissa * 10**-exponent) -> out; False if it is
+    not one or does not fit an int64."""
+    while frac > exponent:              # decimals beyond the step's must be zeros
         if v % 10:
             return False
         v //= 10
@@ -62,10 +69,10 @@ cdef inline bint _units(const unsigned char* s, Py_ssize_t n, int64_t mantissa, 
             return False
         v *= 10
         frac += 1
-    if den != 1:                        # a step of 10**-k (most are): no division
-        if v % den:
+    if mantissa != 1:                   # a step of 10**-k (most are): no division
+        if v % mantissa:
             return False
-        v //= den
+        v //= mantissa
     out[0] = v
     return True
 
@@ -106,8 +113,10 @@ cdef class Step:
     def __call__(self, str text):
         cdef Py_ssize_t n
         cdef const char* s = PyUnicode_AsUTF8AndSize(text, &n)
-        cdef int64_t out
-        if _units(<const unsigned char*>s, n, self.mantissa, self.exponent, &out):
+        cdef int64_t v, out
+        cdef int frac
+        if _digits(<const unsigned char*>s, n, &v, &frac) == n and \
+                _scale(v, frac, self.mantissa, self.exponent, &out):
             return out
         return self.convert(text)
 
@@ -195,19 +204,22 @@ cdef class LevelSetter:
         """Reads the string at i (after any whitespace) as a price (item 0, ticks) or a quantity
         (item 1, lots) into out; the index after it."""
         cdef Step step = self.ticks if item == 0 else self.lots
-        cdef Py_ssize_t start = _expect(s, n, i, c'"')
-        cdef bint escaped = False
-        i = start
-        while i < n and s[i] != c'"':
-            if s[i] == c'\\':
-                escaped = True
-                i += 1
-            i += 1
-        if i >= n:
-            raise ValueError("malformed level list: unterminated string")
-        if escaped or not _units(s + start, i - start, step.mantissa, step.exponent, out):
-            # the converter decides (its result or its error); the JSON decoder undoes escapes and
-            # rejects bad UTF-8 or control characters
+        cdef Py_ssize_t start = _expect(s, n, i, c'"'), end
+        cdef int64_t v
+        cdef int frac
+        # the common case: plain digits up to the closing quote, a whole number of steps
+        end = _digits(s + start, n - start, &v, &frac)
+        if end >= 0 and start + end < n and s[start + end] == c'"' and \
+                _scale(v, frac, step.mantissa, step.exponent, out):
+            i = start + end
+        else:
+            # anything else: the converter decides (its result or its error) on the JSON string,
+            # decoded (escapes undone; bad UTF-8 or control characters rejected)
+            i = start
+            while i < n and s[i] != c'"':
+                i += 2 if s[i] == c'\\' else 1
+            if i >= n:
+                raise ValueError("malformed level list: unterminated string")
             units = step.convert(_json_str((<const char*>s)[start - 1:i + 1]))
             if not 0 <= units <= INT64_MAX:
                 raise ValueError(f"{'price' if item == 0 else 'quantity'} {units} is out of range")

@@ -18,6 +18,7 @@ to even: the index is a reference, not a fill).
 from __future__ import annotations
 
 import gzip
+import io
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
@@ -106,6 +107,7 @@ class _Trade(msgspec.Struct, gc=False):
 # what a capture line is to replay(); _CLOCK: nothing but its time
 _CLOCK, _TICKER, _SNAPSHOT, _DEPTH, _TRADE, _SPOT_TRADE = range(6)
 _PREFIX = b'{"stream":"'      # how a combined-stream message starts, its stream's name next
+_NAME_AT = len(_PREFIX)
 
 
 def read_capture(path: Path, spot: bool = False) -> list[tuple[int, int, object]]:
@@ -117,19 +119,19 @@ def read_capture(path: Path, spot: bool = False) -> list[tuple[int, int, object]
                 _TRADE: msgspec.json.Decoder(_Message[_Trade]).decode}
     decoders[_SPOT_TRADE] = decoders[_TRADE]
     stream_of = msgspec.json.Decoder(_Stream).decode
-    kinds: dict[bytes, int] = {}        # a stream name's text -> kind, worked out once per stream
+    # '{"stream":"<name>' -> kind, worked out once per stream: the stream's name leads the message
+    kinds: dict[bytes, int] = {}
     out = []
     append = out.append
-    for line in gzip.decompress(path.read_bytes()).splitlines():
+    # line by line (not a list of all lines first: each line's copy reuses the last one's memory)
+    for line in io.BytesIO(gzip.decompress(path.read_bytes())):
         ts, _, payload = line.partition(b" ")
-        # the kind is read off the stream's name, which leads the message: no decode for it
-        if payload.startswith(_PREFIX):
-            name = payload[len(_PREFIX):payload.index(b'"', len(_PREFIX))]
-            kind = kinds.get(name)
-            if kind is None:
-                kind = kinds[name] = _kind(stream_of(payload).stream, spot)
-        else:
+        head = payload[:payload.find(b'"', _NAME_AT)]
+        kind = kinds.get(head)
+        if kind is None:
             kind = _kind(stream_of(payload).stream, spot)
+            if head.startswith(_PREFIX):
+                kinds[head] = kind
         if kind == _CLOCK:
             append((int(ts), _CLOCK, None))
         elif kind == _TICKER:
@@ -384,10 +386,11 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
     if trade is not None:
         publish_trade()
     agreement.tickers = len(tickers)
-    update_id = msgspec.json.Decoder(_Message[_UpdateId]).decode
+    # their update ids in one decoder call (a line each), the prices of the comparable ones after
+    update_ids = msgspec.json.Decoder(_Message[_UpdateId]).decode_lines(b"\n".join(tickers))
     ticker = msgspec.json.Decoder(_Message[_Ticker]).decode
-    for payload in tickers:
-        rebuilt = tops.get(update_id(payload).data.u)
+    for payload, update_id in zip(tickers, update_ids, strict=True):
+        rebuilt = tops.get(update_id.data.u)
         if rebuilt is not None:
             msg = ticker(payload).data
             top = (ticks[msg.b], lots[msg.B], ticks[msg.a], lots[msg.A])
