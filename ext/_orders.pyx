@@ -37,7 +37,7 @@ cdef object ID_LIMIT = 2 ** 63         # ids and client ids are int64 in the boo
 
 
 cdef inline bint is_int(value):
-    return type(value) in INT_TYPES
+    return type(value) is int or type(value) in INT_TYPES
 
 
 cdef inline void refuse_status(int status) except *:
@@ -117,7 +117,8 @@ cdef class ExchangeCore:
             triggers = self.triggers
             if triggers.live:
                 triggers.after_command(events)      # conditional orders the prices crossed
-            margin.after_command(events)            # loans against collateral whose index moved
+            if margin.lending.debts:
+                margin.after_command(events)        # loans against collateral whose index moved
             self.liquidation.after_command(events)  # stage 6: accounts under maintenance
             return events
         except Rejection as r:

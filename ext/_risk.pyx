@@ -8,6 +8,13 @@ cdef int64_t RS = RATE_SCALE
 cdef object _PositionChanged = m.PositionChanged
 
 
+cdef inline object py_int(int128_t v):
+    """A 128-bit result as a Python int (the common 64-bit case without a byte array)."""
+    if -0x7fffffffffffffff <= v <= 0x7fffffffffffffff:
+        return <int64_t>v
+    return v
+
+
 cdef inline int128_t floor_div(int128_t a, int128_t b):
     """a / b rounded down (b > 0); C division truncates toward zero."""
     cdef int128_t q = a / b
@@ -266,9 +273,12 @@ cdef class MarginCore:
                 offers = side_margin(size, pos.sell_qty, pos.sell_value, mark, has_mark, False, upt,
                                      pos.leverage)
                 im += bids if bids > offers else offers
-        upnl_py = upnl
-        equity = cash[self.settle] + coll - self.lending.debts.get(acc.id, 0) + upnl_py
-        return equity, upnl_py, im, mm, coll
+        upnl_py = py_int(upnl)
+        debt = self.debts.get(acc.id)
+        equity = cash[self.settle] + coll + upnl_py
+        if debt is not None:
+            equity -= debt
+        return equity, upnl_py, py_int(im), py_int(mm), coll
 
     def _figures(self, Account acc) -> tuple:
         """(equity, unrealised PnL, initial margin, maintenance margin, collateral value)."""
@@ -474,8 +484,8 @@ cdef class MarginCore:
         fee = ceil_div(<int128_t>price * qty * sr.upt * fee_rate, RS)
         cash = acc.cash
         settle = self.settle
-        fee_py = fee
-        realised_py = realised
+        fee_py = py_int(fee)
+        realised_py = py_int(realised)
         balance = cash[settle] + realised_py - fee_py
         cash[settle] = balance
         self.fees[settle] += fee_py

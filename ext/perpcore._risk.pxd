@@ -75,6 +75,7 @@ cdef class MarginCore:
     cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
     cdef public dict fees              # the fee account's balances
     cdef public object lending
+    cdef public dict debts             # the lending pool's account -> debt (its own dict)
     cdef public object _mark, _index   # pricing's mark_price / index_price
 
     cdef tuple figures_of(self, Account acc)

@@ -107,7 +107,8 @@ class Lending:
                 "receivable": self.receivable, "next_accrual": self.next_accrual}
 
     def from_state(self, state: dict) -> None:
-        self.debts = dict(state["debts"])
+        self.debts.clear()          # in place: the margin core holds this dict
+        self.debts.update(state["debts"])
         self.called = set(state["called"])
         self.receivable = state["receivable"]
         self.next_accrual = state["next_accrual"]

@@ -98,6 +98,7 @@ class Margin(MarginCore):
         self._index = pricing.index_price
         self.ledger = Ledger(list(config.assets))
         self.lending = Lending(config, self.ledger)
+        self.debts = self.lending.debts
         self.fees = self.ledger.venue["fee_account"]
         self.insurance = self.ledger.venue["insurance_fund"]
         self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
