@@ -645,6 +645,22 @@ cdef class OrderBook:
                            TIF_POST_ONLY if saved.post_only else TIF_GTC, saved.stp,
                            saved.client_id, saved.filled)
 
+    cdef int64_t _set_open(self, int64_t order_id, int64_t qty) noexcept nogil:
+        """Sets a resting order's open quantity to qty (> 0) where it rests, keeping its place in
+        the queue even when it grows (an amend up loses it): for a book of one order per level,
+        a depth feed's (perpcore._levels), where that place means nothing. Returns the open
+        quantity it had, or ST_UNKNOWN_ORDER."""
+        cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
+        cdef Order* o
+        cdef int64_t had
+        if slot == NIL:
+            return ST_UNKNOWN_ORDER
+        o = &self.orders[slot]
+        had = o.qty
+        o.qty = qty
+        self.levels[o.level].qty += qty - had
+        return had
+
     # ---- Python API --------------------------------------------------------------------------
 
     def place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,

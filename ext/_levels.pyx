@@ -161,8 +161,7 @@ cdef class LevelSetter:
             order_id, qty = self.buf[k].order_id, self.buf[k].qty
             if qty == 0:
                 continue
-            status = book._amend(order_id, order_id >> 1, qty)
-            if status == ST_UNKNOWN_ORDER:
+            if book._set_open(order_id, qty) == ST_UNKNOWN_ORDER:
                 # post-only: a level that would cross the other side is refused, not traded
                 status = book._place(order_id, self.account, order_id & 1, order_id >> 1, qty,
                                      TIF_POST_ONLY, STP_NONE, 0, 0)

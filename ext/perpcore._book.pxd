@@ -191,3 +191,4 @@ cdef class OrderBook:
     cdef tuple _order_tuple(self, int32_t slot)
     cdef list _level_slots(self, int side, int64_t limit)
     cdef list _resting_slots(self)
+    cdef int64_t _set_open(self, int64_t order_id, int64_t qty) noexcept nogil

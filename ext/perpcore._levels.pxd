@@ -4,7 +4,7 @@
 #
 # Units: a Step turns decimal text into integer units of a step (a tick or a lot) exactly. Text of
 # the plain form digits[.digits] is converted in C; anything else (a sign, an exponent, whitespace,
-# JSON escapes, more digits than int64 holds) and any text that is not a whole number of steps goes
+# JSON escapes, more than 18 digits) and any text that is not a whole number of steps goes
 # to the step's Python converter (InstrumentSpec.to_ticks / to_lots), which decides: the result is
 # always the converter's, and so is its error.
 #
@@ -14,8 +14,9 @@
 # quantity >= 0, 2 * price + 1 within int64; a bad one raises ValueError or the converter's error
 # and changes nothing); then the removals (quantity 0, a missing level is no change) go first, in
 # message order, so a level moving across the spread never crosses; then the other levels, in
-# message order: amended in place, or placed post-only if absent. A placed level that would cross
-# the other side is a broken feed, never a trade: ValueError, with the levels before it applied.
+# message order: the level's order resized where it rests (OrderBook._set_open), or placed
+# post-only if absent. A placed level that would cross the other side is a broken feed, never a
+# trade: ValueError, with the levels before it applied.
 
 from libc.stdint cimport int64_t
 

@@ -240,6 +240,22 @@ def test_amend_size_up_loses_priority(book):
     assert first_maker_hit_at_100(book) == 2
 
 
+def test_set_open_resizes_where_it_rests():
+    """OrderBook._set_open (C only: perpcore._levels sets a depth level's size with it) grows or
+    shrinks an order in its place in the queue, unlike an amend up; the level's total follows."""
+    from perpcore._levels import LevelSetter, Step
+    book = OrderBook()
+    levels = LevelSetter(book, Step(1, int), Step(1, int), ALICE)
+    levels.set_levels(b'[["100","5"]]', b"[]")     # places order 200 (2 x 100 + BUY) of ALICE
+    book.place(1, BOB, BUY, 100, 5)
+    levels.set_levels(b'[["100","9"]]', b"[]")
+    assert book.order(200) == (200, ALICE, BUY, 100, 9, 0, 0, True)
+    assert book.depth() == ([(100, 14, 2)], [])
+    levels.set_levels(b'[["100","2"]]', b"[]")
+    assert book.depth() == ([(100, 7, 2)], []) and book.fills() == []
+    assert first_maker_hit_at_100(book) == 200
+
+
 def test_amend_price_change_loses_priority(book):
     two_bids_at_100(book)
     assert book.amend(1, 99, 5) == RESTING
