@@ -127,8 +127,10 @@ class RejectCode(IntEnum):
     SEQUENCE_GAP = 5001
 
 
-class Message(msgspec.Struct, frozen=True, tag=True, array_like=True):
-    """The one base of every command and event."""
+class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
+    """The one base of every command and event. Messages hold only scalars, so they can never be
+    part of a reference cycle: the cyclic collector need not track them (gc=False), which keeps the
+    events of a busy venue from driving collections."""
 
 
 class Command(Message, frozen=True):

@@ -1,3 +1,4 @@
+import gc
 import typing
 
 import msgspec
@@ -61,3 +62,13 @@ def test_decoding_checks_field_types():
     bad = msgspec.msgpack.encode(["PlaceOrder", 1, "BTC-PERP", 0, 1.5, 650000])
     with pytest.raises(msgspec.ValidationError):
         m.command_decoder.decode(bad)
+
+
+@pytest.mark.parametrize("cls", m._all_subclasses(m.Message), ids=lambda c: c.__name__)
+def test_messages_hold_only_scalars_so_the_collector_may_skip_them(cls):
+    # gc=False is only safe while no message can reference another object that refers back to it
+    scalars = (int, str, bool, type(None))
+    for field in msgspec.structs.fields(cls):
+        for t in typing.get_args(field.type) or (field.type,):
+            assert isinstance(t, type) and issubclass(t, scalars), (cls.__name__, field.name, t)
+    assert not gc.is_tracked(_example(cls))
