@@ -83,9 +83,11 @@ cdef inline Py_ssize_t _skip_ws(const unsigned char* s, Py_ssize_t n, Py_ssize_t
     return i
 
 
-cdef Py_ssize_t _expect(const unsigned char* s, Py_ssize_t n, Py_ssize_t i,
-                        unsigned char c) except -1:
+cdef inline Py_ssize_t _expect(const unsigned char* s, Py_ssize_t n, Py_ssize_t i,
+                               unsigned char c) except -1:
     """The index after the character c, which must come next (after any whitespace)."""
+    if i < n and s[i] == c:             # compact JSON: no whitespace to skip
+        return i + 1
     i = _skip_ws(s, n, i)
     if i == n or s[i] != c:
         raise ValueError(f"malformed level list at byte {i}: expected {chr(c)!r}")

@@ -4,12 +4,13 @@ the index source.
 The captures (../shared/data/binance, one message a line: local receive time in ns, a space, the
 JSON) hold the perpetual's depth diffs, bookTicker and trades, one REST depth snapshot, and the spot
 market's trades for the same minutes. replay() rebuilds the perpetual's book in perpcore's Cython
-order book (one resting order per price level) following Binance's rules for a local book (drop
-diffs older than the snapshot; the first applied one spans it; each next one's `pu` is the last
-one's `u`), feeds the spot trades to perpcore.pricing as SetIndexPrice would, and runs the pricing
-layer on the capture's clock: the premium index every 5 s at the impact notional, the mark every
-second, the predicted funding rate. It also checks the rebuilt book: every bookTicker whose update
-id is that of an applied diff must show the rebuilt best bid and ask, prices and quantities.
+order book (one resting order per price level, set in C from the diffs' text by perpcore._levels)
+following Binance's rules for a local book (drop diffs older than the snapshot; the first applied
+one spans it; each next one's `pu` is the last one's `u`), feeds the spot trades to perpcore.pricing
+as SetIndexPrice would, and runs the pricing layer on the capture's clock: the premium index every
+5 s at the impact notional, the mark every second, the predicted funding rate. It also checks the
+rebuilt book: every bookTicker whose update id is that of an applied diff must show the rebuilt best
+bid and ask, prices and quantities.
 
 Time is the local receive time (one clock for both captures). Prices leave the capture as Decimal
 strings and enter perpcore as ticks of the perpetual (a spot price between two ticks is rounded half
@@ -168,9 +169,10 @@ class _Units(dict):
         return n
 
 
-def _json(levels) -> bytes | msgspec.Raw:
-    """A level list as JSON text: as it came (bytes, msgspec.Raw) or encoded ([[price, qty], ...])."""
-    return levels if isinstance(levels, (bytes, msgspec.Raw)) else msgspec.json.encode(levels)
+def _json(levels):
+    """A level list as JSON text: encoded if a list ([[price, qty], ...]), else as it came (bytes,
+    msgspec.Raw or another buffer of the text)."""
+    return msgspec.json.encode(levels) if isinstance(levels, (list, tuple)) else levels
 
 
 class LevelBook:
