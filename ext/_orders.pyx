@@ -7,6 +7,8 @@ from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ON
                              OrderBook)
 from perpcore._risk cimport MarginCore, reject
 
+import msgspec
+
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.messages import CancelReason, RejectCode
@@ -33,6 +35,19 @@ cdef dict MATCHING_REJECTS = {
     ST_FOK_UNFILLABLE: (RejectCode.FOK_UNFILLABLE, "fill-or-kill order cannot be filled completely"),
     ST_DUPLICATE_CLIENT_ID: (RejectCode.DUPLICATE_CLIENT_ORDER_ID, "client order id already open"),
 }
+cdef object astuple = msgspec.structs.astuple
+_PLACE_FIELDS = {name: i for i, name in enumerate(m.PlaceOrder.__struct_fields__)}
+cdef Py_ssize_t P_ACCOUNT = _PLACE_FIELDS["account"], P_SYMBOL = _PLACE_FIELDS["symbol"]
+cdef Py_ssize_t P_SIDE = _PLACE_FIELDS["side"], P_QTY = _PLACE_FIELDS["qty"]
+cdef Py_ssize_t P_PRICE = _PLACE_FIELDS["price"], P_ORDER_TYPE = _PLACE_FIELDS["order_type"]
+cdef Py_ssize_t P_TIF = _PLACE_FIELDS["tif"], P_STP = _PLACE_FIELDS["stp"]
+cdef Py_ssize_t P_CLIENT_ID = _PLACE_FIELDS["client_order_id"]
+cdef Py_ssize_t P_REDUCE_ONLY = _PLACE_FIELDS["reduce_only"], P_TS = _PLACE_FIELDS["ts"]
+cdef Py_ssize_t P_TRIGGER = _PLACE_FIELDS["trigger"]
+_CANCEL_FIELDS = {name: i for i, name in enumerate(m.CancelOrder.__struct_fields__)}
+cdef Py_ssize_t C_ACCOUNT = _CANCEL_FIELDS["account"], C_SYMBOL = _CANCEL_FIELDS["symbol"]
+cdef Py_ssize_t C_ORDER_ID = _CANCEL_FIELDS["order_id"], C_TS = _CANCEL_FIELDS["ts"]
+cdef Py_ssize_t C_CLIENT_ID = _CANCEL_FIELDS["client_order_id"]
 cdef object ID_LIMIT = 2 ** 63         # ids and client ids are int64 in the book
 
 
@@ -62,6 +77,20 @@ cdef echo(cmd, str field, kind):
     """A field of a refused command to repeat in the rejection, if it has the right type."""
     value = getattr(cmd, field, kind())
     return value if is_int(value) or type(value) is kind is str else kind()
+
+
+cdef class Market:
+
+    def __init__(self, config, str symbol):
+        spec = self.spec = config.instruments[symbol]
+        self.book = OrderBook()
+        self.symbol = symbol
+        self.units_per_ticklot = config.units_per_ticklot(symbol)
+        self.min_notional_units = config.assets[spec.settle].to_units(spec.min_notional)
+        self.max_price, self.price_step = spec.max_price, spec.price_step
+        self.max_qty, self.qty_step = spec.max_qty, spec.qty_step
+        self.market_protection = spec.market_protection
+        self.professional_only = spec.professional_only
 
 
 cdef class ExchangeCore:
@@ -95,6 +124,7 @@ cdef class ExchangeCore:
         self.seq += 1
         handler = self._handlers.get(type(cmd))
         cdef list events
+        cdef MarginCore margin = self.margin
         try:
             if handler is None:
                 reject(RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}")
@@ -106,7 +136,6 @@ cdef class ExchangeCore:
                 if ts < self.clock:
                     reject(STALE_TIMESTAMP, f"command time {ts} is before exchange time {self.clock}")
             handler(cmd, events)
-            margin = self.margin
             if margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
             pricing = self._pricing
@@ -117,7 +146,7 @@ cdef class ExchangeCore:
             triggers = self.triggers
             if triggers.live:
                 triggers.after_command(events)      # conditional orders the prices crossed
-            if margin.lending.debts:
+            if margin.debts:
                 margin.after_command(events)        # loans against collateral whose index moved
             self.liquidation.after_command(events)  # stage 6: accounts under maintenance
             return events
@@ -139,11 +168,11 @@ cdef class OrderEntry:
 
     # ---- validation shared by the commands -----------------------------------------------------
 
-    cdef object market_of(self, symbol):
+    cdef Market market_of(self, symbol):
         market = self.markets.get(symbol) if type(symbol) is str else None
         if market is None:
             reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
-        return market
+        return <Market>market
 
     cdef void known_account(self, account) except *:
         if not is_int(account):
@@ -151,22 +180,21 @@ cdef class OrderEntry:
         if account not in self.professional:
             reject(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
 
-    cdef void check_price_qty(self, market, price, qty) except *:
-        spec = market.spec
+    cdef void check_price_qty(self, Market market, price, qty) except *:
         if price <= 0:
             reject(RejectCode.INVALID_PRICE, f"price {price} must be positive")
-        if price > spec.max_price:
-            reject(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {spec.max_price} ticks")
-        if price % spec.price_step:
+        if price > market.max_price:
+            reject(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {market.max_price} ticks")
+        if price % market.price_step:
             reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
-                   f"price {price} is not a multiple of {spec.price_step} ticks")
+                   f"price {price} is not a multiple of {market.price_step} ticks")
         if qty <= 0:
             reject(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
-        if qty > spec.max_qty:
-            reject(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {spec.max_qty} lots")
-        if qty % spec.qty_step:
+        if qty > market.max_qty:
+            reject(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {market.max_qty} lots")
+        if qty % market.qty_step:
             reject(RejectCode.QTY_NOT_LOT_MULTIPLE,
-                   f"quantity {qty} is not a multiple of {spec.qty_step} lots")
+                   f"quantity {qty} is not a multiple of {market.qty_step} lots")
 
     def require_market(self, symbol):
         """The Market of a symbol, or UNKNOWN_SYMBOL."""
@@ -176,13 +204,13 @@ cdef class OrderEntry:
         """Refuses an account that is not an integer (MALFORMED) or does not exist."""
         self.known_account(account)
 
-    def require_price_qty(self, market, price, qty):
+    def require_price_qty(self, Market market, price, qty):
         """Refuses a price or quantity outside the instrument's range or steps."""
         self.check_price_qty(market, price, qty)
 
-    cdef tuple owned_order(self, market, cmd):
+    cdef tuple owned_order(self, Market market, cmd):
         """The book's tuple of the open order a cancel or amend names, if it is the account's."""
-        cdef OrderBook book = <OrderBook>market.book
+        cdef OrderBook book = market.book
         account = cmd.account
         self.known_account(account)
         order_id = cmd.order_id
@@ -200,11 +228,13 @@ cdef class OrderEntry:
 
     def place(self, cmd, list events, order_id=0):
         """PlaceOrder. `order_id`: a conditional order's, given when it was accepted, as it fires."""
-        market = self.market_of(cmd.symbol)
-        account = cmd.account
+        cdef tuple f = astuple(cmd)        # one call for every field, not one lookup each
+        symbol = f[P_SYMBOL]
+        cdef Market market = self.market_of(symbol)
+        account = f[P_ACCOUNT]
         self.known_account(account)
-        side, qty, price, order_type = cmd.side, cmd.qty, cmd.price, cmd.order_type
-        tif, stp, client_id, reduce_only = cmd.tif, cmd.stp, cmd.client_order_id, cmd.reduce_only
+        side, qty, price, order_type = f[P_SIDE], f[P_QTY], f[P_PRICE], f[P_ORDER_TYPE]
+        tif, stp, client_id, reduce_only = f[P_TIF], f[P_STP], f[P_CLIENT_ID], f[P_REDUCE_ONLY]
         if not (is_int(side) and is_int(qty) and is_int(price) and is_int(order_type)
                 and is_int(tif) and is_int(stp) and is_int(client_id)) \
                 or type(reduce_only) is not bool:
@@ -212,10 +242,9 @@ cdef class OrderEntry:
         if side not in (0, 1) or order_type not in (0, 1) or not 0 <= tif <= 3 \
                 or not 0 <= stp <= 3 or not 0 <= client_id < ID_LIMIT:
             reject(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
-        if cmd.trigger:
+        if f[P_TRIGGER]:
             return self.triggers.place(market, cmd, events)
-        spec = market.spec
-        cdef OrderBook book = <OrderBook>market.book
+        cdef OrderBook book = market.book
         if order_type == MARKET:
             # a market order is an IOC (or FOK) limited at its protection price
             if tif != FOK:
@@ -224,29 +253,29 @@ cdef class OrderEntry:
             if touch is None:
                 reject(RejectCode.NO_LIQUIDITY, "no opposite side for a market order")
             if price == 0:
-                band = spec.market_protection
+                band = market.market_protection
                 if side == 0:
-                    price = min(touch * (RATE_SCALE + band) // RATE_SCALE, spec.max_price)
+                    price = min(touch * (RATE_SCALE + band) // RATE_SCALE, market.max_price)
                 else:
                     price = max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
-                price -= price % spec.price_step
+                price -= price % market.price_step
             notional_price = touch
         else:
             notional_price = price
         self.check_price_qty(market, price, qty)
         if notional_price * qty * market.units_per_ticklot < market.min_notional_units:
-            reject(RejectCode.BELOW_MIN_NOTIONAL, f"notional below {spec.min_notional} {spec.settle}")
-        if spec.professional_only and not self.professional[account]:
-            reject(RejectCode.NOT_ELIGIBLE, f"{spec.symbol} is offered to professional investors only")
+            reject(RejectCode.BELOW_MIN_NOTIONAL,
+                   f"notional below {market.spec.min_notional} {market.spec.settle}")
+        if market.professional_only and not self.professional[account]:
+            reject(RejectCode.NOT_ELIGIBLE, f"{symbol} is offered to professional investors only")
         triggers = self.triggers
         if client_id and (book.find_client(account, client_id) is not None
                           or triggers.live and triggers.has_client(account, client_id)):
             reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                    f"client order id {client_id} is already open")
-        symbol = spec.symbol
         self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0)
         cdef ExchangeCore ex = self.ex
-        ex.advance(cmd.ts, events)
+        ex.advance(f[P_TS], events)
 
         fresh = not order_id
         if fresh:
@@ -257,41 +286,42 @@ cdef class OrderEntry:
             refuse_status(status)
         if fresh:
             ex._next_order_id = order_id + 1
-        events.append(OrderAccepted(ex.seq, ex.clock, account, cmd.symbol, order_id, client_id,
+        events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, client_id,
                                     side, price, qty, order_type, tif))
         remaining = self.fill_events(market, book, side, qty, events, None)
         if status == ST_RESTING:
             self.margin.rested(order_id, account, symbol, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
-            events.append(OrderCancelled(ex.seq, ex.clock, account, cmd.symbol, order_id, remaining,
+            events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
 
     def cancel(self, cmd, list events):
         """CancelOrder: a resting order, or a conditional one still waiting."""
-        market = self.market_of(cmd.symbol)
+        cdef tuple f = astuple(cmd)
+        account, symbol, ts = f[C_ACCOUNT], f[C_SYMBOL], f[C_TS]
+        cdef Market market = self.market_of(symbol)
         triggers = self.triggers
         cdef ExchangeCore ex = self.ex
         if triggers.live:
-            self.known_account(cmd.account)
-            if not (is_int(cmd.order_id) and is_int(cmd.client_order_id)):
+            self.known_account(account)
+            if not (is_int(f[C_ORDER_ID]) and is_int(f[C_CLIENT_ID])):
                 reject(RejectCode.MALFORMED, "order ids must be integers")
-            waiting = triggers.find(cmd.account, cmd.symbol, cmd.order_id, cmd.client_order_id)
+            waiting = triggers.find(account, symbol, f[C_ORDER_ID], f[C_CLIENT_ID])
             if waiting:
-                ex.advance(cmd.ts, events)
+                ex.advance(ts, events)
                 triggers.cancel(waiting, USER, events)
                 return
         order_id = self.owned_order(market, cmd)[0]
-        ex.advance(cmd.ts, events)
-        cdef OrderBook book = <OrderBook>market.book
+        ex.advance(ts, events)
+        cdef OrderBook book = market.book
         book.n_fills = 0
         open_qty = book._cancel(order_id)
         self.margin.closed(order_id)
-        events.append(OrderCancelled(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, open_qty,
-                                     USER))
+        events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty, USER))
 
     def amend(self, cmd, list events):
         """AmendOrder: new price and total quantity (see the book's amend rules)."""
-        market = self.market_of(cmd.symbol)
+        cdef Market market = self.market_of(cmd.symbol)
         order_id, _, side, old_price, open_qty, filled, _, _ = self.owned_order(market, cmd)
         price, qty = cmd.price, cmd.qty
         if not (is_int(price) and is_int(qty)):
@@ -306,7 +336,7 @@ cdef class OrderEntry:
         self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id)
         cdef ExchangeCore ex = self.ex
         ex.advance(cmd.ts, events)
-        cdef OrderBook book = <OrderBook>market.book
+        cdef OrderBook book = market.book
         book.n_fills = 0
         cdef int status = book._amend(order_id, price, qty)
         if status < 0:
@@ -324,8 +354,8 @@ cdef class OrderEntry:
                        taker_fee=None):
         """An IOC limit order the venue places for an account (the liquidation engine): no
         pre-trade checks, settled like any other; returns its order id."""
-        market = self.markets[symbol]
-        cdef OrderBook book = <OrderBook>market.book
+        cdef Market market = self.markets[symbol]
+        cdef OrderBook book = market.book
         cdef ExchangeCore ex = self.ex
         order_id = ex._next_order_id
         ex._next_order_id = order_id + 1
@@ -341,7 +371,7 @@ cdef class OrderEntry:
 
     # ---- settlement ----------------------------------------------------------------------------
 
-    cdef int64_t fill_events(self, market, OrderBook book, taker_side, int64_t taker_qty,
+    cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
                              list events, taker_fee) except? -1:
         """Turns the book's records of the last call into events and settles each trade; returns
         the taker's open quantity. taker_fee overrides the instrument's taker rate."""
@@ -349,7 +379,7 @@ cdef class OrderEntry:
         cdef Fill f
         if not n:
             return remaining
-        symbol = market.spec.symbol
+        symbol = market.symbol
         cdef ExchangeCore ex = self.ex
         seq, ts = ex.seq, ex.clock
         cdef MarginCore margin = self.margin

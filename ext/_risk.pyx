@@ -363,7 +363,7 @@ cdef class MarginCore:
         if new <= current:
             return
         equity, _, im, _, _ = self.figures_of(acc)
-        need = im - <object>current + <object>new
+        need = im - py_int(current) + py_int(new)
         if equity < need:
             reject(RejectCode.INSUFFICIENT_MARGIN,
                     f"initial margin would be {need} with equity {equity}")

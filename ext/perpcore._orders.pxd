@@ -16,12 +16,24 @@ from perpcore._book cimport OrderBook
 from perpcore._risk cimport MarginCore
 
 
+cdef class Market:
+    """What the exchange keeps per instrument: its spec, its book and the limits order entry
+    checks, read once from the spec."""
+    cdef readonly object spec          # perpcore.config.InstrumentSpec
+    cdef readonly OrderBook book
+    cdef readonly str symbol
+    cdef readonly object units_per_ticklot, min_notional_units
+    cdef readonly object max_price, price_step, max_qty, qty_step, market_protection
+    cdef readonly bint professional_only
+
+
 cdef class ExchangeCore:
     cdef public int64_t seq            # last sequence number assigned
     cdef public int64_t clock          # exchange time, ns, from the command stream
     cdef public int64_t _next_order_id
     cdef public dict _handlers         # command type -> handler(cmd, events)
-    cdef public object _pricing, margin, liquidation, triggers
+    cdef public object _pricing, liquidation, triggers
+    cdef public MarginCore margin
 
     cdef advance(self, ts, list events)     # _advance_to(): time moves to ts (if later)
 
@@ -33,9 +45,9 @@ cdef class OrderEntry:
     cdef MarginCore margin
     cdef object triggers
 
-    cdef object market_of(self, symbol)
+    cdef Market market_of(self, symbol)
     cdef void known_account(self, account) except *
-    cdef void check_price_qty(self, market, price, qty) except *
-    cdef tuple owned_order(self, market, cmd)
-    cdef int64_t fill_events(self, market, OrderBook book, taker_side, int64_t taker_qty,
+    cdef void check_price_qty(self, Market market, price, qty) except *
+    cdef tuple owned_order(self, Market market, cmd)
+    cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
                              list events, taker_fee) except? -1

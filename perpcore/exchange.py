@@ -15,23 +15,12 @@ import msgspec
 from perpcore import _book
 from perpcore import messages as m
 from perpcore.config import VenueConfig
-from perpcore._orders import ExchangeCore, OrderEntry, Rejection
+from perpcore._orders import ExchangeCore, Market, OrderEntry, Rejection
 from perpcore.messages import CancelReason, RejectCode
 from perpcore.liquidation import Liquidation
 from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
 from perpcore.triggers import Triggers
-
-
-class Market:
-    """What the exchange keeps per instrument: its spec, its book and precomputed limits."""
-    __slots__ = ("spec", "book", "units_per_ticklot", "min_notional_units")
-
-    def __init__(self, config: VenueConfig, symbol: str):
-        self.spec = config.instruments[symbol]
-        self.book = _book.OrderBook()
-        self.units_per_ticklot = config.units_per_ticklot(symbol)
-        self.min_notional_units = config.assets[self.spec.settle].to_units(self.spec.min_notional)
 
 
 class BookView:
