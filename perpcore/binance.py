@@ -336,7 +336,8 @@ def replay(usdm_path: Path, spot_path: Path, symbol: str,
             venue.clock = next_second
             record(next_second)
             next_second += SECOND
-        pricing.advance(ts, events)
+        if ts >= pricing.due:           # before then the clock moves without pricing's work
+            pricing.advance(ts, events)
         venue.clock = ts
 
     usdm = read_capture(usdm_path)
