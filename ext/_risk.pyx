@@ -1,5 +1,7 @@
 # The margin layer's hot arithmetic. See perpcore._risk.pxd for the contract; perpcore.risk and
 # perpcore.margin state the definitions this implements.
+from libc.stdint cimport INT64_MAX, INT64_MIN
+
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.messages import RejectCode
@@ -10,7 +12,7 @@ cdef object _PositionChanged = m.PositionChanged
 
 cdef inline object py_int(int128_t v):
     """A 128-bit result as a Python int (the common 64-bit case without a byte array)."""
-    if -0x7fffffffffffffff <= v <= 0x7fffffffffffffff:
+    if INT64_MIN <= v <= INT64_MAX:
         return <int64_t>v
     return v
 
@@ -89,12 +91,12 @@ cdef class TierTable:
 
     def maintenance(self, int128_t notional):
         """Maintenance margin of a position of that notional (minor units), rounded up."""
-        return self.mm(notional)
+        return py_int(self.mm(notional))
 
     def max_notional(self, int64_t leverage):
         """The largest position notional that may use this leverage: the top of the last tier whose
         maximum leverage allows it (0 if no tier does)."""
-        return self.cap_for(leverage)
+        return py_int(self.cap_for(leverage))
 
     def _price_range(self, k: int, per_tick: int) -> tuple:
         """Prices (ticks) at which a position worth per_tick minor units a tick is in tier k."""
@@ -165,8 +167,8 @@ def order_margin(int64_t position, int64_t lots, int64_t value, mark, bint buy, 
     notional / leverage, pro rata to the side's value and rounded up. Orders priced worse than
     the mark add their immediate loss, netted over the side: max(0, value - lots * mark) for bids,
     max(0, lots * mark - value) for offers (BitMEX and Binance charge it the same way)."""
-    return side_margin(position, lots, value, 0 if mark is None else mark, mark is not None, buy,
-                       upt, leverage)
+    return py_int(side_margin(position, lots, value, 0 if mark is None else mark, mark is not None,
+                              buy, upt, leverage))
 
 
 cdef inline int128_t worst_notional(Position pos, int64_t upt, int64_t price, bint has_price,
@@ -289,8 +291,8 @@ cdef class MarginCore:
                         int128_t value):
         """The position's notional if every order on one side filled: the position at `price`
         (the mark; its entry value without one) plus the side's orders at their prices."""
-        return worst_notional(pos, sr.upt, 0 if price is None else price, price is not None, buy,
-                              value)
+        return py_int(worst_notional(pos, sr.upt, 0 if price is None else price, price is not None,
+                                     buy, value))
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
