@@ -46,34 +46,42 @@ class BreachIndex:
             keep_earlier: bool = False) -> None:
         """Replaces the account's triggers with (dim, DOWN/UP, price or None) entries. With
         keep_earlier, triggers for the same exposures that each fire no later than the new ones
-        stay as they are (still a safe bound, and no sorted list is touched)."""
-        entries = tuple(triggers)
+        stay as they are (still a safe bound, and no sorted list is touched). Only the entries
+        that change move in the sorted lists (an entry given twice counts once)."""
+        entries = tuple(dict.fromkeys(triggers))
         old = self._entries.get(account, ())
         if old == entries or keep_earlier and _earlier(old, entries):
             return
-        self.discard(account)
-        if not entries:
+        for entry in old:
+            if entry not in entries:
+                self._remove(account, *entry)
+        for entry in entries:
+            if entry not in old:
+                self._add(account, *entry)
+        if entries:
+            self._entries[account] = entries
+        else:
+            del self._entries[account]
+
+    def _add(self, account: int, dim: Hashable, direction: int, price: int | None) -> None:
+        if price is None:
+            self._any.setdefault(dim, set()).add(account)
             return
-        for dim, direction, price in entries:
-            if price is None:
-                self._any.setdefault(dim, set()).add(account)
-            else:
-                side = self._down if direction == DOWN else self._up
-                lst = side.get(dim)
-                if lst is None:
-                    lst = side[dim] = SortedList()
-                lst.add((price, account))
-        self._entries[account] = entries
+        side = self._down if direction == DOWN else self._up
+        lst = side.get(dim)
+        if lst is None:
+            lst = side[dim] = SortedList()
+        lst.add((price, account))
+
+    def _remove(self, account: int, dim: Hashable, direction: int, price: int | None) -> None:
+        if price is None:
+            self._any[dim].discard(account)
+        else:
+            (self._down if direction == DOWN else self._up)[dim].remove((price, account))
 
     def discard(self, account: int) -> None:
-        entries = self._entries.pop(account, None)
-        if entries is None:
-            return
-        for dim, direction, price in entries:
-            if price is None:
-                self._any[dim].discard(account)
-            else:
-                (self._down if direction == DOWN else self._up)[dim].remove((price, account))
+        for entry in self._entries.pop(account, ()):
+            self._remove(account, *entry)
 
     def crossed(self, dim: Hashable, price: int) -> list[int]:
         """The accounts whose trigger in `dim` the price reaches, sorted by id."""

@@ -12,29 +12,47 @@ exactly). Never on a stale index: an account valued with any symbol whose index 
 positions' or its collateral's) is left alone until the index is fresh again, and then examined.
 
 Finding the accounts. A BreachIndex keeps each account under the prices at which a move could breach
-it, per price dimension (a symbol's mark; a collateral's index). An account with one position and
-no collateral is keyed at its exact liquidation price. Any other is keyed conservatively: with slack
-= equity - maintenance at the current prices and w_d an upper bound of the slack lost per tick of
+it, per price dimension (a symbol's mark; a collateral's index): a move that reaches nobody's
+trigger looks at nobody. With slack = equity - maintenance at the current prices, the triggers keep
+the account's slack above half of it at every price strictly inside them (the other half is room for
+later fills, below). An account with one position and no collateral is keyed exactly: at the price
+where its slack falls to that half (the liquidation price of the account with half its slack less
+equity). Any other is keyed conservatively: with w_d an upper bound of the slack lost per tick of
 adverse move in dimension d (|size| x units per tick-lot for a long, that x (1 + top maintenance
-rate) for a short, the post-haircut value of one tick for collateral), the budget B = slack - (n + 1)
-(n dimensions, each rounding at most one unit) is shared out so that every dimension gets the same
-fraction of its price: dimension d may move B x P_d / sum(w x P) ticks against the account before
-its trigger fires. Inside all triggers the slack stays >= 1: the index never misses a breach, and a
-move that reaches nobody's trigger looks at nobody. Every trigger is then moved a little toward the
-price, onto a coarse grid (it fires slightly early, never late), so that the small changes a fill
-makes rarely move it. Accounts a command touched (fills, interest, transfers) are checked for a
-breach at once and keyed again lazily, once, before the next price move is looked up.
+rate) for a short, the post-haircut value of one tick for collateral), the budget B = slack - half -
+(n + 1) (n dimensions, each rounding at most one unit) is shared out so that every dimension gets
+the same fraction of its price: dimension d may move B x P_d / sum(w x P) ticks against the account
+before its trigger fires. Every trigger is then moved a little toward the price, onto a coarse grid
+(it fires slightly early, never late; a DOWN trigger no lower than 0, never firing, an UP one no
+higher than twice the price), and each position gets a spare trigger on its other side, as far from
+the price, so that a fill that flips it needs no new trigger.
+
+The reserve. Equity - maintenance is a sum of terms of one price each, each monotone in its price
+(see _corner), so its least value at any prices strictly inside the triggers is its value at their
+corner, each price one tick inside its trigger: the account's reserve, kept beside its triggers with
+each position's term. While the reserve is >= 1 the triggers are safe: the index never misses a
+breach. Which accounts a command touched, and how:
+- a fill (PositionChanged) changes the account's cash by its realised PnL less its fee and one
+  position's term at the corner: the reserve is brought up to date from the fill alone. If it stays
+  >= 1 the account keeps its triggers and is sound now: its prices are strictly inside them (a
+  price moved past one is looked up this round, or was published on a stale index: the account may
+  not be liquidated before the index is fresh again, and that publication is looked up). Nothing
+  else is computed;
+- otherwise, or when other money moved (interest, transfers, loans, collateral sold), the reserve
+  is computed again from the account at its triggers' corner (a position without a trigger on its
+  side gets one, the others staying); if it is not >= 1 the account is examined in full: liquidated
+  if under maintenance, else keyed again at once;
+- an account a price move reached (its trigger crossed) is examined in full and keyed again.
+The scan of each command's events and each fill's step run in C (perpcore._breach, this class's
+base); a command whose events concern none of this (most orders, cancels and amends) is passed over
+there without calling into Python, and so is one whose fills all stepped.
 
 Funding. A settlement moves cash of every open position, and examining each would cost more than
 the settlement itself. Funding changes no position and no price, only equity, by the amount paid:
-- a receiver only gained slack: its triggers still fire no later than needed, it is not examined;
-- beside each account's triggers the engine keeps its reserve, a lower bound of the slack at every
-  price strictly inside them: slack - n - sum(w_d x (ticks from P_d to the trigger - 1)), by the
-  same per-tick bounds w_d. A payer whose reserve less what it paid is still >= 1 stays sound at
-  every price inside its triggers, the current ones included (a price past a trigger is looked up
-  as any move is), so only its reserve is lowered. A payer whose reserve does not cover the payment,
-  or whose triggers are out of date (keyed lazily, not yet), is examined in full: liquidated in the
-  same command if funding put it under maintenance.
+a receiver only gained slack (its reserve stays a lower bound), it is not looked at; a payer whose
+reserve less what it paid is still >= 1 stays sound at every price inside its triggers, so only its
+reserve is lowered; any other payer is looked at as above (liquidated in the same command if funding
+put it under maintenance).
 
 Which accounts are liquidated is decided exactly, from the candidates of one round sorted by id; the
 index only narrows the search, so the events never depend on its history (a restored exchange
@@ -77,26 +95,42 @@ from itertools import islice
 import msgspec
 
 from perpcore import messages as m
+from perpcore._breach import LiquidationCore
 from perpcore.adl import indicator, ranking
 from perpcore.breach_index import DOWN, UP, BreachIndex
 from perpcore.config import RATE_SCALE
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
-# The events after which an account's money or positions may have changed: it is examined again
-# (FundingPaid is not among them: a payment only moves equity, see the module's Funding paragraph).
-_TOUCHING = frozenset({m.PositionChanged, m.InterestAccrued, m.Deposited, m.Withdrawn, m.Borrowed,
-                       m.Repaid, m.CollateralConverted})
+# no account: the crossed accounts of a round without price moves
+_NOBODY = frozenset()
 
 
 def _toward(trigger: int, price: int, direction: int) -> int:
     """The trigger moved toward the price onto a power-of-two grid of 1/16 to 1/8 of their
     distance: it fires a little earlier (never later), and small changes of an account leave it
-    where it was, so re-keying after a fill rarely touches the sorted lists."""
+    where it was, so keying it again rarely touches the sorted lists."""
     distance = price - trigger if direction == DOWN else trigger - price
     if distance < 16:
         return trigger
     grid = 1 << (distance.bit_length() - 4)
     return -(-trigger // grid) * grid if direction == DOWN else trigger // grid * grid
+
+
+def _place(trigger: int, price: int, direction: int) -> int:
+    """Where a trigger goes: a DOWN one no lower than 0 (below 1 it never fires), an UP one no
+    higher than twice the price (beyond, it would only make the corner's figures huge), then
+    _toward the price. Each step moves it toward the price: it fires earlier, never later."""
+    if direction == DOWN:
+        return _toward(max(trigger, 0), price, DOWN)
+    return _toward(min(trigger, 2 * price), price, UP)
+
+
+def _with_spare(dim, direction: int, trigger: int, price: int) -> list[tuple]:
+    """A position's trigger and a spare on its other side, as far from the price (within
+    _place's bounds): a fill that flips the position then needs no new trigger (see
+    LiquidationCore.step)."""
+    other = UP if direction == DOWN else DOWN
+    return [(dim, direction, trigger), (dim, other, _place(2 * price - trigger, price, other))]
 
 
 class FundEntry(msgspec.Struct, frozen=True):
@@ -125,8 +159,9 @@ class _Params:
         self.max_price = spec.max_price
 
 
-class Liquidation:
-    """The liquidation component of an Exchange (ex.components["liquidation"])."""
+class Liquidation(LiquidationCore):
+    """The liquidation component of an Exchange (ex.components["liquidation"]); stage 6's entry,
+    after_command, and its scan of events are perpcore._breach.LiquidationCore's."""
 
     def __init__(self, exchange):
         self.exchange = exchange
@@ -141,70 +176,45 @@ class Liquidation:
         self.socialized: dict[int, int] = {}            # account -> bad debt left with it
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
         self._queues: dict[tuple[str, int], list[int]] = {}
-        # accounts examined and sound whose triggers are out of date: keyed again (once) before
-        # the next price move is looked up, so a burst of fills costs one keying per account
+        # accounts liquidated in this command, their triggers out of date: keyed before it ends
         self._dirty: set[int] = set()
-        # account -> lower bound of its slack at every price inside its triggers, less the funding
-        # it paid since they were set (see the module's Funding paragraph); absent: unknown
+        # account -> a lower bound of its slack at every price strictly inside its triggers: the
+        # slack at their corner (see _corner) when they were checked, brought up to date by each
+        # fill since, less the funding it paid; absent: unknown
         self._reserve: dict[int, int] = {}
+        # account -> {symbol: [corner price below, corner price above (None: no such trigger),
+        # the position's term of the reserve]} while its reserve is its corner's slack: a fill then
+        # brings the reserve up to date from the fill alone (LiquidationCore.step)
+        self._terms: dict[int, dict[str, list]] = {}
+        self._symbols = self.margin.symbols
+        # the index's price dimensions, made once
+        self._mark_dim = {s: ("mark", s) for s in self.params}
+        self._index_dim = {s: ("index", s) for s in self.params}
         self.margin.on_loan_breach = self.sell_collateral
 
     # ---- stage 6 -------------------------------------------------------------------------------
 
-    def after_command(self, events: list) -> None:
-        """Liquidates every account the command put under maintenance, cascades included."""
-        if self.fund != self._fund_seen:
-            self._record_external(events)
-        start = 0
-        index = self.index
-        dirty = self._dirty
-        funding_paid = m.FundingPaid
+    def _rounds(self, events: list, touched: set, moves: list, paid: dict) -> None:
+        """The rest of a command's stage 6 once its events have been scanned (LiquidationCore):
+        `touched` accounts to look at, price `moves`, funding `paid`. Rounds of liquidations follow
+        until none is left, each scanning the events the last one added."""
+        start = len(events)
         while True:
-            touched = set()
-            moves = []
-            paid: dict[int, int] = {}       # payer -> what this round's funding took from it
-            for e in islice(events, start, None):
-                t = type(e)
-                if t is funding_paid:
-                    if e.amount < 0:        # a receiver (amount >= 0) only gained slack
-                        paid[e.account] = paid.get(e.account, 0) - e.amount
-                elif t in _TOUCHING:
-                    touched.add(e.account)
-                elif t is m.MarkPriceUpdated:
-                    if not e.index_stale:
-                        moves.append((("mark", e.symbol), e.price))
-                elif t is m.IndexPriceUpdated:
-                    moves.append((("index", e.symbol), e.price))
-            start = len(events)
-            uncovered = self._uncovered(paid, touched) if paid else ()
-            touched.update(uncovered)
-            seen: dict[int, tuple] = {}     # what this round computed, valid until it acts
-            breached = [a for a in sorted(touched) if self._examine(a, seen)]
-            dirty.update(seen)
-            accounts = self.margin.accounts
-            if not moves:
-                # a payer's fresh reserve is what lets the next settlement pass it by: keyed now
-                for account in uncovered:
-                    if account in seen:
-                        self._key(accounts[account], *seen[account], keep_earlier=True)
-                        dirty.discard(account)
-            else:
-                for account in sorted(dirty):
-                    # a trigger that still fires no later than the fresh one may stay
-                    self._key(accounts[account], *seen.get(account, ()), keep_earlier=True)
-                dirty.clear()
-                candidates = set()
+            # the accounts a price reached, by their triggers as they stood before this round
+            crossed = _NOBODY
+            if moves:
+                crossed = set()
                 for dim, price in moves:
-                    candidates.update(index.crossed(dim, price))
-                for account in sorted(candidates):
-                    if account not in seen and self._examine(account, seen):
-                        breached.append(account)
-                    elif account in seen:
-                        # crossed and sound: a trigger nearer than the one that fired
-                        self._key(accounts[account], *seen[account])
-                breached = sorted(set(breached))
+                    crossed.update(self.index.crossed(dim, price))
+            if paid:
+                touched.update(self._uncovered(paid, touched))
+            # each candidate, in account order: its triggers as they stand may still keep it
+            # sound; if not, it is examined in full (and keyed again at once unless in breach)
+            breached = [account for account in sorted(touched | crossed)
+                        if (account in crossed or not self._sound(account))
+                        and self._examine(account, keep_earlier=account not in crossed)]
             if not breached:
-                return
+                break
             self._queues.clear()
             for account in breached:
                 self._liquidate(account, events)
@@ -216,24 +226,153 @@ class Liquidation:
             n = len(new)
             self.pricing.after_command(new)
             events.extend(new[n:])
+            touched, moves, paid = set(), [], {}
+            self.scan(events, start, touched, moves, paid)
+            start = len(events)
+        if self._dirty:
+            accounts = self.margin.accounts
+            for account in sorted(self._dirty):     # liquidated, and not keyed since
+                self._key(accounts[account])
 
     # ---- finding accounts ----------------------------------------------------------------------
 
     def _uncovered(self, paid: dict[int, int], touched: set[int]) -> list[int]:
-        """The payers of `paid` that must be examined: those whose reserve does not cover the
+        """The payers of `paid` that must be looked at: those whose reserve does not cover the
         payment, or whose triggers are out of date; the others' reserves are lowered by it."""
         reserve = self._reserve
         dirty = self._dirty
         out = []
         for account, amount in paid.items():
             if account in touched:
-                continue            # examined anyway, and keyed again before the next move
+                continue            # looked at anyway
             left = reserve.get(account, 0) - amount
-            if left >= 1 and account not in dirty:
+            if left >= 1 and account not in dirty and self.shortcuts:
                 reserve[account] = left
             else:
                 out.append(account)
         return out
+
+    def _sound(self, account: int) -> bool:
+        """True when the account's triggers, as they stand, still keep it sound (the slack at their
+        corner is positive, see _corner): it is sound now, at prices strictly inside them, and
+        its triggers stay; its reserve becomes that slack. A position without a trigger on its
+        side (opened or flipped since) gets one, the others staying (_key_position). False: the
+        account is examined in full."""
+        acc = self.margin.accounts.get(account)
+        if acc is None or not self.shortcuts:
+            return False
+        triggers = self.index.triggers(account)
+        missing = []
+        terms = {}
+        corner = self._corner(acc, triggers, terms, missing)
+        if corner is None:
+            return False
+        if missing:
+            return len(missing) == 1 and self._key_position(acc, triggers, corner, terms,
+                                                            *missing[0])
+        if corner < 1:
+            return False
+        self._reserve[account] = corner
+        self._terms[account] = terms
+        return True
+
+    def _corner(self, acc, triggers: tuple, terms: dict | None = None,
+                missing: list | None = None) -> int | None:
+        """The account's equity - maintenance with each price one tick inside its trigger (a DOWN
+        trigger below 1: at 1; a position's price inside the trigger on its side), or None when
+        the triggers do not cover it: an exposure without a trigger on its side, a trigger of
+        None, or a price not strictly inside a trigger. With `missing`, positions without a
+        trigger on their side are listed there as (symbol, position) instead, and left out of the
+        sum. With `terms`, each position's term is put there as _terms keeps it.
+
+        It is the least slack at any prices strictly inside the triggers (the slack itself without
+        positions is more by the bad debt + 1). Equity - maintenance is a sum of terms of one price
+        each: a long's value less its maintenance (which rises by at most ceil(notional change x
+        rate) <= the value's change, rates < 100%) never falls as its mark rises; a short's value
+        falls and its maintenance rises with its mark; collateral's value (rounded down) never
+        falls as its index rises. So each term is least at its trigger's inner neighbour, whatever
+        the other prices are."""
+        pricing = self.pricing
+        below = {}          # dim -> the corner price of its DOWN trigger
+        above = {}          # dim -> the corner price of its UP trigger
+        for dim, direction, trigger in triggers:
+            if trigger is None:
+                return None
+            kind, symbol = dim
+            price = pricing.mark_price(symbol) if kind == "mark" else pricing.index_price(symbol)
+            if price is None:
+                return None
+            if direction == DOWN:
+                if price <= trigger:
+                    return None
+                below[dim] = trigger + 1 if trigger > 0 else 1
+            else:
+                if price >= trigger:
+                    return None
+                above[dim] = trigger - 1
+        margin = self.margin
+        cash = acc.cash
+        slack = cash[self.settle] - margin.lending.debts.get(acc.id, 0)
+        mark_dim = self._mark_dim
+        for symbol, pos in acc.positions.items():
+            dim = mark_dim[symbol]
+            size = pos.size
+            at = below.get(dim) if size > 0 else above.get(dim) if size < 0 else 0
+            if at is None:
+                if missing is None:
+                    return None
+                missing.append((symbol, pos))
+                if terms is not None:
+                    terms[symbol] = [below.get(dim), above.get(dim), 0]
+                continue
+            term = self.term(symbol, size, pos.cost, at)
+            slack += term
+            if terms is not None and (dim in below or dim in above):
+                terms[symbol] = [below.get(dim), above.get(dim), term]
+        for c in margin.collateral:
+            amount = cash[c.asset]
+            if amount > 0 and pricing.index_price(c.symbol) is not None:
+                at = below.get(self._index_dim[c.symbol])
+                if at is None:
+                    return None
+                slack += c.value(amount, at)
+        return slack
+
+    def _key_position(self, acc, triggers: tuple, rest: int, terms: dict, symbol: str,
+                      pos) -> bool:
+        """Gives one position a trigger on its side, the account's other triggers staying (one on
+        the position's other side stays too, spare: a fill that flips it back needs nothing new).
+        `rest` is the corner's equity - maintenance without this position, so the account's is a
+        function of this position's mark alone, solved exactly as a lone position's (see
+        _triggers), keeping half of it at the mark as room. False when it is not positive at the
+        mark."""
+        mark = self.pricing.mark_price(symbol)
+        if mark is None:
+            return False
+        p = self.params[symbol]
+        size = pos.size
+        now = rest + self.term(symbol, size, pos.cost, mark)
+        if now < 1:
+            return False
+        direction = DOWN if size > 0 else UP
+        # at a price x: rest + size x upt x x - its entry value - maintenance at x
+        base = rest - (pos.cost if size > 0 else -pos.cost) * p.upt
+        trigger = _place(p.tiers.liquidation_price(size, p.upt, base - now // 2) or 0, mark,
+                         direction)
+        dim = self._mark_dim[symbol]
+        corners = terms.get(symbol) or [None, None, 0]
+        new = [(dim, direction, trigger)]
+        if corners[1 if direction == DOWN else 0] is None:
+            new = _with_spare(dim, direction, trigger, mark)     # nothing on the other side
+        self.index.set(acc.id, triggers + tuple(new))
+        for _, side, at in new:
+            corners[0 if side == DOWN else 1] = at + 1 if side == DOWN else at - 1
+        at = corners[0 if direction == DOWN else 1]
+        corners[2] = term = self.term(symbol, size, pos.cost, at)
+        terms[symbol] = corners
+        self._reserve[acc.id] = rest + term
+        self._terms[acc.id] = terms
+        return True
 
     def _slack(self, acc, figures: tuple) -> int:
         """> 0 while the account is sound: equity - maintenance with positions; without, its equity
@@ -247,14 +386,15 @@ class Liquidation:
         """[(dim, direction, price, adverse loss bound per tick)] of the account's exposures."""
         out = []
         mark_of = self.pricing.mark_price
+        mark_dim = self._mark_dim
         for symbol, pos in acc.positions.items():
             size = pos.size
             if size:
                 p = self.params[symbol]
                 if size > 0:
-                    out.append((("mark", symbol), DOWN, mark_of(symbol), size * p.upt))
+                    out.append((mark_dim[symbol], DOWN, mark_of(symbol), size * p.upt))
                 else:
-                    out.append((("mark", symbol), UP, mark_of(symbol),
+                    out.append((mark_dim[symbol], UP, mark_of(symbol),
                                 -(size * p.upt * p.short_rate // RATE_SCALE)))
         cash = acc.cash
         index_of = self.pricing.index_price
@@ -263,7 +403,7 @@ class Liquidation:
             if amount > 0:
                 price = index_of(c.symbol)
                 if price is not None:       # unpriced collateral counts for nothing: no exposure
-                    out.append((("index", c.symbol), DOWN, price,
+                    out.append((self._index_dim[c.symbol], DOWN, price,
                                 -(-amount * c.num * c.keep // (c.den * RATE_SCALE))))
         return out
 
@@ -271,9 +411,9 @@ class Liquidation:
         is_stale = self.pricing.is_stale
         return any(is_stale(dim[1]) for dim, _, _, _ in dims)
 
-    def _examine(self, account: int, seen: dict) -> bool:
-        """True if the account must be liquidated now; otherwise what keying it needs goes into
-        `seen` (valid until this round acts)."""
+    def _examine(self, account: int, keep_earlier: bool = False) -> bool:
+        """The full examination: True if the account must be liquidated now; otherwise it is keyed
+        again at once (with keep_earlier, triggers that fire no later than the fresh ones stay)."""
         acc = self.margin.accounts.get(account)
         if acc is None:
             return False
@@ -282,63 +422,47 @@ class Liquidation:
         dims = self._dims(acc)
         if slack <= 0 and not self._stale(dims):
             return True
-        seen[account] = (figures, slack, dims)
+        self._key(acc, figures, slack, dims, keep_earlier)
         return False
 
     def _key(self, acc, figures: tuple | None = None, slack: int | None = None,
              dims: list | None = None, keep_earlier: bool = False) -> None:
+        """Sets the account's triggers, its reserve (their corner's slack) and its terms."""
         if figures is None:
             figures = self.margin._figures(acc)
             slack = self._slack(acc, figures)
             dims = self._dims(acc)
         index = self.index
         index.set(acc.id, self._triggers(acc, figures, slack, dims), keep_earlier)
-        self._reserve[acc.id] = self._reserve_of(acc, figures, slack, dims,
-                                                  index.triggers(acc.id))
-
-    def _reserve_of(self, acc, figures: tuple, slack: int, dims: list, triggers: tuple) -> int:
-        """A lower bound of the slack at every price strictly inside the triggers (those of
-        `dims`, in order). One position and nothing else: the slack is monotone in the mark (a
-        long's maintenance rises slower than its value), so it is exact at the trigger's inner
-        neighbour (a tick of 1 for a long no positive price liquidates). Otherwise each dimension
-        loses at most w per tick of adverse move plus one unit of rounding. 0 (examine on any
-        payment) when a trigger fires on any move or the price is already at or past it."""
-        if slack <= 0:
-            return 0
-        if len(dims) == 1 and dims[0][0][0] == "mark" and dims[0][2] is not None:
-            dim, direction, price, _ = dims[0]
-            trigger = triggers[0][2] if triggers else 0 if direction == DOWN else None
-            if trigger is None or (price <= trigger if direction == DOWN else price >= trigger):
-                return 0
-            pos, base, others = self.margin._price_base(acc, dim[1], figures)
-            worst = trigger + 1 if direction == DOWN else trigger - 1
-            upt = self.params[dim[1]].upt
-            return base + pos.size * upt * worst - others - \
-                self.params[dim[1]].tiers.maintenance(abs(pos.size) * worst * upt)
-        if len(triggers) != len(dims):
-            return 0
-        bound = slack - len(dims)
-        for (_, _, price, w), (_, direction, trigger) in zip(dims, triggers):
-            if trigger is None:
-                return 0
-            ticks = price - trigger if direction == DOWN else trigger - price
-            if ticks < 1:
-                return 0
-            bound -= w * (ticks - 1)
-        return bound
+        terms = {}
+        corner = self._corner(acc, index.triggers(acc.id), terms)
+        if corner is not None and corner > 0:
+            self._reserve[acc.id] = corner
+            self._terms[acc.id] = terms
+        else:
+            self._reserve[acc.id] = 0       # examined at any payment
+            self._terms.pop(acc.id, None)
+        self._dirty.discard(acc.id)
 
     def _triggers(self, acc, figures: tuple, slack: int, dims: list) -> list:
+        """Triggers inside which the account keeps more than half its slack (the rest is room for
+        later fills to spend without new triggers: see LiquidationCore.step)."""
         if not dims:
             return []
         if slack <= 0:
             # in breach but deferred (a stale index): look again at any move
             return [(dim, d, None) for dim, d, _, _ in dims]
+        room = slack // 2
         if len(dims) == 1 and dims[0][0][0] == "mark" and dims[0][2] is not None:
-            # one position and nothing else: its exact liquidation price
+            # one position and nothing else: exactly where its slack falls to the room (the
+            # liquidation price of the account with `room` less equity); a long that no positive
+            # price takes there: 0, never
             dim, direction, mark, _ = dims[0]
-            price = self.margin.liquidation_price(acc.id, dim[1], figures)
-            return [] if price is None else [(dim, direction, _toward(price, mark, direction))]
-        budget = slack - len(dims) - 1
+            pos, base, others = self.margin._price_base(acc, dim[1], figures)
+            p = self.params[dim[1]]
+            price = p.tiers.liquidation_price(pos.size, p.upt, base - others - room)
+            return _with_spare(dim, direction, _place(price or 0, mark, direction), mark)
+        budget = slack - room - len(dims) - 1
         if budget < 0 or any(price is None for _, _, price, _ in dims):
             return [(dim, d, None) for dim, d, _, _ in dims]
         # the same fraction of its price for every dimension: sum(w x allowed move) <= budget
@@ -347,7 +471,11 @@ class Liquidation:
         for dim, direction, price, _ in dims:
             allowed = budget * price // total
             trigger = price - allowed - 1 if direction == DOWN else price + allowed + 1
-            triggers.append((dim, direction, _toward(trigger, price, direction)))
+            trigger = _place(trigger, price, direction)
+            if dim[0] == "mark":
+                triggers += _with_spare(dim, direction, trigger, price)
+            else:
+                triggers.append((dim, direction, trigger))
         return triggers
 
     # ---- liquidating ---------------------------------------------------------------------------
@@ -356,13 +484,15 @@ class Liquidation:
         ex = self.exchange
         margin = self.margin
         acc = margin.accounts[account]
+        # its triggers, reserve and terms say nothing any more: keyed again before the command ends
+        self._dirty.add(account)
+        self._terms.pop(account, None)
         equity, _, _, mm, _ = margin._figures(acc)
         if mm > 0 and equity <= mm:
             reason = LiquidationReason.MAINTENANCE
         elif mm == 0 and equity + self.socialized.get(account, 0) < 0:
             reason = LiquidationReason.DEFICIT
         else:
-            self._dirty.add(account)
             return      # an earlier liquidation of this round restored it
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm, reason))
         self._cancel_orders(account, events)
@@ -372,7 +502,6 @@ class Liquidation:
             equity, _, _, mm, _ = margin._figures(acc)
         if mm == 0 and equity + self.socialized.get(account, 0) < 0:
             self._settle_deficit(acc, events)
-        self._dirty.add(account)
 
     def _cancel_orders(self, account: int, events: list) -> None:
         ex = self.exchange
@@ -619,7 +748,8 @@ class Liquidation:
                                              account, symbol))
 
     def _record_external(self, events: list) -> None:
-        """Changes other layers made (funding remainders): recorded so the history is whole."""
+        """Changes other layers made (funding remainders, with their FundingSettled): recorded so
+        the history is whole."""
         funding = sum(e.insurance for e in events if type(e) is m.FundingSettled)
         for asset in sorted(self.fund):
             delta = self.fund[asset] - self._fund_seen.get(asset, 0)
@@ -688,5 +818,6 @@ class Liquidation:
         self.index.clear()
         self._dirty.clear()
         self._reserve.clear()
+        self._terms.clear()
         for account in sorted(self.margin.accounts):
             self._key(self.margin.accounts[account])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from perpcore import Exchange, default_config
 from perpcore import messages as m
-from perpcore.breach_index import DOWN
+from perpcore.breach_index import DOWN, UP
 from perpcore.config import RATE_SCALE
 from perpcore.messages import LiquidationReason, Side
 
@@ -58,9 +58,9 @@ def counting(ex) -> list[int]:
     examined = []
     full = liq._examine
 
-    def examine(account, seen):
+    def examine(account, keep_earlier=False):
         examined.append(account)
-        return full(account, seen)
+        return full(account, keep_earlier)
     liq._examine = examine
     return examined
 
@@ -106,24 +106,29 @@ def test_funding_pushes_a_payer_under_maintenance_and_it_is_liquidated_at_once()
 
 
 def test_a_payer_that_stays_sound_is_not_liquidated():
-    """The same trader with 5.90 USD more: 0.20 USD above maintenance after paying 6.00."""
+    """The same trader with 5.75 USD more: 0.05 USD above maintenance after paying 6.00."""
     ex = near_maintenance_venue()
-    # its trigger is its exact liquidation price, where its reserve is its slack a tick above
-    assert ex.liquidation.index.triggers(TRADER) == ((("mark", BTC), DOWN, 600056),)
+    liq = ex.liquidation
+    # its slack, 0.30 USD at 60,006, falls by 0.0995 a tick (0.10 of value less 0.0005 of
+    # maintenance in the 0.5% tier): at 60,005.9 it is 250.23 - (300.0295 - 50) = 0.2005, above
+    # half of 0.30; at 60,005.8, 250.13 - 250.029 = 0.101: the trigger, keeping half as room. The
+    # spare on the other side, as far from the mark
+    assert liq.index.triggers(TRADER) == ((("mark", BTC), DOWN, 600058),
+                                          (("mark", BTC), UP, 600062))
+    assert liq._reserve[TRADER] == usd("0.2005")    # the slack a tick inside the trigger
     assert ex.account(TRADER).positions[0].liquidation_price == 600056
-    # at 60,005.7: equity 5,244.33 - 4,994.3 = 250.03, maintenance 300.0285 - 50 rounded up
-    assert ex.liquidation._reserve[TRADER] == usd("250.03") - 250_028_500
-    accepted(ex, m.Deposit(account=TRADER, asset="USD", amount=usd("5.9")))
-    accepted(ex, m.SetIndexPrice(source="x", symbol=BTC, price=600001))    # keyed again
-    accepted(ex, m.SetIndexPrice(source="x", symbol=BTC, price=600000))
-    assert ex.liquidation._reserve[TRADER] == 1500 + usd("5.9")     # the trigger stayed
+    accepted(ex, m.Deposit(account=TRADER, asset="USD", amount=usd("5.75")))
+    assert liq._reserve[TRADER] == usd("5.9505")    # the triggers stay
     examined = counting(ex)
     events = ex.submit(m.AdvanceClock(ts=INTERVAL))
-    assert examined == [TRADER]         # 5.9015 USD does not cover 6.00: examined, and sound
+    assert examined == [TRADER]         # 5.9505 USD does not cover 6.00: examined, and sound
     assert not of(events, m.LiquidationStarted)
     trader = ex.account(TRADER)
-    assert (trader.equity, trader.maintenance_margin) == (usd("250.23"), usd("250.03"))
-    assert ex.liquidation._reserve[TRADER] > 0         # keyed again at once
+    assert (trader.equity, trader.maintenance_margin) == (usd("250.08"), usd("250.03"))
+    # keyed again at once: half of the 0.05 USD of slack is reached just below 60,006, so the
+    # trigger is the tick below the mark and the reserve the slack at the mark
+    assert liq.index.triggers(TRADER)[0] == (("mark", BTC), DOWN, 600059)
+    assert liq._reserve[TRADER] == usd("0.05")
 
 
 def test_a_receiver_is_never_examined_and_a_covered_payer_only_its_reserve_lowered():
@@ -135,20 +140,25 @@ def test_a_receiver_is_never_examined_and_a_covered_payer_only_its_reserve_lower
         ex.submit(m.AdvanceClock(ts=k * INTERVAL))
         assert MAKER not in examined and RICH not in examined
         assert liq._reserve[RICH] == before - k * usd("0.6")
-    assert liq.index.triggers(RICH) == ()      # no positive mark liquidates it
+    # no positive mark takes half its slack: its trigger never fires
+    assert liq.index.triggers(RICH)[0] == (("mark", BTC), DOWN, 0)
 
 
-def test_a_payer_keyed_lazily_is_examined_and_keyed_at_once():
-    """A fill leaves the account's triggers out of date until the next price move: its reserve
-    says nothing, so funding examines it, and keys it so the next settlement need not."""
+def test_a_fill_updates_the_reserve_and_keeps_the_triggers():
+    """A fill brings the account's reserve up to date from the fill alone: its triggers stay, it
+    is not examined, and the next settlement passes it by as a covered payer."""
     ex = near_maintenance_venue()
-    trade(ex, RICH, MAKER, 100, 600060)
-    assert RICH in ex.liquidation._dirty
+    liq = ex.liquidation
+    triggers, before = liq.index.triggers(RICH), liq._reserve[RICH]
     examined = counting(ex)
+    trade(ex, RICH, MAKER, 100, 600060)
+    # 0.1 BTC more at 60,006, valued at its corner, a mark of 1 tick (its trigger is 0): worth
+    # 0.01, for 6,000.60 of entry value and the taker fee 0.05% of it (3.0003); 0.4% of 0.01 more
+    # maintenance
+    assert liq._reserve[RICH] == \
+        before + usd("0.01") - usd("6000.6") - usd("3.0003") - usd("0.00004")
+    assert liq.index.triggers(RICH) == triggers and examined == []
     ex.submit(m.AdvanceClock(ts=INTERVAL))
-    assert RICH in examined and RICH not in ex.liquidation._dirty
-    examined.clear()
-    ex.submit(m.AdvanceClock(ts=2 * INTERVAL))
     assert RICH not in examined
 
 
@@ -166,9 +176,8 @@ def slack_at(ex, account: int, price: int) -> int:
 
 
 def check_reserves(ex) -> None:
-    """Every single-position account keyed up to date: its reserve is at most its slack at the
-    worst price strictly inside its trigger (the trigger's neighbour; 1 tick for a long that no
-    positive price liquidates)."""
+    """Every single-position account: its reserve is at most its slack at the worst price strictly
+    inside its trigger on its side (the trigger's neighbour; 1 tick for a trigger of 0)."""
     liq = ex.liquidation
     for account, reserve in liq._reserve.items():
         acc = ex.margin.accounts[account]
@@ -176,15 +185,17 @@ def check_reserves(ex) -> None:
         if account in liq._dirty or reserve <= 0 or len(dims) != 1:
             continue            # no position: nothing to pay; other assets are not dealt here
         [(dim, direction, price, _)] = dims
-        triggers = liq.index.triggers(account)
-        trigger = triggers[0][2] if triggers else 0
-        worst = trigger + 1 if direction == DOWN else trigger - 1
+        [trigger] = [t for d, side, t in liq.index.triggers(account) if side == direction]
+        worst = max(trigger + 1, 1) if direction == DOWN else trigger - 1
         assert slack_at(ex, account, worst) >= reserve, (account, reserve, triggers)
 
 
 def examine_everyone(ex) -> None:
-    """The reference engine: whenever funding is paid, every account is examined in full."""
-    ex.liquidation._uncovered = lambda paid, touched: sorted(ex.margin.accounts)
+    """The reference engine: whenever funding is paid, every account is examined in full, as is
+    every account a fill or any other money movement touched (no reserve or corner shortcut)."""
+    liq = ex.liquidation
+    liq.shortcuts = False
+    liq._uncovered = lambda paid, touched: sorted(ex.margin.accounts)
 
 
 steps = st.lists(st.one_of(

@@ -7,6 +7,7 @@ import pytest
 
 from perpcore import Exchange
 from perpcore import messages as m
+from perpcore.breach_index import DOWN, UP
 from perpcore.config import HOUR_NS
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, RejectCode, Side
 
@@ -49,16 +50,22 @@ def test_a_quiet_move_examines_nobody(monkeypatch):
     v.price(ETH, 340000)
     v.trade(MAKER, 4, ETH, Side.BUY, 1000, 340000)            # and a long in ETH: budget triggers
     liq = v.ex.liquidation
-    # the long's trigger: its liquidation price 55,258.7, moved up onto a grid of 1/16-1/8 of
-    # the distance to the mark (97,413 ticks: a grid of 8,192): it fires early, never late
-    assert liq.index.triggers(TRADER) == ((("mark", BTC), 0, 557056),)
-    assert 552587 <= 557056 < 552587 + 97413 // 8
+    # the long: equity 9,967.50 (10,000 less the 32.50 fee), maintenance 0.5% x 65,000 - 50 = 275,
+    # slack 9,692.50. At a mark p (ticks) its slack is 9,967.50 + (p - 650,000) / 10 - (0.5% x
+    # p / 10 - 50) = 0.0995 p - 54,982.50, half of it (4,846.25) at 60,129.4: the trigger is the
+    # highest tick there, 601,294, moved up onto a grid of 1/16-1/8 of the distance to the mark
+    # (48,706 ticks: a grid of 4,096), 602,112; it fires early, never late. The spare on the other
+    # side as far from the mark: 697,888 onto the grid, 696,320
+    assert liq.index.triggers(TRADER) == ((("mark", BTC), DOWN, 602112), (("mark", BTC), UP, 696320))
+    # its reserve: the slack a tick inside, at 60,211.3: 5,178.80 - (301.0565 - 50)
+    assert liq._reserve[TRADER] == usd("4927.7435")
     examined = []
-    monkeypatch.setattr(liq, "_examine", lambda account, seen: examined.append(account))
+    monkeypatch.setattr(liq, "_examine",
+                        lambda account, keep_earlier=False: examined.append(account))
     v.price(BTC, 640000)
     v.price(ETH, 345000)
     assert examined == []
-    v.price(BTC, 557056)
+    v.price(BTC, 602112)
     assert examined == [TRADER]
 
 
