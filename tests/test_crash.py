@@ -52,10 +52,10 @@ def child(store_dir: str, stream_path: str, sync: str, die_after: str, delay_ms:
     acked = start
     encode = m.encoder.encode
     die_at = start + int(die_after) if int(die_after) else -1
+    kill = threading.Timer(float(delay_ms) / 1000, os.kill, (os.getpid(), signal.SIGKILL))
     for cmd in cmds[start:]:
         if engine.ex.seq == die_at:
-            threading.Timer(float(delay_ms) / 1000, os.kill,
-                            (os.getpid(), signal.SIGKILL)).start()
+            kill.start()
         released = engine.submit(cmd)
         if engine.ex.seq % CHECKPOINT_EVERY == 0:
             released += store.checkpoint()[1]
@@ -66,6 +66,12 @@ def child(store_dir: str, stream_path: str, sync: str, die_after: str, delay_ms:
             out.write(f"ack {acked} {digest.hexdigest()}\n")
             out.flush()
     store.close()
+    # the stream ran out before the kill (a fast engine): it idles, as a live venue waits for
+    # more commands, until the kill comes
+    if die_at > 0 and not kill.is_alive() and not kill.finished.is_set():
+        kill.start()
+    while True:
+        time.sleep(1)
 
 
 class Reference:
