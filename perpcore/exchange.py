@@ -51,16 +51,6 @@ class BookView:
         return len(self._book)
 
 
-_INT_TYPES = m.INT_TYPES
-
-
-def _ints(*values) -> bool:
-    for v in values:
-        if type(v) not in _INT_TYPES:
-            return False
-    return True
-
-
 class Exchange(ExchangeCore):
     """The venue: submit() (perpcore._orders.ExchangeCore) applies one command and returns its
     events; the rest is the handlers of the other commands, queries and snapshots."""
@@ -134,7 +124,7 @@ class Exchange(ExchangeCore):
     # ---- accounts ------------------------------------------------------------------------------
 
     def _create_account(self, cmd: m.CreateAccount, events: list) -> None:
-        if not _ints(cmd.account) or cmd.account <= 0 or type(cmd.professional) is not bool:
+        if type(cmd.account) not in m.INT_TYPES or cmd.account <= 0 or type(cmd.professional) is not bool:
             raise Rejection(RejectCode.MALFORMED, "account must be a positive integer")
         if cmd.account in self._professional:
             raise Rejection(RejectCode.DUPLICATE_ACCOUNT, f"account {cmd.account} already exists")
