@@ -680,7 +680,8 @@ cdef class OrderBook:
         return self._amend(order_id, price, qty)
 
     def cancel_account(self, int64_t account):
-        """Cancels every resting order of an account; returns [(order_id, open_qty)], oldest first."""
+        """Cancels every resting order of an account; returns [(order_id, side, price, open_qty)],
+        oldest first."""
         cdef list out = []
         cdef int32_t slot
         self.n_fills = 0
@@ -688,7 +689,8 @@ cdef class OrderBook:
             slot = self._find(self.account_index, BY_ACCOUNT, account, 0)
             if slot == NIL:
                 return out
-            out.append((self.orders[slot].id, self.orders[slot].qty))
+            out.append((self.orders[slot].id, self.orders[slot].side, self.orders[slot].price,
+                        self.orders[slot].qty))
             self._remove(slot)
 
     def find_client(self, int64_t account, int64_t client_id):

@@ -273,7 +273,7 @@ cdef class OrderEntry:
                           or triggers.live and triggers.has_client(account, client_id)):
             reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                    f"client order id {client_id} is already open")
-        self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0)
+        self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0, 0, 0)
         cdef ExchangeCore ex = self.ex
         ex.advance(f[P_TS], events)
 
@@ -311,12 +311,12 @@ cdef class OrderEntry:
                 ex.advance(ts, events)
                 triggers.cancel(waiting, USER, events)
                 return
-        order_id = self.owned_order(market, cmd)[0]
+        order_id, _, side, price = self.owned_order(market, cmd)[:4]
         ex.advance(ts, events)
         cdef OrderBook book = market.book
         book.n_fills = 0
         open_qty = book._cancel(order_id)
-        self.margin.closed(order_id)
+        self.margin.closed(order_id, account, symbol, side, price, open_qty)
         events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty, USER))
 
     def amend(self, cmd, list events):
@@ -333,7 +333,8 @@ cdef class OrderEntry:
         if price * qty * market.units_per_ticklot < market.min_notional_units:
             reject(RejectCode.BELOW_MIN_NOTIONAL,
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
-        self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id)
+        self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id,
+                          old_price, open_qty)
         cdef ExchangeCore ex = self.ex
         ex.advance(cmd.ts, events)
         cdef OrderBook book = market.book
@@ -345,7 +346,8 @@ cdef class OrderEntry:
         events.append(OrderAmended(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, price, qty,
                                    kept))
         remaining = self.fill_events(market, book, Side(side), qty - filled, events, None)
-        self.margin.order_changed(order_id, book.order(order_id))
+        self.margin.order_changed(order_id, cmd.account, cmd.symbol, side, old_price, open_qty,
+                                  book.order(order_id))
         if remaining and status == ST_STP_EXPIRED:
             events.append(OrderCancelled(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id,
                                          remaining, SELF_TRADE))
@@ -396,6 +398,6 @@ cdef class OrderEntry:
             else:
                 events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
                                              SELF_TRADE))
-                margin.closed(f.maker_id)
+                margin.closed(f.maker_id, f.maker_account, symbol, 1 - taker_side, f.price, f.qty)
             remaining = f.taker_remaining
         return remaining

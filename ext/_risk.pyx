@@ -297,35 +297,33 @@ cdef class MarginCore:
     # ---- pre-trade -----------------------------------------------------------------------------
 
     def check_order(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
-                    amended=0):
+                    amended=0, int64_t old_price=0, int64_t old_qty=0):
         """Refuses an order (or, with `amended`, the new price and open quantity of that resting
-        order) the account could not carry: a reduce-only order that could increase the position
+        order, now at old_price for old_qty open lots) the account could not carry: a reduce-only order that could increase the position
         (with the account's other orders on that side), a position past its leverage's notional
         cap, or initial margin above equity. An order that adds no initial margin (netted by the
         other side, or reducing the position at a price no worse than the mark) always passes, and
         a reduce-only order is never refused for margin: it is the way out of a position."""
-        self.check(account, symbol, side, price, qty, reduce_only, amended)
+        self.check(account, symbol, side, price, qty, reduce_only, amended, old_price, old_qty)
 
     cdef check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
-               amended):
+               amended, int64_t old_price, int64_t old_qty):
         cdef Account acc = <Account>self.accounts[account]
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position pos
         cdef int64_t bq, bv, sq, sv, size, lots, value, now_lots, now_value, other_lots, other_value
-        cdef int64_t oqty, oprice, mark, upt, lev, room
+        cdef int64_t mark, upt, lev, room
         cdef int128_t worst, cap, other, new, current
         cdef bint buy = side == 0, has_mark
         p = acc.positions.get(symbol)
         pos = Position(min(sr.default_leverage, acc.leverage_cap)) if p is None else <Position>p
         bq, bv, sq, sv = pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value
         if amended:
-            order = self.orders[amended]
-            oprice, oqty = order[3], order[4]
-            reduce_only = order[5]
-            if order[2] == 0:
-                bq, bv = bq - oqty, bv - oprice * oqty
+            reduce_only = amended in self.reduce_only_orders
+            if buy:
+                bq, bv = bq - old_qty, bv - old_price * old_qty
             else:
-                sq, sv = sq - oqty, sv - oprice * oqty
+                sq, sv = sq - old_qty, sv - old_price * old_qty
         size = pos.size
         if reduce_only:
             room = (-size if buy else size) - (bq if buy else sq)
@@ -380,10 +378,10 @@ cdef class MarginCore:
             pos.sell_qty += qty
             pos.sell_value += price * qty
 
-    cdef forget(self, object order_id, list order, Position pos):
-        del self.orders[order_id]
-        if order[5]:
-            pos.reduce_only.remove(order_id)
+    cdef void forget(self, object order_id, Position pos) except *:
+        """A reduce-only order left the book."""
+        del self.reduce_only_orders[order_id]
+        pos.reduce_only.remove(order_id)
 
     def order_rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
                      bint reduce_only):
@@ -393,37 +391,40 @@ cdef class MarginCore:
                 bint reduce_only):
         cdef Position pos = self.position_of(<Account>self.accounts[account],
                                              <SymbolRisk>self.symbols[symbol])
-        self.orders[order_id] = [account, symbol, side, price, qty, reduce_only]
         self.add_order(pos, side, price, qty)
         if reduce_only:
+            self.reduce_only_orders[order_id] = [account, symbol, side, price, qty]
             pos.reduce_only.append(order_id)    # its pre-trade check left it room
         elif pos.reduce_only:
             self.reduce_only_dirty.add((account, symbol))
 
-    def order_changed(self, order_id, state):
-        """After an amend: `state` is the book's order() tuple, or None if it left the book."""
-        cdef list order = self.orders[order_id]
-        cdef Position pos = (<Account>self.accounts[order[0]]).positions[order[1]]
-        self.add_order(pos, order[2], order[3], -<int64_t>order[4])
+    def order_changed(self, order_id, account, symbol, int side, int64_t old_price,
+                      int64_t old_qty, state):
+        """After an amend of an order that rested at old_price for old_qty open lots: `state` is
+        the book's order() tuple, or None if it left the book."""
+        cdef Position pos = (<Account>self.accounts[account]).positions[symbol]
+        self.add_order(pos, side, old_price, -old_qty)
+        order = self.reduce_only_orders.get(order_id) if pos.reduce_only else None
         if state is None:
-            self.forget(order_id, order, pos)
+            if order is not None:
+                self.forget(order_id, pos)
             return
-        order[3], order[4] = state[3], state[4]
-        self.add_order(pos, order[2], order[3], order[4])
+        self.add_order(pos, side, state[3], state[4])
+        if order is not None:
+            order[3], order[4] = state[3], state[4]
         if pos.reduce_only:
-            self.reduce_only_dirty.add((order[0], order[1]))
+            self.reduce_only_dirty.add((account, symbol))
 
-    def order_closed(self, order_id):
-        """The order left the book (cancel, expiry, self-trade prevention, liquidation)."""
-        self.closed(order_id)
+    def order_closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty):
+        """The order left the book (cancel, expiry, self-trade prevention, liquidation) with qty
+        lots open at price."""
+        self.closed(order_id, account, symbol, side, price, qty)
 
-    cdef closed(self, order_id):
-        order = self.orders.get(order_id)
-        if order is None:
-            return
-        cdef Position pos = (<Account>self.accounts[order[0]]).positions[order[1]]
-        self.add_order(pos, order[2], order[3], -<int64_t>order[4])
-        self.forget(order_id, order, pos)
+    cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty):
+        cdef Position pos = (<Account>self.accounts[account]).positions[symbol]
+        self.add_order(pos, side, price, -qty)
+        if pos.reduce_only and order_id in self.reduce_only_orders:
+            self.forget(order_id, pos)
 
     # ---- settlement ----------------------------------------------------------------------------
 
@@ -439,13 +440,16 @@ cdef class MarginCore:
                       maker_account, taker_account, int64_t maker_remaining, list events,
                       taker_fee):
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
-        cdef list order = self.orders[maker_id]
         cdef Position maker_pos = (<Account>self.accounts[maker_account]).positions[symbol]
-        self.add_order(maker_pos, order[2], price, -qty)
-        if maker_remaining:
-            order[4] = maker_remaining
-        else:
-            self.forget(maker_id, order, maker_pos)
+        # a trade is at the maker's price, on the side opposite the taker's
+        self.add_order(maker_pos, 1 - taker_side, price, -qty)
+        if maker_pos.reduce_only:
+            order = self.reduce_only_orders.get(maker_id)
+            if order is not None:
+                if maker_remaining:
+                    order[4] = maker_remaining
+                else:
+                    self.forget(maker_id, maker_pos)
         self.trade_side(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id,
                         events)
         self.trade_side(sr, taker_account, taker_side == 0, price, qty,

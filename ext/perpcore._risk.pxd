@@ -71,7 +71,9 @@ cdef class MarginCore:
     cdef public dict accounts          # account -> Account
     cdef public dict symbols           # symbol -> SymbolRisk
     cdef public list collateral        # perpcore.risk.CollateralPrice, by asset
-    cdef public dict orders            # open order id -> [account, symbol, side, price, open qty, reduce_only]
+    # open reduce-only order id -> [account, symbol, side, price, open qty] (the book holds every
+    # order's account, side, price and open quantity; only this flag is the margin layer's own)
+    cdef public dict reduce_only_orders
     cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
     cdef public dict fees              # the fee account's balances
     cdef public object lending
@@ -81,13 +83,13 @@ cdef class MarginCore:
     cdef tuple figures_of(self, Account acc)
     cdef Position position_of(self, Account acc, SymbolRisk sr)
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
-    cdef forget(self, object order_id, list order, Position pos)
+    cdef void forget(self, object order_id, Position pos) except *
     # the C entries of check_order, order_rested, order_closed, settle_fill and trade
     cdef check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
-               amended)
+               amended, int64_t old_price, int64_t old_qty)
     cdef rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)
-    cdef closed(self, order_id)
+    cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty)
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,
                       taker_fee)

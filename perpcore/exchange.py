@@ -153,28 +153,28 @@ class Exchange(ExchangeCore):
         markets = [self._market(cmd.symbol)] if cmd.symbol else list(self.markets.values())
         self._advance_to(cmd.ts, events)
         for market in markets:
-            for order_id, open_qty in market.book.cancel_account(cmd.account):
-                self.margin.order_closed(order_id)
-                events.append(m.OrderCancelled(self.seq, self.clock, cmd.account,
-                                               market.spec.symbol, order_id, open_qty,
-                                               CancelReason.CANCEL_ALL))
-            self.triggers.cancel_account(cmd.account, market.spec.symbol, CancelReason.CANCEL_ALL,
-                                         events)
+            symbol = market.spec.symbol
+            for order_id, side, price, open_qty in market.book.cancel_account(cmd.account):
+                self.margin.order_closed(order_id, cmd.account, symbol, side, price, open_qty)
+                events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, symbol, order_id,
+                                               open_qty, CancelReason.CANCEL_ALL))
+            self.triggers.cancel_account(cmd.account, symbol, CancelReason.CANCEL_ALL, events)
 
     def _trim_reduce_only(self, events: list) -> None:
         """Shrinks (keeping priority) or cancels reduce-only orders the position no longer needs:
         a reduce-only order never increases a position."""
         for symbol, order_id, cut in self.margin.reduce_only_excess():
             book = self.markets[symbol].book
-            _, account, _, price, open_qty, filled, _, _ = book.order(order_id)
+            _, account, side, price, open_qty, filled, _, _ = book.order(order_id)
             if cut >= open_qty:
                 book.cancel(order_id)
-                self.margin.order_closed(order_id)
+                self.margin.order_closed(order_id, account, symbol, side, price, open_qty)
                 events.append(m.OrderCancelled(self.seq, self.clock, account, symbol, order_id,
                                                open_qty, CancelReason.REDUCE_ONLY))
             else:
                 book.amend(order_id, price, filled + open_qty - cut)
-                self.margin.order_changed(order_id, book.order(order_id))
+                self.margin.order_changed(order_id, account, symbol, side, price, open_qty,
+                                          book.order(order_id))
                 events.append(m.OrderAmended(self.seq, self.clock, account, symbol, order_id,
                                              price, filled + open_qty - cut, True))
 
@@ -267,7 +267,7 @@ class Exchange(ExchangeCore):
         return ex
 
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 
 def config_digest(config: VenueConfig) -> str:

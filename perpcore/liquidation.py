@@ -506,8 +506,8 @@ class Liquidation(LiquidationCore):
     def _cancel_orders(self, account: int, events: list) -> None:
         ex = self.exchange
         for symbol, market in ex.markets.items():
-            for order_id, open_qty in market.book.cancel_account(account):
-                self.margin.order_closed(order_id)
+            for order_id, side, price, open_qty in market.book.cancel_account(account):
+                self.margin.order_closed(order_id, account, symbol, side, price, open_qty)
                 events.append(m.OrderCancelled(ex.seq, ex.clock, account, symbol, order_id,
                                                open_qty, CancelReason.LIQUIDATION))
             # its conditional orders too: none may fire into the positions being closed

@@ -156,7 +156,8 @@ class LobsterReplay:
 
     def _lift_level(self, side: int, price: int) -> list[tuple[int, int]]:
         """Takes a whole level out of the book: [(order id, open qty)], oldest first."""
-        return self.book.cancel_account(_level_account(side, price))
+        return [(order_id, qty) for order_id, _, _, qty
+                in self.book.cancel_account(_level_account(side, price))]
 
     def _rest(self, order_id: int, side: int, price: int, qty: int) -> None:
         self.book.place(order_id, _level_account(side, price), side, price, qty)

@@ -110,8 +110,9 @@ class Margin(MarginCore):
         self.liquidation_ltv = config.margin.liquidation_ltv
         self.caps = config.margin.leverage_caps
         self.accounts: dict[int, Account] = {}
-        # open orders: id -> [account, symbol, side, price, open qty, reduce_only]
-        self.orders: dict[int, list] = {}
+        # open reduce-only orders: id -> [account, symbol, side, price, open qty] (the books hold
+        # the rest; each position keeps its open orders' sums)
+        self.reduce_only_orders: dict[int, list] = {}
         # (account, symbol) whose reduce-only orders may now exceed what they can reduce
         self.reduce_only_dirty: set[tuple[int, str]] = set()
         self._loan_prices: tuple = ()     # collateral indices at the last loan check
@@ -264,7 +265,7 @@ class Margin(MarginCore):
             size = pos.size
             excess = (pos.sell_qty - size) if size > 0 else (pos.buy_qty + size if size else 0)
             for order_id in reversed(pos.reduce_only):
-                order = self.orders[order_id]
+                order = self.reduce_only_orders[order_id]
                 reduces = (order[2] == 1) == (size > 0) and size != 0
                 cut = order[4] if not reduces else min(order[4], excess)
                 if cut > 0:
@@ -506,29 +507,34 @@ class Margin(MarginCore):
             for symbol in sorted(acc.positions):
                 pos = acc.positions[symbol]
                 if not pos.idle(self._leverage_default(acc, self.symbols[symbol])):
-                    positions.append((account, symbol, pos.size, pos.cost, pos.leverage))
+                    positions.append((account, symbol, pos.size, pos.cost, pos.leverage,
+                                      pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value,
+                                      list(pos.reduce_only)))
         return {
             "accounts": [(a, acc.professional) for a, acc in sorted(self.accounts.items())],
             "ledger": self.ledger.to_state(),
             "lending": self.lending.to_state(),
             "positions": positions,
-            "orders": [(order_id, *order) for order_id, order in sorted(self.orders.items())],
+            "reduce_only": [(order_id, *order)
+                            for order_id, order in sorted(self.reduce_only_orders.items())],
         }
 
     def from_state(self, state: dict) -> None:
         self.ledger.from_state(state["ledger"])
         self.lending.from_state(state["lending"])
         self.accounts.clear()
-        self.orders.clear()
+        self.reduce_only_orders.clear()
         for sr in self.symbols.values():
             sr.positions.clear()
         for account, professional in state["accounts"]:
             self.open_account(account, professional)
-        for account, symbol, size, cost, leverage in state["positions"]:
+        for account, symbol, size, cost, leverage, *orders, reduce_only in state["positions"]:
             pos = self._position(self.accounts[account], self.symbols[symbol])
             pos.size, pos.cost, pos.leverage = size, cost, leverage
-        for order_id, account, symbol, side, price, qty, reduce_only in state["orders"]:
-            self.order_rested(order_id, account, symbol, side, price, qty, reduce_only)
+            pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value = orders
+            pos.reduce_only = reduce_only
+        for order_id, *order in state["reduce_only"]:
+            self.reduce_only_orders[order_id] = order
         self.reduce_only_dirty.clear()
         self._loan_prices = tuple(self._index(c.symbol) for c in self.collateral)
 

@@ -220,7 +220,7 @@ class ReferenceBook:
         cancelled = list(self._by_account.get(account, {}).values())
         for order in cancelled:
             self._remove(order)
-        return [(order.id, order.qty) for order in cancelled]
+        return [(order.id, order.side, order.price, order.qty) for order in cancelled]
 
     def find_client(self, account, client_id):
         order = self._by_client.get((account, client_id)) if client_id != 0 else None

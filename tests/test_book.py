@@ -392,7 +392,7 @@ def test_cancel_account_cancels_only_that_account_oldest_first(book):
     book.place(3, ALICE, SELL, 105, 3, client_id=9)
     book.place(4, ALICE, BUY, 99, 4)
     book.place(5, BOB, SELL, 106, 5)
-    assert book.cancel_account(ALICE) == [(1, 1), (3, 3), (4, 4)]
+    assert book.cancel_account(ALICE) == [(1, BUY, 100, 1), (3, SELL, 105, 3), (4, BUY, 99, 4)]
     assert book.fills() == []
     assert [o[0] for o in book.resting()] == [2, 5]
     assert book.find_client(ALICE, 9) is None
@@ -406,7 +406,7 @@ def test_cancel_account_after_amend_sees_a_requeued_order_as_newest(book):
     book.place(3, ALICE, BUY, 100, 5)
     book.amend(3, 100, 4)       # keeps priority, so keeps its age
     book.amend(1, 99, 5)        # re-enters: now the newest
-    assert book.cancel_account(ALICE) == [(2, 5), (3, 4), (1, 5)]
+    assert book.cancel_account(ALICE) == [(2, BUY, 100, 5), (3, BUY, 100, 4), (1, BUY, 99, 5)]
 
 
 # ---- rejections -------------------------------------------------------------------------------
@@ -703,7 +703,7 @@ def test_growth_past_the_initial_capacity_keeps_every_index_right():
     for i in range(0, n, 97):
         assert book.order(10 * i + 7) == order_of(i)
         assert book.find_client(i % 1000, i // 1000 + 1) == 10 * i + 7
-    assert [order_id for order_id, _ in book.cancel_account(123)] == [
+    assert [order_id for order_id, *_ in book.cancel_account(123)] == [
         10 * i + 7 for i in range(123, n, 1000)]
     # cancel the rest in a scrambled order: every deletion reshuffles probe chains
     remaining = [i for i in range(n) if i % 1000 != 123]

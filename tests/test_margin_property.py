@@ -184,10 +184,10 @@ class MarginMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def cancel_or_amend(self, data):
-        orders = sorted(self.margin.orders.items())
+        orders = self.resting()
         if not orders:
             return
-        order_id, (account, symbol, side, price, qty, _) = data.draw(st.sampled_from(orders))
+        order_id, (account, symbol, side, price, qty) = data.draw(st.sampled_from(orders))
         if data.draw(st.booleans()):
             self.submit(m.CancelOrder(account=account, symbol=symbol, order_id=order_id))
             return
@@ -260,21 +260,30 @@ class MarginMachine(RuleBasedStateMachine):
                     self.ex.config.units_per_ticklot(symbol)
             assert view.balances["USD"] == self.flows[a]["USD"] + realised - self.fees[a]
 
+    def resting(self) -> list[tuple[int, tuple]]:
+        """[(order_id, (account, symbol, side, price, open qty))] of every resting order, by id."""
+        return sorted((order_id, (account, symbol, side, price, qty))
+                      for symbol in SYMBOLS
+                      for order_id, account, side, price, qty, _, _, _
+                      in self.ex.book(symbol)._book.resting())
+
     @invariant()
-    def order_mirror_matches_the_books(self):
-        mirror = {}
-        for symbol in SYMBOLS:
-            for order_id, account, side, price, qty, _, _, _ in self.ex.book(symbol)._book.resting():
-                mirror[order_id] = (account, symbol, side, price, qty)
-        assert {i: tuple(o[:5]) for i, o in self.margin.orders.items()} == mirror
+    def order_sums_match_the_books(self):
+        orders = self.resting()
+        books = dict(orders)
+        ro_ids = self.margin.reduce_only_orders
+        # a reduce-only order is one of the books', as the books hold it
+        assert {i: tuple(o) for i, o in ro_ids.items()} == {i: books[i] for i in ro_ids}
         for a in ACCOUNTS:
             for symbol, pos in self.margin.accounts[a].positions.items():
-                mine = [o for o in self.margin.orders.values() if o[0] == a and o[1] == symbol]
+                mine = [o for _, o in orders if o[0] == a and o[1] == symbol]
                 for side, qty, value in ((0, pos.buy_qty, pos.buy_value),
                                          (1, pos.sell_qty, pos.sell_value)):
                     assert qty == sum(o[4] for o in mine if o[2] == side)
                     assert value == sum(o[3] * o[4] for o in mine if o[2] == side)
-                ro = [o for o in mine if o[5]]
+                assert sorted(pos.reduce_only) == sorted(i for i, o in ro_ids.items()
+                                                         if o[0] == a and o[1] == symbol)
+                ro = [books[i] for i in pos.reduce_only]
                 if ro:
                     # reduce-only orders sit on the reducing side, which cannot outgrow the position
                     assert pos.size != 0
@@ -305,7 +314,7 @@ class MarginMachine(RuleBasedStateMachine):
                     mm += reference_maintenance(sr.tiers, notional)
                     assert math.ceil(Fraction(notional, pos.leverage)) > \
                         reference_maintenance(sr.tiers, notional) or notional == 0
-                orders = [o for o in margin.orders.values() if o[0] == a and o[1] == symbol]
+                orders = [o for _, o in self.resting() if o[0] == a and o[1] == symbol]
                 im += max(reference_side(pos.size, [(o[3], o[4]) for o in orders if o[2] == side],
                                          mark, side == 0, sr.upt, pos.leverage)
                           for side in (0, 1))
