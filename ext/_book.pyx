@@ -700,6 +700,10 @@ cdef class OrderBook:
         cdef int32_t slot = self._find(self.client_index, BY_CLIENT, account, client_id)
         return None if slot == NIL else self.orders[slot].id
 
+    cdef Order* _order_of(self, int64_t order_id) noexcept nogil:
+        cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
+        return NULL if slot == NIL else &self.orders[slot]
+
     def order(self, int64_t order_id):
         """(order_id, account, side, price, open_qty, filled, client_id, post_only) or None."""
         cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)

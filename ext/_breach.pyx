@@ -48,9 +48,15 @@ cdef class LiquidationCore:
 
     def __cinit__(self):
         self.shortcuts = True
+        self.enabled = True
 
     def after_command(self, list events):
         """Liquidates every account the command put under maintenance, cascades included."""
+        self.after(events)
+
+    cdef after(self, list events):
+        if not self.enabled:
+            return
         cdef Py_ssize_t i, n = len(events)
         for i in range(n):
             if type(events[i]) in C_WATCHED:

@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t
 
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
-                             OrderBook)
+                             Order, OrderBook)
 from perpcore._risk cimport MarginCore, reject
 
 import msgspec
@@ -148,7 +148,7 @@ cdef class ExchangeCore:
                 triggers.after_command(events)      # conditional orders the prices crossed
             if margin.debts:
                 margin.after_command(events)        # loans against collateral whose index moved
-            self.liquidation.after_command(events)  # stage 6: accounts under maintenance
+            self.liquidation.after(events)          # stage 6: accounts under maintenance
             return events
         except Rejection as r:
             return [OrderRejected(self.seq, self.clock, r.code, r.reason,
@@ -208,8 +208,9 @@ cdef class OrderEntry:
         """Refuses a price or quantity outside the instrument's range or steps."""
         self.check_price_qty(market, price, qty)
 
-    cdef tuple owned_order(self, Market market, cmd):
-        """The book's tuple of the open order a cancel or amend names, if it is the account's."""
+    cdef Order* owned_order(self, Market market, cmd) except NULL:
+        """The book's record of the open order a cancel or amend names, if it is the account's
+        (read it before the book changes)."""
         cdef OrderBook book = market.book
         account = cmd.account
         self.known_account(account)
@@ -219,10 +220,10 @@ cdef class OrderEntry:
             reject(RejectCode.MALFORMED, "order ids must be integers")
         if not order_id and 0 < client_id < ID_LIMIT:
             order_id = book.find_client(account, client_id) or 0
-        state = book.order(order_id) if 0 < order_id < ID_LIMIT else None
-        if state is None or state[1] != account:
+        cdef Order* order = book._order_of(order_id) if 0 < order_id < ID_LIMIT else NULL
+        if order == NULL or order.account != <int64_t>account:
             reject(RejectCode.UNKNOWN_ORDER, "no such open order for this account")
-        return state
+        return order
 
     # ---- the commands --------------------------------------------------------------------------
 
@@ -311,7 +312,8 @@ cdef class OrderEntry:
                 ex.advance(ts, events)
                 triggers.cancel(waiting, USER, events)
                 return
-        order_id, _, side, price = self.owned_order(market, cmd)[:4]
+        cdef Order* order = self.owned_order(market, cmd)
+        order_id, side, price = order.id, order.side, order.price
         ex.advance(ts, events)
         cdef OrderBook book = market.book
         book.n_fills = 0
@@ -322,7 +324,9 @@ cdef class OrderEntry:
     def amend(self, cmd, list events):
         """AmendOrder: new price and total quantity (see the book's amend rules)."""
         cdef Market market = self.market_of(cmd.symbol)
-        order_id, _, side, old_price, open_qty, filled, _, _ = self.owned_order(market, cmd)
+        cdef Order* order = self.owned_order(market, cmd)
+        order_id, side, old_price, open_qty, filled = (order.id, order.side, order.price, order.qty,
+                                                       order.filled)
         price, qty = cmd.price, cmd.qty
         if not (is_int(price) and is_int(qty)):
             reject(RejectCode.MALFORMED, "price and quantity must be integers")
@@ -394,7 +398,7 @@ cdef class OrderEntry:
                 # stage 4: positions, realised PnL and fees of both sides
                 margin.settle_trade(symbol, f.price, f.qty, taker_side, f.maker_id, f.taker_id,
                                     f.maker_account, f.taker_account, f.maker_remaining, events,
-                                    taker_fee)
+                                    taker_fee, seq, ts)
             else:
                 events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
                                              SELF_TRADE))

@@ -433,12 +433,13 @@ cdef class MarginCore:
                     taker_fee=None):
         """Settles one trade for both sides (maker first) and updates the maker's resting order.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
+        ex = self.exchange
         self.settle_trade(symbol, price, qty, taker_side, maker_id, taker_id, maker_account,
-                          taker_account, maker_remaining, events, taker_fee)
+                          taker_account, maker_remaining, events, taker_fee, ex.seq, ex.clock)
 
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,
-                      taker_fee):
+                      taker_fee, seq, ts):
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position maker_pos = (<Account>self.accounts[maker_account]).positions[symbol]
         # a trade is at the maker's price, on the side opposite the taker's
@@ -451,18 +452,19 @@ cdef class MarginCore:
                 else:
                     self.forget(maker_id, maker_pos)
         self.trade_side(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id,
-                        events)
+                        events, seq, ts)
         self.trade_side(sr, taker_account, taker_side == 0, price, qty,
-                        sr.taker_fee if taker_fee is None else taker_fee, taker_id, events)
+                        sr.taker_fee if taker_fee is None else taker_fee, taker_id, events, seq, ts)
 
     def trade(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
               int64_t fee_rate, order_id, list events):
         """One side of a trade: the position, realised PnL and the fee, settled in cash. Also the
         way the liquidation engine transfers positions outside the book (fee_rate 0)."""
-        self.trade_side(sr, account, buy, price, qty, fee_rate, order_id, events)
+        ex = self.exchange
+        self.trade_side(sr, account, buy, price, qty, fee_rate, order_id, events, ex.seq, ex.clock)
 
     cdef trade_side(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
-                    int64_t fee_rate, order_id, list events):
+                    int64_t fee_rate, order_id, list events, seq, ts):
         cdef Account acc = <Account>self.accounts[account]
         cdef Position pos = self.position_of(acc, sr)
         cdef int64_t size = pos.size, held, removed
@@ -495,6 +497,5 @@ cdef class MarginCore:
         balance = cash[settle] + realised_py - fee_py
         cash[settle] = balance
         self.fees[settle] += fee_py
-        ex = self.exchange
-        events.append(_PositionChanged(ex.seq, ex.clock, account, sr.symbol, order_id, pos.size,
+        events.append(_PositionChanged(seq, ts, account, sr.symbol, order_id, pos.size,
                                        pos.cost, realised_py, fee_py, balance))

@@ -25,6 +25,9 @@ cdef class LiquidationCore:
     cdef public dict _symbols          # symbol -> perpcore._risk.SymbolRisk (the margin layer's)
     cdef public dict _mark_dim, _index_dim     # symbol -> the index's dimension of its mark, index
     cdef public bint shortcuts         # False: every account a command touched is examined in full
+    cdef public bint enabled           # False: stage 6 is off (a study of margin without it)
+
+    cdef after(self, list events)      # after_command()'s C entry, the Exchange's
 
     # the C half of scan() (not overridable, so a Python subclass costs no lookup)
     cdef bint read(self, list events, Py_ssize_t start, set touched, list moves,

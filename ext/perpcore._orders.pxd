@@ -12,7 +12,8 @@
 
 from libc.stdint cimport int64_t
 
-from perpcore._book cimport OrderBook
+from perpcore._book cimport Order, OrderBook
+from perpcore._breach cimport LiquidationCore
 from perpcore._risk cimport MarginCore
 
 
@@ -32,7 +33,8 @@ cdef class ExchangeCore:
     cdef public int64_t clock          # exchange time, ns, from the command stream
     cdef public int64_t _next_order_id
     cdef public dict _handlers         # command type -> handler(cmd, events)
-    cdef public object _pricing, liquidation, triggers
+    cdef public object _pricing, triggers
+    cdef public LiquidationCore liquidation
     cdef public MarginCore margin
 
     cdef advance(self, ts, list events)     # _advance_to(): time moves to ts (if later)
@@ -48,6 +50,6 @@ cdef class OrderEntry:
     cdef Market market_of(self, symbol)
     cdef void known_account(self, account) except *
     cdef void check_price_qty(self, Market market, price, qty) except *
-    cdef tuple owned_order(self, Market market, cmd)
+    cdef Order* owned_order(self, Market market, cmd) except NULL
     cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
                              list events, taker_fee) except? -1

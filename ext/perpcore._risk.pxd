@@ -90,8 +90,9 @@ cdef class MarginCore:
     cdef rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)
     cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty)
+    # seq, ts: the command's, for the events
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,
-                      taker_fee)
+                      taker_fee, seq, ts)
     cdef trade_side(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
-                    int64_t fee_rate, order_id, list events)
+                    int64_t fee_rate, order_id, list events, seq, ts)

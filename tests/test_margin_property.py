@@ -59,7 +59,7 @@ class MarginMachine(RuleBasedStateMachine):
         self.ex = self.v.ex
         self.margin = self.ex.margin
         # isolate the margin layer: no liquidation engine; its own conversion past the LTV limit
-        self.ex.liquidation.after_command = lambda events: None
+        self.ex.liquidation.enabled = False
         self.margin.on_loan_breach = self.margin.convert_collateral
         self.ts = S
         for a in ACCOUNTS:
