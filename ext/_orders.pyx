@@ -14,6 +14,9 @@ from perpcore.config import RATE_SCALE
 from perpcore.messages import CancelReason, RejectCode
 
 cdef frozenset INT_TYPES = m.INT_TYPES
+cdef object PlaceOrder = m.PlaceOrder
+cdef object CancelOrder = m.CancelOrder
+cdef object AmendOrder = m.AmendOrder
 cdef object OrderAccepted = m.OrderAccepted
 cdef object OrderFilled = m.OrderFilled
 cdef object OrderCancelled = m.OrderCancelled
@@ -102,13 +105,12 @@ cdef class ExchangeCore:
     cdef advance(self, ts, list events):
         if ts <= self.clock:
             return
-        pricing = self._pricing
-        if ts >= pricing.due:
+        if ts >= self._pricing.due:
             # index staleness, premium and mark samples, funding settlements crossed, in order
-            pricing.advance(ts, events)
+            (<object>self._pricing).advance(ts, events)
         self.clock = ts
         margin = self.margin
-        if ts >= margin.lending.next_accrual:
+        if ts >= margin.lending.due:
             margin.on_clock(ts, events)     # loan interest, then the loans' checks
 
     def submit(self, cmd, seq=None):
@@ -135,10 +137,19 @@ cdef class ExchangeCore:
                     reject(RejectCode.MALFORMED, "ts must be a positive 64-bit integer")
                 if ts < self.clock:
                     reject(STALE_TIMESTAMP, f"command time {ts} is before exchange time {self.clock}")
-            handler(cmd, events)
+            # the order commands straight to their C entries (the same handlers as the table's)
+            kind = type(cmd)
+            if kind is PlaceOrder:
+                self._entry.place(cmd, events)
+            elif kind is CancelOrder:
+                self._entry.cancel(cmd, events)
+            elif kind is AmendOrder:
+                self._entry.amend(cmd, events)
+            else:
+                handler(cmd, events)
             if margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
-            pricing = self._pricing
+            pricing = <object>self._pricing
             # stage 5: the last trade or the book moved the mark (a fill always follows the
             # OrderAccepted or OrderAmended of its taker: a lone event is never one)
             if len(events) > 1 or pricing.book_moves:
@@ -227,7 +238,7 @@ cdef class OrderEntry:
 
     # ---- the commands --------------------------------------------------------------------------
 
-    def place(self, cmd, list events, order_id=0):
+    cpdef place(self, cmd, list events, order_id=0):
         """PlaceOrder. `order_id`: a conditional order's, given when it was accepted, as it fires."""
         cdef tuple f = astuple(cmd)        # one call for every field, not one lookup each
         symbol = f[P_SYMBOL]
@@ -296,7 +307,7 @@ cdef class OrderEntry:
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
 
-    def cancel(self, cmd, list events):
+    cpdef cancel(self, cmd, list events):
         """CancelOrder: a resting order, or a conditional one still waiting."""
         cdef tuple f = astuple(cmd)
         account, symbol, ts = f[C_ACCOUNT], f[C_SYMBOL], f[C_TS]
@@ -321,7 +332,7 @@ cdef class OrderEntry:
         self.margin.closed(order_id, account, symbol, side, price, open_qty)
         events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty, USER))
 
-    def amend(self, cmd, list events):
+    cpdef amend(self, cmd, list events):
         """AmendOrder: new price and total quantity (see the book's amend rules)."""
         cdef Market market = self.market_of(cmd.symbol)
         cdef Order* order = self.owned_order(market, cmd)

@@ -14,6 +14,7 @@ from libc.stdint cimport int64_t
 
 from perpcore._book cimport Order, OrderBook
 from perpcore._breach cimport LiquidationCore
+from perpcore._clock cimport Clocked
 from perpcore._risk cimport MarginCore
 
 
@@ -28,12 +29,17 @@ cdef class Market:
     cdef readonly bint professional_only
 
 
+cdef class OrderEntry
+
+
 cdef class ExchangeCore:
     cdef public int64_t seq            # last sequence number assigned
     cdef public int64_t clock          # exchange time, ns, from the command stream
     cdef public int64_t _next_order_id
     cdef public dict _handlers         # command type -> handler(cmd, events)
-    cdef public object _pricing, triggers
+    cdef public object triggers
+    cdef public Clocked _pricing       # perpcore.pricing.Pricing
+    cdef public OrderEntry _entry      # the order commands' handler
     cdef public LiquidationCore liquidation
     cdef public MarginCore margin
 
@@ -50,6 +56,9 @@ cdef class OrderEntry:
     cdef Market market_of(self, symbol)
     cdef void known_account(self, account) except *
     cdef void check_price_qty(self, Market market, price, qty) except *
+    cpdef place(self, cmd, list events, order_id=*)
+    cpdef cancel(self, cmd, list events)
+    cpdef amend(self, cmd, list events)
     cdef Order* owned_order(self, Market market, cmd) except NULL
     cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
                              list events, taker_fee) except? -1

@@ -12,6 +12,8 @@
 
 from libc.stdint cimport int64_t
 
+from perpcore._clock cimport Clocked
+
 cdef extern from *:
     ctypedef long long int128_t "__int128"
 
@@ -76,7 +78,7 @@ cdef class MarginCore:
     cdef public dict reduce_only_orders
     cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
     cdef public dict fees              # the fee account's balances
-    cdef public object lending
+    cdef public Clocked lending        # perpcore.lending.Lending
     cdef public dict debts             # the lending pool's account -> debt (its own dict)
     cdef public object _mark, _index   # pricing's mark_price / index_price
 

@@ -13,6 +13,7 @@ knows the collateral's value.
 """
 from __future__ import annotations
 
+from perpcore._clock import Clocked
 from perpcore.config import RATE_SCALE, YEAR_NS, VenueConfig
 from perpcore.ledger import Ledger
 from perpcore.risk import CollateralPrice
@@ -20,7 +21,7 @@ from perpcore.risk import CollateralPrice
 NEVER = 2**63 - 1          # no accrual due: no loan outstanding
 
 
-class Lending:
+class Lending(Clocked):
     def __init__(self, config: VenueConfig, ledger: Ledger):
         spec = config.margin
         self.asset = config.settlement_asset
@@ -34,7 +35,7 @@ class Lending:
         self.debts: dict[int, int] = {}        # account -> debt > 0
         self.called: set[int] = set()          # accounts margin-called and not yet back below warning
         self.receivable = 0
-        self.next_accrual = NEVER
+        self.due = NEVER
 
     def room(self) -> int:
         """What the pool can still lend under its limit."""
@@ -45,8 +46,8 @@ class Lending:
         self.ledger.balances[account][self.asset] += amount
         self.receivable += amount
         debt = self.debts[account] = self.debts.get(account, 0) + amount
-        if self.next_accrual == NEVER:
-            self.next_accrual = (now // self.interval + 1) * self.interval
+        if self.due == NEVER:
+            self.due = (now // self.interval + 1) * self.interval
         return debt
 
     def repay(self, account: int, amount: int) -> int:
@@ -63,7 +64,7 @@ class Lending:
             if not self.debts:
                 # nothing to accrue: the same state whenever the last loan went (the next loan
                 # starts the schedule at the next interval boundary, as this one would have)
-                self.next_accrual = NEVER
+                self.due = NEVER
         return debt
 
     def interest(self, debt: int) -> int:
@@ -74,17 +75,17 @@ class Lending:
         """Adds the interest of every interval boundary in (last, t_end], compounding; returns
         [(time, account, interest, debt)] in time, then account order."""
         out = []
-        while self.next_accrual <= t_end:
+        while self.due <= t_end:
             if not self.debts:
-                self.next_accrual = NEVER
+                self.due = NEVER
                 break
-            t = self.next_accrual
+            t = self.due
             for account in sorted(self.debts):
                 interest = self.interest(self.debts[account])
                 self.debts[account] += interest
                 self.receivable += interest
                 out.append((t, account, interest, self.debts[account]))
-            self.next_accrual = t + self.interval
+            self.due = t + self.interval
         return out
 
     def convert(self, account: int, collateral: CollateralPrice, amount: int,
@@ -104,11 +105,11 @@ class Lending:
 
     def to_state(self) -> dict:
         return {"debts": sorted(self.debts.items()), "called": sorted(self.called),
-                "receivable": self.receivable, "next_accrual": self.next_accrual}
+                "receivable": self.receivable, "next_accrual": self.due}
 
     def from_state(self, state: dict) -> None:
         self.debts.clear()          # in place: the margin core holds this dict
         self.debts.update(state["debts"])
         self.called = set(state["called"])
         self.receivable = state["receivable"]
-        self.next_accrual = state["next_accrual"]
+        self.due = state["next_accrual"]

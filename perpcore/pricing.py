@@ -19,6 +19,7 @@ from collections import deque
 from fractions import Fraction
 
 from perpcore import funding
+from perpcore._clock import Clocked
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
 
@@ -350,7 +351,7 @@ _FILLED = m.OrderFilled
 _BOOK_EVENTS = frozenset({m.OrderAccepted, m.OrderCancelled, m.OrderAmended})
 
 
-class Pricing:
+class Pricing(Clocked):
     """The valuation layer of an Exchange: index, mark and funding for every instrument.
 
     It reads of the exchange only `config`, `markets[symbol].book` / `.units_per_ticklot`, `clock`,

@@ -18,16 +18,16 @@ def lending():
 
 def test_borrow_and_repay_move_cash_and_the_receivable():
     led, lend = lending()
-    assert lend.next_accrual == NEVER and lend.room() == 100_000_000 * 10**6
+    assert lend.due == NEVER and lend.room() == 100_000_000 * 10**6
     assert lend.borrow(1, 1_000, now=HOUR + 5) == 1_000
-    assert lend.next_accrual == 2 * HOUR          # the next boundary after the loan
+    assert lend.due == 2 * HOUR          # the next boundary after the loan
     assert led.balances[1]["USD"] == 1_000 and led.venue["lending_pool"]["USD"] == -1_000
     assert lend.receivable == 1_000 and lend.room() == 100_000_000 * 10**6 - 1_000
     assert lend.repay(1, 400) == 600
     assert led.balances[1]["USD"] == 600 and led.venue["lending_pool"]["USD"] == -600
     lend.called.add(1)
     assert lend.repay(1, 600) == 0
-    assert lend.debts == {} and lend.called == set() and lend.next_accrual == NEVER
+    assert lend.debts == {} and lend.called == set() and lend.due == NEVER
 
 
 def test_interest_compounds_each_interval_rounded_up():
@@ -37,7 +37,7 @@ def test_interest_compounds_each_interval_rounded_up():
     accrued = lend.accrue(2 * HOUR + 1)
     assert accrued == [(HOUR, 1, 1, 2), (HOUR, 2, 1_000_000, 87_601_000_000),
                        (2 * HOUR, 1, 1, 3), (2 * HOUR, 2, 1_000_012, 87_602_000_012)]
-    assert lend.receivable == 3 + 87_602_000_012 and lend.next_accrual == 3 * HOUR
+    assert lend.receivable == 3 + 87_602_000_012 and lend.due == 3 * HOUR
     assert lend.accrue(3 * HOUR - 1) == []
 
 
@@ -45,7 +45,7 @@ def test_a_clock_jump_without_loans_accrues_nothing():
     _, lend = lending()
     lend.borrow(1, 10, now=0)
     lend.debts.clear()                            # (as if repaid elsewhere)
-    assert lend.accrue(100 * HOUR) == [] and lend.next_accrual == NEVER
+    assert lend.accrue(100 * HOUR) == [] and lend.due == NEVER
 
 
 def test_conversion_sells_to_the_platform_and_repays():
