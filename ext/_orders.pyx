@@ -1,11 +1,12 @@
 # Order entry: validation, the pre-trade check, matching and settlement of the order commands. See
 # perpcore._orders.pxd for the contract.
-from libc.stdint cimport int64_t
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.stdint cimport INT64_MAX, int64_t
 
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
-from perpcore._risk cimport MarginCore, reject
+from perpcore._risk cimport MarginCore, int128_t, reject
 
 import msgspec
 
@@ -56,6 +57,16 @@ cdef object ID_LIMIT = 2 ** 63         # ids and client ids are int64 in the boo
 
 cdef inline bint is_int(value):
     return type(value) is int or type(value) in INT_TYPES
+
+
+cdef inline int64_t clamped(value) except? -2:
+    """An integer as int64, one beyond either end clamped to -1 or INT64_MAX (the limits it is
+    checked against lie inside)."""
+    cdef int overflow
+    cdef long long x = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow:
+        return -1 if overflow < 0 else INT64_MAX
+    return x
 
 
 cdef inline void refuse_status(int status) except *:
@@ -192,18 +203,19 @@ cdef class OrderEntry:
             reject(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
 
     cdef void check_price_qty(self, Market market, price, qty) except *:
-        if price <= 0:
+        cdef int64_t p = clamped(price), q = clamped(qty)
+        if p <= 0:
             reject(RejectCode.INVALID_PRICE, f"price {price} must be positive")
-        if price > market.max_price:
+        if p > market.max_price:
             reject(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {market.max_price} ticks")
-        if price % market.price_step:
+        if p % market.price_step:
             reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
                    f"price {price} is not a multiple of {market.price_step} ticks")
-        if qty <= 0:
+        if q <= 0:
             reject(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
-        if qty > market.max_qty:
+        if q > market.max_qty:
             reject(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {market.max_qty} lots")
-        if qty % market.qty_step:
+        if q % market.qty_step:
             reject(RejectCode.QTY_NOT_LOT_MULTIPLE,
                    f"quantity {qty} is not a multiple of {market.qty_step} lots")
 
@@ -251,8 +263,9 @@ cdef class OrderEntry:
                 and is_int(tif) and is_int(stp) and is_int(client_id)) \
                 or type(reduce_only) is not bool:
             reject(RejectCode.MALFORMED, "order fields must be integers")
-        if side not in (0, 1) or order_type not in (0, 1) or not 0 <= tif <= 3 \
-                or not 0 <= stp <= 3 or not 0 <= client_id < ID_LIMIT:
+        if not (0 <= clamped(side) <= 1 and 0 <= clamped(order_type) <= 1
+                and 0 <= clamped(tif) <= 3 and 0 <= clamped(stp) <= 3
+                and 0 <= client_id < ID_LIMIT):
             reject(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
         if f[P_TRIGGER]:
             return self.triggers.place(market, cmd, events)
@@ -275,7 +288,8 @@ cdef class OrderEntry:
         else:
             notional_price = price
         self.check_price_qty(market, price, qty)
-        if notional_price * qty * market.units_per_ticklot < market.min_notional_units:
+        if <int128_t><int64_t>notional_price * <int64_t>qty * market.units_per_ticklot \
+                < market.min_notional_units:
             reject(RejectCode.BELOW_MIN_NOTIONAL,
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
         if market.professional_only and not self.professional[account]:
@@ -345,7 +359,8 @@ cdef class OrderEntry:
         if qty <= filled:
             reject(RejectCode.INVALID_QTY,
                    f"new quantity {qty} must exceed the {filled} already filled")
-        if price * qty * market.units_per_ticklot < market.min_notional_units:
+        if <int128_t><int64_t>price * <int64_t>qty * market.units_per_ticklot \
+                < market.min_notional_units:
             reject(RejectCode.BELOW_MIN_NOTIONAL,
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
         self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id,

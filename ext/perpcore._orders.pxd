@@ -24,8 +24,9 @@ cdef class Market:
     cdef readonly object spec          # perpcore.config.InstrumentSpec
     cdef readonly OrderBook book
     cdef readonly str symbol
-    cdef readonly object units_per_ticklot, min_notional_units
-    cdef readonly object max_price, price_step, max_qty, qty_step, market_protection
+    cdef readonly int64_t units_per_ticklot, min_notional_units
+    cdef readonly int64_t max_price, price_step, max_qty, qty_step
+    cdef readonly object market_protection
     cdef readonly bint professional_only
 
 
