@@ -1,6 +1,8 @@
 # The liquidation engine's per-command hot path. See perpcore._breach.pxd for the contract and
 # perpcore.liquidation (the module docstring's "The reserve") for what a reserve and a term are.
 
+from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
+from cpython.ref cimport PyObject
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
 
 from perpcore._risk cimport SymbolRisk, int128_t
@@ -77,6 +79,29 @@ cdef class LiquidationCore:
         into `paid` (a receiver only gained slack); each move of a price on a fresh index into
         `moves` as (dimension, price). True if a funding settlement is among them."""
         return self.read(events, start, touched, moves, paid)
+
+    def _uncovered(self, dict paid, set touched):
+        """The payers of `paid` that must be looked at: those whose reserve does not cover the
+        payment, or whose triggers are out of date; the others' reserves are lowered by it
+        (perpcore.liquidation's Funding paragraph)."""
+        cdef dict reserve = self._reserve
+        cdef set dirty = self._dirty
+        cdef list out = []
+        cdef Py_ssize_t i = 0
+        cdef PyObject* account
+        cdef PyObject* amount
+        cdef PyObject* held
+        cdef bint shortcuts = self.shortcuts
+        while PyDict_Next(paid, &i, &account, &amount):
+            if touched and <object>account in touched:
+                continue            # looked at anyway
+            held = PyDict_GetItem(reserve, <object>account)
+            left = (<object>held if held is not NULL else 0) - <object>amount
+            if shortcuts and left >= 1 and not (dirty and <object>account in dirty):
+                PyDict_SetItem(reserve, <object>account, left)
+            else:
+                out.append(<object>account)
+        return out
 
     def term(self, str symbol, int64_t size, int64_t cost, int64_t price):
         """A position's part of equity - maintenance at mark `price`: its value less its entry value

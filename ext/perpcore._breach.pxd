@@ -8,7 +8,9 @@
 # money movement touched, funding payments and fresh price moves are handed to the Python rounds
 # (Liquidation._rounds), which are not called at all when a command's fills all stepped. A funding
 # settlement (the one way another layer changes the insurance fund) has the fund's change recorded
-# (Liquidation._record_external) before the rounds.
+# (Liquidation._record_external) before the rounds. The rounds' pass over funding payers,
+# _uncovered(paid, touched), is here too: it lowers the reserve of each payer still covered and
+# lists the others (perpcore.liquidation's Funding paragraph).
 #
 # Units as in perpcore.risk: prices in ticks, sizes in lots, money in minor units of the settlement
 # asset. A position's term is computed over 128-bit products (perpcore._risk's tier table) and comes

@@ -206,7 +206,7 @@ class Liquidation(LiquidationCore):
                 crossed = set()
                 for dim, price in moves:
                     crossed.update(self.index.crossed(dim, price))
-            if paid:
+            if paid:        # the payers funding did not leave sound (LiquidationCore, in C)
                 touched.update(self._uncovered(paid, touched))
             # each candidate, in account order: its triggers as they stand may still keep it
             # sound; if not, it is examined in full (and keyed again at once unless in breach)
@@ -235,22 +235,6 @@ class Liquidation(LiquidationCore):
                 self._key(accounts[account])
 
     # ---- finding accounts ----------------------------------------------------------------------
-
-    def _uncovered(self, paid: dict[int, int], touched: set[int]) -> list[int]:
-        """The payers of `paid` that must be looked at: those whose reserve does not cover the
-        payment, or whose triggers are out of date; the others' reserves are lowered by it."""
-        reserve = self._reserve
-        dirty = self._dirty
-        out = []
-        for account, amount in paid.items():
-            if account in touched:
-                continue            # looked at anyway
-            left = reserve.get(account, 0) - amount
-            if left >= 1 and account not in dirty and self.shortcuts:
-                reserve[account] = left
-            else:
-                out.append(account)
-        return out
 
     def _sound(self, account: int) -> bool:
         """True when the account's triggers, as they stand, still keep it sound (the slack at their
