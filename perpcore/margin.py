@@ -32,6 +32,7 @@ from decimal import Decimal
 
 import msgspec
 
+from perpcore import _funding
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.ledger import Audit, Ledger
@@ -279,7 +280,7 @@ class Margin(MarginCore):
 
     def open_positions(self, symbol: str) -> list[tuple[int, int]]:
         """[(account, signed lots)] of every open position in the symbol, by account."""
-        return sorted((a, p.size) for a, p in self.symbols[symbol].positions.items() if p.size)
+        return _funding.open_positions(self.symbols[symbol])
 
     def settle_funding(self, symbol: str, payments: list[tuple[int, int]],
                        insurance_remainder: int) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from fractions import Fraction
 
-from perpcore import funding
+from perpcore import _funding, funding
 from perpcore._clock import Clocked
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
@@ -293,18 +293,25 @@ class SymbolPricing:
     def settle(self, seq: int, t: int, ledger, events: list) -> None:
         """The funding payment at t (== next_funding) at the current mark and predicted rate."""
         rate, mark = self.predicted, self.compute_mark(t)
-        positions = ledger.open_positions(self.symbol) if ledger is not None else []
-        pays, remainder = funding.payments(positions, mark, rate, self.units_per_ticklot)
-        if ledger is not None:
-            ledger.settle_funding(self.symbol, pays, remainder)
-        paid = 0
-        symbol, paid_event, append = self.symbol, m.FundingPaid, events.append
-        # pays lists the non-zero positions in their order
-        for (account, amount), size in zip(pays, [size for _, size in positions if size]):
-            if amount < 0:
-                paid -= amount
-            append(paid_event(seq, t, symbol, account, size, mark, rate, amount))
-        append(m.FundingSettled(seq, t, symbol, rate, mark, len(pays), paid, paid - remainder,
+        symbol, append = self.symbol, events.append
+        # the per-position work in one C pass (perpcore._funding), exactly the plain steps below,
+        # which run when a figure does not fit its 128-bit integers
+        settled = None if ledger is None else _funding.settle(
+            ledger, symbol, mark, rate, self.units_per_ticklot, seq, t, events)
+        if settled is None:
+            positions = ledger.open_positions(symbol) if ledger is not None else []
+            pays, remainder = funding.payments(positions, mark, rate, self.units_per_ticklot)
+            if ledger is not None:
+                ledger.settle_funding(symbol, pays, remainder)
+            paid = 0
+            # pays lists the non-zero positions in their order
+            for (account, amount), size in zip(pays, [size for _, size in positions if size]):
+                if amount < 0:
+                    paid -= amount
+                append(m.FundingPaid(seq, t, symbol, account, size, mark, rate, amount))
+            settled = len(pays), paid, remainder
+        count, paid, remainder = settled
+        append(m.FundingSettled(seq, t, symbol, rate, mark, count, paid, paid - remainder,
                                 remainder))
         self.history.append((t, rate, mark))
         self.last_rate = rate
