@@ -2,8 +2,9 @@
 whole AdvanceClock that crosses the funding time (premium samples of 8 h in closed form, the
 payments, the ledger's transfers, a FundingPaid per account, and the liquidation engine re-keying
 every account whose cash moved). For the breakdown: the settlement through pricing and the ledger
-alone, and the pure payment computation. The venue: one maker short against n takers long one lot
-each."""
+alone (perpcore._funding's C pass), the liquidation engine's pass over its events alone (stage 6:
+the payers' reserves), and the plain payment rule (perpcore.funding.payments, which the C pass
+stands for). The venue: one maker short against n takers long one lot each."""
 import msgspec
 import pytest
 
@@ -68,6 +69,21 @@ def test_funding_settlement_pricing_and_ledger(benchmark, venue):
         return events
     events = benchmark.pedantic(settle, rounds=5, iterations=1, warmup_rounds=1)
     assert len(events) == n + 2
+    ex.audit().check()
+
+
+def test_funding_settlement_stage6(benchmark, venue):
+    ex, n = venue
+    state = ex.components["pricing"].symbols[BTC]
+    liquidation = ex.components["liquidation"]
+    last = []
+
+    def settled():
+        last[:] = [[]]
+        state.settle(ex.seq, state.next_funding, ex.margin, last[0])
+        return (last[0],), {}
+    benchmark.pedantic(liquidation.after_command, setup=settled, rounds=5, warmup_rounds=1)
+    assert len(last[0]) == n + 2        # nobody liquidated: no event added
     ex.audit().check()
 
 
