@@ -69,7 +69,10 @@ def payments(positions: list[tuple[int, int]], mark: int, rate: int,
     rounded up and receivers get theirs rounded down, so sum(amounts) + remainder == 0 with
     remainder >= 0: rounding never creates money and the remainder goes to the insurance fund. If
     what is due to receivers exceeds what payers pay (open interest not netting to zero), receivers
-    share the pool pro rata to size, rounded down."""
+    share the pool pro rata to size, rounded down.
+
+    The plain statement of the rule: a settlement computes it in C (perpcore._funding, proven equal
+    by tests/test_funding_fast.py) and comes here only for figures past 128 bits."""
     per_lot = mark * units_per_ticklot * abs(rate)          # minor units x RATE_SCALE per lot
     if not per_lot:
         return [], 0
