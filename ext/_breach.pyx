@@ -3,9 +3,9 @@
 
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
 from cpython.ref cimport PyObject
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
+from libc.stdint cimport int64_t
 
-from perpcore._risk cimport SymbolRisk, int128_t
+from perpcore._risk cimport SymbolRisk, int128_t, py_int
 
 from perpcore import messages as m
 
@@ -26,13 +26,6 @@ cdef object MARK_MOVED = m.MarkPriceUpdated
 cdef object INDEX_MOVED = m.IndexPriceUpdated
 cdef frozenset C_TOUCHING = TOUCHING
 cdef frozenset C_WATCHED = WATCHED
-
-
-cdef inline object py_int(int128_t x):
-    # most figures fit 64 bits: the short conversion
-    if INT64_MIN <= x <= INT64_MAX:
-        return <int64_t>x
-    return x
 
 
 cdef object position_term(SymbolRisk sr, int64_t size, int64_t cost, int64_t price):

@@ -6,10 +6,10 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport Py_GT, Py_LT, PyObject_RichCompareBool
 from cpython.ref cimport PyObject
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
+from libc.stdint cimport int64_t
 from libc.stdlib cimport qsort
 
-from perpcore._risk cimport Account, MarginCore, Position, SymbolRisk, int128_t
+from perpcore._risk cimport Account, MarginCore, Position, SymbolRisk, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -21,13 +21,6 @@ cdef extern from *:
     # GCC/Clang builtins: the exact result into *r, True when it does not fit
     bint mul_overflow "__builtin_mul_overflow"(int128_t a, int128_t b, int128_t* r)
     bint add_overflow "__builtin_add_overflow"(int128_t a, int128_t b, int128_t* r)
-
-
-cdef inline object py_int(int128_t v):
-    # most figures fit 64 bits: the short conversion
-    if INT64_MIN <= v <= INT64_MAX:
-        return <int64_t>v
-    return v
 
 
 cdef int compare(const void* a, const void* b) noexcept nogil:

@@ -1,20 +1,11 @@
 # The margin layer's hot arithmetic. See perpcore._risk.pxd for the contract; perpcore.risk and
 # perpcore.margin state the definitions this implements.
-from libc.stdint cimport INT64_MAX, INT64_MIN
-
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.messages import RejectCode
 
 cdef int64_t RS = RATE_SCALE
 cdef object _PositionChanged = m.PositionChanged
-
-
-cdef inline object py_int(int128_t v):
-    """A 128-bit result as a Python int (the common 64-bit case without a byte array)."""
-    if INT64_MIN <= v <= INT64_MAX:
-        return <int64_t>v
-    return v
 
 
 cdef inline int128_t floor_div(int128_t a, int128_t b):

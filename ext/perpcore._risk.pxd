@@ -10,12 +10,19 @@
 #
 # Rounding as perpcore.risk states it: requirements round up, values credited round down.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
 
 from perpcore._clock cimport Clocked
 
 cdef extern from *:
     ctypedef long long int128_t "__int128"
+
+
+cdef inline object py_int(int128_t v):
+    """A 128-bit result as a Python int (the common 64-bit case without a byte array)."""
+    if INT64_MIN <= v <= INT64_MAX:
+        return <int64_t>v
+    return v
 
 
 cdef reject(code, str reason)      # raises perpcore.exchange.Rejection(code, reason)
