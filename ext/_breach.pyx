@@ -63,8 +63,16 @@ cdef class LiquidationCore:
         cdef dict paid = {}
         if self.read(events, 0, touched, moves, paid) and self.fund != self._fund_seen:
             self._record_external(events)
-        if touched or moves or paid:
+        # price moves alone that reach nobody's trigger (most trades) leave nothing to do
+        if touched or paid or self._dirty or moves and self.reached(moves):
             self._rounds(events, touched, moves, paid)
+
+    cdef bint reached(self, list moves) except -1:
+        reaches = self.index.reaches
+        for dim, price in moves:
+            if reaches(dim, price):
+                return True
+        return False
 
     def scan(self, list events, Py_ssize_t start, set touched, list moves, dict paid):
         """Reads events[start:]: each fill steps its account's reserve; an account whose step fails,

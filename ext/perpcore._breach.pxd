@@ -6,7 +6,8 @@
 # account's reserve (the slack at the corner of its triggers, see perpcore.liquidation "The
 # reserve") from the fill alone; an account whose step cannot show it sound, or that any other
 # money movement touched, funding payments and fresh price moves are handed to the Python rounds
-# (Liquidation._rounds), which are not called at all when a command's fills all stepped. A funding
+# (Liquidation._rounds), which are not called at all when a command's fills all stepped and its
+# price moves reach no trigger (BreachIndex.reaches). A funding
 # settlement (the one way another layer changes the insurance fund) has the fund's change recorded
 # (Liquidation._record_external) before the rounds. The rounds' pass over funding payers,
 # _uncovered(paid, touched), is here too: it lowers the reserve of each payer still covered and
@@ -28,6 +29,8 @@ cdef class LiquidationCore:
     cdef public dict _mark_dim, _index_dim     # symbol -> the index's dimension of its mark, index
     cdef public bint shortcuts         # False: every account a command touched is examined in full
     cdef public bint enabled           # False: stage 6 is off (a study of margin without it)
+    cdef public object index           # perpcore.breach_index.BreachIndex of every keyed account
+    cdef public set _dirty             # accounts liquidated and not keyed since
 
     cdef after(self, list events)      # after_command()'s C entry, the Exchange's
 
@@ -35,3 +38,4 @@ cdef class LiquidationCore:
     cdef bint read(self, list events, Py_ssize_t start, set touched, list moves,
                    dict paid) except -1
     cdef bint step(self, fill, account) except -1
+    cdef bint reached(self, list moves) except -1     # some move reaches a trigger

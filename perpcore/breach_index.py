@@ -96,6 +96,17 @@ class BreachIndex:
             found.update(account for _, account in up.islice(0, up.bisect_left((price + 1,))))
         return sorted(found)
 
+    def reaches(self, dim: Hashable, price: int) -> bool:
+        """True when crossed(dim, price) would find someone, in O(1): the highest DOWN trigger or
+        the lowest UP trigger is reached, or an account is to be looked at on any move."""
+        if self._any.get(dim):
+            return True
+        down = self._down.get(dim)
+        if down and down[-1][0] >= price:
+            return True
+        up = self._up.get(dim)
+        return bool(up) and up[0][0] <= price
+
     def triggers(self, account: int) -> tuple:
         """The account's entries, as set (empty if none)."""
         return self._entries.get(account, ())

@@ -177,7 +177,7 @@ class Liquidation(LiquidationCore):
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
         self._queues: dict[tuple[str, int], list[int]] = {}
         # accounts liquidated in this command, their triggers out of date: keyed before it ends
-        self._dirty: set[int] = set()
+        self._dirty = set()
         # account -> a lower bound of its slack at every price strictly inside its triggers: the
         # slack at their corner (see _corner) when they were checked, brought up to date by each
         # fill since, less the funding it paid; absent: unknown

@@ -57,7 +57,7 @@ entries = st.lists(st.tuples(st.integers(1, 40), st.sampled_from([M, I]),
 
 
 @given(entries, st.lists(st.integers(1, 30)), st.sampled_from([M, I]), st.integers(0, 101))
-def test_crossed_matches_a_scan(ops, removed, dim, price):
+def test_crossed_and_reaches_match_a_scan(ops, removed, dim, price):
     idx = BreachIndex()
     model: dict[int, list] = {}
     for account, d, direction, trigger in ops:
@@ -69,6 +69,7 @@ def test_crossed_matches_a_scan(ops, removed, dim, price):
     expected = sorted({a for a, ts in model.items() for d, direction, t in ts if d == dim and (
         t is None or (price <= t if direction == DOWN else price >= t))})
     assert idx.crossed(dim, price) == expected
+    assert idx.reaches(dim, price) == bool(expected)
     assert len(idx) == len([a for a, ts in model.items() if ts])
 
 
