@@ -118,7 +118,7 @@ cdef class ExchangeCore:
             return
         if ts >= self._pricing.due:
             # index staleness, premium and mark samples, funding settlements crossed, in order
-            (<object>self._pricing).advance(ts, events)
+            self._pricing.advance(ts, events)
         self.clock = ts
         margin = self.margin
         if ts >= margin.lending.due:
@@ -160,11 +160,10 @@ cdef class ExchangeCore:
                 handler(cmd, events)
             if margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
-            pricing = <object>self._pricing
             # stage 5: the last trade or the book moved the mark (a fill always follows the
             # OrderAccepted or OrderAmended of its taker: a lone event is never one)
-            if len(events) > 1 or pricing.book_moves:
-                pricing.after_command(events)
+            if len(events) > 1 or self._pricing.book_moves:
+                self._pricing.after_command(events)
             triggers = self.triggers
             if triggers.live:
                 triggers.after_command(events)      # conditional orders the prices crossed

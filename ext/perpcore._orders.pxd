@@ -14,7 +14,7 @@ from libc.stdint cimport int64_t
 
 from perpcore._book cimport Order, OrderBook
 from perpcore._breach cimport LiquidationCore
-from perpcore._clock cimport Clocked
+from perpcore._marks cimport PricingCore
 from perpcore._risk cimport MarginCore
 
 
@@ -39,7 +39,7 @@ cdef class ExchangeCore:
     cdef public int64_t _next_order_id
     cdef public dict _handlers         # command type -> handler(cmd, events)
     cdef public object triggers
-    cdef public Clocked _pricing       # perpcore.pricing.Pricing
+    cdef public PricingCore _pricing   # perpcore.pricing.Pricing
     cdef public OrderEntry _entry      # the order commands' handler
     cdef public LiquidationCore liquidation
     cdef public MarginCore margin

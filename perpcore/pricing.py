@@ -19,7 +19,7 @@ from collections import deque
 from fractions import Fraction
 
 from perpcore import _funding, funding
-from perpcore._clock import Clocked
+from perpcore._marks import PricingCore
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
 
@@ -352,13 +352,7 @@ class SymbolPricing:
         self.moved()
 
 
-# the events stage 5 looks for: trades, and those that change a book without one (only when a book
-# alone moves some mark: hyperliquid's)
-_FILLED = m.OrderFilled
-_BOOK_EVENTS = frozenset({m.OrderAccepted, m.OrderCancelled, m.OrderAmended})
-
-
-class Pricing(Clocked):
+class Pricing(PricingCore):
     """The valuation layer of an Exchange: index, mark and funding for every instrument.
 
     It reads of the exchange only `config`, `markets[symbol].book` / `.units_per_ticklot`, `clock`,
@@ -385,6 +379,7 @@ class Pricing(Clocked):
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap)
         # stage 5 watches the books' own events only when some mark moves with its book alone
         self.book_moves = any(s.book_moves for s in self.symbols.values())
+        self.median_mark = median_mark      # stage 5 (PricingCore.after_command) applies it
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -450,22 +445,6 @@ class Pricing(Clocked):
                     s.publish(ex.seq, t, events)
             cur = t
         self.due = min((s.next_due(t_end) for s in states), default=_NEVER)
-
-    def after_command(self, events: list) -> None:
-        """Stage 5: the last trade and the book moved; recomputes the affected marks."""
-        touched = None      # symbol -> its last trade price (None: only its book moved)
-        for e in events:        # every event of a command (100,000 at a funding settlement)
-            if type(e) is _FILLED:
-                if touched is None:
-                    touched = {}
-                touched[e.symbol] = e.price
-            elif self.book_moves and type(e) in _BOOK_EVENTS:
-                if touched is None:
-                    touched = {}
-                touched.setdefault(e.symbol, None)
-        if touched is not None:
-            for symbol in sorted(touched):
-                self.market_moved(symbol, touched[symbol], events)
 
     def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:
         """The symbol's book changed, with a last trade at last_trade (None: no trade)."""

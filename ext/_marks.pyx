@@ -1,0 +1,51 @@
+# Stage 5 in C. See perpcore._marks.pxd for the contract and perpcore.pricing for the mark rules.
+
+from perpcore import messages as m
+
+cdef object FILLED = m.OrderFilled
+# the events that change a book without a trade (looked at only when a book alone moves some mark)
+cdef frozenset BOOK_EVENTS = frozenset({m.OrderAccepted, m.OrderCancelled, m.OrderAmended})
+
+
+cdef class PricingCore(Clocked):
+
+    cpdef after_command(self, list events):
+        """Stage 5: the last trade and the book moved; recomputes the affected marks."""
+        cdef dict touched = None        # symbol -> its last trade price (None: only its book moved)
+        cdef bint book_moves = self.book_moves
+        for e in events:                # every event of a command (100,000 at a funding settlement)
+            kind = type(e)
+            if kind is FILLED:
+                if touched is None:
+                    touched = {}
+                touched[e.symbol] = e.price
+            elif book_moves and kind in BOOK_EVENTS:
+                if touched is None:
+                    touched = {}
+                touched.setdefault(e.symbol, None)
+        if touched is None:
+            return
+        for symbol in sorted(touched):
+            price = touched[symbol]
+            if price is None or not self.unmoved(self.symbols[symbol], price):
+                self.market_moved(symbol, price, events)
+
+    cdef bint unmoved(self, state, price) except -1:
+        """True, with `price` recorded as the last trade, when publishing after a trade at it would
+        change nothing: the mark does not move with the book, P1 and P2 hold at this time (their
+        cached span), the rule gives the published mark again and the staleness and the rate are
+        those published."""
+        if state.book_moves or state.index is None:
+            return False
+        t = self.exchange.clock
+        if not state.p_from <= t <= state.p_until:
+            return False
+        mark = self.median_mark(state.spec.mark_method, state.index, state.p1, state.p2, price,
+                                None, None)
+        old, stale, rate = state.published
+        if mark is None or mark != old or state.index_stale != stale or rate is None \
+                or rate[0] != state.predicted or rate[1] != state.next_funding:
+            return False
+        state.last_trade = price
+        state.mark = mark
+        return True

@@ -1,0 +1,18 @@
+# The contract of ext/_marks.pyx (the extension perpcore._marks): stage 5, the pricing layer's pass
+# over a command's events, in C. PricingCore is the base of perpcore.pricing.Pricing: it finds the
+# symbols whose last trade (or book, for a mark that moves with its book) the command changed and
+# hands each to Pricing.market_moved, except a trade that leaves the published mark, the index's
+# staleness and the funding rate as they were: that one is only recorded as the last trade (what
+# market_moved's publish would have done, emitting nothing).
+
+from perpcore._clock cimport Clocked
+
+
+cdef class PricingCore(Clocked):
+    cdef public object exchange        # the Exchange: seq, clock
+    cdef public dict symbols           # symbol -> perpcore.pricing.SymbolPricing
+    cdef public bint book_moves        # some mark moves with its book alone (hyperliquid's)
+    cdef public object median_mark     # perpcore.pricing.median_mark, the mark rule
+
+    cpdef after_command(self, list events)
+    cdef bint unmoved(self, state, price) except -1
