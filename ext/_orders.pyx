@@ -195,11 +195,13 @@ cdef class OrderEntry:
             reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return <Market>market
 
-    cdef void known_account(self, account) except *:
+    cdef bint known_account(self, account) except -1:
         if not is_int(account):
             reject(RejectCode.MALFORMED, "account must be an integer")
-        if account not in self.professional:
+        professional = self.professional.get(account)
+        if professional is None:
             reject(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
+        return professional
 
     cdef void check_price_qty(self, Market market, price, qty) except *:
         cdef int64_t p = clamped(price), q = clamped(qty)
@@ -230,14 +232,11 @@ cdef class OrderEntry:
         """Refuses a price or quantity outside the instrument's range or steps."""
         self.check_price_qty(market, price, qty)
 
-    cdef Order* owned_order(self, Market market, cmd) except NULL:
-        """The book's record of the open order a cancel or amend names, if it is the account's
-        (read it before the book changes)."""
+    cdef Order* owned_order(self, Market market, account, order_id, client_id) except NULL:
+        """The book's record of the open order a cancel or amend names (by id, or by client id
+        when the id is 0), if it is the account's (read it before the book changes)."""
         cdef OrderBook book = market.book
-        account = cmd.account
         self.known_account(account)
-        order_id = cmd.order_id
-        client_id = getattr(cmd, "client_order_id", 0)
         if not (is_int(order_id) and is_int(client_id)):
             reject(RejectCode.MALFORMED, "order ids must be integers")
         if not order_id and 0 < client_id < ID_LIMIT:
@@ -255,7 +254,7 @@ cdef class OrderEntry:
         symbol = f[P_SYMBOL]
         cdef Market market = self.market_of(symbol)
         account = f[P_ACCOUNT]
-        self.known_account(account)
+        cdef bint professional = self.known_account(account)
         side, qty, price, order_type = f[P_SIDE], f[P_QTY], f[P_PRICE], f[P_ORDER_TYPE]
         tif, stp, client_id, reduce_only = f[P_TIF], f[P_STP], f[P_CLIENT_ID], f[P_REDUCE_ONLY]
         if not (is_int(side) and is_int(qty) and is_int(price) and is_int(order_type)
@@ -291,7 +290,7 @@ cdef class OrderEntry:
                 < market.min_notional_units:
             reject(RejectCode.BELOW_MIN_NOTIONAL,
                    f"notional below {market.spec.min_notional} {market.spec.settle}")
-        if market.professional_only and not self.professional[account]:
+        if market.professional_only and not professional:
             reject(RejectCode.NOT_ELIGIBLE, f"{symbol} is offered to professional investors only")
         triggers = self.triggers
         if client_id and (book.find_client(account, client_id) is not None
@@ -336,7 +335,7 @@ cdef class OrderEntry:
                 ex.advance(ts, events)
                 triggers.cancel(waiting, USER, events)
                 return
-        cdef Order* order = self.owned_order(market, cmd)
+        cdef Order* order = self.owned_order(market, account, f[C_ORDER_ID], f[C_CLIENT_ID])
         order_id, side, price = order.id, order.side, order.price
         ex.advance(ts, events)
         cdef OrderBook book = market.book
@@ -348,7 +347,7 @@ cdef class OrderEntry:
     cpdef amend(self, cmd, list events):
         """AmendOrder: new price and total quantity (see the book's amend rules)."""
         cdef Market market = self.market_of(cmd.symbol)
-        cdef Order* order = self.owned_order(market, cmd)
+        cdef Order* order = self.owned_order(market, cmd.account, cmd.order_id, 0)
         order_id, side, old_price, open_qty, filled = (order.id, order.side, order.price, order.qty,
                                                        order.filled)
         price, qty = cmd.price, cmd.qty

@@ -55,11 +55,11 @@ cdef class OrderEntry:
     cdef object triggers
 
     cdef Market market_of(self, symbol)
-    cdef void known_account(self, account) except *
+    cdef bint known_account(self, account) except -1    # True: a professional investor's
     cdef void check_price_qty(self, Market market, price, qty) except *
     cpdef place(self, cmd, list events, order_id=*)
     cpdef cancel(self, cmd, list events)
     cpdef amend(self, cmd, list events)
-    cdef Order* owned_order(self, Market market, cmd) except NULL
+    cdef Order* owned_order(self, Market market, account, order_id, client_id) except NULL
     cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
                              list events, taker_fee) except? -1
