@@ -6,7 +6,7 @@ from libc.stdint cimport INT64_MAX, int64_t
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
-from perpcore._risk cimport MarginCore, int128_t, reject
+from perpcore._risk cimport Account, MarginCore, int128_t, reject
 
 import msgspec
 
@@ -297,7 +297,8 @@ cdef class OrderEntry:
                           or triggers.live and triggers.has_client(account, client_id)):
             reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                    f"client order id {client_id} is already open")
-        self.margin.check(account, symbol, side, notional_price, qty, reduce_only, 0, 0, 0)
+        cdef Account acc = self.margin.check(account, symbol, side, notional_price, qty,
+                                             reduce_only, 0, 0, 0)
         cdef ExchangeCore ex = self.ex
         ex.advance(f[P_TS], events)
 
@@ -314,7 +315,7 @@ cdef class OrderEntry:
                                     side, price, qty, order_type, tif))
         remaining = self.fill_events(market, book, side, qty, events, None)
         if status == ST_RESTING:
-            self.margin.rested(order_id, account, symbol, side, price, remaining, reduce_only)
+            self.margin.rested(order_id, acc, symbol, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))

@@ -297,7 +297,7 @@ cdef class MarginCore:
         a reduce-only order is never refused for margin: it is the way out of a position."""
         self.check(account, symbol, side, price, qty, reduce_only, amended, old_price, old_qty)
 
-    cdef check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
+    cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
                amended, int64_t old_price, int64_t old_qty):
         cdef Account acc = <Account>self.accounts[account]
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
@@ -323,7 +323,7 @@ cdef class MarginCore:
                         f"reduce-only order of {qty} lots could increase the position "
                         f"(it and the other {'bids' if buy else 'offers'} may reduce "
                         f"{max(room, 0)} more)")
-            return
+            return acc
         # the order's side after it, that side now, and the other side (unchanged)
         if buy:
             lots, value = bq + qty, bv + price * qty
@@ -347,17 +347,18 @@ cdef class MarginCore:
         other = side_margin(size, other_lots, other_value, mark, has_mark, not buy, upt, lev)
         new = side_margin(size, lots, value, mark, has_mark, buy, upt, lev)
         if new <= other:
-            return                          # netted by the other side: the max is unchanged
+            return acc                          # netted by the other side: the max is unchanged
         current = side_margin(size, now_lots, now_value, mark, has_mark, buy, upt, lev)
         if other > current:
             current = other
         if new <= current:
-            return
+            return acc
         equity, _, im, _, _ = self.figures_of(acc)
         need = im - py_int(current) + py_int(new)
         if equity < need:
             reject(RejectCode.INSUFFICIENT_MARGIN,
                     f"initial margin would be {need} with equity {equity}")
+        return acc
 
     # ---- orders (the exchange reports what rests and what leaves the book) --------------------
 
@@ -376,18 +377,18 @@ cdef class MarginCore:
 
     def order_rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
                      bint reduce_only):
-        self.rested(order_id, account, symbol, side, price, qty, reduce_only)
+        self.rested(order_id, <Account>self.accounts[account], symbol, side, price, qty,
+                    reduce_only)
 
-    cdef rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
+    cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only):
-        cdef Position pos = self.position_of(<Account>self.accounts[account],
-                                             <SymbolRisk>self.symbols[symbol])
+        cdef Position pos = self.position_of(acc, <SymbolRisk>self.symbols[symbol])
         self.add_order(pos, side, price, qty)
         if reduce_only:
-            self.reduce_only_orders[order_id] = [account, symbol, side, price, qty]
+            self.reduce_only_orders[order_id] = [acc.id, symbol, side, price, qty]
             pos.reduce_only.append(order_id)    # its pre-trade check left it room
         elif pos.reduce_only:
-            self.reduce_only_dirty.add((account, symbol))
+            self.reduce_only_dirty.add((acc.id, symbol))
 
     def order_changed(self, order_id, account, symbol, int side, int64_t old_price,
                       int64_t old_qty, state):

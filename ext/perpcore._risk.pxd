@@ -94,9 +94,10 @@ cdef class MarginCore:
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
     cdef void forget(self, object order_id, Position pos) except *
     # the C entries of check_order, order_rested, order_closed, settle_fill and trade
-    cdef check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
-               amended, int64_t old_price, int64_t old_qty)
-    cdef rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
+    # check returns the account it checked, for rested
+    cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty,
+                       bint reduce_only, amended, int64_t old_price, int64_t old_qty)
+    cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)
     cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty)
     # seq, ts: the command's, for the events
