@@ -136,10 +136,24 @@ cdef class LiquidationCore:
                 settled = True
         return settled
 
+    cdef bint unpriced(self, account, str symbol) except -1:
+        """True when an account without terms (some trigger of it fires on any move) filled in a
+        symbol that has no index yet needs no look: it cannot be liquidated in this command (that
+        exposure is stale, so a breach is deferred) and its keying would stay as it is, a trigger
+        on any move of that symbol's mark among its triggers. Not so for an account awaiting its
+        keying after a liquidation."""
+        if (<SymbolRisk>self._symbols[symbol]).prices.index is not None:
+            return False
+        if self._dirty and account in self._dirty:
+            return False
+        waiting = self.index._any.get(self._mark_dim[symbol])
+        return waiting is not None and account in waiting
+
     cdef bint step(self, fill, account) except -1:
         """The fill's account's reserve brought up to date from the fill alone: True when it stays
         >= 1 (the account is sound and keeps its triggers), False when the account must be looked
-        at (no terms kept, no trigger on the position's new side, or too little reserve left).
+        at (no terms kept, unless unpriced() shows there is nothing to look at; no trigger on the
+        position's new side; or too little reserve left).
 
         A fill changes the account's cash by realised PnL - fee and this position's term at the
         corner from the old one to one of the new size and entry value: every other term stays.
@@ -147,10 +161,10 @@ cdef class LiquidationCore:
         (a receipt, not counted, only leaves it lower)."""
         if not self.shortcuts:
             return False
+        symbol = fill.symbol
         terms = self._terms.get(account)
         if terms is None:
-            return False
-        symbol = fill.symbol
+            return self.unpriced(account, symbol)
         term = (<dict>terms).get(symbol)
         if term is None:
             return False

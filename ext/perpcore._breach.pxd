@@ -39,3 +39,4 @@ cdef class LiquidationCore:
                    dict paid) except -1
     cdef bint step(self, fill, account) except -1
     cdef bint reached(self, list moves) except -1     # some move reaches a trigger
+    cdef bint unpriced(self, account, str symbol) except -1   # a fill with nothing to look at

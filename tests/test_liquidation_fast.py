@@ -218,3 +218,41 @@ def test_a_flip_uses_the_spare_trigger():
     v.order(2, BTC, Side.SELL, 1000, price)
     assert not of(v.price(BTC, price - 1), m.LiquidationStarted)
     assert [e.account for e in of(v.price(BTC, price), m.LiquidationStarted)] == [1]
+
+
+def test_fills_in_a_symbol_without_an_index_are_looked_at_once():
+    """Before its first index price a symbol's exposures cannot be liquidated (a breach there is
+    deferred) and are keyed to be looked at on any move of its mark: an account's first fill there
+    is looked at, its later fills are not, and the engine decides as examining every fill in full,
+    the first price included."""
+    cfg = venue_config()
+    fast, ref = Exchange(cfg), Exchange(cfg)
+    full_examination(ref)
+    looked = []                         # accounts the rounds look at (_sound, then _examine)
+    sound = fast.liquidation._sound
+    fast.liquidation._sound = lambda account: looked.append(account) or sound(account)
+
+    def submit(cmd):
+        events = fast.submit(cmd)
+        assert events == ref.submit(cmd), cmd
+        return events
+
+    submit(m.SetIndexPrice(source="x", symbol=BTC, price=START[BTC]))     # ETH has no index
+    for a, amount in ((1, 10**6), (2, 200)):
+        submit(m.CreateAccount(account=a))
+        submit(m.Deposit(account=a, asset="USD", amount=usd(amount)))
+    submit(m.SetLeverage(account=2, symbol=ETH, leverage=20))
+    for fill in range(3):               # account 2 buys 1,020 USD of ETH on 200, in three fills
+        submit(m.PlaceOrder(account=1, symbol=ETH, side=Side.SELL, qty=10, price=340000))
+        events = submit(m.PlaceOrder(account=2, symbol=ETH, side=Side.BUY, qty=10, price=340000,
+                                     tif=m.TimeInForce.IOC))
+        assert [e.account for e in of(events, m.PositionChanged)] == [1, 2]
+        if fill == 0:
+            assert set(looked) == {1, 2}           # the first fill keys ETH's mark for both
+            looked.clear()
+    assert looked == [] and fast.mark_price(ETH) is None and fast.account(2).positions
+    # the first index price, far below their entry: account 2 is liquidated as a full look finds
+    events = submit(m.SetIndexPrice(source="x", symbol=ETH, price=START[ETH] * 6 // 10))
+    assert [e.account for e in of(events, m.LiquidationStarted)] == [2]
+    assert fast.state_hash() == ref.state_hash()
+    fast.audit().check()
