@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.errno cimport EINTR, ENOMEM, errno
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strerror
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, clockid_t, timespec
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport fsync, write
 
 # Why a scan stopped before the end of the data.
@@ -151,30 +151,6 @@ def decode_spans(const unsigned char[::1] data, const int64_t[:, ::1] spans, dec
 
 # ---- the group-commit writer -------------------------------------------------------------------
 
-cdef extern from "<pthread.h>" nogil:
-    ctypedef unsigned long pthread_t
-    ctypedef struct pthread_mutex_t:
-        pass
-    ctypedef struct pthread_cond_t:
-        pass
-    ctypedef struct pthread_condattr_t:
-        pass
-    int pthread_mutex_init(pthread_mutex_t*, void*)
-    int pthread_mutex_lock(pthread_mutex_t*)
-    int pthread_mutex_unlock(pthread_mutex_t*)
-    int pthread_mutex_destroy(pthread_mutex_t*)
-    int pthread_condattr_init(pthread_condattr_t*)
-    int pthread_condattr_setclock(pthread_condattr_t*, clockid_t)
-    int pthread_condattr_destroy(pthread_condattr_t*)
-    int pthread_cond_init(pthread_cond_t*, pthread_condattr_t*)
-    int pthread_cond_wait(pthread_cond_t*, pthread_mutex_t*)
-    int pthread_cond_timedwait(pthread_cond_t*, pthread_mutex_t*, const timespec*)
-    int pthread_cond_signal(pthread_cond_t*)
-    int pthread_cond_broadcast(pthread_cond_t*)
-    int pthread_cond_destroy(pthread_cond_t*)
-    int pthread_create(pthread_t*, void*, void* (*)(void*) noexcept nogil, void*)
-    int pthread_join(pthread_t, void**)
-
 # How a GroupWriter makes records durable.
 cdef enum:
     MODE_ALWAYS = 0     # write and fsync each record before append() returns
@@ -221,21 +197,6 @@ cdef class GroupWriter:
     so the engine thread never waits for the disk or hands the GIL over. `committed_seq` is the
     last record known durable. append() waits while `max_pending` records are uncommitted
     (back-pressure). After a failed write or fsync every append() and commit() raises OSError."""
-    cdef int fd
-    cdef int mode
-    cdef int64_t group_records, group_ns, max_pending
-    cdef unsigned char* buf             # records appended and not yet taken by the flusher
-    cdef Py_ssize_t buf_len, buf_cap
-    cdef unsigned char* spare           # the buffer the flusher writes from
-    cdef Py_ssize_t spare_cap
-    cdef int64_t pending, oldest_ns, last_seq, committed
-    cdef int error
-    cdef bint force, closing, idle, running
-    cdef pthread_mutex_t mutex
-    cdef pthread_cond_t wake            # the flusher waits here for work
-    cdef pthread_cond_t done            # appenders and commit() wait here for commits
-    cdef pthread_t thread
-
     def __cinit__(self, int fd, str mode, int64_t last_seq, int64_t group_records=1024,
                   double group_ms=5.0, int64_t max_pending=65536):
         cdef pthread_condattr_t attr
@@ -291,11 +252,12 @@ cdef class GroupWriter:
             self.buf, self.buf_cap = grown, cap
         return 0
 
-    def append(self, int64_t seq, bytes payload):
+    def append(self, int64_t seq, bytes payload not None):
         """Adds the record of command `seq`; returns committed_seq as of then (the caller learns
         what has become durable without a second call)."""
-        cdef Py_ssize_t n = len(payload)
-        cdef const unsigned char* src = <const unsigned char*>PyBytes_AS_STRING(payload)
+        return self.add(seq, <const unsigned char*>PyBytes_AS_STRING(payload), len(payload))
+
+    cdef int64_t add(self, int64_t seq, const unsigned char* payload, Py_ssize_t n) except? -1:
         cdef unsigned char* out
         cdef int err = 0
         cdef int64_t committed
@@ -310,7 +272,7 @@ cdef class GroupWriter:
             out = self.buf + self.buf_len
             _put_le(out, 8 + n, 4)
             _put_le(out + 8, <uint64_t>seq, 8)
-            memcpy(out + 16, src, n)
+            memcpy(out + 16, payload, n)
             _put_le(out + 4, _crc32(out + 8, 8 + n), 4)
             self.buf_len += 16 + n
             self.last_seq = seq
@@ -326,7 +288,7 @@ cdef class GroupWriter:
         if err:
             raise OSError(err, strerror(err).decode())
         if self.mode != MODE_GROUP and self.pending >= self.group_records:
-            self.commit()
+            self.flush_now()
             committed = self.committed
         return committed
 
@@ -374,6 +336,9 @@ cdef class GroupWriter:
 
     def commit(self):
         """Returns once every record appended so far is committed."""
+        self.flush_now()
+
+    cdef int flush_now(self) except -1:
         cdef int64_t target
         cdef int err = 0
         cdef unsigned char* data
@@ -391,7 +356,7 @@ cdef class GroupWriter:
                     self.committed = self.last_seq
             if self.error:
                 raise OSError(self.error, strerror(self.error).decode())
-            return
+            return 0
         with nogil:
             pthread_mutex_lock(&self.mutex)
             target = self.last_seq
@@ -404,6 +369,7 @@ cdef class GroupWriter:
             pthread_mutex_unlock(&self.mutex)
         if err:
             raise OSError(err, strerror(err).decode())
+        return 0
 
     def close(self):
         """Commits, then stops the flusher thread (the file descriptor stays the caller's)."""

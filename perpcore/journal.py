@@ -25,8 +25,6 @@ one that fails and everything after it is a torn or corrupt tail: it is reported
 """
 from __future__ import annotations
 
-import bisect
-import operator
 import os
 import struct
 import zlib
@@ -36,6 +34,7 @@ from typing import Iterator
 import msgspec
 
 from perpcore import _jscan
+from perpcore._journaled import JournaledCore
 from perpcore import messages as m
 from perpcore.exchange import Exchange, config_digest
 
@@ -118,7 +117,6 @@ def read(path: str | os.PathLike) -> tuple[str, list[tuple[int, memoryview]], Ta
 # Every message class by its tag, to rebuild a journaled command whose fields the typed decoder
 # refuses (an object given to submit() with a field of the wrong type).
 _MESSAGE_TYPES = {cls.__name__: cls for cls in m._all_subclasses(m.Message)}
-_MESSAGE_CLASSES = frozenset(_MESSAGE_TYPES.values())     # isinstance() on a Struct is slow
 
 
 def decode_command(payload) -> m.Message | bytes:
@@ -145,7 +143,6 @@ def decode_command(payload) -> m.Message | bytes:
 
 
 _decode = m.command_decoder.decode
-_seq_of = operator.attrgetter("seq")
 
 
 def submit(ex: Exchange, seq: int, cmd: m.Message | bytes) -> list[m.Event]:
@@ -257,14 +254,18 @@ class Journal:
         try:
             self._writer.append(seq, payload)
         except OSError as e:
-            raise JournalError(f"{self.path}: a commit failed ({e})") from e
+            raise self.failure(e) from e
 
     def commit(self) -> None:
         """Returns once everything appended so far is committed."""
         try:
             self._writer.commit()
         except OSError as e:
-            raise JournalError(f"{self.path}: a commit failed ({e})") from e
+            raise self.failure(e) from e
+
+    def failure(self, error: OSError) -> JournalError:
+        """What an append or commit that met `error` raises."""
+        return JournalError(f"{self.path}: a commit failed ({error})")
 
     def close(self) -> None:
         if self.fd < 0:
@@ -293,7 +294,7 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-class JournaledExchange:
+class JournaledExchange(JournaledCore):
     """An Exchange whose every command is journaled before its events are released.
 
     submit() and submit_bytes() return the events released by that call: those of every command
@@ -301,104 +302,15 @@ class JournaledExchange:
     its seq). With sync "always" that is the command's own events; with "group" they come in
     groups, as the flusher commits. flush() waits for everything to be durable and releases it;
     poll() releases what has become durable without waiting (a gateway calls it when idle, so a
-    quiet market does not hold an acknowledgement back)."""
+    quiet market does not hold an acknowledgement back). `acknowledged_seq` is the last seq whose
+    events have all been released.
+
+    submit(), submit_bytes() and poll() are perpcore._journaled.JournaledCore's (the hot path in
+    C); `journal` may be swapped for a new one (a store does at checkpoints)."""
 
     def __init__(self, ex: Exchange, journal: Journal):
         if journal.last_seq != ex.seq:
             raise JournalError(f"journal ends at {journal.last_seq}, exchange is at {ex.seq}")
-        self.ex = ex
-        self.journal = journal
-        self._held: list[m.Event] = []    # events of commands not yet durable
-        # the last seq whose events have all been released: what a client has been told
-        self.acknowledged_seq = ex.seq
-        self._encode = m.encoder.encode
-
-    @property
-    def journal(self) -> Journal:
-        return self._journal
-
-    @journal.setter
-    def journal(self, journal: Journal) -> None:
-        # the hot path talks to the writer directly (a store swaps journals at checkpoints)
-        self._journal = journal
-        self._writer = journal._writer
-
-    def submit(self, cmd: m.Command, seq: int | None = None) -> list[m.Event]:
-        """`seq` as in Exchange.submit: a command from an already sequenced source that is not
-        the next is refused and neither journaled nor applied. So is, as MALFORMED, anything that
-        is not a perpcore message or cannot be encoded (an integer beyond 64 bits)."""
-        ex = self.ex
-        if seq is not None and seq != ex.seq + 1:
-            return ex.submit(cmd, seq)              # refused for its sequence; changes nothing
-        try:
-            if type(cmd) not in _MESSAGE_CLASSES and not isinstance(cmd, m.Message):
-                raise TypeError(f"{type(cmd).__name__} is not a perpcore message")
-            payload = self._encode(cmd)
-        except (TypeError, OverflowError, msgspec.EncodeError) as e:
-            return [m.OrderRejected(ex.seq, ex.clock, m.RejectCode.MALFORMED,
-                                    f"command cannot be journaled: {e}")]
-        # the hot path, with _append and _release written out (a call each is measurable here)
-        try:
-            committed = self._writer.append(ex.seq + 1, payload)
-        except OSError as e:
-            raise JournalError(f"{self._journal.path}: a commit failed ({e})") from e
-        events = ex.submit(cmd)
-        held = self._held
-        if committed >= ex.seq and not held:
-            self.acknowledged_seq = committed
-            return events
-        held += events
-        if not held or held[0].seq > committed:
-            self.acknowledged_seq = committed
-            return []
-        return self._release_upto(committed)
-
-    def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
-        """As Exchange.submit_bytes; a payload that does not decode is journaled (wrapped, so
-        that its replay refuses it the same way) and refused as MALFORMED."""
-        ex = self.ex
-        if seq is not None and seq != ex.seq + 1:
-            return ex.submit_bytes(payload, seq)    # refused for its sequence; changes nothing
-        payload = bytes(payload)
-        try:
-            cmd = m.command_decoder.decode(payload)
-        except msgspec.DecodeError:
-            committed = self._append(ex.seq + 1, self._encode(payload))
-            return self._release(ex.submit_bytes(payload), committed)
-        committed = self._append(ex.seq + 1, payload)
-        return self._release(ex.submit(cmd), committed)
-
-    def _append(self, seq: int, payload: bytes) -> int:
-        try:
-            return self._writer.append(seq, payload)
-        except OSError as e:
-            raise JournalError(f"{self._journal.path}: a commit failed ({e})") from e
-
-    def _release(self, events: list[m.Event], committed: int) -> list[m.Event]:
-        """The events released now: `committed` is the writer's committed seq when the command
-        was appended (its own record counts once that reaches the exchange's seq)."""
-        if committed >= self.ex.seq and not self._held:
-            self.acknowledged_seq = committed
-            return events
-        self._held += events
-        return self._release_upto(committed)
-
-    def poll(self) -> list[m.Event]:
-        return self._release_upto(self._writer.committed_seq)
-
-    def _release_upto(self, committed: int) -> list[m.Event]:
-        held = self._held
-        self.acknowledged_seq = committed
-        if not held or held[0].seq > committed:
-            return []
-        if held[-1].seq <= committed:
-            self._held = []
-            return held
-        # events carry their command's seq, in order: release those of durable commands
-        cut = bisect.bisect_right(held, committed, key=_seq_of)
-        out = held[:cut]
-        del held[:cut]
-        return out
 
     def flush(self) -> list[m.Event]:
         self.journal.commit()

@@ -1,0 +1,56 @@
+# The contract of ext/_jscan.pyx (the extension perpcore._jscan): the journal's record checks and
+# its group-commit writer. GroupWriter frames records (u32 body length, u32 CRC32 of the body, body
+# = u64 sequence number + payload; see perpcore/journal.py) into a buffer and makes them durable
+# in groups; perpcore._journaled appends through its C entry, add().
+
+from libc.stdint cimport int64_t
+from posix.time cimport clockid_t, timespec
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    ctypedef struct pthread_condattr_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t*, void*)
+    int pthread_mutex_lock(pthread_mutex_t*)
+    int pthread_mutex_unlock(pthread_mutex_t*)
+    int pthread_mutex_destroy(pthread_mutex_t*)
+    int pthread_condattr_init(pthread_condattr_t*)
+    int pthread_condattr_setclock(pthread_condattr_t*, clockid_t)
+    int pthread_condattr_destroy(pthread_condattr_t*)
+    int pthread_cond_init(pthread_cond_t*, pthread_condattr_t*)
+    int pthread_cond_wait(pthread_cond_t*, pthread_mutex_t*)
+    int pthread_cond_timedwait(pthread_cond_t*, pthread_mutex_t*, const timespec*)
+    int pthread_cond_signal(pthread_cond_t*)
+    int pthread_cond_broadcast(pthread_cond_t*)
+    int pthread_cond_destroy(pthread_cond_t*)
+    int pthread_create(pthread_t*, void*, void* (*)(void*) noexcept nogil, void*)
+    int pthread_join(pthread_t, void**)
+
+
+cdef class GroupWriter:
+    cdef int fd
+    cdef int mode
+    cdef int64_t group_records, group_ns, max_pending
+    cdef unsigned char* buf             # records appended and not yet taken by the flusher
+    cdef Py_ssize_t buf_len, buf_cap
+    cdef unsigned char* spare           # the buffer the flusher writes from
+    cdef Py_ssize_t spare_cap
+    cdef int64_t pending, oldest_ns, last_seq, committed
+    cdef int error
+    cdef bint force, closing, idle, running
+    cdef pthread_mutex_t mutex
+    cdef pthread_cond_t wake            # the flusher waits here for work
+    cdef pthread_cond_t done            # appenders and commit() wait here for commits
+    cdef pthread_t thread
+
+    # append(seq, payload) from C: the record of command `seq` with the n bytes at `payload`
+    # (copied before it returns); returns committed_seq as of then, or raises OSError (-1)
+    cdef int64_t add(self, int64_t seq, const unsigned char* payload, Py_ssize_t n) except? -1
+    cdef int flush_now(self) except -1      # commit(): returns once all appended is committed
+    cdef void _stop(self) noexcept
+    cdef int _reserve(self, Py_ssize_t extra) noexcept nogil
+    cdef void _flush_loop(self) noexcept nogil
