@@ -1,6 +1,7 @@
 """The journal and replay targets (issue 6): journal replay rate (read, check every record's
 length, CRC and sequence, decode every command), the throughput cost of journaling with group
 commit, and the slowest real data file's replay time."""
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -44,18 +45,24 @@ def test_group_commit_cost(benchmark, target, scaled, tmp_path):
     defaults: fsync on the flusher thread every 1,024 records or 5 ms) on the same commands; the
     cost is 1 - journaled throughput / plain throughput, from the medians. The engine thread's
     own CPU time is recorded beside it: on a machine with no core to spare for the flusher (and
-    the disk's kernel work) the wall-clock cost exceeds what journaling costs the engine."""
+    the disk's kernel work) the wall-clock cost exceeds what journaling costs the engine. So are
+    the CPU time the other threads (the flusher) used, as a share of the journaled wall time, and
+    how often the engine thread was preempted per round (a busy machine's other work, or the
+    flusher waking on the engine's core)."""
     xw = workloads.exchange_workload(workloads.standard(scaled(20_000)))
-    plain_wall, plain_cpu, journaled_cpu = [], [], []
+    plain_wall, plain_cpu, journaled_cpu, other_share = [], [], [], []
+    preempted = {"plain": [], "journaled": []}
     runs = iter(range(1_000_000))
 
     def plain():
         ex = bench.fresh_exchange(xw)
+        switches = _preemptions()
         wall, cpu = time.perf_counter(), time.thread_time()
         for cmd in xw.cmds:
             ex.submit(cmd)
         plain_cpu.append(time.thread_time() - cpu)
         plain_wall.append(time.perf_counter() - wall)
+        preempted["plain"].append(_preemptions() - switches)
 
     def setup():
         plain()         # interleaved, so both see the same machine
@@ -65,17 +72,33 @@ def test_group_commit_cost(benchmark, target, scaled, tmp_path):
         return (jr.JournaledExchange(ex, journal), xw.cmds), {}
 
     def journaled(engine, cmds):
-        cpu = time.thread_time()
+        switches = _preemptions()
+        wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
         for cmd in cmds:
             engine.submit(cmd)
         engine.close()                  # the last group's fsync is part of the cost
-        journaled_cpu.append(time.thread_time() - cpu)
+        cpu = time.thread_time() - cpu
+        journaled_cpu.append(cpu)
+        other_share.append((time.process_time() - process - cpu)
+                             / (time.perf_counter() - wall))
+        preempted["journaled"].append(_preemptions() - switches)
 
     benchmark.pedantic(journaled, setup=setup, rounds=5)
     cost = 1 - statistics.median(plain_wall) / benchmark.stats.stats.median
     benchmark.extra_info["plain_median_s"] = statistics.median(plain_wall)
     benchmark.extra_info["engine_thread_cpu_cost"] = 1 - min(plain_cpu) / min(journaled_cpu)
+    benchmark.extra_info["engine_thread_cpu_cost_median"] = (
+        1 - statistics.median(plain_cpu) / statistics.median(journaled_cpu))
+    benchmark.extra_info["other_threads_cpu_share"] = statistics.median(other_share)
+    benchmark.extra_info["engine_preemptions_per_round"] = {
+        name: statistics.median(counts) for name, counts in preempted.items()}
     target("journal.group_commit", value=cost)
+
+
+def _preemptions() -> int:
+    """The calling thread's involuntary context switches so far (0 where the OS does not say)."""
+    who = getattr(resource, "RUSAGE_THREAD", None)
+    return resource.getrusage(who).ru_nivcsw if who is not None else 0
 
 
 def _real_files():
