@@ -53,7 +53,9 @@ def child(store_dir: str, stream_path: str, sync: str, die_after: str, delay_ms:
     encode = m.encoder.encode
     die_at = start + int(die_after) if int(die_after) else -1
     kill = threading.Timer(float(delay_ms) / 1000, os.kill, (os.getpid(), signal.SIGKILL))
-    for cmd in cmds[start:]:
+    # a run submits at most 2 * MAX_RUN commands, so a fast engine killed late does not use up
+    # the stream that the later runs need
+    for cmd in cmds[start:start + 2 * MAX_RUN]:
         if engine.ex.seq == die_at:
             kill.start()
         released = engine.submit(cmd)
