@@ -287,18 +287,15 @@ cdef class MarginCore:
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
-    def check_order(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
-                    amended=0, int64_t old_price=0, int64_t old_qty=0):
+    cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty,
+                       bint reduce_only, amended, int64_t old_price, int64_t old_qty):
         """Refuses an order (or, with `amended`, the new price and open quantity of that resting
-        order, now at old_price for old_qty open lots) the account could not carry: a reduce-only order that could increase the position
-        (with the account's other orders on that side), a position past its leverage's notional
-        cap, or initial margin above equity. An order that adds no initial margin (netted by the
-        other side, or reducing the position at a price no worse than the mark) always passes, and
-        a reduce-only order is never refused for margin: it is the way out of a position."""
-        self.check(account, symbol, side, price, qty, reduce_only, amended, old_price, old_qty)
-
-    cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty, bint reduce_only,
-               amended, int64_t old_price, int64_t old_qty):
+        order, now at old_price for old_qty open lots) the account could not carry: a reduce-only
+        order that could increase the position (with the account's other orders on that side), a
+        position past its leverage's notional cap, or initial margin above equity. An order that
+        adds no initial margin (netted by the other side, or reducing the position at a price no
+        worse than the mark) always passes, and a reduce-only order is never refused for margin:
+        it is the way out of a position. Returns the account."""
         cdef Account acc = <Account>self.accounts[account]
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position pos
@@ -375,11 +372,6 @@ cdef class MarginCore:
         del self.reduce_only_orders[order_id]
         pos.reduce_only.remove(order_id)
 
-    def order_rested(self, order_id, account, symbol, int side, int64_t price, int64_t qty,
-                     bint reduce_only):
-        self.rested(order_id, <Account>self.accounts[account], symbol, side, price, qty,
-                    reduce_only)
-
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only):
         cdef Position pos = self.position_of(acc, <SymbolRisk>self.symbols[symbol])
@@ -420,18 +412,11 @@ cdef class MarginCore:
 
     # ---- settlement ----------------------------------------------------------------------------
 
-    def settle_fill(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
-                    maker_account, taker_account, int64_t maker_remaining, list events,
-                    taker_fee=None):
-        """Settles one trade for both sides (maker first) and updates the maker's resting order.
-        taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
-        ex = self.exchange
-        self.settle_trade(symbol, price, qty, taker_side, maker_id, taker_id, maker_account,
-                          taker_account, maker_remaining, events, taker_fee, ex.seq, ex.clock)
-
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,
                       taker_fee, seq, ts):
+        """Settles one trade for both sides (maker first) and takes it off the maker's order sums.
+        taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position maker_pos = (<Account>self.accounts[maker_account]).positions[symbol]
         # a trade is at the maker's price, on the side opposite the taker's

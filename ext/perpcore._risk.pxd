@@ -93,7 +93,7 @@ cdef class MarginCore:
     cdef Position position_of(self, Account acc, SymbolRisk sr)
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
     cdef void forget(self, object order_id, Position pos) except *
-    # the C entries of check_order, order_rested, order_closed, settle_fill and trade
+    # order entry's calls (perpcore._orders), and the C entries of order_closed and trade
     # check returns the account it checked, for rested
     cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty,
                        bint reduce_only, amended, int64_t old_price, int64_t old_qty)
