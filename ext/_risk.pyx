@@ -233,17 +233,32 @@ cdef class MarginCore:
     # ---- valuation -----------------------------------------------------------------------------
 
     cdef tuple figures_of(self, Account acc):
+        cdef Sums sums
+        self.sums_of(acc, &sums)
+        coll = self.collateral_of(acc)
+        upnl = py_int(sums.upnl)
+        return self.equity_of(acc, upnl, coll), upnl, py_int(sums.im), py_int(sums.mm), coll
+
+    cdef object collateral_of(self, Account acc):
         cdef dict cash = acc.cash
-        cdef Position pos
-        cdef SymbolRisk sr
-        cdef int128_t upnl = 0, im = 0, mm = 0, notional, bids, offers
-        cdef int64_t size, mark, upt
-        cdef bint has_mark
         coll = 0
         for c in self.collateral:
             amount = cash[c.asset]
             if amount > 0:
                 coll += c.value(amount, self._index(c.symbol))
+        return coll
+
+    cdef object equity_of(self, Account acc, upnl, coll):
+        equity = acc.cash[self.settle] + coll + upnl
+        debt = self.debts.get(acc.id)
+        return equity if debt is None else equity - debt
+
+    cdef int sums_of(self, Account acc, Sums* sums) except -1:
+        cdef Position pos
+        cdef SymbolRisk sr
+        cdef int128_t upnl = 0, im = 0, mm = 0, notional, bids, offers
+        cdef int64_t size, mark, upt
+        cdef bint has_mark
         for symbol, p in acc.positions.items():
             pos = <Position>p
             sr = <SymbolRisk>self.symbols[symbol]
@@ -266,12 +281,8 @@ cdef class MarginCore:
                 offers = side_margin(size, pos.sell_qty, pos.sell_value, mark, has_mark, False, upt,
                                      pos.leverage)
                 im += bids if bids > offers else offers
-        upnl_py = py_int(upnl)
-        debt = self.debts.get(acc.id)
-        equity = cash[self.settle] + coll + upnl_py
-        if debt is not None:
-            equity -= debt
-        return equity, upnl_py, py_int(im), py_int(mm), coll
+        sums.upnl, sums.im, sums.mm = upnl, im, mm
+        return 0
 
     def _figures(self, Account acc) -> tuple:
         """(equity, unrealised PnL, initial margin, maintenance margin, collateral value)."""
@@ -350,8 +361,10 @@ cdef class MarginCore:
             current = other
         if new <= current:
             return acc
-        equity, _, im, _, _ = self.figures_of(acc)
-        need = im - py_int(current) + py_int(new)
+        cdef Sums sums
+        self.sums_of(acc, &sums)
+        equity = self.equity_of(acc, py_int(sums.upnl), self.collateral_of(acc))
+        need = py_int(sums.im - current + new)
         if equity < need:
             reject(RejectCode.INSUFFICIENT_MARGIN,
                     f"initial margin would be {need} with equity {equity}")

@@ -31,6 +31,14 @@ cdef enum:
     MAX_TIERS = 16     # tiers an instrument may have
 
 
+ctypedef struct Sums:
+    # an account's positions: unrealised PnL at mark, initial margin (open orders included) and
+    # maintenance margin, in minor units
+    int128_t upnl
+    int128_t im
+    int128_t mm
+
+
 cdef class TierTable:
     """An instrument's margin tiers in engine units (see perpcore.risk for the tier arithmetic)."""
     cdef readonly tuple caps, leverages, rates, amounts
@@ -89,7 +97,11 @@ cdef class MarginCore:
     cdef public dict debts             # the lending pool's account -> debt (its own dict)
     cdef public object _mark, _index   # pricing's mark_price / index_price
 
+    # (equity, unrealised PnL, initial margin, maintenance margin, collateral value), from:
     cdef tuple figures_of(self, Account acc)
+    cdef int sums_of(self, Account acc, Sums* sums) except -1      # the positions' part
+    cdef object collateral_of(self, Account acc)                   # collateral after haircuts
+    cdef object equity_of(self, Account acc, upnl, coll)           # cash + coll + upnl - debt
     cdef Position position_of(self, Account acc, SymbolRisk sr)
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
     cdef void forget(self, object order_id, Position pos) except *
