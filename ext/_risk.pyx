@@ -431,7 +431,8 @@ cdef class MarginCore:
         """Settles one trade for both sides (maker first) and takes it off the maker's order sums.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
-        cdef Position maker_pos = (<Account>self.accounts[maker_account]).positions[symbol]
+        cdef Account maker = <Account>self.accounts[maker_account]
+        cdef Position maker_pos = maker.positions[symbol]
         # a trade is at the maker's price, on the side opposite the taker's
         self.add_order(maker_pos, 1 - taker_side, price, -qty)
         if maker_pos.reduce_only:
@@ -441,9 +442,10 @@ cdef class MarginCore:
                     order[4] = maker_remaining
                 else:
                     self.forget(maker_id, maker_pos)
-        self.trade_side(sr, maker_account, taker_side == 1, price, qty, sr.maker_fee, maker_id,
+        self.trade_side(sr, maker, maker_pos, taker_side == 1, price, qty, sr.maker_fee, maker_id,
                         events, seq, ts)
-        self.trade_side(sr, taker_account, taker_side == 0, price, qty,
+        cdef Account taker = <Account>self.accounts[taker_account]
+        self.trade_side(sr, taker, self.position_of(taker, sr), taker_side == 0, price, qty,
                         sr.taker_fee if taker_fee is None else taker_fee, taker_id, events, seq, ts)
 
     def trade(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
@@ -451,12 +453,13 @@ cdef class MarginCore:
         """One side of a trade: the position, realised PnL and the fee, settled in cash. Also the
         way the liquidation engine transfers positions outside the book (fee_rate 0)."""
         ex = self.exchange
-        self.trade_side(sr, account, buy, price, qty, fee_rate, order_id, events, ex.seq, ex.clock)
-
-    cdef trade_side(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
-                    int64_t fee_rate, order_id, list events, seq, ts):
         cdef Account acc = <Account>self.accounts[account]
-        cdef Position pos = self.position_of(acc, sr)
+        self.trade_side(sr, acc, self.position_of(acc, sr), buy, price, qty, fee_rate, order_id,
+                        events, ex.seq, ex.clock)
+
+    cdef trade_side(self, SymbolRisk sr, Account acc, Position pos, bint buy, int64_t price,
+                    int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
+        account = acc.id
         cdef int64_t size = pos.size, held, removed
         cdef int128_t realised = 0, fee
         if size == 0 or (size > 0) == buy:

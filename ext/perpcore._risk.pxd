@@ -116,5 +116,5 @@ cdef class MarginCore:
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,
                       taker_fee, seq, ts)
-    cdef trade_side(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
-                    int64_t fee_rate, order_id, list events, seq, ts)
+    cdef trade_side(self, SymbolRisk sr, Account acc, Position pos, bint buy, int64_t price,
+                    int64_t qty, int64_t fee_rate, order_id, list events, seq, ts)
