@@ -4,6 +4,7 @@
 import numpy as np
 from msgspec import DecodeError
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.errno cimport EINTR, ENOMEM, errno
@@ -47,6 +48,8 @@ cdef void _init_table() noexcept:
 _init_table()
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef inline uint32_t _crc_update(uint32_t c, const unsigned char* p, Py_ssize_t n) noexcept nogil:
     # the running register, without zlib's initial and final inversion
     cdef uint32_t lo, hi
@@ -66,10 +69,14 @@ cdef inline uint32_t _crc_update(uint32_t c, const unsigned char* p, Py_ssize_t 
     return c
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     return _crc_update(ALL_ONES, p, n) ^ ALL_ONES
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef inline void _put_le(unsigned char* p, uint64_t v, int n) noexcept nogil:
     cdef int i
     for i in range(n):
@@ -77,6 +84,8 @@ cdef inline void _put_le(unsigned char* p, uint64_t v, int n) noexcept nogil:
         v >>= 8
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef inline uint64_t _le(const unsigned char* p, int n) noexcept nogil:
     cdef uint64_t v = 0
     cdef int i
@@ -160,6 +169,8 @@ cdef enum:
 MODES = {"always": MODE_ALWAYS, "group": MODE_GROUP, "none": MODE_NONE}
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef inline int64_t _now_ns() noexcept nogil:
     # monotonic: it decides only when bytes reach the disk, never anything in the engine
     cdef timespec t
@@ -167,6 +178,8 @@ cdef inline int64_t _now_ns() noexcept nogil:
     return <int64_t>t.tv_sec * 1000000000 + t.tv_nsec
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef int _write_fd(int fd, const unsigned char* p, Py_ssize_t n, bint sync) noexcept nogil:
     """Writes all n bytes and fsyncs if asked; 0 or an errno."""
     cdef ssize_t wrote
@@ -183,6 +196,8 @@ cdef int _write_fd(int fd, const unsigned char* p, Py_ssize_t n, bint sync) noex
     return 0
 
 
+@cython.profile(False)
+@cython.linetrace(False)
 cdef void _seal(unsigned char* p, Py_ssize_t n) noexcept nogil:
     """Fills in the CRC32 of each record in the n bytes at p, just before they are written: the
     appends leave it, so that the CRC's table lookups (8 KiB, cold between two commands) are
@@ -194,6 +209,10 @@ cdef void _seal(unsigned char* p, Py_ssize_t n) noexcept nogil:
         off += 8 + length
 
 
+# The flusher thread never takes the GIL (add() locks the mutex holding it), so nothing it runs
+# may be traced: a debug build's profiling and line tracing would take the GIL there.
+@cython.profile(False)
+@cython.linetrace(False)
 cdef void* _flusher_main(void* arg) noexcept nogil:
     (<GroupWriter>arg)._flush_loop()
     return NULL
@@ -303,6 +322,8 @@ cdef class GroupWriter:
             committed = self.committed
         return committed
 
+    @cython.profile(False)
+    @cython.linetrace(False)
     cdef void _flush_loop(self) noexcept nogil:
         cdef timespec deadline
         cdef int64_t due, last
