@@ -135,11 +135,14 @@ cdef class ExchangeCore:
             return [OrderRejected(self.seq, self.clock, code,
                                   f"sequence {seq} is not the next ({self.seq + 1})")]
         self.seq += 1
-        handler = self._handlers.get(type(cmd))
+        kind = type(cmd)
+        # the order commands go straight to OrderEntry's C entries; the table has the others
+        cdef bint order = kind is PlaceOrder or kind is CancelOrder or kind is AmendOrder
+        handler = None if order else self._handlers.get(kind)
         cdef list events
         cdef MarginCore margin = self.margin
         try:
-            if handler is None:
+            if handler is None and not order:
                 reject(RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}")
             events = []
             ts = getattr(cmd, "ts", 0)
@@ -148,8 +151,6 @@ cdef class ExchangeCore:
                     reject(RejectCode.MALFORMED, "ts must be a positive 64-bit integer")
                 if ts < self.clock:
                     reject(STALE_TIMESTAMP, f"command time {ts} is before exchange time {self.clock}")
-            # the order commands straight to their C entries (the same handlers as the table's)
-            kind = type(cmd)
             if kind is PlaceOrder:
                 self._entry.place(cmd, events)
             elif kind is CancelOrder:

@@ -37,7 +37,7 @@ cdef class ExchangeCore:
     cdef public int64_t seq            # last sequence number assigned
     cdef public int64_t clock          # exchange time, ns, from the command stream
     cdef public int64_t _next_order_id
-    cdef public dict _handlers         # command type -> handler(cmd, events)
+    cdef public dict _handlers         # command type -> handler(cmd, events), order commands aside
     cdef public object triggers
     cdef public PricingCore _pricing   # perpcore.pricing.Pricing
     cdef public OrderEntry _entry      # the order commands' handler

@@ -76,11 +76,9 @@ class Exchange(ExchangeCore):
         self._known_account = entry.require_account
         self._market = entry.require_market
         self._check_price_qty = entry.require_price_qty
+        # the other commands' handlers (the order commands go straight to the order entry)
         self._handlers = {
             m.CreateAccount: self._create_account,
-            m.PlaceOrder: entry.place,
-            m.CancelOrder: entry.cancel,
-            m.AmendOrder: entry.amend,
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,

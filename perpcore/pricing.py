@@ -363,9 +363,6 @@ class Pricing(PricingCore):
         self.exchange = exchange
         config = exchange.config
         self.symbols: dict[str, SymbolPricing] = {}
-        # no clock-driven work before this time (0: work it out): the exchange moves its clock
-        # without calling advance() until then
-        self.due = 0
         for symbol, market in exchange.markets.items():
             instrument = config.instruments[symbol]
             spec = instrument.pricing

@@ -34,8 +34,12 @@ def test_a_trade_beyond_p1_and_p2_keeps_the_mark_and_moves_only_the_last_trade()
     # publishes, is not even called), the last trade is recorded
     pricing = ex.components["pricing"]
     published = []
-    pricing.market_moved = lambda *args: published.append(args) or type(pricing).market_moved(
-        pricing, *args)
+    market_moved = pricing.market_moved
+
+    def recording(*args):
+        published.append(args)
+        market_moved(*args)
+    pricing.market_moved = recording
     second = ex.submit(m.PlaceOrder(account=1, symbol=BTC, side=m.Side.BUY, price=650600, qty=1,
                                     ts=S))
     assert of(second, m.OrderFilled) and not of(second, m.MarkPriceUpdated) and not published
