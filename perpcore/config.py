@@ -229,11 +229,36 @@ class MarginSpec(msgspec.Struct, frozen=True):
             raise ValueError("leverage caps needed for professional and retail, each >= 1")
 
 
+DAY_NS = 24 * HOUR_NS
+
+
+class LimitsSpec(msgspec.Struct, frozen=True):
+    """Bounds that keep the engine's work per command and its state finite, whatever the command
+    stream holds (times in ns).
+
+    max_time_step_ns: the furthest one command may move exchange time forward (TIME_STEP_TOO_LARGE
+    beyond); the first command that carries a time may start the clock anywhere.
+    transfer_ids_kept / transfer_id_ttl_ns: the window of transfer ids remembered for idempotency
+    (the newest ones, and none older than the ttl in exchange time).
+    history_kept: the recent entries of the insurance fund's and each symbol's funding history
+    kept for queries (the whole history is in the journal's events)."""
+    max_time_step_ns: int = 7 * DAY_NS
+    transfer_ids_kept: int = 1_000_000
+    transfer_id_ttl_ns: int = 30 * DAY_NS
+    history_kept: int = 10_000
+
+    def __post_init__(self):
+        if min(self.max_time_step_ns, self.transfer_ids_kept, self.transfer_id_ttl_ns,
+               self.history_kept) <= 0:
+            raise ValueError("limits must be positive")
+
+
 class VenueConfig(msgspec.Struct, frozen=True):
     settlement_asset: str
     assets: dict[str, AssetSpec]
     instruments: dict[str, InstrumentSpec]
     margin: MarginSpec = MarginSpec()
+    limits: LimitsSpec = LimitsSpec()
 
     def __post_init__(self):
         if self.settlement_asset not in self.assets:

@@ -99,9 +99,11 @@ class RejectCode(IntEnum):
     QTY_TOO_LARGE = 1022
     BELOW_MIN_NOTIONAL = 1023
     INVALID_AMOUNT = 1030
+    AMOUNT_TOO_LARGE = 1031             # a balance, fund or total would pass its 64-bit range
     DUPLICATE_CLIENT_ORDER_ID = 1040
     UNKNOWN_ORDER = 1041
     STALE_TIMESTAMP = 1050
+    TIME_STEP_TOO_LARGE = 1051          # the command moves time further than limits.max_time_step_ns
     # 2xxx risk before matching
     INSUFFICIENT_MARGIN = 2000
     NOT_ELIGIBLE = 2001
@@ -125,6 +127,8 @@ class RejectCode(IntEnum):
     # 5xxx persistence and sequencing
     SEQUENCE_REPLAYED = 5000
     SEQUENCE_GAP = 5001
+    ENGINE_HALTED = 5002                # fail-stop: an earlier command failed inside the engine
+    CONCURRENT_SUBMIT = 5003            # another thread's submit is in progress (one writer)
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
