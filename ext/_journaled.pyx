@@ -5,8 +5,6 @@
 # engine's own time on the standard mix).
 from libc.stdint cimport int64_t
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.set cimport PySet_Contains
 
 from perpcore._jscan cimport GroupWriter
 from perpcore._orders cimport ExchangeCore
@@ -14,19 +12,11 @@ from perpcore._orders cimport ExchangeCore
 import bisect
 import operator
 
-import msgspec
-
 from perpcore import messages as m
 
-cdef object Message = m.Message
 cdef object OrderRejected = m.OrderRejected
 cdef object MALFORMED = m.RejectCode.MALFORMED
-# every message class: a set lookup of the type first, as isinstance() on a Struct is slow
-cdef frozenset MESSAGE_CLASSES = frozenset(m._all_subclasses(m.Message))
-cdef tuple UNENCODABLE = (TypeError, OverflowError, msgspec.EncodeError)
-cdef object DecodeError = msgspec.DecodeError
 cdef object decode = m.command_decoder.decode
-cdef object encode = m.encoder.encode
 cdef object encode_into = m.encoder.encode_into
 cdef object bisect_right = bisect.bisect_right
 cdef object seq_of = operator.attrgetter("seq")
@@ -62,43 +52,49 @@ cdef class JournaledCore:
         self._journal = journal
 
     def submit(self, cmd, seq=None):
-        """`seq` as in Exchange.submit: a command from an already sequenced source that is not
-        the next is refused and neither journaled nor applied. So is, as MALFORMED, anything that
-        is not a perpcore message or cannot be encoded (an integer beyond 64 bits)."""
+        """As Exchange.submit, journaling the command before it is applied: one refused before
+        it is sequenced (outside its schema, the engine halted, another thread's submit in
+        progress, or `seq` not the next) is neither journaled nor applied. A journal that fails
+        halts the engine (fail-stop): the command is not applied and nothing later is."""
         cdef ExchangeCore ex = self.ex
-        cdef bytearray buf = self._buf
-        if seq is not None and seq != ex.seq + 1:
-            return ex.submit(cmd, seq)              # refused for its sequence; changes nothing
+        if ex.busy:
+            return ex.concurrent(cmd)
+        ex.busy = True
         try:
-            if not PySet_Contains(MESSAGE_CLASSES, type(cmd)) and not isinstance(cmd, Message):
-                raise TypeError(f"{type(cmd).__name__} is not a perpcore message")
-            encode_into(cmd, buf)
-        except UNENCODABLE as e:
-            return [OrderRejected(ex.seq, ex.clock, MALFORMED, f"command cannot be journaled: {e}")]
-        committed = self._append(ex.seq + 1, PyByteArray_AS_STRING(buf), PyByteArray_GET_SIZE(buf))
-        return self._release(ex.submit(cmd), committed)
+            refused = ex.refusal(cmd)
+            if refused is not None:
+                return refused
+            return self._journal_and_apply(ex, cmd, seq)
+        finally:
+            ex.busy = False
 
     def submit_bytes(self, payload, seq=None):
-        """As Exchange.submit_bytes; a payload that does not decode is journaled (wrapped, so
-        that its replay refuses it the same way) and refused as MALFORMED."""
+        """As Exchange.submit_bytes: a payload that does not decode is refused as MALFORMED,
+        neither journaled nor sequenced; one that does is journaled as it came."""
         cdef ExchangeCore ex = self.ex
-        cdef bytes record
-        if seq is not None and seq != ex.seq + 1:
-            return ex.submit_bytes(payload, seq)    # refused for its sequence; changes nothing
-        payload = bytes(payload)
         try:
             cmd = decode(payload)
-        except DecodeError:
-            record = encode(payload)
-            committed = self._append(ex.seq + 1, PyBytes_AS_STRING(record),
-                                     PyBytes_GET_SIZE(record))
-            return self._release(ex.submit_bytes(payload), committed)
-        record = payload
-        committed = self._append(ex.seq + 1, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record))
-        return self._release(ex.submit(cmd), committed)
+        except Exception as e:  # msgspec's DecodeError or ValidationError: both "malformed"
+            return [OrderRejected(ex.seq, ex.clock, MALFORMED, str(e)[:200])]
+        return self.submit(cmd, seq)
+
+    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq):
+        cdef bytearray buf = self._buf
+        if seq is not None and seq != ex.seq + 1:
+            return ex.apply(cmd, seq)               # refused for its sequence; changes nothing
+        try:
+            encode_into(cmd, buf)       # a command within its schema always encodes
+            committed = self._append(ex.seq + 1, PyByteArray_AS_STRING(buf),
+                                     PyByteArray_GET_SIZE(buf))
+        except Exception as e:
+            return ex.halt(ex.seq + 1, cmd, e)
+        return self._release(ex.apply(cmd, None), committed)
 
     def poll(self):
-        """Releases what has become durable, without waiting."""
+        """Releases what has become durable, without waiting (nothing while another thread's
+        submit is in progress: that call releases it)."""
+        if self.ex.busy:
+            return []
         return self._release_upto(self._writer.committed_seq)
 
     cdef int64_t _append(self, int64_t seq, const char* payload, Py_ssize_t n) except? -1:

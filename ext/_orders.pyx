@@ -7,11 +7,13 @@ from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ON
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
 from perpcore._risk cimport Account, MarginCore, int128_t, reject
+from perpcore._validate cimport echo, refusal as schema_refusal
 
 import msgspec
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
+from perpcore.errors import Halt
 from perpcore.messages import CancelReason, RejectCode
 
 cdef frozenset INT_TYPES = m.INT_TYPES
@@ -85,12 +87,16 @@ class Rejection(Exception):
 
 cdef object OrderRejected = m.OrderRejected
 cdef object STALE_TIMESTAMP = RejectCode.STALE_TIMESTAMP
+cdef object TIME_STEP_TOO_LARGE = RejectCode.TIME_STEP_TOO_LARGE
+cdef object ENGINE_HALTED = RejectCode.ENGINE_HALTED
+cdef object CONCURRENT_SUBMIT = RejectCode.CONCURRENT_SUBMIT
 
 
-cdef echo(cmd, str field, kind):
-    """A field of a refused command to repeat in the rejection, if it has the right type."""
-    value = getattr(cmd, field, kind())
-    return value if is_int(value) or type(value) is kind is str else kind()
+cdef list rejected(ExchangeCore ex, cmd, code, str reason):
+    """A command's one OrderRejected, repeating the fields that identify it."""
+    return [OrderRejected(ex.seq, ex.clock, code, reason, echo(cmd, "account", 0),
+                          echo(cmd, "symbol", ""), echo(cmd, "order_id", 0),
+                          echo(cmd, "client_order_id", 0))]
 
 
 cdef class Market:
@@ -124,33 +130,64 @@ cdef class ExchangeCore:
         if ts >= margin.lending.due:
             margin.on_clock(ts, events)     # loan interest, then the loans' checks
 
-    def submit(self, cmd, seq=None):
-        """Applies one command and returns its events, in order.
+    def __init__(self, config):
+        self.max_time_step = config.limits.max_time_step_ns
 
-        `seq`, when given, is the sequence number the command already carries (a journal, a
-        replicated log): it must be the next one, or the command is refused as replayed or out of
-        order and nothing is applied."""
+    def submit(self, cmd, seq=None):
+        """Applies one command and returns its events, in order; never raises.
+
+        A command outside its schema (perpcore._validate) is refused before it is sequenced: its
+        OrderRejected carries the last seq, and nothing changed. `seq`, when given, is the sequence
+        number the command already carries (a journal, a replicated log): it must be the next one,
+        or the command is refused as replayed or out of order and nothing is applied.
+
+        One writer: a call while another thread's submit is in progress is refused
+        (CONCURRENT_SUBMIT) and changes nothing. A command that raises inside the engine stops it
+        (fail-stop, see perpcore.errors): its rejection and every later one is ENGINE_HALTED."""
+        if self.busy:
+            return self.concurrent(cmd)
+        self.busy = True
+        try:
+            refused = self.refusal(cmd)
+            return refused if refused is not None else self.apply(cmd, seq)
+        finally:
+            self.busy = False
+
+    cdef list concurrent(self, cmd):
+        return rejected(self, cmd, CONCURRENT_SUBMIT,
+                        "another thread's submit is in progress: one thread owns an engine")
+
+    cdef list refusal(self, cmd):
+        if self.halted is not None:
+            return rejected(self, cmd, ENGINE_HALTED,
+                            f"engine halted at seq {self.halted.seq}: {self.halted.cause}")
+        why = schema_refusal(cmd)
+        return None if why is None else rejected(self, cmd, why[0], why[1])
+
+    cdef list halt(self, int64_t seq, cmd, error):
+        self.halted = Halt.of(seq, cmd, error)
+        return rejected(self, cmd, ENGINE_HALTED,
+                        f"engine halted at seq {seq}: {self.halted.cause}")
+
+    cdef list apply(self, cmd, seq):
         if seq is not None and seq != self.seq + 1:
             code = RejectCode.SEQUENCE_REPLAYED if seq <= self.seq else RejectCode.SEQUENCE_GAP
             return [OrderRejected(self.seq, self.clock, code,
                                   f"sequence {seq} is not the next ({self.seq + 1})")]
         self.seq += 1
         kind = type(cmd)
-        # the order commands go straight to OrderEntry's C entries; the table has the others
-        cdef bint order = kind is PlaceOrder or kind is CancelOrder or kind is AmendOrder
-        handler = None if order else self._handlers.get(kind)
-        cdef list events
+        cdef list events = []
         cdef MarginCore margin = self.margin
+        cdef int64_t ts = cmd.ts
         try:
-            if handler is None and not order:
-                reject(RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}")
-            events = []
-            ts = getattr(cmd, "ts", 0)
             if ts:
-                if type(ts) is not int or not 0 < ts < ID_LIMIT:
-                    reject(RejectCode.MALFORMED, "ts must be a positive 64-bit integer")
                 if ts < self.clock:
                     reject(STALE_TIMESTAMP, f"command time {ts} is before exchange time {self.clock}")
+                # the first command that carries a time starts the clock wherever it is
+                if self.clock and ts - self.clock > self.max_time_step:
+                    reject(TIME_STEP_TOO_LARGE, f"command time {ts} is more than "
+                           f"{self.max_time_step} ns after exchange time {self.clock}")
+            # the order commands go straight to OrderEntry's C entries; the table has the others
             if kind is PlaceOrder:
                 self._entry.place(cmd, events)
             elif kind is CancelOrder:
@@ -158,7 +195,7 @@ cdef class ExchangeCore:
             elif kind is AmendOrder:
                 self._entry.amend(cmd, events)
             else:
-                handler(cmd, events)
+                self._handlers[kind](cmd, events)
             if margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
             # stage 5: the last trade or the book moved the mark (a fill always follows the
@@ -173,9 +210,9 @@ cdef class ExchangeCore:
             self.liquidation.after(events)          # stage 6: accounts under maintenance
             return events
         except Rejection as r:
-            return [OrderRejected(self.seq, self.clock, r.code, r.reason,
-                                  echo(cmd, "account", int), echo(cmd, "symbol", str),
-                                  echo(cmd, "order_id", int), echo(cmd, "client_order_id", int))]
+            return rejected(self, cmd, r.code, r.reason)
+        except Exception as e:      # a bug, not a refusal: the state may be half-applied
+            return self.halt(self.seq, cmd, e)
 
 
 cdef class OrderEntry:

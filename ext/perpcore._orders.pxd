@@ -36,6 +36,9 @@ cdef class OrderEntry
 cdef class ExchangeCore:
     cdef public int64_t seq            # last sequence number assigned
     cdef public int64_t clock          # exchange time, ns, from the command stream
+    cdef readonly int64_t max_time_step     # config.limits.max_time_step_ns
+    cdef readonly object halted        # None, or the perpcore.errors.Halt that stopped it
+    cdef bint busy                     # a submit is in progress (the one-writer guard)
     cdef public int64_t _next_order_id
     cdef public dict _handlers         # command type -> handler(cmd, events), order commands aside
     cdef public object triggers
@@ -45,6 +48,13 @@ cdef class ExchangeCore:
     cdef public MarginCore margin
 
     cdef advance(self, ts, list events)     # _advance_to(): time moves to ts (if later)
+    # submit() in parts, for a caller that works between them (perpcore._journaled): with busy
+    # set, refusal() is the halted state's or the boundary's rejection (None: go on), apply()
+    # sequences and applies a command that passed it, halt() stops the engine over `error`
+    cdef list concurrent(self, cmd)
+    cdef list refusal(self, cmd)
+    cdef list apply(self, cmd, seq)
+    cdef list halt(self, int64_t seq, cmd, error)
 
 
 cdef class OrderEntry:

@@ -56,6 +56,7 @@ class Exchange(ExchangeCore):
     events; the rest is the handlers of the other commands, queries and snapshots."""
 
     def __init__(self, config: VenueConfig):
+        super().__init__(config)
         self.config = config
         self.markets = {symbol: Market(config, symbol) for symbol in sorted(config.instruments)}
         self._next_order_id = 1         # seq and clock start at 0 (ExchangeCore)
@@ -93,14 +94,12 @@ class Exchange(ExchangeCore):
 
     def submit_bytes(self, payload: bytes, seq: int | None = None) -> list[m.Event]:
         """Decodes a msgpack command (validating every field) and applies it; a payload that does
-        not decode is refused as MALFORMED. `seq` as in submit()."""
+        not decode is refused as MALFORMED before it is sequenced, as submit() refuses a command
+        outside its schema. `seq` as in submit()."""
         try:
             cmd = m.command_decoder.decode(payload)
         except Exception as e:  # msgspec raises DecodeError/ValidationError; both mean "malformed"
-            if seq is not None and seq != self.seq + 1:
-                return self.submit(None, seq)   # the sequence check refuses it before anything else
-            self.seq += 1
-            return [m.OrderRejected(self.seq, self.clock, RejectCode.MALFORMED, str(e))]
+            return [m.OrderRejected(self.seq, self.clock, RejectCode.MALFORMED, str(e)[:200])]
         return self.submit(cmd, seq)
 
     # ---- time ----------------------------------------------------------------------------------

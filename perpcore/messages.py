@@ -1,9 +1,10 @@
 """Commands (verbs) and events (past tense) exchanged with the Exchange.
 
 Every message is a frozen msgspec Struct tagged with its class name; on the wire it is an array (the
-tag first), so a record is compact and the decoder checks every field's type. Constructors do no
-validation (they are on the hot path): Exchange.submit validates what it is given and rejects, with a
-code from RejectCode, anything out of range or of the wrong type.
+tag first), so a record is compact and the decoder checks every field's type. A command's fields carry
+their range (Id, Int64, Time, Text below): the decoder enforces it on bytes, and the exchange's
+boundary (perpcore._validate) on objects built in Python, whose constructors do no validation (they
+are on the hot path). A command outside its schema is refused before it is sequenced or journaled.
 
 Integers throughout: prices in ticks, quantities in lots, money in minor units of its asset, rates in
 fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command time, ns); 0 means
@@ -12,9 +13,18 @@ fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Union
+from typing import Annotated, Union
 
 import msgspec
+
+INT64_MAX = 2**63 - 1
+MAX_TEXT = 64               # characters of a symbol, asset or index source
+
+# The ranges of command fields: every integer the engine keeps fits a C int64.
+Int64 = Annotated[int, msgspec.Meta(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Id = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]        # accounts, orders, transfers; 0: none
+Time = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]      # ns of exchange time; 0: now
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
 
 class Side(IntEnum):
@@ -151,67 +161,67 @@ class Event(Message, frozen=True):
 # ---- commands ------------------------------------------------------------------------------------
 
 class CreateAccount(Command, frozen=True):
-    account: int
+    account: Id
     professional: bool = True
-    ts: int = 0
+    ts: Time = 0
 
 
 class PlaceOrder(Command, frozen=True):
-    account: int
-    symbol: str
+    account: Id
+    symbol: Text
     side: Side
-    qty: int
-    price: int = 0                      # limit price; for a market order its protection price (0: default band)
+    qty: Int64
+    price: Int64 = 0                    # limit price; for a market order its protection price (0: default band)
     order_type: OrderType = OrderType.LIMIT
     tif: TimeInForce = TimeInForce.GTC
     stp: SelfTradePrevention = SelfTradePrevention.NONE
-    client_order_id: int = 0            # 0: none; unique among the account's open orders
+    client_order_id: Id = 0             # 0: none; unique among the account's open orders
     reduce_only: bool = False
-    ts: int = 0
+    ts: Time = 0
     # a conditional order (see TriggerKind): it waits, reserving no margin, until trigger_by's
     # price crosses trigger_price (ticks), then enters as the order above; NONE: live at once
     trigger: TriggerKind = TriggerKind.NONE
-    trigger_price: int = 0
+    trigger_price: Int64 = 0
     trigger_by: TriggerSource = TriggerSource.MARK
 
 
 class CancelOrder(Command, frozen=True):
     """Cancels by order_id, or by client_order_id when order_id is 0."""
-    account: int
-    symbol: str
-    order_id: int = 0
-    client_order_id: int = 0
-    ts: int = 0
+    account: Id
+    symbol: Text
+    order_id: Id = 0
+    client_order_id: Id = 0
+    ts: Time = 0
 
 
 class AmendOrder(Command, frozen=True):
     """New price and new total quantity (filled + open). A smaller total at the same price keeps
     time priority; anything else loses it."""
-    account: int
-    symbol: str
-    order_id: int
-    price: int
-    qty: int
-    ts: int = 0
+    account: Id
+    symbol: Text
+    order_id: Id
+    price: Int64
+    qty: Int64
+    ts: Time = 0
 
 
 class CancelAll(Command, frozen=True):
     """Cancels all of an account's open orders, in one symbol or (symbol "") in all."""
-    account: int
-    symbol: str = ""
-    ts: int = 0
+    account: Id
+    symbol: Text = ""
+    ts: Time = 0
 
 
 class AdvanceClock(Command, frozen=True):
-    ts: int
+    ts: Time
 
 
 class SetIndexPrice(Command, frozen=True):
     """A constituent spot price for a symbol's index, from one source, in the symbol's ticks."""
-    source: str
-    symbol: str
-    price: int
-    ts: int = 0
+    source: Text
+    symbol: Text
+    price: Int64
+    ts: Time = 0
 
 
 class Deposit(Command, frozen=True):
@@ -219,54 +229,54 @@ class Deposit(Command, frozen=True):
     system's id of the transfer: a second Deposit or Withdraw of the account with the same id is
     rejected as DUPLICATE_TRANSFER, so a retried message is never applied twice. 0: no id (each
     command is a transfer of its own)."""
-    account: int
-    asset: str
-    amount: int
-    transfer_id: int = 0
-    ts: int = 0
+    account: Id
+    asset: Text
+    amount: Int64
+    transfer_id: Id = 0
+    ts: Time = 0
 
 
 class Withdraw(Command, frozen=True):
     """Debits `amount` of `asset` if the account keeps its initial margin and loan-to-value;
     transfer_id as for Deposit."""
-    account: int
-    asset: str
-    amount: int
-    transfer_id: int = 0
-    ts: int = 0
+    account: Id
+    asset: Text
+    amount: Int64
+    transfer_id: Id = 0
+    ts: Time = 0
 
 
 class Borrow(Command, frozen=True):
     """Borrows `amount` of the settlement asset from the lending pool against collateral."""
-    account: int
-    asset: str
-    amount: int
-    ts: int = 0
+    account: Id
+    asset: Text
+    amount: Int64
+    ts: Time = 0
 
 
 class Repay(Command, frozen=True):
     """Repays `amount` of the account's loan (interest included) from its cash."""
-    account: int
-    asset: str
-    amount: int
-    ts: int = 0
+    account: Id
+    asset: Text
+    amount: Int64
+    ts: Time = 0
 
 
 class SetLeverage(Command, frozen=True):
     """The leverage of the account's position in `symbol`: its initial margin is notional /
     leverage, and the leverage caps the position's notional at the highest tier allowing it."""
-    account: int
-    symbol: str
-    leverage: int
-    ts: int = 0
+    account: Id
+    symbol: Text
+    leverage: Int64
+    ts: Time = 0
 
 
 class FundInsurance(Command, frozen=True):
     """The venue pays `amount` of `asset` into its insurance fund (money entering the venue, like a
     Deposit)."""
-    asset: str
-    amount: int
-    ts: int = 0
+    asset: Text
+    amount: Int64
+    ts: Time = 0
 
 
 # ---- events --------------------------------------------------------------------------------------

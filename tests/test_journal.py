@@ -154,16 +154,18 @@ def test_failed_commit_is_never_acknowledged(tmp_path):
     with pytest.raises(jr.JournalError, match="No space"):
         je.flush()
     assert je.acknowledged_seq == 0 and journal.committed_seq == 0
-    with pytest.raises(jr.JournalError):
-        je.submit(m.CreateAccount(account=2))
-    assert je.ex.seq == 1                               # the refused command was not applied
+    # fail-stop: the command is refused, not applied, and so is every later one
+    for account in (2, 3):
+        (event,) = je.submit(m.CreateAccount(account=account))
+        assert event.code == RejectCode.ENGINE_HALTED and "No space" in event.reason
+    assert je.ex.seq == 1 and je.ex.halted.seq == 2 and je.ex.halted.command == "CreateAccount"
     with pytest.raises(jr.JournalError):
         je.close()
 
 
-# ---- refused and malformed commands replay the same way ---------------------------------------
+# ---- malformed commands are never journaled -----------------------------------------------------
 
-def test_malformed_and_ill_typed_commands_replay_identically(tmp_path):
+def test_malformed_and_ill_typed_commands_are_refused_unsequenced_and_not_journaled(tmp_path):
     cmds_and_bytes = [
         m.CreateAccount(account=1),
         m.PlaceOrder(account=1, symbol="BTC-PERP", side=m.Side.BUY, qty=100, price=65000.5),
@@ -179,18 +181,22 @@ def test_malformed_and_ill_typed_commands_replay_identically(tmp_path):
     for item in cmds_and_bytes:
         live += je.submit_bytes(item) if type(item) is bytes else je.submit(item)
     je.close()
-    assert [type(e) for e in live].count(m.OrderRejected) == 5
+    refused = [e for e in live if type(e) is m.OrderRejected]
+    assert len(refused) == 5 and {e.code for e in refused} == {RejectCode.MALFORMED,
+                                                              RejectCode.UNKNOWN_COMMAND}
+    assert [e.seq for e in refused] == [1, 1, 1, 1, 2]     # none of them took a sequence number
     ex, events, report = replayed(tmp_path / "j.pcj")
-    assert events == live and report.records == len(cmds_and_bytes)
+    assert report.records == 2 and events == [e for e in live if type(e) is not m.OrderRejected]
     assert ex.state_hash() == je.ex.state_hash() and ex.accounts() == [1, 2]
 
 
 def test_what_cannot_be_journaled_is_refused_before_it_is_sequenced(tmp_path):
     je = jr.JournaledExchange(Exchange(CONFIG), jr.Journal(tmp_path / "j.pcj", DIGEST,
                                                             sync="always"))
-    for bad in ({"account": 1}, m.CreateAccount(account=2**70)):
+    for bad, code in (({"account": 1}, RejectCode.UNKNOWN_COMMAND),
+                      (m.CreateAccount(account=2**70), RejectCode.MALFORMED)):
         (event,) = je.submit(bad)
-        assert event.code == RejectCode.MALFORMED and "cannot be journaled" in event.reason
+        assert event.code == code
     assert je.ex.seq == 0 and je.journal.last_seq == 0
     je.close()
 
@@ -205,8 +211,10 @@ def test_sequenced_commands_are_applied_exactly_once():
     assert replay_event.code == RejectCode.SEQUENCE_REPLAYED
     (gap_event,) = ex.submit(m.CreateAccount(account=2), seq=3)
     assert gap_event.code == RejectCode.SEQUENCE_GAP
-    (bytes_gap,) = ex.submit_bytes(b"\xc1", seq=5)
+    (bytes_gap,) = ex.submit_bytes(m.encoder.encode(m.CreateAccount(account=2)), seq=5)
     assert bytes_gap.code == RejectCode.SEQUENCE_GAP
+    (garbage,) = ex.submit_bytes(b"\xc1", seq=2)   # refused before any sequence check
+    assert garbage.code == RejectCode.MALFORMED
     assert ex.seq == 1 and ex.state_hash() == before and ex.accounts() == [1]
     assert type(ex.submit(m.CreateAccount(account=2), seq=2)[0]) is m.AccountCreated
 

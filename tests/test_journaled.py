@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from perpcore import Exchange
 from perpcore import journal as jr
 from perpcore import messages as m
+from perpcore._validate import check
 from perpcore.config import default_config
 from perpcore.exchange import config_digest
 
@@ -32,29 +33,18 @@ class ModelJournaled:
 
     def submit(self, cmd, seq=None):
         ex = self.ex
-        if seq is not None and seq != ex.seq + 1:
+        # refused at the boundary or for its sequence: neither journaled nor applied
+        if check(cmd) is not None or seq is not None and seq != ex.seq + 1:
             return ex.submit(cmd, seq)
-        try:
-            if not isinstance(cmd, m.Message):
-                raise TypeError(f"{type(cmd).__name__} is not a perpcore message")
-            payload = m.encoder.encode(cmd)
-        except (TypeError, OverflowError, msgspec.EncodeError) as e:
-            return [m.OrderRejected(ex.seq, ex.clock, m.RejectCode.MALFORMED,
-                                    f"command cannot be journaled: {e}")]
-        committed = self.journal._writer.append(ex.seq + 1, payload)
+        committed = self.journal._writer.append(ex.seq + 1, m.encoder.encode(cmd))
         return self._release(ex.submit(cmd), committed)
 
     def submit_bytes(self, payload, seq=None):
-        ex = self.ex
-        if seq is not None and seq != ex.seq + 1:
-            return ex.submit_bytes(payload, seq)
         try:
             cmd = m.command_decoder.decode(payload)
         except msgspec.DecodeError:
-            committed = self.journal._writer.append(ex.seq + 1, m.encoder.encode(payload))
-            return self._release(ex.submit_bytes(payload), committed)
-        committed = self.journal._writer.append(ex.seq + 1, payload)
-        return self._release(ex.submit(cmd), committed)
+            return self.ex.submit_bytes(payload, seq)
+        return self.submit(cmd, seq)
 
     def _release(self, events, committed):
         if committed >= self.ex.seq and not self.held:

@@ -156,7 +156,7 @@ def test_fund_deposits_and_their_rejections():
     for cmd, code in [(m.FundInsurance(asset="XRP", amount=5), RejectCode.UNKNOWN_ASSET),
                       (m.FundInsurance(asset="USD", amount=0), RejectCode.INVALID_AMOUNT),
                       (m.FundInsurance(asset="USD", amount=-3), RejectCode.INVALID_AMOUNT),
-                      (m.FundInsurance(asset="USD", amount=1.5), RejectCode.INVALID_AMOUNT)]:
+                      (m.FundInsurance(asset="USD", amount=1.5), RejectCode.MALFORMED)]:
         [event] = v.ex.submit(cmd)
         assert type(event) is m.OrderRejected and event.code == code
     assert v.ex.state_hash() == before

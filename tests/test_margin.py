@@ -79,7 +79,7 @@ def test_the_state_hash_forgets_what_left_no_trace():
 
 REFUSALS = [
     ("withdraw unknown asset", m.Withdraw(A, "DOGE", 1), RejectCode.UNKNOWN_ASSET),
-    ("withdraw float", m.Withdraw(A, "USD", 1.5), RejectCode.INVALID_AMOUNT),
+    ("withdraw float", m.Withdraw(A, "USD", 1.5), RejectCode.MALFORMED),
     ("withdraw negative", m.Withdraw(A, "USD", -1), RejectCode.INVALID_AMOUNT),
     ("negative transfer id", m.Deposit(A, "USD", 1, transfer_id=-1), RejectCode.MALFORMED),
     ("borrow nothing", m.Borrow(A, "USD", 0), RejectCode.INVALID_AMOUNT),

@@ -1,0 +1,22 @@
+# The contract of ext/_validate.pyx (the extension perpcore._validate): stage 1, the boundary. Every
+# field of a command is checked by type and range against the schema perpcore.messages declares
+# (msgspec constraints: Id, Int64, Time, Text, the enums, bool) before the command is sequenced,
+# journaled or applied. A refusal is a (RejectCode, reason) pair, never an exception.
+
+cdef class FieldCheck:
+    cdef readonly str name
+    cdef readonly int kind              # K_INT, K_BOOL, K_TEXT or K_ENUM
+    cdef readonly long long lo, hi      # an integer's range (K_INT)
+    cdef readonly Py_ssize_t max_len    # a text's length in characters (K_TEXT)
+    cdef readonly object enum           # the IntEnum class (K_ENUM)
+    cdef readonly frozenset values      # its members' values (K_ENUM)
+
+    cdef str refuse(self, value)        # why value is not of this field (None: it is)
+
+# None when every field of cmd is within its schema, else (RejectCode, reason); an object that is
+# not a command is UNKNOWN_COMMAND
+cdef tuple refusal(cmd)
+
+# a field of a refused command to repeat in its rejection: its value if within its schema, else
+# default (also when the command has no such field)
+cdef object echo(cmd, str field, default)
