@@ -1,0 +1,106 @@
+"""Issue 12 item 7: state_hash() and a Store's checkpoint() cost depends on open state, not on
+history. Each is measured after 10,000 commands and after 1,000,000 (a tenth of them deposits with
+distinct transfer ids), the open state held equal: the same 101 accounts, one maker short against
+100 takers long one lot each, no resting orders. The history between is cycles of ten commands
+that leave it so: a deposit and a withdrawal (each with a new transfer id), a payment into the
+insurance fund, an index price, two orders placed and cancelled, and two clock steps of 5 minutes
+(a funding settlement over the same positions every 8 hours). The transfer-id window is held equal
+too: limits.transfer_ids_kept = 1,000, which both runs fill (a window's own cost is 24 bytes and
+about 60 ns of state_hash() per id, LimitsSpec). The 1,000,000 case reports its ratio to the
+10,000 one in extra_info["ratio"]."""
+import msgspec
+import pytest
+
+from perpcore import Exchange, default_config
+from perpcore import messages as m
+from perpcore.config import LimitsSpec
+from perpcore.snapshot import Store, write_snapshot
+
+BTC = "BTC-PERP"
+PRICE = 650000
+TAKERS = 100
+STEP = 300 * 10**9
+SIZES = (10_000, 1_000_000)
+medians: dict[tuple[str, int], float] = {}
+
+
+def venue() -> Exchange:
+    """The open state: account 1 short TAKERS lots against accounts 2.. long one lot each."""
+    cfg = default_config()
+    spec = cfg.instruments[BTC]
+    pricing = msgspec.structs.replace(spec.pricing, index_stale_ns=10**18)
+    ex = Exchange(msgspec.structs.replace(
+        cfg, instruments={**cfg.instruments, BTC: msgspec.structs.replace(spec, pricing=pricing)},
+        limits=LimitsSpec(transfer_ids_kept=1_000)))
+    ex.submit(m.SetIndexPrice(source="i", symbol=BTC, price=PRICE))
+    for a in range(1, TAKERS + 2):
+        ex.submit(m.CreateAccount(account=a))
+        ex.submit(m.Deposit(account=a, asset="USD", amount=10**10))
+    ex.submit(m.PlaceOrder(account=1, symbol=BTC, side=m.Side.SELL, price=PRICE, qty=TAKERS))
+    for a in range(2, TAKERS + 2):
+        ex.submit(m.PlaceOrder(account=a, symbol=BTC, side=m.Side.BUY, price=PRICE, qty=1,
+                               tif=m.TimeInForce.IOC))
+    return ex
+
+
+def run_history(ex: Exchange, commands: int) -> None:
+    submit = ex.submit
+    ts = ex.clock
+    for cycle in range(commands // 10):
+        account = 2 + cycle % TAKERS
+        ts += STEP
+        for cmd in (
+                m.Deposit(account=account, asset="USD", amount=10**6, transfer_id=2 * cycle + 1),
+                m.Withdraw(account=account, asset="USD", amount=10**6, transfer_id=2 * cycle + 2),
+                m.FundInsurance(asset="USD", amount=1),
+                m.SetIndexPrice(source="i", symbol=BTC, price=PRICE, ts=ts),
+                m.PlaceOrder(account=account, symbol=BTC, side=m.Side.BUY, price=PRICE - 100,
+                             qty=1, client_order_id=1),
+                m.CancelOrder(account=account, symbol=BTC, client_order_id=1),
+                m.PlaceOrder(account=1, symbol=BTC, side=m.Side.SELL, price=PRICE + 100, qty=1,
+                             client_order_id=1),
+                m.CancelOrder(account=1, symbol=BTC, client_order_id=1),
+                m.AdvanceClock(ts=ts + STEP // 2),
+                m.AdvanceClock(ts=ts + STEP)):
+            first = submit(cmd)[:1]
+            assert not first or type(first[0]) is not m.OrderRejected, first
+        ts += STEP
+
+
+@pytest.fixture(scope="module")
+def histories(scaled):
+    """commands -> an exchange after that many (the set-up's few hundred not counted)."""
+    out = {}
+    for n in SIZES:
+        ex = venue()
+        run_history(ex, scaled(n))
+        assert len(ex.margin.open_positions(BTC)) == TAKERS + 1
+        assert len(ex.markets[BTC].book) == 0
+        ex.audit().check()
+        out[n] = ex
+    return out
+
+
+def record(benchmark, what: str, n: int) -> None:
+    medians[what, n] = benchmark.stats.stats.median
+    benchmark.extra_info["commands"] = n
+    if n == SIZES[-1] and (what, SIZES[0]) in medians:
+        benchmark.extra_info["ratio"] = medians[what, n] / medians[what, SIZES[0]]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_state_hash(benchmark, histories, n):
+    ex = histories[n]
+    benchmark.pedantic(ex.state_hash, rounds=50, iterations=1, warmup_rounds=2)
+    record(benchmark, "state_hash", n)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_checkpoint(benchmark, histories, n, tmp_path):
+    """A Store recovered from a snapshot of the exchange: each round commits the (empty) journal,
+    writes a snapshot, starts a segment and prunes."""
+    write_snapshot(tmp_path, histories[n])
+    with Store(tmp_path, histories[n].config) as store:
+        assert store.engine.ex.state_hash() == histories[n].state_hash()
+        benchmark.pedantic(store.checkpoint, rounds=20, iterations=1, warmup_rounds=2)
+    record(benchmark, "checkpoint", n)
