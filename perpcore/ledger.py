@@ -20,9 +20,10 @@ pool's loans, bounded by margin.lending_limit, the platform's purchases, bad deb
 another 2**62: a balance is at most the venue's money plus what other holders owe. Fees, funding and
 realised PnL are such transfers. Loan interest moves no money: it adds to debts and the pool's
 receivable, compounding from at most the lending limit (100M USD by default, 1e14 units) at the
-configured rate; at 100% a year it needs 15 years unpaid to reach 2**62, and a loan that large is
-converted or written off long before. The lifetime totals of deposits and withdrawals grow with
-history and are kept exactly (Python ints, two int64 limbs each in the state).
+configured rate: unpaid, it reaches 2**62 after more than a century at the default 10% a year (a
+decade even at 100%), and a loan is converted or written off long before. The lifetime totals of
+deposits and withdrawals grow with history and are kept exactly (Python ints, two int64 limbs each
+in the state, so they never pass msgpack's range).
 
 Transfer ids: see TransferWindow.
 """
