@@ -157,6 +157,34 @@ def test_the_window_against_a_plain_model(kept, ttl, ops):
             window.from_state(state)
 
 
+@settings(max_examples=100, deadline=None)
+@given(kept=st.integers(1, 4),
+       ops=st.lists(st.tuples(st.integers(1, 2), st.integers(1, 5), st.sampled_from([0, 3, 10]),
+                              st.booleans(), st.booleans()), max_size=40))
+def test_an_exchange_decides_transfers_as_the_model_across_restores(kept, ops):
+    """Deposits and withdrawals through an Exchange (ttl 10 s), restored from a snapshot now and
+    then: refused as duplicates exactly when the model remembers the id at the arriving clock."""
+    ex = limited(transfer_ids_kept=kept, transfer_id_ttl_ns=10 * S)
+    for account in (1, 2):
+        ex.submit(m.CreateAccount(account=account))
+        ex.submit(m.Deposit(account=account, asset="USD", amount=usd(100)))
+    model = Model(kept, 10 * S)
+    for account, tid, seconds, withdraw, restore in ops:
+        kind = m.Withdraw if withdraw else m.Deposit
+        arrived = ex.clock
+        ts = arrived + seconds * S
+        code = refused(ex.submit(kind(account=account, asset="USD", amount=1, transfer_id=tid,
+                                      ts=ts)))
+        if model.seen((account, tid), arrived):
+            assert code == RejectCode.DUPLICATE_TRANSFER
+        else:
+            assert code is False
+            model.applied.append(((account, tid), ts))
+        if restore:
+            ex = Exchange.restore(ex.config, ex.snapshot())
+    ex.audit().check()
+
+
 # ---- histories -----------------------------------------------------------------------------------
 
 def funded_venue(**limits) -> Venue:
