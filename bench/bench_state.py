@@ -6,7 +6,8 @@ that leave it so: a deposit and a withdrawal (each with a new transfer id), a pa
 insurance fund, an index price, two orders placed and cancelled, and two clock steps of 5 minutes
 (a funding settlement over the same positions every 8 hours). The transfer-id window is held equal
 too: limits.transfer_ids_kept = 1,000, which both runs fill (a window's own cost is 24 bytes and
-about 60 ns of state_hash() per id, LimitsSpec). The 1,000,000 case declares its ratio to the
+about 70 ns of state_hash() per id, LimitsSpec: test_state_hash_full_window measures a full default
+window of 1,000,000 ids). The 1,000,000 case declares its ratio to the
 10,000 one as the figure of targets state.hash and state.checkpoint (perpcore.bench)."""
 import msgspec
 import pytest
@@ -24,14 +25,14 @@ SIZES = (10_000, 1_000_000)
 medians: dict[tuple[str, int], float] = {}
 
 
-def venue() -> Exchange:
+def venue(limits: LimitsSpec = LimitsSpec(transfer_ids_kept=1_000)) -> Exchange:
     """The open state: account 1 short TAKERS lots against accounts 2.. long one lot each."""
     cfg = default_config()
     spec = cfg.instruments[BTC]
     pricing = msgspec.structs.replace(spec.pricing, index_stale_ns=10**18)
     ex = Exchange(msgspec.structs.replace(
         cfg, instruments={**cfg.instruments, BTC: msgspec.structs.replace(spec, pricing=pricing)},
-        limits=LimitsSpec(transfer_ids_kept=1_000)))
+        limits=limits))
     ex.submit(m.SetIndexPrice(source="i", symbol=BTC, price=PRICE))
     for a in range(1, TAKERS + 2):
         ex.submit(m.CreateAccount(account=a))
@@ -105,3 +106,16 @@ def test_checkpoint(benchmark, target, histories, n, tmp_path):
         assert store.engine.ex.state_hash() == histories[n].state_hash()
         benchmark.pedantic(store.checkpoint, rounds=20, iterations=1, warmup_rounds=2)
     record(benchmark, target, "checkpoint", n, histories[n])
+
+
+def test_state_hash_full_window(benchmark, scaled):
+    """The small venue with the default window full (1,000,000 ids; filled through the ledger, as
+    a million transfers would)."""
+    ex = venue(LimitsSpec())
+    window = ex.margin.ledger.transfers
+    assert window.kept == LimitsSpec().transfer_ids_kept
+    n = scaled(window.kept)
+    for i in range(n):
+        window.add(2 + i % TAKERS, i + 1, ex.clock)
+    benchmark.extra_info["ids"] = n
+    benchmark.pedantic(ex.state_hash, rounds=10, iterations=1, warmup_rounds=1)
