@@ -6,9 +6,9 @@ that leave it so: a deposit and a withdrawal (each with a new transfer id), a pa
 insurance fund, an index price, two orders placed and cancelled, and two clock steps of 5 minutes
 (a funding settlement over the same positions every 8 hours). The transfer-id window is held equal
 too: limits.transfer_ids_kept = 1,000, which both runs fill (a window's own cost is 24 bytes and
-about 70 ns of state_hash() per id, LimitsSpec: test_state_hash_full_window measures a full default
-window of 1,000,000 ids). The 1,000,000 case declares its ratio to the
-10,000 one as the figure of targets state.hash and state.checkpoint (perpcore.bench)."""
+about 70 ns of state_hash() per id, LimitsSpec; test_state_hash_full_window measures a full
+default window of 1,000,000 ids). The 1,000,000 case declares its ratio to the 10,000 one as the
+figure of targets state.hash and state.checkpoint (perpcore.bench)."""
 import msgspec
 import pytest
 

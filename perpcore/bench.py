@@ -601,8 +601,8 @@ class Target:
                 "value": None, "reached": "not yet measured", "met": None}
 
 
-# Every target of issues 2-7 and 12, by key. Benchmarks in bench/ declare which one they measure with the
-# `target` fixture of bench/conftest.py, under these keys.
+# Every target of issues 2-7 and 12, by key. Benchmarks in bench/ declare which one they measure
+# with the `target` fixture of bench/conftest.py, under these keys.
 TARGETS = {t.key: t for t in (
     Target("book.call", 2, "book, one Python call per command", "rate", 2_000_000,
            "≥ 2,000,000 commands/s"),

@@ -129,7 +129,7 @@ class TransferWindow:
     def add(self, account: int, transfer_id: int, now: int) -> None:
         """Remembers an id seen() does not know at `now` (times never decrease)."""
         entries = self.entries
-        # expired entries are the oldest: a forgotten copy of this id goes too, before it is re-added
+        # expired entries are the oldest: a forgotten copy of this id goes too, before it returns
         while self.head * 3 < len(entries) and now - entries[self.head * 3 + 2] >= self.ttl:
             self._evict()
         entries.extend((account, transfer_id, now))

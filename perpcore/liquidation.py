@@ -85,8 +85,9 @@ cash, then collateral is sold to the platform at index less the conversion penal
 that brings the loan-to-value back to the maximum LTV; the penalty goes to the insurance fund.
 
 Every change of the fund, by this engine or another layer (funding remainders), is an
-InsuranceFundChanged event and an entry of fund_history() (the newest limits.history_kept). Money is in minor units of the settlement
-asset; every figure is an integer and every transfer exact.
+InsuranceFundChanged event and an entry of fund_history() (the newest limits.history_kept).
+Money is in minor units of the settlement asset; every figure is an integer and every transfer
+exact.
 """
 from __future__ import annotations
 
@@ -173,8 +174,8 @@ class Liquidation(LiquidationCore):
         self.fund = self.margin.insurance               # the ledger's insurance bucket, by asset
         self.params = {s: _Params(config.instruments[s], sr) for s, sr in self.margin.symbols.items()}
         self.index = BreachIndex()
-        # the recent changes for fund_history(); the journal's events hold them all, so they stay out
-        # of the state (a restored exchange's window starts at its snapshot)
+        # the recent changes for fund_history(); the journal's events hold them all, so they stay
+        # out of the state (a restored exchange's window starts at its snapshot)
         self.history: deque[FundEntry] = deque(maxlen=config.limits.history_kept)
         self.socialized: dict[int, int] = {}            # account -> bad debt left with it
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it

@@ -1,6 +1,7 @@
-"""Sums are checked: money coming in (Deposit, FundInsurance) that would take the asset's money in the
-venue or the receiving balance past perpcore.ledger.MAX_MONEY is refused as AMOUNT_TOO_LARGE and
-changes nothing; whatever was accepted leaves a state that hashes, snapshots, restores and audits."""
+"""Sums are checked: money coming in (Deposit, FundInsurance) that would take the asset's money in
+the venue or the receiving balance past perpcore.ledger.MAX_MONEY is refused as AMOUNT_TOO_LARGE
+and changes nothing; whatever was accepted leaves a state that hashes, snapshots, restores and
+audits."""
 import pytest
 
 from perpcore import Exchange
