@@ -109,8 +109,8 @@ class TransferWindow:
     wall clock: an id applied at time t is remembered while the clock, as a later command arrives
     (before it moves the clock), is below t + ttl.
 
-    The entries sit in arrival order in one int64 array (account, id, time applied; from `head`
-    on), which is also their state: eviction takes the oldest in O(1), by count at each insertion
+    The entries sit in arrival order in one uint64 array (account, id, time applied; from `head`
+    on: every account the state can hold), which is also their state: eviction takes the oldest in O(1), by count at each insertion
     and by time lazily (an expired entry counts for nothing until then), and the state is the live
     part's bytes, nothing sorted and no object per entry."""
     __slots__ = ("kept", "ttl", "ids", "entries", "head")
@@ -119,7 +119,7 @@ class TransferWindow:
         self.kept = kept
         self.ttl = ttl
         self.ids: dict[int, int] = {}       # account << 64 | id -> time applied (no tuple per id)
-        self.entries = array("q")
+        self.entries = array("Q")
         self.head = 0                       # the first entry not evicted, in triples
 
     def seen(self, account: int, transfer_id: int, now: int) -> bool:
@@ -146,7 +146,7 @@ class TransferWindow:
         self.head += 1
 
     def to_state(self, now: int) -> bytes:
-        """The live entries, oldest first, as little-endian int64 triples."""
+        """The live entries, oldest first, as little-endian uint64 triples."""
         entries, ttl = self.entries, self.ttl
         lo, hi = self.head, len(entries) // 3
         while lo < hi:                      # the first live entry: times never decrease
@@ -161,7 +161,7 @@ class TransferWindow:
         return live.tobytes()
 
     def from_state(self, data: bytes) -> None:
-        entries = array("q", data)
+        entries = array("Q", data)
         if sys.byteorder == "big":
             entries.byteswap()
         self.entries, self.head = entries, 0

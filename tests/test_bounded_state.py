@@ -88,6 +88,12 @@ def test_transfer_ids_past_int64_are_malformed():
     ex = with_account(limited())
     assert refused(deposit(ex, 2**63)) == RejectCode.MALFORMED
     assert not refused(deposit(ex, 2**63 - 1))
+    # the window holds every account the state can (up to msgpack's 2**64 - 1)
+    window = TransferWindow(2, TTL)
+    window.add(2**64 - 1, 2**63 - 1, 2**63 - 1)
+    copy = TransferWindow(2, TTL)
+    copy.from_state(window.to_state(2**63 - 1))
+    assert copy.seen(2**64 - 1, 2**63 - 1, 2**63 - 1) and not copy.seen(2**64 - 2, 2**63 - 1, 0)
 
 
 def test_a_restored_exchange_remembers_and_forgets_as_the_original():
