@@ -601,8 +601,8 @@ class Target:
                 "value": None, "reached": "not yet measured", "met": None}
 
 
-# Every target of issues 2-7, by key. Benchmarks in bench/ declare which one they measure with the
-# `target` fixture of bench/conftest.py, under these keys.
+# Every target of issues 2-7 and 12, by key. Benchmarks in bench/ declare which one they measure
+# with the `target` fixture of bench/conftest.py, under these keys.
 TARGETS = {t.key: t for t in (
     Target("book.call", 2, "book, one Python call per command", "rate", 2_000_000,
            "≥ 2,000,000 commands/s"),
@@ -631,6 +631,10 @@ TARGETS = {t.key: t for t in (
            0.2, "≤ 20%"),
     Target("journal.real_files", 6, "slowest real data file replay", "seconds", 1.0, "< 1 s"),
     Target("bench.quick", 7, "perpcore bench --quick, wall time", "seconds", 60.0, "< 1 minute"),
+    Target("state.hash", 12, "state_hash() after 1,000,000 commands / after 10,000 (open state "
+           "equal)", "fraction", 1.25, "≤ 125% (no growth with history)"),
+    Target("state.checkpoint", 12, "Store.checkpoint() after 1,000,000 commands / after 10,000 "
+           "(open state equal)", "fraction", 1.25, "≤ 125% (no growth with history)"),
 )}
 
 

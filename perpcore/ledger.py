@@ -11,12 +11,34 @@ closes, but the matching gain or loss of the counterparty stays in its open posi
 until that one closes too. So the audit counts, beside the balances, minus the entry value of every
 open long plus that of every open short ("open_entry_value"): with it the sum is exact after every
 event, not only once all positions are flat.
+
+Range. Money coming in (a Deposit, FundInsurance) is refused as AMOUNT_TOO_LARGE when it would take
+the asset's money in the venue (deposits - withdrawals) or the receiving balance past MAX_MONEY,
+2**62 minor units. Everything else moves money between holders, so every balance stays within
+int64 (what msgpack and the C paths hold) while the money the venue itself puts out (the lending
+pool's loans, bounded by margin.lending_limit, the platform's purchases, bad debt) stays below
+another 2**62: a balance is at most the venue's money plus what other holders owe. Fees, funding and
+realised PnL are such transfers. Loan interest moves no money: it adds to debts and the pool's
+receivable, compounding from at most the lending limit (100M USD by default, 1e14 units) at the
+configured rate: unpaid, it reaches 2**62 after more than a century at the default 10% a year (a
+decade even at 100%), and a loan is converted or written off long before. The lifetime totals of
+deposits and withdrawals grow with history and are kept exactly (Python ints, two int64 limbs each
+in the state, so they never pass msgpack's range).
+
+Transfer ids: see TransferWindow.
 """
 from __future__ import annotations
 
+import sys
+from array import array
+
 import msgspec
 
+from perpcore.config import LimitsSpec
+
 BUCKETS = ("insurance_fund", "fee_account", "lending_pool", "platform")
+MAX_MONEY = 2**62
+_LIMB = 2**63
 
 
 class AssetAudit(msgspec.Struct, frozen=True):
@@ -76,34 +98,109 @@ class Audit(msgspec.Struct, frozen=True):
         return self
 
 
+class TransferWindow:
+    """The transfer ids remembered for idempotency, the way custody systems keep idempotency keys:
+    the newest `kept` (account, id) pairs, none applied `ttl` ns or more of exchange time ago.
+
+    A Deposit or Withdraw repeating a remembered id is refused as DUPLICATE_TRANSFER. An id the
+    window has forgotten is applied again: ids need not be monotonic, so nothing below a mark can
+    be refused either; a custody system must not retry a transfer for longer than the window (30
+    days and 1,000,000 transfers by default, LimitsSpec). Time is the exchange clock, never the
+    wall clock: an id applied at time t is remembered while the clock, as a later command arrives
+    (before it moves the clock), is below t + ttl.
+
+    The entries sit in arrival order in one uint64 array (account, id, time applied; from `head`
+    on: every account the state can hold), which is also their state: eviction takes the oldest in O(1), by count at each insertion
+    and by time lazily (an expired entry counts for nothing until then), and the state is the live
+    part's bytes, nothing sorted and no object per entry."""
+    __slots__ = ("kept", "ttl", "ids", "entries", "head")
+
+    def __init__(self, kept: int, ttl: int):
+        self.kept = kept
+        self.ttl = ttl
+        self.ids: dict[int, int] = {}       # account << 64 | id -> time applied (no tuple per id)
+        self.entries = array("Q")
+        self.head = 0                       # the first entry not evicted, in triples
+
+    def seen(self, account: int, transfer_id: int, now: int) -> bool:
+        applied = self.ids.get(account << 64 | transfer_id)
+        return applied is not None and now - applied < self.ttl
+
+    def add(self, account: int, transfer_id: int, now: int) -> None:
+        """Remembers an id seen() does not know at `now` (times never decrease)."""
+        entries = self.entries
+        # expired entries are the oldest: a forgotten copy of this id goes too, before it returns
+        while self.head * 3 < len(entries) and now - entries[self.head * 3 + 2] >= self.ttl:
+            self._evict()
+        entries.extend((account, transfer_id, now))
+        self.ids[account << 64 | transfer_id] = now
+        if len(self.ids) > self.kept:
+            self._evict()
+        if self.head * 6 > len(entries):     # half of the array evicted: amortised O(1)
+            del entries[:self.head * 3]
+            self.head = 0
+
+    def _evict(self) -> None:
+        i = self.head * 3
+        del self.ids[self.entries[i] << 64 | self.entries[i + 1]]
+        self.head += 1
+
+    def to_state(self, now: int) -> bytes:
+        """The live entries, oldest first, as little-endian uint64 triples."""
+        entries, ttl = self.entries, self.ttl
+        lo, hi = self.head, len(entries) // 3
+        while lo < hi:                      # the first live entry: times never decrease
+            mid = (lo + hi) // 2
+            if now - entries[mid * 3 + 2] >= ttl:
+                lo = mid + 1
+            else:
+                hi = mid
+        live = entries[lo * 3:]
+        if sys.byteorder == "big":
+            live.byteswap()
+        return live.tobytes()
+
+    def from_state(self, data: bytes) -> None:
+        entries = array("Q", data)
+        if sys.byteorder == "big":
+            entries.byteswap()
+        self.entries, self.head = entries, 0
+        self.ids = {entries[i] << 64 | entries[i + 1]: entries[i + 2]
+                    for i in range(0, len(entries), 3)}
+
+
 class Ledger:
     """Balances per holder and asset, and the external flows. Accounts' balance dicts are shared
     with the margin layer (it reads and moves cash on the hot path without a second lookup)."""
 
-    def __init__(self, assets: list[str]):
+    def __init__(self, assets: list[str], limits: LimitsSpec = LimitsSpec()):
         self.assets = list(assets)
         self.balances: dict[int, dict[str, int]] = {}
         self.venue = {bucket: dict.fromkeys(self.assets, 0) for bucket in BUCKETS}
         self.deposits = dict.fromkeys(self.assets, 0)
         self.withdrawals = dict.fromkeys(self.assets, 0)
-        self.transfers: set[tuple[int, int]] = set()   # (account, transfer_id) seen
+        self.transfers = TransferWindow(limits.transfer_ids_kept, limits.transfer_id_ttl_ns)
 
     def open(self, account: int) -> dict[str, int]:
         return self.balances.setdefault(account, dict.fromkeys(self.assets, 0))
 
-    def seen(self, account: int, transfer_id: int) -> bool:
-        return transfer_id != 0 and (account, transfer_id) in self.transfers
+    def seen(self, account: int, transfer_id: int, now: int) -> bool:
+        return transfer_id != 0 and self.transfers.seen(account, transfer_id, now)
 
-    def deposit(self, account: int, asset: str, amount: int, transfer_id: int) -> int:
+    def room(self, asset: str, balance: int) -> int:
+        """The most money of `asset` that may come into a holder with this balance (MAX_MONEY)."""
+        return MAX_MONEY - max(self.deposits[asset] - self.withdrawals[asset], balance)
+
+    def deposit(self, account: int, asset: str, amount: int, transfer_id: int, now: int) -> int:
         if transfer_id:
-            self.transfers.add((account, transfer_id))
+            self.transfers.add(account, transfer_id, now)
         self.deposits[asset] += amount
         self.balances[account][asset] += amount
         return self.balances[account][asset]
 
-    def withdraw(self, account: int, asset: str, amount: int, transfer_id: int) -> int:
+    def withdraw(self, account: int, asset: str, amount: int, transfer_id: int, now: int) -> int:
         if transfer_id:
-            self.transfers.add((account, transfer_id))
+            self.transfers.add(account, transfer_id, now)
         self.withdrawals[asset] += amount
         self.balances[account][asset] -= amount
         return self.balances[account][asset]
@@ -131,14 +228,15 @@ class Ledger:
                 loans=loans.get(asset, 0), pool_receivable=receivable.get(asset, 0)))
         return Audit(tuple(out))
 
-    def to_state(self) -> dict:
+    def to_state(self, now: int) -> dict:
+        """Plain data; `now` is the exchange clock (the transfer ids live at it)."""
         return {
             "balances": [(account, [b[a] for a in self.assets])
                          for account, b in sorted(self.balances.items())],
             "venue": [(bucket, [self.venue[bucket][a] for a in self.assets]) for bucket in BUCKETS],
-            "deposits": [self.deposits[a] for a in self.assets],
-            "withdrawals": [self.withdrawals[a] for a in self.assets],
-            "transfers": sorted(self.transfers),
+            "deposits": [divmod(self.deposits[a], _LIMB) for a in self.assets],
+            "withdrawals": [divmod(self.withdrawals[a], _LIMB) for a in self.assets],
+            "transfers": self.transfers.to_state(now),
         }
 
     def from_state(self, state: dict) -> None:
@@ -147,6 +245,8 @@ class Ledger:
             self.open(account).update(zip(self.assets, values))
         for bucket, values in state["venue"]:
             self.venue[bucket].update(zip(self.assets, values))
-        self.deposits.update(zip(self.assets, state["deposits"]))
-        self.withdrawals.update(zip(self.assets, state["withdrawals"]))
-        self.transfers = {tuple(t) for t in state["transfers"]}
+        self.deposits.update((a, high * _LIMB + low)
+                             for a, (high, low) in zip(self.assets, state["deposits"]))
+        self.withdrawals.update((a, high * _LIMB + low)
+                                for a, (high, low) in zip(self.assets, state["withdrawals"]))
+        self.transfers.from_state(state["transfers"])

@@ -4,7 +4,7 @@ The Exchange's "liquidation" component. After every command (after the mark and 
 brought up to date) it finds the accounts the command's price moves and money movements may have put
 under maintenance, and liquidates them, in account order, until none is left. It reads money,
 positions and margin through perpcore.margin and prices through perpcore.pricing; the only state of
-its own is the insurance fund's history and the socialised losses.
+its own is the socialised losses (and a recent window of the fund's history, outside the state).
 
 Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
 or below its maintenance margin (perpcore.margin's rule, the one its liquidation prices solve
@@ -85,11 +85,13 @@ cash, then collateral is sold to the platform at index less the conversion penal
 that brings the loan-to-value back to the maximum LTV; the penalty goes to the insurance fund.
 
 Every change of the fund, by this engine or another layer (funding remainders), is an
-InsuranceFundChanged event and an entry of history(). Money is in minor units of the settlement
-asset; every figure is an integer and every transfer exact.
+InsuranceFundChanged event and an entry of fund_history() (the newest limits.history_kept).
+Money is in minor units of the settlement asset; every figure is an integer and every transfer
+exact.
 """
 from __future__ import annotations
 
+from collections import deque
 from itertools import islice
 
 import msgspec
@@ -172,7 +174,9 @@ class Liquidation(LiquidationCore):
         self.fund = self.margin.insurance               # the ledger's insurance bucket, by asset
         self.params = {s: _Params(config.instruments[s], sr) for s, sr in self.margin.symbols.items()}
         self.index = BreachIndex()
-        self.history: list[FundEntry] = []
+        # the recent changes for fund_history(); the journal's events hold them all, so they stay
+        # out of the state (a restored exchange's window starts at its snapshot)
+        self.history: deque[FundEntry] = deque(maxlen=config.limits.history_kept)
         self.socialized: dict[int, int] = {}            # account -> bad debt left with it
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
         self._queues: dict[tuple[str, int], list[int]] = {}
@@ -751,6 +755,10 @@ class Liquidation(LiquidationCore):
         if type(cmd.amount) is not int or cmd.amount <= 0:
             raise Rejection(m.RejectCode.INVALID_AMOUNT,
                             f"amount {cmd.amount!r} must be a positive integer")
+        room = self.margin.ledger.room(cmd.asset, self.fund[cmd.asset])
+        if cmd.amount > room:
+            raise Rejection(m.RejectCode.AMOUNT_TOO_LARGE,
+                            f"{cmd.amount} {cmd.asset} would pass the venue's range (room {room})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
         self.margin.ledger.deposit_venue("insurance_fund", cmd.asset, cmd.amount)
@@ -761,7 +769,9 @@ class Liquidation(LiquidationCore):
     # ---- queries -------------------------------------------------------------------------------
 
     def fund_history(self, asset: str | None = None) -> list[FundEntry]:
-        """Every change of the insurance fund, oldest first (of one asset, or all)."""
+        """The recent changes of the insurance fund, oldest first (of one asset, or all): the newest
+        limits.history_kept of all assets, since the exchange was created or restored. Older ones
+        are the journal's InsuranceFundChanged events."""
         return [e for e in self.history if asset is None or e.asset == asset]
 
     def adl_queue(self, symbol: str, sign: int) -> list[int]:
@@ -789,13 +799,12 @@ class Liquidation(LiquidationCore):
 
     def to_state(self) -> dict:
         return {
-            "history": [list(msgspec.structs.astuple(e)) for e in self.history],
             "socialized": sorted(self.socialized.items()),
             "fund_seen": sorted(self._fund_seen.items()),
         }
 
     def from_state(self, state: dict) -> None:
-        self.history = [FundEntry(*e) for e in state["history"]]
+        self.history.clear()
         self.socialized = dict(state["socialized"])
         self._fund_seen = dict(state["fund_seen"])
         # the index is derived: rebuilt from the restored accounts and prices

@@ -97,7 +97,7 @@ class Margin(MarginCore):
         # the one place prices come in: mark for positions, index for collateral
         self._mark = pricing.mark_price
         self._index = pricing.index_price
-        self.ledger = Ledger(list(config.assets))
+        self.ledger = Ledger(list(config.assets), config.limits)
         self.lending = Lending(config, self.ledger)
         self.debts = self.lending.debts
         self.fees = self.ledger.venue["fee_account"]
@@ -138,9 +138,9 @@ class Margin(MarginCore):
         return amount
 
     def _transfer_id(self, account: int, transfer_id) -> int:
-        if type(transfer_id) is not int or transfer_id < 0:
-            _reject(RejectCode.MALFORMED, "transfer id must be a non-negative integer")
-        if self.ledger.seen(account, transfer_id):
+        if type(transfer_id) is not int or not 0 <= transfer_id < 2**63:
+            _reject(RejectCode.MALFORMED, "transfer id must be a non-negative 64-bit integer")
+        if self.ledger.seen(account, transfer_id, self.exchange.clock):
             _reject(RejectCode.DUPLICATE_TRANSFER,
                     f"transfer {transfer_id} of account {account} was already applied")
         return transfer_id
@@ -152,9 +152,13 @@ class Margin(MarginCore):
         asset = self._asset(cmd.asset)
         amount = self._amount(cmd.amount)
         tid = self._transfer_id(cmd.account, cmd.transfer_id)
+        room = self.ledger.room(asset, self.accounts[cmd.account].cash[asset])
+        if amount > room:
+            _reject(RejectCode.AMOUNT_TOO_LARGE,
+                    f"deposit of {amount} {asset} would pass the venue's range (room {room})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
-        balance = self.ledger.deposit(cmd.account, asset, amount, tid)
+        balance = self.ledger.deposit(cmd.account, asset, amount, tid, ex.clock)
         events.append(m.Deposited(ex.seq, ex.clock, cmd.account, asset, amount, tid, balance))
 
     def withdraw(self, cmd: m.Withdraw, events: list) -> None:
@@ -172,7 +176,7 @@ class Margin(MarginCore):
                     f"(available {available})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
-        balance = self.ledger.withdraw(cmd.account, asset, amount, tid)
+        balance = self.ledger.withdraw(cmd.account, asset, amount, tid, ex.clock)
         events.append(m.Withdrawn(ex.seq, ex.clock, cmd.account, asset, amount, tid, balance))
 
     def borrow(self, cmd: m.Borrow, events: list) -> None:
@@ -513,7 +517,7 @@ class Margin(MarginCore):
                                       list(pos.reduce_only)))
         return {
             "accounts": [(a, acc.professional) for a, acc in sorted(self.accounts.items())],
-            "ledger": self.ledger.to_state(),
+            "ledger": self.ledger.to_state(self.exchange.clock),
             "lending": self.lending.to_state(),
             "positions": positions,
             "reduce_only": [(order_id, *order)

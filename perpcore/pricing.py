@@ -138,7 +138,8 @@ class SymbolPricing:
                  "interest", "clamp", "cap", "published", "book_moves", "p1", "p2", "p_from",
                  "p_until")
 
-    def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int):
+    def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int,
+                 history_kept: int):
         self.symbol = symbol
         self.spec = spec
         self.book = market.book
@@ -162,7 +163,9 @@ class SymbolPricing:
         self.predicted = funding.funding_rate(0, self.interest, self.clamp, cap)
         self.last_rate = 0
         self.next_funding = 0                               # 0 until the first index price
-        self.history: list[tuple[int, int, int]] = []       # (ts, rate, mark) per settlement
+        # (ts, rate, mark) of the recent settlements for funding_history(); the journal's
+        # FundingSettled events hold them all, so they stay out of the state
+        self.history: deque[tuple[int, int, int]] = deque(maxlen=history_kept)
         self.published = (None, False, None)                # (mark, stale, (rate, next funding))
         self.book_moves = spec.mark_method == "hyperliquid"   # the book alone moves the mark
         # the rounded P1 and P2, which hold for t in [p_from, p_until] while the index, rate,
@@ -330,7 +333,6 @@ class SymbolPricing:
             "premium": (self.premium.count, self.premium.weighted),
             "last_premium": self.last_premium, "predicted": self.predicted,
             "last_rate": self.last_rate, "next_funding": self.next_funding,
-            "history": [list(h) for h in self.history],
             "published": [self.published[0], self.published[1],
                           list(self.published[2]) if self.published[2] else None],
         }
@@ -346,7 +348,7 @@ class SymbolPricing:
         self.last_premium = data["last_premium"]
         self.predicted, self.last_rate = data["predicted"], data["last_rate"]
         self.next_funding = data["next_funding"]
-        self.history = [tuple(h) for h in data["history"]]
+        self.history.clear()
         mark, stale, rate = data["published"]
         self.published = (mark, stale, tuple(rate) if rate else None)
         self.moved()
@@ -373,7 +375,8 @@ class Pricing(PricingCore):
                                            spec.impact_margin * top.max_leverage)
             # the cap rounds toward zero: it never allows more than k x maintenance
             cap = spec.funding_cap or spec.funding_cap_k * top.maintenance_rate // RATE_SCALE
-            self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap)
+            self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
+                                                 config.limits.history_kept)
         # stage 5 watches the books' own events only when some mark moves with its book alone
         self.book_moves = any(s.book_moves for s in self.symbols.values())
         self.median_mark = median_mark      # stage 5 (PricingCore.after_command) applies it
@@ -481,7 +484,9 @@ class Pricing(PricingCore):
         return self.symbols[symbol].next_funding or None
 
     def funding_history(self, symbol: str) -> list[tuple[int, int, int]]:
-        """[(ts, rate, mark)] of every settlement, oldest first."""
+        """[(ts, rate, mark)] of the recent settlements, oldest first: the newest
+        limits.history_kept since the exchange was created or restored. Older ones are the
+        journal's FundingSettled events."""
         return list(self.symbols[symbol].history)
 
     # ---- snapshots -----------------------------------------------------------------------------

@@ -11,9 +11,9 @@ def ledger_with_flows():
     led = Ledger(ASSETS)
     led.open(1)
     led.open(2)
-    led.deposit(1, "USD", 1_000, 7)
-    led.deposit(2, "BTC", 50, 0)
-    led.withdraw(1, "USD", 300, 8)
+    led.deposit(1, "USD", 1_000, 7, now=10)
+    led.deposit(2, "BTC", 50, 0, now=10)
+    led.withdraw(1, "USD", 300, 8, now=20)
     # a fee: account to the fee account; an insurance payment from the venue's capital
     led.balances[1]["USD"] -= 5
     led.venue["fee_account"]["USD"] += 5
@@ -49,14 +49,14 @@ def test_audit_counts_the_open_entry_value_and_checks_loans_against_the_pool():
 
 def test_transfer_ids_are_remembered_per_account():
     led = ledger_with_flows()
-    assert led.seen(1, 7) and led.seen(1, 8)
-    assert not led.seen(2, 7) and not led.seen(1, 0) and not led.seen(2, 0)
+    assert led.seen(1, 7, 20) and led.seen(1, 8, 20)
+    assert not led.seen(2, 7, 20) and not led.seen(1, 0, 20) and not led.seen(2, 0, 20)
 
 
 def test_state_round_trip_keeps_the_shared_balance_dicts():
     led = ledger_with_flows()
     other = Ledger(ASSETS)
     shared = other.open(1)
-    other.from_state(led.to_state())
-    assert other.to_state() == led.to_state()
+    other.from_state(led.to_state(20))
+    assert other.to_state(20) == led.to_state(20)
     assert other.balances[1] is shared and shared["USD"] == 695

@@ -366,7 +366,8 @@ def test_pricing_state_round_trips_and_hashes():
     other.components["pricing"].from_state(msgspec.msgpack.decode(msgspec.msgpack.encode(state)))
     assert other.components["pricing"].to_state() == state
     assert other.mark_price(BTC) == ex.mark_price(BTC)
-    assert other.components["pricing"].funding_history(BTC) == \
+    # the funding history is not state (the journal's events hold it): it restarts at the restore
+    assert other.components["pricing"].funding_history(BTC) == [] != \
         ex.components["pricing"].funding_history(BTC)
     mine, theirs = ex.components["pricing"].symbols[BTC], other.components["pricing"].symbols[BTC]
     for t in (9 * HOUR_NS, 12 * HOUR_NS):
