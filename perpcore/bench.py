@@ -633,6 +633,8 @@ TARGETS = {t.key: t for t in (
     Target("bench.quick", 7, "perpcore bench --quick, wall time", "seconds", 60.0, "< 1 minute"),
     Target("state.hash", 12, "state_hash() after 1,000,000 commands / after 10,000 (open state "
            "equal)", "fraction", 1.25, "≤ 125% (no growth with history)"),
+    Target("hostile.fuzz", 12, "hostile-input fuzzer, every outcome checked: 0 raises, 0 state "
+           "changes on reject (1,000,000 cases)", "rate", 1_000, "runs clean"),
     Target("state.checkpoint", 12, "Store.checkpoint() after 1,000,000 commands / after 10,000 "
            "(open state equal)", "fraction", 1.25, "≤ 125% (no growth with history)"),
 )}
