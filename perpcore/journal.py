@@ -157,17 +157,18 @@ _WHY = {_jscan.TORN_HEADER: "torn record header", _jscan.BAD_LENGTH: "impossible
 
 class Segment:
     """A segment's bytes, checked: its header, the spans of its valid records (an int64 array of
-    payload (start, end)) and the report. Raises JournalError on a bad header or on corruption
-    (a bad record with intact records after it); a torn tail is only reported."""
+    payload (start, end)) and the report. Raises JournalError on a bad header or, when `strict`,
+    on corruption (a bad record with intact records after it); a torn tail is only reported
+    (without `strict`, so is corruption: what a repair keeps is the intact prefix)."""
 
-    def __init__(self, data: bytes, path: str | os.PathLike = "<journal>"):
+    def __init__(self, data: bytes, path: str | os.PathLike = "<journal>", strict: bool = True):
         self.data, self.path = data, str(path)
         self.header = h = read_header(data, path)
         # `register`: what the next record continues (the header's CRC before the first record)
         self.spans, end, why, self.register = _jscan.scan(data, HEADER_SIZE, h.first_seq,
                                                           MAX_BODY, h.crc)
         last = h.first_seq + len(self.spans) - 1
-        if why != _jscan.OK:
+        if why != _jscan.OK and strict:
             at, later = _jscan.find_intact(data, end, last + 1, MAX_BODY, self.register)
             if at >= 0:
                 raise JournalError(
@@ -183,8 +184,8 @@ class Segment:
                                  chain=self.register if len(self.spans) else h.prev_chain)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Segment":
-        return cls(Path(path).read_bytes(), path)
+    def open(cls, path: str | os.PathLike, strict: bool = True) -> "Segment":
+        return cls(Path(path).read_bytes(), path, strict)
 
     def crc_of(self, seq: int) -> int | None:
         """The chain value at command `seq`: its record's CRC (the header's prev_chain for

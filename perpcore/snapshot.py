@@ -238,6 +238,10 @@ def check_segments(directory: str | os.PathLike, digest: str | None = None) -> l
     if not newest.exists():
         raise jr.JournalError(f"{newest}: the newest segment is missing; commands from "
                               f"{manifest.first_seq} on are at risk", newest, 0, at_risk)
+    if _record_less(newest) and newest.stat().st_size < jr.HEADER_SIZE:
+        raise jr.JournalError(f"{newest}: the newest segment is emptied or cut inside its header "
+                              f"({newest.stat().st_size} bytes); commands from "
+                              f"{manifest.first_seq} on are at risk", newest, 0, at_risk)
     for _, path in files:
         if path.name > manifest.segment and not _record_less(path):
             raise jr.JournalError(f"{path}: a segment after the newest one the manifest names "
@@ -348,6 +352,165 @@ def recover(directory: str | os.PathLike, config: VenueConfig,
     the newest segment is reported, not replayed."""
     ex, report, _, _ = _recover(Path(directory), config, cleanup)
     return ex, report
+
+
+# ---- operator tools: verify and repair ---------------------------------------------------------
+
+class Problem(msgspec.Struct):
+    message: str
+    file: str | None = None
+    offset: int | None = None
+    seqs: tuple[int, int | None] | None = None      # first, last command at risk (None: on)
+
+
+class SnapshotCheck(msgspec.Struct):
+    file: str
+    seq: int
+    error: str = ""
+
+
+class SegmentCheck(msgspec.Struct):
+    file: str
+    first_seq: int
+    last_seq: int | None = None     # of its intact records (None: unreadable)
+    bytes: int = 0
+    torn_tail: str = ""             # what follows the intact records, when it is only torn
+    error: str = ""
+
+
+class StoreCheck(msgspec.Struct):
+    """What `perpcore store verify` found."""
+    directory: str
+    manifest: Manifest | None = None
+    snapshots: list[SnapshotCheck] = []
+    segments: list[SegmentCheck] = []
+    opens: bool = False             # the store recovers (Store() would open it)
+    recovered_from: str = ""        # the snapshot recovery starts from ("": an empty exchange)
+    last_seq: int | None = None     # the state recovery reaches
+    halted: Any = None              # the engine's fail-stop after replay, if any
+    set_aside: list[str] = []       # torn tails and repairs kept in the directory
+    problems: list[Problem] = []
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def _problem(error: Exception) -> Problem:
+    return Problem(str(error), getattr(error, "path", None), getattr(error, "offset", None),
+                   getattr(error, "seqs", None))
+
+
+def verify_store(directory: str | os.PathLike, config: VenueConfig) -> StoreCheck:
+    """Checks every snapshot and segment of a store, the manifest and the chain between them, and
+    whether (and to what) the store recovers; read-only."""
+    d = Path(directory)
+    out = StoreCheck(str(d))
+    try:
+        out.manifest = read_manifest(d)
+    except jr.JournalError as e:
+        out.problems.append(_problem(e))
+    for seq, path in list_snapshots(d):
+        try:
+            _load_snapshot(path, config)
+            out.snapshots.append(SnapshotCheck(path.name, seq))
+        except SnapshotError as e:
+            out.snapshots.append(SnapshotCheck(path.name, seq, str(e)))
+            out.problems.append(Problem(str(e), str(path)))
+    for first_seq, path in list_segments(d):
+        check = SegmentCheck(path.name, first_seq, bytes=path.stat().st_size)
+        try:
+            r = jr.Segment.open(path).report
+            check.last_seq = r.last_seq
+            if not r.clean:
+                check.torn_tail = (f"{r.dropped_bytes} bytes at offset {r.valid_bytes} ({r.reason}) "
+                                   f"after command {r.last_seq}")
+        except jr.JournalError as e:
+            check.error = str(e)
+            if not (_record_less(path) and path.name > getattr(out.manifest, "segment", "")):
+                out.problems.append(_problem(e))
+        out.segments.append(check)
+    out.set_aside = sorted(p.name for p in d.iterdir()
+                           if ".torn-" in p.name or p.name.startswith("repaired-"))
+    try:
+        ex, report = recover(d, config)
+    except (jr.JournalError, SnapshotError) as e:
+        if str(e) not in {p.message for p in out.problems}:
+            out.problems.append(_problem(e))
+    else:
+        out.opens, out.recovered_from = True, report.snapshot
+        out.last_seq, out.halted = report.last_seq, report.halted
+        if report.halted is not None:       # stored intact, but the engine refuses commands
+            out.problems.append(Problem(f"the engine halted at command "
+                                        f"{getattr(report.halted, 'seq', '?')}"))
+    return out
+
+
+class RepairRefused(Exception):
+    """A repair that would not leave a store that opens, or would drop state unasked."""
+
+
+class RepairReport(msgspec.Struct):
+    directory: str
+    truncate_after: int
+    segment: str                    # the segment that now ends the journal
+    kept_in: str                    # the folder holding everything cut or moved
+    cut_bytes: int = 0              # cut off the end of `segment` (kept as <segment>.after-<seq>)
+    moved: list[str] = []           # later segments and snapshots moved into kept_in
+
+
+def repair_store(directory: str | os.PathLike, truncate_after: int,
+                 move_snapshots: bool = False) -> RepairReport:
+    """Cuts the journal after command `truncate_after`: the rest of its segment is copied into a
+    new `repaired-<UTC time>/` folder of the store and cut off, later segments are moved there,
+    and the manifest records the journal as closed at that command. Refused (RepairRefused,
+    nothing changed) if that command is not among its segment's intact records, or if snapshots
+    after it exist and `move_snapshots` is not given (then they are moved there too: they hold
+    state the cut removes)."""
+    d = Path(directory)
+    # the segment holding the command; else one starting right after it (its older ones pruned)
+    segments = ([(f, p) for f, p in list_segments(d) if f <= truncate_after]
+                or [(f, p) for f, p in list_segments(d) if f == truncate_after + 1])
+    if not segments:
+        raise RepairRefused(f"{d}: no journal segment holds command {truncate_after}")
+    first_seq, path = segments[-1]
+    try:
+        seg = jr.Segment.open(path, strict=False)
+    except jr.JournalError as e:
+        raise RepairRefused(f"{e}: it cannot be cut") from e
+    last = seg.report.last_seq
+    if truncate_after > last:
+        raise RepairRefused(f"{path}: command {truncate_after} is not among its intact records "
+                            f"(they end at {last})")
+    snapshots = [p for s, p in list_snapshots(d) if s > truncate_after]
+    if snapshots and not move_snapshots:
+        raise RepairRefused(f"snapshots after command {truncate_after} exist "
+                            f"({', '.join(p.name for p in snapshots)}): they hold state the cut "
+                            f"removes; move them aside too (--move-snapshots) or cut later")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept, n = d / f"repaired-{stamp}", 1
+    while kept.exists():
+        kept, n = d / f"repaired-{stamp}-{n}", n + 1
+    kept.mkdir()
+    report = RepairReport(str(d), truncate_after, path.name, kept.name)
+    offset = seg.end_of(truncate_after)
+    if offset < len(seg.data):
+        copy = kept / f"{path.name}.after-{truncate_after}"
+        copy.write_bytes(seg.data[offset:])
+        with open(copy, "rb+") as f:
+            os.fsync(f.fileno())
+        jr.fsync_dir(kept)
+        with open(path, "rb+") as f:
+            f.truncate(offset)
+            os.fsync(f.fileno())
+        report.cut_bytes = len(seg.data) - offset
+    for later in [p for f, p in list_segments(d) if f > first_seq] + snapshots:
+        os.replace(later, kept / later.name)
+        report.moved.append(later.name)
+    jr.fsync_dir(kept)
+    write_manifest(d, Manifest(path.name, first_seq, seg.header.crc, truncate_after,
+                               seg.crc_of(truncate_after)))
+    return report
 
 
 class Store:
