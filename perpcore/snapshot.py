@@ -327,10 +327,6 @@ def _replay(segments: list[jr.Segment], ex: Exchange, chain: int) -> int:
 def _recover(directory: Path, config: VenueConfig, cleanup: bool
              ) -> tuple[Exchange, RecoveryReport, list[jr.Segment], int]:
     report = RecoveryReport()
-    if cleanup:
-        for tmp in sorted(directory.glob("*.tmp")):     # a write of a snapshot or the manifest
-            tmp.unlink()                                # that was interrupted
-            report.removed_temp_files.append(tmp.name)
     segments = check_segments(directory, config_digest(config))
     ex, chain = _start(directory, config, report)
     before = ex.seq
@@ -341,6 +337,10 @@ def _recover(directory: Path, config: VenueConfig, cleanup: bool
     report.replayed = ex.seq - before
     report.last_seq = ex.seq
     report.halted = getattr(ex, "halted", None)
+    if cleanup:     # only once the store checks out: a refusal changes nothing
+        for tmp in sorted(directory.glob("*.tmp")):     # a write of a snapshot or the manifest
+            tmp.unlink()                                # that was interrupted
+            report.removed_temp_files.append(tmp.name)
     return ex, report, segments, chain
 
 
