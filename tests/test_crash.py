@@ -3,7 +3,7 @@ SIGKILL at random points, again and again on the same store, 52 times with sync 
 with "group". After every kill, recovery must give
 exactly the state of an uninterrupted run over the commands recovered, those must include every
 command the process had acknowledged, the events it had released must be the uninterrupted run's,
-and the audit must hold.
+and the audit must hold; `store verify` must find the store healthy and agree with recovery.
 
 The kill comes from outside at a random time (while the process starts and recovers), or from a
 timer thread inside it that fires a random few milliseconds after a random command, so it lands
@@ -150,9 +150,13 @@ def test_sigkill_at_random_points_recovers_every_acknowledged_command(tmp_path, 
             assert ack_digest == reference.digest(start, ack_seq)
             acknowledged = ack_seq
             acked_runs += 1
+        # a crash leaves a healthy store (at most a torn tail): verify agrees with recovery
+        check = sn.verify_store(store_dir, _config()) if store_dir.exists() else None
         store = sn.Store(store_dir, _config(), sync="none")
         ex = store.engine.ex
         r = store.recovery
+        if check is not None:           # (None: killed before it had created the store)
+            assert check.healthy and check.last_seq == ex.seq, check.problems
         from_snapshot += bool(r.snapshot)
         torn += r.torn_tail is not None
         # nothing acknowledged is lost, and what was recovered is exactly the uninterrupted run
