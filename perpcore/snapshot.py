@@ -34,9 +34,9 @@ newest segment shorter than the manifest's clean-close end) raises JournalError 
 the offset and the commands at risk, and nothing is changed: `perpcore store verify` shows the
 store's state and `perpcore store repair --truncate-after SEQ` cuts the journal back, keeping what
 it cuts. What cannot be detected: after a crash (no clean close since the newest segment was
-created), a newest segment cut at a record boundary, or damaged only within its last written
-group, looks like a crash before those bytes were written (a torn tail, reported); a run with sync
-"none" promises nothing after a machine crash.
+created), a newest segment cut at a record boundary or replaced by an older copy of itself looks
+like a crash before those bytes were written, and one damaged only in its last record like a torn
+write (reported); a run with sync "none" promises nothing after a machine crash.
 
 A checkpoint commits the journal, writes a snapshot, starts a new segment and deletes the
 snapshots and segments no longer needed to recover from the `keep` newest snapshots.
@@ -238,7 +238,7 @@ def check_segments(directory: str | os.PathLike, digest: str | None = None) -> l
     if not newest.exists():
         raise jr.JournalError(f"{newest}: the newest segment is missing; commands from "
                               f"{manifest.first_seq} on are at risk", newest, 0, at_risk)
-    if _record_less(newest) and newest.stat().st_size < jr.HEADER_SIZE:
+    if newest.stat().st_size < jr.HEADER_SIZE:
         raise jr.JournalError(f"{newest}: the newest segment is emptied or cut inside its header "
                               f"({newest.stat().st_size} bytes); commands from "
                               f"{manifest.first_seq} on are at risk", newest, 0, at_risk)
@@ -300,16 +300,17 @@ def _start(directory: Path, config: VenueConfig, report: RecoveryReport
 
 
 def _replay(segments: list[jr.Segment], ex: Exchange, chain: int) -> int:
-    """Applies the records after ex.seq, having checked that the journal continues `chain` (the
+    """Applies the records of `segments` (at least one) after ex.seq, having checked that the journal continues `chain` (the
     chain value at ex.seq); returns the chain value at the end."""
     start = ex.seq
     usable = [s for s in segments if s.header.first_seq <= start + 1]
     if not usable:
-        first = segments[0].header.first_seq if segments else start + 1
-        raise jr.JournalError(f"{segments[0].path if segments else 'the store'}: the journal starts "
-                              f"at command {first} but the state recovered covers only {start}: "
-                              f"commands {start + 1}-{first - 1} are missing",
-                              segments[0].path if segments else None, 0, (start + 1, first - 1))
+        oldest = segments[0]
+        first_seq = oldest.header.first_seq
+        raise jr.JournalError(f"{oldest.path}: the journal starts at command {first_seq} but the "
+                              f"state recovered covers only {start}: commands "
+                              f"{start + 1}-{first_seq - 1} are missing", oldest.path, 0,
+                              (start + 1, first_seq - 1))
     first = usable[-1]
     if first.crc_of(start) != chain:
         raise jr.JournalError(f"{first.path}: does not continue the state recovered at command "

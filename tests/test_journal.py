@@ -358,6 +358,26 @@ def test_records_are_chained(tmp_path):
         int.from_bytes(recs[3][4:8], "little")
 
 
+@pytest.mark.parametrize("sync", ["always", "group", "none"])
+def test_the_writer_carries_the_chain_across_groups_and_reopens(tmp_path, sync):
+    """Whoever seals (the flusher in "group" mode, the engine thread otherwise) continues the
+    chain from group to group and from a reopened segment's last record: the file is exactly the
+    reference encoding, and `chain` is the last record's CRC."""
+    path = tmp_path / "j.pcj"
+    payloads = [bytes([i % 256]) * (i % 29 + 1) for i in range(300)]
+    for part in (payloads[:170], payloads[170:]):
+        journal = jr.Journal(path, DIGEST, prev_chain=0xC0FFEE, sync=sync, group_records=7)
+        assert journal.chain == jr.read(path)[2].chain
+        for payload in part:
+            journal.append(journal.last_seq + 1, payload)
+            if journal.last_seq % 50 == 0:
+                journal.commit()
+        journal.close()
+    expected = jr.encode_segment(DIGEST, 1, payloads, prev_chain=0xC0FFEE)
+    assert path.read_bytes() == expected
+    assert journal.chain == int.from_bytes(expected[-len(payloads[-1]) - 12:][:4], "little")
+
+
 def test_a_record_out_of_sequence_ends_the_valid_journal():
     payload = m.encoder.encode(m.AdvanceClock(ts=1))
     first = jr.encode_segment(DIGEST, 1, [payload])
