@@ -569,15 +569,21 @@ class Store:
         the commit)."""
         engine = self.engine
         released = engine.flush()
-        chain = engine.journal.chain
-        path = write_snapshot(self.dir, engine.ex, chain)
-        if engine.journal.last_seq >= engine.journal.first_seq:   # else it starts here already
-            engine.journal.close()
+        old = engine.journal
+        path = write_snapshot(self.dir, engine.ex, old.chain)
+        if old.last_seq >= old.first_seq:           # else the segment starts here already
             journal = jr.Journal(self.dir / segment_name(engine.ex.seq + 1), self.digest,
-                                 engine.ex.seq + 1, chain, **self.journal_options)
+                                 engine.ex.seq + 1, old.chain, **self.journal_options)
+            try:
+                write_manifest(self.dir, Manifest(journal.path.name, journal.first_seq,
+                                                  journal.header_crc))
+            except BaseException:
+                # (a full disk) journaling goes on in the old segment; the new one holds nothing
+                journal.close()
+                journal.path.unlink()
+                raise
             engine.journal = journal
-            write_manifest(self.dir, Manifest(journal.path.name, journal.first_seq,
-                                              journal.header_crc))
+            old.close()
         self._prune()
         return path, released
 
