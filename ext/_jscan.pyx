@@ -184,26 +184,32 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
 def find_intact(const unsigned char[::1] data, Py_ssize_t offset, int64_t seq, int64_t max_body,
                 uint32_t chain):
     """After a bad record at `offset` (which should have held `seq`; `chain` the CRC before it):
-    (offset, seq) of the first intact record of a later seq beyond it, or (-1, -1) when there is
-    none (a torn tail). A candidate is a plausible frame (length, a later seq that fits in the
-    bytes left) whose CRC either continues one stored in the damaged stretch (or `chain`), which
-    finds the record after one whose body or length is damaged, or is continued by the record
-    that follows it, which finds it after a damaged CRC field. A false match needs a 32-bit
-    CRC to agree by chance."""
+    (offset, seq) of the first intact record beyond it, of `seq` or later (a record written twice
+    has the one after it carry `seq`), or (-1, -1) when there is none (a torn tail). A candidate
+    is a plausible frame (length, a seq that fits in the bytes left) whose CRC continues one
+    stored in the damaged stretch (after a record whose body or length is damaged), `chain` (after
+    bytes inserted), or the bad record's own CRC computed afresh (after a damaged CRC field), or
+    is continued by the record that follows it. A false match needs a 32-bit CRC to agree by
+    chance."""
     cdef Py_ssize_t n = data.shape[0], p, q, x, end, found = -1
     cdef int64_t length, later = -1, most = seq + (n - offset) // 16 + 1
-    cdef uint32_t crc, want
+    cdef uint32_t crc, want, intact = chain
     with nogil:
+        # the bad record's true CRC, were only its CRC field damaged: what its successor continues
+        if offset + 16 <= n:
+            length = <int64_t>_le(&data[offset], 4)
+            if 8 <= length <= max_body and offset + 8 + length <= n:
+                intact = _chained(chain, &data[offset], length)
         for p in range(offset + 1, n - 15):
             length = <int64_t>_le(&data[p], 4)
             if length < 8 or length > max_body or p + 8 + length > n:
                 continue
             later = <int64_t>_le(&data[p + 8], 8)
-            if later <= seq or later > most:
+            if later < seq or later > most:
                 continue
             crc = <uint32_t>_le(&data[p + 4], 4)
             want = _unchained(crc, &data[p], length)
-            if want == chain:
+            if want == chain or want == intact:
                 found = p
                 break
             for x in range(offset, p - 15):

@@ -177,8 +177,7 @@ class Segment:
                 raise JournalError(
                     f"{path}: the record at offset {end} (command {last + 1}) is damaged "
                     f"({_WHY[why]}) but intact records follow (command {later} at offset {at}): "
-                    f"acknowledged commands from {last + 1} on are at risk (at least "
-                    f"{last + 1}-{later - 1} are damaged); nothing was changed",
+                    f"acknowledged commands from {last + 1} on are at risk; nothing was changed",
                     path, end, (last + 1, None))
         self.report = TailReport(path=self.path, records=len(self.spans), first_seq=h.first_seq,
                                  last_seq=last, valid_bytes=end, dropped_bytes=len(data) - end,

@@ -348,6 +348,7 @@ def test_records_are_chained(tmp_path):
     other_recs = [other[a:b] for a, b in zip([jr.HEADER_SIZE] + ends, ends)]
     head = blob[:jr.HEADER_SIZE]
     for damaged in (head + b"".join(recs[:3] + recs[4:]),              # one dropped
+                    head + b"".join(recs[:4] + recs[3:]),              # one written twice
                     head + b"".join(recs[:3] + [recs[4], recs[3]] + recs[5:]),   # swapped
                     head + b"".join(recs[:3] + [other_recs[3]] + recs[4:])):     # spliced in
         with pytest.raises(jr.JournalError, match="intact records follow"):
