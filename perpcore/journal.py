@@ -417,23 +417,28 @@ class Journal:
         self.close()
 
 
-def keep_aside(path: Path, data: bytes, offset: int, tag: str = "torn") -> str:
+def keep_aside(path: Path, data: bytes, offset: int) -> str:
     """Copies data[offset:] (bytes about to be cut off `path`) durably to a new file beside it,
-    `<name>.<tag>-<offset>` (with a counter if that exists); returns its name."""
-    base = f"{path.name}.{tag}-{offset}"
+    `<name>.torn-<offset>` (with a counter if that exists); returns its name."""
+    base = f"{path.name}.torn-{offset}"
     name, n = base, 1
     while (path.parent / name).exists():
         name, n = f"{base}.{n}", n + 1
-    fd = os.open(path.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    write_new(path.parent / name, memoryview(data)[offset:])
+    return name
+
+
+def write_new(path: Path, data) -> None:
+    """Writes a new file (never over an existing one) and makes it and its name durable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)[offset:]
+        view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
     fsync_dir(path.parent)
-    return name
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

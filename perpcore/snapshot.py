@@ -46,7 +46,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import struct
 import time
 import zlib
@@ -496,11 +495,7 @@ def repair_store(directory: str | os.PathLike, truncate_after: int,
     report = RepairReport(str(d), truncate_after, path.name, kept.name)
     offset = seg.end_of(truncate_after)
     if offset < len(seg.data):
-        copy = kept / f"{path.name}.after-{truncate_after}"
-        copy.write_bytes(seg.data[offset:])
-        with open(copy, "rb+") as f:
-            os.fsync(f.fileno())
-        jr.fsync_dir(kept)
+        jr.write_new(kept / f"{path.name}.after-{truncate_after}", memoryview(seg.data)[offset:])
         with open(path, "rb+") as f:
             f.truncate(offset)
             os.fsync(f.fileno())
