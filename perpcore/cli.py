@@ -291,8 +291,8 @@ def store_verify(directory: str, as_json: bool):
         click.echo(f"store {check.directory}")
         click.echo("manifest: " + ("missing or damaged" if m is None else
                                    f"newest segment {m.segment} (from command {m.first_seq}), "
-                                   + (f"closed cleanly after command {m.end_seq}"
-                                      if m.end_seq >= 0 else "open (no clean close recorded)")))
+                                   + (f"known to hold up to command {m.end_seq}"
+                                      if m.end_seq >= 0 else "no end recorded yet")))
         for s in check.snapshots:
             click.echo(f"snapshot {s.file}: command {s.seq}, " + (s.error or "ok"))
         for s in check.segments:

@@ -39,8 +39,8 @@ risk, and nothing is changed. A header that does not parse or check out is a Jou
 
 What a segment alone cannot tell: damage confined to its last record, or a cut at a record
 boundary, looks like a crash before those bytes were written. The store's manifest
-(perpcore.snapshot) closes that gap after a clean close, and names the newest segment so that a
-missing, emptied or replaced one is found. The other way round, a crash whose disk persisted a
+(perpcore.snapshot) closes that gap up to the end the store last saw (at its last open or clean
+close), and names the newest segment so that a missing, emptied or replaced one is found. The other way round, a crash whose disk persisted a
 later page of the last group but not an earlier one (no fsync had returned, so nothing in that
 group was acknowledged) looks like corruption and is refused: the operator cuts it off with
 `perpcore store repair` (which keeps it).

@@ -18,11 +18,12 @@ A store is one directory:
     repaired-<time>/            what `perpcore store repair` cut off
 
 The manifest ("PCMANI01", CRC32, msgpack) names the newest segment, its first sequence number and
-its header's CRC, and, after a clean close, the last command journaled and its record's CRC. It is
-replaced atomically (temporary file, fsync, rename, directory fsync) when a segment is created
-(after the segment's header is durable) and at a clean close. It is what lets recovery find a
-newest segment that is missing, emptied or replaced (its header differs), and, after a clean close,
-one that was cut or lost records at its end.
+its header's CRC, and the last command that segment is known to hold, with its record's CRC: the
+end recovery found when the store was last opened, or the end at a clean close. It is replaced
+atomically (temporary file, fsync, rename, directory fsync) when a segment is created (after the
+segment's header is durable), when the store is opened and at a clean close. It is what lets
+recovery find a newest segment that is missing, emptied or replaced (its header differs), or that
+lost records the store had already seen (cut, or replaced by an older copy of itself).
 
 Recovery checks every segment in the store (header, chained records, each segment continuing the
 one before it), loads the newest snapshot that checks out and applies the journal records after
@@ -33,10 +34,11 @@ damage (a bad record with intact ones after it, a damaged or missing segment, a 
 newest segment shorter than the manifest's clean-close end) raises JournalError naming the file,
 the offset and the commands at risk, and nothing is changed: `perpcore store verify` shows the
 store's state and `perpcore store repair --truncate-after SEQ` cuts the journal back, keeping what
-it cuts. What cannot be detected: after a crash (no clean close since the newest segment was
-created), a newest segment cut at a record boundary or replaced by an older copy of itself looks
-like a crash before those bytes were written, and one damaged only in its last record like a torn
-write (reported); a run with sync "none" promises nothing after a machine crash.
+it cuts. What cannot be detected: past the manifest's known end (the commands journaled since
+the store was last opened, or since the newest segment began), a newest segment cut at a record
+boundary or replaced by an older copy of itself looks like a crash before those bytes were
+written, and one damaged only in its last record like a torn write (reported); a run with sync
+"none" promises nothing after a machine crash.
 
 A checkpoint commits the journal, writes a snapshot, starts a new segment and deletes the
 snapshots and segments no longer needed to recover from the `keep` newest snapshots.
@@ -163,7 +165,7 @@ class Manifest(msgspec.Struct, frozen=True):
     segment: str                # the newest segment's file name
     first_seq: int
     header_crc: int             # its header's CRC: a replaced segment has another
-    end_seq: int = -1           # after a clean close: the last command journaled (-1: none since)
+    end_seq: int = -1           # the last command the segment is known to hold (-1: none yet)
     end_chain: int = 0          # and its record's CRC
 
 
@@ -263,8 +265,9 @@ def check_segments(directory: str | os.PathLike, digest: str | None = None) -> l
     if manifest.end_seq >= 0 and seg.crc_of(manifest.end_seq) != manifest.end_chain:
         last = seg.report.last_seq
         raise jr.JournalError(
-            f"{newest}: the store was closed cleanly after command {manifest.end_seq}, but the "
-            f"segment's intact records end at {last} (offset {seg.report.valid_bytes}) or differ: "
+            f"{newest}: the manifest records that it held command {manifest.end_seq} (when the "
+            f"store was last opened or closed), but its intact records end at {last} (offset "
+            f"{seg.report.valid_bytes}) or differ: "
             f"commands {min(last, manifest.end_seq) + 1}-{manifest.end_seq} are at risk",
             newest, seg.report.valid_bytes, (min(last, manifest.end_seq) + 1, manifest.end_seq))
     return segments
@@ -544,8 +547,9 @@ class Store:
                                   f"state is at {ex.seq}", path)
         if not journal.recovery.clean:
             self.recovery.torn_tail = journal.recovery
-        if newest is None or path.name != Path(newest.path).name:
-            write_manifest(self.dir, Manifest(path.name, first_seq, journal.header_crc))
+        # what the segment is now known to hold: a later cut below it is found
+        write_manifest(self.dir, Manifest(path.name, first_seq, journal.header_crc, ex.seq,
+                                          journal.chain))
         self.engine = jr.JournaledExchange(ex, journal)
 
     # ---- the directory -------------------------------------------------------------------------

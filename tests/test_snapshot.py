@@ -293,13 +293,12 @@ def test_an_interrupted_checkpoint_or_a_second_one_in_a_row_carries_on(tmp_path)
     store.checkpoint()
     assert [s for s, _ in store.segments()] == [1, 82]
     crash(store)
-    manifest = sn.read_manifest(tmp_path)
     # the checkpoint before the crash had not named its segment yet
     sn.write_manifest(tmp_path, sn.Manifest(sn.segment_name(1), 1, jr.read_header(
         (tmp_path / sn.segment_name(1)).read_bytes()).crc))
     again = sn.Store(tmp_path, CONFIG, sync="always")
     assert again.engine.ex.seq == 81 and again.engine.journal.path.name == sn.segment_name(82)
-    assert sn.read_manifest(tmp_path) == manifest
+    assert sn.read_manifest(tmp_path).segment == sn.segment_name(82)
     for cmd in cmds[81:]:
         again.engine.submit(cmd)
     again.close()

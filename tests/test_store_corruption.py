@@ -7,7 +7,8 @@ each case has its documented outcome (perpcore/snapshot.py's docstring):
   file is left byte-identical.
 
 Two stores are damaged: one closed cleanly (the manifest records where the journal ended) and one
-that crashed after its last commit (it does not). Every command in them was acknowledged, so a
+that crashed after its last commit (its newest segment began at a checkpoint, so the manifest
+records no end for it). Every command in them was acknowledged, so a
 recovery that opens with fewer commands must say so (a torn tail), except for the cases the
 docstring names as undetectable after a crash (a cut at a record boundary, an older copy of the
 newest segment, damage confined to its last record), which are asserted as such."""
@@ -150,6 +151,20 @@ def test_truncating_the_newest_segment_at_random_offsets(tmp_path, world, kind):
         else:
             opens(d, world, first_seq - 1 + whole, torn=cut not in starts)
     assert first_seq - 1 + len(starts) - 1 == n
+
+
+def test_a_cut_below_what_the_last_open_saw_is_refused(tmp_path, world):
+    """Opening the store records the end it found in the manifest: a crash after that and a cut
+    at a record boundary below it (which the segment alone cannot tell from a crash) is found."""
+    d = _store(tmp_path, world, "crashed")
+    store = sn.Store(d, CONFIG, sync="always")
+    store.engine.journal.close()                # then a crash
+    newest = _segment(d, -1)
+    data = newest.read_bytes()
+    starts = _record_starts(data)
+    first_seq = jr.read_header(data).first_seq
+    newest.write_bytes(data[:starts[-5]])
+    refused(d, newest.name, starts[-5], first_seq + len(starts) - 5)
 
 
 @pytest.mark.parametrize("kind", ["closed", "crashed"])
