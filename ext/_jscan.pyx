@@ -1,6 +1,7 @@
 # Checks journal records (see perpcore/journal.py for the layout) in C: length, chained CRC32 and
 # consecutive sequence numbers, and after a bad record the search for intact records beyond it
-# (which tells corruption from a torn tail). Replaying a journal is dominated by this loop in Python.
+# (which tells corruption from a torn tail). Replaying a journal is dominated by this loop in
+# Python.
 
 import numpy as np
 from msgspec import DecodeError
@@ -81,7 +82,8 @@ cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil
 
 @cython.profile(False)
 @cython.linetrace(False)
-cdef inline uint32_t _chained(uint32_t prev, const unsigned char* rec, Py_ssize_t length) noexcept nogil:
+cdef inline uint32_t _chained(uint32_t prev, const unsigned char* rec,
+                              Py_ssize_t length) noexcept nogil:
     # a record's CRC: CRC32 of its length field and body, continuing from its predecessor's CRC
     # (zlib.crc32(body, zlib.crc32(length field, prev))), so each record vouches for the chain
     cdef uint32_t c = _crc_update(prev ^ ALL_ONES, rec, 4)
@@ -319,12 +321,13 @@ cdef class GroupWriter:
 
     In "group" mode a C thread that never takes the GIL commits (writes, then fsyncs) once
     `group_records` records are waiting, once the oldest has waited `group_ns` on the monotonic
-    clock, or when commit() asks; append() only copies the record into a buffer under a mutex,
-    so the engine thread never waits for the disk or hands the GIL over (the records' CRCs are
-    computed by whoever writes them: in "group" mode the flusher, which alone then carries the
-    chain from group to group). `committed_seq` is the last record known durable and `chain` its
-    CRC (the value the next record, or the next segment's header, continues). append() waits while `max_pending` records are uncommitted
-    (back-pressure). After a failed write or fsync every append() and commit() raises OSError."""
+    clock, or when commit() asks; append() only copies the record into a buffer under a mutex, so
+    the engine thread never waits for the disk or hands the GIL over (the records' CRCs are computed
+    by whoever writes them: in "group" mode the flusher, which alone then carries the chain from
+    group to group). `committed_seq` is the last record known durable and `chain` the CRC the next
+    record continues (the last committed record's, or the header's before any). append() waits while
+    `max_pending` records are uncommitted (back-pressure). After a failed write or fsync every
+    append() and commit() raises OSError."""
     def __cinit__(self, int fd, str mode, int64_t last_seq, uint32_t chain,
                   int64_t group_records=1024, double group_ms=5.0, int64_t max_pending=65536):
         cdef pthread_condattr_t attr

@@ -29,20 +29,21 @@ Durability (`sync`):
 
 Checking a segment (torn write or corruption): the records are checked in order (length, chained
 CRC, consecutive sequence numbers). At the first one that fails, the rest of the file is searched
-for an intact record of that sequence number or a later one (one whose CRC continues a CRC stored
-in the damaged stretch or the bad record's own, or is continued by the record after it). A torn write can only be the tail of the last
-group, which was never acknowledged, with nothing intact after it: such a tail is reported
-(`TailReport`), never replayed, and, when the segment is opened for writing, moved aside (its bytes
-copied to `<segment>.torn-<offset>`, then the segment truncated). Damage followed by intact records
-is corruption of acknowledged data: JournalError naming the file, the offset and the commands at
-risk, and nothing is changed. A header that does not parse or check out is a JournalError too.
+for an intact record of that sequence number or a later one (one whose CRC continues a CRC stored in
+the damaged stretch or the bad record's own, or is continued by the record after it). A torn write
+can only be the tail of the last group, which was never acknowledged, with nothing intact after it:
+such a tail is reported (`TailReport`), never replayed, and, when the segment is opened for writing,
+moved aside (its bytes copied to `<segment>.torn-<offset>`, then the segment truncated). Damage
+followed by intact records is corruption of acknowledged data: JournalError naming the file, the
+offset and the commands at risk, and nothing is changed. A header that does not parse or check out
+is a JournalError too.
 
-What a segment alone cannot tell: damage confined to its last record, or a cut at a record
-boundary, looks like a crash before those bytes were written. The store's manifest
-(perpcore.snapshot) closes that gap up to the end the store last saw (at its last open or clean
-close), and names the newest segment so that a missing, emptied or replaced one is found. The other way round, a crash whose disk persisted a
-later page of the last group but not an earlier one (no fsync had returned, so nothing in that
-group was acknowledged) looks like corruption and is refused: the operator cuts it off with
+What a segment alone cannot tell: damage confined to its last record, or a cut at a record boundary,
+looks like a crash before those bytes were written. The store's manifest (perpcore.snapshot) closes
+that gap up to the end the store last saw (at its last open or clean close), and names the newest
+segment so that a missing, emptied or replaced one is found. The other way round, a crash whose disk
+persisted a later page of the last group but not an earlier one (no fsync had returned, so nothing
+in that group was acknowledged) looks like corruption and is refused: the operator cuts it off with
 `perpcore store repair` (which keeps it).
 """
 from __future__ import annotations

@@ -61,7 +61,8 @@ from perpcore.config import VenueConfig
 from perpcore.exchange import Exchange, config_digest
 
 MAGIC = b"PCSNAP02"
-_HEADER = struct.Struct("<8sIQQ32sI")       # magic, CRC32 of the rest, length, seq, state hash, chain
+# magic, CRC32 of the rest, length, seq, state hash, the journal's chain value at seq
+_HEADER = struct.Struct("<8sIQQ32sI")
 _SNAPSHOT = re.compile(r"snapshot-(\d{20})\.pcs")
 _SEGMENT = re.compile(r"journal-(\d{20})\.pcj")
 MANIFEST = "MANIFEST.pcm"
@@ -153,7 +154,9 @@ def _load_snapshot(path, config: VenueConfig) -> tuple[Exchange, SnapshotInfo]:
         ex = Exchange.restore(config, data)
     except (ValueError, KeyError, TypeError) as e:   # damaged inside, or does not fit this build
         raise SnapshotError(f"{path}: {e}") from e
-    if ex.seq != info.seq or ex.state_hash() != info.state_hash:
+    # restore() has checked the state against the hash it embeds: the header must name the same
+    recorded = msgspec.msgpack.decode(data, type=_Recorded).state_hash
+    if ex.seq != info.seq or recorded != info.state_hash:
         raise SnapshotError(f"{path}: restores to a different state than it recorded")
     return ex, info
 
@@ -276,8 +279,8 @@ def check_segments(directory: str | os.PathLike, digest: str | None = None) -> l
 def _check_continues(prev: jr.Segment, seg: jr.Segment) -> None:
     r = prev.report
     if not r.clean:
-        raise jr.JournalError(f"{r.path}: damaged at offset {r.valid_bytes} ({r.reason}) before the "
-                              f"newest segment: commands from {r.last_seq + 1} to "
+        raise jr.JournalError(f"{r.path}: damaged at offset {r.valid_bytes} ({r.reason}) before "
+                              f"the newest segment: commands from {r.last_seq + 1} to "
                               f"{seg.header.first_seq - 1} are at risk", r.path, r.valid_bytes,
                               (r.last_seq + 1, seg.header.first_seq - 1))
     if (seg.header.first_seq, seg.header.prev_chain) != (r.last_seq + 1, r.chain):
@@ -302,8 +305,8 @@ def _start(directory: Path, config: VenueConfig, report: RecoveryReport
 
 
 def _replay(segments: list[jr.Segment], ex: Exchange, chain: int) -> int:
-    """Applies the records of `segments` (at least one) after ex.seq, having checked that the journal continues `chain` (the
-    chain value at ex.seq); returns the chain value at the end."""
+    """Applies the records of `segments` (at least one) after ex.seq, having checked that the
+    journal continues `chain` (the chain value at ex.seq); returns the chain value at the end."""
     start = ex.seq
     usable = [s for s in segments if s.header.first_seq <= start + 1]
     if not usable:
@@ -426,8 +429,8 @@ def verify_store(directory: str | os.PathLike, config: VenueConfig) -> StoreChec
             r = jr.Segment.open(path).report
             check.last_seq = r.last_seq
             if not r.clean:
-                check.torn_tail = (f"{r.dropped_bytes} bytes at offset {r.valid_bytes} ({r.reason}) "
-                                   f"after command {r.last_seq}")
+                check.torn_tail = (f"{r.dropped_bytes} bytes at offset {r.valid_bytes} "
+                                   f"({r.reason}) after command {r.last_seq}")
         except jr.JournalError as e:
             check.error = str(e)
             if not (_record_less(path) and path.name > getattr(out.manifest, "segment", "")):

@@ -1,9 +1,9 @@
 """Crash test: an engine process journals and snapshots a seeded command stream and is killed with
-SIGKILL at random points, again and again on the same store, 52 times with sync "always" and 52
-with "group". After every kill, recovery must give
-exactly the state of an uninterrupted run over the commands recovered, those must include every
-command the process had acknowledged, the events it had released must be the uninterrupted run's,
-and the audit must hold; `store verify` must find the store healthy and agree with recovery.
+SIGKILL at random points, again and again on the same store, 52 times with sync "always" and 52 with
+"group". After every kill, recovery must give exactly the state of an uninterrupted run over the
+commands recovered, those must include every command the process had acknowledged, the events it had
+released must be the uninterrupted run's, and the audit must hold; `store verify` must find the
+store healthy and agree with recovery.
 
 The kill comes from outside at a random time (while the process starts and recovers), or from a
 timer thread inside it that fires a random few milliseconds after a random command, so it lands
@@ -166,8 +166,8 @@ def test_sigkill_at_random_points_recovers_every_acknowledged_command(tmp_path, 
         acknowledged = ex.seq           # recovered and now durable: the next run starts here
         store.close()
     assert from_snapshot > 0 and acked_runs >= KILLS // 2
-    print(f"sync {sync}: {kills} kills, {acked_runs} runs with acknowledgements checked, {from_snapshot} "
-          f"recoveries from a snapshot, {torn} torn tails, {acknowledged} commands")
+    print(f"sync {sync}: {kills} kills, {acked_runs} runs with acknowledgements checked, "
+          f"{from_snapshot} recoveries from a snapshot, {torn} torn tails, {acknowledged} commands")
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:

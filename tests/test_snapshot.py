@@ -139,7 +139,8 @@ def test_a_full_disk_during_a_snapshot_is_a_clear_error_and_leaves_nothing(tmp_p
     # the snapshot written, the manifest naming the new segment not: journaling goes on in the
     # old segment, and the new one (holding nothing) is gone
     monkeypatch.setattr(os, "write", lambda fd, data: (
-        full(fd, data) if "MANIFEST" in os.readlink(f"/proc/self/fd/{fd}") else real_write(fd, data)))
+        full(fd, data) if "MANIFEST" in os.readlink(f"/proc/self/fd/{fd}")
+        else real_write(fd, data)))
     with pytest.raises(OSError):
         store.checkpoint()
     assert sorted(os.listdir(tmp_path)) == sorted(before + [sn.snapshot_name(store.engine.ex.seq)])

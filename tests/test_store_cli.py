@@ -1,6 +1,7 @@
 """`perpcore store verify` and `perpcore store repair`, through click's CliRunner: verify reports
-what it finds and exits 0 only for a healthy store (intact, and the engine not halted); repair cuts the journal after a command so
-the store opens again, keeping everything it cuts, and refuses what it should not do."""
+what it finds and exits 0 only for a healthy store (intact, and the engine not halted); repair cuts
+the journal after a command so the store opens again, keeping everything it cuts, and refuses what
+it should not do."""
 import json
 
 import msgspec
