@@ -64,6 +64,18 @@ def test_verify_reports_a_torn_tail_as_healthy(tmp_path, cmds):
     assert "torn tail: " in result.output and "recovers to command 49" in result.output
 
 
+def test_verify_reports_a_damaged_snapshot_the_store_recovers_without(tmp_path, cmds):
+    make_store(tmp_path, cmds, checkpoints=(100, 200))
+    snap = tmp_path / sn.snapshot_name(201)
+    data = bytearray(snap.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    snap.write_bytes(bytes(data))
+    result = run("verify", tmp_path)
+    assert result.exit_code == 1
+    assert f"snapshot {snap.name}: command 201, {snap}: damaged" in result.output
+    assert f"recovers to command {len(cmds)} from {sn.snapshot_name(101)}" in result.output
+
+
 def test_verify_then_repair_a_corrupt_store(tmp_path, cmds):
     """A flipped bit in the middle of the newest segment: verify names file, offset and commands
     and exits 1; repair after the last intact command keeps the cut bytes; the store then opens
