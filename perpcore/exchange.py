@@ -260,8 +260,9 @@ class Exchange(ExchangeCore):
         ex = cls(config)
         state = msgspec.msgpack.decode(raw)
         expected = {"clock", "next_order_id", "accounts", "books", *ex.components}
-        if not isinstance(state, dict) or set(state) != expected:
-            raise ValueError(f"snapshot parts {sorted(state)} do not match this exchange's "
+        parts = sorted(state) if isinstance(state, dict) else []
+        if set(parts) != expected:
+            raise ValueError(f"snapshot parts {parts} do not match this exchange's "
                              f"{sorted(expected)}")
         if [symbol for symbol, _ in state["books"]] != list(ex.markets):
             raise ValueError("the snapshot's instruments differ from the config's")
