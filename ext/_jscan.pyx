@@ -1,5 +1,7 @@
-# Checks journal records (see perpcore/journal.py for the layout) in C: length, CRC32 and
-# consecutive sequence numbers. Replaying a journal is dominated by this loop in Python.
+# Checks journal records (see perpcore/journal.py for the layout) in C: length, chained CRC32 and
+# consecutive sequence numbers, and after a bad record the search for intact records beyond it
+# (which tells corruption from a torn tail). Replaying a journal is dominated by this loop in
+# Python.
 
 import numpy as np
 from msgspec import DecodeError
@@ -28,6 +30,7 @@ cdef uint32_t ALL_ONES = 0xFFFFFFFFU
 cdef uint32_t POLY = 0xEDB88320U
 
 cdef uint32_t CRC_TABLE[8][256]
+cdef unsigned char CRC_TOP[256]     # the index of CRC_TABLE[0]'s entry with this top byte
 
 
 cdef void _init_table() noexcept:
@@ -43,6 +46,8 @@ cdef void _init_table() noexcept:
         for k in range(1, 8):
             c = CRC_TABLE[0][c & 0xFF] ^ (c >> 8)
             CRC_TABLE[k][n] = c
+    for n in range(256):
+        CRC_TOP[CRC_TABLE[0][n] >> 24] = n
 
 
 _init_table()
@@ -77,6 +82,37 @@ cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil
 
 @cython.profile(False)
 @cython.linetrace(False)
+cdef inline uint32_t _chained(uint32_t prev, const unsigned char* rec,
+                              Py_ssize_t length) noexcept nogil:
+    # a record's CRC: CRC32 of its length field and body, continuing from its predecessor's CRC
+    # (zlib.crc32(body, zlib.crc32(length field, prev))), so each record vouches for the chain
+    cdef uint32_t c = _crc_update(prev ^ ALL_ONES, rec, 4)
+    return _crc_update(c, rec + 8, length) ^ ALL_ONES
+
+
+@cython.profile(False)
+@cython.linetrace(False)
+cdef inline uint32_t _unstep(uint32_t c, unsigned char b) noexcept nogil:
+    # one byte of the CRC register run backwards (each table entry has its own top byte)
+    cdef unsigned char idx = CRC_TOP[c >> 24]
+    return ((c ^ CRC_TABLE[0][idx]) << 8) | (idx ^ b)
+
+
+@cython.profile(False)
+@cython.linetrace(False)
+cdef uint32_t _unchained(uint32_t crc, const unsigned char* rec, Py_ssize_t length) noexcept nogil:
+    # the predecessor's CRC that a record's stored CRC requires: _chained() run backwards
+    cdef uint32_t c = crc ^ ALL_ONES
+    cdef Py_ssize_t i
+    for i in range(length - 1, -1, -1):
+        c = _unstep(c, rec[8 + i])
+    for i in range(3, -1, -1):
+        c = _unstep(c, rec[i])
+    return c ^ ALL_ONES
+
+
+@cython.profile(False)
+@cython.linetrace(False)
 cdef inline void _put_le(unsigned char* p, uint64_t v, int n) noexcept nogil:
     cdef int i
     for i in range(n):
@@ -99,10 +135,17 @@ def crc32(const unsigned char[::1] data):
     return _crc32(&data[0], data.shape[0]) if data.shape[0] else 0
 
 
-def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, int64_t max_body):
-    """Checks the records from `offset` on. Returns (spans, end, why): spans an int64 array of
-    (payload start, payload end) per valid record, whose sequence numbers run from first_seq;
-    end the offset after the last valid record; why OK or the reason the rest was refused."""
+def unchained(uint32_t crc, const unsigned char[::1] record):
+    """The predecessor's CRC a framed record's stored `crc` requires (for tests)."""
+    return _unchained(crc, &record[0], record.shape[0] - 8)
+
+
+def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, int64_t max_body,
+         uint32_t chain):
+    """Checks the records from `offset` on, the first chained from `chain`. Returns (spans, end,
+    why, chain): spans an int64 array of (payload start, payload end) per valid record, whose
+    sequence numbers run from first_seq; end the offset after the last valid record; why OK or
+    the reason the rest was refused; chain the last valid record's CRC (or the one given)."""
     cdef Py_ssize_t n = data.shape[0], off = offset, end
     cdef int64_t expected = first_seq, length
     cdef uint32_t crc
@@ -125,7 +168,7 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
             if end > n:
                 why = ST_TORN_RECORD
                 break
-            if _crc32(&data[off + 8], length) != crc:
+            if _chained(chain, &data[off], length) != crc:
                 why = ST_BAD_CRC
                 break
             if <int64_t>_le(&data[off + 8], 8) != expected:
@@ -135,8 +178,60 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
             out[count, 1] = end
             count += 1
             expected += 1
+            chain = crc
             off = end
-    return spans[:count], off, why
+    return spans[:count], off, why, chain
+
+
+def find_intact(const unsigned char[::1] data, Py_ssize_t offset, int64_t seq, int64_t max_body,
+                uint32_t chain):
+    """After a bad record at `offset` (which should have held `seq`; `chain` the CRC before it):
+    (offset, seq) of the first intact record beyond it, of `seq` or later (a record written twice
+    has the one after it carry `seq`), or (-1, -1) when there is none (a torn tail). A candidate
+    is a plausible frame (length, a seq that fits in the bytes left) whose CRC continues one
+    stored in the damaged stretch (after a record whose body or length is damaged), `chain` (after
+    bytes inserted), or the bad record's own CRC computed afresh (after a damaged CRC field), or
+    is continued by the record that follows it. A false match needs a 32-bit CRC to agree by
+    chance."""
+    cdef Py_ssize_t n = data.shape[0], p, q, x, end, found = -1
+    cdef int64_t length, later = -1, most = seq + (n - offset) // 16 + 1
+    cdef uint32_t crc, want, intact = chain
+    with nogil:
+        # the bad record's true CRC, were only its CRC field damaged: what its successor continues
+        if offset + 16 <= n:
+            length = <int64_t>_le(&data[offset], 4)
+            if 8 <= length <= max_body and offset + 8 + length <= n:
+                intact = _chained(chain, &data[offset], length)
+        for p in range(offset + 1, n - 15):
+            length = <int64_t>_le(&data[p], 4)
+            if length < 8 or length > max_body or p + 8 + length > n:
+                continue
+            later = <int64_t>_le(&data[p + 8], 8)
+            if later < seq or later > most:
+                continue
+            crc = <uint32_t>_le(&data[p + 4], 4)
+            want = _unchained(crc, &data[p], length)
+            if want == chain or want == intact:
+                found = p
+                break
+            for x in range(offset, p - 15):
+                if <uint32_t>_le(&data[x + 4], 4) == want:
+                    found = p
+                    break
+            if found >= 0:
+                break
+            q = p + 8 + length
+            if q + 16 <= n:
+                length = <int64_t>_le(&data[q], 4)
+                end = q + 8 + length
+                if (8 <= length <= max_body and end <= n
+                        and <int64_t>_le(&data[q + 8], 8) == later + 1
+                        and _chained(crc, &data[q], length) == <uint32_t>_le(&data[q + 4], 4)):
+                    found = p
+                    break
+    if found < 0:
+        return -1, -1
+    return found, later
 
 
 def decode_spans(const unsigned char[::1] data, const int64_t[:, ::1] spans, decode, fallback,
@@ -198,15 +293,18 @@ cdef int _write_fd(int fd, const unsigned char* p, Py_ssize_t n, bint sync) noex
 
 @cython.profile(False)
 @cython.linetrace(False)
-cdef void _seal(unsigned char* p, Py_ssize_t n) noexcept nogil:
-    """Fills in the CRC32 of each record in the n bytes at p, just before they are written: the
-    appends leave it, so that the CRC's table lookups (8 KiB, cold between two commands) are
-    not on the engine thread."""
+cdef uint32_t _seal(unsigned char* p, Py_ssize_t n, uint32_t chain) noexcept nogil:
+    """Fills in the chained CRC of each record in the n bytes at p, the first continuing `chain`,
+    just before they are written; returns the last one (the chain the next group continues). The
+    appends leave it, so that the CRC's table lookups (8 KiB, cold between two commands) are not
+    on the engine thread."""
     cdef Py_ssize_t off = 0, length
     while off < n:
         length = <Py_ssize_t>_le(p + off, 4)
-        _put_le(p + off + 4, _crc32(p + off + 8, length), 4)
+        chain = _chained(chain, p + off, length)
+        _put_le(p + off + 4, chain, 4)
         off += 8 + length
+    return chain
 
 
 # The flusher thread never takes the GIL (add() locks the mutex holding it), so nothing it runs
@@ -223,13 +321,15 @@ cdef class GroupWriter:
 
     In "group" mode a C thread that never takes the GIL commits (writes, then fsyncs) once
     `group_records` records are waiting, once the oldest has waited `group_ns` on the monotonic
-    clock, or when commit() asks; append() only copies the record into a buffer under a mutex,
-    so the engine thread never waits for the disk or hands the GIL over (the records' CRCs are
-    computed by whoever writes them: in "group" mode the flusher). `committed_seq` is the
-    last record known durable. append() waits while `max_pending` records are uncommitted
-    (back-pressure). After a failed write or fsync every append() and commit() raises OSError."""
-    def __cinit__(self, int fd, str mode, int64_t last_seq, int64_t group_records=1024,
-                  double group_ms=5.0, int64_t max_pending=65536):
+    clock, or when commit() asks; append() only copies the record into a buffer under a mutex, so
+    the engine thread never waits for the disk or hands the GIL over (the records' CRCs are computed
+    by whoever writes them: in "group" mode the flusher, which alone then carries the chain from
+    group to group). `committed_seq` is the last record known durable and `chain` the CRC the next
+    record continues (the last committed record's, or the header's before any). append() waits while
+    `max_pending` records are uncommitted (back-pressure). After a failed write or fsync every
+    append() and commit() raises OSError."""
+    def __cinit__(self, int fd, str mode, int64_t last_seq, uint32_t chain,
+                  int64_t group_records=1024, double group_ms=5.0, int64_t max_pending=65536):
         cdef pthread_condattr_t attr
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}")
@@ -241,6 +341,7 @@ cdef class GroupWriter:
         self.group_ns = <int64_t>(group_ms * 1e6)
         self.max_pending = max_pending
         self.last_seq = self.committed = last_seq
+        self.chain = chain
         pthread_mutex_init(&self.mutex, NULL)
         pthread_condattr_init(&attr)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
@@ -327,6 +428,7 @@ cdef class GroupWriter:
     cdef void _flush_loop(self) noexcept nogil:
         cdef timespec deadline
         cdef int64_t due, last
+        cdef uint32_t chain
         cdef unsigned char* data
         cdef Py_ssize_t size, cap
         cdef int err
@@ -355,7 +457,7 @@ cdef class GroupWriter:
             self.pending = 0
             self.force = False
             pthread_mutex_unlock(&self.mutex)
-            _seal(data, size)
+            chain = _seal(data, size, self.chain)      # only this thread seals in this mode
             err = _write_fd(self.fd, data, size, True)
             pthread_mutex_lock(&self.mutex)
             self.spare, self.spare_cap = data, cap
@@ -365,6 +467,7 @@ cdef class GroupWriter:
                 pthread_mutex_unlock(&self.mutex)
                 return
             self.committed = last
+            self.chain = chain
             pthread_cond_broadcast(&self.done)
 
     def commit(self):
@@ -374,17 +477,19 @@ cdef class GroupWriter:
     cdef int flush_now(self) except -1:
         cdef int64_t target
         cdef int err = 0
+        cdef uint32_t chain
         cdef unsigned char* data
         cdef Py_ssize_t size
         if self.mode != MODE_GROUP:
             if self.error == 0 and self.buf_len:
                 data, size = self.buf, self.buf_len
                 with nogil:
-                    _seal(data, size)
+                    chain = _seal(data, size, self.chain)
                     err = _write_fd(self.fd, data, size, self.mode == MODE_ALWAYS)
                 if err:
                     self.error = err
                 else:
+                    self.chain = chain
                     self.buf_len = 0
                     self.pending = 0
                     self.committed = self.last_seq
@@ -417,6 +522,14 @@ cdef class GroupWriter:
         cdef int64_t value
         pthread_mutex_lock(&self.mutex)
         value = self.committed
+        pthread_mutex_unlock(&self.mutex)
+        return value
+
+    @property
+    def chain(self):
+        cdef uint32_t value
+        pthread_mutex_lock(&self.mutex)
+        value = self.chain
         pthread_mutex_unlock(&self.mutex)
         return value
 

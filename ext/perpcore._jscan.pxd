@@ -1,9 +1,9 @@
 # The contract of ext/_jscan.pyx (the extension perpcore._jscan): the journal's record checks and
-# its group-commit writer. GroupWriter frames records (u32 body length, u32 CRC32 of the body, body
+# its group-commit writer. GroupWriter frames records (u32 body length, u32 chained CRC32, body
 # = u64 sequence number + payload; see perpcore/journal.py) into a buffer and makes them durable
 # in groups; perpcore._journaled appends through its C entry, add().
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
 from posix.time cimport clockid_t, timespec
 
 cdef extern from "<pthread.h>" nogil:
@@ -40,6 +40,7 @@ cdef class GroupWriter:
     cdef unsigned char* spare           # the buffer the flusher writes from
     cdef Py_ssize_t spare_cap
     cdef int64_t pending, oldest_ns, last_seq, committed
+    cdef uint32_t chain                 # the CRC of the last sealed record (only the writer's)
     cdef int error
     cdef bint force, closing, idle, running
     cdef pthread_mutex_t mutex

@@ -255,3 +255,93 @@ def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_j
     _replay_run(lambda progress: rp.replay_binance(data_dir, symbols, plots_dir=plots_dir,
                                                    progress=progress),
                 "replaying Binance captures", as_json)
+
+
+@main.group()
+def store():
+    """Check and repair a store directory (snapshots + journal segments), on the default venue."""
+
+
+def _seqs(seqs) -> str:
+    if not seqs:
+        return ""
+    first, last = seqs
+    return f" [commands {first}-{last if last is not None else ''} at risk]"
+
+
+@store.command("verify")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@_json_option
+def store_verify(directory: str, as_json: bool):
+    """Check every snapshot and journal segment, the manifest and the chain between them, and
+    what the store recovers to. Exit status 0 when healthy (a torn tail, which opening the store
+    moves aside, is healthy), 1 otherwise."""
+    import msgspec
+
+    from perpcore import default_config
+    from perpcore import snapshot as sn
+
+    check = sn.verify_store(directory, default_config())
+    if as_json:
+        out = msgspec.to_builtins(check)
+        out["healthy"] = check.healthy
+        click.echo(json.dumps(out, default=str))
+    else:
+        m = check.manifest
+        click.echo(f"store {check.directory}")
+        click.echo("manifest: " + ("missing or damaged" if m is None else
+                                   f"newest segment {m.segment} (from command {m.first_seq}), "
+                                   + (f"known to hold up to command {m.end_seq}"
+                                      if m.end_seq >= 0 else "no end recorded yet")))
+        for s in check.snapshots:
+            click.echo(f"snapshot {s.file}: command {s.seq}, " + (s.error or "ok"))
+        for s in check.segments:
+            span = (f"commands {s.first_seq}-{s.last_seq}" if s.last_seq is not None
+                    else f"from command {s.first_seq}")
+            click.echo(f"segment {s.file}: {span}, {s.bytes} bytes"
+                       + (f", torn tail: {s.torn_tail}" if s.torn_tail else "")
+                       + (f", DAMAGED: {s.error}" if s.error else ""))
+        for name in check.set_aside:
+            click.echo(f"set aside: {name}")
+        if check.opens:
+            click.echo(f"recovers to command {check.last_seq} from "
+                       f"{check.recovered_from or 'an empty exchange'}")
+        if check.halted is not None:
+            h = check.halted
+            click.echo(f"ENGINE HALTED at command {getattr(h, 'seq', '?')} "
+                       f"({getattr(h, 'command', '?')}): {getattr(h, 'cause', h)}")
+        for p in check.problems:
+            click.echo(f"PROBLEM: {p.message}" + (f" (file {p.file}, offset {p.offset})"
+                                                  if p.file and p.offset is not None else "")
+                       + _seqs(p.seqs))
+        click.echo("healthy" if check.healthy else
+                   f"NOT HEALTHY: {len(check.problems)} problem(s)"
+                   + ("" if check.opens else "; the store does not open"))
+    if not check.healthy:
+        raise SystemExit(1)
+
+
+@store.command("repair")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--truncate-after", "seq", type=click.IntRange(min=0), required=True,
+              help="The last command to keep; the journal after it is cut (and kept aside).")
+@click.option("--move-snapshots", is_flag=True,
+              help="Also move aside the snapshots after SEQ (refused without it).")
+@_json_option
+def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
+    """Cut the journal after command SEQ so that the store opens again. Everything cut or moved
+    is kept in a new repaired-<UTC time>/ folder of the store; nothing is deleted."""
+    import msgspec
+
+    from perpcore import snapshot as sn
+
+    try:
+        report = sn.repair_store(directory, seq, move_snapshots)
+    except sn.RepairRefused as e:
+        raise click.ClickException(f"repair refused, nothing changed: {e}") from e
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(report)))
+        return
+    click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
+    click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
+               f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")

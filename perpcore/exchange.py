@@ -231,25 +231,37 @@ class Exchange(ExchangeCore):
 
     def snapshot(self) -> bytes:
         """The whole state and the sequence number as msgpack bytes; restore() rebuilds from them
-        an exchange that behaves exactly as this one does from here on."""
+        an exchange that behaves exactly as this one does from here on. The state is embedded as
+        bytes with their checksum and the state hash, which restore() checks."""
+        state = m.encoder.encode(self.to_state())
         return m.encoder.encode({"format": SNAPSHOT_FORMAT, "config": config_digest(self.config),
-                                 "seq": self.seq, "state": self.to_state()})
+                                 "seq": self.seq, "state": state, "checksum": _checksum(state),
+                                 "state_hash": self.state_hash()})
 
     @classmethod
     def restore(cls, config: VenueConfig, data: bytes) -> "Exchange":
         """An exchange in the state a snapshot() recorded. The venue config must be the one the
-        snapshot was taken under, and the snapshot must cover exactly this build's components;
-        anything else raises ValueError (never a half-restored exchange)."""
-        snap = msgspec.msgpack.decode(data)
+        snapshot was taken under, the state bytes must match their checksum (checked before
+        anything is built), the snapshot must cover exactly this build's components, and the
+        rebuilt exchange must have the recorded state hash; anything else raises ValueError
+        (never a half-restored exchange)."""
+        try:
+            snap = msgspec.msgpack.decode(data)
+        except msgspec.DecodeError as e:
+            raise ValueError(f"not a perpcore snapshot ({e})") from e
         if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
             raise ValueError("not a perpcore snapshot of a known format")
-        if snap["config"] != config_digest(config):
+        if snap.get("config") != config_digest(config):
             raise ValueError("the snapshot was taken under a different venue config")
+        raw = snap.get("state")
+        if type(raw) is not bytes or _checksum(raw) != snap.get("checksum"):
+            raise ValueError("the snapshot's state is damaged (checksum mismatch)")
         ex = cls(config)
-        state = snap["state"]
+        state = msgspec.msgpack.decode(raw)
         expected = {"clock", "next_order_id", "accounts", "books", *ex.components}
-        if set(state) != expected:
-            raise ValueError(f"snapshot parts {sorted(state)} do not match this exchange's "
+        parts = sorted(state) if isinstance(state, dict) else []
+        if set(parts) != expected:
+            raise ValueError(f"snapshot parts {parts} do not match this exchange's "
                              f"{sorted(expected)}")
         if [symbol for symbol, _ in state["books"]] != list(ex.markets):
             raise ValueError("the snapshot's instruments differ from the config's")
@@ -261,10 +273,17 @@ class Exchange(ExchangeCore):
             ex.markets[symbol].book.load(orders)
         for name, component in ex.components.items():
             component.from_state(state[name])
+        if ex.state_hash() != snap.get("state_hash"):
+            raise ValueError("the snapshot restores to a different state than it recorded")
         return ex
 
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
+
+
+def _checksum(data: bytes) -> str:
+    """A snapshot's check of its state bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def config_digest(config: VenueConfig) -> str:

@@ -290,9 +290,11 @@ def test_torn_tail_is_reported_truncated_and_not_replayed(tmp_path):
     assert report.records == len(cmds) - 1 and report.dropped_bytes == 11
     assert report.reason == "torn record" and ex.seq == len(cmds) - 1
     assert ex.state_hash() == run_plain(cmds[:-1])[0].state_hash()
-    # opening it for writing truncates the tail, and appending carries on from the last good seq
+    # opening it for writing moves the tail aside, and appending carries on from the last good seq
     je = jr.JournaledExchange(ex, jr.Journal(path, DIGEST, sync="always"))
-    assert je.journal.recovery == report and path.stat().st_size == ends[-2]
+    kept = je.journal.recovery.kept
+    assert msgspec.structs.replace(je.journal.recovery, kept="") == report
+    assert path.stat().st_size == ends[-2] and (tmp_path / kept).read_bytes() == data[ends[-2]:cut]
     je.submit(cmds[-1])
     je.close()
     ex2, _, report2 = replayed(path)
@@ -302,11 +304,11 @@ def test_torn_tail_is_reported_truncated_and_not_replayed(tmp_path):
 @pytest.mark.parametrize("damage, reason", [
     ("flip", "CRC mismatch"), ("zeros", "impossible record length"),
     ("length", "torn record"), ("header", "torn record header")])
-def test_corruption_is_found_at_the_damaged_record(tmp_path, damage, reason):
+def test_a_damaged_tail_with_nothing_intact_after_it_is_torn(tmp_path, damage, reason):
     cmds, path, data, ends = _written(tmp_path)
     bad = 25                                         # records 0..24 stay good
     start = ends[bad - 1]
-    buf = bytearray(data)
+    buf = bytearray(data[:ends[bad]])                # the damaged record is the last one
     if damage == "flip":
         buf[start + 20] ^= 0x40
     elif damage == "zeros":
@@ -323,22 +325,83 @@ def test_corruption_is_found_at_the_damaged_record(tmp_path, damage, reason):
     assert ex.state_hash() == run_plain(cmds[:bad])[0].state_hash()
 
 
-def test_a_record_out_of_sequence_ends_the_valid_journal(tmp_path):
+@pytest.mark.parametrize("where", ["body", "crc", "length", "seq", "zeros"])
+def test_damage_followed_by_intact_records_is_corruption(tmp_path, where):
+    """Whichever field of a record is hit, the intact records after it are found: the journal
+    is refused (naming file, offset and commands), never cut, and opening it changes nothing."""
+    cmds, path, data, ends = _written(tmp_path)
+    start = ends[9]                                  # the record of command 11
+    buf = bytearray(data)
+    if where == "zeros":
+        buf[start:start + 30] = bytes(30)
+    else:
+        buf[start + {"length": 1, "crc": 6, "seq": 9, "body": 30}[where]] ^= 0x10
+    path.write_bytes(bytes(buf))
+    for attempt in (lambda: jr.read(path), lambda: jr.Journal(path, DIGEST, sync="always")):
+        with pytest.raises(jr.JournalError, match="intact records follow") as err:
+            attempt()
+        assert err.value.path == str(path) and err.value.offset == start
+        assert err.value.seqs == (11, None) and "command 11" in str(err.value)
+        assert path.read_bytes() == bytes(buf) and os.listdir(tmp_path) == ["j.pcj"]
+
+
+def test_records_are_chained(tmp_path):
+    """A record dropped, two swapped, or one copied from another journal: each is refused even
+    though every record's own bytes are intact."""
+    payloads = [m.encoder.encode(m.AdvanceClock(ts=t)) for t in range(1, 8)]
+    blob = jr.encode_segment(DIGEST, 1, payloads)
+    ends = _record_ends(blob)
+    recs = [blob[a:b] for a, b in zip([jr.HEADER_SIZE] + ends, ends)]
+    other = jr.encode_segment(DIGEST, 1, payloads, prev_chain=99)
+    other_recs = [other[a:b] for a, b in zip([jr.HEADER_SIZE] + ends, ends)]
+    head = blob[:jr.HEADER_SIZE]
+    for damaged in (head + b"".join(recs[:3] + recs[4:]),              # one dropped
+                    head + b"".join(recs[:4] + recs[3:]),              # one written twice
+                    head + b"".join(recs[:3] + [recs[4], recs[3]] + recs[5:]),   # swapped
+                    head + b"".join(recs[:3] + [other_recs[3]] + recs[4:])):     # spliced in
+        with pytest.raises(jr.JournalError, match="intact records follow"):
+            jr.scan(damaged)
+    assert jr.scan(head + b"".join(recs))[2].clean
+    # a record rebuilt from its CRC backwards names its predecessor's CRC
+    assert _jscan.unchained(int.from_bytes(recs[4][4:8], "little"), recs[4]) == \
+        int.from_bytes(recs[3][4:8], "little")
+
+
+@pytest.mark.parametrize("sync", ["always", "group", "none"])
+def test_the_writer_carries_the_chain_across_groups_and_reopens(tmp_path, sync):
+    """Whoever seals (the flusher in "group" mode, the engine thread otherwise) continues the
+    chain from group to group and from a reopened segment's last record: the file is exactly the
+    reference encoding, and `chain` is the last record's CRC."""
     path = tmp_path / "j.pcj"
+    payloads = [bytes([i % 256]) * (i % 29 + 1) for i in range(300)]
+    for part in (payloads[:170], payloads[170:]):
+        journal = jr.Journal(path, DIGEST, prev_chain=0xC0FFEE, sync=sync, group_records=7)
+        assert journal.chain == jr.read(path)[2].chain
+        for payload in part:
+            journal.append(journal.last_seq + 1, payload)
+            if journal.last_seq % 50 == 0:
+                journal.commit()
+        journal.close()
+    expected = jr.encode_segment(DIGEST, 1, payloads, prev_chain=0xC0FFEE)
+    assert path.read_bytes() == expected
+    assert journal.chain == int.from_bytes(expected[-len(payloads[-1]) - 12:][:4], "little")
+
+
+def test_a_record_out_of_sequence_ends_the_valid_journal():
     payload = m.encoder.encode(m.AdvanceClock(ts=1))
-    path.write_bytes(jr.encode_header(DIGEST, 1) + jr.encode_record(1, payload)
-                     + jr.encode_record(3, payload))
-    _, records, report = jr.read(path)
+    first = jr.encode_segment(DIGEST, 1, [payload])
+    chain = jr.scan(first)[2].chain
+    _, records, report = jr.scan(first + jr.encode_record(3, payload, chain))
     assert len(records) == 1 and report.reason == "sequence number out of order"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.binary(min_size=0, max_size=40), min_size=1, max_size=12), st.data())
-def test_scan_keeps_exactly_the_intact_prefix(payloads, data):
-    """Against a plain model: cut the bytes anywhere, or flip any bit, and scan keeps exactly
-    the records that end before the damage."""
-    blob = jr.encode_header(DIGEST, 1) + b"".join(jr.encode_record(i + 1, p)
-                                                  for i, p in enumerate(payloads))
+def test_scan_keeps_the_intact_prefix_or_refuses(payloads, data):
+    """Against a plain model: cut the bytes anywhere and scan keeps exactly the records that end
+    before the cut; flip any bit and it keeps those before the damaged record if that record is
+    the last, and otherwise refuses at the damaged record."""
+    blob = jr.encode_segment(DIGEST, 1, payloads)
     ends = _record_ends(blob)
     if data.draw(st.booleans()):
         cut = data.draw(st.integers(jr.HEADER_SIZE, len(blob)))
@@ -348,11 +411,17 @@ def test_scan_keeps_exactly_the_intact_prefix(payloads, data):
         damaged = bytearray(blob)
         damaged[pos] ^= 1 << data.draw(st.integers(0, 7))
         damaged, first_bad = bytes(damaged), pos
-    _, records, report = jr.scan(damaged)
     intact = [i for i, end in enumerate(ends) if end <= first_bad]
+    start = ends[len(intact) - 1] if intact else jr.HEADER_SIZE
+    if len(damaged) == len(blob) and len(intact) < len(payloads) - 1:
+        with pytest.raises(jr.JournalError) as err:
+            jr.scan(damaged)
+        assert err.value.offset == start and err.value.seqs == (len(intact) + 1, None)
+        return
+    _, records, report = jr.scan(damaged)
     assert len(records) == len(intact)
     assert [bytes(p) for _, p in records] == payloads[:len(intact)]
-    assert report.valid_bytes == (ends[len(intact) - 1] if intact else jr.HEADER_SIZE)
+    assert report.valid_bytes == start
 
 
 @given(st.binary(max_size=300))
@@ -365,3 +434,23 @@ def test_not_a_journal(tmp_path):
     path.write_bytes(b"something else entirely, long enough for a header")
     with pytest.raises(jr.JournalError):
         jr.read(path)
+
+
+@pytest.mark.parametrize("field, at", [("magic", 3), ("digest", 12), ("first seq", 25),
+                                       ("first seq top byte", 31), ("chain", 34), ("crc", 38)])
+def test_a_header_that_does_not_check_out_is_a_journal_error(tmp_path, field, at):
+    """Any flipped header bit is a JournalError at offset 0 (never OverflowError or
+    struct.error), read-only or opened for writing, and the file is left as it was."""
+    path = tmp_path / "j.pcj"
+    blob = bytearray(jr.encode_segment(DIGEST, 1, [b"\x91\x01"] * 3))
+    blob[at] ^= 0x80
+    path.write_bytes(bytes(blob))
+    for attempt in (lambda: jr.read(path), lambda: jr.Journal(path, DIGEST, sync="always")):
+        with pytest.raises(jr.JournalError) as err:
+            attempt()
+        assert err.value.offset == 0 and path.read_bytes() == bytes(blob)
+
+
+def test_a_header_with_an_impossible_first_seq_is_a_journal_error():
+    with pytest.raises(jr.JournalError, match="impossible"):
+        jr.read_header(jr.encode_header(DIGEST, 1 << 63))

@@ -1,12 +1,16 @@
 """Snapshots: the whole state round-trips (whatever components the exchange has), behaviour after a
 restore is the same as without one, files are written atomically and checked, and a store recovers
 snapshot + journal tail to the state of the run that never stopped."""
+import errno
+import os
+
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perpcore import Exchange, _book
+from perpcore import exchange as exchange_module
 from perpcore import journal as jr
 from perpcore import messages as m
 from perpcore import snapshot as sn
@@ -91,9 +95,63 @@ def test_restore_refuses_what_does_not_belong():
     with pytest.raises(ValueError, match="known format"):
         Exchange.restore(CONFIG, m.encoder.encode({"format": 99}))
     snap = msgspec.msgpack.decode(data)
-    snap["state"]["a layer this build lacks"] = {}
+    state = msgspec.msgpack.decode(snap["state"])
+    state["a layer this build lacks"] = {}
+    snap["state"] = m.encoder.encode(state)
+    snap["checksum"] = exchange_module._checksum(snap["state"])
     with pytest.raises(ValueError, match="do not match"):
         Exchange.restore(CONFIG, m.encoder.encode(snap))
+
+
+def test_restore_checks_the_snapshot_itself():
+    """Exchange.restore() refuses damaged state bytes before building anything, and a snapshot
+    whose state rebuilds to another hash than it recorded."""
+    ex, _ = run_plain(session_commands(seed=2, steps=50))
+    data = ex.snapshot()
+    assert Exchange.restore(CONFIG, data).state_hash() == ex.state_hash()
+    snap = msgspec.msgpack.decode(data)
+    state = bytearray(snap["state"])
+    state[len(state) // 2] ^= 0x01
+    with pytest.raises(ValueError, match="checksum"):
+        Exchange.restore(CONFIG, m.encoder.encode({**snap, "state": bytes(state)}))
+    with pytest.raises(ValueError, match="different state"):
+        Exchange.restore(CONFIG, m.encoder.encode({**snap, "state_hash": "00" * 32}))
+    with pytest.raises(ValueError, match="not a perpcore snapshot"):
+        Exchange.restore(CONFIG, data[:len(data) // 2])
+
+
+def test_a_full_disk_during_a_snapshot_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    cmds = session_commands(seed=3, steps=200)
+    store, _ = _store_run(tmp_path, cmds[:100], sync="always")
+    before = sorted(os.listdir(tmp_path))
+    real_write = os.write
+
+    def full(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(sn.SnapshotError, match="disk is full") as err:
+        store.checkpoint()
+    assert sn.snapshot_name(store.engine.ex.seq) in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == before          # no .tmp, no new segment
+    # the snapshot written, the manifest naming the new segment not: journaling goes on in the
+    # old segment, and the new one (holding nothing) is gone
+    monkeypatch.setattr(os, "write", lambda fd, data: (
+        full(fd, data) if "MANIFEST" in os.readlink(f"/proc/self/fd/{fd}")
+        else real_write(fd, data)))
+    with pytest.raises(OSError):
+        store.checkpoint()
+    assert sorted(os.listdir(tmp_path)) == sorted(before + [sn.snapshot_name(store.engine.ex.seq)])
+    monkeypatch.undo()
+    for cmd in cmds[100:]:                                   # the store goes on
+        store.engine.submit(cmd)
+    store.checkpoint()
+    store.close()
+    again = sn.Store(tmp_path, CONFIG)
+    assert again.engine.ex.state_hash() == run_plain(cmds)[0].state_hash()
+    again.close()
 
 
 # ---- the book's own part -----------------------------------------------------------------------
@@ -182,15 +240,24 @@ def test_store_survives_interrupted_snapshot_and_damaged_newest(tmp_path):
     again.close()
 
 
+def crash(store):
+    """Leaves a store as a crash after its last commit would: everything durable, no clean
+    close recorded in the manifest."""
+    store.engine.flush()
+    store.engine.journal.close()
+
+
 def test_store_truncates_a_torn_tail_and_carries_on(tmp_path):
     cmds = session_commands(seed=12, steps=300)
     store, _ = _store_run(tmp_path, cmds[:-20], checkpoints={100}, sync="always")
-    store.close()
+    crash(store)
     segment = store.segments()[-1][1]
-    segment.write_bytes(segment.read_bytes()[:-5])          # the last record is torn
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-5])                           # the last record is torn
     again = sn.Store(tmp_path, CONFIG, sync="always")
     torn = again.recovery.torn_tail
     assert torn is not None and torn.reason == "torn record"
+    assert (tmp_path / torn.kept).read_bytes() == data[torn.valid_bytes:-5]
     assert again.engine.ex.seq == len(cmds) - 21
     for cmd in cmds[-21:]:                                   # the client resends what was unacked
         again.engine.submit(cmd)
@@ -218,20 +285,24 @@ def test_checkpoints_prune_to_what_recovery_needs(tmp_path):
     assert ex.state_hash() == run_plain(cmds)[0].state_hash()
 
 
-def test_a_snapshot_newer_than_the_journal_starts_a_new_segment(tmp_path):
-    """If the journal lost its unsynced tail (sync "none", machine crash) but a snapshot covers
-    it, recovery starts from the snapshot and journals on in a segment of its own."""
+def test_an_interrupted_checkpoint_or_a_second_one_in_a_row_carries_on(tmp_path):
+    """A record-less segment after the manifest's newest (a checkpoint interrupted between the
+    segment's creation and the manifest's update) is where journaling goes on; two checkpoints
+    with no command between them keep one segment."""
     cmds = session_commands(seed=14, steps=100)
-    store, _ = _store_run(tmp_path, cmds, checkpoints={80}, sync="none")
-    store.close()
-    first = store.segments()[0][1]
-    for _, path in store.segments()[1:]:
-        path.unlink()
-    first.write_bytes(first.read_bytes()[:jr.HEADER_SIZE + 200])   # lost most of its records
+    store, _ = _store_run(tmp_path, cmds[:81], checkpoints={80}, sync="always")
+    store.checkpoint()
+    assert [s for s, _ in store.segments()] == [1, 82]
+    crash(store)
+    # the checkpoint before the crash had not named its segment yet
+    sn.write_manifest(tmp_path, sn.Manifest(sn.segment_name(1), 1, jr.read_header(
+        (tmp_path / sn.segment_name(1)).read_bytes()).crc))
     again = sn.Store(tmp_path, CONFIG, sync="always")
     assert again.engine.ex.seq == 81 and again.engine.journal.path.name == sn.segment_name(82)
-    again.engine.submit(m.AdvanceClock(ts=again.engine.ex.clock + 1))
+    assert sn.read_manifest(tmp_path).segment == sn.segment_name(82)
+    for cmd in cmds[81:]:
+        again.engine.submit(cmd)
     again.close()
     final = sn.Store(tmp_path, CONFIG)
-    assert final.engine.ex.seq == 82
+    assert final.engine.ex.state_hash() == run_plain(cmds)[0].state_hash()
     final.close()
