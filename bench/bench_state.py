@@ -18,7 +18,7 @@ import pytest
 from perpcore import Exchange, default_config
 from perpcore import messages as m
 from perpcore.config import LimitsSpec
-from perpcore.snapshot import Store, write_snapshot
+from perpcore.snapshot import Store
 
 BTC = "BTC-PERP"
 PRICE = 650000
@@ -98,9 +98,7 @@ def interleaved(small, large, rounds: int) -> float:
 
 def store_of(directory, ex: Exchange) -> Store:
     """A Store in a new directory, recovered from a snapshot of the exchange."""
-    directory.mkdir()
-    write_snapshot(directory, ex)
-    store = Store(directory, ex.config)
+    store = Store.seeded(directory, ex)
     assert store.engine.ex.state_hash() == ex.state_hash()
     return store
 

@@ -225,18 +225,21 @@ class Exchange(ExchangeCore):
     def state_hash(self) -> str:
         """A digest of the whole business state (not of the sequence counter): equal states give
         equal hashes on any machine, whatever path led to them."""
-        return hashlib.blake2b(m.encoder.encode(self.to_state()), digest_size=32).hexdigest()
+        return _state_hash(m.encoder.encode(self.to_state()))
 
     # ---- snapshots -----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
         """The whole state and the sequence number as msgpack bytes; restore() rebuilds from them
         an exchange that behaves exactly as this one does from here on. The state is embedded as
-        bytes with their checksum and the state hash, which restore() checks."""
+        bytes with their checksum and the state hash, which restore() checks. A halted exchange
+        (perpcore.errors) has none: its state may be half-applied."""
+        if self.halted is not None:
+            raise ValueError(f"no snapshot of a halted exchange: {self.halted.cause}")
         state = m.encoder.encode(self.to_state())
         return m.encoder.encode({"format": SNAPSHOT_FORMAT, "config": config_digest(self.config),
                                  "seq": self.seq, "state": state, "checksum": _checksum(state),
-                                 "state_hash": self.state_hash()})
+                                 "state_hash": _state_hash(state)})
 
     @classmethod
     def restore(cls, config: VenueConfig, data: bytes) -> "Exchange":
@@ -279,6 +282,10 @@ class Exchange(ExchangeCore):
 
 
 SNAPSHOT_FORMAT = 3
+
+
+def _state_hash(state: bytes) -> str:
+    return hashlib.blake2b(state, digest_size=32).hexdigest()
 
 
 def _checksum(data: bytes) -> str:

@@ -555,6 +555,23 @@ class Store:
                                           journal.chain))
         self.engine = jr.JournaledExchange(ex, journal)
 
+    @classmethod
+    def seeded(cls, directory: str | os.PathLike, ex: Exchange, keep: int = 2,
+               **journal_options) -> "Store":
+        """A new store, in an empty directory, whose history starts at `ex`'s state: its
+        snapshot, and an empty segment after it (a venue moved onto a store, a benchmark)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise ValueError(f"{directory} is not empty")
+        write_snapshot(directory, ex)
+        journal = jr.Journal(directory / segment_name(ex.seq + 1), config_digest(ex.config),
+                             ex.seq + 1, 0)
+        journal.close()
+        write_manifest(directory, Manifest(journal.path.name, journal.first_seq,
+                                          journal.header_crc, ex.seq, journal.chain))
+        return cls(directory, ex.config, keep, **journal_options)
+
     # ---- the directory -------------------------------------------------------------------------
 
     def snapshots(self) -> list[tuple[int, Path]]:
@@ -570,6 +587,9 @@ class Store:
         the `keep` newest snapshots no longer need. Returns (snapshot path, events released by
         the commit)."""
         engine = self.engine
+        if engine.ex.halted is not None:
+            raise SnapshotError(f"no checkpoint of a halted engine (its state may be half-applied): "
+                                f"{engine.ex.halted.cause}")
         released = engine.flush()
         old = engine.journal
         path = write_snapshot(self.dir, engine.ex, old.chain)
