@@ -301,15 +301,19 @@ cdef class OrderEntry:
         cdef Account acc = self.margin.check(account, symbol, side, notional_price, qty,
                                              reduce_only, 0, 0, 0)
         cdef ExchangeCore ex = self.ex
-        ex.advance(f[P_TS], events)
-
         fresh = not order_id
         if fresh:
             order_id = ex._next_order_id
-        book.n_fills = 0
-        cdef int status = book._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
+        # the book's refusals (post-only that would take, unfillable FOK) before time moves: the
+        # clock's work never touches a book, so _place then accepts
+        cdef int status = book._precheck_place(order_id, account, side, price, qty, tif, stp,
+                                               client_id)
         if status < 0:
             refuse_status(status)
+        ex.advance(f[P_TS], events)
+
+        book.n_fills = 0
+        status = book._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
         if fresh:
             ex._next_order_id = order_id + 1
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, client_id,
@@ -366,12 +370,13 @@ cdef class OrderEntry:
         self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id,
                           old_price, open_qty)
         cdef ExchangeCore ex = self.ex
-        ex.advance(cmd.ts, events)
         cdef OrderBook book = market.book
-        book.n_fills = 0
-        cdef int status = book._amend(order_id, price, qty)
+        cdef int status = book._precheck_amend(order_id, price, qty)     # as in place()
         if status < 0:
             refuse_status(status)
+        ex.advance(cmd.ts, events)
+        book.n_fills = 0
+        status = book._amend(order_id, price, qty)
         kept = price == old_price and qty <= filled + open_qty
         events.append(OrderAmended(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, price, qty,
                                    kept))
