@@ -116,11 +116,17 @@ cdef class ExchangeCore:
     cdef advance(self, ts, list events):
         if ts <= self.clock:
             return
-        if ts >= self._pricing.due:
-            # index staleness, premium and mark samples, funding settlements crossed, in order
-            self._pricing.advance(ts, events)
-        self.clock = ts
         margin = self.margin
+        if self.clock or ts <= (<object>self).config.limits.max_time_step_ns:
+            if ts >= self._pricing.due:
+                # index staleness, premium and mark samples, funding settlements crossed, in order
+                self._pricing.advance(ts, events)
+        else:
+            # the first time beyond one step starts the clock (a replay from an epoch time):
+            # nothing is due for the time before it
+            self._pricing.start(ts, events)
+            margin.lending.start(ts)
+        self.clock = ts
         if ts >= margin.lending.due:
             margin.on_clock(ts, events)     # loan interest, then the loans' checks
 

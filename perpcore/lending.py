@@ -75,6 +75,9 @@ class Lending(Clocked):
         """Adds the interest of every interval boundary in (last, t_end], compounding; returns
         [(time, account, interest, debt)] in time, then account order."""
         out = []
+        if not self.rate and self.due <= t_end:
+            # free loans: nothing accrues, so no interval is walked (nor reported)
+            self.due = (t_end // self.interval + 1) * self.interval
         while self.due <= t_end:
             if not self.debts:
                 self.due = NEVER
@@ -87,6 +90,12 @@ class Lending(Clocked):
                 out.append((t, account, interest, self.debts[account]))
             self.due = t + self.interval
         return out
+
+    def start(self, t: int) -> None:
+        """The exchange clock starts at t (see perpcore.pricing.Pricing.start): loans made before
+        it accrue from the first interval boundary at or after t, nothing for the time before."""
+        if self.due != NEVER:
+            self.due = max(self.due, -(-t // self.interval) * self.interval)
 
     def convert(self, account: int, collateral: CollateralPrice, amount: int,
                 index: int) -> tuple[int, int, int]:
