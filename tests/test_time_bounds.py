@@ -1,0 +1,267 @@
+"""Time cannot be a weapon: a step of the clock costs one turn per settlement that moves money (a
+held symbol's funding, a loan's interest) and per index staleness expiry, whatever the number of
+funding intervals, samples or interest hours it crosses; the first command at an epoch time settles
+nothing for the time before it. Counted in loop turns and events, never in wall time."""
+from unittest import mock
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from perpcore import messages as m
+from perpcore.config import DAY_NS, HOUR_NS, default_config
+from perpcore.exchange import Exchange
+from perpcore.lending import Lending
+from perpcore.ledger import Ledger
+from perpcore.pricing import SymbolPricing
+
+S = 1_000_000_000
+BTC, ETH = "BTC-PERP", "ETH-PERP"
+MIDS = {BTC: 650_000, ETH: 340_000}
+EPOCH = 1_700_000_000_000_000_000       # 2023-11-14 22:13:20 UTC, on no hour boundary
+MAX_STEP = default_config().limits.max_time_step_ns
+
+
+def of(events, kind):
+    return [e for e in events if type(e) is kind]
+
+
+def counting(method: str):
+    """Patches a SymbolPricing method with itself, counting its calls (the loop's turns)."""
+    return mock.patch.object(SymbolPricing, method, autospec=True,
+                             side_effect=getattr(SymbolPricing, method))
+
+
+# ---- the reference: the plain loop ---------------------------------------------------------------
+
+def plain_skip(self, a, t):
+    """Every settlement before t of a symbol nobody holds, one turn each: what skip() does in
+    O(1)."""
+    while self.next_funding < t:
+        due = self.next_funding
+        self.sample(a, due)
+        self.close_interval(due)
+        a = due
+    return a
+
+
+def plain_sample(self, a, b):
+    """SymbolPricing.sample with its basis window filled one sample at a time."""
+    if self.index is None or self.index_stale or b <= a:
+        return False
+    spec = self.spec
+    added = False
+    k = b // spec.premium_sample_ns - a // spec.premium_sample_ns
+    if k:
+        from perpcore import funding
+        value = funding.premium(self.index, self.book.impact(1, self.impact_ticklots),
+                                self.book.impact(0, self.impact_ticklots))
+        if value is not None:
+            self.last_premium = value
+            for _ in range(k):
+                self.premium.add(value)
+            self.predicted = funding.funding_rate(self.premium.value(), self.interest,
+                                                  self.clamp, self.cap)
+            added = True
+    k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
+    bid, ask = self.book.best_bid(), self.book.best_ask()
+    if k and bid is not None and ask is not None:
+        for _ in range(k):
+            if len(self.basis) == self.basis.maxlen:
+                self.basis_sum -= self.basis[0]
+            self.basis.append(bid + ask - 2 * self.index)
+            self.basis_sum += self.basis[-1]
+        added = True
+    if added:
+        self.moved()
+    return added
+
+
+def two_symbol_venue(btc_interval, eth_interval, stale):
+    cfg = default_config()
+    return msgspec.structs.replace(cfg, instruments={
+        symbol: msgspec.structs.replace(spec, pricing=msgspec.structs.replace(
+            spec.pricing, funding_interval_ns=interval, index_stale_ns=stale,
+            mark_sample_ns=60 * S, mark_window_ns=2 * HOUR_NS,      # a window over intervals
+            index_sources=(("a", 1), ("b", 2))))
+        for (symbol, spec), interval in zip(sorted(cfg.instruments.items()),
+                                            (btc_interval, eth_interval))})
+
+
+def start(t=S):
+    cmds = []
+    for a in range(1, 5):
+        cmds += [m.CreateAccount(account=a), m.Deposit(account=a, asset="USD", amount=10**13)]
+    for symbol, mid in MIDS.items():     # deep enough for the impact notional: premium samples
+        cmds += [m.SetIndexPrice(source="a", symbol=symbol, price=mid, ts=t),
+                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.BUY, price=mid - 20,
+                              qty=1000, ts=t),
+                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.SELL, price=mid + 20,
+                              qty=1000, ts=t)]
+    return cmds
+
+
+step_st = st.one_of(
+    # (kind, symbol, account, side, price offset or clock step)
+    st.tuples(st.just("order"), st.sampled_from(sorted(MIDS)), st.integers(1, 3),
+              st.sampled_from([m.Side.BUY, m.Side.SELL]), st.integers(-30, 30)),
+    st.tuples(st.just("index"), st.sampled_from(sorted(MIDS)), st.sampled_from(["a", "b"]),
+              st.just(0), st.integers(-300, 300)),
+    st.tuples(st.just("cancel"), st.sampled_from(sorted(MIDS)), st.integers(1, 4), st.just(0),
+              st.just(0)),
+    st.tuples(st.just("clock"), st.just(""), st.just(0), st.just(0),
+              st.sampled_from([1, S, 61 * S, HOUR_NS, 3 * HOUR_NS + 7 * S, DAY_NS,
+                               5 * DAY_NS // 2, MAX_STEP])))
+
+
+def commands(steps):
+    cmds, t = start(), S
+    for kind, symbol, who, side, n in steps:
+        if kind == "order":
+            cmds.append(m.PlaceOrder(account=who, symbol=symbol, side=side, qty=3, ts=t,
+                                     price=MIDS[symbol] + n))
+        elif kind == "index":
+            cmds.append(m.SetIndexPrice(source=who, symbol=symbol, price=MIDS[symbol] + n, ts=t))
+        elif kind == "cancel":
+            cmds.append(m.CancelAll(account=who, symbol=symbol, ts=t))
+        else:
+            t += n
+            cmds.append(m.AdvanceClock(ts=t))
+    return cmds
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([HOUR_NS, 8 * HOUR_NS]), st.sampled_from([HOUR_NS, 2 * HOUR_NS]),
+       st.sampled_from([30 * S, 10 * 60 * S, 3 * HOUR_NS, 10 * DAY_NS]),
+       st.lists(step_st, min_size=5, max_size=40))
+def test_the_o1_crossing_equals_the_plain_loop(btc_interval, eth_interval, stale, steps):
+    """Random venues (a held or unheld symbol each, a mark window longer than an interval, index
+    quotes going stale inside long steps): every event of every command, and the state, as when
+    every quiet settlement and every sample is walked one by one."""
+    cfg = two_symbol_venue(btc_interval, eth_interval, stale)
+    cmds = commands(steps)
+    fast, plain = Exchange(cfg), Exchange(cfg)
+    got = [fast.submit(c) for c in cmds]
+    with mock.patch.multiple(SymbolPricing, skip=plain_skip, sample=plain_sample):
+        want = [plain.submit(c) for c in cmds]
+    for c, g, w in zip(cmds, got, want):
+        assert g == w, c
+    assert fast.state_hash() == plain.state_hash()
+    fast.audit().check()
+
+
+# ---- what a step costs ---------------------------------------------------------------------------
+
+def held_venue(t=S, config=None):
+    """Both symbols priced from t; accounts 1 and 2 hold BTC (1 lot), nobody holds ETH."""
+    ex = Exchange(config or default_config())
+    for cmd in start(t) + [
+            m.PlaceOrder(account=1, symbol=BTC, side=m.Side.BUY, price=MIDS[BTC] + 20, qty=1,
+                         ts=t)]:
+        assert type(ex.submit(cmd)[0]) is not m.OrderRejected, cmd
+    assert ex.margin.open_positions(BTC) == [(1, 1), (4, -1)] and not ex.margin.open_positions(ETH)
+    return ex
+
+
+def test_a_longest_step_takes_one_turn_per_settlement_of_a_held_symbol():
+    ex = held_venue()
+    with counting("step") as step, counting("settle") as settle:
+        ev = ex.submit(m.AdvanceClock(ts=S + MAX_STEP))
+    crossed = (S + MAX_STEP) // (8 * HOUR_NS)           # 21 settlements of each symbol
+    assert [e.symbol for e in of(ev, m.FundingSettled)] == [BTC] * crossed
+    assert settle.call_count == crossed
+    # instants: BTC's settlements, the quotes' staleness (60 s, both at once) and the end; both
+    # symbols are looked at in each
+    assert step.call_count == 2 * (crossed + 2)
+    ex.audit().check()
+
+
+def test_a_longest_step_with_nobody_holding_takes_constant_turns():
+    ex = Exchange(default_config())
+    for cmd in start():
+        ex.submit(cmd)
+    with counting("step") as step, counting("skip") as skip:
+        ev = ex.submit(m.AdvanceClock(ts=S + MAX_STEP))
+    assert of(ev, m.FundingSettled) == [] and of(ev, m.IndexStale) != []
+    assert step.call_count == 2 * 2 and skip.call_count == 2      # staleness, then the end
+    pricing = ex.components["pricing"]
+    assert pricing.next_funding_time(BTC) == pricing.next_funding_time(ETH) == \
+        ((S + MAX_STEP) // (8 * HOUR_NS) + 1) * 8 * HOUR_NS
+
+
+def test_the_basis_window_fills_in_one_call_per_stretch():
+    """A stretch of k equal mark samples enters the window at once (its oldest samples leaving),
+    as k samples one by one would."""
+    ex = held_venue()
+    s = ex.components["pricing"].symbols[BTC]
+    window = s.basis.maxlen
+    value = s.book.best_bid() + s.book.best_ask() - 2 * s.index
+    for k in (1, 7, window - 1, window, 3 * window):
+        s.basis.clear()
+        s.basis.extend(range(1, window - 1))
+        s.basis_sum = sum(s.basis)
+        expected = (list(s.basis) + [value] * min(k, window))[-window:]
+        s.sample(0, k * s.spec.mark_sample_ns)
+        assert list(s.basis) == expected and s.basis_sum == sum(expected), k
+
+
+def test_interest_is_one_turn_per_hour_with_a_loan_and_none_when_it_is_free():
+    cfg = default_config()
+    ledger = Ledger(list(cfg.assets))
+    ledger.open(1)
+    free = Lending(msgspec.structs.replace(
+        cfg, margin=msgspec.structs.replace(cfg.margin, loan_rate=0)), ledger)
+    paid = Lending(cfg, ledger)
+    for lending in (free, paid):
+        lending.borrow(1, 10**9, now=S)
+    assert free.accrue(MAX_STEP) == [] and free.due == MAX_STEP + HOUR_NS
+    assert free.debts == {1: 10**9}
+    assert [t for t, *_ in paid.accrue(MAX_STEP)] == [h * HOUR_NS for h in range(1, 7 * 24 + 1)]
+
+
+# ---- the first command at an epoch time ----------------------------------------------------------
+
+def test_a_replay_from_an_epoch_time_then_a_weekend():
+    """The first command at an epoch time starts the clock: nothing is due before it. A weekend
+    later (2.5 days, within one step) the held symbol settles each of the 8 intervals crossed, the
+    other none."""
+    with counting("step") as step:
+        ex = held_venue(t=EPOCH)
+        assert step.call_count == 0                     # nothing ran on the clock before EPOCH
+        ev = ex.submit(m.AdvanceClock(ts=EPOCH + 5 * DAY_NS // 2))
+    first, last = EPOCH // (8 * HOUR_NS) + 1, (EPOCH + 5 * DAY_NS // 2) // (8 * HOUR_NS)
+    assert [(e.symbol, e.ts) for e in of(ev, m.FundingSettled)] == \
+        [(BTC, k * 8 * HOUR_NS) for k in range(first, last + 1)]
+    assert last - first + 1 == 8
+    assert step.call_count == 2 * (8 + 2)
+    ex.audit().check()
+
+
+def test_a_first_time_beyond_one_step_settles_nothing_before_it():
+    """An index, positions and a loan set up before the clock started (commands without a time),
+    then a first command at an epoch time: no settlement, no interest for the time since 0 (one
+    per interval since 0 would be 59,000 settlements and 472,000 accruals); the funding clock and
+    the interest start at the next boundary after it, and the index is as stale as its quotes."""
+    ex = held_venue(t=0)
+    ex.submit(m.Deposit(account=3, asset="BTC", amount=10**8))
+    assert of(ex.submit(m.Borrow(account=3, asset="USD", amount=10**9)), m.Borrowed)
+    with counting("step") as step:
+        ev = ex.submit(m.AdvanceClock(ts=EPOCH))
+    assert [type(e) for e in ev if type(e) in (m.FundingSettled, m.FundingPaid,
+                                               m.InterestAccrued)] == []
+    assert [(e.symbol, e.ts) for e in of(ev, m.IndexStale)] == [(BTC, EPOCH), (ETH, EPOCH)]
+    assert step.call_count == 2
+    pricing = ex.components["pricing"]
+    assert pricing.next_funding_time(BTC) == (EPOCH // (8 * HOUR_NS) + 1) * 8 * HOUR_NS
+    assert ex.margin.lending.due == (EPOCH // HOUR_NS + 1) * HOUR_NS
+    # from there on, ordinary steps: a day settles the held symbol 3 times, the loan 24 times
+    ev = ex.submit(m.AdvanceClock(ts=EPOCH + DAY_NS))
+    assert len(of(ev, m.FundingSettled)) == 3 and len(of(ev, m.InterestAccrued)) == 24
+    ex.audit().check()
+
+
+def test_a_first_time_within_one_step_is_an_ordinary_step():
+    ex = held_venue(t=0)
+    ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
+    assert [(e.symbol, e.ts) for e in of(ev, m.FundingSettled)] == [(BTC, 8 * HOUR_NS)]
+    assert of(ev, m.IndexStale)[0].ts == 60 * S + 1
