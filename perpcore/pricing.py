@@ -238,16 +238,19 @@ class SymbolPricing:
         k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
         bid, ask = self.book.best_bid(), self.book.best_ask()
         if k and bid is not None and ask is not None:
-            value = bid + ask - 2 * self.index
-            basis = self.basis
-            k = min(k, basis.maxlen)        # older samples would leave the window again
-            drop = max(0, len(basis) + k - basis.maxlen)        # the oldest, pushed out
-            self.basis_sum += value * k - sum(islice(basis, drop))
-            basis.extend(repeat(value, k))                      # in one C call
+            self.add_basis(bid + ask - 2 * self.index, k)
             added = True
         if added:
             self.moved()
         return added
+
+    def add_basis(self, value: int, k: int) -> None:
+        """k basis samples of one value, the window's newest (its oldest pushed out)."""
+        basis = self.basis
+        k = min(k, basis.maxlen)        # older ones would leave the window again
+        drop = max(0, len(basis) + k - basis.maxlen)
+        self.basis_sum += value * k - sum(islice(basis, drop))
+        basis.extend(repeat(value, k))  # in one C call
 
     # ---- mark ----------------------------------------------------------------------------------
 

@@ -164,8 +164,8 @@ def command(kind, who, side, offset, n, tif, ts):
         return m.CancelOrder(account=who, symbol=BTC, order_id=side, ts=ts)
     if kind == "index":
         return m.SetIndexPrice(source="x", symbol=BTC, price=MID + offset, ts=ts)
-    kind = {"deposit": m.Deposit, "withdraw": m.Withdraw, "borrow": m.Borrow, "repay": m.Repay}[kind]
-    return kind(account=who, asset=SETTLE, amount=n * 1000, ts=ts)
+    money = {"deposit": m.Deposit, "withdraw": m.Withdraw, "borrow": m.Borrow, "repay": m.Repay}
+    return money[kind](account=who, asset=SETTLE, amount=n * 1000, ts=ts)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

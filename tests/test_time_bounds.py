@@ -14,10 +14,10 @@ from perpcore.exchange import Exchange
 from perpcore.lending import Lending
 from perpcore.ledger import Ledger
 from perpcore.pricing import SymbolPricing
+from test_pricing import MIDS, venue_commands
 
 S = 1_000_000_000
 BTC, ETH = "BTC-PERP", "ETH-PERP"
-MIDS = {BTC: 650_000, ETH: 340_000}
 EPOCH = 1_700_000_000_000_000_000       # 2023-11-14 22:13:20 UTC, on no hour boundary
 MAX_STEP = default_config().limits.max_time_step_ns
 
@@ -45,36 +45,13 @@ def plain_skip(self, a, t):
     return a
 
 
-def plain_sample(self, a, b):
-    """SymbolPricing.sample with its basis window filled one sample at a time."""
-    if self.index is None or self.index_stale or b <= a:
-        return False
-    spec = self.spec
-    added = False
-    k = b // spec.premium_sample_ns - a // spec.premium_sample_ns
-    if k:
-        from perpcore import funding
-        value = funding.premium(self.index, self.book.impact(1, self.impact_ticklots),
-                                self.book.impact(0, self.impact_ticklots))
-        if value is not None:
-            self.last_premium = value
-            for _ in range(k):
-                self.premium.add(value)
-            self.predicted = funding.funding_rate(self.premium.value(), self.interest,
-                                                  self.clamp, self.cap)
-            added = True
-    k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
-    bid, ask = self.book.best_bid(), self.book.best_ask()
-    if k and bid is not None and ask is not None:
-        for _ in range(k):
-            if len(self.basis) == self.basis.maxlen:
-                self.basis_sum -= self.basis[0]
-            self.basis.append(bid + ask - 2 * self.index)
-            self.basis_sum += self.basis[-1]
-        added = True
-    if added:
-        self.moved()
-    return added
+def plain_add_basis(self, value, k):
+    """SymbolPricing.add_basis one sample at a time."""
+    for _ in range(k):
+        if len(self.basis) == self.basis.maxlen:
+            self.basis_sum -= self.basis[0]
+        self.basis.append(value)
+        self.basis_sum += value
 
 
 def two_symbol_venue(btc_interval, eth_interval, stale):
@@ -88,46 +65,19 @@ def two_symbol_venue(btc_interval, eth_interval, stale):
                                             (btc_interval, eth_interval))})
 
 
-def start(t=S):
-    cmds = []
-    for a in range(1, 5):
-        cmds += [m.CreateAccount(account=a), m.Deposit(account=a, asset="USD", amount=10**13)]
-    for symbol, mid in MIDS.items():     # deep enough for the impact notional: premium samples
-        cmds += [m.SetIndexPrice(source="a", symbol=symbol, price=mid, ts=t),
-                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.BUY, price=mid - 20,
-                              qty=1000, ts=t),
-                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.SELL, price=mid + 20,
-                              qty=1000, ts=t)]
-    return cmds
-
-
 step_st = st.one_of(
-    # (kind, symbol, account, side, price offset or clock step)
-    st.tuples(st.just("order"), st.sampled_from(sorted(MIDS)), st.integers(1, 3),
-              st.sampled_from([m.Side.BUY, m.Side.SELL]), st.integers(-30, 30)),
-    st.tuples(st.just("index"), st.sampled_from(sorted(MIDS)), st.sampled_from(["a", "b"]),
-              st.just(0), st.integers(-300, 300)),
-    st.tuples(st.just("cancel"), st.sampled_from(sorted(MIDS)), st.integers(1, 4), st.just(0),
+    # (kind, symbol index, account or source, side, price offset, qty or clock step), as
+    # test_pricing.venue_commands takes them
+    st.tuples(st.just("order"), st.integers(0, 1), st.integers(1, 3),
+              st.sampled_from([m.Side.BUY, m.Side.SELL]), st.integers(-30, 30), st.just(3)),
+    st.tuples(st.just("index"), st.integers(0, 1), st.sampled_from(["a", "b"]), st.just(0),
+              st.integers(-300, 300), st.just(0)),
+    st.tuples(st.just("cancel"), st.integers(0, 1), st.integers(1, 4), st.just(0), st.just(0),
               st.just(0)),
-    st.tuples(st.just("clock"), st.just(""), st.just(0), st.just(0),
+    st.tuples(st.just("clock"), st.just(0), st.just(0), st.just(0), st.just(0),
               st.sampled_from([1, S, 61 * S, HOUR_NS, 3 * HOUR_NS + 7 * S, DAY_NS,
                                5 * DAY_NS // 2, MAX_STEP])))
-
-
-def commands(steps):
-    cmds, t = start(), S
-    for kind, symbol, who, side, n in steps:
-        if kind == "order":
-            cmds.append(m.PlaceOrder(account=who, symbol=symbol, side=side, qty=3, ts=t,
-                                     price=MIDS[symbol] + n))
-        elif kind == "index":
-            cmds.append(m.SetIndexPrice(source=who, symbol=symbol, price=MIDS[symbol] + n, ts=t))
-        elif kind == "cancel":
-            cmds.append(m.CancelAll(account=who, symbol=symbol, ts=t))
-        else:
-            t += n
-            cmds.append(m.AdvanceClock(ts=t))
-    return cmds
+DEEP = 1000     # lots a side: enough for the impact notional, so premium samples are taken
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -139,10 +89,10 @@ def test_the_o1_crossing_equals_the_plain_loop(btc_interval, eth_interval, stale
     quotes going stale inside long steps): every event of every command, and the state, as when
     every quiet settlement and every sample is walked one by one."""
     cfg = two_symbol_venue(btc_interval, eth_interval, stale)
-    cmds = commands(steps)
+    cmds = venue_commands(steps, depth=DEEP)
     fast, plain = Exchange(cfg), Exchange(cfg)
     got = [fast.submit(c) for c in cmds]
-    with mock.patch.multiple(SymbolPricing, skip=plain_skip, sample=plain_sample):
+    with mock.patch.multiple(SymbolPricing, skip=plain_skip, add_basis=plain_add_basis):
         want = [plain.submit(c) for c in cmds]
     for c, g, w in zip(cmds, got, want):
         assert g == w, c
@@ -155,7 +105,7 @@ def test_the_o1_crossing_equals_the_plain_loop(btc_interval, eth_interval, stale
 def held_venue(t=S, config=None):
     """Both symbols priced from t; accounts 1 and 2 hold BTC (1 lot), nobody holds ETH."""
     ex = Exchange(config or default_config())
-    for cmd in start(t) + [
+    for cmd in venue_commands([], t, DEEP) + [
             m.PlaceOrder(account=1, symbol=BTC, side=m.Side.BUY, price=MIDS[BTC] + 20, qty=1,
                          ts=t)]:
         assert type(ex.submit(cmd)[0]) is not m.OrderRejected, cmd
@@ -178,7 +128,7 @@ def test_a_longest_step_takes_one_turn_per_settlement_of_a_held_symbol():
 
 def test_a_longest_step_with_nobody_holding_takes_constant_turns():
     ex = Exchange(default_config())
-    for cmd in start():
+    for cmd in venue_commands([], depth=DEEP):
         ex.submit(cmd)
     with counting("step") as step, counting("skip") as skip:
         ev = ex.submit(m.AdvanceClock(ts=S + MAX_STEP))
