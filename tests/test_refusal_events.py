@@ -168,7 +168,7 @@ def command(kind, who, side, offset, n, tif, ts):
     return money[kind](account=who, asset=SETTLE, amount=n * 1000, ts=ts)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(command_st, st.sampled_from(STEPS)), min_size=10, max_size=50))
 def test_a_refusal_changes_nothing_and_the_events_rebuild_the_state(steps):
     """Random commands at times that cross funding settlements and interest hours (post-only

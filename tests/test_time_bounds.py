@@ -80,7 +80,7 @@ step_st = st.one_of(
 DEEP = 1000     # lots a side: enough for the impact notional, so premium samples are taken
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from([HOUR_NS, 8 * HOUR_NS]), st.sampled_from([HOUR_NS, 2 * HOUR_NS]),
        st.sampled_from([30 * S, 10 * 60 * S, 3 * HOUR_NS, 10 * DAY_NS]),
        st.lists(step_st, min_size=5, max_size=40))
