@@ -5,8 +5,10 @@ the settlement asset). Borrowing moves cash from the pool to the account and add
 debt the pool is owed (its receivable); repaying reverses both. Interest accrues at every multiple
 of the interest interval on the exchange clock (Binance's hourly accrual): debt x annual rate x
 interval / year, rounded UP (the borrower pays the fraction), added to the debt and the receivable;
-no cash moves until it is repaid. Converting collateral sells it to the platform at index less a
-penalty and repays from the proceeds.
+no cash moves until it is repaid. A clock step walks the boundaries it crosses only while a loan is
+outstanding at a rate above 0 (one InterestAccrued per loan and boundary); otherwise it passes them
+in O(1). Converting collateral sells it to the platform at index less a penalty and repays from the
+proceeds.
 
 This module moves the money; when to lend, call or convert is decided by perpcore.margin, which
 knows the collateral's value.
