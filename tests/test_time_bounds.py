@@ -215,3 +215,16 @@ def test_a_first_time_within_one_step_is_an_ordinary_step():
     ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
     assert [(e.symbol, e.ts) for e in of(ev, m.FundingSettled)] == [(BTC, 8 * HOUR_NS)]
     assert of(ev, m.IndexStale)[0].ts == 60 * S + 1
+
+
+def test_the_last_time_there_is_as_a_first_time_leaves_a_hashable_state():
+    """The issue's AdvanceClock(2**63 - 1) (millions of events, a GB, an unhashable state before)
+    as the first command with a time, after an untimed set-up with positions and a loan."""
+    ex = held_venue(t=0)
+    ex.submit(m.Deposit(account=3, asset="BTC", amount=10**8))
+    ex.submit(m.Borrow(account=3, asset="USD", amount=10**9))
+    ev = ex.submit(m.AdvanceClock(ts=2**63 - 1))
+    assert len(ev) <= 8 and not of(ev, m.FundingSettled) and not of(ev, m.InterestAccrued)
+    assert ex.clock == 2**63 - 1
+    ex.state_hash()
+    ex.audit().check()
