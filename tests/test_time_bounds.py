@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perpcore import messages as m
-from perpcore.config import DAY_NS, HOUR_NS, default_config
+from perpcore.config import DAY_NS, HOUR_NS, MARK_METHODS, default_config
 from perpcore.exchange import Exchange
 from perpcore.lending import Lending
 from perpcore.ledger import Ledger
@@ -54,15 +54,16 @@ def plain_add_basis(self, value, k):
         self.basis_sum += value
 
 
-def two_symbol_venue(btc_interval, eth_interval, stale):
+def two_symbol_venue(btc, eth, stale):
+    """BTC and ETH with their (funding interval, mark method)."""
     cfg = default_config()
     return msgspec.structs.replace(cfg, instruments={
         symbol: msgspec.structs.replace(spec, pricing=msgspec.structs.replace(
-            spec.pricing, funding_interval_ns=interval, index_stale_ns=stale,
+            spec.pricing, funding_interval_ns=interval, mark_method=method, index_stale_ns=stale,
             mark_sample_ns=60 * S, mark_window_ns=2 * HOUR_NS,      # a window over intervals
             index_sources=(("a", 1), ("b", 2))))
-        for (symbol, spec), interval in zip(sorted(cfg.instruments.items()),
-                                            (btc_interval, eth_interval))})
+        for (symbol, spec), (interval, method) in zip(sorted(cfg.instruments.items()),
+                                                      (btc, eth))})
 
 
 step_st = st.one_of(
@@ -81,14 +82,15 @@ DEEP = 1000     # lots a side: enough for the impact notional, so premium sample
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([HOUR_NS, 8 * HOUR_NS]), st.sampled_from([HOUR_NS, 2 * HOUR_NS]),
+@given(st.tuples(st.sampled_from([HOUR_NS, 8 * HOUR_NS]), st.sampled_from(MARK_METHODS)),
+       st.tuples(st.sampled_from([HOUR_NS, 2 * HOUR_NS]), st.sampled_from(MARK_METHODS)),
        st.sampled_from([30 * S, 10 * 60 * S, 3 * HOUR_NS, 10 * DAY_NS]),
        st.lists(step_st, min_size=5, max_size=40))
-def test_the_o1_crossing_equals_the_plain_loop(btc_interval, eth_interval, stale, steps):
-    """Random venues (a held or unheld symbol each, a mark window longer than an interval, index
-    quotes going stale inside long steps): every event of every command, and the state, as when
-    every quiet settlement and every sample is walked one by one."""
-    cfg = two_symbol_venue(btc_interval, eth_interval, stale)
+def test_the_o1_crossing_equals_the_plain_loop(btc, eth, stale, steps):
+    """Random venues (a held or unheld symbol each, any mark method, a mark window longer than an
+    interval, index quotes going stale inside long steps): every event of every command, and the
+    state, as when every quiet settlement and every sample is walked one by one."""
+    cfg = two_symbol_venue(btc, eth, stale)
     cmds = venue_commands(steps, depth=DEEP)
     fast, plain = Exchange(cfg), Exchange(cfg)
     got = [fast.submit(c) for c in cmds]
