@@ -153,15 +153,16 @@ command_st = st.one_of(
               st.integers(1, 10**9), st.just(None)))
 
 
-def command(kind, who, side, offset, n, tif, ts):
+def command(kind, who, x, offset, n, tif, ts):
+    """x: an order's side; the order id an amend or a cancel names."""
     if kind == "order":
-        return m.PlaceOrder(account=who, symbol=BTC, side=side, price=MID + offset, qty=n, tif=tif,
+        return m.PlaceOrder(account=who, symbol=BTC, side=x, price=MID + offset, qty=n, tif=tif,
                             ts=ts)
     if kind == "amend":
-        return m.AmendOrder(account=who, symbol=BTC, order_id=side, price=MID + offset, qty=n,
+        return m.AmendOrder(account=who, symbol=BTC, order_id=x, price=MID + offset, qty=n,
                             ts=ts)
     if kind == "cancel":
-        return m.CancelOrder(account=who, symbol=BTC, order_id=side, ts=ts)
+        return m.CancelOrder(account=who, symbol=BTC, order_id=x, ts=ts)
     if kind == "index":
         return m.SetIndexPrice(source="x", symbol=BTC, price=MID + offset, ts=ts)
     money = {"deposit": m.Deposit, "withdraw": m.Withdraw, "borrow": m.Borrow, "repay": m.Repay}
@@ -181,12 +182,12 @@ def test_a_refusal_changes_nothing_and_the_events_rebuild_the_state(steps):
     for cmd in start(t):
         for e in ex.submit(cmd):
             ledger.fold(e)
-    for (kind, who, side, offset, n, tif), step in steps:
+    for (kind, who, x, offset, n, tif), step in steps:
         t += step
         if kind in ("amend", "cancel"):     # mostly one of the account's open orders
             mine = [o[0] for o in ex.markets[BTC].book.resting() if o[1] == who]
-            side = mine[side % len(mine)] if mine and side < 25 else side
-        cmd = command(kind, who, side, offset, n, tif, t)
+            x = mine[x % len(mine)] if mine and x < 25 else x
+        cmd = command(kind, who, x, offset, n, tif, t)
         before, clock = ex.state_hash(), ex.clock
         events = ex.submit(cmd)
         if events and type(events[0]) is m.OrderRejected:
