@@ -120,6 +120,48 @@ cdef void* _grow(void* ptr, int64_t count, size_t size) noexcept nogil:
     return realloc(ptr, <size_t>count * size)
 
 
+# The refusals of place() and amend(), apart from the work, so that a caller can learn them before
+# anything else moves (perpcore._orders checks them before the exchange clock advances).
+
+cdef inline int _place_refusal(OrderBook book, int64_t order_id, int64_t account, int side,
+                               int64_t price, int64_t qty, int tif, int stp,
+                               int64_t client_id) noexcept nogil:
+    cdef SideLevels* opp
+    if qty <= 0 or price <= 0 or side < 0 or side > 1 or tif < 0 or tif > 3 or stp < 0 or stp > 3:
+        return ST_INVALID
+    if book._find(book.id_index, BY_ID, order_id, 0) != NIL:
+        return ST_DUPLICATE_ORDER_ID
+    if client_id != 0 and book._find(book.client_index, BY_CLIENT, account, client_id) != NIL:
+        return ST_DUPLICATE_CLIENT_ID
+    if tif == TIF_POST_ONLY:
+        opp = &book.sides[1 - side]
+        if opp.n > 0 and _crosses(side, price, book.levels[_best_slot(opp)].price):
+            return ST_POST_ONLY_WOULD_TAKE
+    elif tif == TIF_FOK:
+        if book._fillable(side, price, qty, account, stp) < qty:
+            return ST_FOK_UNFILLABLE
+    return 0
+
+
+cdef inline int _amend_refusal(OrderBook book, int32_t slot, int64_t price,
+                               int64_t qty) noexcept nogil:
+    cdef Order* o
+    cdef SideLevels* opp
+    if slot == NIL:
+        return ST_UNKNOWN_ORDER
+    o = &book.orders[slot]
+    if price <= 0 or qty <= o.filled:
+        return ST_INVALID
+    if price == o.price and qty <= o.filled + o.qty:
+        return 0        # it keeps its priority: nothing to refuse
+    if o.post_only:
+        opp = &book.sides[1 - o.side]
+        if opp.n > 0 and _crosses(o.side, price, book.levels[_best_slot(opp)].price):
+            return ST_POST_ONLY_WOULD_TAKE
+    return 0
+
+
+
 cdef class OrderBook:
     """A price-time priority order book for one instrument (int64 ticks and lots)."""
 
@@ -583,23 +625,17 @@ cdef class OrderBook:
                 self._remove(s)
         return 0
 
+    cdef int _precheck_place(self, int64_t order_id, int64_t account, int side, int64_t price,
+                             int64_t qty, int tif, int stp, int64_t client_id) noexcept nogil:
+        return _place_refusal(self, order_id, account, side, price, qty, tif, stp, client_id)
+
     cdef int _place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
                     int tif, int stp, int64_t client_id, int64_t filled) except ST_ERROR nogil:
-        cdef SideLevels* opp
         cdef int64_t remaining = qty
-        if qty <= 0 or price <= 0 or side < 0 or side > 1 or tif < 0 or tif > 3 or stp < 0 or stp > 3:
-            return ST_INVALID
-        if self._find(self.id_index, BY_ID, order_id, 0) != NIL:
-            return ST_DUPLICATE_ORDER_ID
-        if client_id != 0 and self._find(self.client_index, BY_CLIENT, account, client_id) != NIL:
-            return ST_DUPLICATE_CLIENT_ID
-        if tif == TIF_POST_ONLY:
-            opp = &self.sides[1 - side]
-            if opp.n > 0 and _crosses(side, price, self.levels[_best_slot(opp)].price):
-                return ST_POST_ONLY_WOULD_TAKE
-        elif tif == TIF_FOK:
-            if self._fillable(side, price, qty, account, stp) < qty:
-                return ST_FOK_UNFILLABLE
+        cdef int status = _place_refusal(self, order_id, account, side, price, qty, tif, stp,
+                                         client_id)
+        if status < 0:
+            return status
         if self._match(order_id, account, side, price, &remaining, stp):
             return ST_STP_EXPIRED
         if remaining == 0:
@@ -619,26 +655,23 @@ cdef class OrderBook:
         self._remove(slot)
         return open_qty
 
+    cdef int _precheck_amend(self, int64_t order_id, int64_t price, int64_t qty) noexcept nogil:
+        return _amend_refusal(self, self._find(self.id_index, BY_ID, order_id, 0), price, qty)
+
     cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except ST_ERROR nogil:
         cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
         cdef Order* o
         cdef Order saved
         cdef int64_t cut
-        cdef SideLevels* opp
-        if slot == NIL:
-            return ST_UNKNOWN_ORDER
+        cdef int status = _amend_refusal(self, slot, price, qty)
+        if status < 0:
+            return status
         o = &self.orders[slot]
-        if price <= 0 or qty <= o.filled:
-            return ST_INVALID
         if price == o.price and qty <= o.filled + o.qty:
             cut = o.filled + o.qty - qty
             o.qty -= cut
             self.levels[o.level].qty -= cut
             return ST_RESTING
-        if o.post_only:
-            opp = &self.sides[1 - o.side]
-            if opp.n > 0 and _crosses(o.side, price, self.levels[_best_slot(opp)].price):
-                return ST_POST_ONLY_WOULD_TAKE
         saved = o[0]
         self._remove(slot)
         return self._place(saved.id, saved.account, saved.side, price, qty - saved.filled,

@@ -122,11 +122,17 @@ cdef class ExchangeCore:
     cdef advance(self, ts, list events):
         if ts <= self.clock:
             return
-        if ts >= self._pricing.due:
-            # index staleness, premium and mark samples, funding settlements crossed, in order
-            self._pricing.advance(ts, events)
-        self.clock = ts
         margin = self.margin
+        if self.clock or ts <= self.max_time_step:
+            if ts >= self._pricing.due:
+                # index staleness, premium and mark samples, funding settlements crossed, in order
+                self._pricing.advance(ts, events)
+        else:
+            # the first time beyond one step starts the clock (a replay from an epoch time):
+            # nothing is due for the time before it
+            self._pricing.start(ts, events)
+            margin.lending.start(ts)
+        self.clock = ts
         if ts >= margin.lending.due:
             margin.on_clock(ts, events)     # loan interest, then the loans' checks
 
@@ -338,15 +344,19 @@ cdef class OrderEntry:
         cdef Account acc = self.margin.check(account, symbol, side, notional_price, qty,
                                              reduce_only, 0, 0, 0)
         cdef ExchangeCore ex = self.ex
-        ex.advance(f[P_TS], events)
-
         fresh = not order_id
         if fresh:
             order_id = ex._next_order_id
-        book.n_fills = 0
-        cdef int status = book._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
+        # the book's refusals (post-only that would take, unfillable FOK) before time moves: the
+        # clock's work never touches a book, so _place then accepts
+        cdef int status = book._precheck_place(order_id, account, side, price, qty, tif, stp,
+                                               client_id)
         if status < 0:
             refuse_status(status)
+        ex.advance(f[P_TS], events)
+
+        book.n_fills = 0
+        status = book._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
         if fresh:
             ex._next_order_id = order_id + 1
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, client_id,
@@ -403,12 +413,13 @@ cdef class OrderEntry:
         self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id,
                           old_price, open_qty)
         cdef ExchangeCore ex = self.ex
-        ex.advance(cmd.ts, events)
         cdef OrderBook book = market.book
-        book.n_fills = 0
-        cdef int status = book._amend(order_id, price, qty)
+        cdef int status = book._precheck_amend(order_id, price, qty)     # as in place()
         if status < 0:
             refuse_status(status)
+        ex.advance(cmd.ts, events)
+        book.n_fills = 0
+        status = book._amend(order_id, price, qty)
         kept = price == old_price and qty <= filled + open_qty
         events.append(OrderAmended(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, price, qty,
                                    kept))

@@ -184,6 +184,10 @@ cdef class OrderBook:
                            int stp) noexcept nogil
     cdef int _match(self, int64_t taker_id, int64_t account, int side, int64_t price,
                     int64_t* qty, int stp) except -1 nogil
+    # The status _place / _amend would return if it is a refusal (< 0), else 0; changes nothing.
+    cdef int _precheck_place(self, int64_t order_id, int64_t account, int side, int64_t price,
+                             int64_t qty, int tif, int stp, int64_t client_id) noexcept nogil
+    cdef int _precheck_amend(self, int64_t order_id, int64_t price, int64_t qty) noexcept nogil
     cdef int _place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
                     int tif, int stp, int64_t client_id, int64_t filled) except ST_ERROR nogil
     cdef int64_t _cancel(self, int64_t order_id) noexcept nogil

@@ -2,6 +2,10 @@
 # ExchangeCore (the base of perpcore.exchange.Exchange) sequences each command, checks its time,
 # dispatches it to its handler and runs the stages after it (prices, triggers, loans, liquidation);
 # a Rejection raised anywhere before the command changed anything becomes one OrderRejected.
+# Every refusal comes before time moves: a handler checks all it may refuse (the book's own refusals
+# too: OrderBook._precheck_place / _precheck_amend) and only then advances the clock to the command's
+# ts, so a rejection leaves the whole state as it was, clock included, and the funding and interest
+# of the time that passed come with the next command accepted.
 # OrderEntry is the handler of the order commands. PlaceOrder, CancelOrder and AmendOrder go through validation (stage 1), the pre-trade
 # margin check (stage 2, perpcore._risk), matching (stage 3, perpcore._book) and settlement of each
 # fill (stage 4, perpcore._risk) here, in that order; a stage that refuses raises
@@ -47,7 +51,9 @@ cdef class ExchangeCore:
     cdef public LiquidationCore liquidation
     cdef public MarginCore margin
 
-    cdef advance(self, ts, list events)     # _advance_to(): time moves to ts (if later)
+    # _advance_to(): time moves to ts (if later); a first ts further from 0 than
+    # config.limits.max_time_step_ns starts the clock, nothing due before it (Pricing.start)
+    cdef advance(self, ts, list events)
     # submit() in parts, for a caller that works between them (perpcore._journaled): with busy
     # set, refusal() is the halted state's or the boundary's rejection (None: go on), apply()
     # sequences and applies a command that passed it, halt() stops the engine over `error`

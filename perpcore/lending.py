@@ -5,8 +5,10 @@ the settlement asset). Borrowing moves cash from the pool to the account and add
 debt the pool is owed (its receivable); repaying reverses both. Interest accrues at every multiple
 of the interest interval on the exchange clock (Binance's hourly accrual): debt x annual rate x
 interval / year, rounded UP (the borrower pays the fraction), added to the debt and the receivable;
-no cash moves until it is repaid. Converting collateral sells it to the platform at index less a
-penalty and repays from the proceeds.
+no cash moves until it is repaid. A clock step walks the boundaries it crosses only while a loan is
+outstanding at a rate above 0 (one InterestAccrued per loan and boundary); otherwise it passes them
+in O(1). Converting collateral sells it to the platform at index less a penalty and repays from the
+proceeds.
 
 This module moves the money; when to lend, call or convert is decided by perpcore.margin, which
 knows the collateral's value.
@@ -75,6 +77,9 @@ class Lending(Clocked):
         """Adds the interest of every interval boundary in (last, t_end], compounding; returns
         [(time, account, interest, debt)] in time, then account order."""
         out = []
+        if not self.rate and self.due <= t_end:
+            # free loans: nothing accrues, so no interval is walked (nor reported)
+            self.due = (t_end // self.interval + 1) * self.interval
         while self.due <= t_end:
             if not self.debts:
                 self.due = NEVER
@@ -87,6 +92,12 @@ class Lending(Clocked):
                 out.append((t, account, interest, self.debts[account]))
             self.due = t + self.interval
         return out
+
+    def start(self, t: int) -> None:
+        """The exchange clock starts at t (see perpcore.pricing.Pricing.start): loans made before
+        it accrue from the first interval boundary at or after t, nothing for the time before."""
+        if self.due != NEVER:
+            self.due = max(self.due, -(-t // self.interval) * self.interval)
 
     def convert(self, account: int, collateral: CollateralPrice, amount: int,
                 index: int) -> tuple[int, int, int]:

@@ -5,7 +5,12 @@ index made from them, the mark, and the funding state of perpcore.funding. Time 
 exchange clock: Exchange._advance_to calls advance(), which walks every premium sample, mark sample,
 index staleness expiry and funding settlement the clock crosses, in time order. Between those
 instants the book and the index are constant (no command is applied), so runs of equal samples are
-added in closed form and a long clock jump costs one step per staleness expiry or settlement.
+added in closed form. A settlement pays and reports (FundingPaid, FundingSettled, the history) only
+while someone holds a position in the symbol; otherwise it only moves the funding clock, and a clock
+jump passes any number of those in O(1) (SymbolPricing.skip). A jump thus costs one step per
+staleness expiry (at most one per index source) and per settlement of a held symbol, which
+limits.max_time_step_ns bounds; the first command with a time further from 0 than that starts the
+clock (Pricing.start) with nothing due for the time before it.
 
 P1 of the mark uses the predicted rate of the running interval, as Binance's "lastFundingRate"
 (premiumIndex) is; the rate paid at a settlement is that interval's final predicted rate.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from fractions import Fraction
+from itertools import islice, repeat
 
 from perpcore import _funding, funding
 from perpcore._marks import PricingCore
@@ -235,17 +241,19 @@ class SymbolPricing:
         k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
         bid, ask = self.book.best_bid(), self.book.best_ask()
         if k and bid is not None and ask is not None:
-            value = bid + ask - 2 * self.index
-            basis = self.basis
-            for _ in range(min(k, basis.maxlen)):
-                if len(basis) == basis.maxlen:
-                    self.basis_sum -= basis[0]
-                basis.append(value)
-                self.basis_sum += value
+            self.add_basis(bid + ask - 2 * self.index, k)
             added = True
         if added:
             self.moved()
         return added
+
+    def add_basis(self, value: int, k: int) -> None:
+        """k basis samples of one value, the window's newest (its oldest pushed out)."""
+        basis = self.basis
+        k = min(k, basis.maxlen)        # older ones would leave the window again
+        drop = max(0, len(basis) + k - basis.maxlen)
+        self.basis_sum += value * k - sum(islice(basis, drop))
+        basis.extend(repeat(value, k))  # in one C call
 
     # ---- mark ----------------------------------------------------------------------------------
 
@@ -317,11 +325,56 @@ class SymbolPricing:
         append(m.FundingSettled(seq, t, symbol, rate, mark, count, paid, paid - remainder,
                                 remainder))
         self.history.append((t, rate, mark))
-        self.last_rate = rate
+        self.close_interval(t)
+
+    def close_interval(self, t: int) -> None:
+        """The funding clock past the settlement at t: its rate recorded, a new interval begun."""
+        self.last_rate = self.predicted
         self.premium.reset()
         self.predicted = funding.funding_rate(0, self.interest, self.clamp, self.cap)
         self.next_funding = t + self.spec.funding_interval_ns
         self.moved()
+
+    def held(self, ledger) -> bool:
+        """True when some account holds a position in the symbol: only then does a settlement
+        move money and report (FundingPaid, FundingSettled, the history). Positions do not change
+        on the clock, so this holds for a whole advance()."""
+        return ledger is not None and bool(ledger.open_positions(self.symbol))
+
+    def skip(self, a: int, t: int) -> int:
+        """The settlements before t of a symbol nobody holds, and the samples up to the last of
+        them, in O(1): they pay nobody, so they only move the funding clock. No quote expires
+        before t, so the book and the index are constant over (a, t): every sample of the stretch
+        is the same, and only the last interval leaves a trace (its rate, from its own samples).
+        Returns the time of the last of them."""
+        interval = self.spec.funding_interval_ns
+        last = self.next_funding + (t - 1 - self.next_funding) // interval * interval
+        if last > self.next_funding:
+            self.sample(a, last - interval)
+            self.close_interval(last - interval)
+            a = last - interval
+        self.sample(a, last)
+        self.close_interval(last)
+        return last
+
+    def step(self, seq: int, a: int, t: int, expired: bool, changed: bool, held: bool, ledger,
+             events: list) -> None:
+        """The instant t, the symbol's state being that of a: the samples strictly before t (they
+        see the old index), staleness when a quote expired at t, the sample at t, a settlement
+        due at t (quiet when nobody holds the symbol); the mark and rate published if anything
+        changed."""
+        changed |= self.sample(a, t - 1)
+        if expired:
+            changed |= self.update_index(seq, t, events)
+        changed |= self.sample(t - 1, t)
+        if t == self.next_funding:
+            if held:
+                self.settle(seq, t, ledger, events)
+            else:
+                self.close_interval(t)
+            changed = True
+        if changed:
+            self.publish(seq, t, events)
 
     # ---- snapshots -----------------------------------------------------------------------------
 
@@ -418,33 +471,46 @@ class Pricing(PricingCore):
 
     def advance(self, t_end: int, events: list) -> None:
         """Processes everything due in (clock, t_end], in time order: at each instant, staleness
-        first, then that instant's samples, then a settlement due then."""
+        first, then that instant's samples, then a settlement due then. The instants are the
+        staleness expiries and the settlements of held symbols; a symbol nobody holds passes its
+        settlements before an instant in O(1) on the way to it (SymbolPricing.skip)."""
         if t_end < self.due:
             return      # the common case: nothing happens before the next command
         ex = self.exchange
-        states = [s for s in self.symbols.values() if s.next_funding]
+        ledger = ex.components.get("margin")
+        # (state, held) for every symbol with a funding clock (an index price seen)
+        states = [(s, s.next_funding <= t_end and s.held(ledger))
+                  for s in self.symbols.values() if s.next_funding]
         if not states:      # no index yet: nothing runs on the clock until the first price
             self.due = _NEVER
             return
-        ledger = ex.components.get("margin")
         cur = ex.clock
         while cur < t_end:
-            due = [(s.next_expiry(cur), s) for s in states]
-            t = min(t_end, min(min(expiry, s.next_funding) for expiry, s in due))
+            due = [(s.next_expiry(cur), s, held) for s, held in states]
+            t = min(t_end, min(min(expiry, s.next_funding if held else _NEVER)
+                               for expiry, s, held in due))
             ex.clock = t
-            for expiry, s in due:
-                # samples strictly before t see the old index; the one at t sees t's staleness
-                changed = s.sample(cur, t - 1)
-                if expiry == t:
-                    changed |= s.update_index(ex.seq, t, events)
-                changed |= s.sample(t - 1, t)
-                if t == s.next_funding:
-                    s.settle(ex.seq, t, ledger, events)
-                    changed = True
-                if changed:
-                    s.publish(ex.seq, t, events)
+            for expiry, s, held in due:
+                a = s.skip(cur, t) if s.next_funding < t else cur
+                s.step(ex.seq, a, t, expiry == t, a != cur, held, ledger, events)
             cur = t
-        self.due = min((s.next_due(t_end) for s in states), default=_NEVER)
+        self.due = min((s.next_due(t_end) for s, _ in states), default=_NEVER)
+
+    def start(self, t: int, events: list) -> None:
+        """The exchange clock starts at t, further from 0 than one step may go (the first command
+        of a replay at an epoch time): what was set up before it (an index, so a funding clock)
+        is due from t on, and nothing for the time before it. The funding clock moves to the
+        first settlement time at or after t; the index is as fresh as its quotes are at t."""
+        ex = self.exchange
+        ex.clock = t
+        ledger = ex.components.get("margin")
+        for s in self.symbols.values():
+            if s.next_funding:
+                interval = s.spec.funding_interval_ns
+                s.next_funding = max(s.next_funding, -(-t // interval) * interval)
+                s.moved()
+                s.step(ex.seq, t - 1, t, True, False, s.held(ledger), ledger, events)
+        self.due = 0
 
     def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:
         """The symbol's book changed, with a last trade at last_trade (None: no trade)."""

@@ -137,6 +137,17 @@ def premium_venue(**pricing):
     return ex
 
 
+def held_venue(**pricing):
+    """premium_venue() with a position: account 3 buys 100 lots of account 2's offer at 2 s (the
+    last trade 650900 makes the mark at a settlement median(650000, 650700, 650900) = 650700)."""
+    ex = premium_venue(**pricing)
+    ex.submit(m.CreateAccount(account=3))
+    ex.submit(m.Deposit(account=3, asset="USD", amount=10**13))
+    ex.submit(m.PlaceOrder(account=3, symbol=BTC, side=m.Side.BUY, price=650900, qty=100,
+                           tif=m.TimeInForce.IOC, ts=2 * S))
+    return ex
+
+
 def test_predicted_rate_moves_with_the_samples():
     ex = premium_venue()
     assert ex.funding_rate(BTC) == 10_000           # no sample yet: the interest rate
@@ -146,20 +157,42 @@ def test_predicted_rate_moves_with_the_samples():
 
 
 def test_a_clock_jump_settles_every_interval_crossed_in_order():
-    ex = premium_venue()
+    ex = held_venue()
     ev = ex.submit(m.AdvanceClock(ts=24 * HOUR_NS + S))
     settled = of(ev, m.FundingSettled)
-    # P = 0.076923% at every sample, F = P - 0.05% clamp; mark at settlement: P1 = index (no time
-    # left), P2 = index + 700 (the mid's basis), no trade: mean = 650350
-    assert settled == [m.FundingSettled(ex.seq, t * HOUR_NS, BTC, 26_923, 650350, 0, 0, 0, 0)
-                       for t in (8, 16, 24)]
+    # P = 0.076923% at every sample, F = P - 0.05% clamp; the figures of
+    # test_settlement_moves_cash_between_positions_and_the_remainder_to_insurance, each time
+    assert settled == [m.FundingSettled(ex.seq, t * HOUR_NS, BTC, 26_923, 650700, 2, 1_751_880,
+                                        1_751_879, 1) for t in (8, 16, 24)]
+    assert [e.ts for e in of(ev, m.FundingPaid)] == [t * HOUR_NS for t in (8, 8, 16, 16, 24, 24)]
     assert [e.ts for e in ev] == sorted(e.ts for e in ev)
     pricing = ex.components["pricing"]
-    assert pricing.funding_history(BTC) == [(t * HOUR_NS, 26_923, 650350) for t in (8, 16, 24)]
+    assert pricing.funding_history(BTC) == [(t * HOUR_NS, 26_923, 650700) for t in (8, 16, 24)]
     assert pricing.last_funding_rate(BTC) == 26_923
     assert pricing.next_funding_time(BTC) == 32 * HOUR_NS
     # one sample into the new interval
     assert pricing.symbols[BTC].premium.count == 0 and ex.funding_rate(BTC) == 10_000
+    ex.audit().check()
+
+
+def test_a_symbol_nobody_holds_passes_its_settlements_quietly():
+    """Nobody to pay: the funding clock moves on (the rate of each interval recorded, a new one
+    begun) with no FundingSettled and no history, and the state is the same as when positions
+    are settled, apart from the payments."""
+    quiet, held = premium_venue(), held_venue()
+    ev = quiet.submit(m.AdvanceClock(ts=24 * HOUR_NS + S))
+    held.submit(m.AdvanceClock(ts=24 * HOUR_NS + S))
+    assert not [e for e in ev if type(e) in (m.FundingSettled, m.FundingPaid)]
+    # published at the step's end, as the clock left it
+    assert of(ev, m.FundingRateUpdated)[-1] == \
+        m.FundingRateUpdated(quiet.seq, 24 * HOUR_NS + S, BTC, 10_000, 32 * HOUR_NS)
+    pricing = quiet.components["pricing"]
+    assert pricing.funding_history(BTC) == []
+    assert pricing.last_funding_rate(BTC) == 26_923
+    assert pricing.next_funding_time(BTC) == 32 * HOUR_NS
+    mine, theirs = pricing.symbols[BTC], held.components["pricing"].symbols[BTC]
+    assert (mine.premium.count, mine.predicted, mine.basis_sum, mine.last_premium) == \
+        (theirs.premium.count, theirs.predicted, theirs.basis_sum, theirs.last_premium)
 
 
 def test_one_jump_equals_many_steps():
@@ -174,7 +207,7 @@ def test_one_jump_equals_many_steps():
 
 
 def test_a_one_hour_interval_scales_interest_and_clamp():
-    ex = premium_venue(funding_interval_ns=HOUR_NS)
+    ex = held_venue(funding_interval_ns=HOUR_NS)
     ev = ex.submit(m.AdvanceClock(ts=3 * HOUR_NS))
     # F = 76923 + clamp(1250 - 76923, +-6250) = 70673 at 1, 2 and 3 h
     assert [(e.ts, e.rate) for e in of(ev, m.FundingSettled)] == \
@@ -182,7 +215,7 @@ def test_a_one_hour_interval_scales_interest_and_clamp():
 
 
 def test_the_cap_binds():
-    ex = premium_venue(funding_cap=20_000)
+    ex = held_venue(funding_cap=20_000)
     ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
     assert of(ev, m.FundingSettled)[0].rate == 20_000
 

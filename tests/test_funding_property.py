@@ -99,7 +99,9 @@ def test_settlements_on_a_random_venue_are_zero_sum(index, orders, index_moves):
     events += ex.submit(m.AdvanceClock(ts=3 * HOUR_NS))
     settled = [e for e in events if type(e) is m.FundingSettled]
     paid = [e for e in events if type(e) is m.FundingPaid]
-    assert [e.ts for e in settled] == [HOUR_NS, 2 * HOUR_NS, 3 * HOUR_NS]
+    # a settlement reports when somebody holds a position (positions do not change on the clock)
+    assert [e.ts for e in settled] == \
+        ([HOUR_NS, 2 * HOUR_NS, 3 * HOUR_NS] if ex.margin.open_positions(BTC) else [])
     assert not [e for e in events if type(e) is m.OrderFilled]     # no liquidation interfered
     # every account's cash moved by exactly its FundingPaid amounts
     for a in range(1, 9):

@@ -451,17 +451,18 @@ step_st = st.one_of(
               st.sampled_from([1, 999, S // 3, S, 7 * S, 61 * S, 20 * 60 * S, HOUR_NS])))
 
 
-def venue_commands(steps):
+def venue_commands(steps, t=S, depth=50):
+    """Accounts 1-4, each symbol's index at t and account 4's book of `depth` lots a side around
+    it, then the steps."""
     cmds = []
     for a in range(1, 5):
         cmds += [m.CreateAccount(account=a), m.Deposit(account=a, asset="USD", amount=10**13)]
-    t = S
     for symbol, mid in MIDS.items():     # an index and a two-sided book to start from
         cmds += [m.SetIndexPrice(source="a", symbol=symbol, price=mid, ts=t),
-                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.BUY, price=mid - 20, qty=50,
-                              ts=t),
-                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.SELL, price=mid + 20, qty=50,
-                              ts=t)]
+                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.BUY, price=mid - 20,
+                              qty=depth, ts=t),
+                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.SELL, price=mid + 20,
+                              qty=depth, ts=t)]
     for kind, k, who, side, offset, n in steps:
         symbol = sorted(MIDS)[k]
         if kind == "order":
