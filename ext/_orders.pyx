@@ -1,7 +1,6 @@
 # Order entry: validation, the pre-trade check, matching and settlement of the order commands. See
 # perpcore._orders.pxd for the contract.
-from cpython.long cimport PyLong_AsLongLongAndOverflow
-from libc.stdint cimport INT64_MAX, int64_t
+from libc.stdint cimport int64_t
 
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
@@ -16,7 +15,6 @@ from perpcore.config import RATE_SCALE
 from perpcore.errors import Halt
 from perpcore.messages import CancelReason, RejectCode
 
-cdef frozenset INT_TYPES = m.INT_TYPES
 cdef object PlaceOrder = m.PlaceOrder
 cdef object CancelOrder = m.CancelOrder
 cdef object AmendOrder = m.AmendOrder
@@ -54,23 +52,6 @@ _CANCEL_FIELDS = {name: i for i, name in enumerate(m.CancelOrder.__struct_fields
 cdef Py_ssize_t C_ACCOUNT = _CANCEL_FIELDS["account"], C_SYMBOL = _CANCEL_FIELDS["symbol"]
 cdef Py_ssize_t C_ORDER_ID = _CANCEL_FIELDS["order_id"], C_TS = _CANCEL_FIELDS["ts"]
 cdef Py_ssize_t C_CLIENT_ID = _CANCEL_FIELDS["client_order_id"]
-cdef object ID_LIMIT = 2 ** 63         # ids and client ids are int64 in the book
-
-
-cdef inline bint is_int(value):
-    return type(value) is int or type(value) in INT_TYPES
-
-
-cdef inline int64_t clamped(value) except? -2:
-    """An integer as int64, one beyond either end clamped to -1 or INT64_MAX (the limits it is
-    checked against lie inside)."""
-    cdef int overflow
-    cdef long long x = PyLong_AsLongLongAndOverflow(value, &overflow)
-    if overflow:
-        return -1 if overflow < 0 else INT64_MAX
-    return x
-
-
 cdef inline void refuse_status(int status) except *:
     code, reason = MATCHING_REJECTS[status]
     reject(code, reason)
@@ -234,33 +215,30 @@ cdef class OrderEntry:
     # ---- validation shared by the commands -----------------------------------------------------
 
     cdef Market market_of(self, symbol):
-        market = self.markets.get(symbol) if type(symbol) is str else None
+        market = self.markets.get(symbol)
         if market is None:
             reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return <Market>market
 
     cdef bint known_account(self, account) except -1:
-        if not is_int(account):
-            reject(RejectCode.MALFORMED, "account must be an integer")
         professional = self.professional.get(account)
         if professional is None:
             reject(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
         return professional
 
-    cdef void check_price_qty(self, Market market, price, qty) except *:
-        cdef int64_t p = clamped(price), q = clamped(qty)
-        if p <= 0:
+    cdef void check_price_qty(self, Market market, int64_t price, int64_t qty) except *:
+        if price <= 0:
             reject(RejectCode.INVALID_PRICE, f"price {price} must be positive")
-        if p > market.max_price:
+        if price > market.max_price:
             reject(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {market.max_price} ticks")
-        if p % market.price_step:
+        if price % market.price_step:
             reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
                    f"price {price} is not a multiple of {market.price_step} ticks")
-        if q <= 0:
+        if qty <= 0:
             reject(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
-        if q > market.max_qty:
+        if qty > market.max_qty:
             reject(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {market.max_qty} lots")
-        if q % market.qty_step:
+        if qty % market.qty_step:
             reject(RejectCode.QTY_NOT_LOT_MULTIPLE,
                    f"quantity {qty} is not a multiple of {market.qty_step} lots")
 
@@ -269,7 +247,7 @@ cdef class OrderEntry:
         return self.market_of(symbol)
 
     def require_account(self, account):
-        """Refuses an account that is not an integer (MALFORMED) or does not exist."""
+        """Refuses an account that does not exist (UNKNOWN_ACCOUNT)."""
         self.known_account(account)
 
     def require_price_qty(self, Market market, price, qty):
@@ -281,11 +259,9 @@ cdef class OrderEntry:
         when the id is 0), if it is the account's (read it before the book changes)."""
         cdef OrderBook book = market.book
         self.known_account(account)
-        if not (is_int(order_id) and is_int(client_id)):
-            reject(RejectCode.MALFORMED, "order ids must be integers")
-        if not order_id and 0 < client_id < ID_LIMIT:
+        if not order_id and client_id:
             order_id = book.find_client(account, client_id) or 0
-        cdef Order* order = book._order_of(order_id) if 0 < order_id < ID_LIMIT else NULL
+        cdef Order* order = book._order_of(order_id) if order_id else NULL
         if order == NULL or order.account != <int64_t>account:
             reject(RejectCode.UNKNOWN_ORDER, "no such open order for this account")
         return order
@@ -301,14 +277,6 @@ cdef class OrderEntry:
         cdef bint professional = self.known_account(account)
         side, qty, price, order_type = f[P_SIDE], f[P_QTY], f[P_PRICE], f[P_ORDER_TYPE]
         tif, stp, client_id, reduce_only = f[P_TIF], f[P_STP], f[P_CLIENT_ID], f[P_REDUCE_ONLY]
-        if not (is_int(side) and is_int(qty) and is_int(price) and is_int(order_type)
-                and is_int(tif) and is_int(stp) and is_int(client_id)) \
-                or type(reduce_only) is not bool:
-            reject(RejectCode.MALFORMED, "order fields must be integers")
-        if not (0 <= clamped(side) <= 1 and 0 <= clamped(order_type) <= 1
-                and 0 <= clamped(tif) <= 3 and 0 <= clamped(stp) <= 3
-                and 0 <= client_id < ID_LIMIT):
-            reject(RejectCode.MALFORMED, "side, type, time in force or STP out of range")
         if f[P_TRIGGER]:
             return self.triggers.place(market, cmd, events)
         cdef OrderBook book = market.book
@@ -377,8 +345,6 @@ cdef class OrderEntry:
         cdef ExchangeCore ex = self.ex
         if triggers.live:
             self.known_account(account)
-            if not (is_int(f[C_ORDER_ID]) and is_int(f[C_CLIENT_ID])):
-                reject(RejectCode.MALFORMED, "order ids must be integers")
             waiting = triggers.find(account, symbol, f[C_ORDER_ID], f[C_CLIENT_ID])
             if waiting:
                 ex.advance(ts, events)
@@ -400,8 +366,6 @@ cdef class OrderEntry:
         order_id, side, old_price, open_qty, filled = (order.id, order.side, order.price, order.qty,
                                                        order.filled)
         price, qty = cmd.price, cmd.qty
-        if not (is_int(price) and is_int(qty)):
-            reject(RejectCode.MALFORMED, "price and quantity must be integers")
         self.check_price_qty(market, price, qty)
         if qty <= filled:
             reject(RejectCode.INVALID_QTY,

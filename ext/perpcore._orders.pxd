@@ -72,7 +72,7 @@ cdef class OrderEntry:
 
     cdef Market market_of(self, symbol)
     cdef bint known_account(self, account) except -1    # True: a professional investor's
-    cdef void check_price_qty(self, Market market, price, qty) except *
+    cdef void check_price_qty(self, Market market, int64_t price, int64_t qty) except *
     cpdef place(self, cmd, list events, order_id=*)
     cpdef cancel(self, cmd, list events)
     cpdef amend(self, cmd, list events)

@@ -13,10 +13,9 @@ record (or, for the store's first, 0). So no record can be dropped, reordered, o
 another place unnoticed: each one vouches for everything before it. The CRCs are filled in by
 whoever writes the bytes (the group-commit flusher in "group" mode), never on the engine thread.
 
-The command is the msgpack encoding of the object the live run applied (or the bytes a gateway gave
-submit_bytes()); a replay decodes it back to an equal object, rebuilding it field by field where a
-field had the wrong type live, so the exchange refuses it the same way, and bytes that did not
-decode live are refused as MALFORMED again (see decode_command).
+The command is the msgpack encoding of a command that passed the exchange's boundary (every field
+within its schema; a command refused there is never journaled), so a replay decodes every record
+with the typed decoder, to an equal command; one that does not decode is a JournalError.
 
 Durability (`sync`):
 - "always": each record is written and fsynced before its events are released;
@@ -207,7 +206,12 @@ class Segment:
         return HEADER_SIZE if i == -1 else int(self.spans[i, 1])
 
     def commands(self, keep: bool = True):
-        return _jscan.decode_spans(self.data, self.spans, _decode, decode_command, keep=keep)
+        """The records' commands, in order (or, without keep, how many decoded)."""
+        return _jscan.decode_spans(self.data, self.spans, _decode, self._undecodable, keep=keep)
+
+    def _undecodable(self, payload):
+        raise JournalError(f"{self.path}: a record holds no command this build decodes "
+                           f"({bytes(payload[:32])!r}...)", self.path)
 
 
 def scan(data: bytes, path: str = "<journal>") -> tuple[str, list[tuple[int, memoryview]], TailReport]:
@@ -225,47 +229,12 @@ def read(path: str | os.PathLike) -> tuple[str, list[tuple[int, memoryview]], Ta
     return scan(Path(path).read_bytes(), str(path))
 
 
-# Every message class by its tag, to rebuild a journaled command whose fields the typed decoder
-# refuses (an object given to submit() with a field of the wrong type).
-_MESSAGE_TYPES = {cls.__name__: cls for cls in m._all_subclasses(m.Message)}
-
-
-def decode_command(payload) -> m.Message | bytes:
-    """The command a record holds, as the live run applied it: the typed decoding when the
-    fields check out; otherwise the object rebuilt field by field without validation (the exchange
-    refuses it as it did live); or, for a payload that came in as bytes and did not decode, those
-    bytes (to be refused as MALFORMED by Exchange.submit_bytes, as live)."""
-    try:
-        return _decode(payload)
-    except msgspec.DecodeError:
-        pass
-    try:
-        raw = msgspec.msgpack.decode(payload)
-    except msgspec.DecodeError:
-        return bytes(payload)
-    if type(raw) is bytes:
-        return raw
-    if type(raw) is list and raw and type(raw[0]) is str and raw[0] in _MESSAGE_TYPES:
-        try:
-            return _MESSAGE_TYPES[raw[0]](*raw[1:])
-        except TypeError:
-            pass
-    return bytes(payload)
-
-
 _decode = m.command_decoder.decode
-
-
-def submit(ex: Exchange, seq: int, cmd: m.Message | bytes) -> list[m.Event]:
-    """Applies one decoded journal record (decode_command) to the exchange, as the live run did."""
-    if type(cmd) is bytes:
-        return ex.submit_bytes(cmd, seq)
-    return ex.submit(cmd, seq)
 
 
 def apply(ex: Exchange, seq: int, payload) -> list[m.Event]:
     """Applies one journal record's payload to the exchange, as the live run did."""
-    return submit(ex, seq, decode_command(payload))
+    return ex.submit(_decode(payload), seq)
 
 
 def load(path: str | os.PathLike) -> tuple[str, int, list, TailReport]:
@@ -294,7 +263,7 @@ def replay(path: str | os.PathLike, ex: Exchange,
     if cmds[skip:] and first_seq + skip != ex.seq + 1:
         raise JournalError(f"{path}: starts at {first_seq} but the exchange expects {ex.seq + 1}")
     for seq, cmd in enumerate(cmds[skip:], start=first_seq + skip):
-        events = submit(ex, seq, cmd)
+        events = ex.submit(cmd, seq)
         if on_events is not None:
             on_events(events)
     return report
@@ -479,7 +448,7 @@ class JournaledExchange(JournaledCore):
         return events
 
 
-def iter_commands(path: str | os.PathLike) -> Iterator[tuple[int, m.Message | bytes]]:
-    """(seq, command) of each valid record, as decode_command() gives it."""
+def iter_commands(path: str | os.PathLike) -> Iterator[tuple[int, m.Message]]:
+    """(seq, command) of each valid record."""
     _, first_seq, cmds, _ = load(path)
     return enumerate(cmds, start=first_seq)

@@ -570,7 +570,3 @@ encoder = msgspec.msgpack.Encoder()
 command_decoder = msgspec.msgpack.Decoder(Commands)
 event_decoder = msgspec.msgpack.Decoder(Events)
 
-# The types an integer field of a command may hold: a float, NaN, bool or None is refused (commands
-# built in Python are not type-checked by msgspec, only decoded ones are).
-INT_TYPES = frozenset({int, *(cls for cls in list(globals().values())
-                             if isinstance(cls, type) and issubclass(cls, IntEnum))})

@@ -139,7 +139,7 @@ def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: 
                     continue
                 if seq != ex.seq + 1:
                     raise jr.JournalError(f"command {ex.seq + 1} is missing from the journal")
-                events = jr.submit(ex, seq, cmd)
+                events = ex.submit(cmd, seq)
                 replayed += 1
                 writer.write(events)
                 for event in events:

@@ -325,7 +325,7 @@ def _replay(segments: list[jr.Segment], ex: Exchange, chain: int) -> int:
     for seg in segments[segments.index(first):]:
         for seq, cmd in enumerate(seg.commands(), start=seg.header.first_seq):
             if seq > ex.seq:
-                jr.submit(ex, seq, cmd)
+                ex.submit(cmd, seq)
         chain = seg.report.chain
     return chain
 

@@ -75,10 +75,6 @@ class Triggers:
         symbol and the ordinary fields' types and ranges)."""
         ex = self.exchange
         spec = market.spec
-        if type(cmd.trigger) not in (int, TriggerKind) or type(cmd.trigger_by) not in \
-                (int, TriggerSource) or type(cmd.trigger_price) is not int \
-                or cmd.trigger not in (1, 2) or cmd.trigger_by not in (0, 1):
-            _reject(RejectCode.MALFORMED, "trigger kind, price or source malformed")
         trigger = cmd.trigger_price
         if trigger <= 0:
             _reject(RejectCode.INVALID_PRICE, f"trigger price {trigger} must be positive")
