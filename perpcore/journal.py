@@ -435,7 +435,7 @@ class JournaledExchange(JournaledCore):
     C); `journal` may be swapped for a new one (a store does at checkpoints)."""
 
     def __init__(self, ex: Exchange, journal: Journal):
-        if journal.last_seq != ex.seq:
+        if journal.last_seq != ex.seq and ex.halted is None:
             raise JournalError(f"journal ends at {journal.last_seq}, exchange is at {ex.seq}")
 
     def flush(self) -> list[m.Event]:

@@ -52,12 +52,12 @@ import struct
 import time
 import zlib
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from perpcore import journal as jr
 from perpcore.config import VenueConfig
+from perpcore.errors import Halt
 from perpcore.exchange import Exchange, config_digest
 
 MAGIC = b"PCSNAP02"
@@ -205,7 +205,7 @@ class RecoveryReport(msgspec.Struct):
     last_seq: int = 0
     torn_tail: jr.TailReport | None = None  # the newest segment's torn tail, if it had one
     removed_temp_files: list[str] = []
-    halted: Any = None              # the engine's fail-stop after replay (Exchange.halted), if any
+    halted: Halt | None = None      # the engine's fail-stop after replay (Exchange.halted), if any
 
 
 def list_snapshots(directory: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -342,7 +342,7 @@ def _recover(directory: Path, config: VenueConfig, cleanup: bool
             report.torn_tail = segments[-1].report
     report.replayed = ex.seq - before
     report.last_seq = ex.seq
-    report.halted = getattr(ex, "halted", None)
+    report.halted = ex.halted
     if cleanup:     # only once the store checks out: a refusal changes nothing
         for tmp in sorted(directory.glob("*.tmp")):     # a write of a snapshot or the manifest
             tmp.unlink()                                # that was interrupted
@@ -393,7 +393,7 @@ class StoreCheck(msgspec.Struct):
     opens: bool = False             # the store recovers (Store() would open it)
     recovered_from: str = ""        # the snapshot recovery starts from ("": an empty exchange)
     last_seq: int | None = None     # the state recovery reaches
-    halted: Any = None              # the engine's fail-stop after replay, if any
+    halted: Halt | None = None      # the engine's fail-stop after replay, if any
     set_aside: list[str] = []       # torn tails and repairs kept in the directory
     problems: list[Problem] = []
 
@@ -448,7 +448,7 @@ def verify_store(directory: str | os.PathLike, config: VenueConfig) -> StoreChec
         out.last_seq, out.halted = report.last_seq, report.halted
         if report.halted is not None:       # stored intact, but the engine refuses commands
             out.problems.append(Problem(f"the engine halted at command "
-                                        f"{getattr(report.halted, 'seq', '?')}"))
+                                        f"{report.halted.seq}: {report.halted.cause}"))
     return out
 
 
@@ -544,15 +544,16 @@ class Store:
         else:
             first_seq, prev_chain = ex.seq + 1, chain
         journal = jr.Journal(path, self.digest, first_seq, prev_chain, **journal_options)
-        if journal.last_seq != ex.seq:
+        # a halted engine (recovery.halted) stopped inside its journal and takes no command more
+        if journal.last_seq != ex.seq and ex.halted is None:
             journal.close()
             raise jr.JournalError(f"{path}: ends at command {journal.last_seq} but the store's "
                                   f"state is at {ex.seq}", path)
         if not journal.recovery.clean:
             self.recovery.torn_tail = journal.recovery
         # what the segment is now known to hold: a later cut below it is found
-        write_manifest(self.dir, Manifest(path.name, first_seq, journal.header_crc, ex.seq,
-                                          journal.chain))
+        write_manifest(self.dir, Manifest(path.name, first_seq, journal.header_crc,
+                                          journal.last_seq, journal.chain))
         self.engine = jr.JournaledExchange(ex, journal)
 
     @classmethod

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hostile import COMMANDS, HostileVenue, hostile_command
 from perpcore import Exchange, default_config
 from perpcore import journal as jr
+from perpcore import snapshot as sn
 from perpcore import messages as m
 from perpcore._validate import check, schema
 from perpcore.exchange import config_digest
@@ -244,3 +245,34 @@ def test_two_threads_hammering_one_journaled_engine_keep_journal_and_state_in_st
     jr.replay(path, replayed)
     assert replayed.seq == ex.seq == 4 + 6_000 - counts["refused"]
     assert replayed.state_hash() == ex.state_hash()
+
+
+@pytest.mark.parametrize("halted_live", [True, False], ids=["halted live", "halts in replay"])
+def test_a_store_reopens_halted_where_its_engine_stopped_and_fixed_software_goes_on(
+        tmp_path, monkeypatch, halted_live):
+    """Recovery replays up to the failing command, opens with the engine halted there (every
+    command refused, nothing journaled), and says so in its report and in `store verify`; once
+    the software is fixed the same store replays past it. A command that fails only in replay
+    (a bug the live run did not have) is handled the same way: nothing journaled is cut."""
+    def poison():
+        monkeypatch.setattr(Exchange, "_cancel_all", lambda self, cmd, events: _boom(cmd, events))
+    if halted_live:
+        poison()
+    with sn.Store(tmp_path, CONFIG, sync="always") as store:
+        for cmd in (m.CreateAccount(1), m.CancelAll(1), m.CreateAccount(2)):
+            store.engine.submit(cmd)
+    journaled = 2 if halted_live else 3
+    poison()
+    with sn.Store(tmp_path, CONFIG, sync="always") as store:
+        assert (store.recovery.halted.seq, store.recovery.halted.command) == (2, "CancelAll")
+        (event,) = store.engine.submit(m.CreateAccount(3))
+        assert event.code == RejectCode.ENGINE_HALTED and store.engine.journal.last_seq == journaled
+        with pytest.raises(sn.SnapshotError, match="halted"):
+            store.checkpoint()
+    check = sn.verify_store(tmp_path, CONFIG)
+    assert not check.healthy and check.halted.seq == 2
+    assert any("halted at command 2" in p.message for p in check.problems)
+    monkeypatch.undo()
+    with sn.Store(tmp_path, CONFIG, sync="always") as store:
+        assert store.recovery.halted is None and store.engine.ex.seq == journaled
+        assert store.engine.ex.accounts() == [1, 2][:journaled - 1]
