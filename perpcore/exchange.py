@@ -2,8 +2,16 @@
 
 A command passes through fixed stages (see DESIGN.md): validation at the boundary, risk before
 matching, matching in the Cython book, settlement after. A stage that refuses the command returns a
-single OrderRejected and leaves every piece of state as it was; only a command that passes all the
-checks changes anything.
+single OrderRejected and leaves every piece of state as it was, the clock included (a refusal comes
+before time moves: the funding and interest of the time that passed come with the next command that
+is applied); only a command that passes all the checks changes anything.
+
+The boundary (perpcore._validate) checks every field against the schema perpcore.messages declares;
+a command outside it is refused before it is sequenced (its rejection carries the last seq) and is
+never journaled. A command's time may move the clock at most limits.max_time_step_ns
+(TIME_STEP_TOO_LARGE); the first timed command starts it anywhere. submit() never raises: a command
+that raises inside the engine is a bug that may have half-applied it, so the engine stops there
+(fail-stop, perpcore.errors.Halt in `halted`) and refuses every later command with ENGINE_HALTED.
 """
 from __future__ import annotations
 
@@ -53,7 +61,13 @@ class BookView:
 
 class Exchange(ExchangeCore):
     """The venue: submit() (perpcore._orders.ExchangeCore) applies one command and returns its
-    events; the rest is the handlers of the other commands, queries and snapshots."""
+    events; the rest is the handlers of the other commands, queries and snapshots.
+
+    Threading: one thread owns an exchange. Its state is not locked; submit() refuses a call made
+    while another thread's submit() is in progress (CONCURRENT_SUBMIT, nothing changed), but
+    queries (account(), book(), state_hash(), snapshot()) are not guarded and must come from the
+    owning thread, or be serialised with its submits by the caller (a gateway hands commands to
+    the engine's thread through a queue)."""
 
     def __init__(self, config: VenueConfig):
         super().__init__(config)

@@ -226,9 +226,11 @@ class SetIndexPrice(Command, frozen=True):
 
 class Deposit(Command, frozen=True):
     """Credits `amount` minor units of `asset`. transfer_id, when non-zero, is the custody
-    system's id of the transfer: a second Deposit or Withdraw of the account with the same id is
-    rejected as DUPLICATE_TRANSFER, so a retried message is never applied twice. 0: no id (each
-    command is a transfer of its own)."""
+    system's id of the transfer: a second Deposit or Withdraw of the account with the same id,
+    while the id is in the venue's window (limits.transfer_ids_kept and transfer_id_ttl_ns), is
+    rejected as DUPLICATE_TRANSFER, so a retried message is not applied twice. 0: no id (each
+    command is a transfer of its own). A deposit that would take the account's balance or the
+    venue's money in the asset past 2**62 minor units is AMOUNT_TOO_LARGE."""
     account: Id
     asset: Text
     amount: Int64
@@ -484,7 +486,8 @@ class FundingPaid(Event, frozen=True):
 
 
 class FundingSettled(Event, frozen=True):
-    """A settlement's totals: paid == received + insurance (the rounding remainder)."""
+    """A settlement's totals: paid == received + insurance (the rounding remainder). Only while
+    positions are open: an interval nobody holds the symbol through settles nothing."""
     symbol: str
     rate: int
     mark_price: int
