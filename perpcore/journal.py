@@ -400,7 +400,12 @@ def keep_aside(path: Path, data: bytes, offset: int) -> str:
 
 def write_new(path: Path, data) -> None:
     """Writes a new file (never over an existing one) and makes it and its name durable."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    write_durably(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), data)
+    fsync_dir(path.parent)
+
+
+def write_durably(fd: int, data) -> None:
+    """Writes all of data to fd, fsyncs and closes it."""
     try:
         view = memoryview(data)
         while view:
@@ -408,7 +413,6 @@ def write_new(path: Path, data) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    fsync_dir(path.parent)
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -87,14 +87,7 @@ def _write_atomically(final: Path, blob: bytes) -> None:
     is removed if anything fails."""
     tmp = final.with_name(final.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        jr.write_durably(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), blob)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
