@@ -7,7 +7,7 @@ insurance fund, an index price, two orders placed and cancelled, and two clock s
 (a funding settlement over the same positions every 8 hours). The transfer-id window is held equal
 too: limits.transfer_ids_kept = 1,000, which both runs fill (a window's own cost is 24 bytes and
 about 70 ns of state_hash() per id, LimitsSpec; test_state_hash_full_window measures a full
-default window of 1,000,000 ids). The 1,000,000 case declares its ratio to the 10,000 one, timed
+default window of 100,000 ids). The 1,000,000 case declares its ratio to the 10,000 one, timed
 in turn with it, as the figure of targets state.hash and state.checkpoint (perpcore.bench)."""
 import statistics
 import time
@@ -128,8 +128,8 @@ def test_checkpoint(benchmark, target, histories, n, tmp_path):
 
 
 def test_state_hash_full_window(benchmark, scaled):
-    """The small venue with the default window full (1,000,000 ids; filled through the ledger, as
-    a million transfers would)."""
+    """The small venue with the default window full (100,000 ids; filled through the ledger, as
+    a hundred thousand transfers would)."""
     ex = venue(LimitsSpec())
     window = ex.margin.ledger.transfers
     assert window.kept == LimitsSpec().transfer_ids_kept
