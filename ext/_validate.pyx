@@ -1,8 +1,12 @@
 # Stage 1, the boundary: see perpcore._validate.pxd. The schema is read once from the message
 # classes, so a field's range is written in one place (perpcore.messages) and the msgpack decoder,
 # the JSON schema and this check all enforce the same one.
-from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.unicode cimport PyUnicode_GET_LENGTH
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.object cimport Py_TYPE
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_GET_LENGTH
+from libc.stdlib cimport free, malloc
 
 import msgspec
 import msgspec.inspect as mi
@@ -13,12 +17,7 @@ from perpcore.messages import RejectCode
 cdef extern from "Python.h":
     # the UTF-8 form is cached on the string; it fails on a lone surrogate, which no wire can carry
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
-
-cdef enum:
-    K_INT = 0
-    K_BOOL = 1
-    K_TEXT = 2
-    K_ENUM = 3
+    bint PyUnicode_IS_ASCII(object)
 
 cdef object MALFORMED = RejectCode.MALFORMED
 cdef object astuple = msgspec.structs.astuple
@@ -72,28 +71,64 @@ cdef class FieldCheck:
         return None
 
 
-def _schema(cls) -> tuple:
-    return tuple(FieldCheck(cls.__name__, field) for field in mi.type_info(cls).fields)
+cdef class Schema:
+    """A command class's field checks, in field order (the order of astuple), also as a C array
+    for the pass of a command every field of which is fine."""
+
+    def __cinit__(self, cls):
+        self.fields = tuple(FieldCheck(cls.__name__, field) for field in mi.type_info(cls).fields)
+        self.n = len(self.fields)
+        self.checks = <Check*>malloc(self.n * sizeof(Check))
+        if self.checks == NULL:
+            raise MemoryError()
+        cdef FieldCheck f
+        for i, f in enumerate(self.fields):
+            # the pointers are borrowed from the FieldChecks, which self.fields keeps alive
+            self.checks[i] = Check(f.kind, f.lo, f.hi, f.max_len, <PyObject*>f.enum)
+
+    def __dealloc__(self):
+        free(self.checks)
 
 
-# command class -> its fields' checks, in field order (the order of astuple)
-cdef dict SCHEMA = {cls: _schema(cls) for cls in m._all_subclasses(m.Command)}
+cdef inline bint plainly_fine(const Check* c, object value):
+    """A quick yes for the common values (exact ints in range, bools, ASCII text, enum members);
+    False means "ask FieldCheck.refuse", which decides."""
+    cdef int overflow
+    cdef long long x
+    if c.kind == K_INT:
+        if not PyLong_CheckExact(value):
+            return False
+        x = PyLong_AsLongLongAndOverflow(value, &overflow)
+        return not overflow and c.lo <= x <= c.hi
+    if c.kind == K_BOOL:
+        return value is True or value is False
+    if c.kind == K_TEXT:
+        return PyUnicode_CheckExact(value) and PyUnicode_IS_ASCII(value) \
+            and PyUnicode_GET_LENGTH(value) <= c.max_len
+    return <PyObject*>Py_TYPE(value) == c.enum
+
+
+# command class -> its Schema
+cdef dict SCHEMA = {cls: Schema(cls) for cls in m._all_subclasses(m.Command)}
 # (command class, field name) -> its check
 cdef dict FIELDS = {(cls, check.name.partition(".")[2]): check
-                    for cls, checks in SCHEMA.items() for check in checks}
+                    for cls, schema in SCHEMA.items() for check in (<Schema>schema).fields}
 
 
 cdef tuple refusal(cmd):
-    checks = SCHEMA.get(type(cmd))
-    if checks is None:
+    found = SCHEMA.get(type(cmd))
+    if found is None:
         return RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}"
+    cdef Schema schema = <Schema>found
     cdef tuple values = astuple(cmd)
     cdef Py_ssize_t i
     cdef str why
-    for i in range(len(<tuple>checks)):
-        why = (<FieldCheck>(<tuple>checks)[i]).refuse(values[i])
-        if why is not None:
-            return MALFORMED, why
+    for i in range(schema.n):
+        value = <object>PyTuple_GET_ITEM(values, i)
+        if not plainly_fine(&schema.checks[i], value):
+            why = (<FieldCheck>schema.fields[i]).refuse(value)
+            if why is not None:
+                return MALFORMED, why
     return None
 
 
@@ -105,7 +140,7 @@ def check(cmd):
 
 def schema(cls) -> tuple:
     """The field checks of a command class, in field order."""
-    return SCHEMA[cls]
+    return (<Schema>SCHEMA[cls]).fields
 
 
 cdef object echo(cmd, str field, default):

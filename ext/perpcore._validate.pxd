@@ -3,6 +3,21 @@
 # (msgspec constraints: Id, Int64, Time, Text, the enums, bool) before the command is sequenced,
 # journaled or applied. A refusal is a (RejectCode, reason) pair, never an exception.
 
+from cpython.ref cimport PyObject
+
+cdef enum:
+    K_INT = 0
+    K_BOOL = 1
+    K_TEXT = 2
+    K_ENUM = 3
+
+# a field's check in C, for the quick pass (FieldCheck's fields)
+cdef struct Check:
+    int kind
+    long long lo, hi
+    Py_ssize_t max_len
+    PyObject* enum
+
 cdef class FieldCheck:
     cdef readonly str name
     cdef readonly int kind              # K_INT, K_BOOL, K_TEXT or K_ENUM
@@ -12,6 +27,11 @@ cdef class FieldCheck:
     cdef readonly frozenset values      # its members' values (K_ENUM)
 
     cdef str refuse(self, value)        # why value is not of this field (None: it is)
+
+cdef class Schema:
+    cdef readonly tuple fields          # a FieldCheck per field, in field order
+    cdef Check* checks                  # the same, in C
+    cdef Py_ssize_t n
 
 # None when every field of cmd is within its schema, else (RejectCode, reason); an object that is
 # not a command is UNKNOWN_COMMAND
