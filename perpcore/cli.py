@@ -107,10 +107,14 @@ def simulate(steps: int, seed: int, as_json: bool):
     console.print(f"state hash {report.state_hash}")
 
 
+_BENCH_SEED = 1
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="Smaller sizes and short open-loop runs (under a minute).")
-@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0),
-              help="Seed of the workloads (numpy's generators take no negative seed).")
+@click.option("--seed", default=_BENCH_SEED, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the workloads (numpy's generators take no negative seed); another "
+                   "than the default is part of the results' names (...-seed2.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--out", "out_dir", default="bench-results", show_default=True,
               type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
@@ -138,7 +142,9 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
     suite_figures = runner.suite_targets(json.loads(Path(suite).read_text())) if suite else {}
     if earlier:
         suite_figures.update(runner.earlier_run_targets(json.loads(Path(earlier).read_text()), report))
-    stem = Path(out_dir) / runner.result_stem(report)
+    # the default seed's names stay those of the results already kept (bench-results/)
+    stem = Path(out_dir) / (runner.result_stem(report)
+                            + ("" if seed == _BENCH_SEED else f"-seed{seed}"))
     report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
     if readme:
         readme_plot = Path(readme).parent / "docs" / "bench-latency.png"

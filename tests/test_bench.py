@@ -242,6 +242,17 @@ def test_cli_bench_takes_the_quick_runs_wall_time_from_an_earlier_run(report, mo
     assert text.count("| book, batch entry point |") == 1
 
 
+def test_cli_bench_another_seed_keeps_its_own_results(report, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
+    for seed in ("1", "2"):
+        result = CliRunner().invoke(main, ["bench", "--json", "--seed", seed, "--out",
+                                           str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    stem = bench.result_stem(report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{stem}{seed}.{ext}" for seed in ("", "-seed2") for ext in ("json", "png"))
+
+
 def test_cli_bench_json_is_the_report(report, monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
     result = CliRunner().invoke(main, ["bench", "--json", "--out", str(tmp_path)])
