@@ -195,12 +195,18 @@ _events_option = click.option("--events", "events_path", type=click.Path(dir_oka
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 
 
+def _state_hash(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise click.BadParameter(f"{value!r} is not a state hash (64 lowercase hex digits)")
+    return value
+
+
 @replay.command("journal")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--verify", is_flag=True,
               help="Check the replayed state hash at every snapshot and against the store's "
                    "recovery (newest snapshot + journal tail).")
-@click.option("--expect-hash", callback=lambda ctx, param, value: _state_hash(value),
+@click.option("--expect-hash", callback=_state_hash,
               help="Check the final state hash (64 hex digits) against this one.")
 @_events_option
 @_json_option
@@ -232,12 +238,6 @@ def replay_lobster(paths: tuple[str, ...], no_orderbook: bool, events_path: str 
                 "replaying LOBSTER", as_json)
 
 
-def _state_hash(value: str | None) -> str | None:
-    if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise click.BadParameter(f"{value!r} is not a state hash (64 lowercase hex digits)")
-    return value
-
-
 # a fall of 100% leaves no price; a rise beyond tenfold is no longer a shock but a different market
 _SHOCK = click.IntRange(-99, 1000)
 
@@ -247,7 +247,7 @@ class _Shocks(click.ParamType):
     name = "LOW:HIGH:STEP"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
+        if isinstance(value, tuple):        # click converts a converted value again, e.g. a default
             return value
         parts = value.split(":")
         if len(parts) != 3 or not all(re.fullmatch(r"[+-]?\d+", p.strip()) for p in parts):
