@@ -145,12 +145,12 @@ def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: 
                 for event in events:
                     types[type(event).__name__] += 1
                 if verify and seq in checkpoints:
-                    detail = f"replayed state at {seq} vs {checkpoints[seq].name}"
                     try:
                         info, _ = sn.read_snapshot(checkpoints[seq])
-                        ok = ex.state_hash() == info.state_hash
+                        ok, detail = (ex.state_hash() == info.state_hash,
+                                      f"replayed state at {seq} vs {checkpoints[seq].name}")
                     except sn.SnapshotError as e:   # a damaged snapshot is a failed check
-                        ok, detail = False, f"{detail}: {e}"
+                        ok, detail = False, f"the snapshot cannot be read: {e}"
                     summary.checks.append(Check(f"snapshot {seq}", ok, detail))
                 if progress is not None and done % 4096 == 0:
                     progress(done, total)

@@ -138,6 +138,7 @@ def test_verify_reports_a_damaged_snapshot_as_a_failed_check(tmp_path):
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert not checks["snapshot 300"]["ok"]
+    assert checks["snapshot 300"]["detail"].startswith("the snapshot cannot be read: ")
     assert sn.snapshot_name(300) in checks["snapshot 300"]["detail"]
 
 
