@@ -110,6 +110,21 @@ def simulate(steps: int, seed: int, as_json: bool):
 _BENCH_SEED = 1
 
 
+def _read_json(path: str, option: str, key: str) -> dict:
+    """The JSON object in the file an option names (`option` quoted as click quotes it), refused
+    unless it holds `key`."""
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise click.BadParameter(f"{path} is not JSON ({e})", param_hint=option) from e
+    if not isinstance(data, dict) or key not in data:
+        raise click.BadParameter(f"{path} holds no {key!r}: not the JSON this option takes",
+                                 param_hint=option)
+    return data
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="Smaller sizes and short open-loop runs (under a minute).")
 @click.option("--seed", default=_BENCH_SEED, show_default=True, type=click.IntRange(min=0),
@@ -135,13 +150,16 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
     from perpcore import bench as runner
 
     started = time.perf_counter()
+    # read before the run, which takes minutes: a wrong file is refused at once
+    suite_figures = (runner.suite_targets(_read_json(suite, "'--suite'", "benchmarks")) if suite
+                     else {})
+    earlier_run = _read_json(earlier, "'--also'", "targets") if earlier else None
     # the tables are wide: when piped (no terminal width to respect), do not squeeze them to 80
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("benchmarking") as status:
         report = runner.run(quick=quick, seed=seed, progress=status.update)
-    suite_figures = runner.suite_targets(json.loads(Path(suite).read_text())) if suite else {}
-    if earlier:
-        suite_figures.update(runner.earlier_run_targets(json.loads(Path(earlier).read_text()), report))
+    if earlier_run:
+        suite_figures.update(runner.earlier_run_targets(earlier_run, report))
     # the default seed's names stay those of the results already kept (bench-results/)
     stem = Path(out_dir) / (runner.result_stem(report)
                             + ("" if seed == _BENCH_SEED else f"-seed{seed}"))
