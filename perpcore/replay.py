@@ -200,7 +200,8 @@ def replay_lobster(paths, events_path: str | Path | None = None, progress: Progr
                    use_orderbook: bool = True) -> Summary:
     files = lobster_inputs(paths)
     if not files:
-        raise FileNotFoundError("no LOBSTER message files given")
+        raise FileNotFoundError(f"no LOBSTER message files (*_message_*.csv) in "
+                                f"{', '.join(map(str, paths))}")
     loaded = [(f, lb.read_messages(f)) for f in files]
     total = sum(len(msgs) for _, msgs in loaded)
     summary = Summary("lobster", ", ".join(str(f) for f in files))

@@ -63,11 +63,11 @@ def text_file(tmp_path):
     return path
 
 
-def _captures(root: Path, usdm: bytes, spot: bytes, name: str = "btcusdt_20240808.gz") -> Path:
+def _captures(root: Path, usdm: bytes, spot: bytes) -> Path:
     """A data directory in the layout replay binance reads, holding the given file contents."""
     for market, content in (("usdm", usdm), ("spot", spot)):
         (root / market).mkdir(parents=True)
-        (root / market / name).write_bytes(content)
+        (root / market / "btcusdt_20240808.gz").write_bytes(content)
     return root
 
 
@@ -77,7 +77,7 @@ def _lines(n: int) -> bytes:
 
 @pytest.mark.parametrize("case, says", [
     ("lobster text", "notes.csv: not a LOBSTER message file (could not convert string"),
-    ("lobster empty dir", "no LOBSTER message files given"),
+    ("lobster empty dir", "no LOBSTER message files (*_message_*.csv) in "),
     ("binance empty dir", "no Binance captures under"),
     ("binance unknown symbol", "no USDⓈ-M and spot captures of FOOUSDT under"),
     ("binance truncated gz", "btcusdt_20240808.gz: not a complete gzip file (Compressed file "
