@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
@@ -124,23 +125,31 @@ def read_capture(path: Path, spot: bool = False) -> list[tuple[int, int, object]
     kinds: dict[bytes, int] = {}
     out = []
     append = out.append
-    # line by line (not a list of all lines first: each line's copy reuses the last one's memory)
-    for line in io.BytesIO(gzip.decompress(path.read_bytes())):
-        ts, _, payload = line.partition(b" ")
-        head = payload[:payload.find(b'"', _NAME_AT)]
-        kind = kinds.get(head)
-        if kind is None:
-            kind = _kind(stream_of(payload).stream, spot)
-            if head.startswith(_PREFIX):
-                kinds[head] = kind
-        if kind == _CLOCK:
-            append((int(ts), _CLOCK, None))
-        elif kind == _TICKER:
-            append((int(ts), _TICKER, payload))
-        elif kind == _SNAPSHOT:
-            append((int(ts), _SNAPSHOT, msgspec.json.decode(payload, type=_Snapshot)))
-        else:
-            append((int(ts), kind, decoders[kind](payload).data))
+    try:
+        text = gzip.decompress(path.read_bytes())
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:     # e.g. a capture cut short
+        raise ValueError(f"{path}: not a complete gzip file ({e})") from e
+    try:
+        # line by line (not a list of all lines first: each line's copy reuses the last one's
+        # memory)
+        for line in io.BytesIO(text):
+            ts, _, payload = line.partition(b" ")
+            head = payload[:payload.find(b'"', _NAME_AT)]
+            kind = kinds.get(head)
+            if kind is None:
+                kind = _kind(stream_of(payload).stream, spot)
+                if head.startswith(_PREFIX):
+                    kinds[head] = kind
+            if kind == _CLOCK:
+                append((int(ts), _CLOCK, None))
+            elif kind == _TICKER:
+                append((int(ts), _TICKER, payload))
+            elif kind == _SNAPSHOT:
+                append((int(ts), _SNAPSHOT, msgspec.json.decode(payload, type=_Snapshot)))
+            else:
+                append((int(ts), kind, decoders[kind](payload).data))
+    except ValueError as e:     # msgspec's DecodeError is one; neither names the file
+        raise ValueError(f"{path}: not a Binance capture ({e})") from e
     return out
 
 

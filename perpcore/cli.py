@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 
 import click
 from rich.console import Console
@@ -11,16 +12,44 @@ from rich.table import Table
 
 import perpcore
 from perpcore import simulate as sim
+from perpcore.journal import JournalError
+from perpcore.snapshot import SnapshotError
 
 
-@click.group()
+class _Group(click.Group):
+    """The top group: whatever a command raises is one line ("Error: ...", exit status 1) unless
+    --debug asks for the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            if ctx.params.get("debug"):
+                raise
+            text = " ".join(str(e).split())        # one line, whatever the message holds
+            if not isinstance(e, _INPUT_ERRORS):   # not the input's fault: a bug, say where to look
+                text = (f"unexpected {type(e).__name__}: {text} (perpcore --debug ... shows the "
+                        f"traceback)")
+            raise click.ClickException(text or type(e).__name__) from e
+
+
+# OSError covers missing files and gzip's BadGzipFile, EOFError a stream cut short; the readers
+# raise ValueError (msgspec's DecodeError is one) for a file of the wrong kind
+_INPUT_ERRORS = (JournalError, SnapshotError, OSError, EOFError, ValueError)
+
+
+@click.group(cls=_Group)
 @click.version_option(perpcore.__version__, prog_name="perpcore")
-def main():
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (default: one line).")
+def main(debug: bool):
     """perpcore: an embeddable exchange core for perpetual contracts and margin financing."""
 
 
 @main.command()
 @click.option("--steps", default=100_000, show_default=True, envvar="PERPCORE_SIMULATE_STEPS",
+              type=click.IntRange(min=1),
               help="Commands in the session (env PERPCORE_SIMULATE_STEPS).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the session's randomness.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -78,9 +107,29 @@ def simulate(steps: int, seed: int, as_json: bool):
     console.print(f"state hash {report.state_hash}")
 
 
+_BENCH_SEED = 1
+
+
+def _read_json(path: str, option: str, key: str) -> dict:
+    """The JSON object in the file an option names (`option` quoted as click quotes it), refused
+    unless it holds `key`."""
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise click.BadParameter(f"{path} is not JSON ({e})", param_hint=option) from e
+    if not isinstance(data, dict) or key not in data:
+        raise click.BadParameter(f"{path} holds no {key!r}: not the JSON this option takes",
+                                 param_hint=option)
+    return data
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="Smaller sizes and short open-loop runs (under a minute).")
-@click.option("--seed", default=1, show_default=True, help="Seed of the workloads.")
+@click.option("--seed", default=_BENCH_SEED, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the workloads (numpy's generators take no negative seed); another "
+                   "than the default is part of the results' names (...-seed2.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--out", "out_dir", default="bench-results", show_default=True,
               type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
@@ -101,14 +150,19 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
     from perpcore import bench as runner
 
     started = time.perf_counter()
+    # read before the run, which takes minutes: a wrong file is refused at once
+    suite_figures = (runner.suite_targets(_read_json(suite, "'--suite'", "benchmarks")) if suite
+                     else {})
+    earlier_run = _read_json(earlier, "'--also'", "targets") if earlier else None
     # the tables are wide: when piped (no terminal width to respect), do not squeeze them to 80
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("benchmarking") as status:
         report = runner.run(quick=quick, seed=seed, progress=status.update)
-    suite_figures = runner.suite_targets(json.loads(Path(suite).read_text())) if suite else {}
-    if earlier:
-        suite_figures.update(runner.earlier_run_targets(json.loads(Path(earlier).read_text()), report))
-    stem = Path(out_dir) / runner.result_stem(report)
+    if earlier_run:
+        suite_figures.update(runner.earlier_run_targets(earlier_run, report))
+    # the default seed's names stay those of the results already kept (bench-results/)
+    stem = Path(out_dir) / (runner.result_stem(report)
+                            + ("" if seed == _BENCH_SEED else f"-seed{seed}"))
     report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
     if readme:
         readme_plot = Path(readme).parent / "docs" / "bench-latency.png"
@@ -159,12 +213,19 @@ _events_option = click.option("--events", "events_path", type=click.Path(dir_oka
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 
 
+def _state_hash(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise click.BadParameter(f"{value!r} is not a state hash (64 lowercase hex digits)")
+    return value
+
+
 @replay.command("journal")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--verify", is_flag=True,
               help="Check the replayed state hash at every snapshot and against the store's "
                    "recovery (newest snapshot + journal tail).")
-@click.option("--expect-hash", help="Check the final state hash against this one.")
+@click.option("--expect-hash", callback=_state_hash,
+              help="Check the final state hash (64 hex digits) against this one.")
 @_events_option
 @_json_option
 def replay_journal(path: str, verify: bool, expect_hash: str | None, events_path: str | None,
@@ -195,30 +256,58 @@ def replay_lobster(paths: tuple[str, ...], no_orderbook: bool, events_path: str 
                 "replaying LOBSTER", as_json)
 
 
+# a fall of 100% leaves no price; a rise beyond tenfold is no longer a shock but a different market
+_SHOCK = click.IntRange(-99, 1000)
+
+
+class _Shocks(click.ParamType):
+    """low:high:step in percent, low <= high, step >= 1: (low, high, step)."""
+    name = "LOW:HIGH:STEP"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):        # click converts a converted value again, e.g. a default
+            return value
+        parts = value.split(":")
+        if len(parts) != 3 or not all(re.fullmatch(r"[+-]?\d+", p.strip()) for p in parts):
+            self.fail(f"{value!r} is not low:high:step in whole percent, e.g. -40:40:5", param, ctx)
+        low, high, step = (_SHOCK.convert(p, param, ctx) for p in parts)
+        if low > high:
+            self.fail(f"{value!r}: low {low} is above high {high}", param, ctx)
+        if step < 1:
+            self.fail(f"{value!r}: the step must be at least 1", param, ctx)
+        return low, high, step
+
+
 @main.command()
-@click.option("--accounts", default=2_000, show_default=True,
+@click.option("--accounts", default=2_000, show_default=True, type=click.IntRange(min=1),
               help="Size of the generated population of accounts.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the population (or session).")
-@click.option("--from-simulate", "sim_steps", type=int, default=None,
+@click.option("--from-simulate", "sim_steps", type=click.IntRange(min=1), default=None,
               help="Stress the state a simulated session of this many steps leaves instead.")
-@click.option("--shocks", default="-40:40:5", show_default=True,
-              help="Shocks in percent: low:high:step.")
-@click.option("--flash", default=-30, show_default=True,
+@click.option("--shocks", default="-40:40:5", show_default=True, type=_Shocks(),
+              help="Shocks in percent: low:high:step (each from -99 to 1000).")
+@click.option("--flash", default=-30, show_default=True, type=_SHOCK,
               help="Depth of the flash crash with recovery, percent (0: none).")
-@click.option("--path-steps", default=8, show_default=True,
+@click.option("--path-steps", default=8, show_default=True, type=click.IntRange(min=1),
               help="Steps (a second apart) in which each shock reaches its level.")
 @click.option("--out", "out_dir", default="stress-results", show_default=True,
-              type=click.Path(file_okay=False), help="Where the PNG chart and the JSON go.")
+              type=click.Path(file_okay=False),
+              help="Where the PNG chart and the JSON go, named after the options that shape the "
+                   "run (e.g. stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png), so that "
+                   "runs with different options keep their own files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def stress(accounts: int, seed: int, sim_steps: int | None, shocks: str, flash: int,
-           path_steps: int, out_dir: str, as_json: bool):
+def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, int, int],
+           flash: int, path_steps: int, out_dir: str, as_json: bool):
     """Price shocks on a venue state: liquidations, volume closed, insurance fund, ADL, losses."""
     import sys
     from pathlib import Path
 
     from perpcore import stress as st
 
-    low, high, step = (int(x) for x in shocks.split(":"))
+    low, high, step = shocks
+    paths = st.shock_paths(low, high, step, path_steps, flash or None)
+    if not paths:
+        raise click.UsageError("nothing to run: every shock in --shocks is 0% and --flash is 0")
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("building the venue state") as status:
         if sim_steps is not None:
@@ -227,10 +316,10 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: str, flash: 
         else:
             ex = st.population(accounts=accounts, seed=seed)
             source = f"generated population of {accounts:,} accounts, seed {seed}"
-        report = st.run(ex, source, st.shock_paths(low, high, step, path_steps, flash or None),
-                        progress=lambda name: status.update(f"shock {name}"))
-    stem = Path(out_dir) / (f"stress-sim{sim_steps}-seed{seed}" if sim_steps is not None
-                            else f"stress-{accounts}-seed{seed}")
+        report = st.run(ex, source, paths, progress=lambda name: status.update(f"shock {name}"))
+    stem = Path(out_dir) / ((f"stress-sim{sim_steps}" if sim_steps is not None
+                             else f"stress-{accounts}") + f"-seed{seed}-shocks{low}to{high}by{step}"
+                            f"-flash{flash}-steps{path_steps}")
     report.chart = str(st.plot(report, stem.with_suffix(".png")))
     stem.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=1))
     if as_json:
@@ -245,7 +334,10 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: str, flash: 
 @click.option("--symbol", "symbols", multiple=True,
               help="A symbol to replay (repeatable; default: every capture found).")
 @click.option("--plots", "plots_dir", default="replay-plots", show_default=True,
-              type=click.Path(file_okay=False), help="Where the PNG plots go.")
+              type=click.Path(file_okay=False),
+              help="Where the PNG plots go, one per capture, named after its file "
+                   "(btcusdt_20240808.png), so that the plots of different captures do not "
+                   "overwrite each other.")
 @_json_option
 def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_json: bool):
     """Replay Binance USDⓈ-M captures (DATA_DIR holds usdm/ and spot/): the rebuilt book against
@@ -282,6 +374,10 @@ def store_verify(directory: str, as_json: bool):
     from perpcore import snapshot as sn
 
     check = sn.verify_store(directory, default_config())
+    if not (check.manifest or check.snapshots or check.segments or check.problems
+            or check.set_aside):
+        raise click.ClickException(f"{directory} is not a perpcore store: no manifest, snapshots "
+                                   f"or journal segments")
     if as_json:
         out = msgspec.to_builtins(check)
         out["healthy"] = check.healthy

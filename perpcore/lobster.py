@@ -73,8 +73,7 @@ def read_messages(path: str | Path) -> np.ndarray:
     of at most nine decimals below 86,400 s is within 0.02 ns of its float, so rounding the float
     times 1e9 gives the exact nanosecond (parse_time() is the exact reference the tests hold
     this to)."""
-    raw = np.loadtxt(path, delimiter=",", usecols=range(6), skiprows=int(_has_header(path)),
-                     dtype=np.float64, ndmin=2)
+    raw = _load(path, "message", 6, np.float64)
     out = raw.astype(np.int64)
     out[:, 0] = np.rint(raw[:, 0] * 1e9).astype(np.int64)
     return out
@@ -82,8 +81,16 @@ def read_messages(path: str | Path) -> np.ndarray:
 
 def read_orderbook(path: str | Path) -> np.ndarray:
     """The orderbook file's first four columns (ask, ask size, bid, bid size) per message."""
-    return np.loadtxt(path, delimiter=",", usecols=range(4), skiprows=int(_has_header(path)),
-                      dtype=np.int64, ndmin=2)
+    return _load(path, "orderbook", 4, np.int64)
+
+
+def _load(path: str | Path, kind: str, columns: int, dtype) -> np.ndarray:
+    """The file's first `columns` columns; numpy's error alone does not say which file is wrong."""
+    try:
+        return np.loadtxt(path, delimiter=",", usecols=range(columns),
+                          skiprows=int(_has_header(path)), dtype=dtype, ndmin=2)
+    except ValueError as e:         # includes a binary file's UnicodeDecodeError
+        raise ValueError(f"{path}: not a LOBSTER {kind} file ({e})") from e
 
 
 def orderbook_for(message_path: str | Path) -> Path | None:

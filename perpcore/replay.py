@@ -145,9 +145,13 @@ def replay_journal(path: str | Path, config: VenueConfig | None = None, verify: 
                 for event in events:
                     types[type(event).__name__] += 1
                 if verify and seq in checkpoints:
-                    info, _ = sn.read_snapshot(checkpoints[seq])
-                    summary.checks.append(Check(f"snapshot {seq}", ex.state_hash() == info.state_hash,
-                                                f"replayed state at {seq} vs {checkpoints[seq].name}"))
+                    try:
+                        info, _ = sn.read_snapshot(checkpoints[seq])
+                        ok, detail = (ex.state_hash() == info.state_hash,
+                                      f"replayed state at {seq} vs {checkpoints[seq].name}")
+                    except sn.SnapshotError as e:   # a damaged snapshot is a failed check
+                        ok, detail = False, f"the snapshot cannot be read: {e}"
+                    summary.checks.append(Check(f"snapshot {seq}", ok, detail))
                 if progress is not None and done % 4096 == 0:
                     progress(done, total)
         summary.elapsed_s = time.perf_counter() - started
@@ -196,7 +200,8 @@ def replay_lobster(paths, events_path: str | Path | None = None, progress: Progr
                    use_orderbook: bool = True) -> Summary:
     files = lobster_inputs(paths)
     if not files:
-        raise FileNotFoundError("no LOBSTER message files given")
+        raise FileNotFoundError(f"no LOBSTER message files (*_message_*.csv) in "
+                                f"{', '.join(map(str, paths))}")
     loaded = [(f, lb.read_messages(f)) for f in files]
     total = sum(len(msgs) for _, msgs in loaded)
     summary = Summary("lobster", ", ".join(str(f) for f in files))
@@ -256,7 +261,8 @@ def replay_binance(data_dir: str | Path, symbols=None, plots_dir: str | Path | N
     data_dir = Path(data_dir)
     symbols = list(symbols or binance_symbols(data_dir))
     if not symbols:
-        raise FileNotFoundError(f"no Binance captures under {data_dir}")
+        raise FileNotFoundError(f"no Binance captures under {data_dir} (expected "
+                                f"usdm/<symbol>_<date>.gz, each with the same file in spot/)")
     summary = Summary("binance", str(data_dir))
     if plots_dir is not None:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
@@ -264,14 +270,16 @@ def replay_binance(data_dir: str | Path, symbols=None, plots_dir: str | Path | N
         if progress is not None:
             progress(i, len(symbols))
         started = time.perf_counter()
-        r = bn.replay(*bn.capture_paths(data_dir, symbol), symbol)
+        usdm, spot = bn.capture_paths(data_dir, symbol)
+        r = bn.replay(usdm, spot, symbol)
         elapsed = time.perf_counter() - started
         used = r.diffs_applied + r.agreement.tickers + r.spot_trades + r.perp_trades
         entry = {"symbol": symbol, "messages used": used, "elapsed_s": elapsed,
                  "agreement": r.agreement.ratio, "price_agreement": r.agreement.price_ratio,
                  **r.figures}
         if plots_dir is not None:
-            entry["plot"] = str(bn.plot(r, Path(plots_dir) / f"{symbol.lower()}.png"))
+            # named after the capture: another day's capture of the symbol keeps its own plot
+            entry["plot"] = str(bn.plot(r, Path(plots_dir) / f"{usdm.name.split('.')[0]}.png"))
         summary.files.append(entry)
         summary.messages += used
         summary.trades += r.perp_trades

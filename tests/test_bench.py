@@ -242,6 +242,32 @@ def test_cli_bench_takes_the_quick_runs_wall_time_from_an_earlier_run(report, mo
     assert text.count("| book, batch entry point |") == 1
 
 
+def test_cli_bench_another_seed_keeps_its_own_results(report, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
+    for seed in ("1", "2"):
+        result = CliRunner().invoke(main, ["bench", "--json", "--seed", seed, "--out",
+                                           str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    stem = bench.result_stem(report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{stem}{seed}.{ext}" for seed in ("", "-seed2") for ext in ("json", "png"))
+
+
+@pytest.mark.parametrize("option, content, says", [
+    ("--suite", "not json", "Invalid value for '--suite': {path} is not JSON (Expecting value"),
+    ("--suite", "[1]", "Invalid value for '--suite': {path} holds no 'benchmarks'"),
+    ("--also", '{"benchmarks": []}', "Invalid value for '--also': {path} holds no 'targets'"),
+])
+def test_cli_bench_refuses_a_wrong_json_before_it_runs(monkeypatch, tmp_path, option, content,
+                                                       says):
+    monkeypatch.setattr(bench, "run", lambda **kwargs: pytest.fail("benchmarked a refused run"))
+    path = tmp_path / "wrong.json"
+    path.write_text(content)
+    result = CliRunner().invoke(main, ["bench", option, str(path), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert says.format(path=path) in result.output and "Traceback" not in result.output
+
+
 def test_cli_bench_json_is_the_report(report, monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
     result = CliRunner().invoke(main, ["bench", "--json", "--out", str(tmp_path)])

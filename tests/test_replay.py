@@ -131,3 +131,4 @@ def test_cli_binance_agreement_and_plots(tmp_path):
     assert eth["agreement"] == 1.0 and int(eth["bookTicker compared"].split()[0]) > 500
     png = Path(eth["plot"])
     assert png.parent == tmp_path and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.name == "ethusdt_20240808.png"      # the capture's: another day's keeps its own

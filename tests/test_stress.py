@@ -87,9 +87,9 @@ def test_stress_command_writes_the_table_chart_and_json(tmp_path):
     for text in ("-20%", "+20%", "flash -20%", "liquidated", "fund drawdown", "ADL",
                  "socialised", "effective leverage"):
         assert text in result.output
-    png = tmp_path / "stress-120-seed1.png"
+    png = tmp_path / "stress-120-seed1-shocks-20to20by20-flash-20-steps4.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads((tmp_path / "stress-120-seed1.json").read_text())
+    data = json.loads(png.with_suffix(".json").read_text())
     assert [s["name"] for s in data["shocks"]] == ["-20%", "+20%", "flash -20%"]
     result = CliRunner().invoke(main, ["stress", "--accounts", "120", "--shocks=-20:20:40",
                                        "--flash", "0", "--out", str(tmp_path), "--json"])
