@@ -1,4 +1,4 @@
-"""Packaging: what the sdist carries, and what `import perpcore` says when the extensions are not built."""
+"""Packaging: what the sdist carries, and what `import perpcore` says without built extensions."""
 import shutil
 import subprocess
 import sys
@@ -47,9 +47,9 @@ def test_an_unbuilt_source_tree_says_what_is_wrong_and_what_to_do(tmp_path):
 
 @pytest.mark.slow
 def test_the_sdist_holds_what_a_build_needs_and_no_build_outputs(tmp_path):
-    """Builds the sdist from a copy of this tree, including whatever an in-place build left in it (the
-    .c and .so files), without the wheel build: the .pyx and .pxd, the build files, the tests and
-    what they use, and none of the generated C or binaries."""
+    """Builds the sdist (not the wheel) from a copy of this tree, including whatever an in-place
+    build left in it (the .c and .so files): the .pyx and .pxd, the build files, the tests and what
+    they use, and none of the generated C or binaries."""
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".benchmarks",
