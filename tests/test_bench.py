@@ -283,15 +283,17 @@ def test_bench_suite_runs_at_a_tiny_size(tmp_path):
     env = {**os.environ, "PERPCORE_BENCH_SCALE": "0.002"}
     out = tmp_path / "suite.json"
     # the real-file replays do not scale (each replays whole files; tests/test_replay.py covers
-    # what they run)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "bench/",
+    # what they run). From bench/, not the root: `python -m` puts its directory first on sys.path,
+    # and a root without in-place built extensions (an unpacked sdist) would shadow the installed
+    # perpcore.
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", ".",
                            "--deselect", "bench/bench_journal.py::test_real_files",
                            "--benchmark-min-rounds=1", "--benchmark-max-time=0",
                            "--benchmark-warmup=off", f"--benchmark-json={out}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT / "bench", env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASSED bench/bench_book.py::test_standard_per_call[cython]" in done.stdout
-    assert "PASSED bench/bench_exchange.py::test_standard_submit" in done.stdout
+    assert "PASSED bench_book.py::test_standard_per_call[cython]" in done.stdout
+    assert "PASSED bench_exchange.py::test_standard_submit" in done.stdout
     suite = bench.suite_targets(json.loads(out.read_text()))
     assert {"book.call", "book.batch", "exchange.submit", "book.memory"} <= set(suite)
     assert suite["book.memory"]["value"] > 0 and suite["book.call"]["value"] > 0
