@@ -161,7 +161,6 @@ cdef inline int _amend_refusal(OrderBook book, int32_t slot, int64_t price,
     return 0
 
 
-
 cdef class OrderBook:
     """A price-time priority order book for one instrument (int64 ticks and lots)."""
 
@@ -631,11 +630,17 @@ cdef class OrderBook:
 
     cdef int _place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
                     int tif, int stp, int64_t client_id, int64_t filled) except ST_ERROR nogil:
-        cdef int64_t remaining = qty
         cdef int status = _place_refusal(self, order_id, account, side, price, qty, tif, stp,
                                          client_id)
         if status < 0:
             return status
+        return self._place_prechecked(order_id, account, side, price, qty, tif, stp, client_id,
+                                      filled)
+
+    cdef int _place_prechecked(self, int64_t order_id, int64_t account, int side, int64_t price,
+                               int64_t qty, int tif, int stp, int64_t client_id,
+                               int64_t filled) except ST_ERROR nogil:
+        cdef int64_t remaining = qty
         if self._match(order_id, account, side, price, &remaining, stp):
             return ST_STP_EXPIRED
         if remaining == 0:
@@ -674,9 +679,11 @@ cdef class OrderBook:
             return ST_RESTING
         saved = o[0]
         self._remove(slot)
-        return self._place(saved.id, saved.account, saved.side, price, qty - saved.filled,
-                           TIF_POST_ONLY if saved.post_only else TIF_GTC, saved.stp,
-                           saved.client_id, saved.filled)
+        # _amend_refusal checked the new price as _place would (its ids are its own, now free)
+        return self._place_prechecked(saved.id, saved.account, saved.side, price,
+                                      qty - saved.filled,
+                                      TIF_POST_ONLY if saved.post_only else TIF_GTC, saved.stp,
+                                      saved.client_id, saved.filled)
 
     cdef int64_t _set_open(self, int64_t order_id, int64_t qty) noexcept nogil:
         """Sets a resting order's open quantity to qty (> 0) where it rests, keeping its place in

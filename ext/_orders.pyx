@@ -316,7 +316,7 @@ cdef class OrderEntry:
         if fresh:
             order_id = ex._next_order_id
         # the book's refusals (post-only that would take, unfillable FOK) before time moves: the
-        # clock's work never touches a book, so _place then accepts
+        # clock's work never touches a book, so they need no second look
         cdef int status = book._precheck_place(order_id, account, side, price, qty, tif, stp,
                                                client_id)
         if status < 0:
@@ -324,7 +324,7 @@ cdef class OrderEntry:
         ex.advance(f[P_TS], events)
 
         book.n_fills = 0
-        status = book._place(order_id, account, side, price, qty, tif, stp, client_id, 0)
+        status = book._place_prechecked(order_id, account, side, price, qty, tif, stp, client_id, 0)
         if fresh:
             ex._next_order_id = order_id + 1
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, client_id,

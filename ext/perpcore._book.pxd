@@ -190,6 +190,10 @@ cdef class OrderBook:
     cdef int _precheck_amend(self, int64_t order_id, int64_t price, int64_t qty) noexcept nogil
     cdef int _place(self, int64_t order_id, int64_t account, int side, int64_t price, int64_t qty,
                     int tif, int stp, int64_t client_id, int64_t filled) except ST_ERROR nogil
+    # _place after _precheck_place accepted it, the book unchanged since: the work, no checks again
+    cdef int _place_prechecked(self, int64_t order_id, int64_t account, int side, int64_t price,
+                               int64_t qty, int tif, int stp, int64_t client_id,
+                               int64_t filled) except ST_ERROR nogil
     cdef int64_t _cancel(self, int64_t order_id) noexcept nogil
     cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except ST_ERROR nogil
     cdef tuple _order_tuple(self, int32_t slot)
