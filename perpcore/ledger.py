@@ -105,14 +105,15 @@ class TransferWindow:
     A Deposit or Withdraw repeating a remembered id is refused as DUPLICATE_TRANSFER. An id the
     window has forgotten is applied again: ids need not be monotonic, so nothing below a mark can
     be refused either; a custody system must not retry a transfer for longer than the window (30
-    days and 1,000,000 transfers by default, LimitsSpec). Time is the exchange clock, never the
+    days and 100,000 transfers by default, LimitsSpec). Time is the exchange clock, never the
     wall clock: an id applied at time t is remembered while the clock, as a later command arrives
     (before it moves the clock), is below t + ttl.
 
     The entries sit in arrival order in one uint64 array (account, id, time applied; from `head`
-    on: every account the state can hold), which is also their state: eviction takes the oldest in O(1), by count at each insertion
-    and by time lazily (an expired entry counts for nothing until then), and the state is the live
-    part's bytes, nothing sorted and no object per entry."""
+    on; uint64 holds every account the state can), which is also their state: eviction takes the
+    oldest in O(1), by count at each insertion and by time lazily (an expired entry counts for
+    nothing until then), and the state is the live part's bytes, nothing sorted and no object per
+    entry."""
     __slots__ = ("kept", "ttl", "ids", "entries", "head")
 
     def __init__(self, kept: int, ttl: int):
