@@ -23,8 +23,9 @@ import msgspec
 from perpcore import _book
 from perpcore import messages as m
 from perpcore.config import VenueConfig
-from perpcore._orders import ExchangeCore, Market, OrderEntry, Rejection
-from perpcore.messages import CancelReason, RejectCode
+from perpcore._exchange import ExchangeCore, Market, OrderEntry
+from perpcore.errors import RejectCode, Rejection
+from perpcore.messages import CancelReason
 from perpcore.liquidation import Liquidation
 from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
@@ -60,7 +61,7 @@ class BookView:
 
 
 class Exchange(ExchangeCore):
-    """The venue: submit() (perpcore._orders.ExchangeCore) applies one command and returns its
+    """The venue: submit() (perpcore._exchange.ExchangeCore) applies one command and returns its
     events; the rest is the handlers of the other commands, queries and snapshots.
 
     Threading: one thread owns an exchange. Its state is not locked; submit() refuses a call made
@@ -83,7 +84,7 @@ class Exchange(ExchangeCore):
         self.margin = self.components["margin"] = Margin(self)
         self.liquidation = self.components["liquidation"] = Liquidation(self)
         self.triggers = self.components["triggers"] = Triggers(self)
-        # the order commands' stages 1-4 run in Cython (perpcore._orders); its checks serve the
+        # the order commands' stages 1-4 run in Cython (perpcore._exchange); its checks serve the
         # other commands and the trigger layer too
         entry = self._entry = OrderEntry(self, self.markets, self._professional, self.margin,
                                          self.triggers)

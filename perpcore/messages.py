@@ -17,6 +17,8 @@ from typing import Annotated, Union
 
 import msgspec
 
+from perpcore.errors import RejectCode
+
 INT64_MAX = 2**63 - 1
 MAX_TEXT = 64               # characters of a symbol, asset or index source
 
@@ -91,54 +93,6 @@ class FundReason(IntEnum):
     DEFICIT_COVERED = 4     # an account left below zero was made whole
     FUNDING = 5             # the rounding remainder of a funding settlement
     OTHER = 6
-
-
-class RejectCode(IntEnum):
-    """Why a command was refused, in ranges by the stage that refused it."""
-    # 1xxx validation at the boundary
-    MALFORMED = 1000
-    UNKNOWN_COMMAND = 1001
-    UNKNOWN_SYMBOL = 1002
-    UNKNOWN_ACCOUNT = 1003
-    UNKNOWN_ASSET = 1004
-    INVALID_PRICE = 1010
-    PRICE_NOT_TICK_MULTIPLE = 1011
-    PRICE_OUT_OF_RANGE = 1012
-    INVALID_QTY = 1020
-    QTY_NOT_LOT_MULTIPLE = 1021
-    QTY_TOO_LARGE = 1022
-    BELOW_MIN_NOTIONAL = 1023
-    INVALID_AMOUNT = 1030
-    AMOUNT_TOO_LARGE = 1031             # a balance, fund or total would pass its 64-bit range
-    DUPLICATE_CLIENT_ORDER_ID = 1040
-    UNKNOWN_ORDER = 1041
-    STALE_TIMESTAMP = 1050
-    TIME_STEP_TOO_LARGE = 1051          # the command moves time further than limits.max_time_step_ns
-    # 2xxx risk before matching
-    INSUFFICIENT_MARGIN = 2000
-    NOT_ELIGIBLE = 2001
-    REDUCE_ONLY_WOULD_INCREASE = 2002
-    ACCOUNT_IN_LIQUIDATION = 2003
-    LEVERAGE_NOT_ALLOWED = 2004
-    PRICE_OUTSIDE_BAND = 2005
-    RISK_LIMIT_EXCEEDED = 2006          # the position would outgrow its leverage's notional tier
-    # 3xxx matching
-    POST_ONLY_WOULD_TAKE = 3000
-    FOK_UNFILLABLE = 3001
-    NO_LIQUIDITY = 3002
-    WOULD_TRIGGER_IMMEDIATELY = 3003
-    NO_REFERENCE_PRICE = 3004           # a conditional order's price source has no price yet
-    # 4xxx accounts and money
-    DUPLICATE_ACCOUNT = 4000
-    DUPLICATE_TRANSFER = 4001
-    INSUFFICIENT_BALANCE = 4002
-    WITHDRAWAL_BREAKS_MARGIN = 4003
-    LOAN_LIMIT_EXCEEDED = 4004
-    # 5xxx persistence and sequencing
-    SEQUENCE_REPLAYED = 5000
-    SEQUENCE_GAP = 5001
-    ENGINE_HALTED = 5002                # fail-stop: an earlier command failed inside the engine
-    CONCURRENT_SUBMIT = 5003            # another thread's submit is in progress (one writer)
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):

@@ -28,15 +28,10 @@ from __future__ import annotations
 from sortedcontainers import SortedList
 
 from perpcore import messages as m
-from perpcore.messages import CancelReason, RejectCode, TriggerKind, TriggerSource
+from perpcore.errors import RejectCode, Rejection, reject
+from perpcore.messages import CancelReason, TriggerKind, TriggerSource
 
 _SOURCES = (TriggerSource.MARK, TriggerSource.LAST)
-
-
-def _reject(code: RejectCode, reason: str):
-    # exchange imports this module; the reverse import is deferred to the (cold) refusal path
-    from perpcore.exchange import Rejection
-    raise Rejection(code, reason)
 
 
 def rises(cmd: m.PlaceOrder) -> bool:
@@ -77,36 +72,36 @@ class Triggers:
         spec = market.spec
         trigger = cmd.trigger_price
         if trigger <= 0:
-            _reject(RejectCode.INVALID_PRICE, f"trigger price {trigger} must be positive")
+            reject(RejectCode.INVALID_PRICE, f"trigger price {trigger} must be positive")
         if trigger > spec.max_price:
-            _reject(RejectCode.PRICE_OUT_OF_RANGE, f"trigger price {trigger} above "
+            reject(RejectCode.PRICE_OUT_OF_RANGE, f"trigger price {trigger} above "
                                                    f"{spec.max_price} ticks")
         if trigger % spec.price_step:
-            _reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
+            reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
                     f"trigger price {trigger} is not a multiple of {spec.price_step} ticks")
         limit = cmd.order_type == m.OrderType.LIMIT
         # a market order's price is its protection price, worked out when it fires if 0
         ex._check_price_qty(market, cmd.price if limit or cmd.price else trigger, cmd.qty)
         notional_price = cmd.price if limit else trigger
         if notional_price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
-            _reject(RejectCode.BELOW_MIN_NOTIONAL,
+            reject(RejectCode.BELOW_MIN_NOTIONAL,
                     f"notional below {spec.min_notional} {spec.settle}")
         if spec.professional_only and not ex._professional[cmd.account]:
-            _reject(RejectCode.NOT_ELIGIBLE,
+            reject(RejectCode.NOT_ELIGIBLE,
                     f"{spec.symbol} is offered to professional investors only")
         if cmd.client_order_id and (
                 market.book.find_client(cmd.account, cmd.client_order_id) is not None
                 or (cmd.account, cmd.client_order_id) in self.clients):
-            _reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
+            reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
                     f"client order id {cmd.client_order_id} is already open")
         source = TriggerSource(cmd.trigger_by)
         ref = self.reference(spec.symbol, source)
         if ref is None:
-            _reject(RejectCode.NO_REFERENCE_PRICE,
+            reject(RejectCode.NO_REFERENCE_PRICE,
                     f"no {source.name.lower()} price for {spec.symbol} yet")
         up = rises(cmd)
         if ref >= trigger if up else ref <= trigger:
-            _reject(RejectCode.WOULD_TRIGGER_IMMEDIATELY,
+            reject(RejectCode.WOULD_TRIGGER_IMMEDIATELY,
                     f"{source.name.lower()} price {ref} already at or "
                     f"{'above' if up else 'below'} the trigger {trigger}")
         ex._advance_to(cmd.ts, events)
@@ -194,7 +189,6 @@ class Triggers:
     def after_command(self, events: list) -> None:
         """Fires every order the command's price moves crossed, then those their own trades
         crossed, until a round fires nothing. Called only while orders wait (self.live)."""
-        from perpcore.exchange import Rejection
         ex = self.exchange
         pricing = ex.components["pricing"]
         while True:

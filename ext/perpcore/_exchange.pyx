@@ -1,19 +1,19 @@
 # Order entry: validation, the pre-trade check, matching and settlement of the order commands. See
-# perpcore._orders.pxd for the contract.
+# perpcore._exchange.pxd for the contract.
 from libc.stdint cimport int64_t
 
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
-from perpcore._risk cimport Account, MarginCore, int128_t, reject
+from perpcore._margin cimport Account, MarginCore, int128_t
 from perpcore._validate cimport echo, refusal as schema_refusal
 
 import msgspec
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
-from perpcore.errors import Halt
-from perpcore.messages import CancelReason, RejectCode
+from perpcore.errors import Halt, RejectCode, Rejection, reject
+from perpcore.messages import CancelReason
 
 cdef object PlaceOrder = m.PlaceOrder
 cdef object CancelOrder = m.CancelOrder
@@ -55,15 +55,6 @@ cdef Py_ssize_t C_CLIENT_ID = _CANCEL_FIELDS["client_order_id"]
 cdef inline void refuse_status(int status) except *:
     code, reason = MATCHING_REJECTS[status]
     reject(code, reason)
-
-
-class Rejection(Exception):
-    """Raised inside a stage to refuse a command; submit() turns it into one OrderRejected."""
-
-    def __init__(self, code, str reason):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 cdef object OrderRejected = m.OrderRejected

@@ -1,4 +1,4 @@
-# The contract of ext/_orders.pyx (the extension perpcore._orders): the Exchange's command path.
+# The contract of ext/perpcore/_exchange.pyx (the extension perpcore._exchange): the Exchange's command path.
 # ExchangeCore (the base of perpcore.exchange.Exchange) sequences each command, checks its time,
 # dispatches it to its handler and runs the stages after it (prices, triggers, loans, liquidation);
 # a Rejection raised anywhere before the command changed anything becomes one OrderRejected.
@@ -7,8 +7,8 @@
 # ts, so a rejection leaves the whole state as it was, clock included, and the funding and interest
 # of the time that passed come with the next command accepted.
 # OrderEntry is the handler of the order commands. PlaceOrder, CancelOrder and AmendOrder go through validation (stage 1), the pre-trade
-# margin check (stage 2, perpcore._risk), matching (stage 3, perpcore._book) and settlement of each
-# fill (stage 4, perpcore._risk) here, in that order; a stage that refuses raises
+# margin check (stage 2, perpcore._margin), matching (stage 3, perpcore._book) and settlement of each
+# fill (stage 4, perpcore._margin) here, in that order; a stage that refuses raises
 # perpcore.exchange.Rejection before anything changed. The Exchange keeps the sequence, the clock,
 # the accounts and the later stages (prices, triggers, loans, liquidation) and calls in per command.
 #
@@ -17,9 +17,9 @@
 from libc.stdint cimport int64_t
 
 from perpcore._book cimport Order, OrderBook
-from perpcore._breach cimport LiquidationCore
-from perpcore._marks cimport PricingCore
-from perpcore._risk cimport MarginCore
+from perpcore._liquidation cimport LiquidationCore
+from perpcore._pricing cimport PricingCore
+from perpcore._margin cimport MarginCore
 
 
 cdef class Market:
@@ -54,7 +54,7 @@ cdef class ExchangeCore:
     # _advance_to(): time moves to ts (if later); a first ts further from 0 than
     # config.limits.max_time_step_ns starts the clock, nothing due before it (Pricing.start)
     cdef advance(self, ts, list events)
-    # submit() in parts, for a caller that works between them (perpcore._journaled): with busy
+    # submit() in parts, for a caller that works between them (perpcore._journal): with busy
     # set, refusal() is the halted state's or the boundary's rejection (None: go on), apply()
     # sequences and applies a command that passed it, halt() stops the engine over `error`
     cdef list concurrent(self, cmd)

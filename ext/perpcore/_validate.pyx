@@ -12,7 +12,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from perpcore import messages as m
-from perpcore.messages import RejectCode
+from perpcore.errors import RejectCode
 
 cdef extern from "Python.h":
     # the UTF-8 form is cached on the string; it fails on a lone surrogate, which no wire can carry

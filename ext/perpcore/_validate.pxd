@@ -1,4 +1,4 @@
-# The contract of ext/_validate.pyx (the extension perpcore._validate): stage 1, the boundary. Every
+# The contract of ext/perpcore/_validate.pyx (the extension perpcore._validate): stage 1, the boundary. Every
 # field of a command is checked by type and range against the schema perpcore.messages declares
 # (msgspec constraints: Id, Int64, Time, Text, the enums, bool) before the command is sequenced,
 # journaled or applied. A refusal is a (RejectCode, reason) pair, never an exception.

@@ -1,8 +1,8 @@
-# The margin layer's hot arithmetic. See perpcore._risk.pxd for the contract; perpcore.risk and
+# The margin layer's hot arithmetic. See perpcore._margin.pxd for the contract; perpcore.risk and
 # perpcore.margin state the definitions this implements.
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
-from perpcore.messages import RejectCode
+from perpcore.errors import RejectCode, reject
 
 cdef int64_t RS = RATE_SCALE
 cdef object _PositionChanged = m.PositionChanged
@@ -19,12 +19,6 @@ cdef inline int128_t floor_div(int128_t a, int128_t b):
 cdef inline int128_t ceil_div(int128_t a, int128_t b):
     """a / b rounded up (b > 0)."""
     return -floor_div(-a, b)
-
-
-cdef reject(code, str reason):
-    # perpcore._orders cimports this module; the reverse import waits for the (cold) refusal path
-    from perpcore._orders import Rejection
-    raise Rejection(code, reason)
 
 
 cdef class TierTable:
