@@ -97,43 +97,15 @@ from itertools import islice
 import msgspec
 
 from perpcore import messages as m
-from perpcore._liquidation import LiquidationCore
+from perpcore._liquidation import Direction, LiquidationCore
 from perpcore.adl import indicator, ranking
-from perpcore.breach_index import DOWN, UP, BreachIndex
 from perpcore.config import RATE_SCALE
 from perpcore.errors import RejectCode, Rejection
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
-# no account: the crossed accounts of a round without price moves
-_NOBODY = frozenset()
-
-
-def _toward(trigger: int, price: int, direction: int) -> int:
-    """The trigger moved toward the price onto a power-of-two grid of 1/16 to 1/8 of their
-    distance: it fires a little earlier (never later), and small changes of an account leave it
-    where it was, so keying it again rarely touches the sorted lists."""
-    distance = price - trigger if direction == DOWN else trigger - price
-    if distance < 16:
-        return trigger
-    grid = 1 << (distance.bit_length() - 4)
-    return -(-trigger // grid) * grid if direction == DOWN else trigger // grid * grid
-
-
-def _place(trigger: int, price: int, direction: int) -> int:
-    """Where a trigger goes: a DOWN one no lower than 0 (below 1 it never fires), an UP one no
-    higher than twice the price (beyond, it would only make the corner's figures huge), then
-    _toward the price. Each step moves it toward the price: it fires earlier, never later."""
-    if direction == DOWN:
-        return _toward(max(trigger, 0), price, DOWN)
-    return _toward(min(trigger, 2 * price), price, UP)
-
-
-def _with_spare(dim, direction: int, trigger: int, price: int) -> list[tuple]:
-    """A position's trigger and a spare on its other side, as far from the price (within
-    _place's bounds): a fill that flips the position then needs no new trigger (see
-    LiquidationCore.step)."""
-    other = UP if direction == DOWN else DOWN
-    return [(dim, direction, trigger), (dim, other, _place(2 * price - trigger, price, other))]
+# a trigger's direction (perpcore._liquidation.BreachIndex): DOWN fires when the price falls to it
+# or below (a long, collateral), UP when it rises to it or above (a short)
+DOWN, UP = Direction.DOWN, Direction.UP
 
 
 class FundEntry(msgspec.Struct, frozen=True):
@@ -150,13 +122,11 @@ class FundEntry(msgspec.Struct, frozen=True):
 
 class _Params:
     """Per instrument, what the engine needs beyond the margin layer's SymbolRisk."""
-    __slots__ = ("upt", "short_rate", "fee", "band", "max_price", "tiers")
+    __slots__ = ("upt", "fee", "band", "max_price", "tiers")
 
     def __init__(self, spec, sr):
         self.upt = sr.upt
         self.tiers = sr.tiers
-        # a short loses its size per tick in equity and at most the top rate more in maintenance
-        self.short_rate = RATE_SCALE + max(sr.tiers.rates)
         self.fee = spec.liquidation_fee
         self.band = spec.market_protection
         self.max_price = spec.max_price
@@ -167,305 +137,34 @@ class Liquidation(LiquidationCore):
     after_command, and its scan of events are perpcore._liquidation.LiquidationCore's."""
 
     def __init__(self, exchange):
+        super().__init__(exchange.components["margin"])
         self.exchange = exchange
-        self.margin = exchange.components["margin"]
         self.pricing = exchange.components["pricing"]
         config = exchange.config
         self.settle = config.settlement_asset
         self.fund = self.margin.insurance               # the ledger's insurance bucket, by asset
         self.params = {s: _Params(config.instruments[s], sr) for s, sr in self.margin.symbols.items()}
-        self.index = BreachIndex()
         # the recent changes for fund_history(); the journal's events hold them all, so they stay
         # out of the state (a restored exchange's window starts at its snapshot)
         self.history: deque[FundEntry] = deque(maxlen=config.limits.history_kept)
-        self.socialized: dict[int, int] = {}            # account -> bad debt left with it
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
         self._queues: dict[tuple[str, int], list[int]] = {}
-        # accounts liquidated in this command, their triggers out of date: keyed before it ends
-        self._dirty = set()
-        # account -> a lower bound of its slack at every price strictly inside its triggers: the
-        # slack at their corner (see _corner) when they were checked, brought up to date by each
-        # fill since, less the funding it paid; absent: unknown
-        self._reserve: dict[int, int] = {}
-        # account -> {symbol: [corner price below, corner price above (None: no such trigger),
-        # the position's term of the reserve]} while its reserve is its corner's slack: a fill then
-        # brings the reserve up to date from the fill alone (LiquidationCore.step)
-        self._terms: dict[int, dict[str, list]] = {}
-        self._symbols = self.margin.symbols
-        # the index's price dimensions, made once
-        self._mark_dim = {s: ("mark", s) for s in self.params}
-        self._index_dim = {s: ("index", s) for s in self.params}
         self.margin.on_loan_breach = self.sell_collateral
 
     # ---- stage 6 -------------------------------------------------------------------------------
 
-    def _rounds(self, events: list, touched: set, moves: list, paid: dict) -> None:
-        """The rest of a command's stage 6 once its events have been scanned (LiquidationCore):
-        `touched` accounts to look at, price `moves`, funding `paid`. Rounds of liquidations follow
-        until none is left, each scanning the events the last one added."""
-        start = len(events)
-        while True:
-            # the accounts a price reached, by their triggers as they stood before this round
-            crossed = _NOBODY
-            if moves:
-                crossed = set()
-                for dim, price in moves:
-                    crossed.update(self.index.crossed(dim, price))
-            if paid:        # the payers funding did not leave sound (LiquidationCore, in C)
-                touched.update(self._uncovered(paid, touched))
-            # each candidate, in account order: its triggers as they stand may still keep it
-            # sound; if not, it is examined in full (and keyed again at once unless in breach)
-            breached = [account for account in sorted(touched | crossed)
-                        if (account in crossed or not self._sound(account))
-                        and self._examine(account, keep_earlier=account not in crossed)]
-            if not breached:
-                break
-            self._queues.clear()
-            for account in breached:
-                self._liquidate(account, events)
-            # stage 5 again: the liquidation trades moved the last price and the book
-            ex = self.exchange
-            if self.margin.reduce_only_dirty:
-                ex._trim_reduce_only(events)
-            new = events[start:]
-            n = len(new)
-            self.pricing.after_command(new)
-            events.extend(new[n:])
-            touched, moves, paid = set(), [], {}
-            self.scan(events, start, touched, moves, paid)
-            start = len(events)
-        if self._dirty:
-            accounts = self.margin.accounts
-            for account in sorted(self._dirty):     # liquidated, and not keyed since
-                self._key(accounts[account])
-
-    # ---- finding accounts ----------------------------------------------------------------------
-
-    def _sound(self, account: int) -> bool:
-        """True when the account's triggers, as they stand, still keep it sound (the slack at their
-        corner is positive, see _corner): it is sound now, at prices strictly inside them, and
-        its triggers stay; its reserve becomes that slack. A position without a trigger on its
-        side (opened or flipped since) gets one, the others staying (_key_position). False: the
-        account is examined in full."""
-        acc = self.margin.accounts.get(account)
-        if acc is None or not self.shortcuts:
-            return False
-        triggers = self.index.triggers(account)
-        missing = []
-        terms = {}
-        corner = self._corner(acc, triggers, terms, missing)
-        if corner is None:
-            return False
-        if missing:
-            return len(missing) == 1 and self._key_position(acc, triggers, corner, terms,
-                                                            *missing[0])
-        if corner < 1:
-            return False
-        self._reserve[account] = corner
-        self._terms[account] = terms
-        return True
-
-    def _corner(self, acc, triggers: tuple, terms: dict | None = None,
-                missing: list | None = None) -> int | None:
-        """The account's equity - maintenance with each price one tick inside its trigger (a DOWN
-        trigger below 1: at 1; a position's price inside the trigger on its side), or None when
-        the triggers do not cover it: an exposure without a trigger on its side, a trigger of
-        None, or a price not strictly inside a trigger. With `missing`, positions without a
-        trigger on their side are listed there as (symbol, position) instead, and left out of the
-        sum. With `terms`, each position's term is put there as _terms keeps it.
-
-        It is the least slack at any prices strictly inside the triggers (the slack itself without
-        positions is more by the bad debt + 1). Equity - maintenance is a sum of terms of one price
-        each: a long's value less its maintenance (which rises by at most ceil(notional change x
-        rate) <= the value's change, rates < 100%) never falls as its mark rises; a short's value
-        falls and its maintenance rises with its mark; collateral's value (rounded down) never
-        falls as its index rises. So each term is least at its trigger's inner neighbour, whatever
-        the other prices are."""
-        pricing = self.pricing
-        below = {}          # dim -> the corner price of its DOWN trigger
-        above = {}          # dim -> the corner price of its UP trigger
-        for dim, direction, trigger in triggers:
-            if trigger is None:
-                return None
-            kind, symbol = dim
-            price = pricing.mark_price(symbol) if kind == "mark" else pricing.index_price(symbol)
-            if price is None:
-                return None
-            if direction == DOWN:
-                if price <= trigger:
-                    return None
-                below[dim] = trigger + 1 if trigger > 0 else 1
-            else:
-                if price >= trigger:
-                    return None
-                above[dim] = trigger - 1
-        margin = self.margin
-        cash = acc.cash
-        slack = cash[self.settle] - margin.lending.debts.get(acc.id, 0)
-        mark_dim = self._mark_dim
-        for symbol, pos in acc.positions.items():
-            dim = mark_dim[symbol]
-            size = pos.size
-            at = below.get(dim) if size > 0 else above.get(dim) if size < 0 else 0
-            if at is None:
-                if missing is None:
-                    return None
-                missing.append((symbol, pos))
-                if terms is not None:
-                    terms[symbol] = [below.get(dim), above.get(dim), 0]
-                continue
-            term = self.term(symbol, size, pos.cost, at)
-            slack += term
-            if terms is not None and (dim in below or dim in above):
-                terms[symbol] = [below.get(dim), above.get(dim), term]
-        for c in margin.collateral:
-            amount = cash[c.asset]
-            if amount > 0 and pricing.index_price(c.symbol) is not None:
-                at = below.get(self._index_dim[c.symbol])
-                if at is None:
-                    return None
-                slack += c.value(amount, at)
-        return slack
-
-    def _key_position(self, acc, triggers: tuple, rest: int, terms: dict, symbol: str,
-                      pos) -> bool:
-        """Gives one position a trigger on its side, the account's other triggers staying (one on
-        the position's other side stays too, spare: a fill that flips it back needs nothing new).
-        `rest` is the corner's equity - maintenance without this position, so the account's is a
-        function of this position's mark alone, solved exactly as a lone position's (see
-        _triggers), keeping half of it at the mark as room. False when it is not positive at the
-        mark."""
-        mark = self.pricing.mark_price(symbol)
-        if mark is None:
-            return False
-        p = self.params[symbol]
-        size = pos.size
-        now = rest + self.term(symbol, size, pos.cost, mark)
-        if now < 1:
-            return False
-        direction = DOWN if size > 0 else UP
-        # at a price x: rest + size x upt x x - its entry value - maintenance at x
-        base = rest - (pos.cost if size > 0 else -pos.cost) * p.upt
-        trigger = _place(p.tiers.liquidation_price(size, p.upt, base - now // 2) or 0, mark,
-                         direction)
-        dim = self._mark_dim[symbol]
-        corners = terms.get(symbol) or [None, None, 0]
-        new = [(dim, direction, trigger)]
-        if corners[1 if direction == DOWN else 0] is None:
-            new = _with_spare(dim, direction, trigger, mark)     # nothing on the other side
-        self.index.set(acc.id, triggers + tuple(new))
-        for _, side, at in new:
-            corners[0 if side == DOWN else 1] = at + 1 if side == DOWN else at - 1
-        at = corners[0 if direction == DOWN else 1]
-        corners[2] = term = self.term(symbol, size, pos.cost, at)
-        terms[symbol] = corners
-        self._reserve[acc.id] = rest + term
-        self._terms[acc.id] = terms
-        return True
-
-    def _slack(self, acc, figures: tuple) -> int:
-        """> 0 while the account is sound: equity - maintenance with positions; without, its equity
-        plus the bad debt already socialised, plus one (a deficit is a breach)."""
-        equity, _, _, mm, _ = figures
-        if mm > 0:
-            return equity - mm
-        return equity + self.socialized.get(acc.id, 0) + 1
-
-    def _dims(self, acc) -> list[tuple[tuple[str, str], int, int | None, int]]:
-        """[(dim, direction, price, adverse loss bound per tick)] of the account's exposures."""
-        out = []
-        mark_of = self.pricing.mark_price
-        mark_dim = self._mark_dim
-        for symbol, pos in acc.positions.items():
-            size = pos.size
-            if size:
-                p = self.params[symbol]
-                if size > 0:
-                    out.append((mark_dim[symbol], DOWN, mark_of(symbol), size * p.upt))
-                else:
-                    out.append((mark_dim[symbol], UP, mark_of(symbol),
-                                -(size * p.upt * p.short_rate // RATE_SCALE)))
-        cash = acc.cash
-        index_of = self.pricing.index_price
-        for c in self.margin.collateral:
-            amount = cash[c.asset]
-            if amount > 0:
-                price = index_of(c.symbol)
-                if price is not None:       # unpriced collateral counts for nothing: no exposure
-                    out.append((self._index_dim[c.symbol], DOWN, price,
-                                -(-amount * c.num * c.keep // (c.den * RATE_SCALE))))
-        return out
-
-    def _stale(self, dims) -> bool:
-        is_stale = self.pricing.is_stale
-        return any(is_stale(dim[1]) for dim, _, _, _ in dims)
-
-    def _examine(self, account: int, keep_earlier: bool = False) -> bool:
-        """The full examination: True if the account must be liquidated now; otherwise it is keyed
-        again at once (with keep_earlier, triggers that fire no later than the fresh ones stay)."""
-        acc = self.margin.accounts.get(account)
-        if acc is None:
-            return False
-        figures = self.margin._figures(acc)
-        slack = self._slack(acc, figures)
-        dims = self._dims(acc)
-        if slack <= 0 and not self._stale(dims):
-            return True
-        self._key(acc, figures, slack, dims, keep_earlier)
-        return False
-
-    def _key(self, acc, figures: tuple | None = None, slack: int | None = None,
-             dims: list | None = None, keep_earlier: bool = False) -> None:
-        """Sets the account's triggers, its reserve (their corner's slack) and its terms."""
-        if figures is None:
-            figures = self.margin._figures(acc)
-            slack = self._slack(acc, figures)
-            dims = self._dims(acc)
-        index = self.index
-        index.set(acc.id, self._triggers(acc, figures, slack, dims), keep_earlier)
-        terms = {}
-        corner = self._corner(acc, index.triggers(acc.id), terms)
-        if corner is not None and corner > 0:
-            self._reserve[acc.id] = corner
-            self._terms[acc.id] = terms
-        else:
-            self._reserve[acc.id] = 0       # examined at any payment
-            self._terms.pop(acc.id, None)
-        self._dirty.discard(acc.id)
-
-    def _triggers(self, acc, figures: tuple, slack: int, dims: list) -> list:
-        """Triggers inside which the account keeps more than half its slack (the rest is room for
-        later fills to spend without new triggers: see LiquidationCore.step)."""
-        if not dims:
-            return []
-        if slack <= 0:
-            # in breach but deferred (a stale index): look again at any move
-            return [(dim, d, None) for dim, d, _, _ in dims]
-        room = slack // 2
-        if len(dims) == 1 and dims[0][0][0] == "mark" and dims[0][2] is not None:
-            # one position and nothing else: exactly where its slack falls to the room (the
-            # liquidation price of the account with `room` less equity); a long that no positive
-            # price takes there: 0, never
-            dim, direction, mark, _ = dims[0]
-            pos, base, others = self.margin._price_base(acc, dim[1], figures)
-            p = self.params[dim[1]]
-            price = p.tiers.liquidation_price(pos.size, p.upt, base - others - room)
-            return _with_spare(dim, direction, _place(price or 0, mark, direction), mark)
-        budget = slack - room - len(dims) - 1
-        if budget < 0 or any(price is None for _, _, price, _ in dims):
-            return [(dim, d, None) for dim, d, _, _ in dims]
-        # the same fraction of its price for every dimension: sum(w x allowed move) <= budget
-        total = sum(w * price for _, _, price, w in dims)
-        triggers = []
-        for dim, direction, price, _ in dims:
-            allowed = budget * price // total
-            trigger = price - allowed - 1 if direction == DOWN else price + allowed + 1
-            trigger = _place(trigger, price, direction)
-            if dim[0] == "mark":
-                triggers += _with_spare(dim, direction, trigger, price)
-            else:
-                triggers.append((dim, direction, trigger))
-        return triggers
+    def liquidate(self, breached: list, events: list, start: int) -> None:
+        """A round's accounts in breach (LiquidationCore's rounds found them), liquidated in account
+        order; then stage 5 again, as the liquidation trades moved the last price and the book."""
+        self._queues.clear()
+        for account in breached:
+            self._liquidate(account, events)
+        if self.margin.reduce_only_dirty:
+            self.exchange._trim_reduce_only(events)
+        new = events[start:]
+        n = len(new)
+        self.pricing.after_command(new)
+        events.extend(new[n:])
 
     # ---- liquidating ---------------------------------------------------------------------------
 
@@ -474,8 +173,7 @@ class Liquidation(LiquidationCore):
         margin = self.margin
         acc = margin.accounts[account]
         # its triggers, reserve and terms say nothing any more: keyed again before the command ends
-        self._dirty.add(account)
-        self._terms.pop(account, None)
+        self._forget(account)
         equity, _, _, mm, _ = margin._figures(acc)
         if mm > 0 and equity <= mm:
             reason = LiquidationReason.MAINTENANCE
@@ -807,9 +505,6 @@ class Liquidation(LiquidationCore):
         self.socialized = dict(state["socialized"])
         self._fund_seen = dict(state["fund_seen"])
         # the index is derived: rebuilt from the restored accounts and prices
-        self.index.clear()
-        self._dirty.clear()
-        self._reserve.clear()
-        self._terms.clear()
+        self.reset()
         for account in sorted(self.margin.accounts):
             self._key(self.margin.accounts[account])

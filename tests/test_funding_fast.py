@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from perpcore import Exchange, _funding, default_config, funding
 from perpcore import messages as m
-from perpcore._liquidation import LiquidationCore
 from perpcore._margin import Position
 from perpcore.config import RATE_SCALE
 from perpcore.messages import Side
@@ -185,11 +184,6 @@ def uncovered(paid, touched, reserve, dirty, shortcuts) -> list[int]:
     return out
 
 
-class Core(LiquidationCore):
-    """The C base alone; an instance takes the attribute Liquidation adds that the pass reads
-    (_dirty)."""
-
-
 money = st.one_of(st.integers(-5, 5), st.integers(-10**12, 10**12), st.integers(-2**100, 2**100))
 ids = st.integers(1, 30)
 
@@ -199,9 +193,12 @@ ids = st.integers(1, 30)
        reserve=st.dictionaries(ids, money), touched=st.sets(ids), dirty=st.sets(ids),
        shortcuts=st.booleans())
 def test_uncovered_is_the_stated_rule(paid, reserve, touched, dirty, shortcuts):
-    core = Core()
-    core._reserve, core._dirty, core.shortcuts = dict(reserve), set(dirty), shortcuts
+    core = Exchange(default_config()).liquidation
+    for account, amount in reserve.items():
+        core.set_reserve(account, amount)
+    core._dirty.update(dirty)
+    core.shortcuts = shortcuts
     expected_reserve = dict(reserve)
     assert core._uncovered(paid, set(touched)) == \
         uncovered(paid, touched, expected_reserve, dirty, shortcuts)
-    assert core._reserve == expected_reserve
+    assert core.reserves() == expected_reserve

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from perpcore import Exchange, default_config
 from perpcore import messages as m
-from perpcore.breach_index import DOWN, UP
+from perpcore.liquidation import DOWN, UP
 from perpcore.config import RATE_SCALE
 from perpcore.messages import LiquidationReason, Side
 
@@ -113,12 +113,12 @@ def test_a_payer_that_stays_sound_is_not_liquidated():
     # maintenance in the 0.5% tier): at 60,005.9 it is 250.23 - (300.0295 - 50) = 0.2005, above
     # half of 0.30; at 60,005.8, 250.13 - 250.029 = 0.101: the trigger, keeping half as room. The
     # spare on the other side, as far from the mark
-    assert liq.index.triggers(TRADER) == ((("mark", BTC), DOWN, 600058),
+    assert liq.triggers_of(TRADER) == ((("mark", BTC), DOWN, 600058),
                                           (("mark", BTC), UP, 600062))
-    assert liq._reserve[TRADER] == usd("0.2005")    # the slack a tick inside the trigger
+    assert liq.reserve(TRADER) == usd("0.2005")    # the slack a tick inside the trigger
     assert ex.account(TRADER).positions[0].liquidation_price == 600056
     accepted(ex, m.Deposit(account=TRADER, asset="USD", amount=usd("5.75")))
-    assert liq._reserve[TRADER] == usd("5.9505")    # the triggers stay
+    assert liq.reserve(TRADER) == usd("5.9505")    # the triggers stay
     examined = counting(ex)
     events = ex.submit(m.AdvanceClock(ts=INTERVAL))
     assert examined == [TRADER]         # 5.9505 USD does not cover 6.00: examined, and sound
@@ -127,21 +127,21 @@ def test_a_payer_that_stays_sound_is_not_liquidated():
     assert (trader.equity, trader.maintenance_margin) == (usd("250.08"), usd("250.03"))
     # keyed again at once: half of the 0.05 USD of slack is reached just below 60,006, so the
     # trigger is the tick below the mark and the reserve the slack at the mark
-    assert liq.index.triggers(TRADER)[0] == (("mark", BTC), DOWN, 600059)
-    assert liq._reserve[TRADER] == usd("0.05")
+    assert liq.triggers_of(TRADER)[0] == (("mark", BTC), DOWN, 600059)
+    assert liq.reserve(TRADER) == usd("0.05")
 
 
 def test_a_receiver_is_never_examined_and_a_covered_payer_only_its_reserve_lowered():
     ex = near_maintenance_venue()
     liq = ex.liquidation
-    before = liq._reserve[RICH]
+    before = liq.reserve(RICH)
     examined = counting(ex)
     for k in (1, 2, 3):
         ex.submit(m.AdvanceClock(ts=k * INTERVAL))
         assert MAKER not in examined and RICH not in examined
-        assert liq._reserve[RICH] == before - k * usd("0.6")
+        assert liq.reserve(RICH) == before - k * usd("0.6")
     # no positive mark takes half its slack: its trigger never fires
-    assert liq.index.triggers(RICH)[0] == (("mark", BTC), DOWN, 0)
+    assert liq.triggers_of(RICH)[0] == (("mark", BTC), DOWN, 0)
 
 
 def test_a_fill_updates_the_reserve_and_keeps_the_triggers():
@@ -149,15 +149,15 @@ def test_a_fill_updates_the_reserve_and_keeps_the_triggers():
     is not examined, and the next settlement passes it by as a covered payer."""
     ex = near_maintenance_venue()
     liq = ex.liquidation
-    triggers, before = liq.index.triggers(RICH), liq._reserve[RICH]
+    triggers, before = liq.triggers_of(RICH), liq.reserve(RICH)
     examined = counting(ex)
     trade(ex, RICH, MAKER, 100, 600060)
     # 0.1 BTC more at 60,006, valued at its corner, a mark of 1 tick (its trigger is 0): worth
     # 0.01, for 6,000.60 of entry value and the taker fee 0.05% of it (3.0003); 0.4% of 0.01 more
     # maintenance
-    assert liq._reserve[RICH] == \
+    assert liq.reserve(RICH) == \
         before + usd("0.01") - usd("6000.6") - usd("3.0003") - usd("0.00004")
-    assert liq.index.triggers(RICH) == triggers and examined == []
+    assert liq.triggers_of(RICH) == triggers and examined == []
     ex.submit(m.AdvanceClock(ts=INTERVAL))
     assert RICH not in examined
 
@@ -179,13 +179,13 @@ def check_reserves(ex) -> None:
     """Every single-position account: its reserve is at most its slack at the worst price strictly
     inside its trigger on its side (the trigger's neighbour; 1 tick for a trigger of 0)."""
     liq = ex.liquidation
-    for account, reserve in liq._reserve.items():
+    for account, reserve in liq.reserves().items():
         acc = ex.margin.accounts[account]
         dims = liq._dims(acc)
         if account in liq._dirty or reserve <= 0 or len(dims) != 1:
             continue            # no position: nothing to pay; other assets are not dealt here
         [(dim, direction, price, _)] = dims
-        [trigger] = [t for d, side, t in liq.index.triggers(account) if side == direction]
+        [trigger] = [t for d, side, t in liq.triggers_of(account) if side == direction]
         worst = max(trigger + 1, 1) if direction == DOWN else trigger - 1
         assert slack_at(ex, account, worst) >= reserve, (account, reserve, triggers)
 

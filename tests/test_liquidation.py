@@ -7,7 +7,7 @@ import pytest
 
 from perpcore import Exchange
 from perpcore import messages as m
-from perpcore.breach_index import DOWN, UP
+from perpcore.liquidation import DOWN, UP
 from perpcore.config import HOUR_NS
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, RejectCode, Side
 
@@ -56,9 +56,9 @@ def test_a_quiet_move_examines_nobody(monkeypatch):
     # highest tick there, 601,294, moved up onto a grid of 1/16-1/8 of the distance to the mark
     # (48,706 ticks: a grid of 4,096), 602,112; it fires early, never late. The spare on the other
     # side as far from the mark: 697,888 onto the grid, 696,320
-    assert liq.index.triggers(TRADER) == ((("mark", BTC), DOWN, 602112), (("mark", BTC), UP, 696320))
+    assert liq.triggers_of(TRADER) == ((("mark", BTC), DOWN, 602112), (("mark", BTC), UP, 696320))
     # its reserve: the slack a tick inside, at 60,211.3: 5,178.80 - (301.0565 - 50)
-    assert liq._reserve[TRADER] == usd("4927.7435")
+    assert liq.reserve(TRADER) == usd("4927.7435")
     examined = []
     monkeypatch.setattr(liq, "_examine",
                         lambda account, keep_earlier=False: examined.append(account))

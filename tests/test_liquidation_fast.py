@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from perpcore import Exchange
 from perpcore import messages as m
-from perpcore.breach_index import DOWN, UP
+from perpcore.liquidation import DOWN, UP
 from perpcore.messages import Side
 
 from liquidation_venue import BTC, ETH, Venue, of, usd, venue_config
@@ -67,11 +67,13 @@ def slack_at(ex: Exchange, account: int, prices: dict) -> int:
 def check_reserves(ex: Exchange, rng: random.Random) -> None:
     liq = ex.liquidation
     pricing = ex.components["pricing"]
-    for account, terms in liq._terms.items():
-        reserve = liq._reserve[account]
+    for account, reserve in liq.reserves().items():
+        terms = liq.terms(account)
+        if terms is None:
+            continue
         assert reserve >= 1, (account, reserve)
         sides: dict = {}
-        for dim, direction, trigger in liq.index.triggers(account):
+        for dim, direction, trigger in liq.triggers_of(account):
             sides.setdefault(dim, [None, None])[0 if direction == DOWN else 1] = trigger
         current = {dim: pricing.mark_price(dim[1]) if dim[0] == "mark" else pricing.index_price(dim[1])
                    for dim in sides}
@@ -200,7 +202,7 @@ def test_a_flip_uses_the_spare_trigger():
     v.price(BTC, 650000)
     v.trade(2, 1, BTC, Side.BUY, 1000, 650000)
     liq = v.ex.liquidation
-    triggers = liq.index.triggers(1)
+    triggers = liq.triggers_of(1)
     assert [side for _, side, _ in triggers] == [DOWN, UP]
     examined = []
     full = liq._examine
@@ -208,11 +210,11 @@ def test_a_flip_uses_the_spare_trigger():
         full(account, keep_earlier)
     v.trade(2, 1, BTC, Side.SELL, 1500, 650000)               # long 1 BTC -> short 0.5 BTC
     assert v.size(1, BTC) == -500
-    assert liq.index.triggers(1) == triggers and examined == []
-    below, above, term = liq._terms[1][BTC]
+    assert liq.triggers_of(1) == triggers and examined == []
+    below, above, term = liq.terms(1)[BTC]
     assert term == liq.term(BTC, -500, v.ex.margin.accounts[1].positions[BTC].cost, above)
     corner = {("mark", BTC): above}
-    assert liq._reserve[1] == slack_at(v.ex, 1, corner)
+    assert liq.reserve(1) == slack_at(v.ex, 1, corner)
     # and the short is liquidated when the mark reaches its liquidation price
     price = v.ex.account(1).positions[0].liquidation_price
     v.order(2, BTC, Side.SELL, 1000, price)

@@ -49,6 +49,9 @@ cdef class TierTable:
 
     cdef int128_t mm(self, int128_t notional)
     cdef int128_t cap_for(self, int64_t leverage)
+    # liquidation_price over 128-bit integers: 1 with the tick in *tick, 0 for None
+    cdef int liquidation_tick(self, int64_t size, int64_t upt, int128_t base,
+                              int128_t* tick) except -1
 
 
 cdef class Position:

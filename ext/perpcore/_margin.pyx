@@ -124,6 +124,45 @@ cdef class TierTable:
                     best = p
         return best
 
+    cdef int liquidation_tick(self, int64_t size, int64_t upt, int128_t base,
+                              int128_t* tick) except -1:
+        """liquidation_price(size, upt, base) over 128-bit integers (the same tier by tier solve):
+        1 with the tick in *tick, 0 for None. A position's value a tick and a base within the
+        venue's limits keep every product inside 128 bits; beyond (|base| >= 2**96, a position
+        worth 2**64 a tick, a long's rate of 100% or more), the Python figure."""
+        cdef int128_t a = size if size > 0 else -size
+        cdef int128_t per_tick = a * upt, lo, hi, c, p, best = 0, bound = (<int128_t>1) << 96
+        cdef bint found = False, top, plain = 0 < per_tick < (<int128_t>1) << 64
+        cdef int k
+        for k in range(self.n):
+            plain = plain and not (size > 0 and self.c_rates[k] >= RS)
+        if not (plain and -bound < base < bound):
+            price = self.liquidation_price(size, upt, py_int(base))
+            if price is None:
+                return 0
+            tick[0] = price
+            return 1
+        for k in range(self.n):
+            top = k == self.n - 1
+            lo = self.c_caps[k - 1] // per_tick + 1 if k else 1
+            hi = self.c_caps[k] // per_tick
+            if size > 0:
+                c = RS - RS * base - self.c_amounts[k]
+                p = floor_div(c - 1, per_tick * (RS - self.c_rates[k]))
+                if not top and p > hi:
+                    p = hi
+                if p >= lo and (not found or p > best):
+                    best, found = p, True
+            else:
+                c = RS * (base - 1) + self.c_amounts[k]
+                p = floor_div(c, per_tick * (RS + self.c_rates[k])) + 1
+                if p < lo:
+                    p = lo
+                if (top or p <= hi) and (not found or p < best):
+                    best, found = p, True
+        tick[0] = best
+        return found
+
 
 cdef inline int128_t side_margin(int64_t position, int64_t lots, int64_t value, int64_t mark,
                                  bint has_mark, bint buy, int64_t upt, int64_t leverage):

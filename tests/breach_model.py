@@ -1,13 +1,12 @@
-"""Accounts indexed by the price at which a move could breach their maintenance margin.
+"""The reference model of perpcore._liquidation.BreachIndex: the breach index the engine kept in
+Python, over SortedLists, before the C one (tests/test_breach_index.py runs both on the same streams).
 
 A price dimension is anything one price moves (a symbol's mark, a collateral's index). Each account
 has, per dimension it is exposed to, one trigger: DOWN (a long, collateral) fires when the price
 falls to the trigger or below, UP (a short) when it rises to the trigger or above; a trigger of None
 fires on any update of that dimension (an account that must be looked at whatever the price: already
 in breach but deferred, or valued without a price yet). When a dimension's price moves, crossed()
-returns exactly the accounts whose trigger the new price reaches, in O(log n + k): a move that can
-breach nobody looks at nobody. The caller decides the triggers (perpcore.liquidation) and sets them
-again for every account it examines.
+returns exactly the accounts whose trigger the new price reaches, in O(log n + k).
 """
 from __future__ import annotations
 
