@@ -43,9 +43,13 @@ breach. Which accounts a command touched, and how:
   side gets one, the others staying); if it is not >= 1 the account is examined in full: liquidated
   if under maintenance, else keyed again at once;
 - an account a price move reached (its trigger crossed) is examined in full and keyed again.
-The scan of each command's events and each fill's step run in C (perpcore._liquidation, this class's
-base); a command whose events concern none of this (most orders, cancels and amends) is passed over
-there without calling into Python, and so is one whose fills all stepped.
+All of this runs in C (perpcore._liquidation, this class's base): the scan of each command's events,
+each fill's step, the rounds' looks at their candidates, the keying, the liquidation price solve
+over 128-bit integers, and the BreachIndex (per dimension and direction a tree of (trigger,
+account), no Python object per entry; an account's triggers, reserve and terms in one C slot). A
+command whose events concern none of this (most orders, cancels and amends) is passed over there
+without calling into Python, and so is one whose fills all stepped and whose accounts were sound;
+this module is called for the accounts in breach only (liquidate), and liquidates them.
 
 Funding. A settlement moves cash of every open position, and examining each would cost more than
 the settlement itself. Funding changes no position and no price, only equity, by the amount paid:
@@ -134,7 +138,7 @@ class _Params:
 
 class Liquidation(LiquidationCore):
     """The liquidation component of an Exchange (ex.components["liquidation"]); stage 6's entry,
-    after_command, and its scan of events are perpcore._liquidation.LiquidationCore's."""
+    after_command, up to the accounts in breach is perpcore._liquidation.LiquidationCore's."""
 
     def __init__(self, exchange):
         super().__init__(exchange.components["margin"])

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from perpcore import Exchange, default_config
 from perpcore import messages as m
 from perpcore.messages import Side
 
@@ -98,3 +99,19 @@ def test_random_accounts(deposit, lots, side, symbol, leverage, collateral):
     price = liquidation_price(v, symbol)
     assume(price is not None and price > 1)
     assert_exact(v, symbol)
+
+
+LIQ = Exchange(default_config()).liquidation
+
+
+@settings(max_examples=600)
+@given(st.sampled_from([BTC, ETH]),
+       st.integers(1, 10**9) | st.integers(-10**9, -1) | st.sampled_from([2**62, -2**62]),
+       st.integers(-10**15, 10**15) | st.integers(-2**100, 2**100))
+def test_the_keyings_c_solve_is_the_liquidation_price(symbol, size, base):
+    """The keying's solve (LiquidationCore.liquidation_price: TierTable.liquidation_tick over
+    128-bit integers, the Python figure past their range) is TierTable.liquidation_price, whatever
+    the size and base."""
+    sr = LIQ.margin.symbols[symbol]
+    assert LIQ.liquidation_price(symbol, size, base) == \
+        sr.tiers.liquidation_price(size, sr.upt, base)

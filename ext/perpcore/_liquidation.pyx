@@ -1102,6 +1102,16 @@ cdef class LiquidationCore:
         (its unrealised PnL) less its maintenance; 0 when flat."""
         return py_int(position_term(self.risks[self.number[symbol]], size, cost, price))
 
+    def liquidation_price(self, str symbol, int64_t size, base):
+        """TierTable.liquidation_price of the symbol's tiers as the keying solves it, over 128-bit
+        integers (TierTable.liquidation_tick): the tick at which a position of `size` lots with
+        `base` (equity less the others' maintenance, less its value at price 0) is liquidated."""
+        cdef SymbolRisk sr = self.risks[self.number[symbol]]
+        cdef int128_t tick
+        if sr.tiers.liquidation_tick(size, sr.upt, base, &tick):
+            return py_int(tick)
+        return None
+
     def _key(self, Account acc):
         """Keys the account from its figures now (after a liquidation, a restore)."""
         cdef int128_t equity, mm, slack

@@ -1,0 +1,88 @@
+"""Exchange.submit on the standard mix as the number of distinct traders grows (issue 13: a cost per
+command flat in the number of accounts; stage 6's keying in C): 100,000 commands over 1,000,
+10,000, 100,000 and 1,000,000 accounts (scaled), each funded with 1,000,000 USD (the standard
+set-up's 10,000,000 would pass the venue's 2**62 money bound at a million accounts).
+
+Same-run comparison with another build: with PERPCORE_BASELINE set to a checkout whose extensions
+are built (git worktree add ../before <commit> && python setup.py build_ext --inplace there), each
+case is also run on that build, round for round, in a worker process that imports it: the timed
+part is the same submit loop, started and awaited through a pipe (a round trip of microseconds on
+a loop of a second or more). Untimed: the workload, the accounts and the prefill.
+
+    PERPCORE_BASELINE=../before pytest bench/bench_accounts.py --benchmark-only
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ACCOUNTS = (1_000, 10_000, 100_000, 1_000_000)
+COMMANDS = 100_000
+DEPOSIT = "1000000"
+BASELINE = os.environ.get("PERPCORE_BASELINE")
+
+
+def workload(n: int, accounts: int):
+    """The standard mix's Exchange commands over `accounts` accounts (perpcore.workloads)."""
+    from perpcore import workloads as w
+    wl = w.standard(n, accounts=accounts)
+    setup = w.account_setup(accounts, deposit=DEPOSIT)
+    setup += w.to_messages(wl.setup, symbol=w.SYMBOL, ts0=1_000_000, ts_step=0)
+    return w.ExchangeWorkload(wl, setup, w.to_messages(wl.cmds, wl.kinds, symbol=w.SYMBOL))
+
+
+def submit_all(submit, cmds) -> None:
+    for cmd in cmds:
+        submit(cmd)
+
+
+class Worker:
+    """The same case in a process importing the baseline build: it sets an exchange up, then runs
+    the commands when told to and says when it is done."""
+
+    def __init__(self, n: int, accounts: int):
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(BASELINE))
+        self.proc = subprocess.Popen([sys.executable, __file__, str(n), str(accounts)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "ready\n"
+
+    def run(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "done\n"
+        self.proc.wait()
+
+
+def serve(n: int, accounts: int) -> None:
+    """The worker's side (this file run as a script)."""
+    from perpcore import bench
+    xw = workload(n, accounts)
+    submit = bench.fresh_exchange(xw).submit
+    print("ready", flush=True)
+    assert sys.stdin.readline() == "go\n"
+    submit_all(submit, xw.cmds)
+    print("done", flush=True)
+
+
+@pytest.fixture(scope="module", params=ACCOUNTS, ids=lambda a: f"{a}-accounts")
+def case(request, scaled):
+    n, accounts = scaled(COMMANDS), scaled(request.param, floor=10)
+    return n, accounts, workload(n, accounts)
+
+
+@pytest.mark.parametrize("build", ["this"] + (["baseline"] if BASELINE else []))
+def test_standard_submit_by_accounts(benchmark, case, build):
+    from perpcore import bench
+    n, accounts, xw = case
+    benchmark.extra_info.update(commands=n, accounts=accounts, build=build,
+                                baseline=BASELINE if build == "baseline" else None)
+    if build == "baseline":
+        benchmark.pedantic(Worker.run, setup=lambda: ((Worker(n, accounts),), {}), rounds=3)
+    else:
+        benchmark.pedantic(submit_all, setup=lambda: ((bench.fresh_exchange(xw).submit, xw.cmds),
+                                                      {}), rounds=3)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))
