@@ -38,7 +38,9 @@ class BreachIndex:
     def __init__(self):
         self._down: dict[Hashable, SortedList] = {}     # dim -> (trigger, account)
         self._up: dict[Hashable, SortedList] = {}
-        self._any: dict[Hashable, set[int]] = {}        # dim -> accounts to look at on any move
+        # (dim, direction) -> accounts to look at on any move (the engine's index kept one set per
+        # dim, which lost an account whose two 'any move' entries there became one)
+        self._any: dict[tuple, set[int]] = {}
         self._entries: dict[int, tuple] = {}            # account -> ((dim, direction, trigger), ...)
 
     def set(self, account: int, triggers: Iterable[tuple[Hashable, int, int | None]],
@@ -64,7 +66,7 @@ class BreachIndex:
 
     def _add(self, account: int, dim: Hashable, direction: int, price: int | None) -> None:
         if price is None:
-            self._any.setdefault(dim, set()).add(account)
+            self._any.setdefault((dim, direction), set()).add(account)
             return
         side = self._down if direction == DOWN else self._up
         lst = side.get(dim)
@@ -74,7 +76,7 @@ class BreachIndex:
 
     def _remove(self, account: int, dim: Hashable, direction: int, price: int | None) -> None:
         if price is None:
-            self._any[dim].discard(account)
+            self._any[dim, direction].discard(account)
         else:
             (self._down if direction == DOWN else self._up)[dim].remove((price, account))
 
@@ -84,7 +86,7 @@ class BreachIndex:
 
     def crossed(self, dim: Hashable, price: int) -> list[int]:
         """The accounts whose trigger in `dim` the price reaches, sorted by id."""
-        found = set(self._any.get(dim, ()))
+        found = set(self._any.get((dim, DOWN), ())) | self._any.get((dim, UP), set())
         down = self._down.get(dim)
         if down:
             # triggers >= price: (price,) sorts before every (price, account)
@@ -98,7 +100,7 @@ class BreachIndex:
     def reaches(self, dim: Hashable, price: int) -> bool:
         """True when crossed(dim, price) would find someone, in O(1): the highest DOWN trigger or
         the lowest UP trigger is reached, or an account is to be looked at on any move."""
-        if self._any.get(dim):
+        if self._any.get((dim, DOWN)) or self._any.get((dim, UP)):
             return True
         down = self._down.get(dim)
         if down and down[-1][0] >= price:

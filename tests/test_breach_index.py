@@ -173,3 +173,27 @@ def test_a_long_stream_over_many_accounts():
             same_answers(idx, model, range(0, 5_000, 37),
                          [(d, rng.randrange(-2, 300)) for d in (M, I, E) for _ in range(5)])
     same_answers(idx, model, range(5_000), [(d, p) for d in (M, I, E) for p in range(-1, 301, 3)])
+
+
+def test_the_trees_grow_and_shrink():
+    """20,000 accounts keyed (many at the same prices, 'any move' ones among them), then all
+    discarded in random order and keyed again: leaves and inner nodes split, empty and go."""
+    rng = random.Random(11)
+    idx, model = index(), Model()
+    accounts = list(range(20_000))
+    for _ in range(2):
+        rng.shuffle(accounts)
+        for account in accounts:
+            triggers = [(M, DOWN, rng.choice([None, 5, 50, rng.randrange(1, 100)])),
+                        (E, UP, rng.randrange(50, 60))]
+            idx.set(account, triggers)
+            model.set(account, triggers)
+        same_answers(idx, model, range(0, 20_000, 7), [(d, p) for d in (M, E) for p in (1, 50, 99)])
+        rng.shuffle(accounts)
+        for k, account in enumerate(accounts):
+            idx.discard(account)
+            model.discard(account)
+            if k % 1_999 == 0:
+                same_answers(idx, model, accounts[k:k + 50],
+                             [(d, p) for d in (M, E) for p in (1, 5, 50, 55, 99)])
+        assert len(idx) == 0 and idx.crossed(M, 1) == [] and not idx.reaches(E, 10**9)

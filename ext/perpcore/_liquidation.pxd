@@ -20,7 +20,7 @@
 # Python integers instead, so every figure is exact.
 
 cimport cython
-from libc.stdint cimport int16_t, int64_t, uint32_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
 from perpcore._margin cimport Account, MarginCore, int128_t
 
@@ -33,19 +33,31 @@ cdef enum:
     MAX_SYMBOLS = 32    # instruments a venue may have (two price dimensions each)
 
 
-ctypedef struct Node:
-    # one trigger in its (dimension, direction) tree, a treap ordered by (price, account) whose
-    # priorities are a hash of the key (deterministic, expected depth O(log n))
+cdef enum:
+    FAN = 64            # keys a leaf of the trees holds, children an inner node has
+    MAX_DEPTH = 16      # levels a tree may have (at least FAN / 2 children a level: ample)
+
+
+ctypedef struct Key:
     int64_t price
     int64_t account
-    uint32_t left, right     # node numbers; 0: none
+
+
+ctypedef struct Node:
+    # a node of a (dimension, direction) tree, a B+ tree of (price, account) keys whose leaves are
+    # chained in key order. A leaf holds n sorted keys; an inner node n children, keys[i] (i >= 1)
+    # at most every key under child i and above every key under child i - 1
+    int32_t n
+    int32_t leaf
+    uint32_t prev, next      # leaves: the neighbours, 0: none (free nodes: next)
+    Key keys[FAN]
+    uint32_t child[FAN]
 
 
 ctypedef struct Entry:
     # one of an account's triggers, in the order they were set
     int64_t price            # ticks; ANY_DOWN / ANY_UP: fires on any update of the dimension
-    uint32_t node
-    int16_t dim
+    int32_t dim
     int16_t direction
 
 
@@ -87,6 +99,7 @@ cdef class BreachIndex:
     cdef Py_ssize_t mask                 # table size - 1
     cdef Node* nodes                     # node 0 unused (none)
     cdef uint32_t n_nodes, cap_nodes, free_nodes
+    cdef int height                      # the trees' deepest path so far (their paths' room)
     cdef uint32_t* roots                 # [dim * 2 + direction]
     cdef int64_t* found                  # crossed()'s scratch
     cdef Py_ssize_t n_found, cap_found
@@ -98,10 +111,12 @@ cdef class BreachIndex:
     cdef int count(self, Py_ssize_t slot) noexcept nogil
     cdef Entry* entries(self, Py_ssize_t slot) noexcept nogil
     cdef void* state(self, Py_ssize_t slot) noexcept nogil             # the owner's payload
-    cdef uint32_t node(self, int64_t price, int64_t account) except 0
+    cdef uint32_t node(self, bint leaf) except 0
+    cdef int insert(self, uint32_t* root, int64_t price, int64_t account) except -1
+    cdef int remove(self, uint32_t* root, int64_t price, int64_t account) except -1
+    cdef uint32_t edge(self, uint32_t t, bint last) noexcept nogil    # its first or last leaf
     cdef int put(self, Py_ssize_t slot, Entry* new, int n, bint keep_earlier) except -1
     cdef int add(self, int64_t account) except -1                      # to found
-    cdef int add_all(self, uint32_t t) except -1
     cdef int collect(self, int dim, int64_t price) except -1           # into found, unsorted
     cdef list sorted_found(self)
     cdef bint reaches_c(self, int dim, int64_t price) noexcept nogil
@@ -122,6 +137,7 @@ cdef class LiquidationCore:
     cdef int nsym, ncoll
     cdef list risks                    # perpcore._margin.SymbolRisk by k
     cdef list coll                     # perpcore.risk.CollateralPrice, by asset
+    cdef tuple coll_assets             # their assets
     cdef int coll_k[MAX_SYMBOLS]       # the symbol number of each collateral's index
     cdef int128_t coll_num[MAX_SYMBOLS]
     cdef int128_t coll_keep[MAX_SYMBOLS]

@@ -6,7 +6,7 @@ from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.ref cimport PyObject
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 from perpcore._margin cimport Position, Sums, SymbolRisk, TierTable, int128_t, py_int
 
@@ -40,13 +40,36 @@ cdef object FUNDING_SETTLED = m.FundingSettled
 cdef object MARK_MOVED = m.MarkPriceUpdated
 cdef object INDEX_MOVED = m.IndexPriceUpdated
 cdef frozenset C_TOUCHING = TOUCHING
-cdef frozenset C_WATCHED = WATCHED
+# WATCHED as a C array of its types (held by the tuple): after() tests every event against it
+cdef tuple WATCHED_TYPES = tuple(WATCHED)
+cdef PyObject* C_WATCHED[16]
+cdef Py_ssize_t N_WATCHED = 0
+
+
+cdef int watch_types() except -1:
+    global N_WATCHED
+    for t in WATCHED_TYPES[:16]:
+        C_WATCHED[N_WATCHED] = <PyObject*>t
+        N_WATCHED += 1
+    assert N_WATCHED == len(WATCHED_TYPES)
+    return 0
+
+
+watch_types()
+
+
+cdef inline bint watched(object t) noexcept:
+    cdef Py_ssize_t i
+    for i in range(N_WATCHED):
+        if <PyObject*>t == C_WATCHED[i]:
+            return True
+    return False
 
 
 # ---- the trees ------------------------------------------------------------------------------------
 
 cdef inline uint64_t mix(uint64_t x) noexcept nogil:
-    """splitmix64's finaliser: the hash of an account id, a node's priority."""
+    """splitmix64's finaliser: the hash of an account id."""
     x ^= x >> 30
     x *= 0xbf58476d1ce4e5b9ULL
     x ^= x >> 27
@@ -54,62 +77,34 @@ cdef inline uint64_t mix(uint64_t x) noexcept nogil:
     return x ^ (x >> 31)
 
 
-cdef inline uint64_t priority(Node* n) noexcept nogil:
-    return mix(<uint64_t>n.price * 0x9e3779b97f4a7c15ULL ^ <uint64_t>n.account)
+cdef inline bint before(Key* k, int64_t price, int64_t account) noexcept nogil:
+    return k.price < price or k.price == price and k.account < account
 
 
-cdef inline bint before(Node* n, int64_t price, int64_t account) noexcept nogil:
-    return n.price < price or n.price == price and n.account < account
+cdef inline int lower(Key* keys, int lo, int hi, int64_t price, int64_t account) noexcept nogil:
+    """The first position in keys[lo:hi] whose key is not before (price, account)."""
+    cdef int mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if before(&keys[mid], price, account):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
-cdef void split(Node* nodes, uint32_t t, int64_t price, int64_t account, uint32_t* left,
-                uint32_t* right) noexcept nogil:
-    """The tree t as the keys before (price, account) and the others."""
-    if t == 0:
-        left[0] = right[0] = 0
-    elif before(&nodes[t], price, account):
-        split(nodes, nodes[t].right, price, account, &nodes[t].right, right)
-        left[0] = t
-    else:
-        split(nodes, nodes[t].left, price, account, left, &nodes[t].left)
-        right[0] = t
-
-
-cdef uint32_t merge(Node* nodes, uint32_t a, uint32_t b) noexcept nogil:
-    """Two trees whose keys are all before (a) or after (b) the other's, as one."""
-    if a == 0:
-        return b
-    if b == 0:
-        return a
-    if priority(&nodes[a]) > priority(&nodes[b]):
-        nodes[a].right = merge(nodes, nodes[a].right, b)
-        return a
-    nodes[b].left = merge(nodes, a, nodes[b].left)
-    return b
-
-
-cdef uint32_t insert(Node* nodes, uint32_t t, uint32_t n) noexcept nogil:
-    if t == 0:
-        return n
-    if priority(&nodes[n]) > priority(&nodes[t]):
-        split(nodes, t, nodes[n].price, nodes[n].account, &nodes[n].left, &nodes[n].right)
-        return n
-    if before(&nodes[n], nodes[t].price, nodes[t].account):
-        nodes[t].left = insert(nodes, nodes[t].left, n)
-    else:
-        nodes[t].right = insert(nodes, nodes[t].right, n)
-    return t
-
-
-cdef uint32_t remove(Node* nodes, uint32_t t, uint32_t n) noexcept nogil:
-    """The tree t without node n (which it holds)."""
-    if t == n:
-        return merge(nodes, nodes[t].left, nodes[t].right)
-    if before(&nodes[n], nodes[t].price, nodes[t].account):
-        nodes[t].left = remove(nodes, nodes[t].left, n)
-    else:
-        nodes[t].right = remove(nodes, nodes[t].right, n)
-    return t
+cdef inline int below(Node* t, int64_t price, int64_t account) noexcept nogil:
+    """The child of an inner node whose keys may hold (price, account): the last one whose least
+    key is not after it."""
+    cdef int lo = 1, hi = t.n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if before(&t.keys[mid], price, account) or t.keys[mid].price == price \
+                and t.keys[mid].account == account:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
 
 
 cdef int by_value(const void* a, const void* b) noexcept nogil:
@@ -188,6 +183,7 @@ cdef class BreachIndex:
         self.slots = self.indexed = self.capacity = 0
         self.n_nodes = self.cap_nodes = 0
         self.free_nodes = 0
+        self.height = 0
         memset(self.roots, 0, 2 * self.ndims * sizeof(uint32_t))
         self.mask = 15
         self.table = <uint32_t*>malloc((self.mask + 1) * sizeof(uint32_t))
@@ -260,14 +256,17 @@ cdef class BreachIndex:
 
     # ---- entries ---------------------------------------------------------------------------
 
-    cdef uint32_t node(self, int64_t price, int64_t account) except 0:
+    # ---- the trees -------------------------------------------------------------------------
+
+    cdef uint32_t node(self, bint leaf) except 0:
+        """A new, empty node."""
         cdef uint32_t n = self.free_nodes, size
         cdef Node* nodes
         if n:
-            self.free_nodes = self.nodes[n].left
+            self.free_nodes = self.nodes[n].next
         else:
             if self.n_nodes + 1 >= self.cap_nodes:
-                size = self.cap_nodes * 2 if self.cap_nodes else 256
+                size = self.cap_nodes * 2 if self.cap_nodes else 64
                 nodes = <Node*>realloc(self.nodes, size * sizeof(Node))
                 if nodes == NULL:
                     raise MemoryError()
@@ -277,9 +276,121 @@ cdef class BreachIndex:
                     self.n_nodes = 1        # node 0 is none
             n = self.n_nodes
             self.n_nodes += 1
-        self.nodes[n].price, self.nodes[n].account = price, account
-        self.nodes[n].left = self.nodes[n].right = 0
+        self.nodes[n].n, self.nodes[n].leaf = 0, leaf
+        self.nodes[n].prev = self.nodes[n].next = 0
         return n
+
+    cdef int insert(self, uint32_t* root, int64_t price, int64_t account) except -1:
+        """Adds the key (price, account) to the tree at *root: into its leaf, which splits in two
+        when full, its new half going into the parent, which splits likewise, up to a new root."""
+        cdef uint32_t path[MAX_DEPTH]
+        cdef int depth = 0, i, half = FAN // 2
+        cdef uint32_t t = root[0], r, up
+        cdef Key sep
+        cdef Node* a
+        cdef Node* b
+        if t == 0:
+            t = root[0] = self.node(True)
+            if self.height < 1:
+                self.height = 1
+        while not self.nodes[t].leaf:
+            path[depth] = t
+            depth += 1
+            t = self.nodes[t].child[below(&self.nodes[t], price, account)]
+        a = &self.nodes[t]
+        i = lower(a.keys, 0, a.n, price, account)
+        memmove(&a.keys[i + 1], &a.keys[i], (a.n - i) * sizeof(Key))
+        a.keys[i].price, a.keys[i].account = price, account
+        a.n += 1
+        if a.n < FAN:
+            return 0
+        r = self.node(True)                 # the leaf's upper half, chained after it
+        a, b = &self.nodes[t], &self.nodes[r]
+        memcpy(b.keys, &a.keys[half], (FAN - half) * sizeof(Key))
+        b.n, a.n = FAN - half, half
+        b.next, b.prev, a.next = a.next, t, r
+        if b.next:
+            self.nodes[b.next].prev = r
+        sep = b.keys[0]
+        while depth:                        # the new node goes into its parent, after t
+            depth -= 1
+            up = path[depth]
+            a = &self.nodes[up]
+            i = below(a, sep.price, sep.account) + 1
+            memmove(&a.child[i + 1], &a.child[i], (a.n - i) * sizeof(uint32_t))
+            memmove(&a.keys[i + 1], &a.keys[i], (a.n - i) * sizeof(Key))
+            a.child[i], a.keys[i] = r, sep
+            a.n += 1
+            if a.n < FAN:
+                return 0
+            t = up
+            r = self.node(False)
+            a, b = &self.nodes[t], &self.nodes[r]
+            memcpy(b.child, &a.child[half], (FAN - half) * sizeof(uint32_t))
+            memcpy(b.keys, &a.keys[half], (FAN - half) * sizeof(Key))
+            b.n, a.n = FAN - half, half
+            sep = b.keys[0]
+        up = self.node(False)               # the root split: a new root above both halves
+        a = &self.nodes[up]
+        a.n, a.child[0], a.child[1], a.keys[1] = 2, root[0], r, sep
+        root[0] = up
+        self.height += 1
+        if self.height >= MAX_DEPTH:
+            raise MemoryError("the breach index's trees are too deep")
+        return 0
+
+    cdef int remove(self, uint32_t* root, int64_t price, int64_t account) except -1:
+        """Takes the key (price, account), which the tree holds, out of it. Nodes are not merged
+        as they thin out (an empty one is freed, and a root left with one child gives way to it):
+        the trees stay no deeper than at their largest."""
+        cdef uint32_t path[MAX_DEPTH]
+        cdef int at[MAX_DEPTH]
+        cdef int depth = 0, i
+        cdef uint32_t t = root[0]
+        cdef Node* a
+        while not self.nodes[t].leaf:
+            path[depth] = t
+            at[depth] = i = below(&self.nodes[t], price, account)
+            depth += 1
+            t = self.nodes[t].child[i]
+        a = &self.nodes[t]
+        i = lower(a.keys, 0, a.n, price, account)
+        if i == a.n or a.keys[i].price != price or a.keys[i].account != account:
+            raise KeyError(f"({price}, {account}) is not in the breach index")   # a bug
+        a.n -= 1
+        memmove(&a.keys[i], &a.keys[i + 1], (a.n - i) * sizeof(Key))
+        if a.n:
+            return 0
+        if a.prev:                          # an empty leaf leaves the chain and its parent
+            self.nodes[a.prev].next = a.next
+        if a.next:
+            self.nodes[a.next].prev = a.prev
+        while True:
+            self.nodes[t].next = self.free_nodes
+            self.free_nodes = t
+            if depth == 0:
+                root[0] = 0
+                return 0
+            depth -= 1
+            t = path[depth]
+            a = &self.nodes[t]
+            i = at[depth]
+            a.n -= 1
+            memmove(&a.child[i], &a.child[i + 1], (a.n - i) * sizeof(uint32_t))
+            memmove(&a.keys[i], &a.keys[i + 1], (a.n - i) * sizeof(Key))
+            if a.n:
+                break
+        while depth == 0 and not self.nodes[t].leaf and self.nodes[t].n == 1:
+            root[0] = self.nodes[t].child[0]        # a root with one child gives way to it
+            self.nodes[t].next = self.free_nodes
+            self.free_nodes = t
+            t = root[0]
+        return 0
+
+    cdef uint32_t edge(self, uint32_t t, bint last) noexcept nogil:
+        while t and not self.nodes[t].leaf:
+            t = self.nodes[t].child[self.nodes[t].n - 1 if last else 0]
+        return t
 
     cdef int put(self, Py_ssize_t slot, Entry* new, int n, bint keep_earlier) except -1:
         """Replaces the slot's triggers with new[:n] (one per dimension and direction). With
@@ -287,9 +398,8 @@ cdef class BreachIndex:
         stay as they are (still a safe bound, and no tree is touched). Only the entries that
         change move in the trees."""
         cdef Entry* old = self.entries(slot)
-        cdef int n_old = self.count(slot), i, j
+        cdef int n_old = self.count(slot), i
         cdef int64_t account = self.head(slot)[0]
-        cdef uint32_t* root
         if n_old == n:
             for i in range(n):
                 if not same(&old[i], &new[i]):
@@ -300,18 +410,10 @@ cdef class BreachIndex:
             return 0
         for i in range(n_old):
             if held(new, n, &old[i]) < 0:
-                root = &self.roots[old[i].dim * 2 + old[i].direction]
-                root[0] = remove(self.nodes, root[0], old[i].node)
-                self.nodes[old[i].node].left = self.free_nodes
-                self.free_nodes = old[i].node
+                self.remove(&self.roots[old[i].dim * 2 + old[i].direction], old[i].price, account)
         for i in range(n):
-            j = held(old, n_old, &new[i])
-            if j >= 0:
-                new[i].node = old[j].node
-            else:
-                new[i].node = self.node(new[i].price, account)
-                root = &self.roots[new[i].dim * 2 + new[i].direction]
-                root[0] = insert(self.nodes, root[0], new[i].node)
+            if held(old, n_old, &new[i]) < 0:
+                self.insert(&self.roots[new[i].dim * 2 + new[i].direction], new[i].price, account)
         memcpy(old, new, n * sizeof(Entry))
         self.head(slot)[1] = n
         self.indexed += (n > 0) - (n_old > 0)
@@ -331,48 +433,35 @@ cdef class BreachIndex:
         self.n_found += 1
         return 0
 
-    cdef int add_all(self, uint32_t t) except -1:
-        while t:
-            self.add(self.nodes[t].account)
-            self.add_all(self.nodes[t].left)
-            t = self.nodes[t].right
-        return 0
-
     cdef int collect(self, int dim, int64_t price) except -1:
         """Appends to found the accounts whose trigger in dim the price reaches (an account
-        once per direction): DOWN triggers >= price, UP triggers <= price."""
+        once per direction): DOWN triggers >= price, UP triggers <= price, along the leaves."""
         cdef uint32_t t = self.roots[dim * 2 + DOWN]
+        cdef int i
+        while t and not self.nodes[t].leaf:         # the leaf where triggers >= price begin
+            t = self.nodes[t].child[below(&self.nodes[t], price, INT64_MIN)]
+        if t:
+            i = lower(self.nodes[t].keys, 0, self.nodes[t].n, price, INT64_MIN)
+            while t:
+                while i < self.nodes[t].n:
+                    self.add(self.nodes[t].keys[i].account)
+                    i += 1
+                t, i = self.nodes[t].next, 0
+        t = self.edge(self.roots[dim * 2 + UP], False)
         while t:
-            if self.nodes[t].price >= price:
-                self.add(self.nodes[t].account)
-                self.add_all(self.nodes[t].right)
-                t = self.nodes[t].left
-            else:
-                t = self.nodes[t].right
-        t = self.roots[dim * 2 + UP]
-        while t:
-            if self.nodes[t].price <= price:
-                self.add(self.nodes[t].account)
-                self.add_all(self.nodes[t].left)
-                t = self.nodes[t].right
-            else:
-                t = self.nodes[t].left
+            for i in range(self.nodes[t].n):
+                if self.nodes[t].keys[i].price > price:
+                    return 0
+                self.add(self.nodes[t].keys[i].account)
+            t = self.nodes[t].next
         return 0
 
     cdef bint reaches_c(self, int dim, int64_t price) noexcept nogil:
-        cdef uint32_t t = self.roots[dim * 2 + DOWN]
-        if t:
-            while self.nodes[t].right:              # the highest DOWN trigger
-                t = self.nodes[t].right
-            if self.nodes[t].price >= price:
-                return True
-        t = self.roots[dim * 2 + UP]
-        if t:
-            while self.nodes[t].left:               # the lowest UP trigger
-                t = self.nodes[t].left
-            if self.nodes[t].price <= price:
-                return True
-        return False
+        cdef uint32_t t = self.edge(self.roots[dim * 2 + DOWN], True)
+        if t and self.nodes[t].keys[self.nodes[t].n - 1].price >= price:   # the highest DOWN
+            return True
+        t = self.edge(self.roots[dim * 2 + UP], False)
+        return t != 0 and self.nodes[t].keys[0].price <= price             # the lowest UP
 
     # ---- the Python surface ----------------------------------------------------------------
 
@@ -547,6 +636,7 @@ cdef class LiquidationCore:
         self.symbols = tuple(margin.symbols)
         self.nsym = len(self.symbols)
         self.coll = list(margin.collateral)
+        self.coll_assets = tuple(c.asset for c in self.coll)
         self.ncoll = len(self.coll)
         if not 0 < self.nsym <= MAX_SYMBOLS or self.ncoll > self.nsym:
             raise ValueError(f"1 to {MAX_SYMBOLS} instruments, a collateral index among them")
@@ -585,7 +675,7 @@ cdef class LiquidationCore:
             return
         cdef Py_ssize_t i, n = len(events)
         for i in range(n):
-            if type(events[i]) in C_WATCHED:
+            if watched(type(events[i])):
                 break
         else:
             return
@@ -886,7 +976,7 @@ cdef class LiquidationCore:
                 t.below, t.above, t.term = below[k], above[k], term
                 terms.term_mask |= (<int64_t>1) << k
         for j in range(self.ncoll):
-            amount = cash[self.coll[j].asset]
+            amount = cash[self.coll_assets[j]]
             if amount > 0 and (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index is not None:
                 at = below[self.nsym + self.coll_k[j]]
                 if at == NO_PRICE:
@@ -972,10 +1062,11 @@ cdef class LiquidationCore:
         cdef int128_t total = as128(cash[self.margin.settle]) + sums.upnl \
             - as128(self.margin.debts.get(acc.id, 0))
         for j in range(self.ncoll):
-            amount = cash[self.coll[j].asset]
-            index = (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index
-            if amount > 0 and index is not None:
-                total += self.collateral(j, amount, index, False)
+            amount = cash[self.coll_assets[j]]
+            if amount > 0:
+                index = (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index
+                if index is not None:
+                    total += self.collateral(j, amount, index, False)
         equity[0], mm[0] = total, sums.mm
         return 0
 
@@ -1005,7 +1096,7 @@ cdef class LiquidationCore:
                                              True)
                 n += 1
         for j in range(self.ncoll):
-            amount = cash[self.coll[j].asset]
+            amount = cash[self.coll_assets[j]]
             if amount > 0:
                 k = self.coll_k[j]
                 index = (<SymbolRisk>self.risks[k]).prices.index
