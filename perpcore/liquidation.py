@@ -28,8 +28,8 @@ higher than twice the price), and each position gets a spare trigger on its othe
 the price, so that a fill that flips it needs no new trigger.
 
 The reserve. Equity - maintenance is a sum of terms of one price each, each monotone in its price
-(see _corner), so its least value at any prices strictly inside the triggers is its value at their
-corner, each price one tick inside its trigger: the account's reserve, kept beside its triggers with
+(see LiquidationCore.corner), so its least value at any prices strictly inside the triggers is its
+value at their corner, each price one tick inside its trigger: the account's reserve, kept beside its triggers with
 each position's term. While the reserve is >= 1 the triggers are safe: the index never misses a
 breach. Which accounts a command touched, and how:
 - a fill (PositionChanged) changes the account's cash by its realised PnL less its fee and one

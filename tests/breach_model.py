@@ -1,5 +1,6 @@
 """The reference model of perpcore._liquidation.BreachIndex: the breach index the engine kept in
-Python, over SortedLists, before the C one (tests/test_breach_index.py runs both on the same streams).
+Python, over SortedLists, before the C one (tests/test_breach_index.py runs both on the same
+streams).
 
 A price dimension is anything one price moves (a symbol's mark, a collateral's index). Each account
 has, per dimension it is exposed to, one trigger: DOWN (a long, collateral) fires when the price
@@ -41,7 +42,7 @@ class BreachIndex:
         # (dim, direction) -> accounts to look at on any move (the engine's index kept one set per
         # dim, which lost an account whose two 'any move' entries there became one)
         self._any: dict[tuple, set[int]] = {}
-        self._entries: dict[int, tuple] = {}            # account -> ((dim, direction, trigger), ...)
+        self._entries: dict[int, tuple] = {}    # account -> ((dim, direction, trigger), ...)
 
     def set(self, account: int, triggers: Iterable[tuple[Hashable, int, int | None]],
             keep_earlier: bool = False) -> None:

@@ -1,7 +1,7 @@
-"""The breach index (perpcore._liquidation.BreachIndex): triggers fire exactly when the price reaches
-them (by hand), replace and discard cleanly, 'any move' entries fire on every update, and random
-streams of set / discard / crossed give the same answers as the reference model, the SortedList
-index the engine kept in Python before (tests/breach_model.py)."""
+"""The breach index (perpcore._liquidation.BreachIndex): triggers fire exactly when the price
+reaches them (by hand), replace and discard cleanly, 'any move' entries fire on every update, and
+random streams of set / discard / crossed give the same answers as the reference model, the
+SortedList index the engine kept in Python before (tests/breach_model.py)."""
 import random
 
 import pytest

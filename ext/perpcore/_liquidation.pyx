@@ -66,7 +66,7 @@ cdef inline bint watched(object t) noexcept:
     return False
 
 
-# ---- the trees ------------------------------------------------------------------------------------
+# ---- the trees -----------------------------------------------------------------------------------
 
 cdef inline uint64_t mix(uint64_t x) noexcept nogil:
     """splitmix64's finaliser: the hash of an account id."""
@@ -253,8 +253,6 @@ cdef class BreachIndex:
 
     cdef void* state(self, Py_ssize_t slot) noexcept nogil:
         return self.records + slot * self.stride + 16 + self.width * sizeof(Entry)
-
-    # ---- entries ---------------------------------------------------------------------------
 
     # ---- the trees -------------------------------------------------------------------------
 
@@ -548,7 +546,7 @@ cdef class BreachIndex:
         return slot >= 0 and self.count(slot) > 0
 
 
-# ---- the keying's arithmetic ----------------------------------------------------------------------
+# ---- the keying's arithmetic ---------------------------------------------------------------------
 
 cdef inline int128_t position_term(SymbolRisk sr, int64_t size, int64_t cost,
                                    int64_t price) noexcept:
