@@ -5,9 +5,11 @@ set-up's 10,000,000 would pass the venue's 2**62 money bound at a million accoun
 
 Same-run comparison with another build: with PERPCORE_BASELINE set to a checkout whose extensions
 are built (git worktree add ../before <commit> && python setup.py build_ext --inplace there), each
-case is also run on that build, round for round, in a worker process that imports it: the timed
-part is the same submit loop, started and awaited through a pipe (a round trip of microseconds on
-a loop of a second or more). Untimed: the workload, the accounts and the prefill.
+case runs on that build and on this one, one after the other, each in a fresh worker process that
+imports its build (the same conditions for both: a process that has only set this case up): the
+timed part is the submit loop, started and awaited through a pipe (a round trip of microseconds on
+a loop of a second or more). Untimed: the workload, the accounts and the prefill. Without a
+baseline, this build runs in the benchmark's own process.
 
     PERPCORE_BASELINE=../before pytest bench/bench_accounts.py --benchmark-only
 """
@@ -37,12 +39,15 @@ def submit_all(submit, cmds) -> None:
         submit(cmd)
 
 
-class Worker:
-    """The same case in a process importing the baseline build: it sets an exchange up, then runs
-    the commands when told to and says when it is done."""
+THIS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-    def __init__(self, n: int, accounts: int):
-        env = dict(os.environ, PYTHONPATH=os.path.abspath(BASELINE))
+
+class Worker:
+    """The case in a process importing the build at `path`: it sets an exchange up, then runs the
+    commands when told to and says when it is done."""
+
+    def __init__(self, path: str, n: int, accounts: int):
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
         self.proc = subprocess.Popen([sys.executable, __file__, str(n), str(accounts)], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline() == "ready\n"
@@ -77,8 +82,9 @@ def test_standard_submit_by_accounts(benchmark, case, build):
     n, accounts, xw = case
     benchmark.extra_info.update(commands=n, accounts=accounts, build=build,
                                 baseline=BASELINE if build == "baseline" else None)
-    if build == "baseline":
-        benchmark.pedantic(Worker.run, setup=lambda: ((Worker(n, accounts),), {}), rounds=3)
+    if BASELINE:
+        path = BASELINE if build == "baseline" else THIS
+        benchmark.pedantic(Worker.run, setup=lambda: ((Worker(path, n, accounts),), {}), rounds=3)
     else:
         benchmark.pedantic(submit_all, setup=lambda: ((bench.fresh_exchange(xw).submit, xw.cmds),
                                                       {}), rounds=3)
