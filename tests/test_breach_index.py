@@ -93,6 +93,10 @@ def test_one_trigger_per_dimension_and_direction():
         assert idx.triggers(1) == ((M, DOWN, 5), (M, UP, 9))     # a refused set changes nothing
     with pytest.raises(ValueError):
         idx.crossed(3, 1)
+    narrow = BreachIndex(3, 2)              # room for two triggers an account
+    with pytest.raises(ValueError):
+        narrow.set(1, [(M, DOWN, 5), (M, UP, 9), (I, DOWN, 3)])
+    assert 1 not in narrow
 
 
 # ---- against the reference model --------------------------------------------------------------

@@ -491,6 +491,8 @@ cdef class BreachIndex:
             for i in range(n):
                 if new[i].dim == e.dim and new[i].direction == e.direction:
                     raise ValueError(f"two triggers for dimension {dim}, direction {direction}")
+            if n == self.width:
+                raise ValueError(f"more than the {self.width} triggers an account may have")
             new[n] = e
             n += 1
         if n == 0 and self.find(account) < 0:
