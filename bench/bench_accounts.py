@@ -44,9 +44,13 @@ THIS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class Worker:
     """The case in a process importing the build at `path`: it sets an exchange up, then runs the
-    commands when told to and says when it is done."""
+    commands when told to and says when it is done. Its exit (and the system's reclaiming of its
+    memory) is awaited when the next worker is made, outside the timing."""
+    done: list = []
 
     def __init__(self, path: str, n: int, accounts: int):
+        while Worker.done:
+            Worker.done.pop().wait()
         env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
         self.proc = subprocess.Popen([sys.executable, __file__, str(n), str(accounts)], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -56,7 +60,7 @@ class Worker:
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline() == "done\n"
-        self.proc.wait()
+        Worker.done.append(self.proc)
 
 
 def serve(n: int, accounts: int) -> None:
@@ -68,6 +72,7 @@ def serve(n: int, accounts: int) -> None:
     assert sys.stdin.readline() == "go\n"
     submit_all(submit, xw.cmds)
     print("done", flush=True)
+    os._exit(0)         # no tearing down of the exchange
 
 
 @pytest.fixture(scope="module", params=ACCOUNTS, ids=lambda a: f"{a}-accounts")
