@@ -27,7 +27,9 @@ STEP_NS = 1_000_000_000                 # one second between the steps of a shoc
 # leverage a population uses: (low, high, share), drawn uniformly inside a band; most retail-sized
 # accounts sit at a few times, a tail at the venue's limits (the shape venues publish)
 LEVERAGE_BANDS = ((1, 3, 0.30), (3, 10, 0.35), (10, 25, 0.25), (25, 50, 0.08), (50, 100, 0.02))
-MAKERS = 10
+MAKERS = 10                             # market makers to begin with; more join as needed
+MAX_MAKERS = 999                        # accounts 1-999; the traders are 1,000 on
+MAKER_LIMIT = 0.8                       # share of its risk limit a maker may use
 FIRST_TRADER = 1_000
 
 
@@ -72,10 +74,12 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
     """An exchange holding `accounts` traders' positions, opened against market makers.
 
     Each trader has equity log-normal around 5,000 (heavy tail), a leverage from LEVERAGE_BANDS
-    (within what its instrument's tiers allow), a position using 50-90% of it in BTC-PERP (60%)
-    or ETH-PERP, long 55% of the time; 15% are margined by BTC collateral, a third of those with a
-    loan at 40% LTV. The makers then rest a ladder of bids and offers every 0.25% out to 10% from
-    the index, each side `depth` x the open interest, and the insurance fund holds `fund` x it."""
+    (within what its instrument's first tier allows), a position using 50-90% of it in BTC-PERP
+    (60%) or ETH-PERP, long 55% of the time, its notional within the risk limit of its leverage;
+    15% are margined by BTC collateral, a third of those with a loan at 40% LTV. The makers then
+    rest a ladder of bids and offers every 0.25% out to 10% from the index, each side `depth` x
+    the open interest, and the insurance fund holds `fund` x it. As many makers take part as keep
+    each within its own risk limit (_Makers): any population is built within the venue's rules."""
     config = config or default_config()
     rng = random.Random(seed)
     ex = Exchange(config)
@@ -86,9 +90,7 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
         spec = config.instruments[symbol]
         prices[symbol] = spec.to_ticks(START_PRICES.get(spec.base, "100"))
         _ok(ex.submit(m.SetIndexPrice(source="index", symbol=symbol, price=prices[symbol])))
-    for maker in range(1, MAKERS + 1):
-        _ok(ex.submit(m.CreateAccount(account=maker)))
-        _ok(ex.submit(m.Deposit(account=maker, asset=settle.name, amount=settle.to_units(10**9))))
+    makers = _Makers(ex, prices)
     btc = config.assets.get("BTC")
     btc_symbol = config.collateral_symbol("BTC") if btc and "BTC" in config.margin.haircuts else None
     for i in range(accounts):
@@ -112,35 +114,114 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
         _ok(ex.submit(m.SetLeverage(account=account, symbol=symbol, leverage=leverage)))
         view = ex.account(account)
         per_lot = prices[symbol] * config.units_per_ticklot(symbol)
+        # the risk limit of the trader's own leverage (its tier), with room for fees
         cap = ex.margin.symbols[symbol].tiers.max_notional(leverage)
         notional = min(view.equity * leverage * rng.uniform(0.5, 0.9), cap * 0.95)
         lots = int(notional // per_lot)
         if lots < 1:
             continue
         side = m.Side.BUY if rng.random() < 0.55 else m.Side.SELL
-        maker = 1 + i % MAKERS
-        _ok(ex.submit(m.PlaceOrder(account=maker, symbol=symbol, side=m.Side(1 - side), qty=lots,
-                                   price=prices[symbol])))
+        quotes = makers.quote(symbol, m.Side(1 - side), lots, prices[symbol])
         events = ex.submit(m.PlaceOrder(account=account, symbol=symbol, side=side, qty=lots,
                                         price=prices[symbol], tif=m.TimeInForce.IOC))
         if any(type(e) is m.OrderRejected for e in events):
-            # the margin check refused it (fees at the limit): the maker's quote goes
-            ex.submit(m.CancelAll(account=maker, symbol=symbol))
+            # the margin check refused it (fees at the limit): the makers' quotes go
+            makers.withdraw(symbol, quotes)
     oi = _open_interest(ex)
     for symbol in symbols:
-        spec = config.instruments[symbol]
         side_units = int(oi[symbol] * depth)
         for k in range(1, 41):
             for side, sign in ((m.Side.BUY, -1), (m.Side.SELL, 1)):
                 price = prices[symbol] * (10_000 + sign * 25 * k) // 10_000
                 lots = side_units // 40 // (price * config.units_per_ticklot(symbol))
                 if lots:
-                    _ok(ex.submit(m.PlaceOrder(account=1 + k % MAKERS, symbol=symbol, side=side,
-                                               qty=lots, price=price)))
+                    makers.rest(symbol, side, lots, price)
     amount = int(sum(oi.values()) * fund)
     if amount > 0:
         _ok(ex.submit(m.FundInsurance(asset=settle.name, amount=amount)))
     return ex
+
+
+class _Makers:
+    """The market makers of a generated population, each within its own risk limit.
+
+    A maker trades at the leverage of its instruments' last tier (the largest position they
+    admit) and keeps its position plus its resting orders on either side within MAKER_LIMIT of
+    that tier's notional: a trader's position is taken by the makers with room, the most
+    offsetting first, and a new maker joins when none has room. Makers are accounts 1 to
+    MAX_MAKERS."""
+
+    def __init__(self, ex: Exchange, prices: dict[str, int]):
+        self.ex = ex
+        self.ids: list[int] = []
+        self.position: dict[tuple[int, str], int] = {}      # (maker, symbol) -> lots, signed
+        self.resting: dict[tuple[int, str, int], int] = {}  # (maker, symbol, side) -> lots
+        config = ex.config
+        self.leverage = {s: spec.tiers[-1].max_leverage for s, spec in config.instruments.items()}
+        # lots each maker may hold on a side: valued at the ladder's furthest price (10% out)
+        self.limit = {s: int(ex.margin.symbols[s].tiers.max_notional(self.leverage[s])
+                             * MAKER_LIMIT) // (prices[s] * 11 // 10 * config.units_per_ticklot(s))
+                      for s in config.instruments}
+        for _ in range(MAKERS):
+            self._join()
+
+    def _join(self) -> int:
+        if len(self.ids) == MAX_MAKERS:
+            raise RuntimeError(f"the population needs more than {MAX_MAKERS} market makers")
+        maker = len(self.ids) + 1
+        settle = self.ex.config.assets[self.ex.config.settlement_asset]
+        _ok(self.ex.submit(m.CreateAccount(account=maker)))
+        _ok(self.ex.submit(m.Deposit(account=maker, asset=settle.name,
+                                     amount=settle.to_units(10**9))))
+        for symbol, leverage in self.leverage.items():
+            _ok(self.ex.submit(m.SetLeverage(account=maker, symbol=symbol, leverage=leverage)))
+        self.ids.append(maker)
+        return maker
+
+    def room(self, maker: int, symbol: str, side: m.Side) -> int:
+        """Lots the maker may still add on `side` in `symbol`."""
+        size = self.position.get((maker, symbol), 0)
+        exposure = (size if side == m.Side.BUY else -size) + self.resting.get(
+            (maker, symbol, side), 0)
+        return max(self.limit[symbol] - exposure, 0)
+
+    def _share(self, symbol: str, side: m.Side, lots: int) -> list[tuple[int, int]]:
+        """(maker, lots) taking `lots` on `side`: the makers with the most room first."""
+        out = []
+        while lots:
+            maker = max(self.ids, key=lambda a: self.room(a, symbol, side))
+            room = self.room(maker, symbol, side)
+            if room == 0:
+                maker = self._join()
+                room = self.room(maker, symbol, side)
+            take = min(room, lots)
+            out.append((maker, take))
+            self.resting[maker, symbol, side] = self.resting.get((maker, symbol, side), 0) + take
+            lots -= take
+        return out
+
+    def quote(self, symbol: str, side: m.Side, lots: int, price: int) -> list[tuple[int, int]]:
+        """Rests `lots` for a trader to take at once; the quotes are counted as filled."""
+        quotes = self._share(symbol, side, lots)
+        sign = 1 if side == m.Side.BUY else -1
+        for maker, qty in quotes:
+            _ok(self.ex.submit(m.PlaceOrder(account=maker, symbol=symbol, side=side, qty=qty,
+                                            price=price)))
+            self.resting[maker, symbol, side] -= qty
+            self.position[maker, symbol] = self.position.get((maker, symbol), 0) + sign * qty
+        return [(maker, sign * qty) for maker, qty in quotes]
+
+    def withdraw(self, symbol: str, quotes: list[tuple[int, int]]) -> None:
+        """The quotes a trader did not take: cancelled, the positions they counted undone."""
+        for maker, signed in quotes:
+            self.ex.submit(m.CancelAll(account=maker, symbol=symbol))
+            self.position[maker, symbol] -= signed
+
+    def rest(self, symbol: str, side: m.Side, lots: int, price: int) -> None:
+        """A ladder order of `lots`, shared among the makers with room."""
+        for maker, qty in self._share(symbol, side, lots):
+            _ok(self.ex.submit(m.PlaceOrder(account=maker, symbol=symbol, side=side, qty=qty,
+                                            price=price)))
 
 
 def _band(rng: random.Random) -> tuple[int, int]:

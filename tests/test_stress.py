@@ -2,13 +2,19 @@
 generated population (deterministic, with the leverage it promises), the report on it, and the
 `perpcore stress` command's table, chart and JSON."""
 import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
 from perpcore import stress
 from perpcore.cli import main
+from perpcore.config import default_config
 from perpcore.messages import FundReason, Side
 
 from liquidation_venue import BTC, Venue
@@ -105,3 +111,47 @@ def test_the_simulated_session_as_the_venue_state():
     [shock] = report.shocks
     assert report.accounts > 0 and shock.liquidated > 0
     assert Decimal(shock.fund_end) >= 0
+
+
+def _within_risk_limits(ex) -> None:
+    """Every position of the venue within the notional its leverage allows (its tier)."""
+    for account in ex.accounts():
+        for p in ex.account(account).positions:
+            cap = ex.margin.symbols[p.symbol].tiers.max_notional(p.leverage)
+            assert p.notional <= cap, (account, p)
+
+
+def test_a_large_population_is_built_within_the_venues_rules():
+    """10,000 traders used to push the ten makers past their risk limit at 20x (the set-up was
+    refused): the makers trade at their last tier's leverage, within 80% of its limit."""
+    ex = stress.population(accounts=10_000, seed=1)
+    holders, _ = stress._leverage(ex)
+    assert holders >= 9_900 and ex.audit().ok
+    _within_risk_limits(ex)
+
+
+def test_makers_join_when_the_venues_risk_limits_are_small():
+    """On a venue whose largest BTC position is 2,000,000, more makers take the traders' other
+    side, each within its limit."""
+    cfg = default_config()
+    btc = cfg.instruments[BTC]
+    small = tuple(msgspec.structs.replace(t, max_notional=t.max_notional / 25) for t in btc.tiers)
+    cfg = msgspec.structs.replace(cfg, instruments={
+        **cfg.instruments, BTC: msgspec.structs.replace(btc, tiers=small)})
+    ex = stress.population(accounts=2_000, seed=2, config=cfg)
+    makers = [a for a in ex.accounts() if a < stress.FIRST_TRADER]
+    assert len(makers) > stress.MAKERS
+    _within_risk_limits(ex)
+    assert stress._leverage(ex)[0] >= 1_950
+
+
+def test_stress_on_twenty_thousand_accounts_as_a_process(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", "from perpcore.cli import main; main()", "stress",
+         "--accounts", "20000", "--shocks=-10:-10:1", "--flash", "0", "--path-steps", "2",
+         "--out", str(tmp_path), "--json"],
+        env={**os.environ, "PYTHONPATH": str(Path(stress.__file__).parents[1])},
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["accounts"] >= 19_800 and report["shocks"][0]["liquidated"] > 0
