@@ -47,24 +47,44 @@ def main(debug: bool):
     """perpcore: an embeddable exchange core for perpetual contracts and margin financing."""
 
 
+def _venue(ctx: click.Context, param: click.Parameter, value: str | None):
+    """The venue config a --config FILE holds (the built-in default venue without one)."""
+    from perpcore.config import ConfigError, default_config, load_config
+
+    if value is None:
+        return default_config()
+    ctx.meta["perpcore.config_path"] = value        # for output names that tell venues apart
+    try:
+        return load_config(value)
+    except ConfigError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+_config_option = click.option(
+    "--config", "config", callback=_venue, type=click.Path(exists=True, dir_okay=False),
+    help="The venue: a VenueConfig in a TOML or JSON file (e.g. docs/venue.toml; default: the "
+         "built-in venue).")
+
+
 @main.command()
 @click.option("--steps", default=100_000, show_default=True, envvar="PERPCORE_SIMULATE_STEPS",
               type=click.IntRange(min=1),
               help="Commands in the session (env PERPCORE_SIMULATE_STEPS).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the session's randomness.")
+@_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def simulate(steps: int, seed: int, as_json: bool):
-    """Run a seeded simulated session on the built-in default venue and summarise it."""
+def simulate(steps: int, seed: int, config, as_json: bool):
+    """Run a seeded simulated session on a venue (the built-in one by default) and summarise it."""
     console = Console(stderr=as_json)
     if as_json:
-        _, report = sim.run(steps=steps, seed=seed)
+        _, report = sim.run(steps=steps, seed=seed, config=config)
         out = {k: v for k, v in vars(report).items()}
         out["commands_per_s"] = round(report.commands_per_s)
         click.echo(json.dumps(out, default=list))
         return
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating", total=steps)
-        ex, report = sim.run(steps=steps, seed=seed,
+        ex, report = sim.run(steps=steps, seed=seed, config=config,
                              progress=lambda i: progress.update(task, completed=i))
     # one column per symbol, one row per figure: fits a narrow terminal
     table = Table(title=f"perpcore simulate — seed {seed}, {steps:,} commands")
@@ -226,15 +246,16 @@ def _state_hash(ctx: click.Context, param: click.Parameter, value: str | None) -
                    "recovery (newest snapshot + journal tail).")
 @click.option("--expect-hash", callback=_state_hash,
               help="Check the final state hash (64 hex digits) against this one.")
+@_config_option
 @_events_option
 @_json_option
-def replay_journal(path: str, verify: bool, expect_hash: str | None, events_path: str | None,
-                   as_json: bool):
+def replay_journal(path: str, verify: bool, expect_hash: str | None, config,
+                   events_path: str | None, as_json: bool):
     """Replay a store directory (snapshots + journal) or one journal file, reproducing every
     event and the final state hash."""
     from perpcore import replay as rp
 
-    _replay_run(lambda progress: rp.replay_journal(path, verify=verify, expect_hash=expect_hash,
+    _replay_run(lambda progress: rp.replay_journal(path, config, verify=verify, expect_hash=expect_hash,
                                                    events_path=events_path, progress=progress),
                 "replaying journal", as_json)
 
@@ -293,11 +314,13 @@ class _Shocks(click.ParamType):
 @click.option("--out", "out_dir", default="stress-results", show_default=True,
               type=click.Path(file_okay=False),
               help="Where the PNG chart and the JSON go, named after the options that shape the "
-                   "run (e.g. stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png), so that "
-                   "runs with different options keep their own files.")
+                   "run (e.g. stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png, then "
+                   "-<stem> of a --config file), so that runs with different options keep their "
+                   "own files.")
+@_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, int, int],
-           flash: int, path_steps: int, out_dir: str, as_json: bool):
+           flash: int, path_steps: int, out_dir: str, config, as_json: bool):
     """Price shocks on a venue state: liquidations, volume closed, insurance fund, ADL, losses."""
     import sys
     from pathlib import Path
@@ -311,15 +334,15 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, i
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("building the venue state") as status:
         if sim_steps is not None:
-            ex = st.from_simulation(steps=sim_steps, seed=seed)
+            ex = st.from_simulation(steps=sim_steps, seed=seed, config=config)
             source = f"simulated session, {sim_steps:,} steps, seed {seed}"
         else:
-            ex = st.population(accounts=accounts, seed=seed)
+            ex = st.population(accounts=accounts, seed=seed, config=config)
             source = f"generated population of {accounts:,} accounts, seed {seed}"
         report = st.run(ex, source, paths, progress=lambda name: status.update(f"shock {name}"))
     stem = Path(out_dir) / ((f"stress-sim{sim_steps}" if sim_steps is not None
                              else f"stress-{accounts}") + f"-seed{seed}-shocks{low}to{high}by{step}"
-                            f"-flash{flash}-steps{path_steps}")
+                            f"-flash{flash}-steps{path_steps}" + _venue_suffix())
     report.chart = str(st.plot(report, stem.with_suffix(".png")))
     stem.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=1))
     if as_json:
@@ -327,6 +350,14 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, i
         return
     st.render(report, console)
     console.print(f"chart {report.chart} · data {stem.with_suffix('.json')}")
+
+
+def _venue_suffix() -> str:
+    """"-<file stem>" of the --config file, if any: a run on another venue keeps its own files."""
+    from pathlib import Path
+
+    path = click.get_current_context().meta.get("perpcore.config_path")
+    return f"-{Path(path).stem}" if path else ""
 
 
 @replay.command("binance")
@@ -351,7 +382,7 @@ def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_j
 
 @main.group()
 def store():
-    """Check and repair a store directory (snapshots + journal segments), on the default venue."""
+    """Check and repair a store directory (snapshots + journal segments)."""
 
 
 def _seqs(seqs) -> str:
@@ -363,17 +394,17 @@ def _seqs(seqs) -> str:
 
 @store.command("verify")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@_config_option
 @_json_option
-def store_verify(directory: str, as_json: bool):
+def store_verify(directory: str, config, as_json: bool):
     """Check every snapshot and journal segment, the manifest and the chain between them, and
     what the store recovers to. Exit status 0 when healthy (a torn tail, which opening the store
     moves aside, is healthy), 1 otherwise."""
     import msgspec
 
-    from perpcore import default_config
     from perpcore import snapshot as sn
 
-    check = sn.verify_store(directory, default_config())
+    check = sn.verify_store(directory, config)
     if not (check.manifest or check.snapshots or check.segments or check.problems
             or check.set_aside):
         raise click.ClickException(f"{directory} is not a perpcore store: no manifest, snapshots "

@@ -8,6 +8,7 @@ error, never something to round silently.
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 
@@ -33,7 +34,7 @@ def _exact(value: Decimal | str | int, step: Decimal, what: str) -> int:
     return int(units)
 
 
-class AssetSpec(msgspec.Struct, frozen=True):
+class AssetSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     decimals: int                        # the minor unit is 10**-decimals
 
@@ -53,7 +54,7 @@ FUNDING_INTERVALS_NS = (HOUR_NS, 2 * HOUR_NS, 4 * HOUR_NS, 8 * HOUR_NS)
 MARK_METHODS = ("binance", "bitmex", "hyperliquid")
 
 
-class PricingSpec(msgspec.Struct, frozen=True):
+class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How an instrument is valued and funded (see MECHANICS.md); rates at RATE_SCALE, times in ns.
 
     index_sources: (source, weight) pairs; empty accepts any source at weight 1. Each source is
@@ -102,7 +103,7 @@ class PricingSpec(msgspec.Struct, frozen=True):
         return per_8h * self.funding_interval_ns // (8 * HOUR_NS)
 
 
-class MarginTier(msgspec.Struct, frozen=True):
+class MarginTier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One risk-limit tier (Binance's "leverage bracket"): a position whose notional is at most
     max_notional (settlement asset) and above the previous tier's may use leverage up to
     max_leverage and pays maintenance_rate (RATE_SCALE) on its notional, less the tier's
@@ -150,7 +151,7 @@ def _check_tiers(symbol: str, tiers: tuple[MarginTier, ...], default_leverage: i
         raise ValueError(f"{symbol}: default leverage outside 1..{tiers[0].max_leverage}")
 
 
-class InstrumentSpec(msgspec.Struct, frozen=True):
+class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A linear perpetual: quoted and settled in `settle`, one lot is lot_size of `base`."""
     symbol: str
     base: str
@@ -194,7 +195,7 @@ class InstrumentSpec(msgspec.Struct, frozen=True):
 YEAR_NS = 365 * 24 * 3_600_000_000_000
 
 
-class MarginSpec(msgspec.Struct, frozen=True):
+class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Cross margin, collateral and margin financing (rates at RATE_SCALE, times in ns).
 
     haircuts: the non-cash assets that count as collateral, each valued at its index less the
@@ -232,7 +233,7 @@ class MarginSpec(msgspec.Struct, frozen=True):
 DAY_NS = 24 * HOUR_NS
 
 
-class LimitsSpec(msgspec.Struct, frozen=True):
+class LimitsSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Bounds that keep the engine's work per command and its state finite, whatever the command
     stream holds (times in ns).
 
@@ -259,7 +260,7 @@ class LimitsSpec(msgspec.Struct, frozen=True):
             raise ValueError("limits must be positive")
 
 
-class VenueConfig(msgspec.Struct, frozen=True):
+class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     settlement_asset: str
     assets: dict[str, AssetSpec]
     instruments: dict[str, InstrumentSpec]
@@ -267,6 +268,11 @@ class VenueConfig(msgspec.Struct, frozen=True):
     limits: LimitsSpec = LimitsSpec()
 
     def __post_init__(self):
+        for kind, specs, field in (("asset", self.assets, "name"),
+                                   ("instrument", self.instruments, "symbol")):
+            for key, spec in specs.items():
+                if getattr(spec, field) != key:
+                    raise ValueError(f"{kind} {key} is named {getattr(spec, field)}")
         if self.settlement_asset not in self.assets:
             raise ValueError(f"settlement asset {self.settlement_asset} is not among the assets")
         for spec in self.instruments.values():
@@ -320,3 +326,45 @@ def default_config() -> VenueConfig:
             ),
         },
     )
+
+
+class ConfigError(ValueError):
+    """A venue config file that cannot be read, or does not hold a valid VenueConfig."""
+
+
+def load_config(path: str | Path) -> VenueConfig:
+    """The venue config in a TOML (.toml) or JSON (.json) file, in VenueConfig's schema: the
+    fields the Python API takes, by name, nested as the structs are (an unknown field is an
+    error, a missing one takes its default). Decimals may be written as strings (exact) or
+    numbers. Raises ConfigError, one line naming the file and the field at fault."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ConfigError(f"{path}: a venue config is a .toml or a .json file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from e
+    try:
+        # untyped first: the sections are then checked one entry at a time, which names the
+        # entry at fault (msgspec's path shows a dict's key as [...])
+        raw = msgspec.toml.decode(data) if suffix == ".toml" else msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{path}: not valid {suffix[1:].upper()} ({e})") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: holds no table of the venue's fields")
+    for section, kind in (("assets", AssetSpec), ("instruments", InstrumentSpec)):
+        entries = raw.get(section)
+        if isinstance(entries, dict):
+            for key, entry in entries.items():
+                _convert(path, entry, kind, f"{section}.{key}")
+    return _convert(path, raw, VenueConfig, "")
+
+
+def _convert(path: Path, raw, kind: type, where: str):
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as e:
+        text, _, at = str(e).partition(" - at `$")
+        at = (where + at.rstrip("`")).lstrip(".")
+        raise ConfigError(f"{path}: {at + ': ' if at else ''}{text}") from e

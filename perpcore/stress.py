@@ -240,10 +240,11 @@ def _ok(events: list) -> list:
     return events
 
 
-def from_simulation(steps: int = 20_000, seed: int = 7) -> Exchange:
+def from_simulation(steps: int = 20_000, seed: int = 7,
+                    config: VenueConfig | None = None) -> Exchange:
     """The state a simulated session (perpcore simulate, without its crash) leaves."""
     from perpcore import simulate
-    ex, _ = simulate.run(steps=steps, seed=seed, crash=False)
+    ex, _ = simulate.run(steps=steps, seed=seed, config=config, crash=False)
     return ex
 
 
