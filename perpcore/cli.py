@@ -313,7 +313,7 @@ class _Shocks(click.ParamType):
               help="Steps (a second apart) in which each shock reaches its level.")
 @click.option("--out", "out_dir", default="stress-results", show_default=True,
               type=click.Path(file_okay=False),
-              help="Where the PNG chart and the JSON go, named after the options that shape the "
+              help="Where the PNG chart, the HTML page and the JSON go, named after the options that shape the "
                    "run (e.g. stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png, then "
                    "-<stem> of a --config file), so that runs with different options keep their "
                    "own files.")
@@ -344,12 +344,14 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, i
                              else f"stress-{accounts}") + f"-seed{seed}-shocks{low}to{high}by{step}"
                             f"-flash{flash}-steps{path_steps}" + _venue_suffix())
     report.chart = str(st.plot(report, stem.with_suffix(".png")))
+    report.page = str(st.html_page(report, Path(report.chart), stem.with_suffix(".html")))
     stem.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=1))
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
     st.render(report, console)
-    console.print(f"chart {report.chart} · data {stem.with_suffix('.json')}")
+    console.print(f"chart {report.chart} · page {report.page} · data "
+                  f"{stem.with_suffix('.json')}")
 
 
 def _venue_suffix() -> str:

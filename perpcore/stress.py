@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from perpcore import messages as m
-from perpcore.config import VenueConfig, default_config
+from perpcore.config import RATE_SCALE, VenueConfig, default_config, rate_to_decimal
 from perpcore.exchange import Exchange
 
 START_PRICES = {"BTC": "65000", "ETH": "3400"}
@@ -35,13 +35,23 @@ FIRST_TRADER = 1_000
 
 @dataclass
 class ShockResult:
+    """What one shock did; money in the settlement asset as Decimal text.
+
+    The loss waterfall: a liquidated position is closed in the book at its bankruptcy price or
+    better (book_notional), the surplus of those fills going to the insurance fund up to the
+    liquidation fee (surplus_to_fund); what the book cannot absorb the fund takes over and sells,
+    paying the difference to bankruptcy (fund_notional, fund_covered); what neither absorbs is
+    auto-deleveraged at the bankruptcy price (adl_notional: the opposite positions give up
+    adl_forgone, their profit between the bankruptcy price and the mark); a deficit nobody covers
+    is socialised. adl_causes counts the deleveraging steps by the rule that sent them there, and
+    explanation says it in words."""
     name: str
     path_bp: list[int]                  # each step's move from the start, basis points
     liquidated: int = 0                 # accounts liquidated (any reason)
     liquidations: int = 0               # LiquidationStarted events
     steps: int = 0                      # PositionLiquidated events
     closed_lots: dict[str, int] = field(default_factory=dict)
-    closed_notional: str = "0"          # settlement asset: book fills and the fund's takeovers
+    closed_notional: str = "0"          # book fills and the fund's takeovers
     fund_start: str = "0"
     fund_end: str = "0"
     fund_drawdown: str = "0"            # start less the lowest balance on the way
@@ -50,6 +60,24 @@ class ShockResult:
     socialized: str = "0"
     collateral_sales: int = 0
     elapsed_s: float = 0.0
+    book_notional: str = "0"
+    surplus_to_fund: str = "0"          # liquidation fees out of fills better than bankruptcy
+    penalties_to_fund: str = "0"        # forced collateral sales' penalties
+    fund_notional: str = "0"
+    fund_covered: str = "0"             # takeover losses and deficits the fund paid
+    adl_forgone: str = "0"
+    adl_causes: dict[str, int] = field(default_factory=dict)
+    book_exhausted: list[str] = field(default_factory=list)   # "BTC-PERP bids": emptied
+    explanation: str = ""
+
+
+# Why a liquidation step went on to deleveraging (the liquidation engine's steps 2-4)
+ADL_CAUSES = {
+    "band": "its bankruptcy price lay beyond the {band} market-protection band around the mark, "
+            "where neither the book nor the fund may trade",
+    "book": "the book held no more orders between its bankruptcy price and {band} from the mark",
+    "fund": "the insurance fund could not carry a larger loss",
+}
 
 
 @dataclass
@@ -62,6 +90,8 @@ class StressReport:
     shocks: list[ShockResult] = field(default_factory=list)
     chart: str = ""
     elapsed_s: float = 0.0
+    currency: str = "USD"               # the settlement asset every amount is in
+    page: str = ""                      # the HTML page
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -299,11 +329,14 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
     sources = {s: sorted(pricing.symbols[s].quotes) or ["index"] for s in base}
     result = ShockResult(name=name, path_bp=list(path_bp))
     fund = ex.insurance_fund(settle.name)
-    lowest = fund
+    lowest = balance = fund
     result.fund_start = str(settle.from_units(fund))
     liquidated = set()
     closed = {s: 0 for s in ex.markets}
-    closed_units = adl_units = socialized = 0
+    sold_into: set[tuple[str, m.Side]] = set()     # the book sides liquidations traded against
+    money = dict.fromkeys(("closed", "book", "fund", "adl", "forgone", "social", "surplus",
+                           "penalties", "covered"), 0)
+    causes = dict.fromkeys(ADL_CAUSES, 0)
     t = ex.clock
     for bp in path_bp:
         t += STEP_NS
@@ -320,26 +353,124 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
                         upt = ex.markets[e.symbol].units_per_ticklot
                         result.steps += 1
                         closed[e.symbol] += e.book_qty + e.fund_qty
-                        closed_units += (e.book_value + e.fund_value) * upt
+                        money["closed"] += (e.book_value + e.fund_value) * upt
+                        money["book"] += e.book_value * upt
+                        money["fund"] += e.fund_value * upt
+                        sold_into.add((e.symbol, m.Side(1 - e.side)))
+                        if e.adl_qty:
+                            money["forgone"] += e.adl_qty * abs(e.mark_price
+                                                                - e.bankruptcy_price) * upt
+                            # the fund's balance when it took over: before this step's cover
+                            cover = e.fee - e.fund_delta
+                            causes[_adl_cause(config, e, balance + cover, upt)] += 1
                     elif kind is m.AutoDeleveraged:
                         result.adl_count += 1
-                        adl_units += e.qty * e.price * ex.markets[e.symbol].units_per_ticklot
+                        money["adl"] += e.qty * e.price * ex.markets[e.symbol].units_per_ticklot
                     elif kind is m.InsuranceFundChanged and e.asset == settle.name:
+                        balance = e.balance
                         lowest = min(lowest, e.balance)
+                        if e.reason == m.FundReason.LIQUIDATION_FEE:
+                            money["surplus"] += e.delta
+                        elif e.reason == m.FundReason.COLLATERAL_PENALTY:
+                            money["penalties"] += e.delta
+                        elif e.reason in (m.FundReason.LOSS_COVERED,
+                                          m.FundReason.DEFICIT_COVERED):
+                            money["covered"] -= e.delta
                     elif kind is m.SocializedLoss:
-                        socialized += e.amount
+                        money["social"] += e.amount
                     elif kind is m.CollateralConverted:
                         result.collateral_sales += 1
     result.liquidated = len(liquidated)
     result.closed_lots = closed
-    result.closed_notional = str(settle.from_units(closed_units))
+    text = {k: str(settle.from_units(v)) for k, v in money.items()}
+    result.closed_notional, result.book_notional = text["closed"], text["book"]
+    result.fund_notional, result.fund_covered = text["fund"], text["covered"]
+    result.surplus_to_fund, result.penalties_to_fund = text["surplus"], text["penalties"]
+    result.adl_notional, result.adl_forgone = text["adl"], text["forgone"]
+    result.socialized = text["social"]
     result.fund_end = str(settle.from_units(ex.insurance_fund(settle.name)))
     result.fund_drawdown = str(settle.from_units(fund - lowest))
-    result.adl_notional = str(settle.from_units(adl_units))
-    result.socialized = str(settle.from_units(socialized))
+    result.adl_causes = {k: v for k, v in causes.items() if v}
+    # no fresh liquidity arrives during a shock: a side emptied stays empty
+    result.book_exhausted = [f"{symbol} {'bids' if side == m.Side.BUY else 'offers'}"
+                             for symbol, side in sorted(sold_into)
+                             if not ex.book(symbol).depth(1)[0 if side == m.Side.BUY else 1]]
+    result.explanation = explain(result, config)
     ex.audit().check()                  # a stress run that breaks the books is a bug, not a figure
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def _adl_cause(config: VenueConfig, e: m.PositionLiquidated, fund: int, upt: int) -> str:
+    """Which limit stopped the fund's takeover of a step that went on to deleveraging: the
+    market-protection band around the mark, the book (nothing left inside the band), or the
+    fund's balance (the price down to which it can carry the loss)."""
+    band = config.instruments[e.symbol].market_protection
+    rest = e.qty - e.book_qty
+    can = fund // (rest * upt) if rest else 0            # ticks of loss the fund can carry
+    limit, mark = e.bankruptcy_price, e.mark_price
+    if e.side == m.Side.SELL:                            # a long sold down
+        edge = -(-mark * (RATE_SCALE - band) // RATE_SCALE)
+        beyond, fund_binds = edge >= limit, limit - can >= edge
+    else:
+        edge = mark * (RATE_SCALE + band) // RATE_SCALE
+        beyond, fund_binds = edge <= limit, limit + can <= edge
+    return "band" if beyond else "fund" if fund_binds else "book"
+
+
+ADL_CAUSES_SHORT = {"band": "bankruptcy beyond the band", "book": "book empty within the band",
+                    "fund": "fund could not cover"}
+
+
+def why(r: ShockResult) -> str:
+    """The explanation in a few words, for a terminal's table."""
+    if not r.steps and not r.collateral_sales:
+        return "no liquidation"
+    out = ["book ran out"] if r.book_exhausted else []
+    out += [f"ADL ×{n:,}: {ADL_CAUSES_SHORT[c]}" for c, n in r.adl_causes.items()]
+    if r.adl_count and not Decimal(r.fund_drawdown):
+        out.append("fund never fell")
+    if Decimal(r.fund_end) > Decimal(r.fund_start):
+        out.append("fund grew: fees > losses covered")
+    if Decimal(r.socialized):
+        out.append("deficits beyond fund and ADL")
+    return "; ".join(out) or "book and fund absorbed it"
+
+
+def explain(r: ShockResult, config: VenueConfig) -> str:
+    """The rules that sent the shock's losses where they went, in a few clauses."""
+    if not r.steps and not r.collateral_sales:
+        return "nobody reached maintenance margin: no liquidation"
+    band = f"{rate_to_decimal(min(s.market_protection for s in config.instruments.values())):%}"
+    band = band.replace(".000000%", "%")
+    d = {k: Decimal(getattr(r, k)) for k in (
+        "book_notional", "surplus_to_fund", "penalties_to_fund", "fund_notional", "fund_covered",
+        "adl_notional", "socialized", "fund_drawdown", "fund_start", "fund_end")}
+    out = [f"{r.liquidated:,} accounts at or below maintenance at the mark"]
+    if d["book_notional"]:
+        out.append(f"the book took {_money(r.book_notional)} at bankruptcy or better, its "
+                   f"surplus paying {_money(r.surplus_to_fund)} of liquidation fees to the fund")
+    if r.book_exhausted:
+        out.append(f"the book ran out ({', '.join(r.book_exhausted)}): the volume closed stops "
+                   f"growing with the shock")
+    if d["fund_notional"] or d["fund_covered"]:
+        out.append(f"the fund took over {_money(r.fund_notional)} and covered "
+                   f"{_money(r.fund_covered)} of losses")
+    if r.adl_count:
+        why = "; ".join(f"{n:,} steps because {ADL_CAUSES[c].format(band=band)}"
+                        for c, n in sorted(r.adl_causes.items(), key=lambda x: -x[1]))
+        out.append(f"{r.adl_count:,} opposite positions deleveraged at bankruptcy prices "
+                   f"({_money(r.adl_notional)}; they gave up {_money(r.adl_forgone)} of profit "
+                   f"to the mark): {why}")
+    gained = d["surplus_to_fund"] + d["penalties_to_fund"]
+    if r.adl_count and not d["fund_drawdown"]:
+        out.append("the fund never fell: deleveraging was not for want of money")
+    if d["fund_end"] > d["fund_start"]:
+        out.append(f"the fund grew: fees and penalties ({_money(str(gained))}) exceeded the "
+                   f"losses it covered")
+    out.append(f"socialised loss {_money(r.socialized)}" + (
+        ": deficits neither the fund nor deleveraging could cover" if d["socialized"] else ""))
+    return "; ".join(out)
 
 
 def run(ex: Exchange, source: str, paths: list[tuple[str, list[int]]] | None = None,
@@ -352,7 +483,8 @@ def run(ex: Exchange, source: str, paths: list[tuple[str, list[int]]] | None = N
     report = StressReport(
         source=source, accounts=holders,
         open_interest=str(settle.from_units(sum(_open_interest(ex).values()))),
-        fund=str(settle.from_units(ex.insurance_fund(settle.name))), leverage=leverage)
+        fund=str(settle.from_units(ex.insurance_fund(settle.name))), leverage=leverage,
+        currency=settle.name)
     for name, path in paths if paths is not None else shock_paths():
         if progress is not None:
             progress(name)
@@ -364,20 +496,42 @@ def run(ex: Exchange, source: str, paths: list[tuple[str, list[int]]] | None = N
 # ---- output ----------------------------------------------------------------------------------
 
 def render(report: StressReport, console) -> None:
+    """The report as two tables (what happened; where the losses went, and why) and a summary."""
     from rich.table import Table
+
+    cur = report.currency
     table = Table(title=f"perpcore stress — {report.source}")
-    for column in ("shock", "liquidated", "volume closed", "fund drawdown", "fund after",
-                   "ADL", "ADL notional", "socialised", "collateral sales"):
+    for column in ("shock", "liquidated", f"volume closed ({cur})", f"fund drawdown ({cur})",
+                   f"fund after ({cur})", "ADL", f"ADL notional ({cur})", f"socialised ({cur})",
+                   "collateral sales"):
         table.add_column(column, justify="left" if column == "shock" else "right")
     for r in report.shocks:
-        table.add_row(r.name, f"{r.liquidated:,}", _money(r.closed_notional),
+        table.add_row(r.name, f"{r.liquidated:,}",
+                      _money(r.closed_notional) + (" *" if r.book_exhausted else ""),
                       _money(r.fund_drawdown), _money(r.fund_end), f"{r.adl_count:,}",
                       _money(r.adl_notional), _money(r.socialized), f"{r.collateral_sales:,}")
     console.print(table)
+    if any(r.book_exhausted for r in report.shocks):
+        console.print("* the book ran out of orders on the side the liquidations traded against: "
+                      "a larger shock closes no more volume in it")
+    water = Table(title=f"loss waterfall per shock ({cur}): book → fees → insurance fund → ADL "
+                        f"→ socialised loss")
+    for column in ("shock", "book", "fees to fund", "fund took over", "fund covered",
+                   "ADL", "ADL forgone", "socialised", "why"):
+        water.add_column(column, justify="left" if column in ("shock", "why") else "right")
+    for r in report.shocks:
+        water.add_row(r.name, _money(r.book_notional),
+                      _money(str(Decimal(r.surplus_to_fund) + Decimal(r.penalties_to_fund))),
+                      _money(r.fund_notional), _money(r.fund_covered), _money(r.adl_notional),
+                      _money(r.adl_forgone), _money(r.socialized), why(r))
+    console.print(water)
+    console.print("why: the rule that sent each loss where it went (the JSON and the HTML page "
+                  "hold it in full); the band is each instrument's market protection around the "
+                  "mark")
     lev = report.leverage
     console.print(f"{report.accounts:,} accounts with positions · open interest "
-                  f"{_money(report.open_interest)} · insurance fund {_money(report.fund)} · "
-                  f"effective leverage median {lev['median']}x, p90 {lev['p90']}x, "
+                  f"{_money(report.open_interest)} {cur} · insurance fund {_money(report.fund)} "
+                  f"{cur} · effective leverage median {lev['median']}x, p90 {lev['p90']}x, "
                   f"max {lev['max']}x · {report.elapsed_s:.1f} s")
 
 
@@ -386,40 +540,174 @@ def _money(text: str) -> str:
 
 
 def plot(report: StressReport, path: Path) -> Path:
-    """A PNG of the report: four panels, one bar per shock."""
+    """The report's chart (figure()) as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def figure(report: StressReport):
+    """The report's chart: six panels, one bar per shock, each axis with its unit; a panel whose
+    figures are all zero says so, and the volume closed marks the shocks that emptied the book."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import StrMethodFormatter
 
-    names = [r.name for r in report.shocks]
-    x = range(len(names))
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex=True)
-    panels = (
-        (axes[0][0], [r.liquidated for r in report.shocks], "accounts liquidated", "tab:red"),
-        (axes[0][1], [float(r.closed_notional) for r in report.shocks],
-         "volume closed in the book", "tab:blue"),
-        (axes[1][0], [float(r.fund_drawdown) for r in report.shocks],
-         "insurance fund drawdown", "tab:orange"),
-        (axes[1][1], [r.adl_count for r in report.shocks], "auto-deleveraged positions",
-         "tab:purple"),
-    )
-    for ax, values, title, colour in panels:
-        ax.bar(x, values, color=colour)
+    cur = report.currency
+    shocks = report.shocks
+    names = [r.name for r in shocks]
+    x = list(range(len(names)))
+    fig, axes = plt.subplots(3, 2, figsize=(14, 12), sharex=True)
+    for ax in axes.flat:                # whole units with separators, never a 1e7 offset
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+
+    def money(attr: str) -> list[float]:
+        return [float(getattr(r, attr)) for r in shocks]
+
+    def bars(ax, values, title, unit, colour):
         ax.set_title(title)
+        ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
-    social = [float(r.socialized) for r in report.shocks]
-    if any(social):
-        twin = axes[1][1].twinx()
-        twin.plot(list(x), social, color="black", marker="o", label="socialised loss")
-        twin.set_ylabel("socialised loss")
-        twin.legend(loc="upper right")
-    for ax in axes[1]:
-        ax.set_xticks(list(x))
+        if not any(values):
+            _nothing(ax, f"zero in every shock ({title})")
+            return None
+        return ax.bar(x, values, color=colour)
+
+    bars(axes[0][0], [r.liquidated for r in shocks], "accounts liquidated", "accounts",
+         "tab:red")
+    drawn = bars(axes[0][1], money("closed_notional"), "volume closed (book and fund takeovers)",
+                 cur, "tab:blue")
+    if drawn is not None and any(r.book_exhausted for r in shocks):
+        for bar, r in zip(drawn, shocks):
+            if r.book_exhausted:
+                bar.set_hatch("//")
+                bar.set_edgecolor("white")
+        axes[0][1].legend(handles=[Patch(facecolor="tab:blue", hatch="//", edgecolor="white",
+                                         label="book exhausted: no more volume to close")],
+                          loc="lower right", fontsize=8)
+    ax = axes[1][0]
+    ax.set_title("insurance fund")
+    ax.set_ylabel(cur)
+    ax.grid(axis="y", alpha=0.3)
+    drawdown = [-v for v in money("fund_drawdown")]
+    change = [float(Decimal(r.fund_end) - Decimal(r.fund_start)) for r in shocks]
+    if any(drawdown) or any(change):
+        width = 0.4
+        ax.bar([i - width / 2 for i in x], drawdown, width, color="tab:orange",
+               label="drawdown (lowest point)")
+        ax.bar([i + width / 2 for i in x], change, width, color="tab:green", label="net change")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        _nothing(ax, "the fund did not change in any shock")
+    bars(axes[1][1], [r.adl_count for r in shocks], "auto-deleveraged positions", "positions",
+         "tab:purple")
+    ax = axes[2][0]
+    ax.set_title("where the losses went")
+    ax.set_ylabel(cur)
+    ax.grid(axis="y", alpha=0.3)
+    layers = (("fund_covered", "covered by the insurance fund", "tab:orange"),
+              ("adl_forgone", "given up by deleveraged positions (to the mark)", "tab:purple"),
+              ("socialized", "socialised", "black"))
+    if any(any(money(attr)) for attr, _, _ in layers):
+        bottom = [0.0] * len(x)
+        for attr, label, colour in layers:
+            values = money(attr)
+            ax.bar(x, values, bottom=bottom, color=colour, label=label)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.plot(x, [float(Decimal(r.surplus_to_fund) + Decimal(r.penalties_to_fund))
+                    for r in shocks], color="tab:green", marker="o",
+                label="liquidation fees and penalties into the fund")
+        ax.set_ylim(top=max(bottom) * 1.45)     # room for the legend above the bars
+        ax.legend(loc="upper left", fontsize=8)
+    else:
+        _nothing(ax, "no loss beyond the traders' own margin in any shock")
+    bars(axes[2][1], money("socialized"), "socialised loss", cur, "black")
+    for ax in axes[2]:
+        ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=60, ha="right")
-    fig.suptitle(f"perpcore stress — {report.source}\nopen interest {_money(report.open_interest)}"
-                 f", fund {_money(report.fund)}")
+        ax.set_xlabel("shock (index move)")
+    fig.suptitle(f"perpcore stress — {report.source}\nopen interest "
+                 f"{_money(report.open_interest)} {cur}, fund {_money(report.fund)} {cur}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def _nothing(ax, text: str) -> None:
+    """An all-zero panel: says so, rather than an empty axis around zero."""
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0])
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
+
+
+def html_page(report: StressReport, png: Path, path: Path) -> Path:
+    """A self-contained HTML page (the chart inlined) of the report: the summary, both tables
+    with their explanations, and the chart."""
+    import base64
+    from html import escape
+
+    cur = escape(report.currency)
+    lev = report.leverage
+
+    def table(head: list[str], rows: list[list[str]]) -> str:
+        out = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
+        for row in rows:
+            out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
+        return "\n".join(out + ["</table>"])
+
+    shocks = report.shocks
+    summary = table(["shock", "liquidated", f"volume closed ({report.currency})",
+                     "book exhausted", f"fund drawdown ({report.currency})",
+                     f"fund after ({report.currency})", "ADL", f"socialised ({report.currency})",
+                     "collateral sales"],
+                    [[r.name, f"{r.liquidated:,}", _money(r.closed_notional),
+                      ", ".join(r.book_exhausted) or "no", _money(r.fund_drawdown),
+                      _money(r.fund_end), f"{r.adl_count:,}", _money(r.socialized),
+                      f"{r.collateral_sales:,}"] for r in shocks])
+    water = table(["shock", "book", "fees to fund", "fund took over", "fund covered", "ADL",
+                   "ADL forgone", "socialised", "why"],
+                  [[r.name, _money(r.book_notional),
+                    _money(str(Decimal(r.surplus_to_fund) + Decimal(r.penalties_to_fund))),
+                    _money(r.fund_notional), _money(r.fund_covered), _money(r.adl_notional),
+                    _money(r.adl_forgone), _money(r.socialized), r.explanation]
+                   for r in shocks])
+    image = base64.b64encode(png.read_bytes()).decode()
+    title = escape(f"perpcore stress — {report.source}")
+    path.write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 90%; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right;
+          vertical-align: top; }}
+th:first-child, td:first-child, td:last-child {{ text-align: left; }}
+td:last-child {{ max-width: 60em; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{report.accounts:,} accounts with positions · open interest {_money(report.open_interest)}
+{cur} · insurance fund {_money(report.fund)} {cur} · effective leverage median
+{lev['median']}x, p90 {lev['p90']}x, max {lev['max']}x. Each shock moves every index by the
+same percentage in steps a second apart, on the same starting state; no fresh liquidity
+arrives.</p>
+<h2>What each shock did</h2>
+{summary}
+<h2>Where the losses went ({cur}), and why</h2>
+<p>A liquidated position closes in the book at its bankruptcy price or better (the surplus, up to
+the liquidation fee, paid to the insurance fund); what the book cannot absorb the fund takes over
+and sells, paying the difference to bankruptcy, within the market-protection band around the
+mark; what neither absorbs is auto-deleveraged against the opposite positions at the bankruptcy
+price (they give up their profit between it and the mark); a deficit nobody covers is
+socialised.</p>
+{water}
+<h2>Chart</h2>
+<img alt="the stress report's chart" src="data:image/png;base64,{image}">
+</body></html>
+""")
     return path

@@ -155,3 +155,89 @@ def test_stress_on_twenty_thousand_accounts_as_a_process(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["accounts"] >= 19_800 and report["shocks"][0]["liquidated"] > 0
+
+
+# ---- the report a risk officer reads: the waterfall, its reasons, units, HTML ------------------
+
+def _long_and_fund(fund: int) -> Venue:
+    """Account 1 long 1 BTC from 65,000 on 10,000 (bankrupt at 55,032.5) against account 2's
+    short, and an insurance fund of `fund`."""
+    v = Venue()
+    v.account(1, 10_000)
+    v.account(2, 1_000_000)
+    v.account(3, 1_000_000)
+    v.fund(fund)
+    v.price(BTC, 650000)
+    v.trade(2, 1, BTC, Side.BUY, 1000, 650000)
+    return v
+
+
+def test_adl_with_a_rich_fund_is_explained_by_the_empty_book():
+    """No bid within the 5% band: the fund, however rich, cannot sell the position, so it is
+    deleveraged against the short, and the fund never moves."""
+    v = _long_and_fund(1_000_000)
+    r = stress.apply_shock(v.ex.config, v.ex.snapshot(), "-15.7%", [-1570])
+    assert (r.liquidated, r.adl_count, r.adl_causes) == (1, 1, {"book": 1})
+    assert Decimal(r.fund_drawdown) == 0 and Decimal(r.fund_covered) == 0
+    assert Decimal(r.book_notional) == Decimal(r.fund_notional) == 0
+    assert Decimal(r.adl_notional) == Decimal("55032.5")
+    # the short gave up its profit between the bankruptcy price and the mark (54,795)
+    assert Decimal(r.adl_forgone) == Decimal("237.5")
+    assert "1 steps because the book held no more orders between its bankruptcy price and 5% " \
+           "from the mark" in r.explanation
+    assert "the fund never fell: deleveraging was not for want of money" in r.explanation
+    assert stress.why(r) == "book ran out; ADL ×1: book empty within the band; fund never fell"
+
+
+def test_adl_past_a_poor_fund_is_explained_by_the_fund():
+    """A bid at 53,000 inside the band, but the fund of 100 can carry 100 of loss per BTC (down
+    to 54,932.5): it takes nothing over and the position is deleveraged."""
+    v = _long_and_fund(100)
+    v.order(3, BTC, Side.BUY, 1000, 530000)
+    r = stress.apply_shock(v.ex.config, v.ex.snapshot(), "-15.7%", [-1570])
+    assert r.adl_causes == {"fund": 1}
+    assert "because the insurance fund could not carry a larger loss" in r.explanation
+
+
+def test_the_waterfall_of_a_covered_loss():
+    """The hand-computed fund-covered loss: no ADL, the fund pays 532.50."""
+    v = _long_and_fund(1_000)
+    v.order(3, BTC, Side.BUY, 1000, 545000)
+    r = stress.apply_shock(v.ex.config, v.ex.snapshot(), "-15.7%", [-1570])
+    assert Decimal(r.fund_notional) == 54_500 and Decimal(r.fund_covered) == Decimal("532.5")
+    assert (r.adl_count, r.adl_causes, r.book_exhausted) == (0, {}, ["BTC-PERP bids"])
+    assert "the fund took over 54,500.00 and covered 532.50 of losses" in r.explanation
+
+
+def test_the_chart_has_units_says_when_a_panel_is_zero_and_marks_the_exhausted_book(small):
+    report = stress.run(small, "150 accounts", stress.shock_paths(-30, 5, 35, steps=4,
+                                                                  flash=None))
+    assert [bool(r.book_exhausted) for r in report.shocks] == [True, False]
+    fig = stress.figure(report)
+    axes = fig.axes
+    assert all(ax.get_ylabel() in ("accounts", "positions", "USD") for ax in axes)
+    assert {ax.get_xlabel() for ax in axes[-2:]} == {"shock (index move)"}
+    social = next(ax for ax in axes if ax.get_title() == "socialised loss")
+    assert [t.get_text() for t in social.texts] == ["zero in every shock (socialised loss)"]
+    volume = next(ax for ax in axes if ax.get_title().startswith("volume closed"))
+    assert [bar.get_hatch() for bar in volume.patches] == ["//", None]
+    assert "book exhausted" in volume.get_legend().get_texts()[0].get_text()
+
+
+def test_the_stress_command_writes_a_self_contained_html_page(tmp_path):
+    result = CliRunner().invoke(main, ["stress", "--accounts", "120", "--shocks=-20:-20:1",
+                                       "--flash", "0", "--path-steps", "4",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for text in ("volume closed (USD)", "loss waterfall per shock (USD)", "fund covered",
+                 "why", "* the book ran out of orders"):
+        assert text in result.output
+    page = (tmp_path / "stress-120-seed1-shocks-20to-20by1-flash0-steps4.html").read_text()
+    assert '<img alt="the stress report\'s chart" src="data:image/png;base64,' in page
+    assert "http" not in page.replace("<!DOCTYPE html>", "")   # nothing fetched from elsewhere
+    data = json.loads((tmp_path / "stress-120-seed1-shocks-20to-20by1-flash0-steps4.json")
+                      .read_text())
+    [shock] = data["shocks"]
+    assert shock["explanation"] in page.replace("&#x27;", "'")
+    assert {"book_notional", "surplus_to_fund", "fund_covered", "adl_forgone",
+            "adl_causes", "book_exhausted"} <= set(shock)
