@@ -14,7 +14,6 @@ Release builds drop bounds/wraparound checks; PERPCORE_DEBUG=1 turns them back o
 import os
 from pathlib import Path
 
-import numpy
 from Cython.Build import cythonize
 from Cython.Compiler import Options
 from setuptools import Extension, setup
@@ -32,16 +31,14 @@ directives = {
     "linetrace": DEBUG,
     "profile": DEBUG,
 }
-macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-if DEBUG:
-    macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 
 extensions = [
     Extension(
         f"perpcore.{pyx.stem}",
         [str(pyx)],
-        include_dirs=["ext", numpy.get_include()],
+        include_dirs=["ext"],
         define_macros=macros,
         extra_compile_args=compile_args,
     )

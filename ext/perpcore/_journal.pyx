@@ -7,7 +7,6 @@
 import bisect
 import operator
 
-import numpy as np
 from msgspec import DecodeError
 
 cimport cython
@@ -150,17 +149,18 @@ def unchained(uint32_t crc, const unsigned char[::1] record):
 def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, int64_t max_body,
          uint32_t chain):
     """Checks the records from `offset` on, the first chained from `chain`. Returns (spans, end,
-    why, chain): spans an int64 array of (payload start, payload end) per valid record, whose
-    sequence numbers run from first_seq; end the offset after the last valid record; why OK or
-    the reason the rest was refused; chain the last valid record's CRC (or the one given)."""
+    why, chain): spans a memoryview of int64, shape (records, 2), of (payload start, payload
+    end) per valid record, whose sequence numbers run from first_seq; end the offset after the
+    last valid record; why OK or the reason the rest was refused; chain the last valid record's
+    CRC (or the one given)."""
     cdef Py_ssize_t n = data.shape[0], off = offset, end
     cdef int64_t expected = first_seq, length
     cdef uint32_t crc
     cdef int why = ST_OK
     cdef int64_t count = 0
     # a record is at least 16 bytes, which bounds how many there can be
-    spans = np.empty(((n - off) // 16 + 1, 2), dtype=np.int64)
-    cdef int64_t[:, ::1] out = spans
+    cdef Py_ssize_t rows = (n - off) // 16 + 1
+    cdef int64_t[:, ::1] out = memoryview(bytearray(rows * 16)).cast("q", (rows, 2))
     with nogil:
         while off < n:
             if off + 8 > n:
@@ -187,7 +187,8 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
             expected += 1
             chain = crc
             off = end
-    return spans[:count], off, why, chain
+    # a Python memoryview of (count, 2) int64: len(), spans[i, 0], tolist(), and a buffer
+    return memoryview(out[:count]), off, why, chain
 
 
 def find_intact(const unsigned char[::1] data, Py_ssize_t offset, int64_t seq, int64_t max_body,
