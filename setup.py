@@ -1,7 +1,8 @@
 """Builds ext/perpcore/_<name>.pyx into the extension perpcore._<name>.
 
-Each contract, ext/perpcore/_<name>.pxd, sits beside its .pyx: with include_path=["ext"] Cython finds
-it under the module's qualified name, and other .pyx files `from perpcore._<name> cimport ...`.
+Each contract, ext/perpcore/_<name>.pxd, sits beside its .pyx: with include_path=["ext"] Cython
+finds it under the module's qualified name, and other .pyx files `from perpcore._<name> cimport
+...`.
 
 The wheel ships each contract as perpcore/_<name>.pxd, the layout under which other projects
 `cimport perpcore._<name>` against the installed package.

@@ -103,7 +103,8 @@ def simulate(steps: int, seed: int, config, as_json: bool):
             rows[name].append(f"{spec.from_ticks(side[0][0])} × {spec.from_lots(side[0][1])}"
                               if side else "-")
         rows["depth (5 levels) bid/ask"].append(
-            f"{spec.from_lots(sum(q for _, q, _ in bids))} / {spec.from_lots(sum(q for _, q, _ in asks))}")
+            f"{spec.from_lots(sum(q for _, q, _ in bids))} / "
+            f"{spec.from_lots(sum(q for _, q, _ in asks))}")
         rows["price levels bid/ask"].append(f"{book.level_count(0)} / {book.level_count(1)}")
     for name, cells in rows.items():
         table.add_row(name, *cells)
@@ -123,7 +124,8 @@ def simulate(steps: int, seed: int, config, as_json: bool):
         + ("balanced" if report.audit_ok else "[bold red]BROKEN[/]"))
     console.print(f"trades {report.trades:,} · rejected {report.rejected:,} · "
                   f"throughput {report.commands_per_s:,.0f} commands/s "
-                  f"(Exchange.submit, {platform.python_implementation()} {platform.python_version()})")
+                  f"(Exchange.submit, {platform.python_implementation()} "
+                  f"{platform.python_version()})")
     console.print(f"state hash {report.state_hash}")
 
 
@@ -146,7 +148,8 @@ def _read_json(path: str, option: str, key: str) -> dict:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Smaller sizes and short open-loop runs (under a minute).")
+@click.option("--quick", is_flag=True,
+              help="Smaller sizes and short open-loop runs (under a minute).")
 @click.option("--seed", default=_BENCH_SEED, show_default=True, type=click.IntRange(min=0),
               help="Seed of the workloads (numpy's generators take no negative seed); another "
                    "than the default is part of the results' names (...-seed2.json).")
@@ -191,7 +194,8 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
         this = ["perpcore bench"] + (["--quick"] if quick else []) + \
             [f"--{name} {value}" for name, value in (("suite", suite), ("also", earlier)) if value]
         made = ([f"pytest bench/ --benchmark-only --benchmark-json={suite}"] if suite else []) + \
-            (["perpcore bench --quick"] if earlier else []) + [" ".join(this + [f"--readme {readme}"])]
+            (["perpcore bench --quick"] if earlier else []) + \
+            [" ".join(this + [f"--readme {readme}"])]
         runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png", made)
     report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
     report["targets"] = runner.targets(report)
@@ -255,7 +259,8 @@ def replay_journal(path: str, verify: bool, expect_hash: str | None, config,
     event and the final state hash."""
     from perpcore import replay as rp
 
-    _replay_run(lambda progress: rp.replay_journal(path, config, verify=verify, expect_hash=expect_hash,
+    _replay_run(lambda progress: rp.replay_journal(path, config, verify=verify,
+                                                   expect_hash=expect_hash,
                                                    events_path=events_path, progress=progress),
                 "replaying journal", as_json)
 
@@ -313,10 +318,10 @@ class _Shocks(click.ParamType):
               help="Steps (a second apart) in which each shock reaches its level.")
 @click.option("--out", "out_dir", default="stress-results", show_default=True,
               type=click.Path(file_okay=False),
-              help="Where the PNG chart, the HTML page and the JSON go, named after the options that shape the "
-                   "run (e.g. stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png, then "
-                   "-<stem> of a --config file), so that runs with different options keep their "
-                   "own files.")
+              help="Where the PNG chart, the HTML page and the JSON go, named after the "
+                   "options that shape the run (e.g. "
+                   "stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png, then -<stem> of a "
+                   "--config file), so that runs with different options keep their own files.")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, int, int],

@@ -1,9 +1,9 @@
 """Venue configuration: assets, instruments, and the Decimal <-> integer conversions at the edge.
 
-Inside the engine every figure is an integer: prices in ticks, quantities in lots, money in minor units
-of its asset, rates and fractions in fixed point at RATE_SCALE (1e-8: 0.01% is 10_000). Decimal lives
-only here and in reports. A conversion that is not exact raises: a price between two ticks is a user
-error, never something to round silently.
+Inside the engine every figure is an integer: prices in ticks, quantities in lots, money in minor
+units of its asset, rates and fractions in fixed point at RATE_SCALE (1e-8: 0.01% is 10_000).
+Decimal lives only here and in reports. A conversion that is not exact raises: a price between two
+ticks is a user error, never something to round silently.
 """
 from __future__ import annotations
 
@@ -61,11 +61,11 @@ class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     capped at median x (1 +- index_cap) and drops out when silent for more than index_stale_ns.
     mark_method: "binance" median(P1, P2, last trade); "bitmex" fair price P1; "hyperliquid"
     median(P2, median(bid, ask, last), index). P2's moving average of (mid - index) is sampled every
-    mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and scaled
-    to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the first margin
-    tier's maintenance rate. The impact notional is impact_margin / the initial margin rate at the
-    first tier's maximum leverage (impact_margin x max leverage) unless impact_notional is set
-    (both in the settlement asset)."""
+    mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and
+    scaled to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the first
+    margin tier's maintenance rate. The impact notional is impact_margin / the initial margin rate
+    at the first tier's maximum leverage (impact_margin x max leverage) unless impact_notional is
+    set (both in the settlement asset)."""
     index_sources: tuple[tuple[str, int], ...] = ()
     index_cap: int = 1_000_000                      # 1%
     index_stale_ns: int = 60_000_000_000            # 60 s

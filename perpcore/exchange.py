@@ -16,11 +16,13 @@ that raises inside the engine is a bug that may have half-applied it, so the eng
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
+from typing import Any, Protocol
 
 import msgspec
 
-from perpcore import _book
+import perpcore._book as _book  # this form: a type checker takes a module without stubs as Any
 from perpcore import messages as m
 from perpcore.config import VenueConfig
 from perpcore._exchange import ExchangeCore, Market, OrderEntry
@@ -30,6 +32,14 @@ from perpcore.liquidation import Liquidation
 from perpcore.margin import AccountView, Margin
 from perpcore.pricing import Pricing
 from perpcore.triggers import Triggers
+
+
+class Component(Protocol):
+    """A stateful layer of the exchange: its state as plain data, for snapshots and the hash."""
+
+    def to_state(self) -> Any: ...
+
+    def from_state(self, state: Any) -> None: ...
 
 
 class BookView:
@@ -79,7 +89,7 @@ class Exchange(ExchangeCore):
         # The stateful layers (pricing, funding, margin, liquidation...), by name, in the order they
         # were added. Each has to_state() -> plain data and from_state(data) for snapshots and the
         # state hash.
-        self.components: dict[str, object] = {}
+        self.components: dict[str, Component] = {}
         self._pricing = self.components["pricing"] = Pricing(self)
         self.margin = self.components["margin"] = Margin(self)
         self.liquidation = self.components["liquidation"] = Liquidation(self)
@@ -93,7 +103,7 @@ class Exchange(ExchangeCore):
         self._market = entry.require_market
         self._check_price_qty = entry.require_price_qty
         # the other commands' handlers (the order commands go straight to the order entry)
-        self._handlers = {
+        self._handlers: dict[type, Callable[..., None]] = {
             m.CreateAccount: self._create_account,
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,

@@ -1,19 +1,20 @@
 """Commands (verbs) and events (past tense) exchanged with the Exchange.
 
 Every message is a frozen msgspec Struct tagged with its class name; on the wire it is an array (the
-tag first), so a record is compact and the decoder checks every field's type. A command's fields carry
-their range (Id, Int64, Time, Text below): the decoder enforces it on bytes, and the exchange's
-boundary (perpcore._validate) on objects built in Python, whose constructors do no validation (they
-are on the hot path). A command outside its schema is refused before it is sequenced or journaled.
+tag first), so a record is compact and the decoder checks every field's type. A command's fields
+carry their range (Id, Int64, Time, Text below): the decoder enforces it on bytes, and the
+exchange's boundary (perpcore._validate) on objects built in Python, whose constructors do no
+validation (they are on the hot path). A command outside its schema is refused before it is
+sequenced or journaled.
 
-Integers throughout: prices in ticks, quantities in lots, money in minor units of its asset, rates in
-fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command time, ns); 0 means
-"now", the exchange clock.
+Integers throughout: prices in ticks, quantities in lots, money in minor units of its asset, rates
+in fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command time, ns); 0
+means "now", the exchange clock.
 """
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 import msgspec
 
@@ -125,7 +126,8 @@ class PlaceOrder(Command, frozen=True):
     symbol: Text
     side: Side
     qty: Int64
-    price: Int64 = 0                    # limit price; for a market order its protection price (0: default band)
+    # the limit price; for a market order its protection price (0: the default band)
+    price: Int64 = 0
     order_type: OrderType = OrderType.LIMIT
     tif: TimeInForce = TimeInForce.GTC
     stp: SelfTradePrevention = SelfTradePrevention.NONE
@@ -509,7 +511,7 @@ class SocializedLoss(Event, frozen=True):
 
 
 def _all_subclasses(base: type) -> tuple[type, ...]:
-    found, todo = [], list(base.__subclasses__())
+    found, todo = [], list[type](base.__subclasses__())
     while todo:
         cls = todo.pop(0)
         found.append(cls)
@@ -517,10 +519,14 @@ def _all_subclasses(base: type) -> tuple[type, ...]:
     return tuple(found)
 
 
-# Unions per channel: what a gateway sends in, and what the exchange publishes. Built from the classes
-# above, so a new message type needs no second edit here.
-Commands = Union[_all_subclasses(Command)]
-Events = Union[_all_subclasses(Event)]
+# Unions per channel: what a gateway sends in, and what the exchange publishes. Built from the
+# classes above, so a new message type needs no second edit here.
+if TYPE_CHECKING:     # a union built at run time: to a type checker, any of the kind
+    Commands = Command
+    Events = Event
+else:
+    Commands = Union[_all_subclasses(Command)]
+    Events = Union[_all_subclasses(Event)]
 
 # Reused codecs: building an Encoder/Decoder per message would dominate small messages.
 encoder = msgspec.msgpack.Encoder()

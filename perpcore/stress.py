@@ -122,7 +122,8 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
         _ok(ex.submit(m.SetIndexPrice(source="index", symbol=symbol, price=prices[symbol])))
     makers = _Makers(ex, prices)
     btc = config.assets.get("BTC")
-    btc_symbol = config.collateral_symbol("BTC") if btc and "BTC" in config.margin.haircuts else None
+    btc_symbol = (config.collateral_symbol("BTC") if btc and "BTC" in config.margin.haircuts
+                  else None)
     for i in range(accounts):
         account = FIRST_TRADER + i
         symbol = symbols[0] if rng.random() < 0.6 or len(symbols) == 1 else symbols[1]
@@ -136,7 +137,8 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
             coins = (Decimal(str(equity)) / index).quantize(btc.unit)
             _ok(ex.submit(m.Deposit(account=account, asset="BTC", amount=btc.to_units(coins))))
             if rng.random() < 1 / 3:
-                loan = settle.to_units((Decimal(str(equity)) * Decimal("0.4")).quantize(settle.unit))
+                loan = settle.to_units((Decimal(str(equity)) * Decimal("0.4"))
+                                       .quantize(settle.unit))
                 _ok(ex.submit(m.Borrow(account=account, asset=settle.name, amount=loan)))
         else:
             amount = settle.to_units(Decimal(str(equity)).quantize(settle.unit))

@@ -8,8 +8,8 @@ order that is really live at that point of the stream, and a "passive" limit nev
 
 The standard matching mix (the matching-core issue): about 38% cancels of live orders, 3% amends
 (size down, keeping priority), 52% passive GTC limits 1-60 ticks from mid (exponentially denser near
-the top), 5.5% IOC limits crossing up to 5 ticks, 1.5% market orders; 10,000 accounts; the mid drifts
-slowly. The deep-book and wide-range workloads are the same mix on other books.
+the top), 5.5% IOC limits crossing up to 5 ticks, 1.5% market orders; 10,000 accounts; the mid
+drifts slowly. The deep-book and wide-range workloads are the same mix on other books.
 """
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ def wide_range(n: int, seed: int = 1, **overrides) -> Workload:
     return matching_mix(n, seed, MixParams(wide=True, **overrides), name="wide_range")
 
 
-# ---- the same stream for the Exchange -------------------------------------------------------------
+# ---- the same stream for the Exchange ---------------------------------------------------------
 
 def call_list(book, cmds: np.ndarray) -> list[tuple]:
     """(bound method, args) per command: the cheapest way to make one Python call per command."""
@@ -352,7 +352,8 @@ def cross_margin(n: int, seed: int = 1, accounts: int = 10_000, prefill: int = 2
         long = [(a + k) % 2 == 1 for a in range(1, accounts + 1)]
         bought = sum(q for q, is_long in zip(sizes[k], long) if is_long)
         sold = sum(sizes[k]) - bought
-        setup += [m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.SELL, qty=bought, price=mid),
+        setup += [m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.SELL, qty=bought,
+                               price=mid),
                   m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.BUY, qty=sold,
                                price=mid - 1)]
         setup += [m.PlaceOrder(account=a, symbol=symbol, qty=q, tif=m.TimeInForce.IOC,

@@ -68,7 +68,8 @@ def test_a_crossing_level_is_refused_not_traded():
 def test_capture_paths_need_both_markets(tmp_path):
     (tmp_path / "usdm").mkdir()
     (tmp_path / "spot").mkdir()
-    for name in ("usdm/btcusdt_20240101.gz", "usdm/btcusdt_20240102.gz", "spot/btcusdt_20240102.gz"):
+    for name in ("usdm/btcusdt_20240101.gz", "usdm/btcusdt_20240102.gz",
+                 "spot/btcusdt_20240102.gz"):
         (tmp_path / name).touch()
     assert bn.capture_paths(tmp_path, "BTCUSDT") == (tmp_path / "usdm/btcusdt_20240102.gz",
                                                      tmp_path / "spot/btcusdt_20240102.gz")

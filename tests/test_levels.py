@@ -1,7 +1,7 @@
-"""perpcore._binance: decimal text to ticks and lots in C, and price levels set from JSON level lists,
-against plain Python references: InstrumentSpec.to_ticks / to_lots (Decimal) for the units, and the
-level loop binance.LevelBook ran in Python before (a cancel / amend / place call per level) for the
-book, compared order by order after every message."""
+"""perpcore._binance: decimal text to ticks and lots in C, and price levels set from JSON level
+lists, against plain Python references: InstrumentSpec.to_ticks / to_lots (Decimal) for the units,
+and the level loop binance.LevelBook ran in Python before (a cancel / amend / place call per level)
+for the book, compared order by order after every message."""
 from decimal import Decimal, InvalidOperation
 
 import msgspec
@@ -31,7 +31,8 @@ def setter(s: InstrumentSpec | None = None) -> LevelSetter:
 
 
 def reference_set(book: OrderBook, s: InstrumentSpec, bids, asks) -> None:
-    """The Python loop LevelBook.update ran before perpcore._binance, over [price, qty] text pairs."""
+    """The Python loop LevelBook.update ran before perpcore._binance, over [price, qty] text
+    pairs."""
     kept = []
     for side, levels in ((BUY, bids), (SELL, asks)):
         for price, qty in levels:

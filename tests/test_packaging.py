@@ -73,8 +73,8 @@ def test_the_sdist_holds_what_a_build_needs_and_no_build_outputs(tmp_path):
     with tarfile.open(sdist) as tar:
         names = {Path(*Path(name).parts[1:]).as_posix() for name in tar.getnames()}
     needed = {"setup.py", "pyproject.toml", "MANIFEST.in", "README.md"}
-    for pattern in ("ext/perpcore/_*.pyx", "ext/perpcore/_*.pxd", "perpcore/*.py", "perpcore/py.typed",
-                    "tests/*.py", "bench/*.py"):
+    for pattern in ("ext/perpcore/_*.pyx", "ext/perpcore/_*.pxd", "perpcore/*.py",
+                    "perpcore/py.typed", "tests/*.py", "bench/*.py"):
         matched = {path.relative_to(ROOT).as_posix() for path in ROOT.glob(pattern)}
         assert matched, pattern
         needed |= matched

@@ -31,8 +31,8 @@ def test_shock_paths():
 
 
 def test_one_shock_by_hand():
-    """The fund-covered loss of the scenario tests, as a shock: long 1 BTC on 9,967.50, bankrupt
-    at 55,032.5; the index falls 15.7% to 54,795, one bid at 54,500; the fund (1,000) pays 532.50."""
+    """The fund-covered loss of the scenario tests, as a shock: long 1 BTC on 9,967.50, bankrupt at
+    55,032.5; the index falls 15.7% to 54,795, one bid at 54,500; the fund (1,000) pays 532.50."""
     v = Venue()
     v.account(1, 10_000)
     v.account(2, 1_000_000)
@@ -81,7 +81,9 @@ def test_report_on_a_population(small):
     assert report.accounts >= 140 and Decimal(report.open_interest) > 0
     # the same state and paths give the same figures
     again = stress.run(small, "150 accounts", paths)
-    strip = lambda rs: [{**vars(r), "elapsed_s": 0} for r in rs]
+    def strip(results):
+        return [{**vars(r), "elapsed_s": 0} for r in results]
+
     assert strip(again.shocks) == strip(report.shocks)
 
 

@@ -43,7 +43,8 @@ def test_accounts_are_spread_over_ten_thousand(std):
 def test_prefill_offsets_are_one_to_sixty_ticks_and_densest_at_the_top(std):
     p = std.params
     setup = std.setup
-    off = np.where(setup["side"] == _book.BUY, p.start_mid - setup["price"], setup["price"] - p.start_mid)
+    off = np.where(setup["side"] == _book.BUY, p.start_mid - setup["price"],
+                   setup["price"] - p.start_mid)
     assert off.min() == 1 and off.max() == 60
     near, mid, far = ((off >= 1) & (off <= 5)).sum(), ((off >= 21) & (off <= 25)).sum(), \
         ((off >= 41) & (off <= 45)).sum()
