@@ -602,7 +602,8 @@ def figure(report: StressReport):
     if any(drawdown) or any(change):
         width = 0.4
         ax.bar([i - width / 2 for i in x], drawdown, width, color="tab:orange",
-               label="drawdown (lowest point)")
+               label="drawdown (lowest point)" if any(drawdown)
+               else "drawdown: none in any shock")
         ax.bar([i + width / 2 for i in x], change, width, color="tab:green", label="net change")
         ax.axhline(0, color="black", linewidth=0.6)
         ax.legend(loc="lower right", fontsize=8)
@@ -623,10 +624,10 @@ def figure(report: StressReport):
             values = money(attr)
             ax.bar(x, values, bottom=bottom, color=colour, label=label)
             bottom = [b + v for b, v in zip(bottom, values)]
-        ax.plot(x, [float(Decimal(r.surplus_to_fund) + Decimal(r.penalties_to_fund))
-                    for r in shocks], color="tab:green", marker="o",
+        fees = [float(Decimal(r.surplus_to_fund) + Decimal(r.penalties_to_fund)) for r in shocks]
+        ax.plot(x, fees, color="tab:green", marker="o",
                 label="liquidation fees and penalties into the fund")
-        ax.set_ylim(top=max(bottom) * 1.45)     # room for the legend above the bars
+        ax.set_ylim(top=max(bottom + fees) * 1.45)     # room for the legend above the bars
         ax.legend(loc="upper left", fontsize=8)
     else:
         _nothing(ax, "no loss beyond the traders' own margin in any shock")

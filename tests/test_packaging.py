@@ -178,3 +178,27 @@ def test_the_readme_installs_the_cli_for_perpcore_simulate():
     assert len(commands) == 2
     assert commands[0].startswith("pip install '.[cli]' && perpcore simulate")
     assert commands[1].startswith("pip install -e '.[test]'")
+
+
+def _elf_sections(path: Path) -> set[str]:
+    """The section names of a 64-bit little-endian ELF file."""
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, path
+    shoff = int.from_bytes(data[0x28:0x30], "little")
+    size, count, names = (int.from_bytes(data[at:at + 2], "little") for at in (0x3A, 0x3C, 0x3E))
+    headers = [data[shoff + i * size:shoff + (i + 1) * size] for i in range(count)]
+    table = int.from_bytes(headers[names][0x18:0x20], "little")
+    return {data[table + int.from_bytes(h[:4], "little"):].split(b"\0", 1)[0].decode()
+            for h in headers}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the strip flag is for Linux")
+@pytest.mark.skipif(os.environ.get("PERPCORE_DEBUG") == "1", reason="a debug build keeps symbols")
+def test_release_extensions_are_stripped():
+    """Release builds link with -s: no symbol table, no debug information (_clock was 231 KB)."""
+    for name in EXTENSIONS:
+        path = Path(importlib.import_module(f"perpcore.{name}").__file__)
+        sections = _elf_sections(path)
+        assert ".dynsym" in sections and not sections & {".symtab", ".debug_info"}, path
+    clock = Path(importlib.import_module("perpcore._clock").__file__)
+    assert clock.stat().st_size < 100_000
