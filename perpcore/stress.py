@@ -29,7 +29,7 @@ STEP_NS = 1_000_000_000                 # one second between the steps of a shoc
 LEVERAGE_BANDS = ((1, 3, 0.30), (3, 10, 0.35), (10, 25, 0.25), (25, 50, 0.08), (50, 100, 0.02))
 MAKERS = 10                             # market makers to begin with; more join as needed
 MAX_MAKERS = 999                        # accounts 1-999; the traders are 1,000 on
-MAKER_LIMIT = 0.8                       # share of its risk limit a maker may use
+MAKER_LIMIT = 80                        # percent of its risk limit a maker may use
 FIRST_TRADER = 1_000
 
 
@@ -191,8 +191,8 @@ class _Makers:
         config = ex.config
         self.leverage = {s: spec.tiers[-1].max_leverage for s, spec in config.instruments.items()}
         # lots each maker may hold on a side: valued at the ladder's furthest price (10% out)
-        self.limit = {s: int(ex.margin.symbols[s].tiers.max_notional(self.leverage[s])
-                             * MAKER_LIMIT) // (prices[s] * 11 // 10 * config.units_per_ticklot(s))
+        self.limit = {s: ex.margin.symbols[s].tiers.max_notional(self.leverage[s]) * MAKER_LIMIT
+                      // 100 // (prices[s] * 11 // 10 * config.units_per_ticklot(s))
                       for s in config.instruments}
         for _ in range(MAKERS):
             self._join()
