@@ -154,7 +154,7 @@ def test_runs_with_different_options_keep_their_own_files(tmp_path):
         outputs.append(json.loads(result.stdout))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"stress-60-seed1-shocks{s}-flash0-steps2.{ext}"
-        for s in ("-10to10by20", "-20to20by40") for ext in ("json", "png")]
+        for s in ("-10to10by20", "-20to20by40") for ext in ("html", "json", "png")]
     for out in outputs:
         assert json.loads(Path(out["chart"]).with_suffix(".json").read_text())["shocks"] == \
             out["shocks"]
