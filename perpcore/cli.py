@@ -441,3 +441,46 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
     click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
     click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
                f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port, printed).")
+@click.option("--sync", type=click.Choice(["group", "always", "none"]), default="group",
+              show_default=True, help="Journal durability: group commits once per batch.")
+@click.option("--admin-token", envvar="PERPCORE_ADMIN_TOKEN", default=None,
+              help="Token of the admin routes (default: the one kept in the store).")
+@click.option("--weight-per-minute", default=2400, show_default=True,
+              type=click.IntRange(min=1), help="Request weight each API key may use a minute.")
+def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
+          weight_per_minute: int):
+    """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
+    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
+    import asyncio
+    import signal
+    import sys
+
+    try:
+        from perpcore.gateway import Venue
+    except ImportError as e:
+        raise click.ClickException(f"perpcore serve needs the gateway extra "
+                                   f"(pip install 'perpcore[gateway]'): {e}") from e
+
+    async def run():
+        venue = Venue(directory, sync=sync, admin_token=admin_token,
+                      weight_per_minute=weight_per_minute)
+        bound = await venue.start(host, port)
+        click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
+        sys.stdout.flush()          # a supervisor reading the port must see it now
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await venue.stop()
+
+    asyncio.run(run())

@@ -89,7 +89,9 @@ class EngineRunner:
     `stamp_time` stamps `clock()` (ns, never behind the exchange clock) into commands with ts 0.
     `commit_hooks` are called on the engine thread after a batch's commands are applied and
     before its journal commit is awaited: whatever they make durable is durable before any
-    command of the batch is acknowledged (a gateway's client order ids, for instance)."""
+    command of the batch is acknowledged (a gateway's client order ids, for instance).
+    `listeners` are called on the event loop with each list of durable events before the callers
+    whose commands made them are answered (read models that a caller's next request reads)."""
 
     def __init__(self, engine, *, stamp_time: bool = True, max_batch: int = 4096,
                  clock: Callable[[], int] = time.time_ns):
@@ -100,6 +102,7 @@ class EngineRunner:
         self.max_batch = max_batch
         self.clock = clock
         self.commit_hooks: list[Callable[[], None]] = []
+        self.listeners: list[Callable[[list], None]] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._subscribers: set[Subscription] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -246,19 +249,22 @@ class EngineRunner:
             for fut, _ in pending:
                 answers.append((fut, RunnerError(f"journal failed: {e}"), True))
             return
+        if released:
+            # for the listeners and subscribers, before the callers hear of their commands
+            answers.append((None, released, False))
         by_seq: dict[int, list] = {}
         if self.journaled:
             for ev in released:
                 by_seq.setdefault(ev.seq, []).append(ev)
         for fut, own in pending:
             answers.append((fut, by_seq.get(own, []) if type(own) is int else own, False))
-        if released:
-            answers.append((None, released, False))     # for the subscribers, in order
 
     def _deliver(self, answers: list) -> None:
         """On the event loop: resolves the futures and feeds the subscribers."""
         for fut, result, is_error in answers:
             if fut is None:
+                for listener in self.listeners:
+                    listener(result)
                 for sub in list(self._subscribers):
                     sub._put(result)
             elif not fut.done():            # a caller may have given up (cancelled)
