@@ -1,0 +1,134 @@
+"""Unmodified ccxt binanceusdm trading on `perpcore serve`: each call's parsed unified fields."""
+import pytest
+import requests
+
+from .conftest import ccxt
+
+BTC = "BTC/USD:USD"
+
+
+@pytest.fixture
+def traders(served):
+    """Two funded traders with ccxt clients whose markets are loaded."""
+    clients = []
+    for _ in range(2):
+        account, key, secret = served.trader(usd="100000")
+        client = served.client(key, secret)
+        client.load_markets()
+        clients.append(client)
+    return clients
+
+
+def test_load_markets(served):
+    markets = served.client().load_markets()
+    btc = markets[BTC]
+    assert (btc["id"], btc["base"], btc["quote"], btc["settle"]) == ("BTCUSD", "BTC", "USD", "USD")
+    assert btc["swap"] and btc["linear"] and btc["active"] and btc["contract"]
+    assert btc["precision"]["price"] == 0.1 and btc["precision"]["amount"] == 0.001
+    assert btc["limits"]["amount"]["min"] == 0.001 and btc["limits"]["cost"]["min"] == 5
+    assert markets["ETH/USD:USD"]["precision"]["price"] == 0.01
+
+
+def test_order_book_and_trades(served, traders):
+    maker, taker = traders
+    maker.create_order(BTC, "limit", "sell", 0.02, 65010)
+    maker.create_order(BTC, "limit", "sell", 0.01, 65020)
+    maker.create_order(BTC, "limit", "buy", 0.03, 64990)
+    book = maker.fetch_order_book(BTC)
+    assert book["asks"] == [[65010.0, 0.02], [65020.0, 0.01]]
+    assert book["bids"] == [[64990.0, 0.03]]
+    rest = requests.get(f"{served.base}/fapi/v1/depth", params={"symbol": "BTCUSD"}).json()
+    assert book["nonce"] == rest["lastUpdateId"]
+    taker.create_order(BTC, "market", "buy", 0.025)
+    assert maker.fetch_order_book(BTC)["asks"] == [[65020.0, 0.005]]
+    trades = taker.fetch_trades(BTC)
+    assert [(t["price"], t["amount"], t["side"]) for t in trades] == \
+        [(65010.0, 0.02, "buy"), (65020.0, 0.005, "buy")]
+
+
+def test_limit_order_life(traders):
+    maker, taker = traders
+    order = maker.create_order(BTC, "limit", "buy", 0.01, 64000.5,
+                               {"newClientOrderId": "my-order_1"})
+    assert (order["status"], order["type"], order["side"]) == ("open", "limit", "buy")
+    assert (order["price"], order["amount"], order["filled"], order["remaining"]) == \
+        (64000.5, 0.01, 0.0, 0.01)
+    assert order["clientOrderId"] == "my-order_1" and order["timeInForce"] == "GTC"
+    fetched = maker.fetch_order(order["id"], BTC)
+    assert fetched["id"] == order["id"] and fetched["status"] == "open"
+    by_client = maker.fetch_order(None, BTC, {"origClientOrderId": "my-order_1"})
+    assert by_client["id"] == order["id"]
+    assert [o["id"] for o in maker.fetch_open_orders(BTC)] == [order["id"]]
+    # a partial fill shows in the order
+    taker.create_order(BTC, "market", "sell", 0.004)
+    fetched = maker.fetch_order(order["id"], BTC)
+    assert (fetched["status"], fetched["filled"], fetched["remaining"], fetched["average"]) == \
+        ("open", 0.004, 0.006, 64000.5)
+    cancelled = maker.cancel_order(order["id"], BTC)
+    assert cancelled["status"] == "canceled" and cancelled["filled"] == 0.004
+    assert maker.fetch_open_orders(BTC) == []
+    assert maker.fetch_order(order["id"], BTC)["status"] == "canceled"
+
+
+def test_market_ioc_fok_post_only_reduce_only(traders):
+    maker, taker = traders
+    maker.create_order(BTC, "limit", "sell", 0.05, 65000)
+    market = taker.create_order(BTC, "market", "buy", 0.01)
+    assert (market["status"], market["filled"], market["average"]) == ("closed", 0.01, 65000.0)
+    # IOC: what does not fill at once expires
+    ioc = taker.create_order(BTC, "limit", "buy", 0.1, 65000, {"timeInForce": "IOC"})
+    assert (ioc["status"], ioc["filled"], ioc["timeInForce"]) == ("expired", 0.04, "IOC")
+    maker.create_order(BTC, "limit", "sell", 0.02, 65100)
+    fok = taker.create_order(BTC, "limit", "buy", 0.02, 65100, {"timeInForce": "FOK"})
+    assert (fok["status"], fok["filled"], fok["timeInForce"]) == ("closed", 0.02, "FOK")
+    # post-only: refused if it would take, resting otherwise
+    maker.create_order(BTC, "limit", "sell", 0.01, 65200)
+    with pytest.raises(ccxt.OrderNotFillable):      # -5022
+        taker.create_order(BTC, "limit", "buy", 0.01, 65200, {"postOnly": True})
+    post = taker.create_order(BTC, "limit", "buy", 0.01, 64000, {"postOnly": True})
+    assert post["postOnly"] and post["timeInForce"] == "PO" and post["status"] == "open"
+    # taker is long 0.07: a reduce-only sell is accepted, a reduce-only buy refused
+    reduce = taker.create_order(BTC, "limit", "sell", 0.03, 65300, {"reduceOnly": True})
+    assert reduce["reduceOnly"] and reduce["status"] == "open"
+    with pytest.raises(ccxt.InvalidOrder):           # -2022
+        taker.create_order(BTC, "limit", "buy", 0.01, 64000, {"reduceOnly": True})
+    with pytest.raises(ccxt.OrderNotFillable):      # -5021: only 0.01 rests at or below 65200
+        taker.create_order(BTC, "limit", "buy", 0.02, 65200, {"timeInForce": "FOK"})
+
+
+def test_cancel_all_orders(traders):
+    maker, _ = traders
+    for price in (64000, 64100, 64200):
+        maker.create_order(BTC, "limit", "buy", 0.01, price)
+    eth = maker.create_order("ETH/USD:USD", "limit", "buy", 0.1, 2900)
+    maker.cancel_all_orders(BTC)
+    assert [o["id"] for o in maker.fetch_open_orders()] == [eth["id"]]
+
+
+def test_balance_positions_leverage_trades_funding(served, traders):
+    maker, taker = traders
+    maker.create_order(BTC, "limit", "sell", 0.1, 65000)
+    order = taker.create_order(BTC, "market", "buy", 0.1)
+    balance = taker.fetch_balance()
+    fee = 65000 * 0.1 * 0.0005
+    assert balance["USD"]["total"] == pytest.approx(100000 - fee)
+    assert balance["USD"]["used"] == pytest.approx(65000 * 0.1 / 20)     # default leverage 20
+    assert balance["USD"]["free"] > 0
+    (position,) = taker.fetch_positions()
+    assert (position["symbol"], position["side"], position["contracts"]) == (BTC, "long", 0.1)
+    assert position["entryPrice"] == 65000 and position["leverage"] == 20
+    assert position["marginMode"] == "cross"
+    lev = taker.set_leverage(10, BTC)
+    assert lev["leverage"] == 10
+    assert taker.fetch_positions()[0]["leverage"] == 10
+    with pytest.raises(ccxt.BadRequest):
+        taker.set_leverage(500, BTC)
+    (fill,) = taker.fetch_my_trades(BTC)
+    assert (fill["order"], fill["side"], fill["takerOrMaker"], fill["amount"]) == \
+        (order["id"], "buy", "taker", 0.1)
+    assert fill["fee"] == {"currency": "USD", "cost": pytest.approx(fee)}
+    (maker_fill,) = maker.fetch_my_trades(BTC)
+    assert maker_fill["takerOrMaker"] == "maker" and maker_fill["id"] == fill["id"]
+    funding = taker.fetch_funding_rate(BTC)
+    assert funding["markPrice"] == 65000 and funding["indexPrice"] == 65000
+    assert funding["fundingRate"] == 0.0001 and funding["fundingTimestamp"] > 0
