@@ -41,6 +41,10 @@ class ServedVenue:
         return requests.post(f"{self.base}/admin/v1/{path}", json=body,
                              headers={"X-PERPCORE-ADMIN": token}, timeout=30, **kw)
 
+    def admin_get(self, path):
+        return requests.get(f"{self.base}/admin/v1/{path}", headers={"X-PERPCORE-ADMIN": ADMIN},
+                            timeout=30).json()
+
     def trader(self, usd="100000", btc=None):
         """A new account with money and an API key: (account, key, secret)."""
         account = self.admin("account", {}).json()["account"]
