@@ -91,7 +91,9 @@ class EngineRunner:
     before its journal commit is awaited: whatever they make durable is durable before any
     command of the batch is acknowledged (a gateway's client order ids, for instance).
     `listeners` are called on the event loop with each list of durable events before the callers
-    whose commands made them are answered (read models that a caller's next request reads)."""
+    whose commands made them are answered (read models that a caller's next request reads);
+    `engine_listeners` are called on the engine thread as fn(exchange, events) right after the
+    commit, the state still exactly the one those events leave (book diffs, say)."""
 
     def __init__(self, engine, *, stamp_time: bool = True, max_batch: int = 4096,
                  clock: Callable[[], int] = time.time_ns):
@@ -103,6 +105,7 @@ class EngineRunner:
         self.clock = clock
         self.commit_hooks: list[Callable[[], None]] = []
         self.listeners: list[Callable[[list], None]] = []
+        self.engine_listeners: list[Callable[[Any, list], None]] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._subscribers: set[Subscription] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -250,6 +253,8 @@ class EngineRunner:
                 answers.append((fut, RunnerError(f"journal failed: {e}"), True))
             return
         if released:
+            for listener in self.engine_listeners:
+                listener(self.exchange, released)
             # for the listeners and subscribers, before the callers hear of their commands
             answers.append((None, released, False))
         by_seq: dict[int, list] = {}

@@ -23,6 +23,7 @@ from perpcore.config import RATE_SCALE, VenueConfig
 from perpcore.gateway import codes
 from perpcore.gateway.auth import ApiKey, KeyStore, RateLimiter, signature_ok, signed_payload
 from perpcore.gateway.readmodel import CLIENT_ID, Order, ReadModel
+from perpcore.gateway.streams import Streams
 from perpcore.runner import EngineRunner, RunnerError
 
 _encode = msgspec.json.encode
@@ -92,6 +93,8 @@ class Gateway:
             sid = f"{spec.base}{spec.settle}"
             self.specs[sid], self.ids[symbol] = spec, sid
         self.next_funding: dict[str, int] = {}
+        self.funding_rates: dict[str, int] = {}
+        self.streams = Streams(self)
         runner.listeners += [read_model.apply, self.track_funding]
         runner.commit_hooks.append(read_model.client_ids.sync)
 
@@ -100,6 +103,7 @@ class Gateway:
         for ev in events:
             if type(ev) is m.FundingRateUpdated:
                 self.next_funding[ev.symbol] = ev.next_funding_ts
+                self.funding_rates[ev.symbol] = ev.rate
 
     # ---- the application ---------------------------------------------------------------------
 
@@ -147,6 +151,9 @@ class Gateway:
             r.add_route(method, path, self._signed(handler, weight, permission))
         for method, path, handler, *raw in admin:
             r.add_route(method, path, self._admin(handler, bool(raw)))
+        for method in ("POST", "PUT", "DELETE"):
+            r.add_route(method, "/fapi/v1/listenKey", self._keyed(self.listen_key, 1))
+        self.streams.routes(app)
         return app
 
     # ---- request plumbing --------------------------------------------------------------------
@@ -188,6 +195,24 @@ class Gateway:
                 return self._reply({"code": e.code, "msg": e.msg}, e.status)
             except RunnerError as e:
                 return self._reply({"code": -1001, "msg": f"Internal error: {e}"}, 503)
+        return serve
+
+    def _keyed(self, handler, weight: int):
+        """A route that takes the API key without a signature (Binance's listenKey)."""
+        async def serve(request: web.Request) -> web.Response:
+            try:
+                api_key = request.headers.get("X-MBX-APIKEY", "")
+                headers = self._limit(f"key:{api_key}", weight)
+                key = self.keys.get(api_key)
+                if key is None:
+                    raise ApiError(401, codes.REJECTED_MBX_KEY,
+                                   "Invalid API-key, IP, or permissions for action.")
+                body = await request.text() if request.can_read_body else ""
+                params = dict(parse_qsl(request.query_string))
+                params.update(parse_qsl(body))
+                return self._reply(await handler(request.method, key, params), headers=headers)
+            except ApiError as e:
+                return self._reply({"code": e.code, "msg": e.msg}, e.status)
         return serve
 
     async def _authenticate(self, request: web.Request, api_key: str,
@@ -650,6 +675,18 @@ class Gateway:
 
     async def multi_assets(self, key: ApiKey, params: dict):
         return {"multiAssetsMargin": True}
+
+    async def listen_key(self, method: str, key: ApiKey, params: dict):
+        """POST: a new listen key for the key's account; PUT (keepalive) and DELETE: accepted
+        for a key of the same account."""
+        if method == "POST":
+            return {"listenKey": self.streams.new_listen_key(key.account)}
+        listen = params.get("listenKey")
+        if listen is not None and self.streams.listen_keys.get(listen) != key.account:
+            raise _bad(codes.INVALID_LISTEN_KEY, "This listenKey does not exist.")
+        if method == "DELETE" and listen is not None:
+            del self.streams.listen_keys[listen]
+        return {}
 
     # ---- admin -------------------------------------------------------------------------------
 

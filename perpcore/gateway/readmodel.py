@@ -137,14 +137,20 @@ class ReadModel:
         self._closed_kept, self._fills_kept, self._trades_kept = closed_kept, fills_kept, \
             trades_kept
         self._next_trade = 1
+        self.observers: list = []
         self._last_fill: dict[tuple[int, int], Fill] = {}   # (account, order id) -> its newest
 
     def apply(self, events) -> None:
-        """Applies durable events, in order."""
+        """Applies durable events, in order; after each, the observers see it and the state it
+        leaves (observer(event, fill): the fill a PositionChanged completed with its fee, or
+        None)."""
+        observers = self.observers
         for ev in events:
             handler = self._handlers.get(type(ev))
             if handler is not None:
-                handler(self, ev)
+                fill = handler(self, ev)
+                for observer in observers:
+                    observer(ev, fill)
 
     def _accepted(self, ev: m.OrderAccepted) -> None:
         name = (self.client_ids.name(ev.account, ev.client_order_id)
@@ -190,6 +196,7 @@ class ReadModel:
         if fill is not None:
             fill.fee, fill.realised_pnl = ev.fee, ev.realised_pnl
         self.updated[ev.account] = ev.ts
+        return fill
 
     def _cancelled(self, ev: m.OrderCancelled) -> None:
         order = self.orders.get(ev.order_id)
@@ -225,7 +232,8 @@ class ReadModel:
                  m.PositionChanged: _position, m.OrderCancelled: _cancelled,
                  m.OrderAmended: _amended, m.FundingSettled: _funding,
                  m.Deposited: _account_event, m.Withdrawn: _account_event,
-                 m.LeverageSet: _account_event, m.FundingPaid: _account_event}
+                 m.LeverageSet: _account_event, m.FundingPaid: _account_event,
+                 m.MarginCall: _account_event, m.PositionLiquidated: _account_event}
 
     def find(self, account: int, order_id: int | None = None,
              client_id: str | None = None) -> Order | None:

@@ -69,6 +69,21 @@ class ServedVenue:
         return ex
 
 
+def pro_client(served, key=None, secret=None):
+    """An unmodified ccxt.pro binanceusdm on this venue's REST and WebSocket endpoints."""
+    import ccxt.pro
+    ex = ccxt.pro.binanceusdm({"apiKey": key, "secret": secret, "enableRateLimit": False,
+                               "options": {"fetchCurrencies": False}})
+    for name, url in list(ex.urls["api"].items()):
+        if isinstance(url, str):
+            ex.urls["api"][name] = (url.replace("https://fapi.binance.com", served.base)
+                                    if url.startswith("https://fapi.binance.com") else NOWHERE)
+    ws = served.base.replace("http://", "ws://")
+    ex.urls["api"]["ws"] = {"linear": f"{ws}/ws", "ws-api": {"linear": f"{ws}/nowhere"}}
+    ex.exceptions["exact"].update(ex.exceptions["linear"]["exact"])
+    return ex
+
+
 @pytest.fixture
 def served(tmp_path):
     venue = ServedVenue(tmp_path / "store")
