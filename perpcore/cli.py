@@ -140,13 +140,18 @@ def _read_json(path: str, option: str, key: str) -> dict:
                    "does not measure.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True),
               help="Rewrite the Figures section of this README (plot in docs/) from the run.")
+@click.argument("what", required=False, type=click.Choice(["gateway"]))
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
-          earlier: str | None, readme: str | None):
-    """Latency and throughput of the matching core, closed and open loop, against the reference."""
+          earlier: str | None, readme: str | None, what: str | None):
+    """Latency and throughput of the matching core, closed and open loop, against the reference.
+    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
     import sys
     import time
     from pathlib import Path
 
+    if what == "gateway":
+        _bench_gateway(quick, as_json)
+        return
     from perpcore import bench as runner
 
     started = time.perf_counter()
@@ -181,6 +186,20 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
         return
     runner.render(report, console, suite_figures)
     console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+
+
+def _bench_gateway(quick: bool, as_json: bool) -> None:
+    from perpcore.gateway import loadgen
+
+    console = Console(stderr=True)
+    with console.status("benchmarking the gateway") as status:
+        rep = loadgen.report(orders=4_000 if quick else 20_000,
+                             ccxt_orders=500 if quick else 2_000, progress=status.update)
+    if as_json:
+        click.echo(loadgen.as_json(rep))
+        return
+    click.echo(f"{rep['date']} · {rep['cpus']} CPUs · load {rep['load'][0]:.2f}")
+    click.echo(loadgen.main_table(rep))
 
 
 @main.group()

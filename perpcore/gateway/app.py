@@ -144,7 +144,8 @@ class Gateway:
                  ("POST", "/admin/v1/insurance", self.admin_insurance),
                  ("POST", "/admin/v1/command", self.admin_command, True),
                  ("GET", "/admin/v1/schema", self.admin_schema),
-                 ("GET", "/admin/v1/stateHash", self.admin_state_hash)]
+                 ("GET", "/admin/v1/stateHash", self.admin_state_hash),
+                 ("GET", "/admin/v1/stats", self.admin_stats)]
         for method, path, handler, weight in public:
             r.add_route(method, path, self._public(handler, weight))
         for method, path, handler, weight, permission in signed:
@@ -777,3 +778,7 @@ class Gateway:
     async def admin_state_hash(self, data):
         seq, digest = await self.runner.query(lambda ex: (ex.seq, ex.state_hash()))
         return {"seq": seq, "stateHash": digest}
+
+    async def admin_stats(self, data):
+        """The runner's counters: commands applied and journal commits (batches)."""
+        return {"commands": self.runner.commands, "batches": self.runner.batches}
