@@ -502,4 +502,9 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
         finally:
             await venue.stop()
 
-    asyncio.run(run())
+    try:
+        import uvloop       # when installed: the event loop's own cost per request falls by half
+    except ImportError:
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
