@@ -473,8 +473,10 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
               help="Token of the admin routes (default: the one kept in the store).")
 @click.option("--weight-per-minute", default=2400, show_default=True,
               type=click.IntRange(min=1), help="Request weight each API key may use a minute.")
+@click.option("--demo", is_flag=True,
+              help="Simulated index feeds and a market maker; prints a trader's API key.")
 def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
-          weight_per_minute: int):
+          weight_per_minute: int, demo: bool):
     """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
     `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
     import asyncio
@@ -492,6 +494,14 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
                       weight_per_minute=weight_per_minute)
         bound = await venue.start(host, port)
         click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
+        feed = None
+        if demo:
+            from perpcore.gateway.demo import Demo
+            feed = Demo(venue)
+            info = await feed.start()
+            click.echo(f"demo: apiKey {info['apiKey']} secret {info['secretKey']} (account "
+                       f"{info['trader']}); point ccxt binanceusdm's fapi URLs at "
+                       f"http://{host}:{bound}")
         sys.stdout.flush()          # a supervisor reading the port must see it now
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -500,6 +510,8 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
         try:
             await stop.wait()
         finally:
+            if feed is not None:
+                await feed.stop()
             await venue.stop()
 
     try:
