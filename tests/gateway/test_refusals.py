@@ -117,3 +117,16 @@ def test_rate_limit_per_key(tmp_path):
         assert venue.client(key2, secret2).fetch_balance()["USD"]["total"] == 100000
     finally:
         venue.stop()
+
+
+def test_error_table_is_documented():
+    """docs/gateway.md lists every reject code with the Binance code the gateway answers."""
+    from pathlib import Path
+
+    from perpcore.gateway.codes import BINANCE_ERRORS
+    from perpcore.messages import RejectCode
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+    assert set(BINANCE_ERRORS) == set(RejectCode)
+    for code, (number, _) in BINANCE_ERRORS.items():
+        assert f"| `{code.name}` ({int(code)}) | {number} |" in doc, code
