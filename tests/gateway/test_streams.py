@@ -3,7 +3,6 @@ depth through trades; the user-data stream shows an account's orders fill."""
 import asyncio
 
 import msgspec
-import pytest
 import requests
 
 from .conftest import pro_client
