@@ -188,8 +188,9 @@ class Gateway:
         async def serve(request: web.Request) -> web.Response:
             try:
                 api_key = request.headers.get("X-MBX-APIKEY", "")
-                headers = self._limit(f"key:{api_key}" if api_key else f"ip:{request.remote}",
-                                      weight)
+                # a bucket per known key; made-up keys share their address's
+                headers = self._limit(f"key:{api_key}" if self.keys.get(api_key) is not None
+                                      else f"ip:{request.remote}", weight)
                 key, params = await self._authenticate(request, api_key, permission)
                 return self._reply(await handler(key, params), headers=headers)
             except ApiError as e:
@@ -203,8 +204,9 @@ class Gateway:
         async def serve(request: web.Request) -> web.Response:
             try:
                 api_key = request.headers.get("X-MBX-APIKEY", "")
-                headers = self._limit(f"key:{api_key}", weight)
                 key = self.keys.get(api_key)
+                headers = self._limit(f"key:{api_key}" if key is not None
+                                      else f"ip:{request.remote}", weight)
                 if key is None:
                     raise ApiError(401, codes.REJECTED_MBX_KEY,
                                    "Invalid API-key, IP, or permissions for action.")
@@ -227,10 +229,7 @@ class Gateway:
                            "Invalid API-key, IP, or permissions for action.")
         query = request.raw_path.partition("?")[2]
         body = await request.text() if request.can_read_body else ""
-        payload, signature = signed_payload(query, body)
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        params.update(parse_qsl(body, keep_blank_values=True))
-        params.pop("signature", None)
+        payload, signature, params = signed_payload(query, body)
         if signature is None:
             raise _bad(codes.MANDATORY_PARAM, "Mandatory parameter 'signature' was not sent, "
                                               "was empty/null, or malformed.")

@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import msgspec
 
@@ -62,20 +63,24 @@ class KeyStore:
         os.replace(tmp, self.path)
 
 
-def signed_payload(query: str, body: str) -> tuple[str, str | None]:
-    """(what was signed, the signature): Binance signs the query string followed by the body,
-    each as sent, without the `signature` parameter itself."""
+def signed_payload(query: str, body: str) -> tuple[str, str | None, dict]:
+    """(what was signed, the signature, the parameters): Binance signs the query string followed
+    by the body, each as sent, without the `signature` parameter itself. One pass over both."""
     signature = None
-    parts = []
+    parts, params = [], {}
     for text in (query, body):
         kept = []
         for item in text.split("&") if text else ():
-            if item.startswith("signature="):
-                signature = item[len("signature="):]
+            name, _, value = item.partition("=")
+            if "%" in item or "+" in item:
+                name, value = unquote_plus(name), unquote_plus(value)
+            if name == "signature":
+                signature = value
             else:
                 kept.append(item)
+                params[name] = value
         parts.append("&".join(kept))
-    return "".join(parts), signature
+    return "".join(parts), signature, params
 
 
 def signature_ok(secret: str, payload: str, signature: str) -> bool:
