@@ -122,6 +122,7 @@ class Gateway:
         signed = [("POST", "/fapi/v1/order", self.new_order, 1, "trade"),
                   ("GET", "/fapi/v1/order", self.get_order, 1, "read"),
                   ("DELETE", "/fapi/v1/order", self.cancel_order, 1, "trade"),
+                  ("PUT", "/fapi/v1/order", self.amend_order, 1, "trade"),
                   ("GET", "/fapi/v1/openOrders", self.open_orders, 1, "read"),
                   ("GET", "/fapi/v1/allOrders", self.all_orders, 5, "read"),
                   ("DELETE", "/fapi/v1/allOpenOrders", self.cancel_all, 1, "trade"),
@@ -519,6 +520,20 @@ class Gateway:
                                                         order_id=order.order_id))
         if events and type(events[0]) is m.OrderRejected:
             raise _bad(codes.CANCEL_REJECTED, "Unknown order sent.")
+        return self._order_json(order)
+
+    async def amend_order(self, key: ApiKey, params: dict):
+        """Binance's modify order: a new price and total quantity (a smaller quantity at the
+        same price keeps the order's place in the queue)."""
+        order = self._find(key, params, codes.NO_SUCH_ORDER, "Order does not exist.")
+        spec = self.config.instruments[order.symbol]
+        if self._choice(params, "side", SIDES, codes.INVALID_SIDE) != order.side:
+            raise _bad(-4068, "Side of the modified order must be the same as the original.")
+        qty = self._decimal(params, "quantity", spec.to_lots)
+        price = self._decimal(params, "price", spec.to_ticks)
+        _refused(await self.runner.submit(m.AmendOrder(account=key.account, symbol=order.symbol,
+                                                       order_id=order.order_id, price=price,
+                                                       qty=qty)))
         return self._order_json(order)
 
     async def open_orders(self, key: ApiKey, params: dict):

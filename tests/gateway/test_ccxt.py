@@ -64,8 +64,16 @@ def test_limit_order_life(traders):
     fetched = maker.fetch_order(order["id"], BTC)
     assert (fetched["status"], fetched["filled"], fetched["remaining"], fetched["average"]) == \
         ("open", 0.004, 0.006, 64000.5)
+    edited = maker.edit_order(order["id"], BTC, "limit", "buy", 0.008, 64000.5)
+    assert (edited["id"], edited["amount"], edited["filled"], edited["remaining"]) == \
+        (order["id"], 0.008, 0.004, 0.004)
+    assert maker.fetch_order_book(BTC)["bids"] == [[64000.5, 0.004]]
+    with pytest.raises(ccxt.BadRequest, match="-4014"):     # ccxt would round the price
+        maker.fapiPrivatePutOrder({"symbol": "BTCUSD", "orderId": order["id"], "side": "BUY",
+                                   "quantity": "0.008", "price": "64000.55"})
     cancelled = maker.cancel_order(order["id"], BTC)
     assert cancelled["status"] == "canceled" and cancelled["filled"] == 0.004
+    assert cancelled["amount"] == 0.008
     assert maker.fetch_open_orders(BTC) == []
     assert maker.fetch_order(order["id"], BTC)["status"] == "canceled"
 
