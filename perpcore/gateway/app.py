@@ -22,7 +22,7 @@ from perpcore import named
 from perpcore.config import RATE_SCALE, VenueConfig
 from perpcore.gateway import codes
 from perpcore.gateway.auth import ApiKey, KeyStore, RateLimiter, signature_ok, signed_payload
-from perpcore.gateway.readmodel import CLIENT_ID, Order, ReadModel
+from perpcore.gateway.readmodel import CLIENT_ID, OPEN, PARTIAL, Order, ReadModel
 from perpcore.gateway.streams import Streams
 from perpcore.runner import EngineRunner, RunnerError
 
@@ -33,8 +33,13 @@ SIDES = {"BUY": m.Side.BUY, "SELL": m.Side.SELL}
 TIFS = {"GTC": m.TimeInForce.GTC, "IOC": m.TimeInForce.IOC, "FOK": m.TimeInForce.FOK,
         "GTX": m.TimeInForce.POST_ONLY}
 TIF_NAMES = {v: k for k, v in TIFS.items()}
-TYPES = {"LIMIT": m.OrderType.LIMIT, "MARKET": m.OrderType.MARKET}
-TYPE_NAMES = {v: k for k, v in TYPES.items()}
+LIMIT, MARKET = m.OrderType.LIMIT, m.OrderType.MARKET
+TYPES = {"LIMIT": (LIMIT, m.TriggerKind.NONE), "MARKET": (MARKET, m.TriggerKind.NONE),
+         "STOP": (LIMIT, m.TriggerKind.STOP), "STOP_MARKET": (MARKET, m.TriggerKind.STOP),
+         "TAKE_PROFIT": (LIMIT, m.TriggerKind.TAKE_PROFIT),
+         "TAKE_PROFIT_MARKET": (MARKET, m.TriggerKind.TAKE_PROFIT)}
+WORKING = {"CONTRACT_PRICE": m.TriggerSource.LAST, "MARK_PRICE": m.TriggerSource.MARK}
+WORKING_NAMES = {v: k for k, v in WORKING.items()}
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 
 
@@ -124,6 +129,10 @@ class Gateway:
                   ("DELETE", "/fapi/v1/order", self.cancel_order, 1, "trade"),
                   ("PUT", "/fapi/v1/order", self.amend_order, 1, "trade"),
                   ("GET", "/fapi/v1/openOrders", self.open_orders, 1, "read"),
+                  ("POST", "/fapi/v1/algoOrder", self.new_algo_order, 1, "trade"),
+                  ("GET", "/fapi/v1/algoOrder", self.get_algo_order, 1, "read"),
+                  ("DELETE", "/fapi/v1/algoOrder", self.cancel_algo_order, 1, "trade"),
+                  ("GET", "/fapi/v1/openAlgoOrders", self.open_algo_orders, 1, "read"),
                   ("GET", "/fapi/v1/allOrders", self.all_orders, 5, "read"),
                   ("DELETE", "/fapi/v1/allOpenOrders", self.cancel_all, 1, "trade"),
                   ("POST", "/fapi/v1/leverage", self.leverage, 1, "trade"),
@@ -446,7 +455,7 @@ class Gateway:
     def _order_json(self, order: Order) -> dict:
         spec = self.config.instruments[order.symbol]
         avg = (spec.from_ticks(order.value) / order.filled) if order.filled else Decimal(0)
-        kind = TYPE_NAMES[order.order_type]
+        kind = order.kind
         return {"orderId": order.order_id, "symbol": self.ids[order.symbol],
                 "status": order.status, "clientOrderId": order.client_id,
                 "price": _text(spec.from_ticks(order.price)
@@ -458,27 +467,39 @@ class Gateway:
                 "timeInForce": TIF_NAMES[order.tif], "type": kind, "origType": kind,
                 "reduceOnly": order.reduce_only, "closePosition": False,
                 "side": "BUY" if order.side == m.Side.BUY else "SELL", "positionSide": "BOTH",
-                "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": False,
+                "stopPrice": _text(spec.from_ticks(order.stop_price)),
+                "workingType": WORKING_NAMES[order.trigger_by], "priceProtect": False,
                 "priceMatch": "NONE", "selfTradePreventionMode": "NONE", "goodTillDate": 0,
                 "time": _ms(order.time), "updateTime": _ms(order.update_time)}
 
     async def new_order(self, key: ApiKey, params: dict):
+        return self._order_json(await self._place(key, params))
+
+    async def _place(self, key: ApiKey, params: dict) -> Order:
+        """Places an order from Binance parameters; the order as the command left it."""
         spec = self._spec(params)
         side = self._choice(params, "side", SIDES, codes.INVALID_SIDE)
-        kind = self._choice(params, "type", TYPES, codes.INVALID_ORDER_TYPE)
+        kind, trigger = self._choice(params, "type", TYPES, codes.INVALID_ORDER_TYPE)
         qty = self._decimal(params, "quantity", spec.to_lots)
+        stop, working = 0, m.TriggerSource.LAST
+        if trigger != m.TriggerKind.NONE:
+            stop = self._decimal(params, "stopPrice", spec.to_ticks)
+            working = self._choice(params, "workingType", WORKING, codes.INVALID_PARAM,
+                                   m.TriggerSource.LAST)
         if params.get("positionSide", "BOTH") != "BOTH":
             raise _bad(-4061, "Order's position side does not match user's setting.")
         reduce_only = params.get("reduceOnly", "false").lower()
         if reduce_only not in ("true", "false"):
             raise _bad(codes.INVALID_PARAM, "Data sent for parameter 'reduceOnly' is not valid.")
-        if kind == m.OrderType.LIMIT:
+        if kind == LIMIT:
             price = self._decimal(params, "price", spec.to_ticks)
-            tif = self._choice(params, "timeInForce", TIFS, codes.INVALID_TIF)
+            tif = self._choice(params, "timeInForce", TIFS, codes.INVALID_TIF,
+                               m.TimeInForce.GTC if trigger else None)
         else:
             if "price" in params:
                 raise _bad(-1106, "Parameter 'price' sent when not required.")
-            price, tif = 0, m.TimeInForce.IOC
+            # a waiting conditional market order is good till cancelled; it fills as IOC
+            price, tif = 0, m.TimeInForce.GTC if trigger else m.TimeInForce.IOC
         client = params.get("newClientOrderId")
         number = 0
         if client is not None:
@@ -487,15 +508,76 @@ class Gateway:
             number = self.model.client_ids.remember(key.account, client)
         cmd = m.PlaceOrder(account=key.account, symbol=spec.symbol, side=side, qty=qty,
                            price=price, order_type=kind, tif=tif, client_order_id=number,
-                           reduce_only=reduce_only == "true")
+                           reduce_only=reduce_only == "true", trigger=trigger,
+                           trigger_price=stop, trigger_by=working)
         events = await self.runner.submit(cmd)
         _refused(events)
         for ev in events:
-            if type(ev) is m.OrderAccepted:
+            if type(ev) is m.OrderAccepted or type(ev) is m.TriggerOrderAccepted:
                 order = self.model.orders[ev.order_id]
                 order.reduce_only = cmd.reduce_only
-                return self._order_json(order)
+                return order
         raise ApiError(500, codes.UNKNOWN, "An unknown error occurred.")
+
+    # ---- conditional orders: Binance's algo order API ----------------------------------------
+
+    def _algo_json(self, order: Order) -> dict:
+        spec = self.config.instruments[order.symbol]
+        status = ("TRIGGERED" if order.triggered else
+                  "NEW" if order.status in (OPEN, PARTIAL) else order.status)
+        return {"algoId": order.order_id, "clientAlgoId": order.client_id,
+                "algoType": "CONDITIONAL", "orderType": order.kind,
+                "symbol": self.ids[order.symbol],
+                "side": "BUY" if order.side == m.Side.BUY else "SELL", "positionSide": "BOTH",
+                "timeInForce": TIF_NAMES[order.tif], "quantity": _text(spec.from_lots(order.qty)),
+                "algoStatus": status, "triggerPrice": _text(spec.from_ticks(order.stop_price)),
+                "price": _text(spec.from_ticks(order.price)
+                               if order.order_type == LIMIT else Decimal(0)),
+                "actualOrderId": str(order.order_id) if order.triggered else "",
+                "workingType": WORKING_NAMES[order.trigger_by], "priceMatch": "NONE",
+                "selfTradePreventionMode": "NONE", "closePosition": False,
+                "priceProtect": False, "reduceOnly": order.reduce_only,
+                "createTime": _ms(order.time), "updateTime": _ms(order.update_time),
+                "triggerTime": _ms(order.update_time) if order.triggered else 0,
+                "goodTillDate": 0}
+
+    async def new_algo_order(self, key: ApiKey, params: dict):
+        if params.get("algoType") != "CONDITIONAL":
+            raise _bad(codes.INVALID_PARAM, "Data sent for parameter 'algoType' is not valid.")
+        if TYPES.get(params.get("type"), (None, m.TriggerKind.NONE))[1] == m.TriggerKind.NONE:
+            raise _bad(codes.INVALID_ORDER_TYPE, "Invalid type.")
+        params["stopPrice"] = self._required(params, "triggerPrice")
+        if "clientAlgoId" in params:
+            params["newClientOrderId"] = params.pop("clientAlgoId")
+        return self._algo_json(await self._place(key, params))
+
+    def _find_algo(self, key: ApiKey, params: dict, code: int, msg: str) -> Order:
+        if "algoId" in params:
+            order = self.model.find(key.account, order_id=self._int(params, "algoId"))
+        elif "clientAlgoId" in params:
+            order = self.model.find(key.account, client_id=params["clientAlgoId"])
+        else:
+            raise _bad(codes.MANDATORY_PARAM, "Either algoId or clientAlgoId must be sent.")
+        if order is None or not order.stop_price:
+            raise _bad(code, msg)
+        return order
+
+    async def get_algo_order(self, key: ApiKey, params: dict):
+        return self._algo_json(self._find_algo(key, params, codes.NO_SUCH_ORDER,
+                                               "Order does not exist."))
+
+    async def cancel_algo_order(self, key: ApiKey, params: dict):
+        order = self._find_algo(key, params, codes.CANCEL_REJECTED, "Unknown order sent.")
+        if not order.waiting:
+            raise _bad(codes.CANCEL_REJECTED, "Unknown order sent.")
+        _refused(await self.runner.submit(m.CancelOrder(account=key.account, symbol=order.symbol,
+                                                        order_id=order.order_id)))
+        return self._algo_json(order)
+
+    async def open_algo_orders(self, key: ApiKey, params: dict):
+        spec = self._spec(params, required=False)
+        return [self._algo_json(o) for o in self.model.open.get(key.account, {}).values()
+                if o.waiting and (spec is None or o.symbol == spec.symbol)]
 
     def _find(self, key: ApiKey, params: dict, code: int, msg: str) -> Order:
         spec = self._spec(params)
@@ -539,7 +621,7 @@ class Gateway:
     async def open_orders(self, key: ApiKey, params: dict):
         spec = self._spec(params, required=False)
         return [self._order_json(o) for o in self.model.open.get(key.account, {}).values()
-                if spec is None or o.symbol == spec.symbol]
+                if not o.waiting and (spec is None or o.symbol == spec.symbol)]
 
     async def all_orders(self, key: ApiKey, params: dict):
         spec = self._spec(params)

@@ -78,6 +78,15 @@ class ClientIds:
             self._fd = -1
 
 
+# Binance's order type of an order, by (trigger kind, order type)
+KIND_NAMES = {(m.TriggerKind.NONE, m.OrderType.LIMIT): "LIMIT",
+              (m.TriggerKind.NONE, m.OrderType.MARKET): "MARKET",
+              (m.TriggerKind.STOP, m.OrderType.LIMIT): "STOP",
+              (m.TriggerKind.STOP, m.OrderType.MARKET): "STOP_MARKET",
+              (m.TriggerKind.TAKE_PROFIT, m.OrderType.LIMIT): "TAKE_PROFIT",
+              (m.TriggerKind.TAKE_PROFIT, m.OrderType.MARKET): "TAKE_PROFIT_MARKET"}
+
+
 class Order(msgspec.Struct):
     """An order as a client sees it (quantities in lots, prices in ticks, times in ns)."""
     order_id: int
@@ -95,6 +104,15 @@ class Order(msgspec.Struct):
     value: int = 0                      # sum of price x qty of the fills (ticks x lots)
     status: str = OPEN
     reduce_only: bool = False
+    kind: str = "LIMIT"                 # Binance's type: LIMIT, MARKET, STOP_MARKET...
+    stop_price: int = 0                 # a conditional order's trigger price (ticks)
+    trigger_by: m.TriggerSource = m.TriggerSource.LAST
+    triggered: bool = False             # a conditional order whose trigger fired
+
+    @property
+    def waiting(self) -> bool:
+        """A conditional order still waiting for its trigger (Binance's open algo order)."""
+        return self.stop_price != 0 and not self.triggered
 
 
 class Fill(msgspec.Struct):
@@ -152,11 +170,24 @@ class ReadModel:
                 for observer in observers:
                     observer(ev, fill)
 
-    def _accepted(self, ev: m.OrderAccepted) -> None:
+    def _accepted(self, ev) -> None:
+        """OrderAccepted, or TriggerOrderAccepted: a conditional order waiting, which keeps
+        its record (and its type) when it triggers and is accepted under the same id."""
+        order = self.orders.get(ev.order_id)
+        if order is not None:                       # a conditional order, triggered
+            order.price, order.tif, order.update_time = ev.price, ev.tif, ev.ts
+            order.triggered = True
+            return
         name = (self.client_ids.name(ev.account, ev.client_order_id)
                 if ev.client_order_id else None) or f"perpcore-{ev.order_id}"
         order = Order(ev.order_id, ev.account, ev.symbol, ev.side, ev.order_type, ev.tif,
                       ev.price, ev.qty, name, ev.ts, ev.ts)
+        if type(ev) is m.TriggerOrderAccepted:
+            order.kind = KIND_NAMES[(ev.trigger, ev.order_type)]
+            order.stop_price, order.trigger_by = ev.trigger_price, ev.trigger_by
+            order.reduce_only = ev.reduce_only
+        else:
+            order.kind = KIND_NAMES[(m.TriggerKind.NONE, ev.order_type)]
         self.orders[ev.order_id] = order
         self.open.setdefault(ev.account, {})[ev.order_id] = order
         self.by_client[(ev.account, name)] = ev.order_id
@@ -228,7 +259,8 @@ class ReadModel:
                 if old is not None:
                     self.by_client.pop((old.account, old.client_id), None)
 
-    _handlers = {m.OrderAccepted: _accepted, m.OrderFilled: _filled,
+    _handlers = {m.OrderAccepted: _accepted, m.TriggerOrderAccepted: _accepted,
+                 m.OrderFilled: _filled,
                  m.PositionChanged: _position, m.OrderCancelled: _cancelled,
                  m.OrderAmended: _amended, m.FundingSettled: _funding,
                  m.Deposited: _account_event, m.Withdrawn: _account_event,

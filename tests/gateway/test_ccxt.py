@@ -140,3 +140,29 @@ def test_balance_positions_leverage_trades_funding(served, traders):
     funding = taker.fetch_funding_rate(BTC)
     assert funding["markPrice"] == 65000 and funding["indexPrice"] == 65000
     assert funding["fundingRate"] == 0.0001 and funding["fundingTimestamp"] > 0
+
+
+def test_conditional_orders(served, traders):
+    """Stop and take-profit orders go through Binance's algo order API (as ccxt sends them)."""
+    maker, taker = traders
+    maker.create_order(BTC, "limit", "sell", 0.05, 66000)
+    stop = taker.create_order(BTC, "market", "buy", 0.01, None,
+                              {"stopPrice": 65500, "workingType": "MARK_PRICE"})
+    assert (stop["status"], stop["triggerPrice"], stop["amount"]) == ("open", 65500.0, 0.01)
+    assert stop["info"]["orderType"] == "STOP_MARKET"
+    take = taker.create_order(BTC, "limit", "sell", 0.01, 70000,
+                              {"takeProfitPrice": 69000, "workingType": "MARK_PRICE"})
+    assert take["info"]["orderType"] == "TAKE_PROFIT" and take["status"] == "open"
+    waiting = taker.fetch_open_orders(BTC, params={"trigger": True})
+    assert {o["id"] for o in waiting} == {stop["id"], take["id"]}
+    assert taker.fetch_open_orders(BTC) == []               # no order in the book yet
+    assert taker.fetch_order_book(BTC)["bids"] == []
+    served.admin("indexPrice", {"symbol": "BTCUSD", "price": "65600"})   # the mark passes 65500
+    fired = taker.fetch_order(stop["id"], BTC, {"trigger": True})
+    assert fired["status"] == "closed" and fired["info"]["algoStatus"] == "TRIGGERED"
+    filled = taker.fetch_order(fired["info"]["actualOrderId"], BTC)
+    assert (filled["status"], filled["filled"], filled["average"]) == ("closed", 0.01, 66000.0)
+    cancelled = taker.cancel_order(take["id"], BTC, {"trigger": True})
+    assert cancelled["status"] == "canceled"
+    assert taker.fetch_open_orders(BTC, params={"trigger": True}) == []
+    assert taker.fetch_positions()[0]["contracts"] == 0.01

@@ -84,7 +84,8 @@ def test_another_accounts_order_does_not_exist(served, trader):
     ({"quantity": "abc"}, -1130, ccxt.BadRequest),
     ({"quantity": None}, -1102, ccxt.BadRequest),                 # missing
     ({"side": "UP"}, -1117, ccxt.BadRequest),
-    ({"type": "STOP"}, -1116, ccxt.BadRequest),
+    ({"type": "TRAILING_STOP_MARKET"}, -1116, ccxt.BadRequest),
+    ({"type": "STOP_MARKET", "price": None}, -1102, ccxt.BadRequest),     # no stopPrice
     ({"timeInForce": "GTD"}, -1115, ccxt.BadRequest),
     ({"symbol": "NOPEUSD"}, -1121, ccxt.BadSymbol),
     ({"newClientOrderId": "has space"}, -4015, ccxt.BadRequest),
