@@ -98,3 +98,44 @@ def test_subscribe_protocol_and_mark_price(served):
                 assert msgspec.json.decode((await ws.receive()).data)["result"] == \
                     ["btcusd@markPrice"]
     asyncio.run(main())
+
+
+def test_liquidation_reaches_force_order_and_user_streams(served):
+    """A leveraged long liquidated by a falling index: @forceOrder shows it, and the account's
+    user-data stream shows its position open and then closed."""
+    import aiohttp
+
+    _, mk, ms = served.trader(usd="10000000")
+    account, tk, ts = served.trader(usd="1000")
+    maker, taker = served.client(mk, ms), served.client(tk, ts)
+    listen = requests.post(f"{served.base}/fapi/v1/listenKey",
+                           headers={"X-MBX-APIKEY": tk}).json()["listenKey"]
+
+    async def next_of(ws, kind):
+        while True:
+            data = msgspec.json.decode((await asyncio.wait_for(ws.receive(), WAIT)).data)
+            if data.get("e") == kind:
+                return data
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{served.base}/ws/btcusd@forceOrder") as market, \
+                    session.ws_connect(f"{served.base}/private/ws?listenKey={listen}") as user:
+                await asyncio.wait_for(connected(served, account), WAIT)
+                await asyncio.to_thread(maker.create_order, BTC, "limit", "sell", 0.3, 65000)
+                await asyncio.to_thread(taker.create_order, BTC, "market", "buy", 0.3)
+                opened = await next_of(user, "ACCOUNT_UPDATE")
+                assert opened["a"]["m"] == "ORDER"
+                assert opened["a"]["P"][0]["pa"] == "0.300" and opened["a"]["P"][0]["ep"] \
+                    == "65000.0"
+                await asyncio.to_thread(maker.create_order, BTC, "limit", "buy", 1, 60000)
+                await asyncio.to_thread(served.admin, "indexPrice",
+                                        {"symbol": "BTCUSD", "price": "61000"})
+                forced = await next_of(market, "forceOrder")
+                assert forced["o"]["s"] == "BTCUSD" and forced["o"]["S"] == "SELL"
+                assert forced["o"]["q"] == "0.300" and forced["o"]["X"] == "FILLED"
+                closed = await next_of(user, "ACCOUNT_UPDATE")
+                while closed["a"]["P"][0]["pa"] != "0.000":
+                    closed = await next_of(user, "ACCOUNT_UPDATE")
+    asyncio.run(main())
+    assert taker.fetch_positions() == []
