@@ -70,13 +70,11 @@ class Streams:
         self.listen_keys: dict[str, int] = {}           # listenKey -> account
         self.by_account: dict[int, set[Connection]] = {}
         self.pending_diffs: deque = deque()             # filled by the engine thread
-        ex = gateway.runner.exchange
+        # the books whose diffs are computed (those with depth subscribers): their levels at
+        # the last diff and its u; engine-thread state, changed by queries
         self._depth: dict[str, tuple[dict, dict]] = {}  # symbol -> (bids, asks) price -> qty
         self._last_u: dict[str, int] = {}
-        for symbol in gateway.config.instruments:
-            bids, asks = ex.book(symbol).depth(DEPTH_LEVELS)
-            self._depth[symbol] = ({p: q for p, q, _ in bids}, {p: q for p, q, _ in asks})
-            self._last_u[symbol] = ex.seq
+        self._depth_subscribers: dict[str, int] = {}    # symbol -> connections (event loop)
         gateway.runner.engine_listeners.append(self.book_diffs)
         gateway.runner.listeners.append(self.market_events)
         gateway.model.observers.append(self.user_event)
@@ -115,21 +113,57 @@ class Streams:
         finally:
             if sender is not None:
                 sender.cancel()
-            for name in conn.streams:
-                self.by_stream.get(name, set()).discard(conn)
+            for name in list(conn.streams):
+                self._unsubscribe(conn, name)
             if account is not None:
                 self.by_account[account].discard(conn)
         return ws
 
     def _subscribe(self, conn: Connection, names) -> None:
         for name in names:
-            conn.streams.add(name)
-            self.by_stream.setdefault(name, set()).add(conn)
+            if name not in conn.streams:
+                conn.streams.add(name)
+                self.by_stream.setdefault(name, set()).add(conn)
+                self._count_depth(name, 1)
+
+    def _unsubscribe(self, conn: Connection, name: str) -> None:
+        if name in conn.streams:
+            conn.streams.discard(name)
+            self.by_stream.get(name, set()).discard(conn)
+            self._count_depth(name, -1)
+
+    def _count_depth(self, name: str, delta: int) -> None:
+        """Starts a book's diffs with its first depth subscriber and stops them after its last.
+        Diffs cost a depth walk per commit, so only watched books pay it. The change runs on
+        the engine thread as a query, in order with the REST depth a new subscriber asks next
+        (whose lastUpdateId is then at or after the first diff's U - 1)."""
+        base, _, stream = name.partition("@")
+        if not stream.startswith("depth"):
+            return
+        symbol = next((s for s, sid in self.gw.ids.items() if sid.lower() == base), None)
+        if symbol is None:
+            return
+        count = self._depth_subscribers.get(symbol, 0) + delta
+        self._depth_subscribers[symbol] = count
+        if count == 1 and delta == 1:
+            self.gw.runner.query(self._track, symbol)
+        elif count == 0:
+            self.gw.runner.query(self._untrack, symbol)
+
+    def _track(self, ex, symbol: str) -> None:
+        bids, asks = ex.book(symbol).depth(DEPTH_LEVELS)
+        self._depth[symbol] = ({p: q for p, q, _ in bids}, {p: q for p, q, _ in asks})
+        self._last_u[symbol] = ex.seq
+
+    def _untrack(self, ex, symbol: str) -> None:
+        self._depth.pop(symbol, None)
 
     def _request(self, conn: Connection, text: str) -> None:
         try:
             req = msgspec.json.decode(text)
             method, params, rid = req["method"], req.get("params", []), req.get("id")
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                raise TypeError("params must be a list of stream names")
         except (msgspec.DecodeError, KeyError, TypeError):
             conn.queue.put_nowait(_encode({"error": {"code": 3, "msg": "Invalid JSON"}}))
             return
@@ -138,8 +172,7 @@ class Streams:
             result = None
         elif method == "UNSUBSCRIBE":
             for name in params:
-                conn.streams.discard(name)
-                self.by_stream.get(name, set()).discard(conn)
+                self._unsubscribe(conn, name)
             result = None
         elif method == "LIST_SUBSCRIPTIONS":
             result = sorted(conn.streams)
@@ -166,8 +199,10 @@ class Streams:
     def book_diffs(self, ex, events: list) -> None:
         """On the engine thread after a commit: the level changes of every book the events
         touched, since that book's last diff."""
+        if not self._depth:
+            return
         touched = {ev.symbol for ev in events if type(ev) in BOOK_EVENTS}
-        for symbol in sorted(touched):
+        for symbol in sorted(touched & self._depth.keys()):
             old_bids, old_asks = self._depth[symbol]
             bids, asks = ex.book(symbol).depth(DEPTH_LEVELS)
             new_bids = {p: q for p, q, _ in bids}
