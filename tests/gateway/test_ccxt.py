@@ -166,3 +166,22 @@ def test_conditional_orders(served, traders):
     assert cancelled["status"] == "canceled"
     assert taker.fetch_open_orders(BTC, params={"trigger": True}) == []
     assert taker.fetch_positions()[0]["contracts"] == 0.01
+
+
+def test_funding_history_after_a_settlement(served, traders):
+    """Time moved past a funding time (an admin command in named JSON) settles funding; ccxt's
+    funding-rate history and the payer's balance show it."""
+    maker, taker = traders
+    maker.create_order(BTC, "limit", "sell", 0.1, 65000)
+    taker.create_order(BTC, "market", "buy", 0.1)
+    due = taker.fetch_funding_rate(BTC)["fundingTimestamp"]
+    before = taker.fetch_balance()["USD"]["total"]
+    answer = served.admin("command", {"type": "AdvanceClock", "ts": due * 1_000_000 + 1}).json()
+    settled = [e for e in answer if e["type"] == "FundingSettled"]
+    assert settled and settled[0]["symbol"] == "BTC-PERP" and settled[0]["positions"] == 2
+    (entry,) = taker.fetch_funding_rate_history(BTC)
+    assert entry["timestamp"] == due and entry["fundingRate"] == settled[0]["rate"] / 1e8
+    paid = 65000 * 0.1 * entry["fundingRate"]
+    assert taker.fetch_balance()["USD"]["total"] == pytest.approx(before - paid, abs=0.01)
+    bad = served.admin("command", {"type": "AdvanceClock", "ts": -1})
+    assert bad.status_code == 400 and bad.json()["code"] == -1130
