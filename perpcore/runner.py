@@ -86,6 +86,8 @@ class EngineRunner:
     """Owns an engine on a thread of its own and serves asyncio callers (see the module doc).
 
     `engine` is a perpcore.journal.JournaledExchange (a Store's `engine`) or a plain Exchange.
+    submit(), query() and subscribe() are called from the event loop the runner was started on
+    (other threads hand their work to that loop).
     `stamp_time` stamps `clock()` (ns, never behind the exchange clock) into commands with ts 0.
     `commit_hooks` are called on the engine thread after a batch's commands are applied and
     before its journal commit is awaited: whatever they make durable is durable before any

@@ -133,3 +133,46 @@ def test_query_errors_reach_the_caller():
                 await runner.query(lambda ex: ex.account(99))
             assert (await runner.submit(m.CreateAccount(account=1)))[0].account == 1
     asyncio.run(main())
+
+
+def test_a_slow_subscriber_is_cut_off():
+    async def main():
+        async with EngineRunner(Exchange(CFG), clock=ticking_clock()) as runner:
+            slow, fast = runner.subscribe(maxsize=2), runner.subscribe()
+            for i in range(1, 5):                       # four commits, none read yet
+                await runner.submit(m.CreateAccount(account=i))
+            assert slow.overflowed and not fast.overflowed
+            assert [e.account for batch in [await slow.__anext__(), await slow.__anext__()]
+                    for e in batch] == [1, 2]
+            with pytest.raises(StopAsyncIteration):
+                await slow.__anext__()
+            fast.close()
+            assert [e.account async for batch in fast for e in batch] == [1, 2, 3, 4]
+    asyncio.run(main())
+
+
+def test_a_failed_commit_acknowledges_nothing(tmp_path):
+    """What cannot be made durable is never acknowledged: the batch's callers, and every later
+    one, get RunnerError."""
+    from perpcore.runner import RunnerError
+
+    async def main():
+        store = Store(tmp_path, CFG, sync="group")
+        runner = EngineRunner(store.engine)
+        fail = [False]
+
+        def hook():
+            if fail[0]:
+                raise OSError("disk gone")
+        runner.commit_hooks.append(hook)
+        async with runner:
+            await runner.submit(m.CreateAccount(account=1))
+            fail[0] = True
+            with pytest.raises(RunnerError, match="disk gone"):
+                await runner.submit(m.CreateAccount(account=2))
+            fail[0] = False
+            with pytest.raises(RunnerError):
+                await runner.submit(m.CreateAccount(account=3))
+            assert isinstance(runner.failed, OSError)
+        store.close()
+    asyncio.run(main())
