@@ -473,10 +473,13 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
               help="Token of the admin routes (default: the one kept in the store).")
 @click.option("--weight-per-minute", default=2400, show_default=True,
               type=click.IntRange(min=1), help="Request weight each API key may use a minute.")
+@click.option("--checkpoint-every", default=100_000, show_default=True,
+              type=click.IntRange(min=0), help="Commands between checkpoints of the store and "
+              "the read models (0: never), which bound the replay at start.")
 @click.option("--demo", is_flag=True,
               help="Simulated index feeds and a market maker; prints a trader's API key.")
 def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
-          weight_per_minute: int, demo: bool):
+          weight_per_minute: int, checkpoint_every: int, demo: bool):
     """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
     `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
     import asyncio
@@ -491,7 +494,7 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
 
     async def run():
         venue = Venue(directory, sync=sync, admin_token=admin_token,
-                      weight_per_minute=weight_per_minute)
+                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every)
         bound = await venue.start(host, port)
         click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
         feed = None

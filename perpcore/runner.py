@@ -32,7 +32,7 @@ import msgspec
 
 from perpcore import messages as m
 
-_COMMAND, _QUERY, _STOP = 0, 1, 2
+_COMMAND, _QUERY, _STOP, _BARRIER = 0, 1, 2, 3
 _replace = msgspec.structs.replace
 
 
@@ -169,6 +169,14 @@ class EngineRunner:
         self._post((_QUERY, (fn, args), fut))
         return fut
 
+    def barrier(self, on_engine: Callable[[Any], Any], on_loop: Callable[[Any], None]) -> None:
+        """on_engine(exchange) on the engine thread once the commands queued before are
+        durable, then on_loop(its result) on the event loop exactly between the listeners' calls
+        for the events before and after that point: what a listener-fed read model holds then is
+        the state on_engine saw (a checkpoint of both, say). If on_engine raises, on_loop gets
+        the exception."""
+        self._post((_BARRIER, (on_engine, on_loop), None))
+
     def _post(self, item: tuple) -> None:
         """Queues an item for the engine thread. The items of one turn of the event loop go
         over together: waking the engine thread once per item would hand the GIL back and forth
@@ -205,7 +213,8 @@ class EngineRunner:
             except Exception as e:      # a bug here must not strand the callers: fail them all
                 self._failure = e
                 self._loop.call_soon_threadsafe(self._deliver, [
-                    (fut, RunnerError(f"runner failed: {e!r}"), True) for _, _, fut in batch])
+                    (fut, RunnerError(f"runner failed: {e!r}"), True) for _, _, fut in batch
+                    if fut is not None])
 
     def _process(self, batch: list) -> bool:
         """Applies a batch: commands until a query or a stop, commit, answer; then the query."""
@@ -228,6 +237,13 @@ class EngineRunner:
                     answers.append((fut, fn(self.exchange, *args), False))
                 except Exception as e:      # the query's own error, handed to its caller
                     answers.append((fut, e, True))
+            elif kind == _BARRIER:
+                on_engine, on_loop = payload
+                try:
+                    result = on_engine(self.exchange)
+                except Exception as e:      # on_loop is told, as a query's caller would be
+                    result = e
+                answers.append((on_loop, result, None))
             else:
                 answers.append((fut, None, False))
                 running = False
@@ -283,7 +299,9 @@ class EngineRunner:
     def _deliver(self, answers: list) -> None:
         """On the event loop: resolves the futures and feeds the subscribers."""
         for fut, result, is_error in answers:
-            if fut is None:
+            if is_error is None:                # a barrier's second half
+                fut(result)
+            elif fut is None:
                 for listener in self.listeners:
                     listener(result)
                 for sub in list(self._subscribers):

@@ -97,18 +97,9 @@ class Gateway:
         for symbol, spec in sorted(config.instruments.items()):
             sid = f"{spec.base}{spec.settle}"
             self.specs[sid], self.ids[symbol] = spec, sid
-        self.next_funding: dict[str, int] = {}
-        self.funding_rates: dict[str, int] = {}
+        runner.listeners.append(read_model.apply)         # first: the streams read it
         self.streams = Streams(self)
-        runner.listeners += [read_model.apply, self.track_funding]
         runner.commit_hooks.append(read_model.client_ids.sync)
-
-    def track_funding(self, events: list) -> None:
-        """Keeps each symbol's next funding time (a runner listener)."""
-        for ev in events:
-            if type(ev) is m.FundingRateUpdated:
-                self.next_funding[ev.symbol] = ev.next_funding_ts
-                self.funding_rates[ev.symbol] = ev.rate
 
     # ---- the application ---------------------------------------------------------------------
 
@@ -435,7 +426,7 @@ class Gateway:
                         "estimatedSettlePrice": _text(s.from_ticks(mark or 0)),
                         "lastFundingRate": _rate(rate),
                         "interestRate": _rate(s.pricing.scaled(s.pricing.interest_rate)),
-                        "nextFundingTime": _ms(self.next_funding.get(s.symbol, 0)),
+                        "nextFundingTime": _ms(self.model.next_funding.get(s.symbol, 0)),
                         "time": _ms(clock)})
         return out[0] if spec is not None else out
 

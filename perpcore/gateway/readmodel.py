@@ -138,6 +138,19 @@ class Trade(msgspec.Struct, frozen=True):
     time: int
 
 
+class _State(msgspec.Struct):
+    """A ReadModel's content, for a read-model snapshot."""
+    orders: list[Order]
+    closed: list[int]
+    next_trade: int
+    fills: dict[int, list[Fill]]
+    trades: dict[str, list[Trade]]
+    funding: dict[str, list[tuple[int, int, int]]]
+    updated: dict[int, int]
+    next_funding: dict[str, int]
+    funding_rates: dict[str, int]
+
+
 class ReadModel:
     """Orders, fills, trades and funding history, updated by apply(events) in sequence order."""
 
@@ -151,6 +164,8 @@ class ReadModel:
         self.trades: dict[str, deque] = {}
         self.funding: dict[str, deque] = {}
         self.updated: dict[int, int] = {}                   # account -> time of its last change
+        self.next_funding: dict[str, int] = {}              # symbol -> next funding time
+        self.funding_rates: dict[str, int] = {}             # symbol -> predicted rate
         self._closed: deque = deque()
         self._closed_kept, self._fills_kept, self._trades_kept = closed_kept, fills_kept, \
             trades_kept
@@ -246,6 +261,10 @@ class ReadModel:
             history = self.funding[ev.symbol] = deque(maxlen=self._trades_kept)
         history.append((ev.ts, ev.rate, ev.mark_price))
 
+    def _funding_rate(self, ev: m.FundingRateUpdated) -> None:
+        self.next_funding[ev.symbol], self.funding_rates[ev.symbol] = \
+            ev.next_funding_ts, ev.rate
+
     def _account_event(self, ev) -> None:
         self.updated[ev.account] = ev.ts
 
@@ -263,9 +282,38 @@ class ReadModel:
                  m.OrderFilled: _filled,
                  m.PositionChanged: _position, m.OrderCancelled: _cancelled,
                  m.OrderAmended: _amended, m.FundingSettled: _funding,
+                 m.FundingRateUpdated: _funding_rate,
                  m.Deposited: _account_event, m.Withdrawn: _account_event,
                  m.LeverageSet: _account_event, m.FundingPaid: _account_event,
                  m.MarginCall: _account_event, m.PositionLiquidated: _account_event}
+
+    def to_state(self) -> bytes:
+        """The whole model as msgpack (from_state() rebuilds it)."""
+        return msgspec.msgpack.encode(_State(
+            list(self.orders.values()), list(self._closed), self._next_trade,
+            {a: list(f) for a, f in self.fills.items()},
+            {s: list(t) for s, t in self.trades.items()},
+            {s: list(h) for s, h in self.funding.items()},
+            self.updated, self.next_funding, self.funding_rates))
+
+    def from_state(self, data: bytes) -> None:
+        """Replaces the model's content with a to_state() of another."""
+        state = msgspec.msgpack.decode(data, type=_State)
+        self.orders = {o.order_id: o for o in state.orders}
+        self.open, self.by_client = {}, {}
+        for o in state.orders:
+            self.by_client[(o.account, o.client_id)] = o.order_id
+            if o.status in (OPEN, PARTIAL):
+                self.open.setdefault(o.account, {})[o.order_id] = o
+        self._closed = deque(state.closed)
+        self._next_trade = state.next_trade
+        self.fills = {a: deque(f, maxlen=self._fills_kept) for a, f in state.fills.items()}
+        self.trades = {s: deque(t, maxlen=self._trades_kept) for s, t in state.trades.items()}
+        self.funding = {s: deque(map(tuple, h), maxlen=self._trades_kept)
+                        for s, h in state.funding.items()}
+        self.updated, self.next_funding, self.funding_rates = \
+            state.updated, state.next_funding, state.funding_rates
+        self._last_fill = {}
 
     def find(self, account: int, order_id: int | None = None,
              client_id: str | None = None) -> Order | None:
@@ -282,29 +330,56 @@ class ReadModel:
                 self.orders[ev.order_id].reduce_only = cmd.reduce_only
 
 
-def rebuild(directory: str | os.PathLike, config, model: ReadModel, listeners=()) -> int:
-    """Replays a store's journal into `model` and `listeners` (callables taking a list of
-    events), from the first command or from the snapshot the oldest kept segment continues;
-    returns the seq reached."""
+MODEL_SNAPSHOT = "gateway-readmodel-{:020d}.msgpack"
+
+
+def model_snapshots(directory: str | os.PathLike) -> dict[int, Path]:
+    """The read-model snapshots in a store, by the sequence number they hold."""
+    return {int(p.name.split("-")[2].split(".")[0]): p
+            for p in Path(directory).glob("gateway-readmodel-*.msgpack")}
+
+
+def write_model_snapshot(directory: str | os.PathLike, seq: int, model: ReadModel) -> Path:
+    """The model at `seq` (the store's snapshot of the same seq beside it), written atomically;
+    read-model snapshots without an engine snapshot left are removed."""
+    directory = Path(directory)
+    path = directory / MODEL_SNAPSHOT.format(seq)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(model.to_state())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    kept = {s for s, _ in list_snapshots(directory)}
+    for old_seq, old in model_snapshots(directory).items():
+        if old_seq not in kept:
+            old.unlink()
+    return path
+
+
+def rebuild(directory: str | os.PathLike, config, model: ReadModel) -> int:
+    """Rebuilds `model` from a store: from the newest read-model snapshot that has the store's
+    snapshot of the same seq beside it, or else from the first command, replaying the journal
+    after it; returns the seq reached. A store whose journal no longer starts at the first
+    command and has no such pair cannot be rebuilt (ValueError)."""
+    snaps = dict(list_snapshots(directory))
+    paired = sorted(set(model_snapshots(directory)) & set(snaps))
     segments = list_segments(directory)
-    if not segments:
-        return 0
-    first = segments[0][0]
-    if first == 1:
+    if paired:
+        model.from_state(model_snapshots(directory)[paired[-1]].read_bytes())
+        ex = load_snapshot(snaps[paired[-1]], config)
+    elif not segments or segments[0][0] == 1:
         ex = Exchange(config)
     else:
-        snaps = dict(list_snapshots(directory))
-        if first - 1 not in snaps:
-            raise ValueError(f"{directory}: the journal starts at {first} without a snapshot")
-        ex = load_snapshot(snaps[first - 1], config)
+        raise ValueError(f"{directory}: the journal starts at command {segments[0][0]} and no "
+                         "read-model snapshot pairs with a store snapshot: orders and fills "
+                         "before it are unknown")
     for _, path in segments:
         for seq, cmd in jr.iter_commands(path):
             if seq <= ex.seq:
                 continue
             events = ex.submit(cmd, seq)
             model.apply(events)
-            for listener in listeners:
-                listener(events)
             if isinstance(cmd, m.PlaceOrder) and cmd.reduce_only:
                 model.note_reduce_only(events, cmd)
     return ex.seq

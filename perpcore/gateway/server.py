@@ -12,7 +12,7 @@ import perpcore
 from perpcore.config import VenueConfig
 from perpcore.gateway.app import Gateway
 from perpcore.gateway.auth import KeyStore
-from perpcore.gateway.readmodel import ClientIds, ReadModel, rebuild
+from perpcore.gateway.readmodel import ClientIds, ReadModel, rebuild, write_model_snapshot
 from perpcore.runner import EngineRunner
 from perpcore.snapshot import Store
 
@@ -31,12 +31,15 @@ class Venue:
 
     def __init__(self, directory: str | os.PathLike, config: VenueConfig | None = None, *,
                  sync: str = "group", admin_token: str | None = None,
-                 weight_per_minute: int = 2400):
+                 weight_per_minute: int = 2400, checkpoint_every: int = 100_000):
         self.dir = Path(directory)
         self.config = config or perpcore.default_config()
         self.sync = sync
         self.admin_token = admin_token or self._stored_token()
         self.weight_per_minute = weight_per_minute
+        self.checkpoint_every = checkpoint_every
+        self._checkpointed = 0          # seq of the last checkpoint (or of the start)
+        self._checkpointing = False
         self.port: int | None = None
         self.store = self.runner = self.gateway = self._site_runner = None
 
@@ -58,7 +61,9 @@ class Venue:
         self.runner = EngineRunner(self.store.engine)
         self.gateway = Gateway(self.runner, self.config, KeyStore(self.dir / KEYS_FILE), model,
                                self.admin_token, self.weight_per_minute)
-        rebuild(self.dir, self.config, model, [self.gateway.track_funding])
+        self._checkpointed = rebuild(self.dir, self.config, model)
+        if self.checkpoint_every:
+            self.runner.listeners.append(self._maybe_checkpoint)
         await self.runner.start()
         self._site_runner = web.AppRunner(self.gateway.app(), access_log=None)
         await self._site_runner.setup()
@@ -66,6 +71,26 @@ class Venue:
         await site.start()
         self.port = self._site_runner.addresses[0][1]
         return self.port
+
+    def _maybe_checkpoint(self, events: list) -> None:
+        """Every `checkpoint_every` commands: a store checkpoint (snapshot, new journal
+        segment, old files pruned) and a read-model snapshot of the same seq, so that a restart
+        replays only the journal after them."""
+        if self._checkpointing or events[-1].seq - self._checkpointed < self.checkpoint_every:
+            return
+        self._checkpointing = True
+        self.runner.barrier(self._checkpoint_engine, self._checkpoint_model)
+
+    def _checkpoint_engine(self, ex) -> int:
+        self.store.checkpoint()         # the runner has released everything committed
+        return ex.seq
+
+    def _checkpoint_model(self, seq) -> None:
+        # (a halted engine or a full disk: no checkpoint; the journal goes on, and so do we)
+        if isinstance(seq, int):
+            write_model_snapshot(self.dir, seq, self.gateway.model)
+            self._checkpointed = seq
+        self._checkpointing = False
 
     async def stop(self) -> None:
         """Stops listening, lets the engine thread finish, and closes the store cleanly."""

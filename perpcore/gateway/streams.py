@@ -243,8 +243,8 @@ class Streams:
         data = {"e": "markPriceUpdate", "E": ev.ts // 1_000_000, "s": sid,
                 "p": _text(spec.from_ticks(ev.price)), "i": _text(spec.from_ticks(ev.index_price)),
                 "P": _text(spec.from_ticks(ev.price)),
-                "r": _text(Decimal(gw.funding_rates.get(ev.symbol, 0)) / 10**8),
-                "T": gw.next_funding.get(ev.symbol, 0) // 1_000_000}
+                "r": _text(Decimal(gw.model.funding_rates.get(ev.symbol, 0)) / 10**8),
+                "T": gw.model.next_funding.get(ev.symbol, 0) // 1_000_000}
         self._publish(sid.lower(), ("@markPrice", "@markPrice@1s"), data)
 
     def _force_order(self, ev: m.PositionLiquidated) -> None:
