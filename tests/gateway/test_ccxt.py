@@ -76,6 +76,9 @@ def test_limit_order_life(traders):
     assert cancelled["amount"] == 0.008
     assert maker.fetch_open_orders(BTC) == []
     assert maker.fetch_order(order["id"], BTC)["status"] == "canceled"
+    assert [(o["id"], o["status"]) for o in maker.fetch_orders(BTC)] == \
+        [(order["id"], "canceled")]
+    assert [o["status"] for o in taker.fetch_closed_orders(BTC)] == ["closed"]
 
 
 def test_market_ioc_fok_post_only_reduce_only(traders):
