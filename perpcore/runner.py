@@ -105,6 +105,7 @@ class EngineRunner:
         self.stamp_time = stamp_time
         self.max_batch = max_batch
         self.clock = clock
+        self._max_step = self.exchange.config.limits.max_time_step_ns
         self.commit_hooks: list[Callable[[], None]] = []
         self.listeners: list[Callable[[list], None]] = []
         self.engine_listeners: list[Callable[[Any, list], None]] = []
@@ -257,6 +258,8 @@ class EngineRunner:
         if self.stamp_time and isinstance(cmd, m.Command) and type(cmd.ts) is int \
                 and cmd.ts == 0:
             now = self.clock()
+            if ex.clock and now - ex.clock > self._max_step:
+                self._catch_up(now, released)
             cmd = _replace(cmd, ts=now if now > ex.clock else max(ex.clock, 1))
         before = ex.seq
         out = self.engine.submit(cmd)
@@ -269,6 +272,19 @@ class EngineRunner:
         else:
             released.extend(out)
             pending.append((fut, out))
+
+    def _catch_up(self, now: int, released: list) -> None:
+        """After a long stop the wall clock may be further ahead than one command may move
+        exchange time (limits.max_time_step_ns): the runner walks the clock there in allowed
+        steps, journaled AdvanceClock commands whose events (the funding and interest of the
+        time that passed) go to the subscribers like any others."""
+        ex = self.exchange
+        while now - ex.clock > self._max_step:
+            before = ex.seq
+            out = self.engine.submit(m.AdvanceClock(ts=ex.clock + self._max_step))
+            if ex.seq == before:        # refused unsequenced (a halted engine): stop trying
+                return
+            released.extend(out)
 
     def _commit(self, pending: list, released: list, answers: list) -> None:
         if not pending:
