@@ -139,3 +139,33 @@ def test_liquidation_reaches_force_order_and_user_streams(served):
                     closed = await next_of(user, "ACCOUNT_UPDATE")
     asyncio.run(main())
     assert taker.fetch_positions() == []
+
+
+def test_combined_streams_and_depth_tracking(served):
+    """/stream?streams=a/b wraps each message with its stream's name; a book's diffs are
+    computed while someone watches its depth, and stop with the last watcher."""
+    import aiohttp
+
+    _, mk, ms = served.trader()
+    maker = served.client(mk, ms)
+    streams = served.venue.gateway.streams
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            url = f"{served.base}/stream?streams=btcusd@depth/btcusd@trade"
+            async with session.ws_connect(url) as ws:
+                # a runner query, so after the one that started the book's diffs
+                await asyncio.to_thread(served.admin_get, "stateHash")
+                assert "BTC-PERP" in streams._depth
+                await asyncio.to_thread(maker.create_order, BTC, "limit", "sell", 0.01, 65000)
+                wrapped = msgspec.json.decode((await asyncio.wait_for(ws.receive(), WAIT)).data)
+                assert wrapped["stream"] == "btcusd@depth"
+                assert wrapped["data"]["e"] == "depthUpdate"
+                assert wrapped["data"]["a"] == [["65000.0", "0.010"]]
+                await ws.send_json({"method": "UNSUBSCRIBE", "params": ["btcusd@depth"],
+                                    "id": 1})
+                assert msgspec.json.decode((await ws.receive()).data) == {"result": None,
+                                                                          "id": 1}
+    asyncio.run(main())
+    served.admin_get("stateHash")       # a runner query after the one that stopped them
+    assert "BTC-PERP" not in streams._depth
