@@ -43,6 +43,8 @@ from perpcore.risk import CollateralPrice, bankruptcy_price, ceil_div, ltv, orde
 
 
 class PositionView(msgspec.Struct, frozen=True):
+    """One position of an account: size, entry, valuation at the mark, margins and the prices at
+    which it is liquidated and bankrupt."""
     symbol: str
     size: int                           # signed lots
     entry_value: int                    # ticks x lots, exact
