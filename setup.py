@@ -1,11 +1,12 @@
-"""Builds ext/*.pyx into perpcore._<name>.
+"""Builds ext/perpcore/_<name>.pyx into the extension perpcore._<name>.
 
-Each contract is ext/perpcore._<name>.pxd: Cython looks a module's .pxd up by its qualified name, so
-the dotted file name binds it to the extension perpcore._<name> and lets other .pyx files
-`from perpcore._<name> cimport ...` through include_path=["ext"].
+Each contract, ext/perpcore/_<name>.pxd, sits beside its .pyx: with include_path=["ext"] Cython finds
+it under the module's qualified name, and other .pyx files `from perpcore._<name> cimport ...`.
 
 The wheel ships each contract as perpcore/_<name>.pxd, the layout under which other projects
 `cimport perpcore._<name>` against the installed package.
+
+Cython's warnings are errors: a build that warns fails.
 
 Release builds drop bounds/wraparound checks; PERPCORE_DEBUG=1 turns them back on, adds line tracing
 (for coverage and profilers) and writes the annotated HTML next to each .pyx.
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import numpy
 from Cython.Build import cythonize
+from Cython.Compiler import Options
 from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 DEBUG = os.environ.get("PERPCORE_DEBUG") == "1"
+Options.warning_errors = True
 
 directives = {
     "language_level": 3,
@@ -42,7 +45,7 @@ extensions = [
         define_macros=macros,
         extra_compile_args=compile_args,
     )
-    for pyx in sorted(Path("ext").glob("_*.pyx"))
+    for pyx in sorted(Path("ext/perpcore").glob("_*.pyx"))
 ]
 
 
@@ -52,8 +55,8 @@ class build_py_with_contracts(build_py):
         # like setuptools' own build_py: an editable install uses the source tree, contracts in ext/
         if self.editable_mode:
             return
-        for pxd in sorted(Path("ext").glob("perpcore._*.pxd")):
-            target = Path(self.build_lib, "perpcore", pxd.name.removeprefix("perpcore."))
+        for pxd in sorted(Path("ext/perpcore").glob("_*.pxd")):
+            target = Path(self.build_lib, "perpcore", pxd.name)
             self.copy_file(str(pxd), str(target))
 
 

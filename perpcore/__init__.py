@@ -1,10 +1,11 @@
 """perpcore: an embeddable exchange core for perpetual contracts and crypto margin financing."""
 from pathlib import Path as _Path
 
-# The compiled half (ext/_<name>.pyx). Without it the first `from perpcore import _book` below fails
-# as a "circular import", which hides the usual cause: an unbuilt source tree shadowing the install.
-_EXTENSIONS = ("_book", "_breach", "_clock", "_funding", "_journaled", "_jscan", "_levels",
-               "_marks", "_orders", "_risk", "_validate")
+# The compiled half (ext/perpcore/_<name>.pyx). Without it the first `from perpcore import _book`
+# below fails as a "circular import", which hides the usual cause: an unbuilt source tree shadowing
+# the install.
+_EXTENSIONS = ("_binance", "_book", "_clock", "_exchange", "_funding", "_journal", "_liquidation",
+               "_margin", "_pricing", "_validate")
 
 
 def _require_extensions():

@@ -4,7 +4,7 @@ the index source.
 The captures (../shared/data/binance, one message a line: local receive time in ns, a space, the
 JSON) hold the perpetual's depth diffs, bookTicker and trades, one REST depth snapshot, and the spot
 market's trades for the same minutes. replay() rebuilds the perpetual's book in perpcore's Cython
-order book (one resting order per price level, set in C from the diffs' text by perpcore._levels)
+order book (one resting order per price level, set in C from the diffs' text by perpcore._binance)
 following Binance's rules for a local book (drop diffs older than the snapshot; the first applied
 one spans it; each next one's `pu` is the last one's `u`), feeds the spot trades to perpcore.pricing
 as SetIndexPrice would, and runs the pricing layer on the capture's clock: the premium index every
@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 
 from perpcore import _book
-from perpcore._levels import LevelSetter, Step
+from perpcore._binance import LevelSetter, Step
 from perpcore.config import (BTC_TIERS, ETH_TIERS, RATE_SCALE, AssetSpec, InstrumentSpec,
                              VenueConfig)
 from perpcore.exchange import Market
@@ -186,7 +186,7 @@ def _json(levels):
 
 class LevelBook:
     """A depth-diff book kept in a Cython OrderBook: one order per (side, price), quantity = the
-    level's, set in C from the messages' JSON text (perpcore._levels)."""
+    level's, set in C from the messages' JSON text (perpcore._binance)."""
 
     def __init__(self, spec: InstrumentSpec, book: _book.OrderBook):
         self.spec = spec

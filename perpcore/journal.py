@@ -55,8 +55,8 @@ from typing import Iterator
 
 import msgspec
 
-from perpcore import _jscan
-from perpcore._journaled import JournaledCore
+from perpcore import _journal
+from perpcore._journal import JournaledCore
 from perpcore import messages as m
 from perpcore.exchange import Exchange, config_digest
 
@@ -153,9 +153,9 @@ def read_header(data: bytes, path: str | os.PathLike = "<journal>") -> Header:
     return Header(digest.hex(), first_seq, prev_chain, crc)
 
 
-_WHY = {_jscan.TORN_HEADER: "torn record header", _jscan.BAD_LENGTH: "impossible record length",
-        _jscan.TORN_RECORD: "torn record", _jscan.BAD_CRC: "CRC mismatch",
-        _jscan.BAD_SEQ: "sequence number out of order"}
+_WHY = {_journal.TORN_HEADER: "torn record header", _journal.BAD_LENGTH: "impossible record length",
+        _journal.TORN_RECORD: "torn record", _journal.BAD_CRC: "CRC mismatch",
+        _journal.BAD_SEQ: "sequence number out of order"}
 
 
 class Segment:
@@ -168,11 +168,11 @@ class Segment:
         self.data, self.path = data, str(path)
         self.header = h = read_header(data, path)
         # `register`: what the next record continues (the header's CRC before the first record)
-        self.spans, end, why, self.register = _jscan.scan(data, HEADER_SIZE, h.first_seq,
+        self.spans, end, why, self.register = _journal.scan(data, HEADER_SIZE, h.first_seq,
                                                           MAX_BODY, h.crc)
         last = h.first_seq + len(self.spans) - 1
-        if why != _jscan.OK and strict:
-            at, later = _jscan.find_intact(data, end, last + 1, MAX_BODY, self.register)
+        if why != _journal.OK and strict:
+            at, later = _journal.find_intact(data, end, last + 1, MAX_BODY, self.register)
             if at >= 0:
                 raise JournalError(
                     f"{path}: the record at offset {end} (command {last + 1}) is damaged "
@@ -207,7 +207,7 @@ class Segment:
 
     def commands(self, keep: bool = True):
         """The records' commands, in order (or, without keep, how many decoded)."""
-        return _jscan.decode_spans(self.data, self.spans, _decode, self._undecodable, keep=keep)
+        return _journal.decode_spans(self.data, self.spans, _decode, self._undecodable, keep=keep)
 
     def _undecodable(self, payload):
         raise JournalError(f"{self.path}: a record holds no command this build decodes "
@@ -276,7 +276,7 @@ class Journal:
     corruption raises JournalError and changes nothing; a torn tail is moved aside (kept as
     `<segment>.torn-<offset>`, then cut off) and reported in `recovery`.
 
-    Records go through a perpcore._jscan.GroupWriter: with sync "group" its C flusher thread
+    Records go through a perpcore._journal.GroupWriter: with sync "group" its C flusher thread
     (which never takes the GIL) seals (chained CRCs), writes and fsyncs a group once
     `group_records` are waiting, once the oldest has waited `group_ms` (on the monotonic clock), or
     when commit() asks, so the engine thread never waits for the disk; `committed_seq` is the last
@@ -325,7 +325,7 @@ class Journal:
         self.first_seq, self.prev_chain = first_seq, prev_chain
         self.header_crc = self.recovery.header_crc
         try:
-            self._writer = _jscan.GroupWriter(self.fd, sync, last_seq, register, group_records,
+            self._writer = _journal.GroupWriter(self.fd, sync, last_seq, register, group_records,
                                               group_ms, max_pending)
         except BaseException:
             os.close(self.fd)
@@ -435,7 +435,7 @@ class JournaledExchange(JournaledCore):
     quiet market does not hold an acknowledgement back). `acknowledged_seq` is the last seq whose
     events have all been released.
 
-    submit(), submit_bytes() and poll() are perpcore._journaled.JournaledCore's (the hot path in
+    submit(), submit_bytes() and poll() are perpcore._journal.JournaledCore's (the hot path in
     C); `journal` may be swapped for a new one (a store does at checkpoints)."""
 
     def __init__(self, ex: Exchange, journal: Journal):

@@ -43,7 +43,7 @@ breach. Which accounts a command touched, and how:
   side gets one, the others staying); if it is not >= 1 the account is examined in full: liquidated
   if under maintenance, else keyed again at once;
 - an account a price move reached (its trigger crossed) is examined in full and keyed again.
-The scan of each command's events and each fill's step run in C (perpcore._breach, this class's
+The scan of each command's events and each fill's step run in C (perpcore._liquidation, this class's
 base); a command whose events concern none of this (most orders, cancels and amends) is passed over
 there without calling into Python, and so is one whose fills all stepped.
 
@@ -97,10 +97,11 @@ from itertools import islice
 import msgspec
 
 from perpcore import messages as m
-from perpcore._breach import LiquidationCore
+from perpcore._liquidation import LiquidationCore
 from perpcore.adl import indicator, ranking
 from perpcore.breach_index import DOWN, UP, BreachIndex
 from perpcore.config import RATE_SCALE
+from perpcore.errors import RejectCode, Rejection
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
 # no account: the crossed accounts of a round without price moves
@@ -163,7 +164,7 @@ class _Params:
 
 class Liquidation(LiquidationCore):
     """The liquidation component of an Exchange (ex.components["liquidation"]); stage 6's entry,
-    after_command, and its scan of events are perpcore._breach.LiquidationCore's."""
+    after_command, and its scan of events are perpcore._liquidation.LiquidationCore's."""
 
     def __init__(self, exchange):
         self.exchange = exchange
@@ -749,14 +750,13 @@ class Liquidation(LiquidationCore):
 
     def deposit(self, cmd: m.FundInsurance, events: list) -> None:
         """FundInsurance: the venue pays capital into its insurance fund."""
-        from perpcore.exchange import Rejection
         if cmd.asset not in self.fund:
-            raise Rejection(m.RejectCode.UNKNOWN_ASSET, f"unknown asset {cmd.asset!r}")
+            raise Rejection(RejectCode.UNKNOWN_ASSET, f"unknown asset {cmd.asset!r}")
         if cmd.amount <= 0:
-            raise Rejection(m.RejectCode.INVALID_AMOUNT, f"amount {cmd.amount} must be positive")
+            raise Rejection(RejectCode.INVALID_AMOUNT, f"amount {cmd.amount} must be positive")
         room = self.margin.ledger.room(cmd.asset, self.fund[cmd.asset])
         if cmd.amount > room:
-            raise Rejection(m.RejectCode.AMOUNT_TOO_LARGE,
+            raise Rejection(RejectCode.AMOUNT_TOO_LARGE,
                             f"{cmd.amount} {cmd.asset} would pass the venue's range (room {room})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)

@@ -37,18 +37,14 @@ from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.ledger import Audit, Ledger
 from perpcore.lending import Lending
-from perpcore.messages import RejectCode
-from perpcore._risk import Account, MarginCore, Position, SymbolRisk
+from perpcore.errors import RejectCode, reject
+from perpcore._margin import Account, MarginCore, Position, SymbolRisk
 from perpcore.risk import CollateralPrice, bankruptcy_price, ceil_div, ltv, order_margin
 
 
-def _reject(code: RejectCode, reason: str):
-    # exchange imports this module; the reverse import is deferred to the (cold) refusal path
-    from perpcore.exchange import Rejection
-    raise Rejection(code, reason)
-
-
 class PositionView(msgspec.Struct, frozen=True):
+    """One position of an account: size, entry, valuation at the mark, margins and the prices at
+    which it is liquidated and bankrupt."""
     symbol: str
     size: int                           # signed lots
     entry_value: int                    # ticks x lots, exact
@@ -128,18 +124,18 @@ class Margin(MarginCore):
 
     def _asset(self, asset) -> str:
         if asset not in self.ledger.deposits:
-            _reject(RejectCode.UNKNOWN_ASSET, f"unknown asset {asset!r}")
+            reject(RejectCode.UNKNOWN_ASSET, f"unknown asset {asset!r}")
         return asset
 
     @staticmethod
     def _amount(amount) -> int:
         if amount <= 0:
-            _reject(RejectCode.INVALID_AMOUNT, f"amount {amount} must be positive")
+            reject(RejectCode.INVALID_AMOUNT, f"amount {amount} must be positive")
         return amount
 
     def _transfer_id(self, account: int, transfer_id) -> int:
         if self.ledger.seen(account, transfer_id, self.exchange.clock):
-            _reject(RejectCode.DUPLICATE_TRANSFER,
+            reject(RejectCode.DUPLICATE_TRANSFER,
                     f"transfer {transfer_id} of account {account} was already applied")
         return transfer_id
 
@@ -152,7 +148,7 @@ class Margin(MarginCore):
         tid = self._transfer_id(cmd.account, cmd.transfer_id)
         room = self.ledger.room(asset, self.accounts[cmd.account].cash[asset])
         if amount > room:
-            _reject(RejectCode.AMOUNT_TOO_LARGE,
+            reject(RejectCode.AMOUNT_TOO_LARGE,
                     f"deposit of {amount} {asset} would pass the venue's range (room {room})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
@@ -165,11 +161,11 @@ class Margin(MarginCore):
         tid = self._transfer_id(cmd.account, cmd.transfer_id)
         acc = self.accounts[cmd.account]
         if amount > acc.cash[asset]:
-            _reject(RejectCode.INSUFFICIENT_BALANCE,
+            reject(RejectCode.INSUFFICIENT_BALANCE,
                     f"withdrawal of {amount} exceeds the {asset} balance {max(acc.cash[asset], 0)}")
         available = self.available(acc, self._figures(acc))[asset]
         if amount > available:
-            _reject(RejectCode.WITHDRAWAL_BREAKS_MARGIN,
+            reject(RejectCode.WITHDRAWAL_BREAKS_MARGIN,
                     f"withdrawal of {amount} {asset} would break initial margin or loan-to-value "
                     f"(available {available})")
         ex = self.exchange
@@ -182,12 +178,12 @@ class Margin(MarginCore):
         amount = self._amount(cmd.amount)
         acc = self.accounts[cmd.account]
         if amount > self.lending.room():
-            _reject(RejectCode.LOAN_LIMIT_EXCEEDED,
+            reject(RejectCode.LOAN_LIMIT_EXCEEDED,
                     f"the lending pool can lend {max(self.lending.room(), 0)} more")
         debt = self.lending.debts.get(acc.id, 0) + amount
         after = ltv(debt, self._collateral_market_value(acc))
         if after is None or after > self.max_ltv:
-            _reject(RejectCode.LOAN_LIMIT_EXCEEDED,
+            reject(RejectCode.LOAN_LIMIT_EXCEEDED,
                     f"loan-to-value would be {_pct(after)}, above the maximum {_pct(self.max_ltv)}")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
@@ -201,9 +197,9 @@ class Margin(MarginCore):
         acc = self.accounts[cmd.account]
         debt = self.lending.debts.get(acc.id, 0)
         if amount > debt:
-            _reject(RejectCode.INVALID_AMOUNT, f"repayment of {amount} exceeds the loan {debt}")
+            reject(RejectCode.INVALID_AMOUNT, f"repayment of {amount} exceeds the loan {debt}")
         if amount > acc.cash[asset]:
-            _reject(RejectCode.INSUFFICIENT_BALANCE,
+            reject(RejectCode.INSUFFICIENT_BALANCE,
                     f"repayment of {amount} exceeds the {asset} balance {max(acc.cash[asset], 0)}")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
@@ -215,7 +211,7 @@ class Margin(MarginCore):
     def _loan_asset(self, asset) -> str:
         self._asset(asset)
         if asset != self.settle:
-            _reject(RejectCode.UNKNOWN_ASSET, f"loans are of {self.settle} only")
+            reject(RejectCode.UNKNOWN_ASSET, f"loans are of {self.settle} only")
         return asset
 
     def set_leverage(self, cmd: m.SetLeverage, events: list) -> None:
@@ -224,7 +220,7 @@ class Margin(MarginCore):
         lev = cmd.leverage
         cap = min(sr.max_leverage, acc.leverage_cap)
         if not 1 <= lev <= cap:
-            _reject(RejectCode.LEVERAGE_NOT_ALLOWED,
+            reject(RejectCode.LEVERAGE_NOT_ALLOWED,
                     f"leverage {lev} outside 1..{cap} for this account and {sr.symbol}")
         pos = acc.positions.get(sr.symbol)
         max_notional = sr.tiers.max_notional(lev)
@@ -233,7 +229,7 @@ class Margin(MarginCore):
             worst = max(self._worst_notional(pos, sr, mark, True, pos.buy_qty, pos.buy_value),
                         self._worst_notional(pos, sr, mark, False, pos.sell_qty, pos.sell_value))
             if worst > max_notional:
-                _reject(RejectCode.LEVERAGE_NOT_ALLOWED,
+                reject(RejectCode.LEVERAGE_NOT_ALLOWED,
                         f"position and orders of {worst} exceed the {max_notional} that "
                         f"{lev}x allows")
             if lev < pos.leverage:
@@ -243,7 +239,7 @@ class Margin(MarginCore):
                 equity, _, im = self._figures(acc)[:3]
                 pos.leverage = old
                 if equity < im:
-                    _reject(RejectCode.INSUFFICIENT_MARGIN,
+                    reject(RejectCode.INSUFFICIENT_MARGIN,
                             f"equity {equity} below the initial margin {im} at {lev}x")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
@@ -253,7 +249,7 @@ class Margin(MarginCore):
     def _symbol(self, symbol) -> SymbolRisk:
         sr = self.symbols.get(symbol) if type(symbol) is str else None
         if sr is None:
-            _reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+            reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return sr
 
     def reduce_only_excess(self) -> list[tuple[str, int, int]]:

@@ -17,6 +17,8 @@ from typing import Annotated, Union
 
 import msgspec
 
+from perpcore.errors import RejectCode
+
 INT64_MAX = 2**63 - 1
 MAX_TEXT = 64               # characters of a symbol, asset or index source
 
@@ -93,54 +95,6 @@ class FundReason(IntEnum):
     OTHER = 6
 
 
-class RejectCode(IntEnum):
-    """Why a command was refused, in ranges by the stage that refused it."""
-    # 1xxx validation at the boundary
-    MALFORMED = 1000
-    UNKNOWN_COMMAND = 1001
-    UNKNOWN_SYMBOL = 1002
-    UNKNOWN_ACCOUNT = 1003
-    UNKNOWN_ASSET = 1004
-    INVALID_PRICE = 1010
-    PRICE_NOT_TICK_MULTIPLE = 1011
-    PRICE_OUT_OF_RANGE = 1012
-    INVALID_QTY = 1020
-    QTY_NOT_LOT_MULTIPLE = 1021
-    QTY_TOO_LARGE = 1022
-    BELOW_MIN_NOTIONAL = 1023
-    INVALID_AMOUNT = 1030
-    AMOUNT_TOO_LARGE = 1031             # a balance, fund or total would pass its 64-bit range
-    DUPLICATE_CLIENT_ORDER_ID = 1040
-    UNKNOWN_ORDER = 1041
-    STALE_TIMESTAMP = 1050
-    TIME_STEP_TOO_LARGE = 1051          # the command moves time further than limits.max_time_step_ns
-    # 2xxx risk before matching
-    INSUFFICIENT_MARGIN = 2000
-    NOT_ELIGIBLE = 2001
-    REDUCE_ONLY_WOULD_INCREASE = 2002
-    ACCOUNT_IN_LIQUIDATION = 2003
-    LEVERAGE_NOT_ALLOWED = 2004
-    PRICE_OUTSIDE_BAND = 2005
-    RISK_LIMIT_EXCEEDED = 2006          # the position would outgrow its leverage's notional tier
-    # 3xxx matching
-    POST_ONLY_WOULD_TAKE = 3000
-    FOK_UNFILLABLE = 3001
-    NO_LIQUIDITY = 3002
-    WOULD_TRIGGER_IMMEDIATELY = 3003
-    NO_REFERENCE_PRICE = 3004           # a conditional order's price source has no price yet
-    # 4xxx accounts and money
-    DUPLICATE_ACCOUNT = 4000
-    DUPLICATE_TRANSFER = 4001
-    INSUFFICIENT_BALANCE = 4002
-    WITHDRAWAL_BREAKS_MARGIN = 4003
-    LOAN_LIMIT_EXCEEDED = 4004
-    # 5xxx persistence and sequencing
-    SEQUENCE_REPLAYED = 5000
-    SEQUENCE_GAP = 5001
-    ENGINE_HALTED = 5002                # fail-stop: an earlier command failed inside the engine
-    CONCURRENT_SUBMIT = 5003            # another thread's submit is in progress (one writer)
-
-
 class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
     """The one base of every command and event. Messages hold only scalars, so they can never be
     part of a reference cycle: the cyclic collector need not track them (gc=False), which keeps the
@@ -148,7 +102,8 @@ class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
 
 
 class Command(Message, frozen=True):
-    pass
+    """An instruction to the venue (a verb). Its `ts`, where it has one, is the exchange time it
+    happens at (0: now); the engine never reads a clock of its own."""
 
 
 class Event(Message, frozen=True):
@@ -161,12 +116,16 @@ class Event(Message, frozen=True):
 # ---- commands ------------------------------------------------------------------------------------
 
 class CreateAccount(Command, frozen=True):
+    """Opens an account; `professional` decides what it may trade and its leverage cap."""
     account: Id
     professional: bool = True
     ts: Time = 0
 
 
 class PlaceOrder(Command, frozen=True):
+    """A new order: limit or market, with its time in force, self-trade prevention and
+    reduce-only flag; with `trigger` set, a conditional order that waits for its trigger price.
+    Prices in ticks, quantities in lots."""
     account: Id
     symbol: Text
     side: Side
@@ -213,6 +172,7 @@ class CancelAll(Command, frozen=True):
 
 
 class AdvanceClock(Command, frozen=True):
+    """Moves exchange time to `ts`: funding, mark samples and interest due by then happen."""
     ts: Time
 
 
@@ -284,11 +244,13 @@ class FundInsurance(Command, frozen=True):
 # ---- events --------------------------------------------------------------------------------------
 
 class AccountCreated(Event, frozen=True):
+    """An account was opened."""
     account: int
     professional: bool
 
 
 class OrderAccepted(Event, frozen=True):
+    """An order entered the book's matching (a taker's fills follow it, in order)."""
     account: int
     symbol: str
     order_id: int
@@ -331,6 +293,8 @@ class OrderTriggered(Event, frozen=True):
 
 
 class OrderRejected(Event, frozen=True):
+    """A command was refused: its code (perpcore.errors.RejectCode) and reason, with the
+    fields that identify it. Nothing else changed."""
     code: RejectCode
     reason: str
     account: int = 0
@@ -354,6 +318,7 @@ class OrderFilled(Event, frozen=True):
 
 
 class OrderCancelled(Event, frozen=True):
+    """An open order left the book without trading its `open_qty`, for `reason`."""
     account: int
     symbol: str
     order_id: int
@@ -362,6 +327,8 @@ class OrderCancelled(Event, frozen=True):
 
 
 class OrderAmended(Event, frozen=True):
+    """An open order's price and total quantity changed; `priority_kept` tells whether
+    it kept its place in the queue."""
     account: int
     symbol: str
     order_id: int
@@ -371,6 +338,7 @@ class OrderAmended(Event, frozen=True):
 
 
 class Deposited(Event, frozen=True):
+    """Money came into an account."""
     account: int
     asset: str
     amount: int
@@ -379,6 +347,7 @@ class Deposited(Event, frozen=True):
 
 
 class Withdrawn(Event, frozen=True):
+    """Money left an account."""
     account: int
     asset: str
     amount: int
@@ -387,6 +356,7 @@ class Withdrawn(Event, frozen=True):
 
 
 class Borrowed(Event, frozen=True):
+    """A margin loan was drawn (or grown) against the account's collateral."""
     account: int
     asset: str
     amount: int
@@ -395,6 +365,7 @@ class Borrowed(Event, frozen=True):
 
 
 class Repaid(Event, frozen=True):
+    """Part or all of a margin loan was repaid."""
     account: int
     asset: str
     amount: int
@@ -410,6 +381,7 @@ class InterestAccrued(Event, frozen=True):
 
 
 class LeverageSet(Event, frozen=True):
+    """An account's leverage in a symbol changed."""
     account: int
     symbol: str
     leverage: int
@@ -462,6 +434,7 @@ class IndexStale(Event, frozen=True):
 
 
 class MarkPriceUpdated(Event, frozen=True):
+    """A symbol's published mark price (and the index it was derived from) changed."""
     symbol: str
     price: int
     index_price: int
@@ -537,6 +510,7 @@ class AutoDeleveraged(Event, frozen=True):
 
 
 class InsuranceFundChanged(Event, frozen=True):
+    """The insurance fund of an asset changed by `delta`, for `reason`."""
     asset: str
     delta: int
     balance: int                        # afterwards

@@ -25,7 +25,7 @@ from fractions import Fraction
 from itertools import islice, repeat
 
 from perpcore import _funding, funding
-from perpcore._marks import PricingCore
+from perpcore._pricing import PricingCore
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
 

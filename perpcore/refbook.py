@@ -1,7 +1,7 @@
 """The pure-Python reference order book that the Cython order book is tested against.
 
 ReferenceBook has the same Python API, status codes, fill records, depth, impact() and resting()
-order as perpcore._book.OrderBook (the semantics are in ext/perpcore._book.pxd), but is built for
+order as perpcore._book.OrderBook (the semantics are in ext/perpcore/_book.pxd), but is built for
 being obviously right rather than fast: per side a SortedDict of price -> FIFO queue (an OrderedDict
 of order id -> order), plus plain dicts as the indexes. Every operation is O(log n) in the number of
 price levels plus the work it does, so it doubles as the pure-Python baseline in the benchmarks.

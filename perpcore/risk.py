@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from perpcore._risk import TierTable, order_margin  # noqa: F401  (the hot half, in Cython)
+from perpcore._margin import TierTable, order_margin  # noqa: F401  (the hot half, in Cython)
 from perpcore.config import RATE_SCALE, VenueConfig
 
 

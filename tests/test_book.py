@@ -241,9 +241,9 @@ def test_amend_size_up_loses_priority(book):
 
 
 def test_set_open_resizes_where_it_rests():
-    """OrderBook._set_open (C only: perpcore._levels sets a depth level's size with it) grows or
+    """OrderBook._set_open (C only: perpcore._binance sets a depth level's size with it) grows or
     shrinks an order in its place in the queue, unlike an amend up; the level's total follows."""
-    from perpcore._levels import LevelSetter, Step
+    from perpcore._binance import LevelSetter, Step
     book = OrderBook()
     levels = LevelSetter(book, Step(1, int), Step(1, int), ALICE)
     levels.set_levels(b'[["100","5"]]', b"[]")     # places order 200 (2 x 100 + BUY) of ALICE

@@ -1,6 +1,6 @@
 """perpcore._funding, a funding settlement's per-position work in one C pass, against the plain path
 it stands for (Margin.open_positions, perpcore.funding.payments, Margin.settle_funding, a FundingPaid
-per payment), and perpcore._breach's pass over funding payers (LiquidationCore._uncovered) against
+per payment), and perpcore._liquidation's pass over funding payers (LiquidationCore._uncovered) against
 the rule perpcore.liquidation's Funding paragraph states.
 
 Figures range over zero, small and 64-bit sizes, account ids past 64 bits, both rate signs, open
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from perpcore import Exchange, _funding, default_config, funding
 from perpcore import messages as m
-from perpcore._breach import LiquidationCore
-from perpcore._risk import Position
+from perpcore._liquidation import LiquidationCore
+from perpcore._margin import Position
 from perpcore.config import RATE_SCALE
 from perpcore.messages import Side
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perpcore import Exchange, _jscan
+from perpcore import Exchange, _journal
 from perpcore import journal as jr
 from perpcore import messages as m
 from perpcore import simulate as sim
@@ -363,7 +363,7 @@ def test_records_are_chained(tmp_path):
             jr.scan(damaged)
     assert jr.scan(head + b"".join(recs))[2].clean
     # a record rebuilt from its CRC backwards names its predecessor's CRC
-    assert _jscan.unchained(int.from_bytes(recs[4][4:8], "little"), recs[4]) == \
+    assert _journal.unchained(int.from_bytes(recs[4][4:8], "little"), recs[4]) == \
         int.from_bytes(recs[3][4:8], "little")
 
 
@@ -426,7 +426,7 @@ def test_scan_keeps_the_intact_prefix_or_refuses(payloads, data):
 
 @given(st.binary(max_size=300))
 def test_crc32_is_zlibs(data):
-    assert _jscan.crc32(data) == zlib.crc32(data)
+    assert _journal.crc32(data) == zlib.crc32(data)
 
 
 def test_not_a_journal(tmp_path):

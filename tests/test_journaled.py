@@ -1,4 +1,4 @@
-"""perpcore._journaled: JournaledExchange's hot path in C behaves as the plain Python model of it
+"""perpcore._journal: JournaledExchange's hot path in C behaves as the plain Python model of it
 (below) on any mix of commands, raw bytes, refusals, sequenced input, commits and polls: the same
 events released by each call, the same acknowledged_seq after it, the same journal bytes."""
 import bisect

@@ -1,4 +1,4 @@
-"""perpcore._levels: decimal text to ticks and lots in C, and price levels set from JSON level lists,
+"""perpcore._binance: decimal text to ticks and lots in C, and price levels set from JSON level lists,
 against plain Python references: InstrumentSpec.to_ticks / to_lots (Decimal) for the units, and the
 level loop binance.LevelBook ran in Python before (a cancel / amend / place call per level) for the
 book, compared order by order after every message."""
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from perpcore import binance as bn
 from perpcore._book import BUY, POST_ONLY, SELL, UNKNOWN_ORDER, OrderBook
-from perpcore._levels import LevelSetter, Step
+from perpcore._binance import LevelSetter, Step
 from perpcore.config import InstrumentSpec
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
@@ -31,7 +31,7 @@ def setter(s: InstrumentSpec | None = None) -> LevelSetter:
 
 
 def reference_set(book: OrderBook, s: InstrumentSpec, bids, asks) -> None:
-    """The Python loop LevelBook.update ran before perpcore._levels, over [price, qty] text pairs."""
+    """The Python loop LevelBook.update ran before perpcore._binance, over [price, qty] text pairs."""
     kept = []
     for side, levels in ((BUY, bids), (SELL, asks)):
         for price, qty in levels:

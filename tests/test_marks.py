@@ -1,4 +1,4 @@
-"""Stage 5 in C (perpcore._marks): a trade that leaves the published mark where it was is only
+"""Stage 5 in C (perpcore._pricing): a trade that leaves the published mark where it was is only
 recorded as the last trade; one that moves it is published. (The Fraction reference of
 tests/test_pricing.py checks the whole of stage 5 against a plain pass on random venues.)"""
 from perpcore import Exchange, default_config

@@ -10,7 +10,7 @@ import pytest
 import perpcore
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTENSIONS = sorted(pyx.stem for pyx in (ROOT / "ext").glob("_*.pyx"))
+EXTENSIONS = sorted(pyx.stem for pyx in (ROOT / "ext" / "perpcore").glob("_*.pyx"))
 
 
 def _import_perpcore_from(tree):
@@ -63,7 +63,7 @@ def test_the_sdist_holds_what_a_build_needs_and_no_build_outputs(tmp_path):
     with tarfile.open(sdist) as tar:
         names = {Path(*Path(name).parts[1:]).as_posix() for name in tar.getnames()}
     needed = {"setup.py", "pyproject.toml", "MANIFEST.in", "README.md"}
-    for pattern in ("ext/_*.pyx", "ext/perpcore._*.pxd", "perpcore/*.py", "perpcore/py.typed",
+    for pattern in ("ext/perpcore/_*.pyx", "ext/perpcore/_*.pxd", "perpcore/*.py", "perpcore/py.typed",
                     "tests/*.py", "bench/*.py"):
         matched = {path.relative_to(ROOT).as_posix() for path in ROOT.glob(pattern)}
         assert matched, pattern

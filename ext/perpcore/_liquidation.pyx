@@ -1,11 +1,11 @@
-# The liquidation engine's per-command hot path. See perpcore._breach.pxd for the contract and
+# The liquidation engine's per-command hot path. See perpcore._liquidation.pxd for the contract and
 # perpcore.liquidation (the module docstring's "The reserve") for what a reserve and a term are.
 
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
-from perpcore._risk cimport SymbolRisk, int128_t, py_int
+from perpcore._margin cimport SymbolRisk, int128_t, py_int
 
 from perpcore import messages as m
 

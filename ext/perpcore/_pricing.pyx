@@ -1,4 +1,4 @@
-# Stage 5 in C. See perpcore._marks.pxd for the contract and perpcore.pricing for the mark rules.
+# Stage 5 in C. See perpcore._pricing.pxd for the contract and perpcore.pricing for the mark rules.
 
 from perpcore import messages as m
 

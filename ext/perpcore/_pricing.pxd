@@ -1,4 +1,4 @@
-# The contract of ext/_marks.pyx (the extension perpcore._marks): stage 5, the pricing layer's pass
+# The contract of ext/perpcore/_pricing.pyx (the extension perpcore._pricing): stage 5, the pricing layer's pass
 # over a command's events, in C. PricingCore is the base of perpcore.pricing.Pricing: it finds the
 # symbols whose last trade (or book, for a mark that moves with its book) the command changed and
 # hands each to Pricing.market_moved, except a trade that leaves the published mark, the index's

@@ -1,4 +1,4 @@
-# The contract of ext/_levels.pyx (the extension perpcore._levels): a price-level book kept in a
+# The contract of ext/perpcore/_binance.pyx (the extension perpcore._binance): a price-level book kept in a
 # perpcore._book.OrderBook from exchange feeds that send levels as decimal text, such as Binance's
 # depth diffs ([["price", "qty"], ...] as JSON).
 #

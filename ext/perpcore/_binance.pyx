@@ -1,5 +1,5 @@
 # A price-level book fed with decimal text, applied to the Cython order book in C. See
-# perpcore._levels.pxd for the contract. Rebuilding a Binance capture's book sets some 440,000
+# perpcore._binance.pxd for the contract. Rebuilding a Binance capture's book sets some 440,000
 # levels: as a Python loop (text -> units through a dict, a cancel/amend/place call per level) that
 # was most of the replay.
 from decimal import Decimal
@@ -115,8 +115,8 @@ cdef class Step:
     def __call__(self, str text):
         cdef Py_ssize_t n
         cdef const char* s = PyUnicode_AsUTF8AndSize(text, &n)
-        cdef int64_t v, out
-        cdef int frac
+        cdef int64_t v = 0, out = 0        # _digits leaves v unset when s does not start a number
+        cdef int frac = 0
         if _digits(<const unsigned char*>s, n, &v, &frac) == n and \
                 _scale(v, frac, self.mantissa, self.exponent, &out):
             return out

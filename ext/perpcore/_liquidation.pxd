@@ -1,4 +1,4 @@
-# The contract of ext/_breach.pyx (the extension perpcore._breach): the per-command hot path of the
+# The contract of ext/perpcore/_liquidation.pyx (the extension perpcore._liquidation): the per-command hot path of the
 # liquidation engine's stage 6 (perpcore.liquidation, the base of its Liquidation class).
 #
 # after_command(events) passes over a command none of whose events can concern stage 6 (WATCHED)
@@ -14,7 +14,7 @@
 # lists the others (perpcore.liquidation's Funding paragraph).
 #
 # Units as in perpcore.risk: prices in ticks, sizes in lots, money in minor units of the settlement
-# asset. A position's term is computed over 128-bit products (perpcore._risk's tier table) and comes
+# asset. A position's term is computed over 128-bit products (perpcore._margin's tier table) and comes
 # out as a Python int; reserves stay Python ints (balances are unbounded).
 
 from libc.stdint cimport int64_t
@@ -25,7 +25,7 @@ cdef class LiquidationCore:
     cdef public dict _fund_seen        # the fund as the engine last recorded it
     cdef public dict _reserve          # account -> its reserve
     cdef public dict _terms            # account -> {symbol: [corner below, corner above, term]}
-    cdef public dict _symbols          # symbol -> perpcore._risk.SymbolRisk (the margin layer's)
+    cdef public dict _symbols          # symbol -> perpcore._margin.SymbolRisk (the margin layer's)
     cdef public dict _mark_dim, _index_dim     # symbol -> the index's dimension of its mark, index
     cdef public bint shortcuts         # False: every account a command touched is examined in full
     cdef public bint enabled           # False: stage 6 is off (a study of margin without it)

@@ -1,10 +1,12 @@
-# The contract of ext/_jscan.pyx (the extension perpcore._jscan): the journal's record checks and
-# its group-commit writer. GroupWriter frames records (u32 body length, u32 chained CRC32, body
+# The contract of perpcore._journal: the journal's record checks, its group-commit writer and the
+# journaled command path. GroupWriter frames records (u32 body length, u32 chained CRC32, body
 # = u64 sequence number + payload; see perpcore/journal.py) into a buffer and makes them durable
-# in groups; perpcore._journaled appends through its C entry, add().
+# in groups; perpcore._journal appends through its C entry, add().
 
 from libc.stdint cimport int64_t, uint32_t
 from posix.time cimport clockid_t, timespec
+
+from perpcore._exchange cimport ExchangeCore
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
@@ -55,3 +57,20 @@ cdef class GroupWriter:
     cdef void _stop(self) noexcept
     cdef int _reserve(self, Py_ssize_t extra) noexcept nogil
     cdef void _flush_loop(self) noexcept nogil
+
+
+cdef class JournaledCore:
+    cdef readonly ExchangeCore ex
+    cdef object _journal
+    cdef GroupWriter _writer            # the journal's
+    cdef list _held                     # events of commands not yet durable, in seq order
+    cdef int64_t _held_first            # held[0].seq while there are held events
+    # the last seq whose events have all been released: what a client has been told
+    cdef public int64_t acknowledged_seq
+    cdef bytearray _buf                 # each command's encoding, reused
+
+    # submit()'s parts after the refusals: journal the command, then apply it
+    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq, tuple fields)
+    cdef int64_t _append(self, int64_t seq, const char* payload, Py_ssize_t n) except? -1
+    cdef list _release(self, list events, int64_t committed)
+    cdef list _release_upto(self, int64_t committed)

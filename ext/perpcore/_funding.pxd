@@ -1,4 +1,4 @@
-# The contract of ext/_funding.pyx (the extension perpcore._funding): a funding settlement's
+# The contract of ext/perpcore/_funding.pyx (the extension perpcore._funding): a funding settlement's
 # per-position work in one C pass, the hot path of perpcore.pricing.SymbolPricing.settle.
 #
 # settle(margin, symbol, mark, rate, units_per_ticklot, seq, ts, events) does what the plain path
@@ -8,7 +8,7 @@
 # remainder) as FundingSettled reports them, or None, having changed nothing, when a figure does not
 # fit its 128-bit integers (the plain path then settles).
 #
-# Units as in perpcore.funding: prices in ticks, sizes in lots (int64, perpcore._risk.Position),
+# Units as in perpcore.funding: prices in ticks, sizes in lots (int64, perpcore._margin.Position),
 # rates at RATE_SCALE, money in minor units of the settlement asset. Every product and sum is
 # computed in 128 bits with an overflow check; amounts come out as Python ints; balances stay Python
 # ints in the ledger's dicts.
@@ -16,20 +16,20 @@
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
-from perpcore._risk cimport int128_t
+from perpcore._margin cimport int128_t
 
 
 cdef struct Row:
     # one open position
     PyObject* account      # its account id (borrowed: held by the dict or list it was read from)
-    PyObject* holder       # its perpcore._risk.Account (borrowed; NULL when not looked up)
+    PyObject* holder       # its perpcore._margin.Account (borrowed; NULL when not looked up)
     int64_t key            # the id when it fits 64 bits, compared in C
     bint big               # it does not: compared as Python ints
     int64_t size           # signed lots, != 0
     int128_t amount        # its funding: < 0 paid, > 0 received
 
 
-# The open positions of a positions dict (account -> perpcore._risk.Position) into rows (room for
+# The open positions of a positions dict (account -> perpcore._margin.Position) into rows (room for
 # len(positions)), by account; returns how many. With holders (the margin layer's accounts, id ->
 # Account), each row's holder too, KeyError if one has none.
 cdef Py_ssize_t gather(dict positions, Row* rows, dict holders) except -1

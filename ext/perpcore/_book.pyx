@@ -121,7 +121,7 @@ cdef void* _grow(void* ptr, int64_t count, size_t size) noexcept nogil:
 
 
 # The refusals of place() and amend(), apart from the work, so that a caller can learn them before
-# anything else moves (perpcore._orders checks them before the exchange clock advances).
+# anything else moves (perpcore._exchange checks them before the exchange clock advances).
 
 cdef inline int _place_refusal(OrderBook book, int64_t order_id, int64_t account, int side,
                                int64_t price, int64_t qty, int tif, int stp,
@@ -688,7 +688,7 @@ cdef class OrderBook:
     cdef int64_t _set_open(self, int64_t order_id, int64_t qty) noexcept nogil:
         """Sets a resting order's open quantity to qty (> 0) where it rests, keeping its place in
         the queue even when it grows (an amend up loses it): for a book of one order per level,
-        a depth feed's (perpcore._levels), where that place means nothing. Returns the open
+        a depth feed's (perpcore._binance), where that place means nothing. Returns the open
         quantity it had, or ST_UNKNOWN_ORDER."""
         cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)
         cdef Order* o

@@ -1,4 +1,4 @@
-# The contract of ext/_clock.pyx (the extension perpcore._clock): what the exchange clock reads of
+# The contract of ext/perpcore/_clock.pyx (the extension perpcore._clock): what the exchange clock reads of
 # the layers that have work on it (pricing, lending) on every command, as a C field rather than an
 # attribute lookup.
 

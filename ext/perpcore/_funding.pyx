@@ -9,7 +9,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 from libc.stdlib cimport qsort
 
-from perpcore._risk cimport Account, MarginCore, Position, SymbolRisk, int128_t, py_int
+from perpcore._margin cimport Account, MarginCore, Position, SymbolRisk, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE

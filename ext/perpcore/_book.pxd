@@ -1,4 +1,4 @@
-# The contract of ext/_book.pyx (the extension perpcore._book): one price-time-priority limit order book for one instrument.
+# The contract of ext/perpcore/_book.pyx (the extension perpcore._book): one price-time-priority limit order book for one instrument.
 #
 # Units: prices are int64 ticks (> 0), quantities int64 lots (> 0). The book knows nothing of money,
 # accounts' balances or instruments; it takes integers and reports what happened.
