@@ -107,46 +107,46 @@ class Gateway:
         """The aiohttp application with every route."""
         app = web.Application()
         r = app.router
-        public = [("GET", "/fapi/v1/ping", self.ping, 1),
-                  ("GET", "/fapi/v1/time", self.time, 1),
-                  ("GET", "/fapi/v1/exchangeInfo", self.exchange_info, 1),
-                  ("GET", "/fapi/v1/depth", self.depth, 5),
-                  ("GET", "/fapi/v1/trades", self.trades, 5),
-                  ("GET", "/fapi/v1/aggTrades", self.agg_trades, 20),
-                  ("GET", "/fapi/v1/premiumIndex", self.premium_index, 1),
-                  ("GET", "/fapi/v1/fundingRate", self.funding_rate, 1)]
-        signed = [("POST", "/fapi/v1/order", self.new_order, 1, "trade"),
-                  ("GET", "/fapi/v1/order", self.get_order, 1, "read"),
-                  ("DELETE", "/fapi/v1/order", self.cancel_order, 1, "trade"),
-                  ("PUT", "/fapi/v1/order", self.amend_order, 1, "trade"),
-                  ("GET", "/fapi/v1/openOrders", self.open_orders, 1, "read"),
-                  ("POST", "/fapi/v1/algoOrder", self.new_algo_order, 1, "trade"),
-                  ("GET", "/fapi/v1/algoOrder", self.get_algo_order, 1, "read"),
-                  ("DELETE", "/fapi/v1/algoOrder", self.cancel_algo_order, 1, "trade"),
-                  ("GET", "/fapi/v1/openAlgoOrders", self.open_algo_orders, 1, "read"),
-                  ("GET", "/fapi/v1/allOrders", self.all_orders, 5, "read"),
-                  ("DELETE", "/fapi/v1/allOpenOrders", self.cancel_all, 1, "trade"),
-                  ("POST", "/fapi/v1/leverage", self.leverage, 1, "trade"),
-                  ("GET", "/fapi/v1/leverageBracket", self.leverage_bracket, 1, "read"),
-                  ("GET", "/fapi/v1/userTrades", self.user_trades, 5, "read"),
-                  ("GET", "/fapi/v2/account", self.account, 5, "read"),
-                  ("GET", "/fapi/v3/account", self.account, 5, "read"),
-                  ("GET", "/fapi/v2/balance", self.balance, 5, "read"),
-                  ("GET", "/fapi/v3/balance", self.balance, 5, "read"),
-                  ("GET", "/fapi/v2/positionRisk", self.position_risk, 5, "read"),
-                  ("GET", "/fapi/v3/positionRisk", self.position_risk, 5, "read"),
-                  ("GET", "/fapi/v1/positionSide/dual", self.position_mode, 1, "read"),
-                  ("GET", "/fapi/v1/multiAssetsMargin", self.multi_assets, 1, "read")]
-        admin = [("POST", "/admin/v1/account", self.admin_account),
-                 ("POST", "/admin/v1/apiKey", self.admin_key),
-                 ("POST", "/admin/v1/deposit", self.admin_deposit),
-                 ("POST", "/admin/v1/withdraw", self.admin_withdraw),
-                 ("POST", "/admin/v1/indexPrice", self.admin_index),
-                 ("POST", "/admin/v1/insurance", self.admin_insurance),
-                 ("POST", "/admin/v1/command", self.admin_command, True),
-                 ("GET", "/admin/v1/schema", self.admin_schema),
-                 ("GET", "/admin/v1/stateHash", self.admin_state_hash),
-                 ("GET", "/admin/v1/stats", self.admin_stats)]
+        public = [("GET", "/fapi/v1/ping", self._ping, 1),
+                  ("GET", "/fapi/v1/time", self._time, 1),
+                  ("GET", "/fapi/v1/exchangeInfo", self._exchange_info, 1),
+                  ("GET", "/fapi/v1/depth", self._depth, 5),
+                  ("GET", "/fapi/v1/trades", self._trades, 5),
+                  ("GET", "/fapi/v1/aggTrades", self._agg_trades, 20),
+                  ("GET", "/fapi/v1/premiumIndex", self._premium_index, 1),
+                  ("GET", "/fapi/v1/fundingRate", self._funding_rate, 1)]
+        signed = [("POST", "/fapi/v1/order", self._new_order, 1, "trade"),
+                  ("GET", "/fapi/v1/order", self._get_order, 1, "read"),
+                  ("DELETE", "/fapi/v1/order", self._cancel_order, 1, "trade"),
+                  ("PUT", "/fapi/v1/order", self._amend_order, 1, "trade"),
+                  ("GET", "/fapi/v1/openOrders", self._open_orders, 1, "read"),
+                  ("POST", "/fapi/v1/algoOrder", self._new_algo_order, 1, "trade"),
+                  ("GET", "/fapi/v1/algoOrder", self._get_algo_order, 1, "read"),
+                  ("DELETE", "/fapi/v1/algoOrder", self._cancel_algo_order, 1, "trade"),
+                  ("GET", "/fapi/v1/openAlgoOrders", self._open_algo_orders, 1, "read"),
+                  ("GET", "/fapi/v1/allOrders", self._all_orders, 5, "read"),
+                  ("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, 1, "trade"),
+                  ("POST", "/fapi/v1/leverage", self._leverage, 1, "trade"),
+                  ("GET", "/fapi/v1/leverageBracket", self._leverage_bracket, 1, "read"),
+                  ("GET", "/fapi/v1/userTrades", self._user_trades, 5, "read"),
+                  ("GET", "/fapi/v2/account", self._account, 5, "read"),
+                  ("GET", "/fapi/v3/account", self._account, 5, "read"),
+                  ("GET", "/fapi/v2/balance", self._balance, 5, "read"),
+                  ("GET", "/fapi/v3/balance", self._balance, 5, "read"),
+                  ("GET", "/fapi/v2/positionRisk", self._position_risk, 5, "read"),
+                  ("GET", "/fapi/v3/positionRisk", self._position_risk, 5, "read"),
+                  ("GET", "/fapi/v1/positionSide/dual", self._position_mode, 1, "read"),
+                  ("GET", "/fapi/v1/multiAssetsMargin", self._multi_assets, 1, "read")]
+        admin = [("POST", "/admin/v1/account", self._admin_account),
+                 ("POST", "/admin/v1/apiKey", self._admin_key),
+                 ("POST", "/admin/v1/deposit", self._admin_deposit),
+                 ("POST", "/admin/v1/withdraw", self._admin_withdraw),
+                 ("POST", "/admin/v1/indexPrice", self._admin_index),
+                 ("POST", "/admin/v1/insurance", self._admin_insurance),
+                 ("POST", "/admin/v1/command", self._admin_command, True),
+                 ("GET", "/admin/v1/schema", self._admin_schema),
+                 ("GET", "/admin/v1/stateHash", self._admin_state_hash),
+                 ("GET", "/admin/v1/stats", self._admin_stats)]
         for method, path, handler, weight in public:
             r.add_route(method, path, self._public(handler, weight))
         for method, path, handler, weight, permission in signed:
@@ -154,7 +154,7 @@ class Gateway:
         for method, path, handler, *raw in admin:
             r.add_route(method, path, self._admin(handler, bool(raw)))
         for method in ("POST", "PUT", "DELETE"):
-            r.add_route(method, "/fapi/v1/listenKey", self._keyed(self.listen_key, 1))
+            r.add_route(method, "/fapi/v1/listenKey", self._keyed(self._listen_key, 1))
         self.streams.routes(app)
         return app
 
@@ -335,13 +335,13 @@ class Gateway:
 
     # ---- public routes -----------------------------------------------------------------------
 
-    async def ping(self, params: dict):
+    async def _ping(self, params: dict):
         return {}
 
-    async def time(self, params: dict):
+    async def _time(self, params: dict):
         return {"serverTime": self.wall_ms()}
 
-    async def exchange_info(self, params: dict):
+    async def _exchange_info(self, params: dict):
         symbols = []
         for sid, spec in self.specs.items():
             tick, lot = spec.tick_size, spec.lot_size
@@ -379,7 +379,7 @@ class Gateway:
                            for a in sorted(self.config.assets)],
                 "symbols": symbols}
 
-    async def depth(self, params: dict):
+    async def _depth(self, params: dict):
         spec = self._spec(params)
         limit = self._int(params, "limit", 500)
         if limit not in DEPTH_LIMITS:
@@ -391,7 +391,7 @@ class Gateway:
                 "bids": [level(p, q) for p, q, _ in bids],
                 "asks": [level(p, q) for p, q, _ in asks]}
 
-    async def trades(self, params: dict):
+    async def _trades(self, params: dict):
         spec = self._spec(params)
         limit = self._limit_param(params, 500, 1000)
         recent = list(self.model.trades.get(spec.symbol, ()))[-limit:]
@@ -400,7 +400,7 @@ class Gateway:
                  "quoteQty": _text(spec.from_ticks(t.price) * spec.from_lots(t.qty)),
                  "time": _ms(t.time), "isBuyerMaker": t.buyer_maker} for t in recent]
 
-    async def agg_trades(self, params: dict):
+    async def _agg_trades(self, params: dict):
         """Each trade is its own aggregate (a taker order's fills at one price are separate
         trades here, as each has its own maker)."""
         spec = self._spec(params)
@@ -410,7 +410,7 @@ class Gateway:
                  "q": _text(spec.from_lots(t.qty)), "f": t.id, "l": t.id,
                  "T": _ms(t.time), "m": t.buyer_maker} for t in recent]
 
-    async def premium_index(self, params: dict):
+    async def _premium_index(self, params: dict):
         spec = self._spec(params, required=False)
         specs = [spec] if spec is not None else list(self.specs.values())
 
@@ -430,7 +430,7 @@ class Gateway:
                         "time": _ms(clock)})
         return out[0] if spec is not None else out
 
-    async def funding_rate(self, params: dict):
+    async def _funding_rate(self, params: dict):
         spec = self._spec(params, required=False)
         limit = self._limit_param(params, 100, 1000)
         out = []
@@ -463,7 +463,7 @@ class Gateway:
                 "priceMatch": "NONE", "selfTradePreventionMode": "NONE", "goodTillDate": 0,
                 "time": _ms(order.time), "updateTime": _ms(order.update_time)}
 
-    async def new_order(self, key: ApiKey, params: dict):
+    async def _new_order(self, key: ApiKey, params: dict):
         return self._order_json(await self._place(key, params))
 
     async def _place(self, key: ApiKey, params: dict) -> Order:
@@ -532,7 +532,7 @@ class Gateway:
                 "triggerTime": _ms(order.update_time) if order.triggered else 0,
                 "goodTillDate": 0}
 
-    async def new_algo_order(self, key: ApiKey, params: dict):
+    async def _new_algo_order(self, key: ApiKey, params: dict):
         if params.get("algoType") != "CONDITIONAL":
             raise _bad(codes.INVALID_PARAM, "Data sent for parameter 'algoType' is not valid.")
         if TYPES.get(params.get("type"), (None, m.TriggerKind.NONE))[1] == m.TriggerKind.NONE:
@@ -553,11 +553,11 @@ class Gateway:
             raise _bad(code, msg)
         return order
 
-    async def get_algo_order(self, key: ApiKey, params: dict):
+    async def _get_algo_order(self, key: ApiKey, params: dict):
         return self._algo_json(self._find_algo(key, params, codes.NO_SUCH_ORDER,
                                                "Order does not exist."))
 
-    async def cancel_algo_order(self, key: ApiKey, params: dict):
+    async def _cancel_algo_order(self, key: ApiKey, params: dict):
         order = self._find_algo(key, params, codes.CANCEL_REJECTED, "Unknown order sent.")
         if not order.waiting:
             raise _bad(codes.CANCEL_REJECTED, "Unknown order sent.")
@@ -565,7 +565,7 @@ class Gateway:
                                                         order_id=order.order_id)))
         return self._algo_json(order)
 
-    async def open_algo_orders(self, key: ApiKey, params: dict):
+    async def _open_algo_orders(self, key: ApiKey, params: dict):
         spec = self._spec(params, required=False)
         return [self._algo_json(o) for o in self.model.open.get(key.account, {}).values()
                 if o.waiting and (spec is None or o.symbol == spec.symbol)]
@@ -583,11 +583,11 @@ class Gateway:
             raise _bad(code, msg)
         return order
 
-    async def get_order(self, key: ApiKey, params: dict):
+    async def _get_order(self, key: ApiKey, params: dict):
         return self._order_json(self._find(key, params, codes.NO_SUCH_ORDER,
                                            "Order does not exist."))
 
-    async def cancel_order(self, key: ApiKey, params: dict):
+    async def _cancel_order(self, key: ApiKey, params: dict):
         order = self._find(key, params, codes.CANCEL_REJECTED, "Unknown order sent.")
         events = await self.runner.submit(m.CancelOrder(account=key.account, symbol=order.symbol,
                                                         order_id=order.order_id))
@@ -595,7 +595,7 @@ class Gateway:
             raise _bad(codes.CANCEL_REJECTED, "Unknown order sent.")
         return self._order_json(order)
 
-    async def amend_order(self, key: ApiKey, params: dict):
+    async def _amend_order(self, key: ApiKey, params: dict):
         """Binance's modify order: a new price and total quantity (a smaller quantity at the
         same price keeps the order's place in the queue)."""
         order = self._find(key, params, codes.NO_SUCH_ORDER, "Order does not exist.")
@@ -609,24 +609,24 @@ class Gateway:
                                                        qty=qty)))
         return self._order_json(order)
 
-    async def open_orders(self, key: ApiKey, params: dict):
+    async def _open_orders(self, key: ApiKey, params: dict):
         spec = self._spec(params, required=False)
         return [self._order_json(o) for o in self.model.open.get(key.account, {}).values()
                 if not o.waiting and (spec is None or o.symbol == spec.symbol)]
 
-    async def all_orders(self, key: ApiKey, params: dict):
+    async def _all_orders(self, key: ApiKey, params: dict):
         spec = self._spec(params)
         limit = self._limit_param(params, 500, 1000)
         mine = [o for o in self.model.orders.values()
                 if o.account == key.account and o.symbol == spec.symbol]
         return [self._order_json(o) for o in mine[-limit:]]
 
-    async def cancel_all(self, key: ApiKey, params: dict):
+    async def _cancel_all(self, key: ApiKey, params: dict):
         spec = self._spec(params)
         _refused(await self.runner.submit(m.CancelAll(account=key.account, symbol=spec.symbol)))
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
-    async def user_trades(self, key: ApiKey, params: dict):
+    async def _user_trades(self, key: ApiKey, params: dict):
         spec = self._spec(params)
         limit = self._limit_param(params, 500, 1000)
         settle = self.config.assets[spec.settle]
@@ -642,7 +642,7 @@ class Gateway:
 
     # ---- leverage and accounts ---------------------------------------------------------------
 
-    async def leverage(self, key: ApiKey, params: dict):
+    async def _leverage(self, key: ApiKey, params: dict):
         spec = self._spec(params)
         leverage = self._int(params, "leverage")
         events = await self.runner.submit(m.SetLeverage(account=key.account, symbol=spec.symbol,
@@ -653,7 +653,7 @@ class Gateway:
                 "maxNotionalValue": _text(self.config.assets[spec.settle]
                                           .from_units(ev.max_notional))}
 
-    async def leverage_bracket(self, key: ApiKey, params: dict):
+    async def _leverage_bracket(self, key: ApiKey, params: dict):
         spec = self._spec(params, required=False)
         out = []
         for s in [spec] if spec is not None else list(self.specs.values()):
@@ -724,7 +724,7 @@ class Gateway:
                         "askNotional": "0", "updateTime": _ms(clock)})
         return out
 
-    async def account(self, key: ApiKey, params: dict):
+    async def _account(self, key: ApiKey, params: dict):
         clock, view = await self._view(key)
         f = self.config.assets[self.config.settlement_asset].from_units
         available = view.equity - view.initial_margin
@@ -744,7 +744,7 @@ class Gateway:
                 "multiAssetsMargin": True, "updateTime": 0,
                 "assets": self._assets(clock, view), "positions": self._positions(clock, view)}
 
-    async def balance(self, key: ApiKey, params: dict):
+    async def _balance(self, key: ApiKey, params: dict):
         clock, view = await self._view(key)
         return [{"accountAlias": "perpcore", "asset": a["asset"],
                  "balance": a["walletBalance"], "crossWalletBalance": a["crossWalletBalance"],
@@ -752,19 +752,19 @@ class Gateway:
                  "maxWithdrawAmount": a["maxWithdrawAmount"], "marginAvailable": True,
                  "updateTime": a["updateTime"]} for a in self._assets(clock, view)]
 
-    async def position_risk(self, key: ApiKey, params: dict):
+    async def _position_risk(self, key: ApiKey, params: dict):
         spec = self._spec(params, required=False)
         clock, view = await self._view(key)
         return [p for p in self._positions(clock, view)
                 if spec is None or p["symbol"] == self.ids[spec.symbol]]
 
-    async def position_mode(self, key: ApiKey, params: dict):
+    async def _position_mode(self, key: ApiKey, params: dict):
         return {"dualSidePosition": False}
 
-    async def multi_assets(self, key: ApiKey, params: dict):
+    async def _multi_assets(self, key: ApiKey, params: dict):
         return {"multiAssetsMargin": True}
 
-    async def listen_key(self, method: str, key: ApiKey, params: dict):
+    async def _listen_key(self, method: str, key: ApiKey, params: dict):
         """POST: a new listen key for the key's account; PUT (keepalive) and DELETE: accepted
         for a key of the same account."""
         if method == "POST":
@@ -799,7 +799,7 @@ class Gateway:
         except (ValueError, ArithmeticError) as e:
             raise _bad(codes.INVALID_PARAM, f"amount: {e}") from e
 
-    async def admin_account(self, data: dict):
+    async def _admin_account(self, data: dict):
         professional = self._field(data, "professional", bool, True)
         account = data.get("account") if isinstance(data, dict) else None
         if account is None:
@@ -808,7 +808,7 @@ class Gateway:
                                                           professional=professional))
         return named.to_builtins(events[0])
 
-    async def admin_key(self, data: dict):
+    async def _admin_key(self, data: dict):
         account = self._field(data, "account", int)
         if account not in await self.runner.query(lambda ex: set(ex.accounts())):
             raise _bad(codes.INVALID_PARAM, f"No account {account}.")
@@ -826,13 +826,13 @@ class Gateway:
                       transfer_id=self._field(data, "transferId", int, 0))
         return named.to_builtins((await self._admin_submit(cmd))[0])
 
-    async def admin_deposit(self, data: dict):
+    async def _admin_deposit(self, data: dict):
         return await self._transfer(data, m.Deposit)
 
-    async def admin_withdraw(self, data: dict):
+    async def _admin_withdraw(self, data: dict):
         return await self._transfer(data, m.Withdraw)
 
-    async def admin_index(self, data: dict):
+    async def _admin_index(self, data: dict):
         symbol = self._field(data, "symbol", str)
         spec = self.specs.get(symbol) or self.config.instruments.get(symbol)
         if spec is None:
@@ -845,13 +845,13 @@ class Gateway:
             source=self._field(data, "source", str, "admin"), symbol=spec.symbol, price=price))
         return [named.to_builtins(ev) for ev in events]
 
-    async def admin_insurance(self, data: dict):
+    async def _admin_insurance(self, data: dict):
         asset = self._field(data, "asset", str)
         events = await self._admin_submit(m.FundInsurance(asset=asset,
                                                           amount=self._amount(data, asset)))
         return [named.to_builtins(ev) for ev in events]
 
-    async def admin_command(self, body: bytes):
+    async def _admin_command(self, body: bytes):
         """Any command as named JSON (perpcore.named); its events as named JSON."""
         try:
             cmd = named.decode_command(body)
@@ -859,13 +859,13 @@ class Gateway:
             raise _bad(codes.INVALID_PARAM, f"not a command: {e}") from e
         return [named.to_builtins(ev) for ev in await self.runner.submit(cmd)]
 
-    async def admin_schema(self, data):
+    async def _admin_schema(self, data):
         return {"commands": named.command_schema(), "events": named.event_schema()}
 
-    async def admin_state_hash(self, data):
+    async def _admin_state_hash(self, data):
         seq, digest = await self.runner.query(lambda ex: (ex.seq, ex.state_hash()))
         return {"seq": seq, "stateHash": digest}
 
-    async def admin_stats(self, data):
+    async def _admin_stats(self, data):
         """The runner's counters: commands applied and journal commits (batches)."""
         return {"commands": self.runner.commands, "batches": self.runner.batches}

@@ -50,6 +50,7 @@ class KeyStore:
         self._save()
 
     def get(self, key: str) -> ApiKey | None:
+        """The key's record, None for an unknown key."""
         return self._keys.get(key)
 
     def _save(self) -> None:
@@ -99,6 +100,7 @@ class TokenBucket:
         self.tokens, self.stamp = capacity, clock()
 
     def take(self, weight: float) -> bool:
+        """Takes `weight` tokens if there are that many (refilled for the time since)."""
         now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now

@@ -51,6 +51,7 @@ class Demo:
         return info
 
     async def stop(self) -> None:
+        """Stops the feed (the venue goes on)."""
         if self.task is not None:
             self.task.cancel()
             try:

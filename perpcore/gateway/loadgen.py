@@ -51,6 +51,7 @@ class Server:
         self.base = line.split(" on ")[1].strip()
 
     def close(self) -> None:
+        """Stops the server and removes its store."""
         self.proc.terminate()
         self.proc.wait(60)
         self.proc.stdout.close()
@@ -200,4 +201,5 @@ def main_table(rep: dict) -> str:
 
 
 def as_json(rep: dict) -> bytes:
+    """The report as JSON."""
     return msgspec.json.encode(rep)

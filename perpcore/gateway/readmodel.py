@@ -63,6 +63,7 @@ class ClientIds:
         return number
 
     def name(self, account: int, number: int) -> str | None:
+        """The string the account's order was given, None if it had none."""
         return self._names.get((account, number))
 
     def sync(self) -> None:
@@ -73,6 +74,7 @@ class ClientIds:
             self._synced = written
 
     def close(self) -> None:
+        """Closes the file (what was written is kept)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -130,6 +132,7 @@ class Fill(msgspec.Struct):
 
 
 class Trade(msgspec.Struct, frozen=True):
+    """One public trade of a symbol."""
     id: int
     symbol: str
     price: int

@@ -43,6 +43,7 @@ class Connection:
         self.queue: asyncio.Queue = asyncio.Queue(SEND_QUEUE)
 
     def send(self, stream: str, data: dict) -> None:
+        """Queues a message of `stream` (wrapped with its name on a combined connection)."""
         if self.queue is None:
             return
         payload = {"stream": stream, "data": data} if self.combined else data
@@ -54,6 +55,7 @@ class Connection:
             asyncio.ensure_future(self.ws.close(message=b"too slow"))
 
     async def pump(self) -> None:
+        """Sends the queued messages, in order, until the connection is dropped."""
         while True:
             queue = self.queue
             if queue is None:
@@ -80,6 +82,7 @@ class Streams:
         gateway.model.observers.append(self.user_event)
 
     def routes(self, app: web.Application) -> None:
+        """Adds the WebSocket paths to an application."""
         r = app.router
         for path in ("/ws", "/ws/{path:.*}", "/public/ws", "/public/ws/{path:.*}",
                      "/market/ws", "/market/ws/{path:.*}", "/private/ws",
@@ -89,6 +92,7 @@ class Streams:
     # ---- connections ---------------------------------------------------------------------------
 
     async def connect(self, request: web.Request) -> web.WebSocketResponse:
+        """One WebSocket connection: market streams, or a listen key's user-data stream."""
         ws = web.WebSocketResponse(heartbeat=60)
         conn = Connection(ws, combined=request.path == "/stream")
         account = None
