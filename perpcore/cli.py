@@ -163,13 +163,18 @@ def _read_json(path: str, option: str, key: str) -> dict:
                    "does not measure.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True),
               help="Rewrite the Figures section of this README (plot in docs/) from the run.")
+@click.argument("what", required=False, type=click.Choice(["gateway"]))
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
-          earlier: str | None, readme: str | None):
-    """Latency and throughput of the matching core, closed and open loop, against the reference."""
+          earlier: str | None, readme: str | None, what: str | None):
+    """Latency and throughput of the matching core, closed and open loop, against the reference.
+    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
     import sys
     import time
     from pathlib import Path
 
+    if what == "gateway":
+        _bench_gateway(quick, as_json)
+        return
     from perpcore import bench as runner
 
     started = time.perf_counter()
@@ -205,6 +210,20 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
         return
     runner.render(report, console, suite_figures)
     console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+
+
+def _bench_gateway(quick: bool, as_json: bool) -> None:
+    from perpcore.gateway import loadgen
+
+    console = Console(stderr=True)
+    with console.status("benchmarking the gateway") as status:
+        rep = loadgen.report(orders=4_000 if quick else 20_000,
+                             ccxt_orders=500 if quick else 2_000, progress=status.update)
+    if as_json:
+        click.echo(loadgen.as_json(rep))
+        return
+    click.echo(f"{rep['date']} · {rep['cpus']} CPUs · load {rep['load'][0]:.2f}")
+    click.echo(loadgen.main_table(rep))
 
 
 @main.group()
@@ -479,3 +498,67 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
     click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
     click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
                f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port, printed).")
+@click.option("--sync", type=click.Choice(["group", "always", "none"]), default="group",
+              show_default=True, help="Journal durability: group commits once per batch.")
+@click.option("--admin-token", envvar="PERPCORE_ADMIN_TOKEN", default=None,
+              help="Token of the admin routes (default: the one kept in the store).")
+@click.option("--weight-per-minute", default=2400, show_default=True,
+              type=click.IntRange(min=1), help="Request weight each API key may use a minute.")
+@click.option("--checkpoint-every", default=100_000, show_default=True,
+              type=click.IntRange(min=0), help="Commands between checkpoints of the store and "
+              "the read models (0: never), which bound the replay at start.")
+@click.option("--demo", is_flag=True,
+              help="Simulated index feeds and a market maker; prints a trader's API key.")
+@_config_option
+def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
+          weight_per_minute: int, checkpoint_every: int, demo: bool, config):
+    """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
+    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
+    import asyncio
+    import signal
+    import sys
+
+    try:
+        from perpcore.gateway import Venue
+    except ImportError as e:
+        raise click.ClickException(f"perpcore serve needs the gateway extra "
+                                   f"(pip install 'perpcore[gateway]'): {e}") from e
+
+    async def run():
+        venue = Venue(directory, config, sync=sync, admin_token=admin_token,
+                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every)
+        bound = await venue.start(host, port)
+        click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
+        feed = None
+        if demo:
+            from perpcore.gateway.demo import Demo
+            feed = Demo(venue)
+            info = await feed.start()
+            click.echo(f"demo: apiKey {info['apiKey']} secret {info['secretKey']} (account "
+                       f"{info['trader']}); point ccxt binanceusdm's fapi URLs at "
+                       f"http://{host}:{bound}")
+        sys.stdout.flush()          # a supervisor reading the port must see it now
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            if feed is not None:
+                await feed.stop()
+            await venue.stop()
+
+    try:
+        import uvloop       # when installed: the event loop's own cost per request falls by half
+    except ImportError:
+        asyncio.run(run())
+    else:
+        uvloop.run(run())

@@ -35,17 +35,21 @@ def _exact(value: Decimal | str | int, step: Decimal, what: str) -> int:
 
 
 class AssetSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An asset the venue holds: the engine counts it in whole minor units (10**-decimals)."""
     name: str
     decimals: int                        # the minor unit is 10**-decimals
 
     @property
     def unit(self) -> Decimal:
+        """The minor unit as a Decimal (0.01 for 2 decimals)."""
         return Decimal(1).scaleb(-self.decimals)
 
     def to_units(self, value: str | Decimal | int) -> int:
+        """An amount in minor units; ValueError unless it is a whole number of them."""
         return _exact(value, self.unit, f"{self.name} amount")
 
     def from_units(self, units: int) -> Decimal:
+        """Minor units as an exact Decimal amount of the asset."""
         return Decimal(units).scaleb(-self.decimals)
 
 
@@ -180,15 +184,19 @@ class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"{self.symbol}: liquidation fee must be in [0, 1)")
 
     def to_ticks(self, price: str | Decimal | int) -> int:
+        """A price in ticks; ValueError unless it is a whole number of ticks."""
         return _exact(price, self.tick_size, f"{self.symbol} price")
 
     def from_ticks(self, ticks: int) -> Decimal:
+        """Ticks as an exact Decimal price in the quote currency."""
         return ticks * self.tick_size
 
     def to_lots(self, qty: str | Decimal | int) -> int:
+        """A quantity in lots; ValueError unless it is a whole number of lots."""
         return _exact(qty, self.lot_size, f"{self.symbol} quantity")
 
     def from_lots(self, lots: int) -> Decimal:
+        """Lots as an exact Decimal quantity of the base asset."""
         return lots * self.lot_size
 
 
@@ -261,6 +269,8 @@ class LimitsSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A whole venue: its assets, instruments, margin and lending rules, and limits. An Exchange is
+    built from one; snapshots and journals record its digest."""
     settlement_asset: str
     assets: dict[str, AssetSpec]
     instruments: dict[str, InstrumentSpec]

@@ -96,6 +96,7 @@ class Halt(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, seq: int, command: object, error: BaseException) -> "Halt":
+        """The Halt of the command at `seq` that raised `error`."""
         lines = "".join(_traceback.format_exception(error)).splitlines()
         return cls(seq, type(command).__name__, f"{type(error).__name__}: {error}"[:1000],
                    "\n".join(lines[-TRACE_LINES:]))

@@ -43,8 +43,10 @@ from perpcore.risk import CollateralPrice, bankruptcy_price, ceil_div, ltv, orde
 
 
 class PositionView(msgspec.Struct, frozen=True):
-    """A position as ex.account() shows it: integers in ticks, lots and minor units, as the engine
-    keeps them, except the entry price, an average a person reads (in the quote currency)."""
+    """One position of an account: size, entry, valuation at the mark, margins and the prices at
+    which it is liquidated and bankrupt; integers in ticks, lots and minor units as the engine keeps
+    them, except the entry price a person reads (in the quote currency; entry_price_ticks is its
+    tick form)."""
     symbol: str
     size: int                           # signed lots
     entry_value: int                    # ticks x lots, exact

@@ -103,7 +103,8 @@ class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
 
 
 class Command(Message, frozen=True):
-    pass
+    """An instruction to the venue (a verb). Its `ts`, where it has one, is the exchange time it
+    happens at (0: now); the engine never reads a clock of its own."""
 
 
 class Event(Message, frozen=True):
@@ -116,12 +117,16 @@ class Event(Message, frozen=True):
 # ---- commands ------------------------------------------------------------------------------------
 
 class CreateAccount(Command, frozen=True):
+    """Opens an account; `professional` decides what it may trade and its leverage cap."""
     account: Id
     professional: bool = True
     ts: Time = 0
 
 
 class PlaceOrder(Command, frozen=True):
+    """A new order: limit or market, with its time in force, self-trade prevention and
+    reduce-only flag; with `trigger` set, a conditional order that waits for its trigger price.
+    Prices in ticks, quantities in lots."""
     account: Id
     symbol: Text
     side: Side
@@ -169,6 +174,7 @@ class CancelAll(Command, frozen=True):
 
 
 class AdvanceClock(Command, frozen=True):
+    """Moves exchange time to `ts`: funding, mark samples and interest due by then happen."""
     ts: Time
 
 
@@ -240,11 +246,13 @@ class FundInsurance(Command, frozen=True):
 # ---- events --------------------------------------------------------------------------------------
 
 class AccountCreated(Event, frozen=True):
+    """An account was opened."""
     account: int
     professional: bool
 
 
 class OrderAccepted(Event, frozen=True):
+    """An order entered the book's matching (a taker's fills follow it, in order)."""
     account: int
     symbol: str
     order_id: int
@@ -287,6 +295,8 @@ class OrderTriggered(Event, frozen=True):
 
 
 class OrderRejected(Event, frozen=True):
+    """A command was refused: its code (perpcore.errors.RejectCode) and reason, with the
+    fields that identify it. Nothing else changed."""
     code: RejectCode
     reason: str
     account: int = 0
@@ -310,6 +320,7 @@ class OrderFilled(Event, frozen=True):
 
 
 class OrderCancelled(Event, frozen=True):
+    """An open order left the book without trading its `open_qty`, for `reason`."""
     account: int
     symbol: str
     order_id: int
@@ -318,6 +329,8 @@ class OrderCancelled(Event, frozen=True):
 
 
 class OrderAmended(Event, frozen=True):
+    """An open order's price and total quantity changed; `priority_kept` tells whether
+    it kept its place in the queue."""
     account: int
     symbol: str
     order_id: int
@@ -327,6 +340,7 @@ class OrderAmended(Event, frozen=True):
 
 
 class Deposited(Event, frozen=True):
+    """Money came into an account."""
     account: int
     asset: str
     amount: int
@@ -335,6 +349,7 @@ class Deposited(Event, frozen=True):
 
 
 class Withdrawn(Event, frozen=True):
+    """Money left an account."""
     account: int
     asset: str
     amount: int
@@ -343,6 +358,7 @@ class Withdrawn(Event, frozen=True):
 
 
 class Borrowed(Event, frozen=True):
+    """A margin loan was drawn (or grown) against the account's collateral."""
     account: int
     asset: str
     amount: int
@@ -351,6 +367,7 @@ class Borrowed(Event, frozen=True):
 
 
 class Repaid(Event, frozen=True):
+    """Part or all of a margin loan was repaid."""
     account: int
     asset: str
     amount: int
@@ -366,6 +383,7 @@ class InterestAccrued(Event, frozen=True):
 
 
 class LeverageSet(Event, frozen=True):
+    """An account's leverage in a symbol changed."""
     account: int
     symbol: str
     leverage: int
@@ -418,6 +436,7 @@ class IndexStale(Event, frozen=True):
 
 
 class MarkPriceUpdated(Event, frozen=True):
+    """A symbol's published mark price (and the index it was derived from) changed."""
     symbol: str
     price: int
     index_price: int
@@ -493,6 +512,7 @@ class AutoDeleveraged(Event, frozen=True):
 
 
 class InsuranceFundChanged(Event, frozen=True):
+    """The insurance fund of an asset changed by `delta`, for `reason`."""
     asset: str
     delta: int
     balance: int                        # afterwards

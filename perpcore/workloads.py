@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perpcore import _book
+from perpcore._exchange import protection_price
 from perpcore import messages as m
-from perpcore.config import RATE_SCALE, InstrumentSpec, default_config
+from perpcore.config import InstrumentSpec, default_config
 from perpcore.exchange import Exchange, config_digest
 
 # What each command of a workload is (a parallel uint8 array; the book array only knows ops).
@@ -104,17 +105,11 @@ def _prefill(rng: np.random.Generator, p: MixParams) -> np.ndarray:
     return out
 
 
-def protection_price(side: int, touch: int, band: int) -> int:
-    """The worst price a market order accepts, as the Exchange derives it from the touch."""
-    if side == _book.BUY:
-        return touch * (RATE_SCALE + band) // RATE_SCALE
-    return max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
-
-
 def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
                  name: str = "standard") -> Workload:
     """n measured commands of a matching mix after params.prefill resting orders."""
     p = params or MixParams()
+    spec = instrument()
     rng = np.random.default_rng(seed)
     setup = _prefill(rng, p)
     names = [k for k, _ in p.mix]
@@ -208,7 +203,9 @@ def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
             if kind == IOC:
                 price = touch + crosses[i] if side == _book.BUY else max(touch - crosses[i], 1)
             else:
-                price = protection_price(side, touch, p.protection)
+                # the worst price a market order accepts, as the Exchange derives it
+                price = protection_price(side, touch, p.protection, spec.max_price,
+                                         spec.price_step)
             oid, acc, qty = next_id, accounts[i], taker_qty[i]
             next_id += 1
             place(oid, acc, side, price, qty, _book.IOC)

@@ -250,7 +250,7 @@ def test_a_store_of_another_venue_is_replayed_and_verified_with_its_config(tmp_p
 
 
 @pytest.mark.parametrize("command", [["simulate"], ["stress"], ["replay", "journal", "."],
-                                     ["store", "verify", "."]])
+                                     ["store", "verify", "."], ["serve", "store"]])
 def test_a_bad_config_file_is_a_one_line_usage_error(tmp_path, command):
     bad = tmp_path / "venue.toml"
     bad.write_text(DOCS_VENUE.read_text().replace("max_qty = 1_000_000", 'max_qty = "many"', 1))

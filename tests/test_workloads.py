@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from perpcore import _book
+from perpcore._exchange import protection_price
 from perpcore import messages as m
 from perpcore import workloads as wls
 from perpcore.bench import fresh_exchange
@@ -77,7 +78,9 @@ def test_every_command_does_what_its_kind_says(std):
             if kind == wls.IOC:
                 assert 0 <= through <= 5
             else:
-                assert price == wls.protection_price(side, touch, std.params.protection)
+                spec = wls.instrument()
+                assert price == protection_price(side, touch, std.params.protection,
+                                                 spec.max_price, spec.price_step)
             assert book.place(oid, acc, side, price, qty, tif) in (_book.FILLED, _book.EXPIRED)
             assert book.fill_count > 0
 

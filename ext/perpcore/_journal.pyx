@@ -20,6 +20,7 @@ from posix.unistd cimport fsync, write
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 
 from perpcore._exchange cimport ExchangeCore
+from perpcore._validate cimport fields_of
 
 # Why a scan stopped before the end of the data.
 cdef enum:
@@ -597,10 +598,11 @@ cdef class JournaledCore:
             return ex.concurrent(cmd)
         ex.busy = True
         try:
-            refused = ex.refusal(cmd)
+            fields = fields_of(cmd)
+            refused = ex.refusal(cmd, fields)
             if refused is not None:
                 return refused
-            return self._journal_and_apply(ex, cmd, seq)
+            return self._journal_and_apply(ex, cmd, seq, fields)
         finally:
             ex.busy = False
 
@@ -614,17 +616,17 @@ cdef class JournaledCore:
             return [OrderRejected(ex.seq, ex.clock, MALFORMED, str(e)[:200])]
         return self.submit(cmd, seq)
 
-    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq):
+    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq, tuple fields):
         cdef bytearray buf = self._buf
         if seq is not None and seq != ex.seq + 1:
-            return ex.apply(cmd, seq)               # refused for its sequence; changes nothing
+            return ex.apply(cmd, seq, fields)       # refused for its sequence; changes nothing
         try:
             encode_into(cmd, buf)       # a command within its schema always encodes
             committed = self._append(ex.seq + 1, PyByteArray_AS_STRING(buf),
                                      PyByteArray_GET_SIZE(buf))
         except Exception as e:
             return ex.halt(ex.seq + 1, cmd, e)
-        return self._release(ex.apply(cmd, None), committed)
+        return self._release(ex.apply(cmd, None, fields), committed)
 
     def poll(self):
         """Releases what has become durable, without waiting (nothing while another thread's
