@@ -708,8 +708,8 @@ class Gateway:
             spec = self.config.instruments[p.symbol]
             out.append({"symbol": self.ids[p.symbol], "positionSide": "BOTH",
                         "positionAmt": _text(spec.from_lots(p.size)),
-                        "entryPrice": _text(p.entry_price * spec.tick_size),
-                        "breakEvenPrice": _text(p.entry_price * spec.tick_size),
+                        "entryPrice": _text(p.entry_price),
+                        "breakEvenPrice": _text(p.entry_price),
                         "markPrice": _text(spec.from_ticks(p.mark_price or 0)),
                         "unRealizedProfit": _text(f(p.unrealised_pnl)),
                         "unrealizedProfit": _text(f(p.unrealised_pnl)),
