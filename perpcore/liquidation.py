@@ -163,12 +163,7 @@ class Liquidation(LiquidationCore):
         self._queues.clear()
         for account in breached:
             self._liquidate(account, events)
-        if self.margin.reduce_only_dirty:
-            self.exchange._trim_reduce_only(events)
-        new = events[start:]
-        n = len(new)
-        self.pricing.after_command(new)
-        events.extend(new[n:])
+        self.exchange._post_trade(events, start)
 
     # ---- liquidating ---------------------------------------------------------------------------
 
