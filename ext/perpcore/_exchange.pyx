@@ -174,6 +174,8 @@ cdef class ExchangeCore:
                 self._entry.amend(cmd, events)
             else:
                 self._handlers[kind](cmd, events)
+            if margin.in_transit:       # funding in transit: this command's share of its payments
+                self._pricing.carry(events)
             if margin.reduce_only_dirty:
                 self._trim_reduce_only(events)
             # stage 5: the last trade or the book moved the mark (a fill always follows the
