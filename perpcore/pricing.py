@@ -317,7 +317,7 @@ class SymbolPricing:
         # spread only what is exact: open interest netting to zero (receivers then never share
         # the pool pro rata, which needs every payer's payment first) and every product and sum
         # within 128 bits (|size| x per_lot <= open interest x per_lot)
-        if per_lot and longs == shorts and longs * per_lot < _SPREADABLE and rate < 2**63:
+        if per_lot and longs == shorts and longs * per_lot < _SPREADABLE and abs(rate) < 2**63:
             _funding.begin(margin, sr, t, mark, rate, per_lot)
             self.sweep(sr, events)      # the first payments at the funding time itself
             return

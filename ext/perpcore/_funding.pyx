@@ -201,9 +201,8 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
     Returns the accounts visited."""
     cdef Interval iv = sr.transit
     cdef Py_ssize_t used = 0
-    cdef dict accounts = margin.accounts
-    cdef str symbol = sr.symbol
-    cdef Account acc
+    cdef dict accounts = margin.accounts, positions = sr.positions
+    cdef PyObject* p
     cdef Position pos
     while True:
         after = iter(ids) if iv.cursor is None else ids.irange(iv.cursor, None, (False, True))
@@ -212,15 +211,14 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
                 return used
             used += 1
             iv.cursor = account
-            acc = <Account>accounts[account]
-            p = acc.positions.get(symbol)
-            if p is None:
+            p = PyDict_GetItem(positions, account)
+            if p is NULL:
                 continue
             pos = <Position>p
             # a position opened, changed or touched since the funding time has been settled
             if pos.size and pos.funded != iv.number and (iv.receiving
                                                          or (pos.size > 0) == iv.payer_long):
-                margin.pay(sr, acc, pos, events, seq, ts)
+                margin.pay(sr, <Account>accounts[account], pos, events, seq, ts)
         if not iv.receiving:
             iv.receiving, iv.cursor = True, None
             continue
