@@ -20,11 +20,13 @@ from perpcore.funding import payments
 
 BTC = "BTC-PERP"
 PRICE = 650000
+MAKER_LOTS = 100_000    # a maker's short: 6.5M USD, within the risk limit at the default leverage
 
 
 def positions_venue(n: int) -> Exchange:
-    """BTC-PERP at index PRICE (a source that never goes stale), one maker (account 1) short n
-    lots against n taker accounts (2 .. n + 1) long one lot each: n + 1 open positions."""
+    """BTC-PERP at index PRICE (a source that never goes stale), n taker accounts (2 .. n + 1)
+    long one lot each against a maker short (account 1, and n + 2, n + 3, ... past 100,000 lots,
+    the risk limit's reach): n + 1 open positions up to 100,000, one more a 100,000 beyond."""
     cfg = default_config()
     spec = cfg.instruments[BTC]
     pricing = msgspec.structs.replace(spec.pricing, index_stale_ns=10**18)
@@ -32,15 +34,22 @@ def positions_venue(n: int) -> Exchange:
         **cfg.instruments, BTC: msgspec.structs.replace(spec, pricing=pricing)}))
     submit = ex.submit
     submit(m.SetIndexPrice(source="i", symbol=BTC, price=PRICE))
-    submit(m.CreateAccount(account=1))
-    submit(m.Deposit(account=1, asset="USD", amount=10**13))
-    submit(m.PlaceOrder(account=1, symbol=BTC, side=m.Side.SELL, price=PRICE + 10, qty=n))
+    for k, maker in enumerate([1, *range(n + 2, n + 1 + makers(n))]):
+        submit(m.CreateAccount(account=maker))
+        submit(m.Deposit(account=maker, asset="USD", amount=10**13))
+        placed = submit(m.PlaceOrder(account=maker, symbol=BTC, side=m.Side.SELL,
+                                     price=PRICE + 10, qty=min(MAKER_LOTS, n - k * MAKER_LOTS)))
+        assert type(placed[0]) is m.OrderAccepted, placed
     for a in range(2, n + 2):
         submit(m.CreateAccount(account=a))
         submit(m.Deposit(account=a, asset="USD", amount=100 * 10**6))
         submit(m.PlaceOrder(account=a, symbol=BTC, side=m.Side.BUY, price=PRICE + 10, qty=1,
                             tif=m.TimeInForce.IOC))
     return ex
+
+
+def makers(n: int) -> int:
+    return 1 + (n - 1) // MAKER_LOTS
 
 
 def settlement(ex: Exchange) -> dict:
@@ -104,7 +113,7 @@ def test_funding_longest_command(benchmark, target, scaled, positions):
     longest = sorted(max(r["cpu"]) for r in runs)
     if positions == 1_000_000:
         target("funding.longest", value=longest[len(longest) // 2] / 1e9)
-    assert runs[-1]["paid"] == n + 1
+    assert runs[-1]["paid"] == n + makers(n)
     ex.audit().check()
 
 
