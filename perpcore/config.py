@@ -255,7 +255,7 @@ class LimitsSpec(msgspec.Struct, frozen=True):
     transfer_ids_kept: int = 100_000
     transfer_id_ttl_ns: int = 30 * DAY_NS
     history_kept: int = 10_000
-    funding_accounts_per_command: int = 1_000
+    funding_accounts_per_command: int = 250
 
     def __post_init__(self):
         if min(self.max_time_step_ns, self.transfer_ids_kept, self.transfer_id_ttl_ns,
