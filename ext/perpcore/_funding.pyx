@@ -232,7 +232,7 @@ cdef int complete(MarginCore margin, SymbolRisk sr, list events, seq, ts) except
     cdef Interval iv = sr.transit
     positions, paid, received = iv.totals()
     remainder = paid - received
-    if remainder < 0:   # receivers' floors exceed payers' ceilings only if open interest did not net
+    if remainder < 0:   # floors above ceilings: open interest did not net (a bug, fail-stop)
         raise AssertionError(f"{sr.symbol} funding paid out {-remainder} more than it took in")
     asset = margin.settle
     margin.funding[asset] -= remainder
