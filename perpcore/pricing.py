@@ -12,6 +12,10 @@ staleness expiry (at most one per index source) and per settlement of a held sym
 limits.max_time_step_ns bounds; the first command with a time further from 0 than that starts the
 clock (Pricing.start) with nothing due for the time before it.
 
+A settlement begins an interval in transit (perpcore.funding's model): its amounts are fixed at the
+funding time and its payments made then and over the next commands (Pricing.sweep within each
+command's budget; the exchange calls carry once a command while one is in transit).
+
 P1 of the mark uses the predicted rate of the running interval, as Binance's "lastFundingRate"
 (premiumIndex) is; the rate paid at a settlement is that interval's final predicted rate.
 
