@@ -6,7 +6,6 @@ state once settled, and a snapshot taken in transit restoring to the same contin
 scenario: a payer that funding puts under maintenance, its payment a few commands after the
 funding time, refused what it could no longer carry meanwhile and liquidated in the command in
 which its payment moves."""
-from contextlib import nullcontext
 from unittest import mock
 
 import msgspec
