@@ -19,7 +19,9 @@ RATE_SCALE), a receiver the floor. Positions carry the number of the last interv
   the funding time itself): no command's cost grows with the open positions. A venue whose
   accounts fit in that budget settles entirely at the funding time, as a whole settlement did.
   Past the last receiver the interval is complete: the rounding remainder (paid - received >= 0)
-  moves to the insurance fund with FundingSettled (positions, paid, received, remainder).
+  moves to the insurance fund with FundingSettled (positions, paid, received, remainder). Events
+  carry the seq and time of the command in which their money moves (the funding time for those
+  paid at it); the interval's own time, rate and mark are funding_history()'s.
 - Touched first. A command that moves an account's money or positions settles the account's due
   positions (every symbol in transit, in symbol order) before it does, in that command, with
   their FundingPaid: a fill (liquidation orders and ADL transfers included), a deposit, a
