@@ -13,8 +13,9 @@ limits.max_time_step_ns bounds; the first command with a time further from 0 tha
 clock (Pricing.start) with nothing due for the time before it.
 
 A settlement begins an interval in transit (perpcore.funding's model): its amounts are fixed at the
-funding time and its payments made then and over the next commands (Pricing.sweep within each
-command's budget; the exchange calls carry once a command while one is in transit).
+funding time and its payments made then and over the next commands (PricingCore.sweep, within
+each command's budget; the exchange calls PricingCore.carry once a command while one is in
+transit).
 
 P1 of the mark uses the predicted rate of the running interval, as Binance's "lastFundingRate"
 (premiumIndex) is; the rate paid at a settlement is that interval's final predicted rate.
@@ -183,7 +184,7 @@ class SymbolPricing:
         # funding time and basis stay; moved() empties the range when any of those changes
         self.p1 = self.p2 = 0
         self.moved()
-        self.sweep = None   # Pricing.sweep: an interval in transit's payments, within the budget
+        self.sweep = None   # PricingCore.sweep: an interval in transit's payments, in budget
 
     # ---- index ---------------------------------------------------------------------------------
 
@@ -309,7 +310,7 @@ class SymbolPricing:
 
     def settle(self, seq: int, t: int, margin, events: list) -> None:
         """The funding payment at t (== next_funding) at the current mark and predicted rate: an
-        interval in transit (perpcore.funding), whose payments Pricing.carry settles from this
+        interval in transit (perpcore.funding), whose payments PricingCore.sweep settles from this
         instant on; or all at once where it cannot be spread exactly."""
         rate, mark = self.predicted, self.compute_mark(t)
         symbol, append = self.symbol, events.append
@@ -460,10 +461,6 @@ class Pricing(PricingCore):
             self.symbols[symbol].sweep = self.sweep
         # stage 5 watches the books' own events only when some mark moves with its book alone
         self.book_moves = any(s.book_moves for s in self.symbols.values())
-        # funding in transit: the accounts one command's sweeps may visit (carry), and what is
-        # left of that in command budget_seq (not state: every command starts afresh)
-        self.per_command = config.limits.funding_accounts_per_command
-        self.budget, self.budget_seq = 0, -1
         self.median_mark = median_mark      # stage 5 (PricingCore.after_command) applies it
 
     # ---- commands ------------------------------------------------------------------------------
@@ -525,24 +522,6 @@ class Pricing(PricingCore):
                 s.step(ex.seq, a, t, expiry == t, a != cur, held, margin, events)
             cur = t
         self.due = min((s.next_due(t_end) for s, _ in states), default=_NEVER)
-
-    def carry(self, events: list) -> None:
-        """Settles the next positions of the funding intervals in transit (perpcore.funding), symbol
-        by symbol: the exchange calls it once a command while any is in transit."""
-        for sr in self.exchange.components["margin"].symbols.values():
-            if sr.transit is not None:
-                self.sweep(sr, events)
-
-    def sweep(self, sr, events: list) -> None:
-        """The next payments of sr's interval in transit, within what is left of this command's
-        budget of limits.funding_accounts_per_command accounts visited (shared by every sweep in
-        the command: the one at a funding time and carry's)."""
-        ex = self.exchange
-        if self.budget_seq != ex.seq:
-            self.budget_seq, self.budget = ex.seq, self.per_command
-        margin = ex.components["margin"]
-        self.budget -= _funding.sweep(margin, sr, margin.account_ids, self.budget, events, ex.seq,
-                                      ex.clock)
 
     def start(self, t: int, events: list) -> None:
         """The exchange clock starts at t, further from 0 than one step may go (the first command
