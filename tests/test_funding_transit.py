@@ -230,3 +230,39 @@ def figures(events: list) -> list[tuple]:
     """The funding events without their seq and ts."""
     return [(type(e).__name__, *msgspec.structs.astuple(e)[2:]) for e in events
             if type(e) in FUNDING]
+
+
+def test_a_loan_conversion_repays_from_the_settled_cash():
+    """Account 3, long ETH (a payer, its payment in transit, one account a command) and borrowing
+    USD against 1 BTC, most of the loan withdrawn: BTC falls past the liquidation LTV, and the
+    conversion, which repays from cash first, runs on the cash as if funding were settled (its
+    payment moves first, in that command): the same repayment and sale as the reference's."""
+    cfg = config(300_000, 1)
+    spread, ref = Exchange(cfg), Exchange(cfg)
+    btc = cfg.assets["BTC"]
+    setup = [m.CreateAccount(account=MAKER), m.Deposit(account=MAKER, asset="USD",
+                                                       amount=10**14)]
+    for account in (1, 2, 3):
+        setup += [m.CreateAccount(account=account),
+                  m.Deposit(account=account, asset="USD", amount=usd(5_000))]
+    setup += [m.SetIndexPrice(source="x", symbol=s, price=p) for s, p in PRICES.items()]
+    setup += trade(1, ETH, Side.BUY, 1_000) + trade(2, ETH, Side.SELL, 2_000)
+    setup += trade(3, ETH, Side.BUY, 1_000)
+    setup += [m.Deposit(account=3, asset="BTC", amount=btc.to_units("1")),
+              m.Borrow(account=3, asset="USD", amount=usd(30_000)),
+              m.Withdraw(account=3, asset="USD", amount=usd(33_000))]
+    for cmd in setup:
+        assert not of(spread.submit(cmd), m.OrderRejected)
+        ref.submit(cmd)
+    for cmd in (m.AdvanceClock(ts=INTERVAL),
+                m.SetIndexPrice(source="x", symbol=BTC, price=350_000, ts=INTERVAL)):
+        events = spread.submit(cmd)
+        with all_at_once():
+            reference = ref.submit(cmd)
+        assert apart(events)[1] == apart(reference)[1]
+        assert [spread.account(a) for a in (1, 2, 3)] == [ref.account(a) for a in (1, 2, 3)]
+    # the conversion's command: account 3's payment first, then the repayment from its cash
+    kinds = [type(e) for e in events if e.__class__ in (m.FundingPaid, m.Repaid)]
+    assert kinds == [m.FundingPaid, m.Repaid] and of(events, m.FundingPaid)[0].account == 3
+    assert of(events, m.CollateralConverted)
+    spread.audit().check()
