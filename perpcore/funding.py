@@ -51,8 +51,8 @@ RATE_SCALE), a receiver the floor. Positions carry the number of the last interv
   ceilings); the engine's open interest always nets (every change of a position is one side of a
   trade), and an interval is spread only when it does and every product fits 128 bits
   (perpcore.pricing checks it from SymbolRisk.open_interest in O(1)); otherwise it is settled all
-  at once
-  (perpcore._funding.settle, or the plain path over payments()), in the same order, payers first.
+  at once (perpcore._funding.settle, or the plain path over payments()), in the same order,
+  payers first.
 - Snapshots hold each interval in transit (Interval.to_state) and the accounts still due, so a
   restored engine continues the sweep exactly (Margin.to_state).
 """
