@@ -1,12 +1,13 @@
 """The order book on the benchmark workloads: one Python call per command and the batch entry point,
-the Cython book against the pure-Python reference, the standard mix, a deep book, a wide price range,
-and memory per resting order."""
+the Cython book against the pure-Python reference, the standard mix, a deep book, a wide price
+range, and memory per resting order."""
 import pytest
 
 from perpcore import _book, bench, workloads
 from perpcore.refbook import ReferenceBook
 
-IMPLS = pytest.mark.parametrize("cls", [_book.OrderBook, ReferenceBook], ids=["cython", "reference"])
+IMPLS = pytest.mark.parametrize("cls", [_book.OrderBook, ReferenceBook],
+                               ids=["cython", "reference"])
 ROUNDS = 5
 
 

@@ -124,7 +124,8 @@ def test_checkpoint(benchmark, target, histories, n, tmp_path):
         benchmark.pedantic(store.checkpoint, rounds=20, iterations=1, warmup_rounds=2)
         if n == SIZES[-1]:
             with store_of(tmp_path / "small", histories[SIZES[0]]) as small:
-                target("state.checkpoint", value=interleaved(small.checkpoint, store.checkpoint, 100))
+                target("state.checkpoint",
+                       value=interleaved(small.checkpoint, store.checkpoint, 100))
 
 
 def test_state_hash_full_window(benchmark, scaled):

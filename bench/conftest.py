@@ -3,12 +3,13 @@
 Run it with one command from the repository root:
 
     pytest bench/ --benchmark-only                     # timed
-    pytest bench/ --benchmark-json=bench-results/suite.json && perpcore bench --suite bench-results/suite.json
+    pytest bench/ --benchmark-json=bench-results/suite.json \
+        && perpcore bench --suite bench-results/suite.json
 
 It stays out of the default test run (testpaths is tests/). Files here are named bench_*.py and
 collected by the hook below; their test functions are named test_* as usual. Sizes scale with the
-environment variable PERPCORE_BENCH_SCALE (default 1.0): tests/test_bench.py runs the suite once at a
-tiny scale with --benchmark-disable, so no benchmark can rot.
+environment variable PERPCORE_BENCH_SCALE (default 1.0): tests/test_bench.py runs the suite once at
+a tiny scale with --benchmark-disable, so no benchmark can rot.
 
 A benchmark that measures one of the issues' targets says so with the `target` fixture, under a key
 of perpcore.bench.TARGETS; `perpcore bench --suite` then shows its median beside the target (and
@@ -68,7 +69,8 @@ def target(benchmark):
 
 
 def standard(n: int):
-    """The standard mix of n commands (already scaled), its set-up (accounts, prefill) scaled too."""
+    """The standard mix of n commands (already scaled), its set-up (accounts, prefill) scaled
+    too."""
     return workloads.standard(n, prefill=scale(20_000), accounts=scale(10_000))
 
 

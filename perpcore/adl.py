@@ -4,8 +4,8 @@ When the insurance fund cannot cover a liquidation, the liquidation engine close
 at the bankrupt position's bankruptcy price, in the order ranked here (MECHANICS.md):
 
 - PnL% = unrealised PnL / entry value = (size x mark - signed entry value) / entry value;
-- effective leverage = |mark value| / (mark value - bankrupt value) = |size x mark| / (size x (mark -
-  bankruptcy)), the units per tick x lot cancel in both;
+- effective leverage = |mark value| / (mark value - bankrupt value)
+  = |size x mark| / (size x (mark - bankruptcy)), the units per tick x lot cancel in both;
 - a profitable position ranks by PnL% x effective leverage, any other by PnL% / effective leverage;
   every profitable position ranks ahead of every other (the profitable ones come first, the most
   profitable and most leveraged at the head).
@@ -47,7 +47,8 @@ def effective_leverage(size: int, mark: int, bankruptcy: int | None) -> Fraction
     return Fraction(abs(size) * mark, cushion)
 
 
-def priority(size: int, entry_value: int, mark: int, bankruptcy: int | None) -> tuple[int, Fraction]:
+def priority(size: int, entry_value: int, mark: int,
+             bankruptcy: int | None) -> tuple[int, Fraction]:
     """The queue key of one position: larger is deleveraged first."""
     pnl = pnl_fraction(size, entry_value, mark)
     lev = effective_leverage(size, mark, bankruptcy)

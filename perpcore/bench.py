@@ -6,14 +6,15 @@ modes:
 - closed loop: commands back to back, as fast as possible. Throughput is the median of several runs
   without per-command timing; the latency percentiles come from a separate pass that times each call
   (service time, timer overhead included and reported).
-- open loop: commands offered at a fixed rate. Command i is due at start + i / rate and its latency is
-  measured from that intended send time, not from when the loop got round to it, so a stall delays
-  every command queued behind it and shows in the high percentiles (no coordinated omission). A rate
-  the implementation cannot sustain is flagged as saturated: its latencies then grow with the run.
+- open loop: commands offered at a fixed rate. Command i is due at start + i / rate and its latency
+  is measured from that intended send time, not from when the loop got round to it, so a stall
+  delays every command queued behind it and shows in the high percentiles (no coordinated omission).
+  A rate the implementation cannot sustain is flagged as saturated: its latencies then grow with the
+  run.
 
-Percentiles come from an HDR histogram (3 significant digits). The pure-Python ReferenceBook runs the
-same workloads in the same run, and the report gives the ratios. Results are plain data (JSON) with the
-machine, versions, commit and date, so runs on different commits can be compared.
+Percentiles come from an HDR histogram (3 significant digits). The pure-Python ReferenceBook runs
+the same workloads in the same run, and the report gives the ratios. Results are plain data (JSON)
+with the machine, versions, commit and date, so runs on different commits can be compared.
 """
 from __future__ import annotations
 
@@ -86,8 +87,9 @@ EXCHANGE_RATES = (50_000, 100_000, 200_000, 500_000)
 
 @contextmanager
 def quiet_gc():
-    """Collects, then freezes the objects that exist (the workload itself: millions of tuples), so the
-    cyclic collector does not rescan them inside a timed loop. Collection stays on for new objects."""
+    """Collects, then freezes the objects that exist (the workload itself: millions of tuples), so
+    the cyclic collector does not rescan them inside a timed loop. Collection stays on for new
+    objects."""
     gc.collect()
     gc.freeze()
     try:
@@ -119,8 +121,8 @@ def service_times(calls: list[tuple]) -> list[int]:
 
 
 def open_loop(calls: list[tuple], rate: float, overrun: float = 2.0) -> tuple[list[int], int]:
-    """Offers call i at start + i / rate (busy-waiting while early); returns each call's latency from
-    its intended send time, in ns, and the elapsed ns of the run.
+    """Offers call i at start + i / rate (busy-waiting while early); returns each call's latency
+    from its intended send time, in ns, and the elapsed ns of the run.
 
     A rate the handler cannot sustain only makes the queue (and every later latency) grow, so the
     run stops once it has taken `overrun` times its planned length: the latencies returned are
@@ -212,7 +214,8 @@ def machine_info() -> dict:
 
 # ---- cases ---------------------------------------------------------------------------------------
 
-def _case(case: str, workload: wls.Workload | str, impl: str, mode: str, commands: int, **fields) -> dict:
+def _case(case: str, workload: wls.Workload | str, impl: str, mode: str, commands: int,
+          **fields) -> dict:
     name = workload if isinstance(workload, str) else workload.name
     return {"case": case, "workload": name, "impl": impl, "mode": mode, "commands": commands,
             **fields}
@@ -504,7 +507,8 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     cases = report["cases"]
 
     step("standard mix: generating")
-    n_std = max(sizes.standard, sizes.reference, int(max(book_rates, default=0) * sizes.open_seconds))
+    n_std = max(sizes.standard, sizes.reference,
+                int(max(book_rates, default=0) * sizes.open_seconds))
     std = wls.standard(n_std, seed)
     report["workloads"]["standard"] = std.describe()
     step("standard mix: one call per command")
@@ -530,9 +534,9 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
         step(f"Exchange.submit: open loop at {rate:,}/s")
         cases.append(exchange_open_loop(xw, rate, sizes.open_seconds))
     step("journal: replay and group commit")
-    _layer(report, "journal", lambda: journal_cases(xw.head(sizes.journal),
-                                                    sizes.exchange_repeats))
+    journal_workload = xw.head(sizes.journal)
     del xw
+    _layer(report, "journal", lambda: journal_cases(journal_workload, sizes.exchange_repeats))
 
     step("cross margin: positions in both perps")
     _layer(report, "margin", lambda: margin_cases(sizes, seed))
@@ -553,9 +557,11 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
 
     step("wide price range")
     wide = wls.wide_range(sizes.wide, seed)
-    report["workloads"]["wide_range"] = {**wide.describe(), "levels_after_prefill": _levels_after(wide)}
+    report["workloads"]["wide_range"] = {**wide.describe(),
+                                         "levels_after_prefill": _levels_after(wide)}
     ref_wide = book_calls(ReferenceBook, wide, sizes.wide, 1, label="reference")
-    cases.append(_with_ratio(book_calls(_book.OrderBook, wide, sizes.wide, sizes.repeats), ref_wide))
+    cases.append(_with_ratio(book_calls(_book.OrderBook, wide, sizes.wide, sizes.repeats),
+                             ref_wide))
     cases.append(ref_wide)
     cases.append(book_batch(_book.OrderBook, wide, sizes.wide, sizes.repeats, True))
     report["elapsed_s"] = time.perf_counter() - started
@@ -627,8 +633,9 @@ TARGETS = {t.key: t for t in (
            "command (CPU time)", "seconds", 1e-3, "≤ 1 ms"),
     Target("mark.update", 3, "mark update liquidating nobody, 100,000 positions", "seconds",
            100e-6, "< 100 µs"),
-    Target("margin.submit", 4, "Exchange.submit with pre-trade margin checks, positions in both perps",
-           "rate", 200_000, "≥ 200,000 commands/s"),
+    Target("margin.submit", 4,
+           "Exchange.submit with pre-trade margin checks, positions in both perps", "rate",
+           200_000, "≥ 200,000 commands/s"),
     Target("margin.account", 4, "ex.account() on an account with positions in both perps, median",
            "seconds", 100e-6, "microseconds (< 100 µs)"),
     Target("liquidation.quiet", 5, "mark move liquidating nobody, 100,000 accounts with positions",
@@ -824,7 +831,8 @@ def render(report: dict, console, suite: dict | None = None) -> None:
     for col in ("issue", "what", "target", "reached", ""):
         goals.add_column(col)
     for t in all_targets(report, suite):
-        mark = "" if t["met"] is None else ("[green]met[/green]" if t["met"] else "[red]missed[/red]")
+        mark = ("" if t["met"] is None
+                else "[green]met[/green]" if t["met"] else "[red]missed[/red]")
         goals.add_row(str(t["issue"]), t["what"], t["target"], t["reached"], mark)
     console.print(goals)
     for skipped in report["skipped"]:
@@ -904,9 +912,10 @@ def markdown(report: dict, suite: dict | None = None, plot_path: str | None = No
         out.append(f"| {t['issue']} | {t['what']} | {t['target']} | {reached} | {verdict} |")
     counts = ", ".join(f"{v:,} {k}" for k, v in std["counts"].items())
     out += ["", f"Standard mix: {counts} after {std['prefill']:,} resting orders, "
-            f"{std['accounts']:,} accounts, the mid drifting. Closed loop (service time per command, "
-            f"{report['timer_overhead_ns']} ns of timer included):", "",
-            "| case | workload | impl | commands/s | × reference | p50 | p90 | p99 | p99.9 | p99.99 | max |",
+            f"{std['accounts']:,} accounts, the mid drifting. Closed loop (service time per "
+            f"command, {report['timer_overhead_ns']} ns of timer included):", "",
+            "| case | workload | impl | commands/s | × reference | p50 | p90 | p99 | p99.9 "
+            "| p99.99 | max |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in report["cases"]:
         if c["mode"] == "closed" and "seconds" not in c:

@@ -47,24 +47,44 @@ def main(debug: bool):
     """perpcore: an embeddable exchange core for perpetual contracts and margin financing."""
 
 
+def _venue(ctx: click.Context, param: click.Parameter, value: str | None):
+    """The venue config a --config FILE holds (the built-in default venue without one)."""
+    from perpcore.config import ConfigError, default_config, load_config
+
+    if value is None:
+        return default_config()
+    ctx.meta["perpcore.config_path"] = value        # for output names that tell venues apart
+    try:
+        return load_config(value)
+    except ConfigError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+_config_option = click.option(
+    "--config", "config", callback=_venue, type=click.Path(exists=True, dir_okay=False),
+    help="The venue: a VenueConfig in a TOML or JSON file (e.g. docs/venue.toml; default: the "
+         "built-in venue).")
+
+
 @main.command()
 @click.option("--steps", default=100_000, show_default=True, envvar="PERPCORE_SIMULATE_STEPS",
               type=click.IntRange(min=1),
               help="Commands in the session (env PERPCORE_SIMULATE_STEPS).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the session's randomness.")
+@_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def simulate(steps: int, seed: int, as_json: bool):
-    """Run a seeded simulated session on the built-in default venue and summarise it."""
+def simulate(steps: int, seed: int, config, as_json: bool):
+    """Run a seeded simulated session on a venue (the built-in one by default) and summarise it."""
     console = Console(stderr=as_json)
     if as_json:
-        _, report = sim.run(steps=steps, seed=seed)
+        _, report = sim.run(steps=steps, seed=seed, config=config)
         out = {k: v for k, v in vars(report).items()}
         out["commands_per_s"] = round(report.commands_per_s)
         click.echo(json.dumps(out, default=list))
         return
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating", total=steps)
-        ex, report = sim.run(steps=steps, seed=seed,
+        ex, report = sim.run(steps=steps, seed=seed, config=config,
                              progress=lambda i: progress.update(task, completed=i))
     # one column per symbol, one row per figure: fits a narrow terminal
     table = Table(title=f"perpcore simulate — seed {seed}, {steps:,} commands")
@@ -83,7 +103,8 @@ def simulate(steps: int, seed: int, as_json: bool):
             rows[name].append(f"{spec.from_ticks(side[0][0])} × {spec.from_lots(side[0][1])}"
                               if side else "-")
         rows["depth (5 levels) bid/ask"].append(
-            f"{spec.from_lots(sum(q for _, q, _ in bids))} / {spec.from_lots(sum(q for _, q, _ in asks))}")
+            f"{spec.from_lots(sum(q for _, q, _ in bids))} / "
+            f"{spec.from_lots(sum(q for _, q, _ in asks))}")
         rows["price levels bid/ask"].append(f"{book.level_count(0)} / {book.level_count(1)}")
     for name, cells in rows.items():
         table.add_row(name, *cells)
@@ -103,7 +124,8 @@ def simulate(steps: int, seed: int, as_json: bool):
         + ("balanced" if report.audit_ok else "[bold red]BROKEN[/]"))
     console.print(f"trades {report.trades:,} · rejected {report.rejected:,} · "
                   f"throughput {report.commands_per_s:,.0f} commands/s "
-                  f"(Exchange.submit, {platform.python_implementation()} {platform.python_version()})")
+                  f"(Exchange.submit, {platform.python_implementation()} "
+                  f"{platform.python_version()})")
     console.print(f"state hash {report.state_hash}")
 
 
@@ -126,7 +148,8 @@ def _read_json(path: str, option: str, key: str) -> dict:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Smaller sizes and short open-loop runs (under a minute).")
+@click.option("--quick", is_flag=True,
+              help="Smaller sizes and short open-loop runs (under a minute).")
 @click.option("--seed", default=_BENCH_SEED, show_default=True, type=click.IntRange(min=0),
               help="Seed of the workloads (numpy's generators take no negative seed); another "
                    "than the default is part of the results' names (...-seed2.json).")
@@ -140,13 +163,18 @@ def _read_json(path: str, option: str, key: str) -> dict:
                    "does not measure.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True),
               help="Rewrite the Figures section of this README (plot in docs/) from the run.")
+@click.argument("what", required=False, type=click.Choice(["gateway"]))
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
-          earlier: str | None, readme: str | None):
-    """Latency and throughput of the matching core, closed and open loop, against the reference."""
+          earlier: str | None, readme: str | None, what: str | None):
+    """Latency and throughput of the matching core, closed and open loop, against the reference.
+    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
     import sys
     import time
     from pathlib import Path
 
+    if what == "gateway":
+        _bench_gateway(quick, as_json)
+        return
     from perpcore import bench as runner
 
     started = time.perf_counter()
@@ -171,7 +199,8 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
         this = ["perpcore bench"] + (["--quick"] if quick else []) + \
             [f"--{name} {value}" for name, value in (("suite", suite), ("also", earlier)) if value]
         made = ([f"pytest bench/ --benchmark-only --benchmark-json={suite}"] if suite else []) + \
-            (["perpcore bench --quick"] if earlier else []) + [" ".join(this + [f"--readme {readme}"])]
+            (["perpcore bench --quick"] if earlier else []) + \
+            [" ".join(this + [f"--readme {readme}"])]
         runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png", made)
     report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
     report["targets"] = runner.targets(report)
@@ -181,6 +210,20 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None
         return
     runner.render(report, console, suite_figures)
     console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+
+
+def _bench_gateway(quick: bool, as_json: bool) -> None:
+    from perpcore.gateway import loadgen
+
+    console = Console(stderr=True)
+    with console.status("benchmarking the gateway") as status:
+        rep = loadgen.report(orders=4_000 if quick else 20_000,
+                             ccxt_orders=500 if quick else 2_000, progress=status.update)
+    if as_json:
+        click.echo(loadgen.as_json(rep))
+        return
+    click.echo(f"{rep['date']} · {rep['cpus']} CPUs · load {rep['load'][0]:.2f}")
+    click.echo(loadgen.main_table(rep))
 
 
 @main.group()
@@ -226,15 +269,17 @@ def _state_hash(ctx: click.Context, param: click.Parameter, value: str | None) -
                    "recovery (newest snapshot + journal tail).")
 @click.option("--expect-hash", callback=_state_hash,
               help="Check the final state hash (64 hex digits) against this one.")
+@_config_option
 @_events_option
 @_json_option
-def replay_journal(path: str, verify: bool, expect_hash: str | None, events_path: str | None,
-                   as_json: bool):
+def replay_journal(path: str, verify: bool, expect_hash: str | None, config,
+                   events_path: str | None, as_json: bool):
     """Replay a store directory (snapshots + journal) or one journal file, reproducing every
     event and the final state hash."""
     from perpcore import replay as rp
 
-    _replay_run(lambda progress: rp.replay_journal(path, verify=verify, expect_hash=expect_hash,
+    _replay_run(lambda progress: rp.replay_journal(path, config, verify=verify,
+                                                   expect_hash=expect_hash,
                                                    events_path=events_path, progress=progress),
                 "replaying journal", as_json)
 
@@ -292,12 +337,14 @@ class _Shocks(click.ParamType):
               help="Steps (a second apart) in which each shock reaches its level.")
 @click.option("--out", "out_dir", default="stress-results", show_default=True,
               type=click.Path(file_okay=False),
-              help="Where the PNG chart and the JSON go, named after the options that shape the "
-                   "run (e.g. stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png), so that "
-                   "runs with different options keep their own files.")
+              help="Where the PNG chart, the HTML page and the JSON go, named after the "
+                   "options that shape the run (e.g. "
+                   "stress-2000-seed1-shocks-40to40by5-flash-30-steps8.png, then -<stem> of a "
+                   "--config file), so that runs with different options keep their own files.")
+@_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, int, int],
-           flash: int, path_steps: int, out_dir: str, as_json: bool):
+           flash: int, path_steps: int, out_dir: str, config, as_json: bool):
     """Price shocks on a venue state: liquidations, volume closed, insurance fund, ADL, losses."""
     import sys
     from pathlib import Path
@@ -311,22 +358,32 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, i
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("building the venue state") as status:
         if sim_steps is not None:
-            ex = st.from_simulation(steps=sim_steps, seed=seed)
+            ex = st.from_simulation(steps=sim_steps, seed=seed, config=config)
             source = f"simulated session, {sim_steps:,} steps, seed {seed}"
         else:
-            ex = st.population(accounts=accounts, seed=seed)
+            ex = st.population(accounts=accounts, seed=seed, config=config)
             source = f"generated population of {accounts:,} accounts, seed {seed}"
         report = st.run(ex, source, paths, progress=lambda name: status.update(f"shock {name}"))
     stem = Path(out_dir) / ((f"stress-sim{sim_steps}" if sim_steps is not None
                              else f"stress-{accounts}") + f"-seed{seed}-shocks{low}to{high}by{step}"
-                            f"-flash{flash}-steps{path_steps}")
+                            f"-flash{flash}-steps{path_steps}" + _venue_suffix())
     report.chart = str(st.plot(report, stem.with_suffix(".png")))
+    report.page = str(st.html_page(report, Path(report.chart), stem.with_suffix(".html")))
     stem.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=1))
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
     st.render(report, console)
-    console.print(f"chart {report.chart} · data {stem.with_suffix('.json')}")
+    console.print(f"chart {report.chart} · page {report.page} · data "
+                  f"{stem.with_suffix('.json')}")
+
+
+def _venue_suffix() -> str:
+    """"-<file stem>" of the --config file, if any: a run on another venue keeps its own files."""
+    from pathlib import Path
+
+    path = click.get_current_context().meta.get("perpcore.config_path")
+    return f"-{Path(path).stem}" if path else ""
 
 
 @replay.command("binance")
@@ -351,7 +408,7 @@ def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_j
 
 @main.group()
 def store():
-    """Check and repair a store directory (snapshots + journal segments), on the default venue."""
+    """Check and repair a store directory (snapshots + journal segments)."""
 
 
 def _seqs(seqs) -> str:
@@ -363,17 +420,17 @@ def _seqs(seqs) -> str:
 
 @store.command("verify")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@_config_option
 @_json_option
-def store_verify(directory: str, as_json: bool):
+def store_verify(directory: str, config, as_json: bool):
     """Check every snapshot and journal segment, the manifest and the chain between them, and
     what the store recovers to. Exit status 0 when healthy (a torn tail, which opening the store
     moves aside, is healthy), 1 otherwise."""
     import msgspec
 
-    from perpcore import default_config
     from perpcore import snapshot as sn
 
-    check = sn.verify_store(directory, default_config())
+    check = sn.verify_store(directory, config)
     if not (check.manifest or check.snapshots or check.segments or check.problems
             or check.set_aside):
         raise click.ClickException(f"{directory} is not a perpcore store: no manifest, snapshots "
@@ -441,3 +498,67 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
     click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
     click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
                f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port, printed).")
+@click.option("--sync", type=click.Choice(["group", "always", "none"]), default="group",
+              show_default=True, help="Journal durability: group commits once per batch.")
+@click.option("--admin-token", envvar="PERPCORE_ADMIN_TOKEN", default=None,
+              help="Token of the admin routes (default: the one kept in the store).")
+@click.option("--weight-per-minute", default=2400, show_default=True,
+              type=click.IntRange(min=1), help="Request weight each API key may use a minute.")
+@click.option("--checkpoint-every", default=100_000, show_default=True,
+              type=click.IntRange(min=0), help="Commands between checkpoints of the store and "
+              "the read models (0: never), which bound the replay at start.")
+@click.option("--demo", is_flag=True,
+              help="Simulated index feeds and a market maker; prints a trader's API key.")
+@_config_option
+def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
+          weight_per_minute: int, checkpoint_every: int, demo: bool, config):
+    """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
+    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
+    import asyncio
+    import signal
+    import sys
+
+    try:
+        from perpcore.gateway import Venue
+    except ImportError as e:
+        raise click.ClickException(f"perpcore serve needs the gateway extra "
+                                   f"(pip install 'perpcore[gateway]'): {e}") from e
+
+    async def run():
+        venue = Venue(directory, config, sync=sync, admin_token=admin_token,
+                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every)
+        bound = await venue.start(host, port)
+        click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
+        feed = None
+        if demo:
+            from perpcore.gateway.demo import Demo
+            feed = Demo(venue)
+            info = await feed.start()
+            click.echo(f"demo: apiKey {info['apiKey']} secret {info['secretKey']} (account "
+                       f"{info['trader']}); point ccxt binanceusdm's fapi URLs at "
+                       f"http://{host}:{bound}")
+        sys.stdout.flush()          # a supervisor reading the port must see it now
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            if feed is not None:
+                await feed.stop()
+            await venue.stop()
+
+    try:
+        import uvloop       # when installed: the event loop's own cost per request falls by half
+    except ImportError:
+        asyncio.run(run())
+    else:
+        uvloop.run(run())

@@ -1,13 +1,14 @@
 """Venue configuration: assets, instruments, and the Decimal <-> integer conversions at the edge.
 
-Inside the engine every figure is an integer: prices in ticks, quantities in lots, money in minor units
-of its asset, rates and fractions in fixed point at RATE_SCALE (1e-8: 0.01% is 10_000). Decimal lives
-only here and in reports. A conversion that is not exact raises: a price between two ticks is a user
-error, never something to round silently.
+Inside the engine every figure is an integer: prices in ticks, quantities in lots, money in minor
+units of its asset, rates and fractions in fixed point at RATE_SCALE (1e-8: 0.01% is 10_000).
+Decimal lives only here and in reports. A conversion that is not exact raises: a price between two
+ticks is a user error, never something to round silently.
 """
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 
@@ -33,18 +34,22 @@ def _exact(value: Decimal | str | int, step: Decimal, what: str) -> int:
     return int(units)
 
 
-class AssetSpec(msgspec.Struct, frozen=True):
+class AssetSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An asset the venue holds: the engine counts it in whole minor units (10**-decimals)."""
     name: str
     decimals: int                        # the minor unit is 10**-decimals
 
     @property
     def unit(self) -> Decimal:
+        """The minor unit as a Decimal (0.01 for 2 decimals)."""
         return Decimal(1).scaleb(-self.decimals)
 
     def to_units(self, value: str | Decimal | int) -> int:
+        """An amount in minor units; ValueError unless it is a whole number of them."""
         return _exact(value, self.unit, f"{self.name} amount")
 
     def from_units(self, units: int) -> Decimal:
+        """Minor units as an exact Decimal amount of the asset."""
         return Decimal(units).scaleb(-self.decimals)
 
 
@@ -53,18 +58,18 @@ FUNDING_INTERVALS_NS = (HOUR_NS, 2 * HOUR_NS, 4 * HOUR_NS, 8 * HOUR_NS)
 MARK_METHODS = ("binance", "bitmex", "hyperliquid")
 
 
-class PricingSpec(msgspec.Struct, frozen=True):
+class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How an instrument is valued and funded (see MECHANICS.md); rates at RATE_SCALE, times in ns.
 
     index_sources: (source, weight) pairs; empty accepts any source at weight 1. Each source is
     capped at median x (1 +- index_cap) and drops out when silent for more than index_stale_ns.
     mark_method: "binance" median(P1, P2, last trade); "bitmex" fair price P1; "hyperliquid"
     median(P2, median(bid, ask, last), index). P2's moving average of (mid - index) is sampled every
-    mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and scaled
-    to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the first margin
-    tier's maintenance rate. The impact notional is impact_margin / the initial margin rate at the
-    first tier's maximum leverage (impact_margin x max leverage) unless impact_notional is set
-    (both in the settlement asset)."""
+    mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and
+    scaled to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the first
+    margin tier's maintenance rate. The impact notional is impact_margin / the initial margin rate
+    at the first tier's maximum leverage (impact_margin x max leverage) unless impact_notional is
+    set (both in the settlement asset)."""
     index_sources: tuple[tuple[str, int], ...] = ()
     index_cap: int = 1_000_000                      # 1%
     index_stale_ns: int = 60_000_000_000            # 60 s
@@ -102,7 +107,7 @@ class PricingSpec(msgspec.Struct, frozen=True):
         return per_8h * self.funding_interval_ns // (8 * HOUR_NS)
 
 
-class MarginTier(msgspec.Struct, frozen=True):
+class MarginTier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One risk-limit tier (Binance's "leverage bracket"): a position whose notional is at most
     max_notional (settlement asset) and above the previous tier's may use leverage up to
     max_leverage and pays maintenance_rate (RATE_SCALE) on its notional, less the tier's
@@ -150,7 +155,7 @@ def _check_tiers(symbol: str, tiers: tuple[MarginTier, ...], default_leverage: i
         raise ValueError(f"{symbol}: default leverage outside 1..{tiers[0].max_leverage}")
 
 
-class InstrumentSpec(msgspec.Struct, frozen=True):
+class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A linear perpetual: quoted and settled in `settle`, one lot is lot_size of `base`."""
     symbol: str
     base: str
@@ -179,22 +184,26 @@ class InstrumentSpec(msgspec.Struct, frozen=True):
             raise ValueError(f"{self.symbol}: liquidation fee must be in [0, 1)")
 
     def to_ticks(self, price: str | Decimal | int) -> int:
+        """A price in ticks; ValueError unless it is a whole number of ticks."""
         return _exact(price, self.tick_size, f"{self.symbol} price")
 
     def from_ticks(self, ticks: int) -> Decimal:
+        """Ticks as an exact Decimal price in the quote currency."""
         return ticks * self.tick_size
 
     def to_lots(self, qty: str | Decimal | int) -> int:
+        """A quantity in lots; ValueError unless it is a whole number of lots."""
         return _exact(qty, self.lot_size, f"{self.symbol} quantity")
 
     def from_lots(self, lots: int) -> Decimal:
+        """Lots as an exact Decimal quantity of the base asset."""
         return lots * self.lot_size
 
 
 YEAR_NS = 365 * 24 * 3_600_000_000_000
 
 
-class MarginSpec(msgspec.Struct, frozen=True):
+class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Cross margin, collateral and margin financing (rates at RATE_SCALE, times in ns).
 
     haircuts: the non-cash assets that count as collateral, each valued at its index less the
@@ -232,7 +241,7 @@ class MarginSpec(msgspec.Struct, frozen=True):
 DAY_NS = 24 * HOUR_NS
 
 
-class LimitsSpec(msgspec.Struct, frozen=True):
+class LimitsSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Bounds that keep the engine's work per command and its state finite, whatever the command
     stream holds (times in ns).
 
@@ -263,7 +272,9 @@ class LimitsSpec(msgspec.Struct, frozen=True):
             raise ValueError("limits must be positive")
 
 
-class VenueConfig(msgspec.Struct, frozen=True):
+class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A whole venue: its assets, instruments, margin and lending rules, and limits. An Exchange is
+    built from one; snapshots and journals record its digest."""
     settlement_asset: str
     assets: dict[str, AssetSpec]
     instruments: dict[str, InstrumentSpec]
@@ -271,6 +282,11 @@ class VenueConfig(msgspec.Struct, frozen=True):
     limits: LimitsSpec = LimitsSpec()
 
     def __post_init__(self):
+        for kind, specs, field in (("asset", self.assets, "name"),
+                                   ("instrument", self.instruments, "symbol")):
+            for key, spec in specs.items():
+                if getattr(spec, field) != key:
+                    raise ValueError(f"{kind} {key} is named {getattr(spec, field)}")
         if self.settlement_asset not in self.assets:
             raise ValueError(f"settlement asset {self.settlement_asset} is not among the assets")
         for spec in self.instruments.values():
@@ -324,3 +340,45 @@ def default_config() -> VenueConfig:
             ),
         },
     )
+
+
+class ConfigError(ValueError):
+    """A venue config file that cannot be read, or does not hold a valid VenueConfig."""
+
+
+def load_config(path: str | Path) -> VenueConfig:
+    """The venue config in a TOML (.toml) or JSON (.json) file, in VenueConfig's schema: the
+    fields the Python API takes, by name, nested as the structs are (an unknown field is an
+    error, a missing one takes its default). Decimals may be written as strings (exact) or
+    numbers. Raises ConfigError, one line naming the file and the field at fault."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ConfigError(f"{path}: a venue config is a .toml or a .json file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from e
+    try:
+        # untyped first: the sections are then checked one entry at a time, which names the
+        # entry at fault (msgspec's path shows a dict's key as [...])
+        raw = msgspec.toml.decode(data) if suffix == ".toml" else msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{path}: not valid {suffix[1:].upper()} ({e})") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: holds no table of the venue's fields")
+    for section, kind in (("assets", AssetSpec), ("instruments", InstrumentSpec)):
+        entries = raw.get(section)
+        if isinstance(entries, dict):
+            for key, entry in entries.items():
+                _convert(path, entry, kind, f"{section}.{key}")
+    return _convert(path, raw, VenueConfig, "")
+
+
+def _convert(path: Path, raw, kind: type, where: str):
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as e:
+        text, _, at = str(e).partition(" - at `$")
+        at = (where + at.rstrip("`")).lstrip(".")
+        raise ConfigError(f"{path}: {at + ': ' if at else ''}{text}") from e

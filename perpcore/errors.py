@@ -43,7 +43,7 @@ class RejectCode(IntEnum):
     DUPLICATE_CLIENT_ORDER_ID = 1040
     UNKNOWN_ORDER = 1041
     STALE_TIMESTAMP = 1050
-    TIME_STEP_TOO_LARGE = 1051          # the command moves time further than limits.max_time_step_ns
+    TIME_STEP_TOO_LARGE = 1051          # moves time further than limits.max_time_step_ns
     # 2xxx risk before matching
     INSUFFICIENT_MARGIN = 2000
     NOT_ELIGIBLE = 2001
@@ -96,6 +96,7 @@ class Halt(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, seq: int, command: object, error: BaseException) -> "Halt":
+        """The Halt of the command at `seq` that raised `error`."""
         lines = "".join(_traceback.format_exception(error)).splitlines()
         return cls(seq, type(command).__name__, f"{type(error).__name__}: {error}"[:1000],
                    "\n".join(lines[-TRACE_LINES:]))

@@ -16,11 +16,13 @@ that raises inside the engine is a bug that may have half-applied it, so the eng
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
+from typing import Any, Protocol
 
 import msgspec
 
-from perpcore import _book
+import perpcore._book as _book  # this form: a type checker takes a module without stubs as Any
 from perpcore import messages as m
 from perpcore.config import VenueConfig
 from perpcore._exchange import ExchangeCore, Market, OrderEntry
@@ -32,6 +34,14 @@ from perpcore.pricing import Pricing
 from perpcore.triggers import Triggers
 
 
+class Component(Protocol):
+    """A stateful layer of the exchange: its state as plain data, for snapshots and the hash."""
+
+    def to_state(self) -> Any: ...
+
+    def from_state(self, state: Any) -> None: ...
+
+
 class BookView:
     """Read-only queries on one instrument's book."""
     __slots__ = ("_book",)
@@ -40,9 +50,11 @@ class BookView:
         self._book = book
 
     def best_bid(self) -> int | None:
+        """The highest bid (ticks), None when there is none."""
         return self._book.best_bid()
 
     def best_ask(self) -> int | None:
+        """The lowest offer (ticks), None when there is none."""
         return self._book.best_ask()
 
     def depth(self, n: int = 10):
@@ -54,6 +66,8 @@ class BookView:
         return self._book.impact(int(taker_side), notional_ticklots)
 
     def order(self, order_id: int):
+        """(order_id, account, side, price, open_qty, filled, client_id, post_only) of an open
+        order, None if it is not open."""
         return self._book.order(order_id)
 
     def __len__(self) -> int:
@@ -74,36 +88,33 @@ class Exchange(ExchangeCore):
         super().__init__(config)
         self.config = config
         self.markets = {symbol: Market(config, symbol) for symbol in sorted(config.instruments)}
-        self._next_order_id = 1         # seq and clock start at 0 (ExchangeCore)
         self._professional: dict[int, bool] = {}
         # The stateful layers (pricing, funding, margin, liquidation...), by name, in the order they
         # were added. Each has to_state() -> plain data and from_state(data) for snapshots and the
         # state hash.
-        self.components: dict[str, object] = {}
-        self._pricing = self.components["pricing"] = Pricing(self)
-        self.margin = self.components["margin"] = Margin(self)
-        self.liquidation = self.components["liquidation"] = Liquidation(self)
-        self.triggers = self.components["triggers"] = Triggers(self)
+        self.components: dict[str, Component] = {}
+        pricing = self.components["pricing"] = Pricing(self)
+        margin = self.components["margin"] = Margin(self)
+        liquidation = self.components["liquidation"] = Liquidation(self)
+        triggers = self.components["triggers"] = Triggers(self)
         # the order commands' stages 1-4 run in Cython (perpcore._exchange); its checks serve the
-        # other commands and the trigger layer too
-        entry = self._entry = OrderEntry(self, self.markets, self._professional, self.margin,
-                                         self.triggers)
-        self._place_order = entry.place
+        # other commands too
+        entry = OrderEntry(self, self.markets, self._professional, margin, triggers)
         self._known_account = entry.require_account
         self._market = entry.require_market
-        self._check_price_qty = entry.require_price_qty
         # the other commands' handlers (the order commands go straight to the order entry)
-        self._handlers = {
+        handlers: dict[type, Callable[..., None]] = {
             m.CreateAccount: self._create_account,
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,
-            m.FundInsurance: self.liquidation.deposit,
+            m.FundInsurance: liquidation.deposit,
         }
-        for command, apply in ((m.Deposit, self.margin.deposit), (m.Withdraw, self.margin.withdraw),
-                               (m.Borrow, self.margin.borrow), (m.Repay, self.margin.repay),
-                               (m.SetLeverage, self.margin.set_leverage)):
-            self._handlers[command] = partial(self._account_command, apply)
+        for command, apply in ((m.Deposit, margin.deposit), (m.Withdraw, margin.withdraw),
+                               (m.Borrow, margin.borrow), (m.Repay, margin.repay),
+                               (m.SetLeverage, margin.set_leverage)):
+            handlers[command] = partial(self._account_command, apply)
+        self._compose(pricing, margin, liquidation, triggers, entry, handlers)
 
     # ---- the entry point -----------------------------------------------------------------------
 
@@ -200,9 +211,11 @@ class Exchange(ExchangeCore):
         return self.margin.audit()
 
     def insurance_fund(self, asset: str) -> int:
+        """The insurance fund's balance of an asset, in its minor units."""
         return self.margin.insurance_fund(asset)
 
     def book(self, symbol: str) -> BookView:
+        """Read-only queries on one instrument's order book."""
         return BookView(self.markets[symbol].book)
 
     def index_price(self, symbol: str) -> int | None:
@@ -218,6 +231,7 @@ class Exchange(ExchangeCore):
         return self._pricing.funding_rate(symbol)
 
     def accounts(self) -> list[int]:
+        """Every account id, ascending."""
         return sorted(self._professional)
 
     def to_state(self) -> dict:
@@ -225,7 +239,7 @@ class Exchange(ExchangeCore):
         each layer contributes its own part under its name in `self.components`."""
         state = {
             "clock": self.clock,
-            "next_order_id": self._next_order_id,
+            "next_order_id": self.next_order_id,
             "accounts": sorted(self._professional.items()),
             # every field that decides a resting order's future (filled quantity, STP mode) and
             # its place in the queue
@@ -281,9 +295,7 @@ class Exchange(ExchangeCore):
                              f"{sorted(expected)}")
         if [symbol for symbol, _ in state["books"]] != list(ex.markets):
             raise ValueError("the snapshot's instruments differ from the config's")
-        ex.seq = snap["seq"]
-        ex.clock = state["clock"]
-        ex._next_order_id = state["next_order_id"]
+        ex._restore_counters(snap["seq"], state["clock"], state["next_order_id"])
         ex._professional.update(state["accounts"])      # the order entry holds this dict
         for symbol, orders in state["books"]:
             ex.markets[symbol].book.load(orders)

@@ -66,7 +66,7 @@ HEADER_SIZE = _HEADER.size
 _CHECKED = HEADER_SIZE - 4                  # the header bytes its CRC covers
 _PREFIX = struct.Struct("<II")              # body length, chained CRC
 _SEQ = struct.Struct("<Q")
-MAX_BODY = 1 << 24                          # no command comes near 16 MiB: a longer length is corruption
+MAX_BODY = 1 << 24                  # no command comes near 16 MiB: a longer length is corruption
 MAX_SEQ = 1 << 62                           # beyond any real journal: a larger first seq is damage
 
 SYNC_MODES = ("always", "group", "none")
@@ -214,7 +214,8 @@ class Segment:
                            f"({bytes(payload[:32])!r}...)", self.path)
 
 
-def scan(data: bytes, path: str = "<journal>") -> tuple[str, list[tuple[int, memoryview]], TailReport]:
+def scan(data: bytes,
+         path: str = "<journal>") -> tuple[str, list[tuple[int, memoryview]], TailReport]:
     """Checks a journal's bytes: (config digest, [(seq, payload)] of the valid records, report).
     The payloads are views into `data`."""
     seg = Segment(data, path)

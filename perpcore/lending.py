@@ -35,7 +35,7 @@ class Lending(Clocked):
         self.penalty = spec.conversion_penalty
         self.limit = config.assets[self.asset].to_units(spec.lending_limit)
         self.debts: dict[int, int] = {}        # account -> debt > 0
-        self.called: set[int] = set()          # accounts margin-called and not yet back below warning
+        self.called: set[int] = set()      # accounts margin-called and not yet back below warning
         self.receivable = 0
         self.due = NEVER
 

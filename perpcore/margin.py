@@ -49,10 +49,14 @@ from perpcore.risk import CollateralPrice, bankruptcy_price, ceil_div, ltv, orde
 
 
 class PositionView(msgspec.Struct, frozen=True):
+    """One position of an account: size, entry, valuation at the mark, margins and the prices at
+    which it is liquidated and bankrupt; integers in ticks, lots and minor units as the engine keeps
+    them, except the entry price a person reads (in the quote currency; entry_price_ticks is its
+    tick form)."""
     symbol: str
     size: int                           # signed lots
     entry_value: int                    # ticks x lots, exact
-    entry_price: Decimal                # ticks, entry_value / |size| (display only)
+    entry_price: Decimal                # quote currency: entry_value x tick size / |size|
     mark_price: int | None
     notional: int                       # at mark (at entry without a mark)
     unrealised_pnl: int
@@ -64,6 +68,7 @@ class PositionView(msgspec.Struct, frozen=True):
     open_sell_qty: int
     liquidation_price: int | None       # ticks; see Margin.liquidation_price
     bankruptcy_price: int | None        # ticks; see Margin.bankruptcy_price
+    entry_price_ticks: Decimal = Decimal(0)     # the entry price in ticks: entry_value / |size|
 
 
 class AccountView(msgspec.Struct, frozen=True):
@@ -419,9 +424,12 @@ class Margin(MarginCore):
             om = max(order_margin(size, pos.buy_qty, pos.buy_value, mark, True, upt, pos.leverage),
                      order_margin(size, pos.sell_qty, pos.sell_value, mark, False, upt,
                                   pos.leverage))
+            tick = self.config.instruments[symbol].tick_size
             positions.append(PositionView(
                 symbol=symbol, size=size, entry_value=pos.cost,
-                entry_price=Decimal(pos.cost) / abs(size) if size else Decimal(0),
+                # one division of exact figures each (Decimal's 28 digits), nothing rounded twice
+                entry_price=Decimal(pos.cost) * tick / abs(size) if size else Decimal(0),
+                entry_price_ticks=Decimal(pos.cost) / abs(size) if size else Decimal(0),
                 mark_price=mark, notional=notional if size else 0, unrealised_pnl=pnl,
                 leverage=pos.leverage, initial_margin=ceil_div(notional, pos.leverage) if size else 0,
                 maintenance_margin=sr.tiers.maintenance(notional) if size else 0,

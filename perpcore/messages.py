@@ -1,19 +1,20 @@
 """Commands (verbs) and events (past tense) exchanged with the Exchange.
 
 Every message is a frozen msgspec Struct tagged with its class name; on the wire it is an array (the
-tag first), so a record is compact and the decoder checks every field's type. A command's fields carry
-their range (Id, Int64, Time, Text below): the decoder enforces it on bytes, and the exchange's
-boundary (perpcore._validate) on objects built in Python, whose constructors do no validation (they
-are on the hot path). A command outside its schema is refused before it is sequenced or journaled.
+tag first), so a record is compact and the decoder checks every field's type. A command's fields
+carry their range (Id, Int64, Time, Text below): the decoder enforces it on bytes, and the
+exchange's boundary (perpcore._validate) on objects built in Python, whose constructors do no
+validation (they are on the hot path). A command outside its schema is refused before it is
+sequenced or journaled.
 
-Integers throughout: prices in ticks, quantities in lots, money in minor units of its asset, rates in
-fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command time, ns); 0 means
-"now", the exchange clock.
+Integers throughout: prices in ticks, quantities in lots, money in minor units of its asset, rates
+in fixed point at perpcore.config.RATE_SCALE. Every command may carry `ts` (command time, ns); 0
+means "now", the exchange clock.
 """
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 import msgspec
 
@@ -102,7 +103,8 @@ class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
 
 
 class Command(Message, frozen=True):
-    pass
+    """An instruction to the venue (a verb). Its `ts`, where it has one, is the exchange time it
+    happens at (0: now); the engine never reads a clock of its own."""
 
 
 class Event(Message, frozen=True):
@@ -115,17 +117,22 @@ class Event(Message, frozen=True):
 # ---- commands ------------------------------------------------------------------------------------
 
 class CreateAccount(Command, frozen=True):
+    """Opens an account; `professional` decides what it may trade and its leverage cap."""
     account: Id
     professional: bool = True
     ts: Time = 0
 
 
 class PlaceOrder(Command, frozen=True):
+    """A new order: limit or market, with its time in force, self-trade prevention and
+    reduce-only flag; with `trigger` set, a conditional order that waits for its trigger price.
+    Prices in ticks, quantities in lots."""
     account: Id
     symbol: Text
     side: Side
     qty: Int64
-    price: Int64 = 0                    # limit price; for a market order its protection price (0: default band)
+    # the limit price; for a market order its protection price (0: the default band)
+    price: Int64 = 0
     order_type: OrderType = OrderType.LIMIT
     tif: TimeInForce = TimeInForce.GTC
     stp: SelfTradePrevention = SelfTradePrevention.NONE
@@ -167,6 +174,7 @@ class CancelAll(Command, frozen=True):
 
 
 class AdvanceClock(Command, frozen=True):
+    """Moves exchange time to `ts`: funding, mark samples and interest due by then happen."""
     ts: Time
 
 
@@ -238,11 +246,13 @@ class FundInsurance(Command, frozen=True):
 # ---- events --------------------------------------------------------------------------------------
 
 class AccountCreated(Event, frozen=True):
+    """An account was opened."""
     account: int
     professional: bool
 
 
 class OrderAccepted(Event, frozen=True):
+    """An order entered the book's matching (a taker's fills follow it, in order)."""
     account: int
     symbol: str
     order_id: int
@@ -285,6 +295,8 @@ class OrderTriggered(Event, frozen=True):
 
 
 class OrderRejected(Event, frozen=True):
+    """A command was refused: its code (perpcore.errors.RejectCode) and reason, with the
+    fields that identify it. Nothing else changed."""
     code: RejectCode
     reason: str
     account: int = 0
@@ -308,6 +320,7 @@ class OrderFilled(Event, frozen=True):
 
 
 class OrderCancelled(Event, frozen=True):
+    """An open order left the book without trading its `open_qty`, for `reason`."""
     account: int
     symbol: str
     order_id: int
@@ -316,6 +329,8 @@ class OrderCancelled(Event, frozen=True):
 
 
 class OrderAmended(Event, frozen=True):
+    """An open order's price and total quantity changed; `priority_kept` tells whether
+    it kept its place in the queue."""
     account: int
     symbol: str
     order_id: int
@@ -325,6 +340,7 @@ class OrderAmended(Event, frozen=True):
 
 
 class Deposited(Event, frozen=True):
+    """Money came into an account."""
     account: int
     asset: str
     amount: int
@@ -333,6 +349,7 @@ class Deposited(Event, frozen=True):
 
 
 class Withdrawn(Event, frozen=True):
+    """Money left an account."""
     account: int
     asset: str
     amount: int
@@ -341,6 +358,7 @@ class Withdrawn(Event, frozen=True):
 
 
 class Borrowed(Event, frozen=True):
+    """A margin loan was drawn (or grown) against the account's collateral."""
     account: int
     asset: str
     amount: int
@@ -349,6 +367,7 @@ class Borrowed(Event, frozen=True):
 
 
 class Repaid(Event, frozen=True):
+    """Part or all of a margin loan was repaid."""
     account: int
     asset: str
     amount: int
@@ -364,6 +383,7 @@ class InterestAccrued(Event, frozen=True):
 
 
 class LeverageSet(Event, frozen=True):
+    """An account's leverage in a symbol changed."""
     account: int
     symbol: str
     leverage: int
@@ -416,6 +436,7 @@ class IndexStale(Event, frozen=True):
 
 
 class MarkPriceUpdated(Event, frozen=True):
+    """A symbol's published mark price (and the index it was derived from) changed."""
     symbol: str
     price: int
     index_price: int
@@ -491,6 +512,7 @@ class AutoDeleveraged(Event, frozen=True):
 
 
 class InsuranceFundChanged(Event, frozen=True):
+    """The insurance fund of an asset changed by `delta`, for `reason`."""
     asset: str
     delta: int
     balance: int                        # afterwards
@@ -509,7 +531,7 @@ class SocializedLoss(Event, frozen=True):
 
 
 def _all_subclasses(base: type) -> tuple[type, ...]:
-    found, todo = [], list(base.__subclasses__())
+    found, todo = [], list[type](base.__subclasses__())
     while todo:
         cls = todo.pop(0)
         found.append(cls)
@@ -517,10 +539,14 @@ def _all_subclasses(base: type) -> tuple[type, ...]:
     return tuple(found)
 
 
-# Unions per channel: what a gateway sends in, and what the exchange publishes. Built from the classes
-# above, so a new message type needs no second edit here.
-Commands = Union[_all_subclasses(Command)]
-Events = Union[_all_subclasses(Event)]
+# Unions per channel: what a gateway sends in, and what the exchange publishes. Built from the
+# classes above, so a new message type needs no second edit here.
+if TYPE_CHECKING:     # a union built at run time: to a type checker, any of the kind
+    Commands = Command
+    Events = Event
+else:
+    Commands = Union[_all_subclasses(Command)]
+    Events = Union[_all_subclasses(Event)]
 
 # Reused codecs: building an Encoder/Decoder per message would dominate small messages.
 encoder = msgspec.msgpack.Encoder()

@@ -42,7 +42,7 @@ class SimulationReport:
     trades: int = 0
     rejected: int = 0
     volume_lots: dict[str, int] = field(default_factory=dict)
-    notional: dict[str, str] = field(default_factory=dict)     # settlement currency, as Decimal text
+    notional: dict[str, str] = field(default_factory=dict)     # settlement currency, Decimal text
     depth: dict[str, tuple] = field(default_factory=dict)      # symbol -> (bids, asks), top levels
     liquidations: int = 0                                      # LiquidationStarted
     liquidated_accounts: int = 0
@@ -71,8 +71,8 @@ class Session:
         self.takers = list(range(makers + 1, makers + takers + 1))
         self.punters = list(range(makers + takers + 1, makers + takers + punters + 1))
         self.symbols = sorted(config.instruments)
-        self.mid = {s: config.instruments[s].to_ticks(START_PRICES.get(config.instruments[s].base, "100"))
-                    for s in self.symbols}
+        self.mid = {s: config.instruments[s].to_ticks(
+                    START_PRICES.get(config.instruments[s].base, "100")) for s in self.symbols}
         self.clock = 0
         self.i = 0
         # the step at which each punter opens its position

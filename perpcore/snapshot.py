@@ -243,7 +243,7 @@ def check_segments(directory: str | os.PathLike, digest: str | None = None) -> l
         if path.name > manifest.segment and not _record_less(path):
             raise jr.JournalError(f"{path}: a segment after the newest one the manifest names "
                                   f"({manifest.segment})", path, 0)
-    segments = []
+    segments: list[jr.Segment] = []
     for _, path in files:
         if path.name > manifest.segment:
             break
@@ -503,8 +503,10 @@ def repair_store(directory: str | os.PathLike, truncate_after: int,
         os.replace(later, kept / later.name)
         report.moved.append(later.name)
     jr.fsync_dir(kept)
-    write_manifest(d, Manifest(path.name, first_seq, seg.header.crc, truncate_after,
-                               seg.crc_of(truncate_after)))
+    chain = seg.crc_of(truncate_after)
+    if chain is None:       # ruled out above (an intact record); said for the type checker
+        raise RepairRefused(f"{path}: command {truncate_after} is not among its intact records")
+    write_manifest(d, Manifest(path.name, first_seq, seg.header.crc, truncate_after, chain))
     return report
 
 
@@ -582,8 +584,8 @@ class Store:
         the commit)."""
         engine = self.engine
         if engine.ex.halted is not None:
-            raise SnapshotError(f"no checkpoint of a halted engine (its state may be half-applied): "
-                                f"{engine.ex.halted.cause}")
+            raise SnapshotError(f"no checkpoint of a halted engine (its state may be "
+                                f"half-applied): {engine.ex.halted.cause}")
         released = engine.flush()
         old = engine.journal
         path = write_snapshot(self.dir, engine.ex, old.chain)
@@ -611,7 +613,7 @@ class Store:
             path.unlink()
         oldest_kept = snapshots[-self.keep][0]
         segments = self.segments()
-        for i, (first_seq, path) in enumerate(segments[:-1]):
+        for i, (_, path) in enumerate(segments[:-1]):
             # a segment whose successor starts at or before the oldest kept snapshot's next
             # command holds nothing recovery will apply
             if segments[i + 1][0] <= oldest_kept + 1:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from sortedcontainers import SortedList
 
 from perpcore import messages as m
-from perpcore.errors import RejectCode, Rejection, reject
+from perpcore.errors import RejectCode, reject
 from perpcore.messages import CancelReason, TriggerKind, TriggerSource
 
 _SOURCES = (TriggerSource.MARK, TriggerSource.LAST)
@@ -42,8 +42,10 @@ def rises(cmd: m.PlaceOrder) -> bool:
 class Triggers:
     """The waiting conditional orders of an Exchange.
 
-    It reads of the exchange `markets`, `seq`, `clock`, `_next_order_id`, the pricing component's
-    mark and last trade, and calls its `_place_order` (with the order id) to fire an order."""
+    It reads of the exchange `markets`, `seq`, `clock` and the pricing
+    component's mark and last trade. Stage 5 asks it for the orders prices crossed (take_crossed)
+    and fires each (fire): the exchange places the live order as a new command of the pipeline;
+    nothing here calls back into order entry."""
 
     def __init__(self, exchange):
         self.exchange = exchange
@@ -66,34 +68,11 @@ class Triggers:
     # ---- commands ------------------------------------------------------------------------------
 
     def place(self, market, cmd: m.PlaceOrder, events: list) -> None:
-        """Validates and accepts a conditional order (the exchange has checked the account, the
-        symbol and the ordinary fields' types and ranges)."""
+        """Accepts a conditional order, once its reference price shows it would not fire at once
+        (order entry has checked it as any order, and its trigger price)."""
         ex = self.exchange
         spec = market.spec
         trigger = cmd.trigger_price
-        if trigger <= 0:
-            reject(RejectCode.INVALID_PRICE, f"trigger price {trigger} must be positive")
-        if trigger > spec.max_price:
-            reject(RejectCode.PRICE_OUT_OF_RANGE, f"trigger price {trigger} above "
-                                                   f"{spec.max_price} ticks")
-        if trigger % spec.price_step:
-            reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
-                    f"trigger price {trigger} is not a multiple of {spec.price_step} ticks")
-        limit = cmd.order_type == m.OrderType.LIMIT
-        # a market order's price is its protection price, worked out when it fires if 0
-        ex._check_price_qty(market, cmd.price if limit or cmd.price else trigger, cmd.qty)
-        notional_price = cmd.price if limit else trigger
-        if notional_price * cmd.qty * market.units_per_ticklot < market.min_notional_units:
-            reject(RejectCode.BELOW_MIN_NOTIONAL,
-                    f"notional below {spec.min_notional} {spec.settle}")
-        if spec.professional_only and not ex._professional[cmd.account]:
-            reject(RejectCode.NOT_ELIGIBLE,
-                    f"{spec.symbol} is offered to professional investors only")
-        if cmd.client_order_id and (
-                market.book.find_client(cmd.account, cmd.client_order_id) is not None
-                or (cmd.account, cmd.client_order_id) in self.clients):
-            reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
-                    f"client order id {cmd.client_order_id} is already open")
         source = TriggerSource(cmd.trigger_by)
         ref = self.reference(spec.symbol, source)
         if ref is None:
@@ -105,8 +84,7 @@ class Triggers:
                     f"{source.name.lower()} price {ref} already at or "
                     f"{'above' if up else 'below'} the trigger {trigger}")
         ex._advance_to(cmd.ts, events)
-        order_id = ex._next_order_id
-        ex._next_order_id += 1
+        order_id = ex._take_order_id()
         self._add(order_id, cmd)
         events.append(m.TriggerOrderAccepted(
             ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, cmd.client_order_id, cmd.side,
@@ -170,7 +148,7 @@ class Triggers:
 
     # ---- stage 5 -------------------------------------------------------------------------------
 
-    def _crossed(self) -> list[tuple[int, int]]:
+    def take_crossed(self) -> list[tuple[int, int]]:
         """Takes out every order its price has crossed, as (order id, price), in firing order."""
         fired = []
         for symbol, sources in self.index.items():      # markets are kept in name order
@@ -186,33 +164,17 @@ class Triggers:
                     fired.append((down.pop(0)[1], ref))
         return fired
 
-    def after_command(self, events: list) -> None:
-        """Fires every order the command's price moves crossed, then those their own trades
-        crossed, until a round fires nothing. Called only while orders wait (self.live)."""
+    def fire(self, order_id: int, ref: int, events: list) -> m.PlaceOrder:
+        """A crossed order (from take_crossed) fires: its OrderTriggered, and the live order the
+        exchange now places under the same id, through the same stages as any order."""
         ex = self.exchange
-        pricing = ex.components["pricing"]
-        while True:
-            fired = self._crossed()
-            if not fired:
-                return
-            new: list = []
-            for order_id, ref in fired:
-                cmd = self._forget(order_id)
-                new.append(m.OrderTriggered(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id,
-                                            cmd.client_order_id, cmd.trigger_price,
-                                            TriggerSource(cmd.trigger_by), ref))
-                live = m.PlaceOrder(cmd.account, cmd.symbol, cmd.side, cmd.qty, cmd.price,
-                                    cmd.order_type, cmd.tif, cmd.stp, cmd.client_order_id,
-                                    cmd.reduce_only)
-                try:
-                    ex._place_order(live, new, order_id)
-                except Rejection as r:
-                    new.append(m.OrderRejected(ex.seq, ex.clock, r.code, r.reason, cmd.account,
-                                               cmd.symbol, order_id, cmd.client_order_id))
-            if ex.margin.reduce_only_dirty:
-                ex._trim_reduce_only(new)
-            pricing.after_command(new)
-            events.extend(new)
+        cmd = self._forget(order_id)
+        events.append(m.OrderTriggered(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id,
+                                       cmd.client_order_id, cmd.trigger_price,
+                                       TriggerSource(cmd.trigger_by), ref))
+        return m.PlaceOrder(cmd.account, cmd.symbol, cmd.side, cmd.qty, cmd.price,
+                            cmd.order_type, cmd.tif, cmd.stp, cmd.client_order_id,
+                            cmd.reduce_only)
 
     # ---- snapshots -----------------------------------------------------------------------------
 

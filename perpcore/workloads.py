@@ -8,8 +8,8 @@ order that is really live at that point of the stream, and a "passive" limit nev
 
 The standard matching mix (the matching-core issue): about 38% cancels of live orders, 3% amends
 (size down, keeping priority), 52% passive GTC limits 1-60 ticks from mid (exponentially denser near
-the top), 5.5% IOC limits crossing up to 5 ticks, 1.5% market orders; 10,000 accounts; the mid drifts
-slowly. The deep-book and wide-range workloads are the same mix on other books.
+the top), 5.5% IOC limits crossing up to 5 ticks, 1.5% market orders; 10,000 accounts; the mid
+drifts slowly. The deep-book and wide-range workloads are the same mix on other books.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perpcore import _book
+from perpcore._exchange import protection_price
 from perpcore import messages as m
-from perpcore.config import RATE_SCALE, InstrumentSpec, default_config
+from perpcore.config import InstrumentSpec, default_config
 from perpcore.exchange import Exchange, config_digest
 
 # What each command of a workload is (a parallel uint8 array; the book array only knows ops).
@@ -104,17 +105,11 @@ def _prefill(rng: np.random.Generator, p: MixParams) -> np.ndarray:
     return out
 
 
-def protection_price(side: int, touch: int, band: int) -> int:
-    """The worst price a market order accepts, as the Exchange derives it from the touch."""
-    if side == _book.BUY:
-        return touch * (RATE_SCALE + band) // RATE_SCALE
-    return max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
-
-
 def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
                  name: str = "standard") -> Workload:
     """n measured commands of a matching mix after params.prefill resting orders."""
     p = params or MixParams()
+    spec = instrument()
     rng = np.random.default_rng(seed)
     setup = _prefill(rng, p)
     names = [k for k, _ in p.mix]
@@ -208,7 +203,9 @@ def matching_mix(n: int, seed: int = 1, params: MixParams | None = None,
             if kind == IOC:
                 price = touch + crosses[i] if side == _book.BUY else max(touch - crosses[i], 1)
             else:
-                price = protection_price(side, touch, p.protection)
+                # the worst price a market order accepts, as the Exchange derives it
+                price = protection_price(side, touch, p.protection, spec.max_price,
+                                         spec.price_step)
             oid, acc, qty = next_id, accounts[i], taker_qty[i]
             next_id += 1
             place(oid, acc, side, price, qty, _book.IOC)
@@ -247,7 +244,7 @@ def wide_range(n: int, seed: int = 1, **overrides) -> Workload:
     return matching_mix(n, seed, MixParams(wide=True, **overrides), name="wide_range")
 
 
-# ---- the same stream for the Exchange -------------------------------------------------------------
+# ---- the same stream for the Exchange ---------------------------------------------------------
 
 def call_list(book, cmds: np.ndarray) -> list[tuple]:
     """(bound method, args) per command: the cheapest way to make one Python call per command."""
@@ -352,7 +349,8 @@ def cross_margin(n: int, seed: int = 1, accounts: int = 10_000, prefill: int = 2
         long = [(a + k) % 2 == 1 for a in range(1, accounts + 1)]
         bought = sum(q for q, is_long in zip(sizes[k], long) if is_long)
         sold = sum(sizes[k]) - bought
-        setup += [m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.SELL, qty=bought, price=mid),
+        setup += [m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.SELL, qty=bought,
+                               price=mid),
                   m.PlaceOrder(account=maker, symbol=symbol, side=m.Side.BUY, qty=sold,
                                price=mid - 1)]
         setup += [m.PlaceOrder(account=a, symbol=symbol, qty=q, tif=m.TimeInForce.IOC,

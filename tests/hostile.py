@@ -67,7 +67,8 @@ def _field_value(rng: random.Random, cls, field: str, annotation, clock: int, ho
     value = _plausible(rng, field, clock)
     if value is not None:
         return value
-    enum = annotation if isinstance(annotation, type) and issubclass(annotation, m.IntEnum) else None
+    enum = (annotation if isinstance(annotation, type) and issubclass(annotation, m.IntEnum)
+            else None)
     if enum is not None:        # a member, its plain int, or now and then an int past its members
         if field == "trigger" and rng.random() < 0.8:
             return m.TriggerKind.NONE

@@ -143,7 +143,8 @@ def test_targets_cover_every_issue_and_judge_both_ways(report):
     rows = bench.all_targets(report)
     assert {r["issue"] for r in rows} == {2, 3, 4, 5, 6, 7, 12, 13}
     measured = {r["key"] for r in rows if r["met"] is not None}
-    assert {"book.call", "book.call.p99", "book.batch", "exchange.submit", "book.memory"} <= measured
+    assert {"book.call", "book.call.p99", "book.batch", "exchange.submit",
+            "book.memory"} <= measured
     rate = bench.TARGETS["book.call"]
     assert rate.judge(2_000_000)["met"] and not rate.judge(1_999_999)["met"]
     seconds = bench.TARGETS["funding.settlement"]
@@ -165,12 +166,14 @@ def test_suite_figures_fill_the_other_layers_targets(report):
          "extra_info": {"target": "journal.real_files", "value": 0.4}},
         {"fullname": "bench/bench_exchange.py::test_account_view", "stats": {"median": 0.02},
          "extra_info": {"target": "margin.account", "per_round": 1_000}},
-        {"fullname": "bench/bench_x.py::test_untargeted", "stats": {"median": 1.0}, "extra_info": {}},
+        {"fullname": "bench/bench_x.py::test_untargeted", "stats": {"median": 1.0},
+         "extra_info": {}},
     ]}
     suite = bench.suite_targets(suite_json)
     assert set(suite) == {"funding.settlement", "journal.replay", "journal.group_commit",
                           "journal.real_files", "margin.account"}
-    assert suite["funding.settlement"]["met"] and suite["funding.settlement"]["reached"] == "150.00 ms"
+    assert suite["funding.settlement"]["met"]
+    assert suite["funding.settlement"]["reached"] == "150.00 ms"
     assert suite["journal.replay"]["value"] == 400_000 and not suite["journal.replay"]["met"]
     assert not suite["journal.group_commit"]["met"] and suite["journal.real_files"]["met"]
     assert suite["margin.account"]["reached"] == "20.0 µs"
@@ -235,8 +238,8 @@ def test_cli_bench_takes_the_quick_runs_wall_time_from_an_earlier_run(report, mo
                                        str(earlier), "--readme", str(readme)])
     assert result.exit_code == 0, result.output
     text = readme.read_text()
-    assert "| 7 | perpcore bench --quick, wall time | < 1 minute | 31.00 s *(perpcore bench --quick, " \
-        in text
+    assert ("| 7 | perpcore bench --quick, wall time | < 1 minute | 31.00 s *(perpcore bench "
+            "--quick, ") in text
     assert f"perpcore bench --also {earlier} --readme {readme}\n" in text
     # only what this run lacks comes from the earlier one
     assert text.count("| book, batch entry point |") == 1

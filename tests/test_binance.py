@@ -15,7 +15,6 @@ Binance spot trades alone, and only the window's minutes are averaged, not the 8
   predicted funding at the end       0.0100% (the interest:  0.0081% (P + the 0.05%
                                      I - P within the clamp)  clamp, which binds)
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,8 @@ import pytest
 from perpcore import _book
 from perpcore import binance as bn
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+from real_data import BINANCE as DATA
+from real_data import BINANCE_FILES, missing_reason
 MIDNIGHT = 1_723_161_600 * 10**9           # 2024-08-09 00:00 UTC, the next settlement
 
 
@@ -68,7 +68,8 @@ def test_a_crossing_level_is_refused_not_traded():
 def test_capture_paths_need_both_markets(tmp_path):
     (tmp_path / "usdm").mkdir()
     (tmp_path / "spot").mkdir()
-    for name in ("usdm/btcusdt_20240101.gz", "usdm/btcusdt_20240102.gz", "spot/btcusdt_20240102.gz"):
+    for name in ("usdm/btcusdt_20240101.gz", "usdm/btcusdt_20240102.gz",
+                 "spot/btcusdt_20240102.gz"):
         (tmp_path / name).touch()
     assert bn.capture_paths(tmp_path, "BTCUSDT") == (tmp_path / "usdm/btcusdt_20240102.gz",
                                                      tmp_path / "spot/btcusdt_20240102.gz")
@@ -80,8 +81,8 @@ def test_capture_paths_need_both_markets(tmp_path):
 
 @pytest.fixture(scope="module")
 def replays():
-    if not DATA.is_dir():
-        pytest.skip("the Binance captures (../shared/data/binance) are not here")
+    if reason := missing_reason(DATA, BINANCE_FILES):
+        pytest.skip(reason)
     return {symbol: bn.replay(*bn.capture_paths(DATA, symbol), symbol)
             for symbol in ("BTCUSDT", "ETHUSDT")}
 

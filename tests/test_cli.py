@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -152,7 +154,7 @@ def test_runs_with_different_options_keep_their_own_files(tmp_path):
         outputs.append(json.loads(result.stdout))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"stress-60-seed1-shocks{s}-flash0-steps2.{ext}"
-        for s in ("-10to10by20", "-20to20by40") for ext in ("json", "png")]
+        for s in ("-10to10by20", "-20to20by40") for ext in ("html", "json", "png")]
     for out in outputs:
         assert json.loads(Path(out["chart"]).with_suffix(".json").read_text())["shocks"] == \
             out["shocks"]
@@ -182,3 +184,83 @@ def test_as_a_process_a_bad_number_is_a_usage_error(tmp_path):
     assert done.stderr.splitlines()[-1] == ("Error: Invalid value for '--path-steps': 0 is not in "
                                             "the range x>=1.")
     assert not any(tmp_path.iterdir())
+
+
+# ---- --config FILE wherever a venue is built ---------------------------------------------------
+
+DOCS_VENUE = Path(__file__).resolve().parents[1] / "docs" / "venue.toml"
+
+
+@pytest.fixture
+def cheap_venue(tmp_path):
+    """The built-in venue with free trading, as a JSON config file."""
+    cfg = perpcore.default_config()
+    free = {s: msgspec.structs.replace(spec, maker_fee=0, taker_fee=0)
+            for s, spec in cfg.instruments.items()}
+    path = tmp_path / "cheap.json"
+    path.write_bytes(msgspec.json.encode(msgspec.structs.replace(cfg, instruments=free)))
+    return path
+
+
+def _simulated(*args):
+    result = CliRunner().invoke(main, ["simulate", "--steps", "2000", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_simulate_runs_on_the_config_file(cheap_venue):
+    default = _simulated()
+    assert _simulated("--config", str(DOCS_VENUE))["state_hash"] == default["state_hash"]
+    cheap = _simulated("--config", str(cheap_venue))
+    assert cheap["state_hash"] != default["state_hash"] and Decimal(cheap["fees"]) == 0
+
+
+def test_stress_runs_on_the_config_file_and_names_its_files_after_it(tmp_path, cheap_venue):
+    out = tmp_path / "out"
+    args = ["stress", "--accounts", "60", "--shocks=-20:-20:1", "--flash", "0", "--path-steps",
+            "2", "--out", str(out), "--json"]
+    for extra in ([], ["--config", str(cheap_venue)]):
+        result = CliRunner().invoke(main, args + extra)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.json")) == [
+        "stress-60-seed1-shocks-20to-20by1-flash0-steps2-cheap.json",
+        "stress-60-seed1-shocks-20to-20by1-flash0-steps2.json"]
+
+
+def test_a_store_of_another_venue_is_replayed_and_verified_with_its_config(tmp_path,
+                                                                           cheap_venue):
+    from perpcore.config import load_config
+
+    cfg = load_config(cheap_venue)
+    store = sn.Store(tmp_path / "store", cfg, sync="none")
+    for cmd in session_commands(seed=5, steps=300, config=cfg):
+        store.engine.submit(cmd)
+    store.checkpoint()
+    store.close()
+    directory = str(tmp_path / "store")
+    line = one_line_error(CliRunner().invoke(main, ["replay", "journal", directory]), 1)
+    assert "written under a different venue config" in line
+    result = CliRunner().invoke(main, ["replay", "journal", directory, "--verify", "--json",
+                                       "--config", str(cheap_venue)])
+    assert result.exit_code == 0, result.output
+    assert all(c["ok"] for c in json.loads(result.stdout)["checks"])
+    assert CliRunner().invoke(main, ["store", "verify", directory]).exit_code == 1
+    result = CliRunner().invoke(main, ["store", "verify", directory, "--config", str(cheap_venue)])
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "healthy"
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["stress"], ["replay", "journal", "."],
+                                     ["store", "verify", "."], ["serve", "store"]])
+def test_a_bad_config_file_is_a_one_line_usage_error(tmp_path, command):
+    bad = tmp_path / "venue.toml"
+    bad.write_text(DOCS_VENUE.read_text().replace("max_qty = 1_000_000", 'max_qty = "many"', 1))
+    line = one_line_error(CliRunner().invoke(main, [*command, "--config", str(bad)]), 2)
+    assert line == (f"Error: Invalid value for '--config': {bad}: instruments.BTC-PERP.max_qty: "
+                    f"Expected `int`, got `str`")
+
+
+def test_as_a_process_a_missing_config_file_is_a_usage_error(tmp_path):
+    done = _perpcore("simulate", "--config", "nowhere.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == ("Error: Invalid value for '--config': File "
+                                            "'nowhere.toml' does not exist.")

@@ -1,10 +1,12 @@
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import pytest
 
-from perpcore.config import (RATE_SCALE, AssetSpec, InstrumentSpec, MarginSpec, MarginTier,
-                             VenueConfig, default_config, rate, rate_to_decimal)
+from perpcore.config import (RATE_SCALE, AssetSpec, ConfigError, InstrumentSpec, MarginSpec,
+                             MarginTier, VenueConfig, default_config, load_config, rate,
+                             rate_to_decimal)
 
 
 def test_default_venue_has_both_perps_and_three_assets():
@@ -120,3 +122,70 @@ def test_collateral_needs_an_instrument_to_price_it():
                                 assets={**cfg.assets, "SOL": AssetSpec("SOL", 9)})
     with pytest.raises(ValueError, match="non-settlement"):
         msgspec.structs.replace(cfg, margin=MarginSpec(haircuts={"USD": 0}))
+
+
+# ---- config files: TOML or JSON, VenueConfig's schema ------------------------------------------
+
+DOCS_VENUE = Path(__file__).resolve().parents[1] / "docs" / "venue.toml"
+
+
+def test_the_documented_toml_is_the_built_in_venue():
+    assert load_config(DOCS_VENUE) == default_config()
+
+
+def test_a_json_config_in_the_same_schema(tmp_path):
+    cfg = msgspec.structs.replace(default_config(), margin=MarginSpec(max_ltv=50_000_000))
+    path = tmp_path / "venue.json"
+    path.write_bytes(msgspec.json.encode(cfg))
+    assert load_config(path) == cfg
+
+
+def _edited(tmp_path, edit, suffix=".json"):
+    raw = msgspec.to_builtins(default_config())
+    edit(raw)
+    path = tmp_path / f"venue{suffix}"
+    path.write_bytes(msgspec.json.encode(raw))
+    return path
+
+
+def _set(keys, value):
+    def edit(raw):
+        for key in keys[:-1]:
+            raw = raw[key]
+        raw[keys[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, says", [
+    (_set(["instruments", "BTC-PERP", "tiers", 1, "max_leverage"], "x"),
+     "instruments.BTC-PERP.tiers[1].max_leverage: Expected `int`, got `str`"),
+    (_set(["instruments", "ETH-PERP", "max_qty"], 1.5),
+     "instruments.ETH-PERP.max_qty: Expected `int`, got `float`"),
+    (_set(["instruments", "BTC-PERP", "tiers", 1, "max_leverage"], 200),
+     "instruments.BTC-PERP: BTC-PERP: maintenance rate must be below 1 / max leverage"),
+    (_set(["margin", "max_ltvv"], 1), "margin: Object contains unknown field `max_ltvv`"),
+    (_set(["assets", "USD", "decimals"], None), "assets.USD.decimals: Expected `int`, got `null`"),
+    (_set(["settlement_asset"], "EUR"), ": settlement asset EUR is not among the assets"),
+    (_set(["assets", "USDT"], {"name": "USD", "decimals": 6}), "asset USDT is named USD"),
+    (lambda raw: raw["instruments"]["BTC-PERP"].pop("tick_size"),
+     "instruments.BTC-PERP: Object missing required field `tick_size`"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_file_and_field(tmp_path, edit, says):
+    path = _edited(tmp_path, edit)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: ") and says in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("venue.toml", b"settlement_asset = \n", "not valid TOML"),
+    ("venue.json", b"{", "not valid JSON"),
+    ("venue.json", b"[1, 2]", "holds no table of the venue's fields"),
+    ("venue.yaml", b"a: 1", "a venue config is a .toml or a .json file"),
+])
+def test_a_config_file_of_the_wrong_kind(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=says):
+        load_config(path)

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from perpcore import Exchange, default_config
 from perpcore import messages as m
 from perpcore.breach_index import DOWN, UP
-from perpcore.config import RATE_SCALE
 from perpcore.messages import LiquidationReason, Side
 
 from liquidation_venue import BTC, of, usd
@@ -187,7 +186,7 @@ def check_reserves(ex) -> None:
         [(dim, direction, price, _)] = dims
         [trigger] = [t for d, side, t in liq.index.triggers(account) if side == direction]
         worst = max(trigger + 1, 1) if direction == DOWN else trigger - 1
-        assert slack_at(ex, account, worst) >= reserve, (account, reserve, triggers)
+        assert slack_at(ex, account, worst) >= reserve, (account, reserve, dims)
 
 
 def examine_everyone(ex) -> None:

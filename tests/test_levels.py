@@ -1,9 +1,8 @@
-"""perpcore._binance: decimal text to ticks and lots in C, and price levels set from JSON level lists,
-against plain Python references: InstrumentSpec.to_ticks / to_lots (Decimal) for the units, and the
-level loop binance.LevelBook ran in Python before (a cancel / amend / place call per level) for the
-book, compared order by order after every message."""
+"""perpcore._binance: decimal text to ticks and lots in C, and price levels set from JSON level
+lists, against plain Python references: InstrumentSpec.to_ticks / to_lots (Decimal) for the units,
+and the level loop binance.LevelBook ran in Python before (a cancel / amend / place call per level)
+for the book, compared order by order after every message."""
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -15,7 +14,8 @@ from perpcore._book import BUY, POST_ONLY, SELL, UNKNOWN_ORDER, OrderBook
 from perpcore._binance import LevelSetter, Step
 from perpcore.config import InstrumentSpec
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+from real_data import BINANCE as DATA
+from real_data import needs_binance
 MAKER = bn._MAKER                  # the account LevelBook's levels belong to
 
 
@@ -31,7 +31,8 @@ def setter(s: InstrumentSpec | None = None) -> LevelSetter:
 
 
 def reference_set(book: OrderBook, s: InstrumentSpec, bids, asks) -> None:
-    """The Python loop LevelBook.update ran before perpcore._binance, over [price, qty] text pairs."""
+    """The Python loop LevelBook.update ran before perpcore._binance, over [price, qty] text
+    pairs."""
     kept = []
     for side, levels in ((BUY, bids), (SELL, asks)):
         for price, qty in levels:
@@ -180,7 +181,7 @@ def test_bad_text_raises_and_changes_nothing(bids):
     assert lv.book.dump() == before
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/binance is absent")
+@needs_binance
 def test_a_real_capture_rebuilds_the_same_book_as_the_python_loop():
     """The ETHUSDT capture's snapshot and every depth diff that follows it, through both paths."""
     s = bn.binance_config().instruments["ETHUSDT"]

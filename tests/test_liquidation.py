@@ -3,7 +3,6 @@ a stale index never liquidates (the account waits for a fresh one), funding that
 account, deficits covered by the fund and socialised beyond it, the breach index looking at nobody
 on quiet moves, the fund's history and deposits, and snapshots."""
 import msgspec
-import pytest
 
 from perpcore import Exchange
 from perpcore import messages as m

@@ -1,6 +1,5 @@
 """LOBSTER replay: each message type's rule on small hand-made streams, and the reproduction figures
 on the real files in ../shared/data/lobster, asserted at the level reached."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +7,8 @@ import pytest
 from perpcore import _book
 from perpcore import lobster as lb
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster"
+from real_data import LOBSTER as DATA
+from real_data import needs_lobster as needs_data
 LEVEL_1 = DATA / "AMZN_2012-06-21_34200000_57600000_message_1.csv"
 LEVEL_10 = DATA / "AMZN_2021-04-12_34200000_57600000_message_10.csv"
 BUY, SELL = 1, -1
@@ -112,9 +112,6 @@ def test_orderbook_file_aligns_the_top():
 
 
 # ---- the real files ----------------------------------------------------------------------------
-
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/lobster is absent")
-
 
 @needs_data
 @pytest.mark.parametrize("path", [LEVEL_1, LEVEL_10])

@@ -72,6 +72,7 @@ def test_messages_hold_only_scalars_so_the_collector_may_skip_them(cls):
         t = field.type
         if typing.get_origin(t) is typing.Annotated:    # a command field's range
             t = typing.get_args(t)[0]
-        for t in typing.get_args(t) or (t,):
-            assert isinstance(t, type) and issubclass(t, scalars), (cls.__name__, field.name, t)
+        for arg in typing.get_args(t) or (t,):
+            assert isinstance(arg, type) and issubclass(arg, scalars), (cls.__name__, field.name,
+                                                                        arg)
     assert not gc.is_tracked(_example(cls))

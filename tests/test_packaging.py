@@ -1,9 +1,19 @@
-"""Packaging: what the sdist carries, and what `import perpcore` says without built extensions."""
+"""Packaging: what the sdist carries, what `import perpcore` says without built extensions, what
+a plain install pulls in (the engine's needs; the command line's are the cli extra)."""
+import email.parser
+import importlib
+import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:     # Python 3.10
+    import tomli as tomllib
 
 import pytest
 
@@ -63,10 +73,132 @@ def test_the_sdist_holds_what_a_build_needs_and_no_build_outputs(tmp_path):
     with tarfile.open(sdist) as tar:
         names = {Path(*Path(name).parts[1:]).as_posix() for name in tar.getnames()}
     needed = {"setup.py", "pyproject.toml", "MANIFEST.in", "README.md"}
-    for pattern in ("ext/perpcore/_*.pyx", "ext/perpcore/_*.pxd", "perpcore/*.py", "perpcore/py.typed",
-                    "tests/*.py", "bench/*.py"):
+    for pattern in ("ext/perpcore/_*.pyx", "ext/perpcore/_*.pxd", "perpcore/*.py",
+                    "perpcore/py.typed", "tests/*.py", "bench/*.py"):
         matched = {path.relative_to(ROOT).as_posix() for path in ROOT.glob(pattern)}
         assert matched, pattern
         needed |= matched
     assert needed - names == set()
     assert [name for name in names if name.endswith((".c", ".so", ".o", ".pyc", ".html"))] == []
+
+
+# ---- a lean runtime: the engine's dependencies, the command line's in the cli extra ------------
+
+ENGINE = {"msgspec", "sortedcontainers", "numpy", "tomli"}
+CLI = {"click", "rich", "matplotlib", "hdrhistogram"}
+
+
+@pytest.fixture(scope="module")
+def metadata(tmp_path_factory):
+    """The wheel's METADATA as the build backend writes it for this tree."""
+    out = tmp_path_factory.mktemp("metadata")
+    done = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                           "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = (out / done.stdout.split()[-1] / "METADATA").read_text()
+    return email.parser.Parser().parsestr(text)
+
+
+def _requirements(metadata) -> dict[str, set[str]]:
+    """Distribution names per extra ("" for the plain install)."""
+    out: dict[str, set[str]] = {}
+    for line in metadata.get_all("Requires-Dist"):
+        name = re.match(r"[A-Za-z0-9_.-]+", line).group(0).lower()
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)""", line)
+        out.setdefault(extra.group(1) if extra else "", set()).add(name)
+    return out
+
+
+def test_a_plain_install_pulls_only_what_the_engine_needs(metadata):
+    requires = _requirements(metadata)
+    assert requires[""] == ENGINE
+    assert requires["cli"] == CLI
+    assert "perpcore" in requires["test"]          # the tests run the command line too
+    assert "tomli>=2.0; python_version < \"3.11\"" in metadata.get_all("Requires-Dist")
+
+
+def test_the_engine_imports_nothing_of_the_cli_extra():
+    code = ("import sys, perpcore; from perpcore import Exchange; from perpcore.snapshot import "
+            "Store; import perpcore.replay, perpcore.stress, perpcore.simulate; "
+            "print(sorted({m.split('.')[0] for m in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    loaded = set(eval(done.stdout))
+    assert loaded & {"click", "rich", "matplotlib", "hdrh"} == set()
+
+
+def test_the_build_needs_no_numpy():
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert not [r for r in build if r.startswith("numpy")]
+    assert "numpy" not in (ROOT / "setup.py").read_text()
+    assert not [p.name for p in (ROOT / "ext" / "perpcore").glob("*.p*")
+                if re.search(r"^\s*cimport numpy|^\s*from numpy cimport", p.read_text(), re.M)]
+
+
+def test_the_journal_needs_no_numpy(tmp_path):
+    """The journal's C scan hands its record spans over as a memoryview."""
+    from perpcore import _journal
+
+    assert "numpy" not in (ROOT / "ext" / "perpcore" / "_journal.pyx").read_text()
+    spans, end, why, _ = _journal.scan(b"", 0, 1, 1 << 20, 0)
+    assert (type(spans), len(spans), spans.tolist(), end) == (memoryview, 0, [], 0)
+
+
+def test_without_the_cli_extra_the_command_says_what_to_install(tmp_path):
+    """perpcore installed without its cli extra: the engine's libraries only (linked into a
+    directory of their own, site-packages left out)."""
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    for name in ("msgspec", "numpy", "sortedcontainers"):
+        module = importlib.import_module(name)
+        (libs / name).symlink_to(Path(module.__file__).parent)
+    if (Path(np_libs := importlib.import_module("numpy").__file__).parents[1]
+            / "numpy.libs").exists():
+        (libs / "numpy.libs").symlink_to(Path(np_libs).parents[1] / "numpy.libs")
+    done = subprocess.run([sys.executable, "-S", "-c",
+                           "from perpcore._entry import main; main()", "simulate"],
+                          env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{libs}"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("Error: perpcore's command line needs the cli extra (click, rich, "
+                           "matplotlib, hdrhistogram missing): pip install 'perpcore[cli]' (from a "
+                           "source tree: pip install '.[cli]')\n")
+
+
+def test_the_script_is_the_guarded_entry_point():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"perpcore": "perpcore._entry:main"}
+
+
+def test_the_readme_installs_the_cli_for_perpcore_simulate():
+    block = (ROOT / "README.md").read_text().split("<!-- setup:begin -->")[1]
+    commands = [line for line in block.split("<!-- setup:end -->")[0].splitlines()
+                if line and not line.startswith("```")]
+    assert len(commands) == 2
+    assert commands[0].startswith("pip install '.[cli]' && perpcore simulate")
+    assert commands[1].startswith("pip install -e '.[test]'")
+
+
+def _elf_sections(path: Path) -> set[str]:
+    """The section names of a 64-bit little-endian ELF file."""
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, path
+    shoff = int.from_bytes(data[0x28:0x30], "little")
+    size, count, names = (int.from_bytes(data[at:at + 2], "little") for at in (0x3A, 0x3C, 0x3E))
+    headers = [data[shoff + i * size:shoff + (i + 1) * size] for i in range(count)]
+    table = int.from_bytes(headers[names][0x18:0x20], "little")
+    return {data[table + int.from_bytes(h[:4], "little"):].split(b"\0", 1)[0].decode()
+            for h in headers}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the strip flag is for Linux")
+@pytest.mark.skipif(os.environ.get("PERPCORE_DEBUG") == "1", reason="a debug build keeps symbols")
+def test_release_extensions_are_stripped():
+    """Release builds link with -s: no symbol table, no debug information (_clock was 231 KB)."""
+    for name in EXTENSIONS:
+        path = Path(importlib.import_module(f"perpcore.{name}").__file__)
+        sections = _elf_sections(path)
+        assert ".dynsym" in sections and not sections & {".symtab", ".debug_info"}, path
+    clock = Path(importlib.import_module("perpcore._clock").__file__)
+    assert clock.stat().st_size < 100_000

@@ -15,7 +15,7 @@ from perpcore import replay as rp
 from perpcore import snapshot as sn
 from test_journal import CONFIG, run_plain, session_commands
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from real_data import DATA, needs_binance, needs_lobster
 
 
 def make_store(directory, cmds, checkpoints=(), keep=2):
@@ -101,7 +101,7 @@ def test_cli_journal_verify_json_and_exit_status(tmp_path, stream):
     assert "final state hash" in result.output
 
 
-@pytest.mark.skipif(not (DATA / "lobster").is_dir(), reason="../shared/data/lobster is absent")
+@needs_lobster
 def test_cli_lobster(tmp_path):
     runner = CliRunner()
     events = tmp_path / "trades.jsonl"
@@ -119,7 +119,7 @@ def test_cli_lobster(tmp_path):
     assert table.exit_code == 0 and "reproduced: same order, same size" in table.output
 
 
-@pytest.mark.skipif(not (DATA / "binance").is_dir(), reason="../shared/data/binance is absent")
+@needs_binance
 def test_cli_binance_agreement_and_plots(tmp_path):
     pytest.importorskip("perpcore.binance")
     result = CliRunner().invoke(cli.main, ["replay", "binance", str(DATA / "binance"), "--symbol",

@@ -82,7 +82,7 @@ def _segment(d: Path, i: int) -> Path:
 def _record_starts(data: bytes) -> list[int]:
     """The offset of each record, and the end."""
     seg = jr.Segment(data)
-    return [jr.HEADER_SIZE] + [int(e) for e in seg.spans[:, 1]]
+    return [jr.HEADER_SIZE] + [end for _, end in seg.spans.tolist()]
 
 
 def refused(d: Path, name: str | None = None, offset: int | None = None,

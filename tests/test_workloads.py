@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from perpcore import _book
+from perpcore._exchange import protection_price
 from perpcore import messages as m
 from perpcore import workloads as wls
 from perpcore.bench import fresh_exchange
@@ -43,7 +44,8 @@ def test_accounts_are_spread_over_ten_thousand(std):
 def test_prefill_offsets_are_one_to_sixty_ticks_and_densest_at_the_top(std):
     p = std.params
     setup = std.setup
-    off = np.where(setup["side"] == _book.BUY, p.start_mid - setup["price"], setup["price"] - p.start_mid)
+    off = np.where(setup["side"] == _book.BUY, p.start_mid - setup["price"],
+                   setup["price"] - p.start_mid)
     assert off.min() == 1 and off.max() == 60
     near, mid, far = ((off >= 1) & (off <= 5)).sum(), ((off >= 21) & (off <= 25)).sum(), \
         ((off >= 41) & (off <= 45)).sum()
@@ -76,7 +78,9 @@ def test_every_command_does_what_its_kind_says(std):
             if kind == wls.IOC:
                 assert 0 <= through <= 5
             else:
-                assert price == wls.protection_price(side, touch, std.params.protection)
+                spec = wls.instrument()
+                assert price == protection_price(side, touch, std.params.protection,
+                                                 spec.max_price, spec.price_step)
             assert book.place(oid, acc, side, price, qty, tif) in (_book.FILLED, _book.EXPIRED)
             assert book.fill_count > 0
 

@@ -6,9 +6,7 @@ from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ON
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
 from perpcore._margin cimport Account, MarginCore, int128_t
-from perpcore._validate cimport echo, refusal as schema_refusal
-
-import msgspec
+from perpcore._validate cimport echo, fields_of, refusal as schema_refusal
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -39,7 +37,6 @@ cdef dict MATCHING_REJECTS = {
     ST_FOK_UNFILLABLE: (RejectCode.FOK_UNFILLABLE, "fill-or-kill order cannot be filled completely"),
     ST_DUPLICATE_CLIENT_ID: (RejectCode.DUPLICATE_CLIENT_ORDER_ID, "client order id already open"),
 }
-cdef object astuple = msgspec.structs.astuple
 _PLACE_FIELDS = {name: i for i, name in enumerate(m.PlaceOrder.__struct_fields__)}
 cdef Py_ssize_t P_ACCOUNT = _PLACE_FIELDS["account"], P_SYMBOL = _PLACE_FIELDS["symbol"]
 cdef Py_ssize_t P_SIDE = _PLACE_FIELDS["side"], P_QTY = _PLACE_FIELDS["qty"]
@@ -48,13 +45,47 @@ cdef Py_ssize_t P_TIF = _PLACE_FIELDS["tif"], P_STP = _PLACE_FIELDS["stp"]
 cdef Py_ssize_t P_CLIENT_ID = _PLACE_FIELDS["client_order_id"]
 cdef Py_ssize_t P_REDUCE_ONLY = _PLACE_FIELDS["reduce_only"], P_TS = _PLACE_FIELDS["ts"]
 cdef Py_ssize_t P_TRIGGER = _PLACE_FIELDS["trigger"]
+cdef Py_ssize_t P_TRIGGER_PRICE = _PLACE_FIELDS["trigger_price"]
 _CANCEL_FIELDS = {name: i for i, name in enumerate(m.CancelOrder.__struct_fields__)}
 cdef Py_ssize_t C_ACCOUNT = _CANCEL_FIELDS["account"], C_SYMBOL = _CANCEL_FIELDS["symbol"]
 cdef Py_ssize_t C_ORDER_ID = _CANCEL_FIELDS["order_id"], C_TS = _CANCEL_FIELDS["ts"]
 cdef Py_ssize_t C_CLIENT_ID = _CANCEL_FIELDS["client_order_id"]
-cdef inline void refuse_status(int status) except *:
-    code, reason = MATCHING_REJECTS[status]
-    reject(code, reason)
+# a refusal's code as the RejectCode member its event carries
+cdef dict CODES = {int(code): code for code in RejectCode}
+# the codes order entry refuses with, as C ints
+cdef int UNKNOWN_SYMBOL = RejectCode.UNKNOWN_SYMBOL, UNKNOWN_ACCOUNT = RejectCode.UNKNOWN_ACCOUNT
+cdef int INVALID_PRICE = RejectCode.INVALID_PRICE, PRICE_OUT_OF_RANGE = RejectCode.PRICE_OUT_OF_RANGE
+cdef int PRICE_NOT_TICK_MULTIPLE = RejectCode.PRICE_NOT_TICK_MULTIPLE
+cdef int INVALID_QTY = RejectCode.INVALID_QTY, QTY_TOO_LARGE = RejectCode.QTY_TOO_LARGE
+cdef int QTY_NOT_LOT_MULTIPLE = RejectCode.QTY_NOT_LOT_MULTIPLE
+cdef int BELOW_MIN_NOTIONAL = RejectCode.BELOW_MIN_NOTIONAL, NOT_ELIGIBLE = RejectCode.NOT_ELIGIBLE
+cdef int DUPLICATE_CLIENT_ORDER_ID = RejectCode.DUPLICATE_CLIENT_ORDER_ID
+cdef int UNKNOWN_ORDER = RejectCode.UNKNOWN_ORDER, NO_LIQUIDITY = RejectCode.NO_LIQUIDITY
+cdef str NO_SUCH_ORDER = "no such open order for this account"
+cdef int64_t RS = RATE_SCALE
+
+
+cdef inline int64_t c_protection_price(int side, int64_t touch, int64_t band, int64_t max_price,
+                                       int64_t step) noexcept:
+    """The worst price a market order accepts: the touch moved by the band against the taker
+    (up for a buy, down for a sell; RATE_SCALE), kept within 1..max_price, then rounded down to
+    the step."""
+    cdef int128_t price
+    if side == 0:
+        price = <int128_t>touch * (RS + band) // RS
+        if price > max_price:
+            price = max_price
+    else:
+        price = -(-<int128_t>touch * (RS - band) // RS)
+        if price < 1:
+            price = 1
+    return <int64_t>(price - price % step)
+
+
+def protection_price(int side, int64_t touch, int64_t band, int64_t max_price, int64_t step):
+    """The worst price (ticks) a market order without a price accepts, from the touch (the best
+    opposite price), the market protection band (RATE_SCALE), the top price and the price step."""
+    return c_protection_price(side, touch, band, max_price, step)
 
 
 cdef object OrderRejected = m.OrderRejected
@@ -65,10 +96,19 @@ cdef object CONCURRENT_SUBMIT = RejectCode.CONCURRENT_SUBMIT
 
 
 cdef list rejected(ExchangeCore ex, cmd, code, str reason):
-    """A command's one OrderRejected, repeating the fields that identify it."""
+    """A command's one OrderRejected, repeating the fields that identify it (those within their
+    schema: the command may be outside it)."""
     return [OrderRejected(ex.seq, ex.clock, code, reason, echo(cmd, "account", 0),
                           echo(cmd, "symbol", ""), echo(cmd, "order_id", 0),
                           echo(cmd, "client_order_id", 0))]
+
+
+cdef list refused(ExchangeCore ex, cmd, code, str reason):
+    """The OrderRejected of a command within its schema (one that passed the boundary), which
+    every field it has may be repeated from as it is."""
+    return [OrderRejected(ex.seq, ex.clock, code, reason, getattr(cmd, "account", 0),
+                          getattr(cmd, "symbol", ""), getattr(cmd, "order_id", 0),
+                          getattr(cmd, "client_order_id", 0))]
 
 
 cdef class Market:
@@ -110,6 +150,25 @@ cdef class ExchangeCore:
 
     def __init__(self, config):
         self.max_time_step = config.limits.max_time_step_ns
+        self.next_order_id = 1
+
+    def _compose(self, PricingCore pricing, MarginCore margin, LiquidationCore liquidation,
+                 triggers, OrderEntry entry, dict handlers):
+        """Wires the layers the Exchange built (once, in its constructor)."""
+        self._pricing, self.margin, self.liquidation = pricing, margin, liquidation
+        self.triggers, self._entry, self._handlers = triggers, entry, handlers
+
+    def _restore_counters(self, int64_t seq, int64_t clock, int64_t next_order_id):
+        """Sets the sequence, the clock and the next order id a snapshot recorded."""
+        self.seq, self.clock, self.next_order_id = seq, clock, next_order_id
+
+    def _take_order_id(self):
+        """The next order id, now taken (the trigger layer's, for a conditional order)."""
+        return self.take_order_id()
+
+    cdef int64_t take_order_id(self):
+        self.next_order_id += 1
+        return self.next_order_id - 1
 
     def submit(self, cmd, seq=None):
         """Applies one command and returns its events, in order; never raises.
@@ -126,20 +185,62 @@ cdef class ExchangeCore:
             return self.concurrent(cmd)
         self.busy = True
         try:
-            refused = self.refusal(cmd)
-            return refused if refused is not None else self.apply(cmd, seq)
+            fields = fields_of(cmd)
+            refused = self.refusal(cmd, fields)
+            return refused if refused is not None else self.apply(cmd, seq, fields)
         finally:
             self.busy = False
+
+    def _post_trade(self, list events, Py_ssize_t start):
+        """post_trade() for the layers in Python (the liquidation engine, after its trades)."""
+        self.post_trade(events, start)
+
+    cdef post_trade(self, list events, Py_ssize_t start):
+        """What follows the trades among events[start:]: reduce-only orders the positions no
+        longer allow are trimmed, then stage 5 (prices) reads those events."""
+        if self.margin.reduce_only_dirty:
+            self._trim_reduce_only(events)
+        # the last trade or the book moved the mark (a fill always follows the OrderAccepted or
+        # OrderAmended of its taker: a lone event is never one)
+        if len(events) - start > 1 or self._pricing.book_moves:
+            if start == 0:
+                self._pricing.after_command(events)
+            else:
+                new = events[start:]
+                n = len(new)
+                self._pricing.after_command(new)
+                events.extend(new[n:])
+
+    cdef fire_triggers(self, list events):
+        """Stage 5's conditional orders: each order the prices crossed fires as a new order of the
+        pipeline (order entry, then what follows its trades), until a round fires nothing."""
+        triggers = self.triggers
+        cdef OrderEntry entry = self._entry
+        cdef Py_ssize_t start
+        cdef int code
+        while True:
+            fired = triggers.take_crossed()
+            if not fired:
+                return
+            start = len(events)
+            for order_id, ref in fired:
+                live = triggers.fire(order_id, ref, events)
+                code = entry.place(live, fields_of(live), events, order_id)
+                if code:
+                    events.append(OrderRejected(self.seq, self.clock, CODES[code], entry.reason,
+                                                live.account, live.symbol, order_id,
+                                                live.client_order_id))
+            self.post_trade(events, start)
 
     cdef list concurrent(self, cmd):
         return rejected(self, cmd, CONCURRENT_SUBMIT,
                         "another thread's submit is in progress: one thread owns an engine")
 
-    cdef list refusal(self, cmd):
+    cdef list refusal(self, cmd, tuple fields):
         if self.halted is not None:
             return rejected(self, cmd, ENGINE_HALTED,
                             f"engine halted at seq {self.halted.seq}: {self.halted.cause}")
-        why = schema_refusal(cmd)
+        why = schema_refusal(cmd, fields)
         return None if why is None else rejected(self, cmd, why[0], why[1])
 
     cdef list halt(self, int64_t seq, cmd, error):
@@ -147,50 +248,49 @@ cdef class ExchangeCore:
         return rejected(self, cmd, ENGINE_HALTED,
                         f"engine halted at seq {seq}: {self.halted.cause}")
 
-    cdef list apply(self, cmd, seq):
+    cdef list apply(self, cmd, seq, tuple fields):
         if seq is not None and seq != self.seq + 1:
-            code = RejectCode.SEQUENCE_REPLAYED if seq <= self.seq else RejectCode.SEQUENCE_GAP
-            return [OrderRejected(self.seq, self.clock, code,
+            why = RejectCode.SEQUENCE_REPLAYED if seq <= self.seq else RejectCode.SEQUENCE_GAP
+            return [OrderRejected(self.seq, self.clock, why,
                                   f"sequence {seq} is not the next ({self.seq + 1})")]
         self.seq += 1
         kind = type(cmd)
         cdef list events = []
         cdef MarginCore margin = self.margin
         cdef int64_t ts = cmd.ts
+        cdef int code = 0
+        if ts:
+            if ts < self.clock:
+                return refused(self, cmd, STALE_TIMESTAMP,
+                               f"command time {ts} is before exchange time {self.clock}")
+            # the first command that carries a time starts the clock wherever it is
+            if self.clock and ts - self.clock > self.max_time_step:
+                return refused(self, cmd, TIME_STEP_TOO_LARGE, f"command time {ts} is more than "
+                               f"{self.max_time_step} ns after exchange time {self.clock}")
         try:
-            if ts:
-                if ts < self.clock:
-                    reject(STALE_TIMESTAMP, f"command time {ts} is before exchange time {self.clock}")
-                # the first command that carries a time starts the clock wherever it is
-                if self.clock and ts - self.clock > self.max_time_step:
-                    reject(TIME_STEP_TOO_LARGE, f"command time {ts} is more than "
-                           f"{self.max_time_step} ns after exchange time {self.clock}")
-            # the order commands go straight to OrderEntry's C entries; the table has the others
+            # the order commands go straight to OrderEntry's C entries, which refuse with a code
+            # (no exception); the table has the others, which raise Rejection
             if kind is PlaceOrder:
-                self._entry.place(cmd, events)
+                code = self._entry.place(cmd, fields, events, 0)
             elif kind is CancelOrder:
-                self._entry.cancel(cmd, events)
+                code = self._entry.cancel(cmd, fields, events)
             elif kind is AmendOrder:
-                self._entry.amend(cmd, events)
+                code = self._entry.amend(cmd, events)
             else:
                 self._handlers[kind](cmd, events)
+            if code:
+                return refused(self, cmd, CODES[code], self._entry.reason)
             if margin.in_transit:       # funding in transit: this command's share of its payments
                 self._pricing.carry(events)
-            if margin.reduce_only_dirty:
-                self._trim_reduce_only(events)
-            # stage 5: the last trade or the book moved the mark (a fill always follows the
-            # OrderAccepted or OrderAmended of its taker: a lone event is never one)
-            if len(events) > 1 or self._pricing.book_moves:
-                self._pricing.after_command(events)
-            triggers = self.triggers
-            if triggers.live:
-                triggers.after_command(events)      # conditional orders the prices crossed
+            self.post_trade(events, 0)
+            if self.triggers.live:
+                self.fire_triggers(events)          # conditional orders the prices crossed
             if margin.debts:
                 margin.after_command(events)        # loans against collateral whose index moved
             self.liquidation.after(events)          # stage 6: accounts under maintenance
             return events
         except Rejection as r:
-            return rejected(self, cmd, r.code, r.reason)
+            return refused(self, cmd, r.code, r.reason)
         except Exception as e:      # a bug, not a refusal: the state may be half-applied
             return self.halt(self.seq, cmd, e)
 
@@ -205,73 +305,131 @@ cdef class OrderEntry:
         self.margin = margin
         self.triggers = triggers
 
-    # ---- validation shared by the commands -----------------------------------------------------
+    # ---- validation shared by the commands: each returns 0, or the code of its refusal with
+    # ---- the reason in self.reason
 
-    cdef Market market_of(self, symbol):
-        market = self.markets.get(symbol)
-        if market is None:
-            reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
-        return <Market>market
+    cdef int refuse(self, int code, str reason) except -1:
+        self.reason = reason
+        return code
 
-    cdef bint known_account(self, account) except -1:
-        professional = self.professional.get(account)
-        if professional is None:
-            reject(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account}")
-        return professional
+    cdef int unknown_symbol(self, symbol) except -1:
+        return self.refuse(UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
 
-    cdef void check_price_qty(self, Market market, int64_t price, int64_t qty) except *:
+    cdef int unknown_account(self, account) except -1:
+        return self.refuse(UNKNOWN_ACCOUNT, f"unknown account {account}")
+
+    cdef int price_refusal(self, Market market, int64_t price, str what) except -1:
         if price <= 0:
-            reject(RejectCode.INVALID_PRICE, f"price {price} must be positive")
+            return self.refuse(INVALID_PRICE, f"{what} {price} must be positive")
         if price > market.max_price:
-            reject(RejectCode.PRICE_OUT_OF_RANGE, f"price {price} above {market.max_price} ticks")
+            return self.refuse(PRICE_OUT_OF_RANGE,
+                               f"{what} {price} above {market.max_price} ticks")
         if price % market.price_step:
-            reject(RejectCode.PRICE_NOT_TICK_MULTIPLE,
-                   f"price {price} is not a multiple of {market.price_step} ticks")
+            return self.refuse(PRICE_NOT_TICK_MULTIPLE,
+                               f"{what} {price} is not a multiple of {market.price_step} ticks")
+        return 0
+
+    cdef int price_qty_refusal(self, Market market, int64_t price, int64_t qty) except -1:
+        cdef int code = self.price_refusal(market, price, "price")
+        if code:
+            return code
         if qty <= 0:
-            reject(RejectCode.INVALID_QTY, f"quantity {qty} must be positive")
+            return self.refuse(INVALID_QTY, f"quantity {qty} must be positive")
         if qty > market.max_qty:
-            reject(RejectCode.QTY_TOO_LARGE, f"quantity {qty} above {market.max_qty} lots")
+            return self.refuse(QTY_TOO_LARGE, f"quantity {qty} above {market.max_qty} lots")
         if qty % market.qty_step:
-            reject(RejectCode.QTY_NOT_LOT_MULTIPLE,
-                   f"quantity {qty} is not a multiple of {market.qty_step} lots")
+            return self.refuse(QTY_NOT_LOT_MULTIPLE,
+                               f"quantity {qty} is not a multiple of {market.qty_step} lots")
+        return 0
+
+    cdef int order_refusal(self, Market market, account, bint professional, int64_t price,
+                           int64_t qty, int64_t notional_price, client_id) except -1:
+        """What every order is checked for, live or conditional: its price and quantity, its
+        notional (at notional_price), the instrument's eligibility, and a client order id
+        already open (in the book or waiting to fire)."""
+        cdef int code = self.price_qty_refusal(market, price, qty)
+        if code:
+            return code
+        if <int128_t>notional_price * qty * market.units_per_ticklot < market.min_notional_units:
+            return self.refuse(BELOW_MIN_NOTIONAL,
+                               f"notional below {market.spec.min_notional} {market.spec.settle}")
+        if market.professional_only and not professional:
+            return self.refuse(NOT_ELIGIBLE,
+                               f"{market.symbol} is offered to professional investors only")
+        triggers = self.triggers
+        if client_id and (market.book.find_client(account, client_id) is not None
+                          or triggers.live and triggers.has_client(account, client_id)):
+            return self.refuse(DUPLICATE_CLIENT_ORDER_ID,
+                               f"client order id {client_id} is already open")
+        return 0
+
+    cdef int book_refusal(self, int status) except -1:
+        code, reason = MATCHING_REJECTS[status]
+        return self.refuse(code, reason)
+
+    cdef int margin_refusal(self, int code) except -1:
+        return self.refuse(code, self.margin.reason)
+
+    def _raise(self, int code):
+        if code:
+            raise Rejection(CODES[code], self.reason)
 
     def require_market(self, symbol):
-        """The Market of a symbol, or UNKNOWN_SYMBOL."""
-        return self.market_of(symbol)
+        """The Market of a symbol, or UNKNOWN_SYMBOL (raised: for the handlers in Python)."""
+        market = self.markets.get(symbol)
+        if market is None:
+            self._raise(self.unknown_symbol(symbol))
+        return market
 
     def require_account(self, account):
-        """Refuses an account that does not exist (UNKNOWN_ACCOUNT)."""
-        self.known_account(account)
+        """Refuses an account that does not exist (UNKNOWN_ACCOUNT, raised)."""
+        if account not in self.professional:
+            self._raise(self.unknown_account(account))
 
-    def require_price_qty(self, Market market, price, qty):
-        """Refuses a price or quantity outside the instrument's range or steps."""
-        self.check_price_qty(market, price, qty)
-
-    cdef Order* owned_order(self, Market market, account, order_id, client_id) except NULL:
+    cdef Order* owned_order(self, Market market, account, order_id, client_id):
         """The book's record of the open order a cancel or amend names (by id, or by client id
-        when the id is 0), if it is the account's (read it before the book changes)."""
+        when the id is 0), if it is the account's (read it before the book changes); NULL: none."""
         cdef OrderBook book = market.book
-        self.known_account(account)
         if not order_id and client_id:
             order_id = book.find_client(account, client_id) or 0
         cdef Order* order = book._order_of(order_id) if order_id else NULL
-        if order == NULL or order.account != <int64_t>account:
-            reject(RejectCode.UNKNOWN_ORDER, "no such open order for this account")
+        if order != NULL and order.account != <int64_t>account:
+            return NULL
         return order
 
-    # ---- the commands --------------------------------------------------------------------------
+    # ---- the commands: each returns 0 once applied, or the code of its refusal (nothing changed)
 
-    cpdef place(self, cmd, list events, order_id=0):
-        """PlaceOrder. `order_id`: a conditional order's, given when it was accepted, as it fires."""
-        cdef tuple f = astuple(cmd)        # one call for every field, not one lookup each
+    cdef int place(self, cmd, tuple f, list events, order_id) except -1:
+        """PlaceOrder, whose fields are `f` (read once for every stage, not one lookup each).
+        `order_id`: a conditional order's, given when it was accepted, as it fires (0: a fresh
+        order)."""
         symbol = f[P_SYMBOL]
-        cdef Market market = self.market_of(symbol)
+        market_obj = self.markets.get(symbol)
+        if market_obj is None:
+            return self.unknown_symbol(symbol)
+        cdef Market market = <Market>market_obj
         account = f[P_ACCOUNT]
-        cdef bint professional = self.known_account(account)
+        professional = self.professional.get(account)
+        if professional is None:
+            return self.unknown_account(account)
         side, qty, price, order_type = f[P_SIDE], f[P_QTY], f[P_PRICE], f[P_ORDER_TYPE]
         tif, stp, client_id, reduce_only = f[P_TIF], f[P_STP], f[P_CLIENT_ID], f[P_REDUCE_ONLY]
+        cdef int code
         if f[P_TRIGGER]:
-            return self.triggers.place(market, cmd, events)
+            # a conditional order: its trigger, then the checks of any order (a market one's
+            # notional at its trigger, its protection price worked out when it fires if 0),
+            # then the trigger layer's own (its reference price) before it waits
+            trigger = f[P_TRIGGER_PRICE]
+            code = self.price_refusal(market, trigger, "trigger price")
+            if not code:
+                limit = order_type == LIMIT
+                code = self.order_refusal(market, account, professional,
+                                          price if limit or price else trigger, qty,
+                                          price if limit else trigger, client_id)
+            if code:
+                return code
+            self.triggers.place(market, cmd, events)
+            return 0
         cdef OrderBook book = market.book
         if order_type == MARKET:
             # a market order is an IOC (or FOK) limited at its protection price
@@ -279,71 +437,68 @@ cdef class OrderEntry:
                 tif = IOC
             touch = book.best_ask() if side == 0 else book.best_bid()
             if touch is None:
-                reject(RejectCode.NO_LIQUIDITY, "no opposite side for a market order")
+                return self.refuse(NO_LIQUIDITY, "no opposite side for a market order")
             if price == 0:
-                band = market.market_protection
-                if side == 0:
-                    price = min(touch * (RATE_SCALE + band) // RATE_SCALE, market.max_price)
-                else:
-                    price = max(-(-touch * (RATE_SCALE - band) // RATE_SCALE), 1)
-                price -= price % market.price_step
+                price = c_protection_price(side, touch, market.market_protection,
+                                           market.max_price, market.price_step)
             notional_price = touch
         else:
             notional_price = price
-        self.check_price_qty(market, price, qty)
-        if <int128_t><int64_t>notional_price * <int64_t>qty * market.units_per_ticklot \
-                < market.min_notional_units:
-            reject(RejectCode.BELOW_MIN_NOTIONAL,
-                   f"notional below {market.spec.min_notional} {market.spec.settle}")
-        if market.professional_only and not professional:
-            reject(RejectCode.NOT_ELIGIBLE, f"{symbol} is offered to professional investors only")
-        triggers = self.triggers
-        if client_id and (book.find_client(account, client_id) is not None
-                          or triggers.live and triggers.has_client(account, client_id)):
-            reject(RejectCode.DUPLICATE_CLIENT_ORDER_ID,
-                   f"client order id {client_id} is already open")
-        cdef Account acc = self.margin.check(account, symbol, side, notional_price, qty,
-                                             reduce_only, 0, 0, 0)
+        code = self.order_refusal(market, account, professional, price, qty, notional_price,
+                                  client_id)
+        if code:
+            return code
+        cdef MarginCore margin = self.margin
+        code = margin.check(account, symbol, side, notional_price, qty, reduce_only, 0, 0, 0)
+        if code:
+            return self.margin_refusal(code)
+        cdef Account acc = margin.checked
         cdef ExchangeCore ex = self.ex
         fresh = not order_id
         if fresh:
-            order_id = ex._next_order_id
+            order_id = ex.next_order_id
         # the book's refusals (post-only that would take, unfillable FOK) before time moves: the
         # clock's work never touches a book, so they need no second look
         cdef int status = book._precheck_place(order_id, account, side, price, qty, tif, stp,
                                                client_id)
         if status < 0:
-            refuse_status(status)
+            return self.book_refusal(status)
         ex.advance(f[P_TS], events)
 
         book.n_fills = 0
         status = book._place_prechecked(order_id, account, side, price, qty, tif, stp, client_id, 0)
         if fresh:
-            ex._next_order_id = order_id + 1
+            ex.next_order_id = order_id + 1
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, client_id,
                                     side, price, qty, order_type, tif))
         remaining = self.fill_events(market, book, side, qty, events, None)
         if status == ST_RESTING:
-            self.margin.rested(order_id, acc, symbol, side, price, remaining, reduce_only)
+            margin.rested(order_id, acc, symbol, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
+        return 0
 
-    cpdef cancel(self, cmd, list events):
-        """CancelOrder: a resting order, or a conditional one still waiting."""
-        cdef tuple f = astuple(cmd)
+    cdef int cancel(self, cmd, tuple f, list events) except -1:
+        """CancelOrder (fields `f`): a resting order, or a conditional one still waiting."""
         account, symbol, ts = f[C_ACCOUNT], f[C_SYMBOL], f[C_TS]
-        cdef Market market = self.market_of(symbol)
+        market_obj = self.markets.get(symbol)
+        if market_obj is None:
+            return self.unknown_symbol(symbol)
+        if account not in self.professional:
+            return self.unknown_account(account)
         triggers = self.triggers
         cdef ExchangeCore ex = self.ex
         if triggers.live:
-            self.known_account(account)
             waiting = triggers.find(account, symbol, f[C_ORDER_ID], f[C_CLIENT_ID])
             if waiting:
                 ex.advance(ts, events)
                 triggers.cancel(waiting, USER, events)
-                return
+                return 0
+        cdef Market market = <Market>market_obj
         cdef Order* order = self.owned_order(market, account, f[C_ORDER_ID], f[C_CLIENT_ID])
+        if order == NULL:
+            return self.refuse(UNKNOWN_ORDER, NO_SUCH_ORDER)
         order_id, side, price = order.id, order.side, order.price
         ex.advance(ts, events)
         cdef OrderBook book = market.book
@@ -351,41 +506,54 @@ cdef class OrderEntry:
         open_qty = book._cancel(order_id)
         self.margin.closed(order_id, account, symbol, side, price, open_qty)
         events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty, USER))
+        return 0
 
-    cpdef amend(self, cmd, list events):
+    cdef int amend(self, cmd, list events) except -1:
         """AmendOrder: new price and total quantity (see the book's amend rules)."""
-        cdef Market market = self.market_of(cmd.symbol)
-        cdef Order* order = self.owned_order(market, cmd.account, cmd.order_id, 0)
+        account, symbol = cmd.account, cmd.symbol
+        market_obj = self.markets.get(symbol)
+        if market_obj is None:
+            return self.unknown_symbol(symbol)
+        if account not in self.professional:
+            return self.unknown_account(account)
+        cdef Market market = <Market>market_obj
+        cdef Order* order = self.owned_order(market, account, cmd.order_id, 0)
+        if order == NULL:
+            return self.refuse(UNKNOWN_ORDER, NO_SUCH_ORDER)
         order_id, side, old_price, open_qty, filled = (order.id, order.side, order.price, order.qty,
                                                        order.filled)
         price, qty = cmd.price, cmd.qty
-        self.check_price_qty(market, price, qty)
+        cdef int code = self.price_qty_refusal(market, price, qty)
+        if code:
+            return code
         if qty <= filled:
-            reject(RejectCode.INVALID_QTY,
-                   f"new quantity {qty} must exceed the {filled} already filled")
+            return self.refuse(INVALID_QTY,
+                               f"new quantity {qty} must exceed the {filled} already filled")
         if <int128_t><int64_t>price * <int64_t>qty * market.units_per_ticklot \
                 < market.min_notional_units:
-            reject(RejectCode.BELOW_MIN_NOTIONAL,
-                   f"notional below {market.spec.min_notional} {market.spec.settle}")
-        self.margin.check(cmd.account, cmd.symbol, side, price, qty - filled, False, order_id,
-                          old_price, open_qty)
+            return self.refuse(BELOW_MIN_NOTIONAL,
+                               f"notional below {market.spec.min_notional} {market.spec.settle}")
+        code = self.margin.check(account, symbol, side, price, qty - filled, False, order_id,
+                                 old_price, open_qty)
+        if code:
+            return self.margin_refusal(code)
         cdef ExchangeCore ex = self.ex
         cdef OrderBook book = market.book
         cdef int status = book._precheck_amend(order_id, price, qty)     # as in place()
         if status < 0:
-            refuse_status(status)
+            return self.book_refusal(status)
         ex.advance(cmd.ts, events)
         book.n_fills = 0
         status = book._amend(order_id, price, qty)
         kept = price == old_price and qty <= filled + open_qty
-        events.append(OrderAmended(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id, price, qty,
-                                   kept))
+        events.append(OrderAmended(ex.seq, ex.clock, account, symbol, order_id, price, qty, kept))
         remaining = self.fill_events(market, book, Side(side), qty - filled, events, None)
-        self.margin.order_changed(order_id, cmd.account, cmd.symbol, side, old_price, open_qty,
+        self.margin.order_changed(order_id, account, symbol, side, old_price, open_qty,
                                   book.order(order_id))
         if remaining and status == ST_STP_EXPIRED:
-            events.append(OrderCancelled(ex.seq, ex.clock, cmd.account, cmd.symbol, order_id,
-                                         remaining, SELF_TRADE))
+            events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
+                                         SELF_TRADE))
+        return 0
 
     def place_internal(self, account, str symbol, side, int64_t price, int64_t qty, list events,
                        taker_fee=None):
@@ -394,8 +562,8 @@ cdef class OrderEntry:
         cdef Market market = self.markets[symbol]
         cdef OrderBook book = market.book
         cdef ExchangeCore ex = self.ex
-        order_id = ex._next_order_id
-        ex._next_order_id = order_id + 1
+        order_id = ex.next_order_id
+        ex.next_order_id = order_id + 1
         book.n_fills = 0
         cdef int status = book._place(order_id, account, side, price, qty, TIF_IOC, 0, 0, 0)
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, 0, side, price,

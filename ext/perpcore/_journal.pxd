@@ -70,7 +70,7 @@ cdef class JournaledCore:
     cdef bytearray _buf                 # each command's encoding, reused
 
     # submit()'s parts after the refusals: journal the command, then apply it
-    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq)
+    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq, tuple fields)
     cdef int64_t _append(self, int64_t seq, const char* payload, Py_ssize_t n) except? -1
     cdef list _release(self, list events, int64_t committed)
     cdef list _release_upto(self, int64_t committed)

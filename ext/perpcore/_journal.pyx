@@ -7,7 +7,6 @@
 import bisect
 import operator
 
-import numpy as np
 from msgspec import DecodeError
 
 cimport cython
@@ -21,6 +20,7 @@ from posix.unistd cimport fsync, write
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 
 from perpcore._exchange cimport ExchangeCore
+from perpcore._validate cimport fields_of
 
 # Why a scan stopped before the end of the data.
 cdef enum:
@@ -150,17 +150,18 @@ def unchained(uint32_t crc, const unsigned char[::1] record):
 def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, int64_t max_body,
          uint32_t chain):
     """Checks the records from `offset` on, the first chained from `chain`. Returns (spans, end,
-    why, chain): spans an int64 array of (payload start, payload end) per valid record, whose
-    sequence numbers run from first_seq; end the offset after the last valid record; why OK or
-    the reason the rest was refused; chain the last valid record's CRC (or the one given)."""
+    why, chain): spans a memoryview of int64, shape (records, 2), of (payload start, payload
+    end) per valid record, whose sequence numbers run from first_seq; end the offset after the
+    last valid record; why OK or the reason the rest was refused; chain the last valid record's
+    CRC (or the one given)."""
     cdef Py_ssize_t n = data.shape[0], off = offset, end
     cdef int64_t expected = first_seq, length
     cdef uint32_t crc
     cdef int why = ST_OK
     cdef int64_t count = 0
     # a record is at least 16 bytes, which bounds how many there can be
-    spans = np.empty(((n - off) // 16 + 1, 2), dtype=np.int64)
-    cdef int64_t[:, ::1] out = spans
+    cdef Py_ssize_t rows = (n - off) // 16 + 1
+    cdef int64_t[:, ::1] out = memoryview(bytearray(rows * 16)).cast("q", (rows, 2))
     with nogil:
         while off < n:
             if off + 8 > n:
@@ -187,7 +188,8 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, int64_t first_seq, in
             expected += 1
             chain = crc
             off = end
-    return spans[:count], off, why, chain
+    # a Python memoryview of (count, 2) int64: len(), spans[i, 0], tolist(), and a buffer
+    return memoryview(out[:count]), off, why, chain
 
 
 def find_intact(const unsigned char[::1] data, Py_ssize_t offset, int64_t seq, int64_t max_body,
@@ -596,10 +598,11 @@ cdef class JournaledCore:
             return ex.concurrent(cmd)
         ex.busy = True
         try:
-            refused = ex.refusal(cmd)
+            fields = fields_of(cmd)
+            refused = ex.refusal(cmd, fields)
             if refused is not None:
                 return refused
-            return self._journal_and_apply(ex, cmd, seq)
+            return self._journal_and_apply(ex, cmd, seq, fields)
         finally:
             ex.busy = False
 
@@ -613,17 +616,17 @@ cdef class JournaledCore:
             return [OrderRejected(ex.seq, ex.clock, MALFORMED, str(e)[:200])]
         return self.submit(cmd, seq)
 
-    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq):
+    cdef list _journal_and_apply(self, ExchangeCore ex, cmd, seq, tuple fields):
         cdef bytearray buf = self._buf
         if seq is not None and seq != ex.seq + 1:
-            return ex.apply(cmd, seq)               # refused for its sequence; changes nothing
+            return ex.apply(cmd, seq, fields)       # refused for its sequence; changes nothing
         try:
             encode_into(cmd, buf)       # a command within its schema always encodes
             committed = self._append(ex.seq + 1, PyByteArray_AS_STRING(buf),
                                      PyByteArray_GET_SIZE(buf))
         except Exception as e:
             return ex.halt(ex.seq + 1, cmd, e)
-        return self._release(ex.apply(cmd, None), committed)
+        return self._release(ex.apply(cmd, None, fields), committed)
 
     def poll(self):
         """Releases what has become durable, without waiting (nothing while another thread's

@@ -131,10 +131,14 @@ cdef class MarginCore:
     cdef Position position_of(self, Account acc, SymbolRisk sr)
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
     cdef void forget(self, object order_id, Position pos) except *
-    # order entry's calls (perpcore._exchange), and the C entries of order_closed and trade
-    # check returns the account it checked, for rested
-    cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty,
-                       bint reduce_only, amended, int64_t old_price, int64_t old_qty)
+    # order entry's calls (perpcore._exchange), and the C entries of order_closed and trade.
+    # check() returns 0 with the account it checked in `checked` (for rested()), or a refusal's
+    # code with its reason in `reason` (no exception: order entry makes it the OrderRejected)
+    cdef readonly Account checked
+    cdef readonly str reason
+    cdef int check(self, account, symbol, int side, int64_t price, int64_t qty,
+                   bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1
+    cdef int refuse(self, int code, str reason) except -1
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)
     cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty)

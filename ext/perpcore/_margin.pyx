@@ -2,11 +2,14 @@
 # perpcore.margin state the definitions this implements.
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
-from perpcore.errors import RejectCode, reject
+from perpcore.errors import RejectCode
 
 cdef int64_t RS = RATE_SCALE
 cdef object _PositionChanged = m.PositionChanged
 cdef object _FundingPaid = m.FundingPaid
+cdef int REDUCE_ONLY_WOULD_INCREASE = RejectCode.REDUCE_ONLY_WOULD_INCREASE
+cdef int RISK_LIMIT_EXCEEDED = RejectCode.RISK_LIMIT_EXCEEDED
+cdef int INSUFFICIENT_MARGIN = RejectCode.INSUFFICIENT_MARGIN
 
 
 cdef inline int128_t floor_div(int128_t a, int128_t b):
@@ -403,16 +406,18 @@ cdef class MarginCore:
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
-    cdef Account check(self, account, symbol, int side, int64_t price, int64_t qty,
-                       bint reduce_only, amended, int64_t old_price, int64_t old_qty):
+    cdef int check(self, account, symbol, int side, int64_t price, int64_t qty,
+                   bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1:
         """Refuses an order (or, with `amended`, the new price and open quantity of that resting
         order, now at old_price for old_qty open lots) the account could not carry: a reduce-only
         order that could increase the position (with the account's other orders on that side), a
         position past its leverage's notional cap, or initial margin above equity. An order that
         adds no initial margin (netted by the other side, or reducing the position at a price no
         worse than the mark) always passes, and a reduce-only order is never refused for margin:
-        it is the way out of a position. Returns the account."""
+        it is the way out of a position. Returns 0, the account being in `checked`, or the
+        refusal's code with its reason in `reason`."""
         cdef Account acc = <Account>self.accounts[account]
+        self.checked = acc
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position pos
         cdef int64_t bq, bv, sq, sv, size, lots, value, now_lots, now_value, other_lots, other_value
@@ -432,11 +437,11 @@ cdef class MarginCore:
         if reduce_only:
             room = (-size if buy else size) - (bq if buy else sq)
             if qty > room:
-                reject(RejectCode.REDUCE_ONLY_WOULD_INCREASE,
-                        f"reduce-only order of {qty} lots could increase the position "
-                        f"(it and the other {'bids' if buy else 'offers'} may reduce "
-                        f"{max(room, 0)} more)")
-            return acc
+                return self.refuse(REDUCE_ONLY_WOULD_INCREASE,
+                                   f"reduce-only order of {qty} lots could increase the position "
+                                   f"(it and the other {'bids' if buy else 'offers'} may reduce "
+                                   f"{max(room, 0)} more)")
+            return 0
         # the order's side after it, that side now, and the other side (unchanged)
         if buy:
             lots, value = bq + qty, bv + price * qty
@@ -454,26 +459,30 @@ cdef class MarginCore:
             worst = worst_notional(pos, upt, mark, has_mark, buy, value)
             cap = sr.tiers.cap_for(lev)
             if worst > cap:
-                reject(RejectCode.RISK_LIMIT_EXCEEDED,
-                        f"position and orders would reach {worst}, above the {cap} allowed at "
-                        f"{lev}x")
+                return self.refuse(RISK_LIMIT_EXCEEDED,
+                                   f"position and orders would reach {py_int(worst)}, above the "
+                                   f"{py_int(cap)} allowed at {lev}x")
         other = side_margin(size, other_lots, other_value, mark, has_mark, not buy, upt, lev)
         new = side_margin(size, lots, value, mark, has_mark, buy, upt, lev)
         if new <= other:
-            return acc                          # netted by the other side: the max is unchanged
+            return 0                            # netted by the other side: the max is unchanged
         current = side_margin(size, now_lots, now_value, mark, has_mark, buy, upt, lev)
         if other > current:
             current = other
         if new <= current:
-            return acc
+            return 0
         cdef Sums sums
         self.sums_of(acc, &sums)
         equity = self.equity_of(acc, py_int(sums.upnl), self.collateral_of(acc))
         need = py_int(sums.im - current + new)
         if equity < need:
-            reject(RejectCode.INSUFFICIENT_MARGIN,
-                    f"initial margin would be {need} with equity {equity}")
-        return acc
+            return self.refuse(INSUFFICIENT_MARGIN,
+                               f"initial margin would be {need} with equity {equity}")
+        return 0
+
+    cdef int refuse(self, int code, str reason) except -1:
+        self.reason = reason
+        return code
 
     # ---- orders (the exchange reports what rests and what leaves the book) --------------------
 

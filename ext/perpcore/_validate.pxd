@@ -33,9 +33,12 @@ cdef class Schema:
     cdef Check* checks                  # the same, in C
     cdef Py_ssize_t n
 
-# None when every field of cmd is within its schema, else (RejectCode, reason); an object that is
-# not a command is UNKNOWN_COMMAND
-cdef tuple refusal(cmd)
+# A command's fields in order (msgspec's astuple), read once for the boundary and the stages after
+# it; None for an object that is not a command
+cdef tuple fields_of(cmd)
+# None when every field of cmd (its fields_of) is within its schema, else (RejectCode, reason);
+# an object that is not a command is UNKNOWN_COMMAND
+cdef tuple refusal(cmd, tuple fields)
 
 # a field of a refused command to repeat in its rejection: its value if within its schema, else
 # default (also when the command has no such field)

@@ -115,12 +115,15 @@ cdef dict FIELDS = {(cls, check.name.partition(".")[2]): check
                     for cls, schema in SCHEMA.items() for check in (<Schema>schema).fields}
 
 
-cdef tuple refusal(cmd):
+cdef tuple fields_of(cmd):
+    return astuple(cmd) if type(cmd) in SCHEMA else None
+
+
+cdef tuple refusal(cmd, tuple values):
     found = SCHEMA.get(type(cmd))
     if found is None:
         return RejectCode.UNKNOWN_COMMAND, f"not a command: {type(cmd).__name__}"
     cdef Schema schema = <Schema>found
-    cdef tuple values = astuple(cmd)
     cdef Py_ssize_t i
     cdef str why
     for i in range(schema.n):
@@ -135,7 +138,7 @@ cdef tuple refusal(cmd):
 def check(cmd):
     """None when `cmd` is a command whose every field is within its schema, else the
     (RejectCode, reason) the exchange refuses it with (before sequencing or journaling it)."""
-    return refusal(cmd)
+    return refusal(cmd, fields_of(cmd))
 
 
 def schema(cls) -> tuple:
