@@ -256,15 +256,19 @@ class LimitsSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     history_kept: the recent entries of the insurance fund's history (all assets) and of each
     symbol's funding history kept for fund_history() / funding_history(); outside the state, so a
     restored exchange's window starts at its snapshot (the whole history is in the journal's
-    events)."""
+    events).
+    funding_accounts_per_command: the most accounts a funding interval in transit visits per
+    command to settle its positions (perpcore.funding): a settlement's longest command is bounded
+    by it, not by the number of open positions."""
     max_time_step_ns: int = 7 * DAY_NS
     transfer_ids_kept: int = 100_000
     transfer_id_ttl_ns: int = 30 * DAY_NS
     history_kept: int = 10_000
+    funding_accounts_per_command: int = 250
 
     def __post_init__(self):
         if min(self.max_time_step_ns, self.transfer_ids_kept, self.transfer_id_ttl_ns,
-               self.history_kept) <= 0:
+               self.history_kept, self.funding_accounts_per_command) <= 0:
             raise ValueError("limits must be positive")
 
 

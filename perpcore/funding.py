@@ -3,6 +3,58 @@
 Pure functions over integers (rates at RATE_SCALE, prices in ticks, money in minor units) plus the
 per-symbol accumulator the pricing layer advances on the clock. Nothing here reads the clock, the
 book or the ledger: perpcore.pricing feeds them in and applies the results.
+
+The settlement model: an interval in transit. At a funding time the symbol's interval is fixed in
+O(1) (perpcore._funding.begin, a perpcore._margin.Interval on its SymbolRisk): its rate, its mark
+and the amount per lot, per_lot = mark x units per tick-lot x |rate|. Every position open at that
+instant owes (or is owed) payments()'s amount for its size then: a payer ceil(|size| x per_lot /
+RATE_SCALE), a receiver the floor. Positions carry the number of the last interval they settled
+(Position.funded), so the instant marks nobody; a position is due while its number is behind.
+- The sweep. The interval's positions are paid over the following commands, account by account
+  in ascending order (Margin.account_ids), first a pass over the payers, then one over the
+  receivers, each payment a FundingPaid with the transfer between the account's cash and the
+  ledger's funding in transit (perpcore.ledger's funding_transit bucket, part of the audit, so
+  the books balance after every event). A command visits at most
+  limits.funding_accounts_per_command accounts (all sweeps of the command together, the first at
+  the funding time itself): no command's cost grows with the open positions. A venue whose
+  accounts fit in that budget settles entirely at the funding time, as a whole settlement did.
+  Past the last receiver the interval is complete: the rounding remainder (paid - received >= 0)
+  moves to the insurance fund with FundingSettled (positions, paid, received, remainder). Events
+  carry the seq and time of the command in which their money moves (the funding time for those
+  paid at it); the interval's own time, rate and mark are funding_history()'s.
+- Touched first. A command that moves an account's money or positions settles the account's due
+  positions (every symbol in transit, in symbol order) before it does, in that command, with
+  their FundingPaid: a fill (liquidation orders and ADL transfers included), a deposit, a
+  withdrawal, a loan or repayment, a collateral sale past the liquidation LTV. Its events
+  (PositionChanged's balance, Withdrawn's) are thus those of the settled account. A receiver
+  touched while payers remain is paid at once too: only then can the funding in transit dip below
+  zero, by at most those receipts, which the payers still to pay owe (the sweep alone keeps it at
+  or above zero).
+- As if settled. Every figure a check or a query reads counts the positions still due at their
+  amount (MarginCore.pending_of, in equity; Margin.balances, in the settlement asset): the
+  pre-trade check, a withdrawal's or repayment's, leverage changes, the liquidation engine's
+  examination of an account (equity, maintenance, bankruptcy price), ex.account(). A refusal
+  changes nothing, so a check never settles: it counts what is due.
+- The liquidation engine reads each command's FundingPaid (a payer's reserve lowered, or the payer
+  examined) as with a whole settlement: a payer that funding puts under maintenance is examined,
+  and liquidated, in the command in which its payment moves, at most the payers' pass after the
+  funding time (sooner when touched). That is the one thing that moves with the model: with a
+  whole settlement it happened at the funding time. Meanwhile every decision about the account is
+  the settled one (its orders and withdrawals refused as they would be; an examination, if a
+  price reaches it, sees it as paid); an account topping up before its turn is examined with the
+  top-up.
+- A next funding time arriving before the sweep is done completes it first, in that command (an
+  idle venue's clock jump over several funding times: that command does the rest of the work).
+- Exactness. payments() is the rule, and the sweep pays exactly its amounts: receivers share the
+  pool pro rata only when their floors exceed the payers' ceilings, which needs open interest not
+  netting to zero (with L lots on each side, sum of floors <= L x per_lot / RATE_SCALE <= sum of
+  ceilings); the engine's open interest always nets (every change of a position is one side of a
+  trade), and an interval is spread only when it does and every product fits 128 bits
+  (perpcore.pricing checks it from SymbolRisk.open_interest in O(1)); otherwise it is settled all
+  at once (perpcore._funding.settle, or the plain path over payments()), in the same order,
+  payers first.
+- Snapshots hold each interval in transit (Interval.to_state) and the accounts still due, so a
+  restored engine continues the sweep exactly (Margin.to_state).
 """
 from __future__ import annotations
 

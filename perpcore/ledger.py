@@ -1,9 +1,12 @@
 """Money: every balance the venue holds, per asset, and the audit that proves none was created.
 
-Holders: each account, and four venue buckets (the insurance fund, the fee account, the lending
-pool's cash and the platform's own book, which buys converted collateral). The venue buckets are
-signed: a lending pool that has lent out more than it has been repaid, or a platform that paid for
-collateral, holds a negative balance, the capital the venue itself has put in. Money enters only
+Holders: each account, and five venue buckets (the insurance fund, the fee account, the lending
+pool's cash, the platform's own book, which buys converted collateral, and the funding in transit:
+what a funding interval's payers have paid and its receivers not yet received, perpcore.funding).
+The venue buckets are signed: a lending pool that has lent out more than it has been repaid, or a
+platform that paid for collateral, holds a negative balance, the capital the venue itself has put
+in; funding in transit only while a receiver touched before the payers were all settled has been
+paid ahead of them (perpcore.funding). Money enters only
 by Deposit and leaves only by Withdraw; everything else is a transfer between holders.
 
 One more term closes the books in the settlement asset: realised PnL is credited when a position
@@ -36,7 +39,7 @@ import msgspec
 
 from perpcore.config import LimitsSpec
 
-BUCKETS = ("insurance_fund", "fee_account", "lending_pool", "platform")
+BUCKETS = ("insurance_fund", "fee_account", "lending_pool", "platform", "funding_transit")
 MAX_MONEY = 2**62
 _LIMB = 2**63
 
@@ -56,11 +59,12 @@ class AssetAudit(msgspec.Struct, frozen=True):
     withdrawals: int
     loans: int
     pool_receivable: int
+    funding_transit: int = 0
 
     @property
     def held(self) -> int:
         return (self.accounts + self.insurance_fund + self.fee_account + self.lending_pool
-                + self.platform + self.open_entry_value)
+                + self.platform + self.funding_transit + self.open_entry_value)
 
     @property
     def difference(self) -> int:
@@ -224,6 +228,7 @@ class Ledger:
                 fee_account=self.venue["fee_account"][asset],
                 lending_pool=self.venue["lending_pool"][asset],
                 platform=self.venue["platform"][asset],
+                funding_transit=self.venue["funding_transit"][asset],
                 open_entry_value=open_entry_value.get(asset, 0),
                 deposits=self.deposits[asset], withdrawals=self.withdrawals[asset],
                 loans=loans.get(asset, 0), pool_receivable=receivable.get(asset, 0)))

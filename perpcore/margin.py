@@ -25,12 +25,18 @@ Definitions (money in minor units of the settlement asset, rounded conservativel
 - withdrawable: cash and collateral may leave while equity without unrealised profit stays at or
   above initial margin, the loan-to-value at or below max_ltv, and balances non-negative.
 - loan-to-value = loan / collateral value at index before haircuts, rounded up.
+- funding in transit (perpcore.funding): an account's positions whose funding of an interval is
+  not yet settled count at what they will pay or receive: cash as a query, a check or a decision
+  sees it (balances, equity, available) is cash as if every settlement were done. A command that
+  moves the account's money (a fill, a transfer, a loan, a collateral sale) settles it first, with
+  its FundingPaid.
 """
 from __future__ import annotations
 
 from decimal import Decimal
 
 import msgspec
+from sortedcontainers import SortedList
 
 from perpcore import _funding
 from perpcore import messages as m
@@ -101,6 +107,9 @@ class Margin(MarginCore):
         self.debts = self.lending.debts
         self.fees = self.ledger.venue["fee_account"]
         self.insurance = self.ledger.venue["insurance_fund"]
+        self.funding = self.ledger.venue["funding_transit"]
+        # every account, ascending: the order a funding interval in transit is swept in
+        self.account_ids = SortedList()
         self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
         for symbol, sr in self.symbols.items():
             sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
@@ -124,6 +133,7 @@ class Margin(MarginCore):
     def open_account(self, account: int, professional: bool) -> None:
         cap = self.caps["professional" if professional else "retail"]
         self.accounts[account] = Account(account, professional, self.ledger.open(account), cap)
+        self.account_ids.add(account)
 
     def _asset(self, asset) -> str:
         if asset not in self.ledger.deposits:
@@ -155,6 +165,7 @@ class Margin(MarginCore):
                     f"deposit of {amount} {asset} would pass the venue's range (room {room})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
+        self.touch(self.accounts[cmd.account], events)
         balance = self.ledger.deposit(cmd.account, asset, amount, tid, ex.clock)
         events.append(m.Deposited(ex.seq, ex.clock, cmd.account, asset, amount, tid, balance))
 
@@ -163,9 +174,10 @@ class Margin(MarginCore):
         amount = self._amount(cmd.amount)
         tid = self._transfer_id(cmd.account, cmd.transfer_id)
         acc = self.accounts[cmd.account]
-        if amount > acc.cash[asset]:
+        cash = self.balances(acc)[asset]
+        if amount > cash:
             reject(RejectCode.INSUFFICIENT_BALANCE,
-                    f"withdrawal of {amount} exceeds the {asset} balance {max(acc.cash[asset], 0)}")
+                    f"withdrawal of {amount} exceeds the {asset} balance {max(cash, 0)}")
         available = self.available(acc, self._figures(acc))[asset]
         if amount > available:
             reject(RejectCode.WITHDRAWAL_BREAKS_MARGIN,
@@ -173,6 +185,7 @@ class Margin(MarginCore):
                     f"(available {available})")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
+        self.touch(acc, events)
         balance = self.ledger.withdraw(cmd.account, asset, amount, tid, ex.clock)
         events.append(m.Withdrawn(ex.seq, ex.clock, cmd.account, asset, amount, tid, balance))
 
@@ -190,6 +203,7 @@ class Margin(MarginCore):
                     f"loan-to-value would be {_pct(after)}, above the maximum {_pct(self.max_ltv)}")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
+        self.touch(acc, events)
         debt = self.lending.borrow(acc.id, amount, ex.clock)
         events.append(m.Borrowed(ex.seq, ex.clock, acc.id, asset, amount, debt,
                                  ltv(debt, self._collateral_market_value(acc))))
@@ -201,11 +215,13 @@ class Margin(MarginCore):
         debt = self.lending.debts.get(acc.id, 0)
         if amount > debt:
             reject(RejectCode.INVALID_AMOUNT, f"repayment of {amount} exceeds the loan {debt}")
-        if amount > acc.cash[asset]:
+        cash = self.balances(acc)[asset]
+        if amount > cash:
             reject(RejectCode.INSUFFICIENT_BALANCE,
-                    f"repayment of {amount} exceeds the {asset} balance {max(acc.cash[asset], 0)}")
+                    f"repayment of {amount} exceeds the {asset} balance {max(cash, 0)}")
         ex = self.exchange
         ex._advance_to(cmd.ts, events)
+        self.touch(acc, events)
         # interest may have accrued on the way to the command's time; the repayment stands
         debt = self.lending.repay(acc.id, amount)
         events.append(m.Repaid(ex.seq, ex.clock, acc.id, asset, amount, debt))
@@ -298,11 +314,17 @@ class Margin(MarginCore):
         return sum(c.market_value(acc.cash[c.asset], self._index(c.symbol))
                    for c in self.collateral)
 
+    def balances(self, acc: Account) -> dict[str, int]:
+        """The account's balances as if its funding in transit were settled."""
+        cash = dict(acc.cash)
+        cash[self.settle] += self.pending(acc)
+        return cash
+
     def available(self, acc: Account, figures: tuple) -> dict[str, int]:
         """Per asset, the most a Withdraw may take now (see the module's definitions)."""
         equity, upnl, im, _, coll = figures
         headroom = equity - max(upnl, 0) - im       # unrealised profit is not withdrawable
-        cash = acc.cash
+        cash = self.balances(acc)
         out = {}
         for asset in self.ledger.assets:
             # an asset that is neither cash nor collateral does not count toward equity
@@ -417,7 +439,7 @@ class Margin(MarginCore):
         debt = self.lending.debts.get(account, 0)
         market = self._collateral_market_value(acc)
         return AccountView(
-            account=account, professional=acc.professional, balances=dict(acc.cash), loan=debt,
+            account=account, professional=acc.professional, balances=self.balances(acc), loan=debt,
             collateral_value=coll, collateral_market_value=market, unrealised_pnl=upnl,
             equity=equity, initial_margin=im, maintenance_margin=mm,
             margin_ratio=ceil_div(mm * RATE_SCALE, equity) if equity > 0 else None,
@@ -460,6 +482,7 @@ class Margin(MarginCore):
             lending.called.add(acc.id)
             events.append(m.MarginCall(ex.seq, ex.clock, acc.id, level, debt, market))
         if level is None or level > self.liquidation_ltv:
+            self.touch(acc, events)     # the conversion repays from cash first: settled cash
             self.on_loan_breach(acc.id, events)
 
     def convert_collateral(self, account: int, events: list) -> None:
@@ -520,6 +543,11 @@ class Margin(MarginCore):
             "positions": positions,
             "reduce_only": [(order_id, *order)
                             for order_id, order in sorted(self.reduce_only_orders.items())],
+            # per interval in transit: its figures and the accounts whose position is still due
+            "funding": [(symbol, sr.transit.to_state(),
+                         sorted(a for a, pos in sr.positions.items()
+                                if pos.size and pos.funded != sr.transit.number))
+                        for symbol, sr in self.symbols.items() if sr.transit is not None],
         }
 
     def from_state(self, state: dict) -> None:
@@ -538,6 +566,10 @@ class Margin(MarginCore):
             pos.reduce_only = reduce_only
         for order_id, *order in state["reduce_only"]:
             self.reduce_only_orders[order_id] = order
+        for sr in self.symbols.values():
+            sr.count_open_interest()
+        _funding.restore(self, [(self.symbols[symbol], interval, due)
+                                for symbol, interval, due in state["funding"]])
         self.reduce_only_dirty.clear()
         self._loan_prices = tuple(self._index(c.symbol) for c in self.collateral)
 

@@ -12,6 +12,11 @@ staleness expiry (at most one per index source) and per settlement of a held sym
 limits.max_time_step_ns bounds; the first command with a time further from 0 than that starts the
 clock (Pricing.start) with nothing due for the time before it.
 
+A settlement begins an interval in transit (perpcore.funding's model): its amounts are fixed at the
+funding time and its payments made then and over the next commands (PricingCore.sweep, within
+each command's budget; the exchange calls PricingCore.carry once a command while one is in
+transit).
+
 P1 of the mark uses the predicted rate of the running interval, as Binance's "lastFundingRate"
 (premiumIndex) is; the rate paid at a settlement is that interval's final predicted rate.
 
@@ -30,6 +35,7 @@ from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
 
 _NEVER = 1 << 127   # later than any clock
+_SPREADABLE = 1 << 126  # open interest x per-lot amount below this: every sum fits 128 bits
 
 
 def median(values: list) -> Fraction:
@@ -142,7 +148,7 @@ class SymbolPricing:
                  "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
                  "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
                  "interest", "clamp", "cap", "published", "book_moves", "p1", "p2", "p_from",
-                 "p_until")
+                 "p_until", "sweep")
 
     def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int,
                  history_kept: int):
@@ -178,6 +184,7 @@ class SymbolPricing:
         # funding time and basis stay; moved() empties the range when any of those changes
         self.p1 = self.p2 = 0
         self.moved()
+        self.sweep = None   # PricingCore.sweep: an interval in transit's payments, in budget
 
     # ---- index ---------------------------------------------------------------------------------
 
@@ -301,31 +308,44 @@ class SymbolPricing:
 
     # ---- funding -------------------------------------------------------------------------------
 
-    def settle(self, seq: int, t: int, ledger, events: list) -> None:
-        """The funding payment at t (== next_funding) at the current mark and predicted rate."""
+    def settle(self, seq: int, t: int, margin, events: list) -> None:
+        """The funding payment at t (== next_funding) at the current mark and predicted rate: an
+        interval in transit (perpcore.funding), whose payments PricingCore.sweep settles from this
+        instant on; or all at once where it cannot be spread exactly."""
         rate, mark = self.predicted, self.compute_mark(t)
         symbol, append = self.symbol, events.append
+        sr = margin.symbols[symbol]
+        per_lot = mark * self.units_per_ticklot * abs(rate)
+        self.history.append((t, rate, mark))
+        self.close_interval(t)
+        longs, shorts = sr.open_interest()
+        # spread only what is exact: open interest netting to zero (receivers then never share
+        # the pool pro rata, which needs every payer's payment first) and every product and sum
+        # within 128 bits (|size| x per_lot <= open interest x per_lot)
+        if per_lot and longs == shorts and longs * per_lot < _SPREADABLE and abs(rate) < 2**63:
+            _funding.begin(margin, sr, t, mark, rate, per_lot)
+            self.sweep(sr, events)      # the first payments at the funding time itself
+            return
         # the per-position work in one C pass (perpcore._funding), exactly the plain steps below,
         # which run when a figure does not fit its 128-bit integers
-        settled = None if ledger is None else _funding.settle(
-            ledger, symbol, mark, rate, self.units_per_ticklot, seq, t, events)
+        settled = _funding.settle(margin, symbol, mark, rate, self.units_per_ticklot, seq, t,
+                                  events)
         if settled is None:
-            positions = ledger.open_positions(symbol) if ledger is not None else []
+            positions = margin.open_positions(symbol)
             pays, remainder = funding.payments(positions, mark, rate, self.units_per_ticklot)
-            if ledger is not None:
-                ledger.settle_funding(symbol, pays, remainder)
+            margin.settle_funding(symbol, pays, remainder)
+            # pays lists the non-zero positions in their order: payers first, as the C pass
             paid = 0
-            # pays lists the non-zero positions in their order
-            for (account, amount), size in zip(pays, [size for _, size in positions if size]):
-                if amount < 0:
-                    paid -= amount
-                append(m.FundingPaid(seq, t, symbol, account, size, mark, rate, amount))
+            sized = list(zip(pays, [size for _, size in positions if size]))
+            for pays_out in (True, False):
+                for (account, amount), size in sized:
+                    if (amount < 0) == pays_out:
+                        paid -= min(amount, 0)
+                        append(m.FundingPaid(seq, t, symbol, account, size, mark, rate, amount))
             settled = len(pays), paid, remainder
         count, paid, remainder = settled
         append(m.FundingSettled(seq, t, symbol, rate, mark, count, paid, paid - remainder,
                                 remainder))
-        self.history.append((t, rate, mark))
-        self.close_interval(t)
 
     def close_interval(self, t: int) -> None:
         """The funding clock past the settlement at t: its rate recorded, a new interval begun."""
@@ -335,11 +355,15 @@ class SymbolPricing:
         self.next_funding = t + self.spec.funding_interval_ns
         self.moved()
 
-    def held(self, ledger) -> bool:
-        """True when some account holds a position in the symbol: only then does a settlement
-        move money and report (FundingPaid, FundingSettled, the history). Positions do not change
-        on the clock, so this holds for a whole advance()."""
-        return ledger is not None and bool(ledger.open_positions(self.symbol))
+    def held(self, margin) -> bool:
+        """True when some account holds a position in the symbol (only then does a settlement
+        move money and report: FundingPaid, FundingSettled, the history) or an interval of it is
+        in transit (the next settlement completes it). Positions do not change on the clock, so
+        this holds for a whole advance(). O(1): the open interest."""
+        if margin is None:
+            return False
+        sr = margin.symbols[self.symbol]
+        return sr.transit is not None or any(sr.open_interest())
 
     def skip(self, a: int, t: int) -> int:
         """The settlements before t of a symbol nobody holds, and the samples up to the last of
@@ -357,7 +381,7 @@ class SymbolPricing:
         self.close_interval(last)
         return last
 
-    def step(self, seq: int, a: int, t: int, expired: bool, changed: bool, held: bool, ledger,
+    def step(self, seq: int, a: int, t: int, expired: bool, changed: bool, held: bool, margin,
              events: list) -> None:
         """The instant t, the symbol's state being that of a: the samples strictly before t (they
         see the old index), staleness when a quote expired at t, the sample at t, a settlement
@@ -368,8 +392,12 @@ class SymbolPricing:
             changed |= self.update_index(seq, t, events)
         changed |= self.sample(t - 1, t)
         if t == self.next_funding:
-            if held:
-                self.settle(seq, t, ledger, events)
+            sr = margin.symbols[self.symbol] if held else None
+            if sr is not None and sr.transit is not None:
+                # a next funding time arriving first completes the interval in transit
+                _funding.sweep(margin, sr, margin.account_ids, -1, events, seq, t)
+            if sr is not None and any(sr.open_interest()):
+                self.settle(seq, t, margin, events)
             else:
                 self.close_interval(t)
             changed = True
@@ -430,6 +458,7 @@ class Pricing(PricingCore):
             cap = spec.funding_cap or spec.funding_cap_k * top.maintenance_rate // RATE_SCALE
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
                                                  config.limits.history_kept)
+            self.symbols[symbol].sweep = self.sweep
         # stage 5 watches the books' own events only when some mark moves with its book alone
         self.book_moves = any(s.book_moves for s in self.symbols.values())
         self.median_mark = median_mark      # stage 5 (PricingCore.after_command) applies it
@@ -475,9 +504,9 @@ class Pricing(PricingCore):
         if t_end < self.due:
             return      # the common case: nothing happens before the next command
         ex = self.exchange
-        ledger = ex.components.get("margin")
+        margin = ex.components.get("margin")
         # (state, held) for every symbol with a funding clock (an index price seen)
-        states = [(s, s.next_funding <= t_end and s.held(ledger))
+        states = [(s, s.next_funding <= t_end and s.held(margin))
                   for s in self.symbols.values() if s.next_funding]
         if not states:      # no index yet: nothing runs on the clock until the first price
             self.due = _NEVER
@@ -490,7 +519,7 @@ class Pricing(PricingCore):
             ex.clock = t
             for expiry, s, held in due:
                 a = s.skip(cur, t) if s.next_funding < t else cur
-                s.step(ex.seq, a, t, expiry == t, a != cur, held, ledger, events)
+                s.step(ex.seq, a, t, expiry == t, a != cur, held, margin, events)
             cur = t
         self.due = min((s.next_due(t_end) for s, _ in states), default=_NEVER)
 
@@ -501,13 +530,13 @@ class Pricing(PricingCore):
         first settlement time at or after t; the index is as fresh as its quotes are at t."""
         ex = self.exchange
         ex.clock = t
-        ledger = ex.components.get("margin")
+        margin = ex.components.get("margin")
         for s in self.symbols.values():
             if s.next_funding:
                 interval = s.spec.funding_interval_ns
                 s.next_funding = max(s.next_funding, -(-t // interval) * interval)
                 s.moved()
-                s.step(ex.seq, t - 1, t, True, False, s.held(ledger), ledger, events)
+                s.step(ex.seq, t - 1, t, True, False, s.held(margin), margin, events)
         self.due = 0
 
     def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:

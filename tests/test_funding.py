@@ -233,10 +233,11 @@ def test_settlement_moves_cash_between_positions_and_the_remainder_to_insurance(
     ev = ex.submit(m.AdvanceClock(ts=8 * HOUR_NS))
     # rate 0.026923%; mark = median(P1 = index at settlement = 650000, P2 = 650700, last 650900)
     # = 650700; 100 lots x 650700 ticks x 100 minor units per tick-lot x 26923e-8
-    # = 1,751,879.61: the long pays 1,751,880, the short gets 1,751,879, 1 to the fund
+    # = 1,751,879.61: the long pays 1,751,880, the short gets 1,751,879, 1 to the fund; payers
+    # first (perpcore.funding)
     assert of(ev, m.FundingPaid) == [
-        m.FundingPaid(ex.seq, 8 * HOUR_NS, BTC, 2, -100, 650700, 26_923, 1_751_879),
-        m.FundingPaid(ex.seq, 8 * HOUR_NS, BTC, 3, 100, 650700, 26_923, -1_751_880)]
+        m.FundingPaid(ex.seq, 8 * HOUR_NS, BTC, 3, 100, 650700, 26_923, -1_751_880),
+        m.FundingPaid(ex.seq, 8 * HOUR_NS, BTC, 2, -100, 650700, 26_923, 1_751_879)]
     assert of(ev, m.FundingSettled) == [
         m.FundingSettled(ex.seq, 8 * HOUR_NS, BTC, 26_923, 650700, 2, 1_751_880, 1_751_879, 1)]
     assert ex.account(1).balances["USD"] == cash[1]

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perpcore import Exchange, _funding, default_config, funding
+from perpcore import pricing as pricing_module
 from perpcore import messages as m
 from perpcore._margin import Position
 from perpcore.config import RATE_SCALE
@@ -83,8 +84,10 @@ def test_settle_is_the_plain_path(held, mark, rate, upt, seed):
         assert {a: margin.accounts[a].cash["USD"] for a in held} == cash
         return
     assert settled == (len(pays), -sum(a for _, a in pays if a < 0), remainder)
-    assert events == [m.FundingPaid(SEQ, TS, BTC, account, size, mark, rate, amount)
-                      for (account, size), (_, amount) in zip(open_positions, pays)]
+    # payers first, then receivers, each by account (perpcore.funding)
+    expected = [m.FundingPaid(SEQ, TS, BTC, account, size, mark, rate, amount)
+                for (account, size), (_, amount) in zip(open_positions, pays)]
+    assert events == [e for e in expected if e.amount < 0] + [e for e in expected if e.amount >= 0]
     moved = dict(pays)
     assert {a: margin.accounts[a].cash["USD"] for a in held} == \
         {a: cash[a] + moved.get(a, 0) for a in held}
@@ -100,11 +103,12 @@ def test_pro_rata_and_remainder_by_hand():
     margin = margin_with({1: 3, 2: -2, 3: 1, 4: -5}, 0)
     events = []
     assert _funding.settle(margin, BTC, 10, 33_300, 100, SEQ, TS, events) == (4, 2, 1)
-    assert [e.amount for e in events] == [-1, 0, -1, 1] and margin.insurance["USD"] == 1
+    # payers (accounts 1, 3) first, then receivers (2, 4)
+    assert [e.amount for e in events] == [-1, -1, 0, 1] and margin.insurance["USD"] == 1
     margin = margin_with({1: 3, 2: -20, 3: 1, 4: -50}, 0)
     events = []
     assert _funding.settle(margin, BTC, 10, 33_300, 100, SEQ, TS, events) == (4, 2, 1)
-    assert [e.amount for e in events] == [-1, 0, -1, 1] and margin.insurance["USD"] == 1
+    assert [e.amount for e in events] == [-1, -1, 0, 1] and margin.insurance["USD"] == 1
 
 
 def test_no_mark_or_no_rate_pays_nothing_and_reports_no_position():
@@ -136,8 +140,9 @@ def test_settlements_through_the_exchange_match_the_plain_path(interest, traders
     """Traders with random deposits (USD) and positions (lots, long or short) against one maker,
     the index then moved, two settlements: the same events (payments, liquidations of the payers
     funding put under maintenance, the insurance fund's record of each remainder) and balances
-    whether the C pass or the plain path settles, and the books balance."""
-    fast, plain = Exchange(config(interest)), Exchange(config(interest))
+    whether an interval in transit (perpcore.funding, within one command's budget here), the C
+    pass or the plain path settles, and the books balance."""
+    spread, fast, plain = (Exchange(config(interest)) for _ in range(3))
     commands = [m.CreateAccount(account=1), m.Deposit(account=1, asset="USD", amount=10**13),
                 m.SetIndexPrice(source="x", symbol=BTC, price=650_000)]
     for account, (deposit, lots, long) in enumerate(traders, start=2):
@@ -151,19 +156,23 @@ def test_settlements_through_the_exchange_match_the_plain_path(interest, traders
             m.CancelAll(account=1, symbol=BTC)]
     commands.append(m.SetIndexPrice(source="x", symbol=BTC, price=index))
     for cmd in commands:
-        assert fast.submit(cmd) == plain.submit(cmd)
-    pricing = fast.components["pricing"]
+        assert spread.submit(cmd) == fast.submit(cmd) == plain.submit(cmd)
+    pricing = spread.components["pricing"]
     for _ in range(2):
-        held = fast.margin.open_positions(BTC)
+        held = spread.margin.open_positions(BTC)
         cmd = m.AdvanceClock(ts=pricing.next_funding_time(BTC))
-        events = fast.submit(cmd)
-        with mock.patch.object(_funding, "settle", return_value=None) as settle:
-            assert plain.submit(cmd) == events
+        events = spread.submit(cmd)
+        with mock.patch.object(pricing_module, "_SPREADABLE", 0):      # all at once
+            assert fast.submit(cmd) == events
+            with mock.patch.object(_funding, "settle", return_value=None) as settle:
+                assert plain.submit(cmd) == events
         assert settle.called == bool(held)      # a symbol nobody holds settles quietly
+        payers = [(a, s) for a, s in held if s * interest > 0]
         assert [(e.account, e.position) for e in events if type(e) is m.FundingPaid] == \
-            (held if interest else [])
-    assert fast.margin.ledger.balances == plain.margin.ledger.balances
-    fast.audit().check()
+            (payers + [(a, s) for a, s in held if (a, s) not in payers] if interest else [])
+    assert spread.margin.ledger.balances == fast.margin.ledger.balances == \
+        plain.margin.ledger.balances
+    spread.audit().check()
 
 
 # ---- the payer pass of stage 6 -------------------------------------------------------------

@@ -280,6 +280,8 @@ cdef class ExchangeCore:
                 self._handlers[kind](cmd, events)
             if code:
                 return refused(self, cmd, CODES[code], self._entry.reason)
+            if margin.in_transit:       # funding in transit: this command's share of its payments
+                self._pricing.carry(events)
             self.post_trade(events, 0)
             if self.triggers.live:
                 self.fire_triggers(events)          # conditional orders the prices crossed

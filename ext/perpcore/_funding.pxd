@@ -1,12 +1,20 @@
 # The contract of ext/perpcore/_funding.pyx (the extension perpcore._funding): a funding settlement's
-# per-position work in one C pass, the hot path of perpcore.pricing.SymbolPricing.settle.
+# per-position work (perpcore.funding's module docstring states the model).
 #
-# settle(margin, symbol, mark, rate, units_per_ticklot, seq, ts, events) does what the plain path
-# does in four steps (perpcore.margin.Margin.open_positions, perpcore.funding.payments,
-# Margin.settle_funding, one FundingPaid per payment): the same transfers, the same remainder to the
-# insurance fund, the same events in the same (account) order. It returns (positions, paid,
-# remainder) as FundingSettled reports them, or None, having changed nothing, when a figure does not
-# fit its 128-bit integers (the plain path then settles).
+# An interval in transit (the rule): begin(margin, sr, ts, mark, rate, per_lot) fixes it at its
+# funding time in O(1) (perpcore._margin.Interval on sr.transit); sweep(margin, sr, ids, budget,
+# events, seq, ts) settles it from its cursor, at most `budget` accounts a call, payers' positions
+# before receivers', each in account order, each with its FundingPaid (MarginCore.pay), and once
+# past the last receiver completes it: the remainder to the insurance fund and FundingSettled.
+#
+# All at once (where an interval cannot be spread exactly: open interest that does not net, a
+# product past 128 bits): settle(margin, symbol, mark, rate, units_per_ticklot, seq, ts, events)
+# does what the plain path does in four steps (perpcore.margin.Margin.open_positions,
+# perpcore.funding.payments, Margin.settle_funding, one FundingPaid per payment): the same
+# transfers, the same remainder to the insurance fund, the same events in the same order (payers,
+# then receivers, each by account). It returns (positions, paid, remainder) as FundingSettled
+# reports them, or None, having changed nothing, when a figure does not fit its 128-bit integers
+# (the plain path then settles).
 #
 # Units as in perpcore.funding: prices in ticks, sizes in lots (int64, perpcore._margin.Position),
 # rates at RATE_SCALE, money in minor units of the settlement asset. Every product and sum is
@@ -16,7 +24,7 @@
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
-from perpcore._margin cimport int128_t
+from perpcore._margin cimport MarginCore, SymbolRisk, int128_t
 
 
 cdef struct Row:
@@ -39,3 +47,6 @@ cdef Py_ssize_t gather(dict positions, Row* rows, dict holders) except -1
 # *remainder and what payers pay into *paid; False when a figure does not fit 128 bits.
 cdef bint amounts(Row* rows, Py_ssize_t n, int128_t per_lot, bint payer_long, int128_t* paid,
                   int128_t* remainder) except -1
+
+# The interval complete: its remainder to the insurance fund, FundingSettled, sr.transit None.
+cdef int complete(MarginCore margin, SymbolRisk sr, list events, seq, ts) except -1

@@ -1,5 +1,6 @@
-# A funding settlement's per-position work in one C pass. See perpcore._funding.pxd for the contract
-# and perpcore.funding.payments for the rule (the plain reference this must equal).
+# A funding settlement's per-position work: the sweep of an interval in transit, and the pass that
+# settles one all at once. See perpcore._funding.pxd for the contract, perpcore.funding for the
+# model and perpcore.funding.payments for the rule (the plain reference both must equal).
 
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -9,13 +10,15 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 from libc.stdlib cimport qsort
 
-from perpcore._margin cimport Account, MarginCore, Position, SymbolRisk, int128_t, py_int
+from perpcore._margin cimport (Account, Interval, MarginCore, Position, SymbolRisk, int128_t,
+                               py_int)
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 
 cdef int128_t RS = RATE_SCALE
 cdef object FUNDING_PAID = m.FundingPaid
+cdef object FUNDING_SETTLED = m.FundingSettled
 
 cdef extern from *:
     # GCC/Clang builtins: the exact result into *r, True when it does not fit
@@ -140,17 +143,102 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
             n = gather(sr.positions, rows, margin.accounts)   # every holder before money moves
             if not amounts(rows, n, per_lot, rate > 0, &paid, &remainder):
                 return None
-        for i in range(n):
-            account = <object>rows[i].account
-            amount = py_int(rows[i].amount)
-            cash = (<Account>rows[i].holder).cash
-            balance = PyDict_GetItem(cash, asset)
-            if balance is NULL:
-                raise KeyError(asset)
-            PyDict_SetItem(cash, asset, <object>balance + amount)
-            events.append(FUNDING_PAID(seq, ts, symbol, account, rows[i].size, mark, rate, amount))
+        for pays in (True, False):      # payers first, as the sweep of an interval in transit
+            for i in range(n):
+                if (rows[i].amount < 0) != pays:
+                    continue
+                account = <object>rows[i].account
+                amount = py_int(rows[i].amount)
+                cash = (<Account>rows[i].holder).cash
+                balance = PyDict_GetItem(cash, asset)
+                if balance is NULL:
+                    raise KeyError(asset)
+                PyDict_SetItem(cash, asset, <object>balance + amount)
+                events.append(FUNDING_PAID(seq, ts, symbol, account, rows[i].size, mark, rate,
+                                           amount))
         insurance = margin.insurance
         insurance[asset] += py_int(remainder)
         return n, py_int(paid), py_int(remainder)
     finally:
         PyMem_Free(rows)
+
+
+# ---- an interval in transit --------------------------------------------------------------------
+
+def begin(MarginCore margin, SymbolRisk sr, ts, int64_t mark, int64_t rate, int128_t per_lot):
+    """Begins sr's funding interval at `ts`: every position open now owes (or is owed) its
+    amount at per_lot (> 0), paid as the sweep or a touch reaches it. The caller checked that
+    open interest nets to zero and every product fits 128 bits."""
+    sr.intervals += 1
+    sr.transit = Interval(sr.intervals, ts, mark, rate, per_lot)
+    margin.in_transit += 1
+
+
+def restore(MarginCore margin, list transit):
+    """The intervals in transit of a restored state (perpcore.margin.Margin.from_state), the
+    positions being in place: [(sr, Interval.to_state(), accounts whose position is still due)].
+    Interval numbers are relative: each symbol's is 1, its due positions' 0, the others' 1."""
+    cdef SymbolRisk sr
+    for s in margin.symbols.values():
+        (<SymbolRisk>s).transit = None
+    margin.in_transit = 0
+    for s, interval, due in transit:
+        sr = <SymbolRisk>s
+        sr.intervals = 1
+        sr.transit = Interval(1, *interval)
+        for pos in sr.positions.values():
+            (<Position>pos).funded = 1
+        for account in due:
+            (<Position>sr.positions[account]).funded = 0
+        margin.in_transit += 1
+
+
+def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events, seq, ts):
+    """Settles sr's interval in transit account by account in `ids` (every account, ascending, a
+    SortedList), the payers' positions in one pass and then the receivers' in another, from the
+    cursor on: at most `budget` accounts visited (< 0: no limit). Past the last receiver, the
+    interval is complete: the rounding remainder goes to the insurance fund, with FundingSettled.
+    Returns the accounts visited."""
+    cdef Interval iv = sr.transit
+    cdef Py_ssize_t used = 0
+    cdef dict accounts = margin.accounts, positions = sr.positions
+    cdef PyObject* p
+    cdef Position pos
+    while True:
+        after = iter(ids) if iv.cursor is None else ids.irange(iv.cursor, None, (False, True))
+        for account in after:
+            if used == budget:
+                return used
+            used += 1
+            iv.cursor = account
+            p = PyDict_GetItem(positions, account)
+            if p is NULL:
+                continue
+            pos = <Position>p
+            # a position opened, changed or touched since the funding time has been settled
+            if pos.size and pos.funded != iv.number and (iv.receiving
+                                                         or (pos.size > 0) == iv.payer_long):
+                margin.pay(sr, <Account>accounts[account], pos, events, seq, ts)
+        if not iv.receiving:
+            iv.receiving, iv.cursor = True, None
+            continue
+        complete(margin, sr, events, seq, ts)
+        return used
+
+
+cdef int complete(MarginCore margin, SymbolRisk sr, list events, seq, ts) except -1:
+    """Every position of the interval settled: the remainder (what payers paid beyond what receivers
+    got) from the funding in transit to the insurance fund, and FundingSettled."""
+    cdef Interval iv = sr.transit
+    positions, paid, received = iv.totals()
+    remainder = paid - received
+    if remainder < 0:   # floors above ceilings: open interest did not net (a bug, fail-stop)
+        raise AssertionError(f"{sr.symbol} funding paid out {-remainder} more than it took in")
+    asset = margin.settle
+    margin.funding[asset] -= remainder
+    margin.insurance[asset] += remainder
+    events.append(FUNDING_SETTLED(seq, ts, sr.symbol, iv.rate, iv.mark, positions, paid, received,
+                                  remainder))
+    sr.transit = None
+    margin.in_transit -= 1
+    return 0

@@ -54,8 +54,25 @@ cdef class TierTable:
                               int128_t* tick) except -1
 
 
+cdef class Interval:
+    """A symbol's funding interval in transit (perpcore.funding's model): its amount per lot fixed
+    at its funding time, its payments settled over the following commands."""
+    cdef readonly int64_t number       # SymbolRisk.intervals when it began
+    cdef readonly object ts            # its funding time (ns)
+    cdef readonly int64_t mark, rate   # ticks; RATE_SCALE (FundingPaid's figures)
+    cdef int128_t per_lot              # mark x units per tick-lot x |rate| (> 0)
+    cdef readonly bint payer_long      # longs pay (rate > 0)
+    cdef public bint receiving         # the sweep is past the payers: it pays the receivers now
+    cdef public object cursor          # the last account the sweep visited (None: none yet)
+    cdef int128_t paid, received       # so far, minor units
+    cdef readonly int64_t positions    # positions settled so far
+
+    cdef int128_t amount(self, int64_t size)
+
+
 cdef class Position:
     """One account's net position in one symbol and the aggregate of its open orders there."""
+    cdef public int64_t funded         # the last funding interval (SymbolRisk.intervals) it paid
     cdef public int64_t size           # signed lots
     cdef public int64_t cost           # entry value, ticks x lots, >= 0 (0 iff flat)
     cdef public int64_t leverage
@@ -79,6 +96,9 @@ cdef class SymbolRisk:
     cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
     cdef public dict positions         # account -> Position (any state)
     cdef public object prices          # pricing's state of the symbol: .mark (ticks or None)
+    cdef public int64_t intervals      # funding intervals begun
+    cdef public Interval transit       # the one whose payments are being settled (None: none)
+    cdef int128_t long_lots, short_lots     # open interest: the longs' lots, the shorts'
 
 
 cdef class MarginCore:
@@ -97,12 +117,20 @@ cdef class MarginCore:
     cdef public Clocked lending        # perpcore.lending.Lending
     cdef public dict debts             # the lending pool's account -> debt (its own dict)
     cdef public object _mark, _index   # pricing's mark_price / index_price
+    cdef public dict funding           # the ledger's funding in transit (perpcore.funding)
+    cdef readonly int64_t in_transit   # symbols with a funding interval in transit
 
     # (equity, unrealised PnL, initial margin, maintenance margin, collateral value), from:
     cdef tuple figures_of(self, Account acc)
     cdef int sums_of(self, Account acc, Sums* sums) except -1      # the positions' part
     cdef object collateral_of(self, Account acc)                   # collateral after haircuts
     cdef object equity_of(self, Account acc, upnl, coll)           # cash + coll + upnl - debt
+    #                                                                + funding due, see pending_of
+    # funding in transit (perpcore.funding): what the account's positions not yet settled will
+    # receive (> 0) or pay (< 0); pay() settles one position, settle_account() all of an account's
+    cdef object pending_of(self, Account acc)
+    cdef int pay(self, SymbolRisk sr, Account acc, Position pos, list events, seq, ts) except -1
+    cdef int settle_account(self, Account acc, list events, seq, ts) except -1
     cdef Position position_of(self, Account acc, SymbolRisk sr)
     cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
     cdef void forget(self, object order_id, Position pos) except *

@@ -6,6 +6,7 @@ from perpcore.errors import RejectCode
 
 cdef int64_t RS = RATE_SCALE
 cdef object _PositionChanged = m.PositionChanged
+cdef object _FundingPaid = m.FundingPaid
 cdef int REDUCE_ONLY_WOULD_INCREASE = RejectCode.REDUCE_ONLY_WOULD_INCREASE
 cdef int RISK_LIMIT_EXCEEDED = RejectCode.RISK_LIMIT_EXCEEDED
 cdef int INSUFFICIENT_MARGIN = RejectCode.INSUFFICIENT_MARGIN
@@ -211,6 +212,36 @@ cdef inline int128_t worst_notional(Position pos, int64_t upt, int64_t price, bi
     return (held if held >= 0 else -held) * upt
 
 
+cdef class Interval:
+    """See perpcore.funding's module docstring for the model; the sweep is perpcore._funding's."""
+
+    def __init__(self, int64_t number, ts, int64_t mark, int64_t rate, int128_t per_lot,
+                 bint receiving=False, cursor=None, int128_t paid=0, int128_t received=0,
+                 int64_t positions=0):
+        self.number, self.ts, self.mark, self.rate, self.per_lot = number, ts, mark, rate, per_lot
+        self.payer_long = rate > 0
+        self.receiving, self.cursor = receiving, cursor
+        self.paid, self.received, self.positions = paid, received, positions
+
+    cdef int128_t amount(self, int64_t size):
+        """A position's funding (size != 0): a payer pays its due rounded up (< 0), a receiver gets
+        its due rounded down (perpcore.funding.payments' rule; the interval only begins when every
+        product fits 128 bits)."""
+        cdef int128_t due = (<int128_t>size if size > 0 else -<int128_t>size) * self.per_lot
+        if (size > 0) == self.payer_long:
+            return -(due / RS + (due % RS != 0))
+        return due / RS
+
+    def to_state(self) -> list:
+        """Everything but `number` (relative to the positions', see perpcore.margin.to_state)."""
+        return [self.ts, self.mark, self.rate, py_int(self.per_lot), self.receiving, self.cursor,
+                py_int(self.paid), py_int(self.received), self.positions]
+
+    def totals(self) -> tuple:
+        """(positions, paid, received) so far: FundingSettled's figures once the sweep is done."""
+        return self.positions, py_int(self.paid), py_int(self.received)
+
+
 cdef class Position:
 
     def __init__(self, int64_t leverage):
@@ -246,6 +277,21 @@ cdef class SymbolRisk:
         self.default_leverage = spec.default_leverage
         self.max_leverage = spec.tiers[0].max_leverage
         self.positions = {}
+
+    def open_interest(self) -> tuple:
+        """(lots held long, lots held short); equal in a venue where every change is a trade."""
+        return py_int(self.long_lots), py_int(self.short_lots)
+
+    def count_open_interest(self):
+        """open_interest() counted afresh from the positions (after a restore)."""
+        cdef Position pos
+        self.long_lots = self.short_lots = 0
+        for p in self.positions.values():
+            pos = <Position>p
+            if pos.size > 0:
+                self.long_lots += pos.size
+            else:
+                self.short_lots -= pos.size
 
 
 cdef class MarginCore:
@@ -286,8 +332,73 @@ cdef class MarginCore:
 
     cdef object equity_of(self, Account acc, upnl, coll):
         equity = acc.cash[self.settle] + coll + upnl
+        if self.in_transit:     # every decision sees the account as if funding were settled
+            equity += self.pending_of(acc)
         debt = self.debts.get(acc.id)
         return equity if debt is None else equity - debt
+
+    # ---- funding in transit (perpcore.funding) -------------------------------------------------
+
+    cdef object pending_of(self, Account acc):
+        cdef int128_t total = 0
+        cdef SymbolRisk sr
+        cdef Position pos
+        for symbol, s in self.symbols.items():
+            sr = <SymbolRisk>s
+            if sr.transit is None:
+                continue
+            p = acc.positions.get(symbol)
+            if p is not None:
+                pos = <Position>p
+                if pos.size and pos.funded != sr.transit.number:
+                    total += sr.transit.amount(pos.size)
+        return py_int(total)
+
+    cdef int pay(self, SymbolRisk sr, Account acc, Position pos, list events, seq, ts) except -1:
+        """Settles the position's funding of sr's interval in transit (size != 0, not yet paid):
+        its cash against the ledger's funding in transit, and its FundingPaid."""
+        cdef Interval iv = sr.transit
+        cdef int128_t amount = iv.amount(pos.size)
+        pos.funded = iv.number
+        if amount < 0:
+            iv.paid -= amount
+        else:
+            iv.received += amount
+        iv.positions += 1
+        settle = self.settle
+        value = py_int(amount)
+        cash = acc.cash
+        cash[settle] = cash[settle] + value
+        funding = self.funding
+        funding[settle] = funding[settle] - value
+        events.append(_FundingPaid(seq, ts, sr.symbol, acc.id, pos.size, iv.mark, iv.rate, value))
+        return 0
+
+    cdef int settle_account(self, Account acc, list events, seq, ts) except -1:
+        """Pays the account's funding still in transit, symbol by symbol (in order)."""
+        cdef SymbolRisk sr
+        cdef Position pos
+        for symbol, s in self.symbols.items():
+            sr = <SymbolRisk>s
+            if sr.transit is None:
+                continue
+            p = acc.positions.get(symbol)
+            if p is not None:
+                pos = <Position>p
+                if pos.size and pos.funded != sr.transit.number:
+                    self.pay(sr, acc, pos, events, seq, ts)
+        return 0
+
+    def pending(self, Account acc):
+        """The account's funding in transit, as pending_of: > 0 it will receive, < 0 pay."""
+        return self.pending_of(acc) if self.in_transit else 0
+
+    def touch(self, Account acc, list events):
+        """An account a command touches pays or receives its funding in transit first, in that
+        command (perpcore.funding: a transfer, a loan's conversion, interest)."""
+        if self.in_transit:
+            ex = self.exchange
+            self.settle_account(acc, events, ex.seq, ex.clock)
 
     cdef int sums_of(self, Account acc, Sums* sums) except -1:
         cdef Position pos
@@ -502,6 +613,8 @@ cdef class MarginCore:
     cdef trade_side(self, SymbolRisk sr, Account acc, Position pos, bint buy, int64_t price,
                     int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
         account = acc.id
+        if self.in_transit:     # its funding first: PositionChanged's balance is as if settled
+            self.settle_account(acc, events, seq, ts)
         cdef int64_t size = pos.size, held, removed
         cdef int128_t realised = 0, fee
         if size == 0 or (size > 0) == buy:
@@ -524,6 +637,11 @@ cdef class MarginCore:
             if pos.reduce_only:
                 self.reduce_only_dirty.add((account, sr.symbol))
         pos.size = size + qty if buy else size - qty
+        if sr.transit is not None:
+            pos.funded = sr.transit.number      # opened or changed since: nothing due
+        # open interest: what the new size holds on each side less what the old one held
+        sr.long_lots += (pos.size if pos.size > 0 else 0) - (size if size > 0 else 0)
+        sr.short_lots += (-pos.size if pos.size < 0 else 0) - (-size if size < 0 else 0)
         fee = ceil_div(<int128_t>price * qty * sr.upt * fee_rate, RS)
         cash = acc.cash
         settle = self.settle

@@ -5,7 +5,16 @@
 # staleness and the funding rate as they were: that one is only recorded as the last trade (what
 # market_moved's publish would have done, emitting nothing).
 
+#
+# Funding in transit (perpcore.funding): sweep(sr, events) makes the next payments of sr's interval
+# in transit within the command's budget (config.limits.funding_accounts_per_command accounts
+# visited, shared by every sweep of the command: at a funding time, SymbolPricing.settle's, and
+# carry's); the exchange calls carry(events) once a command while any interval is in transit.
+
+from libc.stdint cimport int64_t
+
 from perpcore._clock cimport Clocked
+from perpcore._margin cimport SymbolRisk
 
 
 cdef class PricingCore(Clocked):
@@ -13,6 +22,12 @@ cdef class PricingCore(Clocked):
     cdef public dict symbols           # symbol -> perpcore.pricing.SymbolPricing
     cdef public bint book_moves        # some mark moves with its book alone (hyperliquid's)
     cdef public object median_mark     # perpcore.pricing.median_mark, the mark rule
+    # accounts the funding sweeps may still visit in command budget_seq (not state: each command
+    # starts afresh)
+    cdef Py_ssize_t budget
+    cdef int64_t budget_seq
 
     cpdef after_command(self, list events)
     cdef bint unmoved(self, state, price) except -1
+    cpdef carry(self, list events)
+    cpdef sweep(self, SymbolRisk sr, list events)

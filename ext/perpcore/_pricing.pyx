@@ -1,6 +1,9 @@
 # Stage 5 in C. See perpcore._pricing.pxd for the contract and perpcore.pricing for the mark rules.
 
+from perpcore._margin cimport SymbolRisk
+
 from perpcore import messages as m
+from perpcore._funding import sweep as sweep_interval
 
 cdef object FILLED = m.OrderFilled
 # the events that change a book without a trade (looked at only when a book alone moves some mark)
@@ -8,6 +11,9 @@ cdef frozenset BOOK_EVENTS = frozenset({m.OrderAccepted, m.OrderCancelled, m.Ord
 
 
 cdef class PricingCore(Clocked):
+
+    def __cinit__(self):
+        self.budget_seq = -1
 
     cpdef after_command(self, list events):
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
@@ -49,3 +55,23 @@ cdef class PricingCore(Clocked):
         state.last_trade = price
         state.mark = mark
         return True
+
+    # ---- funding in transit (perpcore.funding) -------------------------------------------------
+
+    cpdef carry(self, list events):
+        """Settles the next positions of the funding intervals in transit, symbol by symbol."""
+        for sr in self.exchange.margin.symbols.values():
+            if (<SymbolRisk>sr).transit is not None:
+                self.sweep(sr, events)
+
+    cpdef sweep(self, SymbolRisk sr, list events):
+        """The next payments of sr's interval in transit, within what is left of this command's
+        budget."""
+        ex = self.exchange
+        cdef int64_t seq = ex.seq
+        if self.budget_seq != seq:
+            self.budget_seq = seq
+            self.budget = ex.config.limits.funding_accounts_per_command
+        margin = ex.margin
+        self.budget -= sweep_interval(margin, sr, margin.account_ids, self.budget, events, seq,
+                                      ex.clock)
