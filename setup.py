@@ -11,7 +11,9 @@ Cython's warnings are errors: a build that warns fails.
 
 Release builds drop bounds/wraparound checks and are stripped of symbols (on Linux: -s, a tenth of
 the size); PERPCORE_DEBUG=1 turns the checks back on, keeps the symbols, adds line tracing (for
-coverage and profilers) and writes the annotated HTML next to each .pyx.
+coverage and profilers) and writes the annotated HTML next to each .pyx. PERPCORE_SYMBOLS=1 keeps
+the symbols of a release build, for profilers that count a release build's instructions
+(perf, valgrind callgrind).
 """
 import os
 import sys
@@ -36,7 +38,8 @@ directives = {
 }
 macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
-link_args = ["-s"] if not DEBUG and sys.platform.startswith("linux") else []
+SYMBOLS = DEBUG or os.environ.get("PERPCORE_SYMBOLS") == "1"
+link_args = ["-s"] if not SYMBOLS and sys.platform.startswith("linux") else []
 
 extensions = [
     Extension(
