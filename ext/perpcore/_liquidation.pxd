@@ -156,6 +156,8 @@ cdef class LiquidationCore:
 
     # the Python layer liquidates a round's accounts in breach, in order
     cpdef liquidate(self, list breached, list events, Py_ssize_t start)
+    # ... and records the fund's changes other layers made (a funding remainder) before the rounds
+    cpdef _record_external(self, list events)
     # the rounds' looks at one account (overridable, as tests watch them)
     cpdef bint _sound(self, account) except -1
     cpdef bint _examine(self, account, bint keep_earlier=*) except -1

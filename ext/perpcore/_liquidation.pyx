@@ -731,6 +731,10 @@ cdef class LiquidationCore:
         with events[start:] (the Python layer's)."""
         raise NotImplementedError("perpcore.liquidation.Liquidation liquidates")
 
+    cpdef _record_external(self, list events):
+        """Records the insurance fund's changes another layer made (the Python layer's)."""
+        raise NotImplementedError("perpcore.liquidation.Liquidation records the fund")
+
     cdef bint reached(self, list moves) except -1:
         for dim, price in moves:
             if self.index.reaches_c(dim, price):
