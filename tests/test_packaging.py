@@ -194,6 +194,8 @@ def _elf_sections(path: Path) -> set[str]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the strip flag is for Linux")
 @pytest.mark.skipif(os.environ.get("PERPCORE_DEBUG") == "1", reason="a debug build keeps symbols")
+@pytest.mark.skipif(os.environ.get("PERPCORE_SYMBOLS") == "1",
+                    reason="a build for profilers keeps symbols")
 def test_release_extensions_are_stripped():
     """Release builds link with -s: no symbol table, no debug information (_clock was 231 KB)."""
     for name in EXTENSIONS:
