@@ -238,6 +238,10 @@ class _Venue:
         self.seq = 0
         self.components: dict[str, object] = {}
 
+    def _move_clock(self, t: int) -> None:
+        """Pricing moves time to each of its instants of work (as ExchangeCore._move_clock)."""
+        self.clock = t
+
 
 @dataclass
 class Agreement:

@@ -516,7 +516,7 @@ class Pricing(PricingCore):
             due = [(s.next_expiry(cur), s, held) for s, held in states]
             t = min(t_end, min(min(expiry, s.next_funding if held else _NEVER)
                                for expiry, s, held in due))
-            ex.clock = t
+            ex._move_clock(t)
             for expiry, s, held in due:
                 a = s.skip(cur, t) if s.next_funding < t else cur
                 s.step(ex.seq, a, t, expiry == t, a != cur, held, margin, events)
@@ -529,7 +529,7 @@ class Pricing(PricingCore):
         is due from t on, and nothing for the time before it. The funding clock moves to the
         first settlement time at or after t; the index is as fresh as its quotes are at t."""
         ex = self.exchange
-        ex.clock = t
+        ex._move_clock(t)
         margin = ex.components.get("margin")
         for s in self.symbols.values():
             if s.next_funding:

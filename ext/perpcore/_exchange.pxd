@@ -41,8 +41,7 @@ cdef class OrderEntry
 
 cdef class ExchangeCore:
     cdef readonly int64_t seq          # last sequence number assigned
-    # exchange time, ns, from the command stream (public: perpcore.pricing still moves it)
-    cdef public int64_t clock
+    cdef readonly int64_t clock        # exchange time, ns, from the command stream
     cdef readonly int64_t max_time_step     # config.limits.max_time_step_ns
     cdef readonly object halted        # None, or the perpcore.errors.Halt that stopped it
     cdef bint busy                     # a submit is in progress (the one-writer guard)

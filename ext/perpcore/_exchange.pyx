@@ -158,6 +158,13 @@ cdef class ExchangeCore:
         self._pricing, self.margin, self.liquidation = pricing, margin, liquidation
         self.triggers, self._entry, self._handlers = triggers, entry, handlers
 
+    def _move_clock(self, int64_t t):
+        """Moves exchange time forward to t, inside the clock stage of a command (to each of the
+        instants of work pricing passes on its way to the command's time); never back."""
+        if t < self.clock:
+            raise ValueError(f"exchange time cannot go back from {self.clock} to {t}")
+        self.clock = t
+
     def _restore_counters(self, int64_t seq, int64_t clock, int64_t next_order_id):
         """Sets the sequence, the clock and the next order id a snapshot recorded."""
         self.seq, self.clock, self.next_order_id = seq, clock, next_order_id
