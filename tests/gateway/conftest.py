@@ -1,6 +1,10 @@
 """Fixtures of the gateway tests: a venue served on an ephemeral 127.0.0.1 port from a thread of
 its own (always stopped), and unmodified ccxt binanceusdm clients pointed at it and nowhere else."""
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -23,7 +27,11 @@ class ServedVenue:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.port = self.call(self.venue.start("127.0.0.1", 0))
+        try:
+            self.port = self.call(self.venue.start("127.0.0.1", 0))
+        except BaseException:
+            self.stop()
+            raise
         self.base = f"http://127.0.0.1:{self.port}"
 
     def call(self, coro):
@@ -67,6 +75,35 @@ class ServedVenue:
         # ccxt keys Binance's futures error codes by hostname; a local host needs them merged
         ex.exceptions["exact"].update(ex.exceptions["linear"]["exact"])
         return ex
+
+
+class ServeProcess:
+    """`perpcore serve DIRECTORY ARGS...` in a subprocess on an ephemeral 127.0.0.1 port, stopped
+    on every path: a server that does not come up, or does not stop when asked, is killed."""
+
+    def __init__(self, directory, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from perpcore.cli import main; main()", "serve",
+             str(directory), "--port", "0", *args],
+            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+        try:
+            line = self.proc.stdout.readline()
+            assert "serving" in line, line
+            self.base = line.split(" on ")[1].strip()
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        """Sends `sig` and returns the exit code (killed if it has not exited within 60 s)."""
+        try:
+            self.proc.send_signal(sig)
+            return self.proc.wait(60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
 
 
 def pro_client(served, key=None, secret=None):

@@ -1,24 +1,16 @@
 """`perpcore serve --demo`: a newcomer points ccxt at it and trades at once."""
-import os
-import signal
-import subprocess
-import sys
-
-from .conftest import ServedVenue
+from .conftest import ServedVenue, ServeProcess
 
 BTC = "BTC/USD:USD"
 
 
 def test_demo_venue_quotes_and_trades(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "from perpcore.cli import main; main()",
-                             "serve", str(tmp_path / "demo"), "--port", "0", "--demo"],
-                            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    server = ServeProcess(tmp_path / "demo", "--demo")
     try:
-        base = proc.stdout.readline().split(" on ")[1].strip()
-        words = proc.stdout.readline().split()
+        words = server.proc.stdout.readline().split()
         key, secret = words[words.index("apiKey") + 1], words[words.index("secret") + 1]
         venue = ServedVenue.__new__(ServedVenue)       # only its client() helper
-        venue.base = base
+        venue.base = server.base
         client = venue.client(key, secret)
         book = client.fetch_order_book(BTC)
         assert len(book["bids"]) == 5 and len(book["asks"]) == 5
@@ -27,6 +19,4 @@ def test_demo_venue_quotes_and_trades(tmp_path):
         assert order["status"] == "closed" and order["filled"] == 0.01
         assert client.fetch_positions()[0]["contracts"] == 0.01
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        proc.stdout.close()
+        assert server.stop() == 0

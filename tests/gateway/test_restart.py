@@ -1,14 +1,13 @@
 """A restart mid-session: `perpcore serve` killed (SIGKILL) and started again on its store keeps
 every acknowledged order, position, balance and client order id; the journal replays to the live
 state hash."""
-import os
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import ADMIN, ServedVenue, ccxt
+from .conftest import ADMIN, ServedVenue, ServeProcess, ccxt
 
 BTC = "BTC/USD:USD"
 
@@ -17,18 +16,23 @@ class Process(ServedVenue):
     """`perpcore serve` in a subprocess (reuses ServedVenue's admin and client helpers)."""
 
     def __init__(self, directory):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from perpcore.cli import main; main()", "serve",
-             str(directory), "--port", "0", "--admin-token", ADMIN],
-            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-        line = self.proc.stdout.readline()
-        assert "serving" in line, line
-        self.base = line.split(" on ")[1].strip()
+        self.server = ServeProcess(directory, "--admin-token", ADMIN)
+        self.base = self.server.base
 
     def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        assert self.proc.wait(60) in (0, -signal.SIGKILL)
-        self.proc.stdout.close()
+        assert self.server.stop(sig) in (0, -signal.SIGKILL)
+
+
+def open_session(venue):
+    """An index, a maker and a taker, and the maker's resting sell with a client order id:
+    ((maker key, secret), (taker key, secret)), the two clients and the order."""
+    venue.admin("indexPrice", {"symbol": "BTCUSD", "price": "65000"})
+    _, mk, ms = venue.trader()
+    _, tk, ts = venue.trader()
+    maker, taker = venue.client(mk, ms), venue.client(tk, ts)
+    order = maker.create_order(BTC, "limit", "sell", 0.05, 65000,
+                               {"newClientOrderId": "keep-me"})
+    return ((mk, ms), (tk, ts)), maker, taker, order
 
 
 def snapshot_of(venue, maker, taker, order_id):
@@ -46,12 +50,7 @@ def test_kill_and_restart_keeps_everything(tmp_path):
     store = tmp_path / "store"
     venue = Process(store)
     try:
-        venue.admin("indexPrice", {"symbol": "BTCUSD", "price": "65000"})
-        _, mk, ms = venue.trader()
-        _, tk, ts = venue.trader()
-        maker, taker = venue.client(mk, ms), venue.client(tk, ts)
-        order = maker.create_order(BTC, "limit", "sell", 0.05, 65000,
-                                   {"newClientOrderId": "keep-me"})
+        keys, maker, taker, order = open_session(venue)
         taker.set_leverage(10, BTC)
         taker.create_order(BTC, "market", "buy", 0.02)
         before = snapshot_of(venue, maker, taker, order["id"])
@@ -60,7 +59,7 @@ def test_kill_and_restart_keeps_everything(tmp_path):
 
     venue = Process(store)
     try:
-        maker, taker = venue.client(mk, ms), venue.client(tk, ts)
+        maker, taker = (venue.client(*key) for key in keys)
         assert snapshot_of(venue, maker, taker, order["id"]) == before
         assert before["order"]["filled"] == 0.02 and before["positions"][0]["leverage"] == 10
         # the client order id is still the open order's
@@ -85,12 +84,7 @@ def test_checkpoints_bound_the_replay_at_start(tmp_path):
     store = tmp_path / "store"
     venue = ServedVenue(store, checkpoint_every=8)
     try:
-        venue.admin("indexPrice", {"symbol": "BTCUSD", "price": "65000"})
-        _, mk, ms = venue.trader()
-        _, tk, ts = venue.trader()
-        maker, taker = venue.client(mk, ms), venue.client(tk, ts)
-        order = maker.create_order(BTC, "limit", "sell", 0.05, 65000,
-                                   {"newClientOrderId": "keep-me"})
+        keys, maker, taker, order = open_session(venue)
         for _ in range(30):                     # four or more checkpoints
             taker.create_order(BTC, "limit", "buy", 0.001, 60000)
         taker.create_order(BTC, "market", "buy", 0.02)
@@ -101,7 +95,7 @@ def test_checkpoints_bound_the_replay_at_start(tmp_path):
     assert set(model_snapshots(store)) <= {seq for seq, _ in list_snapshots(store)}
     venue = ServedVenue(store, checkpoint_every=8)
     try:
-        maker, taker = venue.client(mk, ms), venue.client(tk, ts)
+        maker, taker = (venue.client(*key) for key in keys)
         assert snapshot_of(venue, maker, taker, order["id"]) == before
         assert len(taker.fetch_open_orders(BTC)) == 30
     finally:
