@@ -128,6 +128,7 @@ cdef class MarginCore:
     #                                                                + funding due, see pending_of
     # funding in transit (perpcore.funding): what the account's positions not yet settled will
     # receive (> 0) or pay (< 0); pay() settles one position, settle_account() all of an account's
+    cdef Position due(self, SymbolRisk sr, Account acc)            # owing sr's transit, or None
     cdef object pending_of(self, Account acc)
     cdef int pay(self, SymbolRisk sr, Account acc, Position pos, list events, seq, ts) except -1
     cdef int settle_account(self, Account acc, list events, seq, ts) except -1

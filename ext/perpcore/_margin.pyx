@@ -339,19 +339,25 @@ cdef class MarginCore:
 
     # ---- funding in transit (perpcore.funding) -------------------------------------------------
 
+    cdef Position due(self, SymbolRisk sr, Account acc):
+        """The account's position in sr that owes sr's interval in transit, or None."""
+        if sr.transit is None:
+            return None
+        p = acc.positions.get(sr.symbol)
+        if p is None:
+            return None
+        cdef Position pos = <Position>p
+        return pos if pos.size and pos.funded != sr.transit.number else None
+
     cdef object pending_of(self, Account acc):
         cdef int128_t total = 0
         cdef SymbolRisk sr
         cdef Position pos
-        for symbol, s in self.symbols.items():
+        for s in self.symbols.values():
             sr = <SymbolRisk>s
-            if sr.transit is None:
-                continue
-            p = acc.positions.get(symbol)
-            if p is not None:
-                pos = <Position>p
-                if pos.size and pos.funded != sr.transit.number:
-                    total += sr.transit.amount(pos.size)
+            pos = self.due(sr, acc)
+            if pos is not None:
+                total += sr.transit.amount(pos.size)
         return py_int(total)
 
     cdef int pay(self, SymbolRisk sr, Account acc, Position pos, list events, seq, ts) except -1:
@@ -378,15 +384,11 @@ cdef class MarginCore:
         """Pays the account's funding still in transit, symbol by symbol (in order)."""
         cdef SymbolRisk sr
         cdef Position pos
-        for symbol, s in self.symbols.items():
+        for s in self.symbols.values():
             sr = <SymbolRisk>s
-            if sr.transit is None:
-                continue
-            p = acc.positions.get(symbol)
-            if p is not None:
-                pos = <Position>p
-                if pos.size and pos.funded != sr.transit.number:
-                    self.pay(sr, acc, pos, events, seq, ts)
+            pos = self.due(sr, acc)
+            if pos is not None:
+                self.pay(sr, acc, pos, events, seq, ts)
         return 0
 
     def pending(self, Account acc):
