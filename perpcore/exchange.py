@@ -175,7 +175,9 @@ class Exchange(ExchangeCore):
         self._advance_to(cmd.ts, events)
         for market in markets:
             symbol = market.spec.symbol
-            for order_id, side, price, open_qty in market.book.cancel_account(cmd.account):
+            # by order id: the book's own order (arrival) is not kept by a snapshot's load(), so
+            # after a restore it would differ, and it must not reach the events
+            for order_id, side, price, open_qty in sorted(market.book.cancel_account(cmd.account)):
                 self.margin.order_closed(order_id, cmd.account, symbol, side, price, open_qty)
                 events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, symbol, order_id,
                                                open_qty, CancelReason.CANCEL_ALL))

@@ -192,7 +192,9 @@ class Liquidation(LiquidationCore):
     def _cancel_orders(self, account: int, events: list) -> None:
         ex = self.exchange
         for symbol, market in ex.markets.items():
-            for order_id, side, price, open_qty in market.book.cancel_account(account):
+            # by order id: the book's own order (arrival) is not kept by a snapshot's load(), so
+            # after a restore it would differ, and it must not reach the events
+            for order_id, side, price, open_qty in sorted(market.book.cancel_account(account)):
                 self.margin.order_closed(order_id, account, symbol, side, price, open_qty)
                 events.append(m.OrderCancelled(ex.seq, ex.clock, account, symbol, order_id,
                                                open_qty, CancelReason.LIQUIDATION))

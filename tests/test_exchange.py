@@ -348,3 +348,15 @@ def test_decimal_edge_to_engine_and_back(ex):
     place(ex, 1, Side.SELL, "65000.5", "0.25")
     price, qty, _ = ex.book(BTC).depth(1)[1][0]
     assert (s.from_ticks(price), s.from_lots(qty)) == (Decimal("65000.5"), Decimal("0.25"))
+
+
+def test_cancel_all_gives_the_same_events_after_a_snapshot_restore(ex):
+    """A restored exchange's books are rebuilt in priority order, not arrival order: the orders a
+    CancelAll (or a liquidation) cancels come in order-id order, so a restore changes no event."""
+    place(ex, 1, Side.SELL, "65010", "1")       # arrives first, rests after the bid in a dump
+    place(ex, 1, Side.BUY, "64990", "1")
+    restored = Exchange.restore(ex.config, ex.snapshot())
+    cancel_all = m.CancelAll(account=1)
+    events = ex.submit(cancel_all)
+    assert [e.order_id for e in events] == [1, 2]
+    assert restored.submit(cancel_all) == events
