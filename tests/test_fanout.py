@@ -91,7 +91,7 @@ def lobster_dir(tmp_path_factory) -> Path:
     return folder
 
 
-# ---- the Python API ------------------------------------------------------------------------------
+# ---- the Python API ---------------------------------------------------------------------------
 
 def test_synthetic_lobster_days_fanned_out_equal_the_sequential_replay(cluster, lobster_dir,
                                                                        tmp_path):
@@ -212,7 +212,7 @@ def test_real_binance_symbols_fanned_out(cluster, tmp_path):
     assert all(Path(f["plot"]).stat().st_size > 10_000 for f in spread.files)
 
 
-# ---- the command line ----------------------------------------------------------------------------
+# ---- the command line -------------------------------------------------------------------------
 
 def cli_json(args: list[str]) -> dict:
     result = CliRunner().invoke(main, args)
