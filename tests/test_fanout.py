@@ -122,6 +122,9 @@ def test_both_pools_run_the_same_task_to_the_same_result(cluster, lobster_dir):
     there = cluster.map(rp.lobster_file, calls, events=True)
     assert [d.result for d in there] == [d.result for d in here]      # Replayed structs
     assert all(d.elapsed_s > 0 for d in here + there)
+    # ... there in the cluster's two worker processes, not this one
+    pids = {d.result for d in cluster.map(os.getpid, [()] * 8)}
+    assert os.getpid() not in pids and len(pids) <= 2
 
 
 def test_stress_shocks_fanned_out_equal_the_sequential_run(cluster):
