@@ -70,8 +70,9 @@ class Distributed:
         from distributed import as_completed
 
         # once to every worker, then passed by reference: a 100,000-account snapshot is not
-        # shipped with each of its 17 shocks
-        placed = [self.client.scatter(value, broadcast=True) for value in shared]
+        # shipped with each of its 17 shocks. Under a key of its own (hash=False): with the
+        # content's key, the release of a previous map's copy could delete this one's data
+        placed = [self.client.scatter(value, broadcast=True, hash=False) for value in shared]
         futures = [self.client.submit(timed, task, kwargs, *placed, *call, pure=False)
                    for call in calls]
         if progress is not None:

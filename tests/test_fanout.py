@@ -144,6 +144,14 @@ def test_stress_shocks_fanned_out_equal_the_sequential_run(cluster):
     assert spread.ran_on == "2 local Dask worker processes"
 
 
+def test_maps_after_maps_of_the_same_shared_value(cluster):
+    """Each map places its shared values under keys of its own: under the content's key, the
+    release of an earlier map's copy raced this one's (its tasks lost their data and waited)."""
+    shared = b"x" * 100_000
+    for _ in range(20):
+        assert [d.result for d in cluster.map(len, [()] * 4, shared=(shared,))] == [100_000] * 4
+
+
 def test_an_existing_cluster_by_its_scheduler_address(cluster, lobster_dir):
     address = cluster.client.scheduler.address
     with fanout.pool(scheduler=address) as pool:
