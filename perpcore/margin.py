@@ -39,6 +39,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from perpcore import _funding
+from perpcore._ledger import move
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.ledger import Audit, Ledger
@@ -306,9 +307,10 @@ class Margin(MarginCore):
         if sum(amount for _, amount in payments) + insurance_remainder != 0:
             raise ValueError(f"{symbol} funding does not sum to zero with its remainder")
         settle = self.settle
+        # through the funding in transit (back where it was once the remainder is in the fund)
         for account, amount in payments:
-            self.accounts[account].cash[settle] += amount
-        self.insurance[settle] += insurance_remainder
+            move(self.funding, self.accounts[account].cash, settle, amount)
+        move(self.funding, self.insurance, settle, insurance_remainder)
 
     # ---- valuation -----------------------------------------------------------------------------
 
@@ -318,9 +320,9 @@ class Margin(MarginCore):
 
     def balances(self, acc: Account) -> dict[str, int]:
         """The account's balances as if its funding in transit were settled."""
-        cash = dict(acc.cash)
-        cash[self.settle] += self.pending(acc)
-        return cash
+        shown = dict(acc.cash)      # a copy: no money moves
+        shown[self.settle] += self.pending(acc)
+        return shown
 
     def available(self, acc: Account, figures: tuple) -> dict[str, int]:
         """Per asset, the most a Withdraw may take now (see the module's definitions)."""

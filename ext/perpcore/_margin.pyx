@@ -2,6 +2,8 @@
 # perpcore.margin state the definitions this implements.
 cimport cython
 
+from perpcore._ledger cimport move, realise
+
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.errors import RejectCode
@@ -385,10 +387,7 @@ cdef class MarginCore:
         iv.positions += 1
         settle = self.settle
         value = py_int(amount)
-        cash = acc.cash
-        cash[settle] = cash[settle] + value
-        funding = self.funding
-        funding[settle] = funding[settle] - value
+        move(self.funding, acc.cash, settle, value)
         events.append(_FundingPaid(seq, ts, sr.symbol, acc.id, pos.size, iv.mark, iv.rate, value))
         return 0
 
@@ -672,8 +671,9 @@ cdef class MarginCore:
         settle = self.settle
         fee_py = py_int(fee)
         realised_py = py_int(realised)
-        balance = cash[settle] + realised_py - fee_py
-        cash[settle] = balance
-        self.fees[settle] += fee_py
+        if realised:
+            realise(cash, settle, realised_py)
+        move(cash, self.fees, settle, fee_py)
+        balance = cash[settle]
         events.append(_PositionChanged(seq, ts, account, sr.symbol, order_id, pos.size,
                                        pos.cost, realised_py, fee_py, balance))
