@@ -15,7 +15,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 from perpcore import fanout
@@ -32,6 +32,7 @@ MAKERS = 10                             # market makers to begin with; more join
 MAX_MAKERS = 999                        # accounts 1-999; the traders are 1,000 on
 MAKER_LIMIT = 80                        # percent of its risk limit a maker may use
 FIRST_TRADER = 1_000
+CENT = Decimal("0.01")
 
 
 @dataclass
@@ -546,7 +547,9 @@ def render(report: StressReport, console) -> None:
 
 
 def _money(text: str) -> str:
-    return f"{Decimal(text):,.2f}"
+    # rounded here, not by the thread's decimal context: a library in the process may change
+    # that (ccxt sets ROUND_HALF_UP), and the report must not depend on it
+    return f"{Decimal(text).quantize(CENT, rounding=ROUND_HALF_EVEN):,.2f}"
 
 
 def plot(report: StressReport, path: Path) -> Path:
