@@ -291,6 +291,7 @@ class SequencerLog:
         self.failed: concurrent.futures.Future = concurrent.futures.Future()
         self.position = LogPosition()
         self.appended = 0                       # entries appended (counters for benchmarks)
+        self.resent = 0                         # and sent again (timeouts, leader changes)
         self._next_seq = 0                      # the stream sequence the next entry gets
         self._last_hash_seq = 0
         self._queue: deque[_Pending] = deque()
@@ -449,6 +450,7 @@ class SequencerLog:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 1.0)
             p.after_confirmed = True            # its predecessor is confirmed by now
+            self.resent += 1
             p.task = asyncio.ensure_future(self._send(p))
 
     async def _send(self, p: _Pending) -> tuple[str, str]:
