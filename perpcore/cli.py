@@ -163,17 +163,22 @@ def _read_json(path: str, option: str, key: str) -> dict:
                    "does not measure.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True),
               help="Rewrite the Figures section of this README (plot in docs/) from the run.")
-@click.argument("what", required=False, type=click.Choice(["gateway"]))
+@click.argument("what", required=False, type=click.Choice(["gateway", "replication"]))
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
           earlier: str | None, readme: str | None, what: str | None):
     """Latency and throughput of the matching core, closed and open loop, against the reference.
-    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
+    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`.
+    `perpcore bench replication`: the replicated log on a local 3-node JetStream cluster beside
+    the local journal (needs the `replication` extra)."""
     import sys
     import time
     from pathlib import Path
 
     if what == "gateway":
         _bench_gateway(quick, as_json)
+        return
+    if what == "replication":
+        _bench_replication(quick, as_json)
         return
     from perpcore import bench as runner
 
@@ -224,6 +229,18 @@ def _bench_gateway(quick: bool, as_json: bool) -> None:
         return
     click.echo(f"{rep['date']} · {rep['cpus']} CPUs · load {rep['load'][0]:.2f}")
     click.echo(loadgen.main_table(rep))
+
+
+def _bench_replication(quick: bool, as_json: bool) -> None:
+    try:
+        from perpcore.replication import bench as replication
+    except ImportError as e:
+        raise click.ClickException(f"perpcore bench replication needs the replication extra "
+                                   f"(pip install 'perpcore[replication]'): {e}") from e
+    console = Console(stderr=True)
+    with console.status("benchmarking the replicated log") as status:
+        rep = replication.run(quick=quick, progress=status.update)
+    click.echo(json.dumps(rep) if as_json else replication.table(rep))
 
 
 @main.group()

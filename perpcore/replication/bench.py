@@ -108,7 +108,7 @@ async def _closed_loop(runner: EngineRunner, cmds: list, callers: int) -> float:
 
 
 def pipeline_rate(directory: Path, setup: list, cmds: list, url: str | None,
-                  stream: str, callers: int = 256) -> float:
+                  stream: str, callers: int = 1024) -> float:
     """Commands/s through an EngineRunner on a store (and the log, with `url`)."""
     store = Store(directory, perpcore.default_config(), sync="group")
     log = None
@@ -287,7 +287,7 @@ def table(report: dict) -> str:
          f"{report['journal_rate']:,.0f} commands/s (local journal)"),
         ("appended, packed (≤1,024 an entry)", f"{report['append_rate_packed']:,.0f} commands/s",
          f"{report['journal_rate']:,.0f} commands/s (local journal)"),
-        ("engine runner, 256 callers", f"{report['pipeline_replicated']:,.0f} commands/s",
+        ("engine runner, 1,024 callers", f"{report['pipeline_replicated']:,.0f} commands/s",
          f"{report['pipeline_local']:,.0f} commands/s"),
         (f"durable ack at {report['rate']:,}/s, p50 / p99",
          f"{p_r['ack_p50_ms']:.2f} / {p_r['ack_p99_ms']:.2f} ms",

@@ -175,6 +175,7 @@ class Follower:
     def __init__(self, js, stream: str, next_seq: int, batch: int = 256):
         self.js, self.stream, self.next_seq, self.batch = js, stream, max(next_seq, 1), batch
         self._sub = None
+        self._caught_up = False
 
     async def _subscribe(self) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -185,27 +186,34 @@ class Follower:
         self._sub = await self.js.pull_subscribe(subject_of(self.stream), durable=None,
                                                  stream=self.stream, config=config)
 
-    async def last_seq(self) -> int:
-        info = await retry(f"stream {self.stream}", lambda: self.js.stream_info(self.stream))
-        return info.state.last_seq
-
     async def fetch(self, timeout: float = 1.0) -> list[tuple[int, bytes]]:
-        """The next entries as (stream seq, data), at most `batch`; [] when none came within
-        `timeout` and the stream holds none past them."""
+        """The next entries as (stream seq, data), at most `batch`; [] when none came in time
+        (or the consumer had to be made again)."""
         from nats import errors
         if self._sub is None:
             await retry(f"consumer on {self.stream}", self._subscribe)
+        # nats-py's fetch returns at once what is there, but when nothing is it waits for a
+        # whole batch or the timeout: caught up, the reader waits for one entry, then takes
+        # what followed it without waiting long
+        size = 1 if self._caught_up else self.batch
         try:
-            msgs = await self._sub.fetch(self.batch, timeout=timeout)
+            msgs = await self._sub.fetch(size, timeout=timeout if self._caught_up
+                                         else min(timeout, 0.005))
         except (errors.TimeoutError, asyncio.TimeoutError):
-            if await self.last_seq() < self.next_seq:
-                return []               # caught up
-            msgs = []                   # entries exist but none came: the consumer is lost
+            if not self._caught_up:
+                self._caught_up = True
+                return []
+            try:        # a consumer that still answers is idle: nothing new in the log
+                await self._sub.consumer_info()
+                return []
+            except Exception:           # it is gone (its node died, a leader change)
+                msgs = []
         except Exception:               # the consumer or its node is gone: make another
             msgs = []
         if not msgs:
             self._sub = None
             return []
+        self._caught_up = size > 1 and len(msgs) < size
         out = []
         for msg in msgs:
             seq = msg.metadata.sequence.stream
