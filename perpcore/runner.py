@@ -44,7 +44,8 @@ _replace = msgspec.structs.replace
 
 
 class RunnerError(Exception):
-    """The runner cannot acknowledge a command: its journal failed, or it is stopped."""
+    """The runner cannot acknowledge a command: its journal (or durable log) failed, or it is
+    stopped."""
 
 
 class Subscription:
@@ -129,6 +130,7 @@ class EngineRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._failed_in = "journal"         # or "replicated log"
         # counters for benchmarks (where the time goes): written by the engine thread only
         self.batches = 0
         self.commands = 0
@@ -240,7 +242,8 @@ class EngineRunner:
         for kind, payload, fut in batch:
             if kind == _COMMAND:
                 if self._failure is not None:
-                    answers.append((fut, RunnerError(f"journal failed: {self._failure}"), True))
+                    answers.append((fut, RunnerError(f"{self._failed_in} failed: "
+                                                     f"{self._failure}"), True))
                 else:
                     self._apply(payload, fut, pending, released)
                 continue
@@ -345,6 +348,7 @@ class EngineRunner:
         events go to nobody: they are not durable where it matters."""
         error = logged.exception()
         if error is not None:
+            self._failed_in = "replicated log"
             self._failure = error
             failure = RunnerError(f"replicated log failed: {error}")
             answers = [(fut, result, is_error) if fut is self._stop_future
@@ -373,5 +377,5 @@ class EngineRunner:
 
     @property
     def failed(self) -> BaseException | None:
-        """The journal failure that stopped acknowledgements, if any."""
+        """The journal (or durable log) failure that stopped acknowledgements, if any."""
         return self._failure

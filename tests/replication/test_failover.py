@@ -14,6 +14,7 @@ requests = pytest.importorskip("requests")
 from perpcore import messages as m  # noqa: E402
 from perpcore.exchange import Exchange  # noqa: E402
 from perpcore.replication.log import checkpoint_subject, connect  # noqa: E402
+from perpcore.replication.replica import Replica  # noqa: E402
 from perpcore.snapshot import recover  # noqa: E402
 
 from .conftest import (CONFIG, CliProcess, Sequencer, deposits, logged_commands,  # noqa: E402
@@ -45,9 +46,32 @@ def applied_deposits(url, stream) -> tuple[Exchange, dict[int, int]]:
     return ex, applied
 
 
+class Following:
+    """A replica following the log on a thread of its own until stopped."""
+
+    def __init__(self, directory, url, stream):
+        self.replica = Replica(directory, CONFIG, url, stream, name=directory.name,
+                               snapshot_every=500)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete,
+                                       args=(self.replica.run(idle_timeout=0.2),), daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """Stops it; its (seq, state hash)."""
+        try:
+            self.loop.call_soon_threadsafe(self.replica.stop)
+            self.thread.join(60)
+            return self.replica.ex.seq, self.replica.ex.state_hash()
+        finally:
+            self.loop.run_until_complete(self.replica.close())
+            self.loop.close()
+
+
 def test_kill_9_of_the_stream_leader_loses_nothing(cluster, stream, tmp_path):
     seq = Sequencer(tmp_path / "s", cluster.url, stream, pack=16, ack_timeout=2.0)
     acked: list[int] = []
+    following = Following(tmp_path / "r", cluster.url, stream)      # through the leaderless time
     try:
         seq.submit_all([m.CreateAccount(account=1)])
         next_id = 1
@@ -67,8 +91,11 @@ def test_kill_9_of_the_stream_leader_loses_nothing(cluster, stream, tmp_path):
                       if not isinstance(r, Exception)]
         cluster.start_node(killed)
         final, resent = seq.state(), seq.log.resent
+        _wait(lambda: following.replica.ex.seq >= final[0])
     finally:
+        replica_state = following.stop()
         seq.close()
+    assert replica_state == final
     assert len(acked) == 4200           # the writer waited the election out
     assert resent > 0                   # (entries were in flight when the leader died)
     ex, applied = applied_deposits(cluster.url, stream)

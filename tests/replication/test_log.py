@@ -113,14 +113,43 @@ def test_a_second_writer_is_fenced(cluster, stream, tmp_path):
     assert ids == list(range(1, 21))        # none of the fenced writer's commands got in
 
 
+def test_a_retried_append_answered_duplicate_counts_once(cluster, stream, tmp_path):
+    from nats import errors
+    seq = Sequencer(tmp_path / "s", cluster.url, stream)
+    lost = []
+    try:
+        request = seq.log.nc.request
+
+        async def ack_lost_once(subject, payload, timeout, headers):
+            reply = await request(subject, payload, timeout=timeout, headers=headers)
+            if not lost:            # stored, but the writer does not hear of it
+                lost.append(reply.data)
+                raise errors.TimeoutError
+            return reply
+        seq.log.nc.request = ack_lost_once
+        results = seq.submit_all([workloads.m.CreateAccount(account=1)] + deposits(1, 30))
+        assert not any(isinstance(r, Exception) for r in results)
+        assert seq.log.resent >= 1 and b"duplicate" not in lost[0]
+        final = seq.state()
+    finally:
+        seq.close()
+    logged = logged_commands(cluster.url, stream)       # each command once, in order
+    assert len(logged) == final[0] == 31
+
+
 def test_a_fresh_venue_refuses_a_leftover_stream(cluster, stream, tmp_path):
     seq = Sequencer(tmp_path / "old", cluster.url, stream)
     seq.submit_all([workloads.m.CreateAccount(account=1)])
     seq.close()
-    store = Store(tmp_path / "new", CONFIG)
+    _refused(tmp_path / "new", cluster.url, stream, "already holds")
+
+
+def _refused(directory, url, stream, why):
+    """Opening the store in `directory` as the stream's sequencer is refused, saying `why`."""
+    store = Store(directory, CONFIG)
     try:
-        with pytest.raises(LogError, match="already holds"):
-            open_sequencer(store, cluster.url, stream)
+        with pytest.raises(LogError, match=why):
+            open_sequencer(store, url, stream)
     finally:
         store.close()
 
@@ -132,14 +161,7 @@ def test_a_duplicate_on_a_fresh_entry_id_is_an_error(cluster, stream, tmp_path):
         at, _ = seq.state()
         # an entry already holding the id the writer's next entry will use (the id of a run
         # that left its stream behind)
-        async def plant():
-            nc = await connect(cluster.url)
-            try:
-                await nc.request(subject_of(stream), b"x", timeout=10,
-                                 headers={"Nats-Msg-Id": f"{seq.log.session}:{at + 1}"})
-            finally:
-                await nc.close()
-        run(plant())
+        _publish_raw(cluster.url, stream, b"x", {"Nats-Msg-Id": f"{seq.log.session}:{at + 1}"})
         result = seq.submit_all(deposits(1, 1))[0]
         assert isinstance(result, RunnerError) and "already in the stream" in str(result)
     finally:
@@ -154,20 +176,15 @@ def test_a_store_ahead_of_the_log_is_refused(cluster, stream, tmp_path):
     store = Store(tmp_path / "s", CONFIG)
     store.engine.submit(deposits(50, 1)[0])
     store.close()
-    store = Store(tmp_path / "s", CONFIG)
-    try:
-        with pytest.raises(LogError, match="not in the log"):
-            open_sequencer(store, cluster.url, stream)
-    finally:
-        store.close()
+    _refused(tmp_path / "s", cluster.url, stream, "not in the log")
 
 
-def _publish_raw(url, stream, payload, expected_last):
+def _publish_raw(url, stream, payload, headers):
+    """A message published to the stream by a client that is not the writer."""
     async def go():
         nc = await connect(url)
         try:
-            reply = await nc.request(subject_of(stream), payload, timeout=10, headers={
-                "Nats-Expected-Last-Sequence": str(expected_last)})
+            reply = await nc.request(subject_of(stream), payload, timeout=10, headers=headers)
             assert b"error" not in reply.data, reply.data
         finally:
             await nc.close()
@@ -197,7 +214,7 @@ def test_a_replica_fed_a_bad_entry_halts(cluster, stream, tmp_path, damage):
             account=1, asset="USD", amount=2, transfer_id=11)], ex.state_hash(), "x"))
     else:
         payload = encode_entry(Entry(at + 2, deposits(11, 1), "", "x"))
-    _publish_raw(cluster.url, stream, bytes(payload), last)
+    _publish_raw(cluster.url, stream, bytes(payload), {"Nats-Expected-Last-Sequence": str(last)})
     with pytest.raises(ReplicaHalted) as halted:
         follow(tmp_path / "r", cluster.url, stream, at + 1)
     why = {"crc": "damaged", "altered": "state hash mismatch", "gap": "missing"}[damage]
