@@ -1,7 +1,7 @@
 """The replicated command log: a NATS JetStream stream per venue, its entries, its one writer.
 
-An entry is one JetStream message holding consecutive journaled commands (packed: as many as one
-batch of the engine runner sequenced, up to `pack`), as `u32 CRC32 | msgpack Entry`:
+An entry is one JetStream message holding consecutive journaled commands (packed: the commands
+of one or more batches of the engine runner, up to `pack`), as `u32 CRC32 | msgpack Entry`:
 
     Entry(first_seq, commands, state_hash, writer)
 
@@ -377,7 +377,8 @@ class SequencerLog:
             self._next_seq += 1
             self._unconfirmed += 1
             self._position = LogPosition(claim.seq, 0)
-        self.loop.call_soon_threadsafe(self._enqueue, [claim])
+            self._queue.append(claim)
+        self.loop.call_soon_threadsafe(self._wake.set)
         ticket.result()
         return self._position
 
@@ -398,26 +399,27 @@ class SequencerLog:
             self._buffer += records
             self._buffer_tickets.append(ticket)
             # a checkpoint's entry must end at its command
-            entries = self._take(force=bool(checkpoint), checkpoint=checkpoint)
-        if entries:
-            self.loop.call_soon_threadsafe(self._enqueue, entries)
+            formed = self._take(force=bool(checkpoint), checkpoint=checkpoint)
+        if formed:
+            self.loop.call_soon_threadsafe(self._wake.set)
         return ticket
 
     @property
     def position(self) -> LogPosition:
         """The position after the last appended record (packing any that wait)."""
         with self._lock:
-            entries = self._take(force=True)
+            formed = self._take(force=True)
             position = self._position
-        if entries:
-            self.loop.call_soon_threadsafe(self._enqueue, entries)
+        if formed:
+            self.loop.call_soon_threadsafe(self._wake.set)
         return position
 
-    def _take(self, force: bool = False, checkpoint: str = "") -> list[_Pending]:
-        """(Under the lock) the waiting records packed into entries, each given its stream
-        sequence, unless `window` entries are unacknowledged and nothing forces them out."""
+    def _take(self, force: bool = False, checkpoint: str = "") -> bool:
+        """(Under the lock) packs the waiting records into entries, each given its stream
+        sequence, and queues them in that order for the pump, unless `window` entries are
+        unacknowledged and nothing forces them out. Whether it did."""
         if not self._buffer or (not force and self._unconfirmed >= self.window):
-            return []
+            return False
         records, tickets = self._buffer, self._buffer_tickets
         self._buffer, self._buffer_tickets = [], []
         chunks = [records[i:i + self.pack] for i in range(0, len(records), self.pack)]
@@ -433,24 +435,20 @@ class SequencerLog:
         self._unconfirmed += len(entries)
         self.appended += len(entries)
         self._position = LogPosition(self._next_seq - 1, len(chunks[-1]))
-        return entries
+        self._queue.extend(entries)
+        return True
 
     # ---- the pump (log thread) -------------------------------------------------------------
 
-    def _enqueue(self, entries: list[_Pending]) -> None:
-        if self.failed.done():
-            for p in entries:
-                self._resolve(p.tickets, self.failed.exception())
-            return
-        self._queue.extend(entries)
-        self._wake.set()
-
     async def _run(self) -> None:
-        """Sends queued entries and confirms them in order."""
+        """Sends queued entries (in the order of their sequence numbers: they are queued under
+        the lock that numbers them) and confirms them in order."""
         inflight: deque[_Pending] = deque()
         while True:
-            while self._queue and len(inflight) < MAX_IN_FLIGHT:
-                p = self._queue.popleft()
+            with self._lock:
+                sending = [self._queue.popleft() for _ in
+                           range(min(len(self._queue), MAX_IN_FLIGHT - len(inflight)))]
+            for p in sending:
                 p.after_confirmed = not inflight
                 p.task = asyncio.ensure_future(self._send(p))
                 inflight.append(p)
@@ -464,15 +462,14 @@ class SequencerLog:
             try:
                 await self._confirm(head)
             except LogError as e:
-                self._fail(e, list(inflight) + list(self._queue))
+                self._fail(e, list(inflight))
                 inflight.clear()
-                self._queue.clear()
                 continue
             inflight.popleft()
             self._resolve(head.tickets, None)
             with self._lock:
                 self._unconfirmed -= 1
-                self._queue.extend(self._take())
+                self._take()
 
     async def _confirm(self, p: _Pending) -> None:
         """Waits for an entry's acknowledgement, sending it again while that is what is right
@@ -541,6 +538,8 @@ class SequencerLog:
             if not self.failed.done():
                 self.failed.set_exception(error)
             waiting, self._buffer_tickets, self._buffer = self._buffer_tickets, [], []
+            entries += self._queue
+            self._queue.clear()
         self._resolve(waiting, error)
         for p in entries:
             if p.task is not None:
