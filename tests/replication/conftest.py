@@ -4,10 +4,10 @@ its own, always stopped at the end, even on failure), a fresh stream per test, a
 run a sequencer (an engine runner on a store, appending to the stream) and replicas."""
 import asyncio
 import itertools
-import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -68,7 +68,6 @@ class Sequencer:
         self.log = open_sequencer(self.store, url, stream, **log_options)
         self.loop = asyncio.new_event_loop()
         self.runner = EngineRunner(self.store.engine, durable_log=self.log)
-        import threading
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.call(self.runner.start())
@@ -168,14 +167,3 @@ class CliProcess:
             return code, self.proc.stderr.read()
         finally:
             self.kill()
-
-
-def checkpoints(url, stream, collect):
-    """Subscribes to the stream's checkpoint subject; `collect` gets each decoded message."""
-    from perpcore.replication.log import checkpoint_subject
-
-    async def go(nc):
-        async def on(msg):
-            collect(json.loads(msg.data))
-        await nc.subscribe(checkpoint_subject(stream), cb=on)
-    return go
