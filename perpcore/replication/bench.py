@@ -170,6 +170,8 @@ def paced_latency(directory: Path, setup: list, cmds: list, rate: int, url: str 
     async def go():
         async with EngineRunner(store.engine, durable_log=log) as runner:
             await runner.submit_many(setup)
+            if replica is not None:         # the replica has applied the set-up: measure
+                assert "ready" in await asyncio.to_thread(replica.stdout.readline)
             return await _paced(runner, cmds, rate)
     try:
         acks = asyncio.run(go())
@@ -199,8 +201,11 @@ def replica_latency(url: str, stream: str, directory: str, after: str, until: st
 
     class Timed(Replica):
         def _apply(self, stream_seq, data):
+            ready = self.ex.seq >= int(after)
             super()._apply(stream_seq, data)
             now = time.time_ns()
+            if not ready and self.ex.seq >= int(after):
+                print("ready", flush=True)
             entry = decode_entry(data)
             latencies.extend((now - cmd.ts) / 1e6 for seq, cmd in
                              enumerate(entry.commands, start=entry.first_seq)
@@ -215,6 +220,34 @@ def replica_latency(url: str, stream: str, directory: str, after: str, until: st
             await replica.close()
     asyncio.run(go())
     Path(out).write_text(json.dumps(latencies))
+
+
+def stream_latency(url: str, stream: str, rate: int, n: int, size: int = 600) -> dict:
+    """What the cluster alone costs: publish -> acknowledgement p50/p99 (ms) of `size`-byte
+    messages at `rate` a second (open loop), no perpcore in the way."""
+    _new_stream(url, stream)
+
+    async def go():
+        nc = await connect(url)
+        latencies = np.zeros(n)
+
+        async def one(i):
+            t0 = time.perf_counter()
+            await nc.request(f"{stream}.log", bytes(size), timeout=30)
+            latencies[i] = (time.perf_counter() - t0) * 1e3
+        try:
+            tasks, start = [], time.perf_counter()
+            for i in range(n):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.ensure_future(one(i)))
+            await asyncio.gather(*tasks)
+        finally:
+            await nc.close()
+        return {"p50_ms": float(np.percentile(latencies, 50)),
+                "p99_ms": float(np.percentile(latencies, 99))}
+    return asyncio.run(go())
 
 
 def catch_up_rate(directory: Path, url: str, stream: str, until: int) -> float:
@@ -271,6 +304,9 @@ def run(quick: bool = False, rate: int = GOAL_RATE, progress=lambda what: None) 
         progress(f"latency at {rate}/s, replicated")
         report["paced_replicated"] = paced_latency(tmp_path / "paced-repl", setup,
                                                    cmds[:paced], rate, url, "paced")
+        progress("the stream alone")
+        report["stream_alone"] = {r: stream_latency(url, f"raw{r}", r, paced // 2)
+                                  for r in (500, rate)}
     report["load_after"] = os.getloadavg()
     report["goals"] = {
         "append_packed": [GOAL_APPEND, report["append_rate_packed"] >= GOAL_APPEND],
@@ -297,6 +333,9 @@ def table(report: dict) -> str:
         ("replica catch-up", f"{report['catch_up_rate']:,.0f} commands/s",
          f"{report['recovery_rate']:,.0f} commands/s (store recovery)"),
     ]
+    rows += [(f"the stream alone: publish → ack at {r:,} messages/s, p50 / p99",
+              f"{a['p50_ms']:.2f} / {a['p99_ms']:.2f} ms", "—")
+             for r, a in report["stream_alone"].items()]
     out = [f"{report['date']} · {report['machine']} · load {report['load_before'][0]:.2f} → "
            f"{report['load_after'][0]:.2f} · {report['commands']:,} commands",
            "| what | replicated (3 nodes, fsync always) | local journal only |",
