@@ -206,9 +206,9 @@ class Follower:
             try:        # a consumer that still answers is idle: nothing new in the log
                 await self._sub.consumer_info()
                 return []
-            except Exception:           # it is gone (its node died, a leader change)
-                msgs = []
-        except Exception:               # the consumer or its node is gone: make another
+            except (errors.Error, asyncio.TimeoutError):    # it is gone (its node died, a
+                msgs = []                                   # leader change)
+        except errors.Error:            # the consumer or its node is gone: make another
             msgs = []
         if not msgs:
             self._sub = None

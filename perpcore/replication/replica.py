@@ -23,6 +23,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from nats import errors as nats_errors
+
 from perpcore.config import VenueConfig
 from perpcore.replication.log import (DEFAULT_STREAM, CorruptEntry, Follower, LogError,
                                       apply_entry, checkpoint_subject, connect, decode_entry)
@@ -78,7 +80,10 @@ class Replica:
             return self.ex.seq
         finally:
             await follower.close()
-            await self.nc.flush()
+            try:        # the last checkpoint (or the halt) out; best effort, as they all are
+                await asyncio.wait_for(self.nc.flush(), 2)
+            except (nats_errors.Error, asyncio.TimeoutError):
+                pass
 
     def _apply(self, stream_seq: int, data: bytes) -> None:
         before = self.ex.seq
