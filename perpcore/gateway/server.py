@@ -13,7 +13,9 @@ import perpcore
 from perpcore.config import VenueConfig
 from perpcore.gateway.app import Gateway
 from perpcore.gateway.auth import KeyStore
-from perpcore.gateway.readmodel import ClientIds, ReadModel, rebuild, write_model_snapshot
+from perpcore.exchange import Exchange
+from perpcore.gateway.readmodel import (ClientIds, ReadModel, rebuild, replay_into,
+                                        write_model_snapshot)
 from perpcore.runner import EngineRunner
 from perpcore.snapshot import Store
 
@@ -31,7 +33,8 @@ class Venue:
     for tests and benchmarks on throwaway stores). `replicate`: the NATS URL(s) of the JetStream
     cluster whose `stream` is the venue's replicated log; the venue is then its sequencer
     (perpcore.replication.log.open_sequencer) and acknowledges a command only once the log
-    holds it. `log_failed` is set (a Future) when the log stops it: fenced, or unavailable."""
+    holds it; `log` is then its SequencerLog, whose `failed` Future is set when the log stops
+    it (fenced, or unavailable)."""
 
     def __init__(self, directory: str | os.PathLike, config: VenueConfig | None = None, *,
                  sync: str = "group", admin_token: str | None = None,
@@ -76,7 +79,16 @@ class Venue:
         self.runner = EngineRunner(self.store.engine, durable_log=self.log)
         self.gateway = Gateway(self.runner, self.config, KeyStore(self.dir / KEYS_FILE), model,
                                self.admin_token, self.weight_per_minute)
-        self._checkpointed = rebuild(self.dir, self.config, model)
+        try:
+            self._checkpointed = rebuild(self.dir, self.config, model)
+        except ValueError:
+            if self.log is None:
+                raise
+            # a promoted replica's journal no longer reaches back to the first command (nor
+            # has it the gateway's read-model snapshots): the log does
+            self._checkpointed = await asyncio.to_thread(
+                replay_into, Exchange(self.config), model,
+                self.log.commands(self.store.engine.ex.seq))
         if self.checkpoint_every:
             self.runner.listeners.append(self._maybe_checkpoint)
         await self.runner.start()

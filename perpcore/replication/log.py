@@ -364,6 +364,24 @@ class SequencerLog:
         self._position = position if last else LogPosition()
         return self._position
 
+    def commands(self, until: int):
+        """(seq, command) of every command in the log up to engine seq `until`, from the first
+        entry (a promoted replica's gateway rebuilds its read models from them: its own journal
+        no longer reaches back to the first command)."""
+        follower = Follower(self.js, self.stream, 1)
+        try:
+            while True:
+                for seq, data in self.call(follower.fetch()):
+                    entry = decode_entry(data, seq)
+                    for number, cmd in enumerate(entry.commands, start=entry.first_seq):
+                        if number > until:
+                            return
+                        yield number, cmd
+                    if entry.first_seq + len(entry.commands) > until:
+                        return
+        finally:
+            self.call(follower.close())
+
     def claim(self, exchange) -> LogPosition:
         """Appends this writer's first entry (no commands, the state hash) expecting the last
         entry catch_up() read: from here on the log is this writer's and an older one is fenced.

@@ -15,7 +15,7 @@ from perpcore import messages as m  # noqa: E402
 from perpcore.exchange import Exchange  # noqa: E402
 from perpcore.replication.log import checkpoint_subject, connect  # noqa: E402
 from perpcore.replication.replica import Replica  # noqa: E402
-from perpcore.snapshot import recover  # noqa: E402
+from perpcore.snapshot import list_segments, recover  # noqa: E402
 
 from .conftest import (CONFIG, CliProcess, Sequencer, deposits, logged_commands,  # noqa: E402
                        run)
@@ -208,12 +208,15 @@ def test_kill_9_of_the_sequencer_and_a_replica_promoted(cluster, stream, tmp_pat
         _post(base, "account", {})
         ids = itertools.count(1)
         clients = Clients(base, ids)
-        _wait(lambda: len(clients.acked) >= 400)
+        _wait(lambda: len(clients.acked) >= 800)       # the replica has pruned its journal
         old.kill()                                      # kill -9 of the sequencer
         clients.join()
         before, in_flight = set(clients.acked), list(clients.unknown)
         code, err = replica.stop()                      # the replica stops where it is
         assert code == 0, err
+        # its journal no longer starts at the first command: the promoted venue's read models
+        # come from the log
+        assert list_segments(tmp_path / "b")[0][0] > 1
         promoted = CliProcess(serve[0], tmp_path / "b", *serve[1:], ready="serving")
         base = promoted.first_line.split(" on ")[1].strip()
         # the clients reconnect: what was in flight is sent again (same transfer id: applied
