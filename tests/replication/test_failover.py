@@ -13,9 +13,9 @@ requests = pytest.importorskip("requests")
 
 from perpcore import messages as m  # noqa: E402
 from perpcore.exchange import Exchange  # noqa: E402
-from perpcore.replication.log import checkpoint_subject, connect  # noqa: E402
+from perpcore.replication.log import SequencerLog, checkpoint_subject, connect  # noqa: E402
 from perpcore.replication.replica import Replica  # noqa: E402
-from perpcore.snapshot import list_segments, recover  # noqa: E402
+from perpcore.snapshot import LogPosition, list_segments, recover  # noqa: E402
 
 from .conftest import (CONFIG, CliProcess, Sequencer, deposits, logged_commands,  # noqa: E402
                        run)
@@ -244,3 +244,28 @@ def test_kill_9_of_the_sequencer_and_a_replica_promoted(cluster, stream, tmp_pat
     assert set(applied) == acked
     assert ex.account(1).balances["USD"] == CONFIG.assets["USD"].to_units("1") * len(acked)
     assert (ex.seq, ex.state_hash()) == (served["seq"], served["stateHash"])
+
+
+def test_a_fenced_sequencer_stops_and_says_why(cluster, stream, tmp_path):
+    served = CliProcess("serve", tmp_path / "a", "--port", 0, "--admin-token", ADMIN,
+                        "--replicate", cluster.url, "--stream", stream, ready="serving")
+    try:
+        base = served.first_line.split(" on ")[1].strip()
+        _post(base, "account", {})
+        other = SequencerLog(cluster.url, stream)       # a promoted replica, say
+        try:
+            ex = Exchange(CONFIG)
+            other.catch_up(ex, LogPosition())
+            other.claim(ex)
+        finally:
+            other.close()
+        r = requests.post(f"{base}/admin/v1/deposit", timeout=30, headers={
+            "X-PERPCORE-ADMIN": ADMIN}, json={"account": 1, "asset": "USD", "amount": "1",
+                                              "transferId": 1})
+        assert r.status_code != 200                     # not acknowledged
+        assert served.proc.wait(60) == 3
+        assert "fenced" in served.proc.stderr.read()
+    finally:
+        served.kill()
+    _, applied = applied_deposits(cluster.url, stream)
+    assert applied == {}
