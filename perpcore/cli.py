@@ -163,17 +163,22 @@ def _read_json(path: str, option: str, key: str) -> dict:
                    "does not measure.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True),
               help="Rewrite the Figures section of this README (plot in docs/) from the run.")
-@click.argument("what", required=False, type=click.Choice(["gateway"]))
+@click.argument("what", required=False, type=click.Choice(["gateway", "replication"]))
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
           earlier: str | None, readme: str | None, what: str | None):
     """Latency and throughput of the matching core, closed and open loop, against the reference.
-    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
+    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`.
+    `perpcore bench replication`: the replicated log on a local 3-node JetStream cluster beside
+    the local journal (needs the `replication` extra)."""
     import sys
     import time
     from pathlib import Path
 
     if what == "gateway":
         _bench_gateway(quick, as_json)
+        return
+    if what == "replication":
+        _bench_replication(quick, as_json)
         return
     from perpcore import bench as runner
 
@@ -224,6 +229,18 @@ def _bench_gateway(quick: bool, as_json: bool) -> None:
         return
     click.echo(f"{rep['date']} · {rep['cpus']} CPUs · load {rep['load'][0]:.2f}")
     click.echo(loadgen.main_table(rep))
+
+
+def _bench_replication(quick: bool, as_json: bool) -> None:
+    try:
+        from perpcore.replication import bench as replication
+    except ImportError as e:
+        raise click.ClickException(f"perpcore bench replication needs the replication extra "
+                                   f"(pip install 'perpcore[replication]'): {e}") from e
+    console = Console(stderr=True)
+    with console.status("benchmarking the replicated log") as status:
+        rep = replication.run(quick=quick, progress=status.update)
+    click.echo(json.dumps(rep) if as_json else replication.table(rep))
 
 
 @main.group()
@@ -575,11 +592,19 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
               "the read models (0: never), which bound the replay at start.")
 @click.option("--demo", is_flag=True,
               help="Simulated index feeds and a market maker; prints a trader's API key.")
+@click.option("--replicate", metavar="URL", default=None,
+              help="Be the sequencer of a replicated venue: NATS URL(s) of the JetStream "
+                   "cluster (nats://h1:4222,nats://h2:4222) holding its log (needs the "
+                   "`replication` extra; docs/replication.md).")
+@click.option("--stream", default="perpcore", show_default=True,
+              help="The venue's JetStream stream (with --replicate).")
 @_config_option
 def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
-          weight_per_minute: int, checkpoint_every: int, demo: bool, config):
+          weight_per_minute: int, checkpoint_every: int, demo: bool, replicate: str | None,
+          stream: str, config):
     """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
-    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
+    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly; with --replicate,
+    also when the log stops it (another writer took it over: exit status 3)."""
     import asyncio
     import signal
     import sys
@@ -592,7 +617,8 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
 
     async def run():
         venue = Venue(directory, config, sync=sync, admin_token=admin_token,
-                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every)
+                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every,
+                      replicate=replicate, stream=stream)
         bound = await venue.start(host, port)
         click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
         feed = None
@@ -608,12 +634,17 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if venue.log is not None:       # fenced or unavailable: stop at once, saying why
+            venue.log.failed.add_done_callback(lambda _: loop.call_soon_threadsafe(stop.set))
         try:
             await stop.wait()
         finally:
             if feed is not None:
                 await feed.stop()
             await venue.stop()
+        if venue.log is not None and venue.log.failed.done():
+            click.echo(f"perpcore serve stopped: {venue.log.failed.exception()}", err=True)
+            sys.exit(3)
 
     try:
         import uvloop       # when installed: the event loop's own cost per request falls by half
@@ -621,3 +652,56 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
         asyncio.run(run())
     else:
         uvloop.run(run())
+
+
+@main.command()
+@click.option("--nats", "url", required=True, metavar="URL",
+              help="NATS URL(s) of the JetStream cluster holding the venue's log.")
+@click.option("--store", "directory", required=True, type=click.Path(file_okay=False),
+              help="The replica's own store (created if new; promote it with `serve`).")
+@click.option("--stream", default="perpcore", show_default=True, help="The venue's stream.")
+@click.option("--name", default=None, help="The replica's name in its checkpoints "
+              "(default: the store's directory name).")
+@click.option("--snapshot-every", default=100_000, show_default=True,
+              type=click.IntRange(min=1), help="Commands between the replica's snapshots.")
+@click.option("--sync", type=click.Choice(["group", "always", "none"]), default="group",
+              show_default=True, help="The replica's own journal durability.")
+@_config_option
+def replica(url: str, directory: str, stream: str, name: str | None, snapshot_every: int,
+            sync: str, config):
+    """Follow a replicated venue's log into a store of its own: apply every command in order,
+    snapshot periodically, publish (seq, state_hash) checkpoints on <stream>.checkpoints. Halts
+    (exit status 2) rather than diverge from the sequencer; stops on SIGINT or SIGTERM."""
+    import asyncio
+    import signal
+    import sys
+    from pathlib import Path
+
+    try:
+        from perpcore.replication.replica import Replica, ReplicaHalted
+    except ImportError as e:
+        raise click.ClickException(f"perpcore replica needs the replication extra "
+                                   f"(pip install 'perpcore[replication]'): {e}") from e
+
+    async def run() -> str | None:
+        node = Replica(directory, config, url, stream, name or Path(directory).name,
+                       snapshot_every=snapshot_every, sync=sync)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, node.stop)
+        click.echo(f"replica {node.name} following {stream} from entry "
+                   f"{node.started_from.entry_seq} (command {node.ex.seq})")
+        sys.stdout.flush()
+        try:
+            seq = await node.run()
+        except ReplicaHalted as e:
+            return str(e)
+        finally:
+            await node.close()
+        click.echo(f"replica {node.name} stopped at command {seq}")
+        return None
+
+    halted = asyncio.run(run())
+    if halted:
+        click.echo(halted, err=True)
+        sys.exit(2)
