@@ -7,12 +7,19 @@ ticks is a user error, never something to round silently.
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from pathlib import Path
 
 import msgspec
 
 RATE_SCALE = 10**8
+
+
+# Decimal work at the edge never reads the thread's context, which a host process may have changed
+# (ccxt sets ROUND_HALF_UP for good; a platform may lower the precision): whatever can round or run
+# out of digits goes through this context, Python's default (28 digits, half to even).
+DECIMAL = Context(prec=28, rounding=ROUND_HALF_EVEN,
+                  traps=[InvalidOperation, DivisionByZero, Overflow])
 
 
 def rate(value: str | Decimal | int) -> int:
@@ -21,14 +28,14 @@ def rate(value: str | Decimal | int) -> int:
 
 
 def rate_to_decimal(value: int) -> Decimal:
-    return Decimal(value) / RATE_SCALE
+    return DECIMAL.divide(Decimal(value), RATE_SCALE)
 
 
 def _exact(value: Decimal | str | int, step: Decimal, what: str) -> int:
     d = Decimal(value)
     if not d.is_finite():
         raise ValueError(f"{what} {value!r} is not a finite number")
-    units, rem = divmod(d, step)
+    units, rem = DECIMAL.divmod(d, step)
     if rem != 0:
         raise ValueError(f"{what} {value} is not a multiple of {step}")
     return int(units)

@@ -41,7 +41,7 @@ from sortedcontainers import SortedList
 from perpcore import _funding
 from perpcore._ledger import move
 from perpcore import messages as m
-from perpcore.config import RATE_SCALE
+from perpcore.config import DECIMAL, RATE_SCALE
 from perpcore.ledger import Audit, Ledger
 from perpcore.lending import Lending
 from perpcore.errors import RejectCode, reject
@@ -431,9 +431,11 @@ class Margin(MarginCore):
             tick = self.config.instruments[symbol].tick_size
             positions.append(PositionView(
                 symbol=symbol, size=size, entry_value=pos.cost,
-                # one division of exact figures each (Decimal's 28 digits), nothing rounded twice
-                entry_price=Decimal(pos.cost) * tick / abs(size) if size else Decimal(0),
-                entry_price_ticks=Decimal(pos.cost) / abs(size) if size else Decimal(0),
+                # one division of exact figures each, nothing rounded twice
+                entry_price=DECIMAL.divide(DECIMAL.multiply(Decimal(pos.cost), tick), abs(size))
+                if size else Decimal(0),
+                entry_price_ticks=DECIMAL.divide(Decimal(pos.cost), abs(size))
+                if size else Decimal(0),
                 mark_price=mark, notional=notional if size else 0, unrealised_pnl=pnl,
                 leverage=pos.leverage, initial_margin=ceil_div(notional, pos.leverage) if size else 0,
                 maintenance_margin=sr.tiers.maintenance(notional) if size else 0,
@@ -582,4 +584,6 @@ class Margin(MarginCore):
 
 
 def _pct(rate: int | None) -> str:
-    return "unbounded" if rate is None else f"{Decimal(rate) / RATE_SCALE:.2%}"
+    if rate is None:
+        return "unbounded"
+    return f"{DECIMAL.quantize(DECIMAL.divide(Decimal(rate), RATE_SCALE // 100), Decimal('0.01'))}%"

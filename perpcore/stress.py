@@ -15,12 +15,12 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 from perpcore import fanout
 from perpcore import messages as m
-from perpcore.config import RATE_SCALE, VenueConfig, default_config, rate_to_decimal
+from perpcore.config import DECIMAL, RATE_SCALE, VenueConfig, default_config, rate_to_decimal
 from perpcore.exchange import Exchange
 
 START_PRICES = {"BTC": "65000", "ETH": "3400"}
@@ -138,7 +138,7 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
         _ok(ex.submit(m.CreateAccount(account=account)))
         if btc_symbol and rng.random() < 0.15:
             index = Decimal(prices[btc_symbol]) * config.instruments[btc_symbol].tick_size
-            coins = (Decimal(str(equity)) / index).quantize(btc.unit)
+            coins = DECIMAL.quantize(DECIMAL.divide(Decimal(str(equity)), index), btc.unit)
             _ok(ex.submit(m.Deposit(account=account, asset="BTC", amount=btc.to_units(coins))))
             if rng.random() < 1 / 3:
                 loan = settle.to_units((Decimal(str(equity)) * Decimal("0.4"))
@@ -547,9 +547,9 @@ def render(report: StressReport, console) -> None:
 
 
 def _money(text: str) -> str:
-    # rounded here, not by the thread's decimal context: a library in the process may change
-    # that (ccxt sets ROUND_HALF_UP), and the report must not depend on it
-    return f"{Decimal(text).quantize(CENT, rounding=ROUND_HALF_EVEN):,.2f}"
+    # rounded by perpcore.config.DECIMAL, not the thread's context: a library in the process may
+    # change that (ccxt sets ROUND_HALF_UP), and the report must not depend on it
+    return f"{DECIMAL.quantize(Decimal(text), CENT):,.2f}"
 
 
 def plot(report: StressReport, path: Path) -> Path:

@@ -39,3 +39,36 @@ def test_a_position_with_orders_only_has_no_entry_price():
     ex.submit(m.PlaceOrder(account=1, symbol="BTC-PERP", side=m.Side.BUY, price=600000, qty=1))
     [pos] = ex.account(1).positions
     assert pos.size == 0 and pos.entry_price == pos.entry_price_ticks == 0
+
+
+def test_the_edges_read_no_thread_decimal_context():
+    """A host process may change its thread's decimal context (ccxt sets ROUND_HALF_UP, a platform
+    may lower the precision): conversions at the edge and the prices a view shows are the same
+    under any context."""
+    import decimal
+
+    from perpcore.config import rate, rate_to_decimal
+    from perpcore.margin import _pct
+    cfg = perpcore.default_config()
+    spec, usd = cfg.instruments["BTC-PERP"], cfg.assets["USD"]
+
+    def outcome():
+        ex = Exchange(cfg)
+        for account in (1, 2):
+            ex.submit(m.CreateAccount(account=account))
+            ex.submit(m.Deposit(account=account, asset="USD", amount=usd.to_units("100000")))
+        for price in ("65000.5", "65000.6"):
+            ex.submit(m.PlaceOrder(account=1, symbol="BTC-PERP", side=m.Side.SELL,
+                                   price=spec.to_ticks(price), qty=spec.to_lots("0.25")))
+        ex.submit(m.PlaceOrder(account=2, symbol="BTC-PERP", side=m.Side.BUY,
+                               qty=spec.to_lots("0.3"), price=spec.to_ticks("65001")))
+        [pos] = ex.account(2).positions
+        return (pos.entry_price, pos.entry_price_ticks, usd.to_units("123456789012.345678"),
+                rate("0.00125"), rate_to_decimal(123_456_789), _pct(125_000), _pct(75_016_139))
+
+    plain = outcome()
+    assert plain[5] == "0.12%"          # half to even
+    for context in (decimal.Context(rounding=decimal.ROUND_HALF_UP),
+                    decimal.Context(prec=6, rounding=decimal.ROUND_DOWN)):
+        with decimal.localcontext(context):
+            assert outcome() == plain

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from perpcore import messages as m
 from perpcore import named
-from perpcore.config import RATE_SCALE, VenueConfig
+from perpcore.config import DECIMAL, RATE_SCALE, VenueConfig, rate_to_decimal
 from perpcore.gateway import codes
 from perpcore.gateway.auth import ApiKey, KeyStore, RateLimiter, signature_ok, signed_payload
 from perpcore.gateway.readmodel import CLIENT_ID, OPEN, PARTIAL, Order, ReadModel
@@ -64,7 +64,7 @@ def _text(d: Decimal) -> str:
 
 
 def _rate(r: int) -> str:
-    return _text(Decimal(r) / RATE_SCALE)
+    return _text(rate_to_decimal(r))
 
 
 def _refused(events: list) -> None:
@@ -349,8 +349,8 @@ class Gateway:
             symbols.append({
                 "symbol": sid, "pair": sid, "contractType": "PERPETUAL",
                 "deliveryDate": FAR_FUTURE_MS, "onboardDate": 1, "status": "TRADING",
-                "maintMarginPercent": _text(Decimal(spec.tiers[0].maintenance_rate) / 10**6),
-                "requiredMarginPercent": _text(Decimal(100) / spec.tiers[0].max_leverage),
+                "maintMarginPercent": _text(DECIMAL.divide(spec.tiers[0].maintenance_rate, 10**6)),
+                "requiredMarginPercent": _text(DECIMAL.divide(100, spec.tiers[0].max_leverage)),
                 "baseAsset": spec.base, "quoteAsset": spec.settle, "marginAsset": spec.settle,
                 "pricePrecision": max(0, -tick.as_tuple().exponent),
                 "quantityPrecision": max(0, -lot.as_tuple().exponent),

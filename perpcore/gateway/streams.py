@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from perpcore import messages as m
+from perpcore.config import DECIMAL, rate_to_decimal
 
 _encode = msgspec.json.encode
 DEPTH_LEVELS = 1000          # the levels a diff covers, per side (Binance's REST maximum)
@@ -247,7 +248,7 @@ class Streams:
         data = {"e": "markPriceUpdate", "E": ev.ts // 1_000_000, "s": sid,
                 "p": _text(spec.from_ticks(ev.price)), "i": _text(spec.from_ticks(ev.index_price)),
                 "P": _text(spec.from_ticks(ev.price)),
-                "r": _text(Decimal(gw.model.funding_rates.get(ev.symbol, 0)) / 10**8),
+                "r": _text(rate_to_decimal(gw.model.funding_rates.get(ev.symbol, 0))),
                 "T": gw.model.next_funding.get(ev.symbol, 0) // 1_000_000}
         self._publish(sid.lower(), ("@markPrice", "@markPrice@1s"), data)
 
@@ -351,7 +352,7 @@ class Streams:
             spec = gw.config.instruments[position.symbol]
             wb = _text(gw.config.assets[settle_name].from_units(position.balance))
             balances.append({"a": settle_name, "wb": wb, "cw": wb, "bc": "0"})
-            entry = (spec.from_ticks(position.entry_value) / abs(position.size)
+            entry = (DECIMAL.divide(spec.from_ticks(position.entry_value), abs(position.size))
                      if position.size else Decimal(0))
             positions.append({"s": gw.ids[position.symbol],
                               "pa": _text(spec.from_lots(position.size)), "ep": _text(entry),
