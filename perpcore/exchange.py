@@ -96,6 +96,8 @@ class Exchange(ExchangeCore):
         pricing = self.components["pricing"] = Pricing(self)
         margin = self.components["margin"] = Margin(self)
         liquidation = self.components["liquidation"] = Liquidation(self)
+        # past the liquidation LTV, the margin layer hands the loan to the liquidation engine
+        margin.on_loan_breach = liquidation.sell_collateral
         triggers = self.components["triggers"] = Triggers(self)
         # the order commands' stages 1-4 run in Cython (perpcore._exchange); its checks serve the
         # other commands too

@@ -154,7 +154,6 @@ class Liquidation(LiquidationCore):
         self.history: deque[FundEntry] = deque(maxlen=config.limits.history_kept)
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
         self._queues: dict[tuple[str, int], list[int]] = {}
-        self.margin.on_loan_breach = self.sell_collateral
 
     # ---- stage 6 -------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ Definitions (money in minor units of the settlement asset, rounded conservativel
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -128,8 +129,9 @@ class Margin(MarginCore):
         # (account, symbol) whose reduce-only orders may now exceed what they can reduce
         self.reduce_only_dirty: set[tuple[int, str]] = set()
         self._loan_prices: tuple = ()     # collateral indices at the last loan check
-        # what to do past the liquidation LTV: the liquidation engine installs its own
-        self.on_loan_breach = self.convert_collateral
+        # what to do past the liquidation LTV: the liquidation engine's sell_collateral, which
+        # the Exchange wires in once (the one policy; tests isolating this layer install their own)
+        self.on_loan_breach: Callable[[int, list], None] | None = None
 
     # ---- accounts ------------------------------------------------------------------------------
 
@@ -490,30 +492,6 @@ class Margin(MarginCore):
         if level is None or level > self.liquidation_ltv:
             self.touch(acc, events)     # the conversion repays from cash first: settled cash
             self.on_loan_breach(acc.id, events)
-
-    def convert_collateral(self, account: int, events: list) -> None:
-        """Repays the account's loan: first from its cash, then by selling collateral (in asset
-        order) to the platform at index less the conversion penalty, only as much as the loan
-        needs. Emits Repaid and CollateralConverted."""
-        acc = self.accounts[account]
-        lending = self.lending
-        ex = self.exchange
-        settle = self.settle
-        from_cash = min(lending.debts.get(account, 0), max(acc.cash[settle], 0))
-        if from_cash:
-            debt = lending.repay(account, from_cash)
-            events.append(m.Repaid(ex.seq, ex.clock, account, settle, from_cash, debt))
-        for c in self.collateral:
-            debt = lending.debts.get(account, 0)
-            index = self._index(c.symbol)
-            if not debt or index is None or acc.cash[c.asset] <= 0:
-                continue
-            amount = min(acc.cash[c.asset], c.amount_for_proceeds(debt, index, lending.penalty))
-            proceeds, repaid, debt = lending.convert(account, c, amount, index)
-            events.append(m.CollateralConverted(ex.seq, ex.clock, account, c.asset, amount, index,
-                                                proceeds, repaid, debt))
-        if account not in lending.debts:
-            lending.called.discard(account)
 
     # ---- the books -----------------------------------------------------------------------------
 

@@ -90,3 +90,29 @@ class Venue:
             if p.symbol == symbol:
                 return p
         return None
+
+
+def repay_in_full(margin, account: int, events: list) -> None:
+    """A loan-breach policy for tests that isolate the margin layer (the venue's own is the
+    liquidation engine's sell_collateral): repays the account's loan from its cash, then by
+    selling collateral (in asset order) to the platform at index less the conversion penalty,
+    only as much as the loan needs. Emits Repaid and CollateralConverted."""
+    acc = margin.accounts[account]
+    lending = margin.lending
+    ex = margin.exchange
+    settle = margin.settle
+    from_cash = min(lending.debts.get(account, 0), max(acc.cash[settle], 0))
+    if from_cash:
+        debt = lending.repay(account, from_cash)
+        events.append(m.Repaid(ex.seq, ex.clock, account, settle, from_cash, debt))
+    for c in margin.collateral:
+        debt = lending.debts.get(account, 0)
+        index = margin._index(c.symbol)
+        if not debt or index is None or acc.cash[c.asset] <= 0:
+            continue
+        amount = min(acc.cash[c.asset], c.amount_for_proceeds(debt, index, lending.penalty))
+        proceeds, repaid, debt = lending.convert(account, c, amount, index)
+        events.append(m.CollateralConverted(ex.seq, ex.clock, account, c.asset, amount, index,
+                                            proceeds, repaid, debt))
+    if account not in lending.debts:
+        lending.called.discard(account)

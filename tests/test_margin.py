@@ -1,6 +1,7 @@
 """perpcore.margin as a component: the funding interface, snapshots and the state hash, refusals
 that change nothing, and valuation without prices."""
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
@@ -8,7 +9,7 @@ from perpcore import Exchange
 from perpcore import messages as m
 from perpcore.messages import RejectCode, Side
 
-from margin_venue import BTC, ETH, Venue, of, sats, usd
+from margin_venue import BTC, ETH, Venue, of, repay_in_full, sats, usd
 
 A, B, C = 1, 2, 3
 
@@ -57,7 +58,7 @@ def test_a_snapshot_restores_positions_orders_loans_and_the_hash():
         assert restored.account(a) == v.view(a)
     # the rebuilt order aggregates behave the same: the same next events
     for ex in (v.ex, restored):
-        ex.margin.on_loan_breach = ex.margin.convert_collateral
+        ex.margin.on_loan_breach = partial(repay_in_full, ex.margin)
     cmds = [m.PlaceOrder(account=C, symbol=BTC, side=Side.BUY, qty=400, price=610000),
             m.AmendOrder(account=A, symbol=BTC, order_id=bid, price=595000, qty=60),
             m.AdvanceClock(ts=3 * 3_600_000_000_000)]
@@ -150,7 +151,8 @@ def test_every_fill_reports_both_positions():
 
 def test_a_crash_past_the_collateral_leaves_the_shortfall_owed():
     v = Venue()
-    v.ex.margin.on_loan_breach = v.ex.margin.convert_collateral   # the margin layer's own policy
+    # the margin layer alone, with the tests' policy: the loan repaid in full
+    v.ex.margin.on_loan_breach = partial(repay_in_full, v.ex.margin)
     v.account(A, BTC=sats(1))
     v.price(BTC, 600000)
     v.submit(m.Borrow(account=A, asset="USD", amount=usd(39_000)))

@@ -9,6 +9,7 @@ holds. The liquidation engine is switched off here (it has its own property test
 the margin layer's books and arithmetic while accounts drift anywhere, under water included."""
 import math
 from fractions import Fraction
+from functools import partial
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 
-from margin_venue import BTC, ETH, S, Venue, usd
+from margin_venue import BTC, ETH, S, Venue, repay_in_full, usd
 
 ACCOUNTS = (1, 2, 3, 4)
 SYMBOLS = (BTC, ETH)
@@ -58,9 +59,9 @@ class MarginMachine(RuleBasedStateMachine):
         self.v = Venue()
         self.ex = self.v.ex
         self.margin = self.ex.margin
-        # isolate the margin layer: no liquidation engine; its own conversion past the LTV limit
+        # isolate the margin layer: no liquidation engine; the tests' loan policy (repaid in full)
         self.ex.liquidation.enabled = False
-        self.margin.on_loan_breach = self.margin.convert_collateral
+        self.margin.on_loan_breach = partial(repay_in_full, self.margin)
         self.ts = S
         for a in ACCOUNTS:
             self.submit(m.CreateAccount(account=a))

@@ -2,10 +2,12 @@
 (maker 0.02%, taker 0.05%), haircuts (5%), leverage (20x) and loan terms (max LTV 65%, warning 75%,
 liquidation 83%, 10% a year accrued hourly, 2% conversion penalty). One tick x one lot is 0.0001 USD
 (100 minor units) in both perps; the mark equals the index (see margin_venue)."""
+from functools import partial
+
 from perpcore import messages as m
 from perpcore.messages import RejectCode, Side
 
-from margin_venue import BTC, ETH, HOUR, S, Venue, of, sats, usd
+from margin_venue import BTC, ETH, HOUR, S, Venue, of, repay_in_full, sats, usd
 
 TRADER, MAKER = 1, 2
 
@@ -279,9 +281,9 @@ def test_a_non_professional_account_may_not_trade_perpetuals():
 
 def test_a_loan_accrues_interest_and_gets_a_margin_call_then_conversion():
     v = Venue()
-    # the margin layer's own conversion: repay it all (the liquidation engine, when present,
-    # installs its policy in this hook instead)
-    v.ex.margin.on_loan_breach = v.ex.margin.convert_collateral
+    # the margin layer alone, with the tests' policy: the loan repaid in full (the venue's is the
+    # liquidation engine's sell_collateral, which sells the least that restores the maximum LTV)
+    v.ex.margin.on_loan_breach = partial(repay_in_full, v.ex.margin)
     v.account(TRADER, BTC=sats(1))
     v.price(BTC, 600000, ts=S)
     # 1 BTC at 60,000: 65% allows 39,000
