@@ -480,24 +480,60 @@ def store_verify(directory: str, config, as_json: bool):
               help="The last command to keep; the journal after it is cut (and kept aside).")
 @click.option("--move-snapshots", is_flag=True,
               help="Also move aside the snapshots after SEQ (refused without it).")
+@_config_option
 @_json_option
-def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
+def store_repair(directory: str, seq: int, move_snapshots: bool, config, as_json: bool):
     """Cut the journal after command SEQ so that the store opens again. Everything cut or moved
-    is kept in a new repaired-<UTC time>/ folder of the store; nothing is deleted."""
+    is kept in a new repaired-<UTC time>/ folder of the store; nothing is deleted. Refused if the
+    journal was written under another venue (the built-in one, or --config's); afterwards, what
+    the store recovers to on that venue. Exit status 1 if it still does not open healthy."""
     import msgspec
 
     from perpcore import snapshot as sn
 
+    foreign = _segments_of_another_venue(directory, config)
+    if foreign:
+        venue = click.get_current_context().meta.get("perpcore.config_path", "the built-in one")
+        raise click.ClickException(
+            f"repair refused, nothing changed: {', '.join(foreign)} written under another venue "
+            f"config than {venue} (give the store's own with --config)")
     try:
         report = sn.repair_store(directory, seq, move_snapshots)
     except sn.RepairRefused as e:
         raise click.ClickException(f"repair refused, nothing changed: {e}") from e
+    check = sn.verify_store(directory, config)
     if as_json:
-        click.echo(json.dumps(msgspec.to_builtins(report)))
-        return
-    click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
-    click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
-               f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+        click.echo(json.dumps({**msgspec.to_builtins(report), "healthy": check.healthy,
+                               "recovers_to": check.last_seq if check.opens else None}))
+    else:
+        click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
+        click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
+                   f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+        click.echo(f"the store recovers to command {check.last_seq}" if check.healthy else
+                   "NOT HEALTHY yet: " + "; ".join(p.message for p in check.problems)
+                   + ("" if check.opens else "; the store does not open"))
+    if not check.healthy:
+        raise SystemExit(1)
+
+
+def _segments_of_another_venue(directory: str, config) -> list[str]:
+    """The store's journal segments whose header names another venue config (a header too
+    damaged to read is left for the repair to judge)."""
+    from perpcore import journal as jr
+    from perpcore import snapshot as sn
+    from perpcore.exchange import config_digest
+
+    digest = config_digest(config)
+    out = []
+    for _, path in sn.list_segments(directory):
+        with open(path, "rb") as f:
+            head = f.read(jr.HEADER_SIZE)
+        try:
+            if jr.read_header(head, path).digest != digest:
+                out.append(path.name)
+        except jr.JournalError:
+            continue
+    return out
 
 
 @main.command()
