@@ -25,7 +25,6 @@ from typing import Callable
 import msgspec
 
 from perpcore import journal as jr
-from perpcore import lobster as lb
 from perpcore import messages as m
 from perpcore import snapshot as sn
 from perpcore.config import VenueConfig, default_config
@@ -198,6 +197,9 @@ def lobster_inputs(paths) -> list[Path]:
 
 def replay_lobster(paths, events_path: str | Path | None = None, progress: Progress | None = None,
                    use_orderbook: bool = True) -> Summary:
+    # market data replays read their files with numpy (the cli extra); a journal replay does not
+    from perpcore import lobster as lb
+
     files = lobster_inputs(paths)
     if not files:
         raise FileNotFoundError(f"no LOBSTER message files (*_message_*.csv) in "

@@ -84,8 +84,8 @@ def test_the_sdist_holds_what_a_build_needs_and_no_build_outputs(tmp_path):
 
 # ---- a lean runtime: the engine's dependencies, the command line's in the cli extra ------------
 
-ENGINE = {"msgspec", "sortedcontainers", "numpy", "tomli"}
-CLI = {"click", "rich", "matplotlib", "hdrhistogram"}
+ENGINE = {"msgspec", "sortedcontainers", "tomli"}
+CLI = {"click", "rich", "matplotlib", "hdrhistogram", "numpy"}
 
 
 @pytest.fixture(scope="module")
@@ -145,25 +145,67 @@ def test_the_journal_needs_no_numpy(tmp_path):
     assert (type(spans), len(spans), spans.tolist(), end) == (memoryview, 0, [], 0)
 
 
-def test_without_the_cli_extra_the_command_says_what_to_install(tmp_path):
-    """perpcore installed without its cli extra: the engine's libraries only (linked into a
-    directory of their own, site-packages left out)."""
+def _engine_only(tmp_path) -> dict:
+    """The environment of a perpcore installed without extras: the engine's libraries linked into
+    a directory of their own (with -S, site-packages is left out: no numpy, no cli extra)."""
     libs = tmp_path / "libs"
     libs.mkdir()
-    for name in ("msgspec", "numpy", "sortedcontainers"):
-        module = importlib.import_module(name)
-        (libs / name).symlink_to(Path(module.__file__).parent)
-    if (Path(np_libs := importlib.import_module("numpy").__file__).parents[1]
-            / "numpy.libs").exists():
-        (libs / "numpy.libs").symlink_to(Path(np_libs).parents[1] / "numpy.libs")
+    for name in ("msgspec", "sortedcontainers"):
+        (libs / name).symlink_to(Path(importlib.import_module(name).__file__).parent)
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{libs}"}
+
+
+def test_without_the_cli_extra_the_command_says_what_to_install(tmp_path):
     done = subprocess.run([sys.executable, "-S", "-c",
                            "from perpcore._entry import main; main()", "simulate"],
-                          env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{libs}"},
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                          env=_engine_only(tmp_path), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == ("Error: perpcore's command line needs the cli extra (click, rich, "
-                           "matplotlib, hdrhistogram missing): pip install 'perpcore[cli]' (from a "
-                           "source tree: pip install '.[cli]')\n")
+                           "matplotlib, hdrhistogram, numpy missing): pip install "
+                           "'perpcore[cli]' (from a source tree: pip install '.[cli]')\n")
+
+
+ENGINE_WITHOUT_NUMPY = """
+import sys, tempfile
+import perpcore
+from perpcore import _book, simulate
+from perpcore.replay import replay_journal
+from perpcore.snapshot import Store
+ex, _ = simulate.run(steps=300, seed=3)
+with tempfile.TemporaryDirectory() as d:
+    store = Store(d, perpcore.default_config())
+    store.engine.submit(perpcore.messages.CreateAccount(account=1))
+    store.close()
+book = _book.OrderBook()
+assert book.place(1, 1, _book.BUY, 100, 5) == _book.RESTING
+try:
+    book.process_batch(None)
+except ImportError as e:
+    print(e)
+print(ex.seq, sorted(m for m in sys.modules if m.split(".")[0] == "numpy"))
+"""
+
+
+def test_the_engine_runs_without_numpy(tmp_path):
+    """numpy is the batch entry point's (imported on its first use), not the engine's: a session,
+    a store and the book's one-call API run where numpy cannot be imported, and the batch entry
+    point says what to install."""
+    done = subprocess.run([sys.executable, "-S", "-c", ENGINE_WITHOUT_NUMPY],
+                          env=_engine_only(tmp_path), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    why, last = done.stdout.splitlines()
+    assert why == ("the order book's batch entry point takes numpy arrays, and numpy is not "
+                   "installed: pip install numpy")
+    assert last.endswith(" []") and int(last.split()[0]) > 300
+
+
+def test_importing_perpcore_loads_no_numpy():
+    code = "import sys, perpcore; print(sorted(m for m in sys.modules if m.startswith('numpy')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "[]", done.stderr
 
 
 def test_the_script_is_the_guarded_entry_point():
