@@ -132,21 +132,6 @@ def simulate(steps: int, seed: int, config, as_json: bool):
 _BENCH_SEED = 1
 
 
-def _read_json(path: str, option: str, key: str) -> dict:
-    """The JSON object in the file an option names (`option` quoted as click quotes it), refused
-    unless it holds `key`."""
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except ValueError as e:
-        raise click.BadParameter(f"{path} is not JSON ({e})", param_hint=option) from e
-    if not isinstance(data, dict) or key not in data:
-        raise click.BadParameter(f"{path} holds no {key!r}: not the JSON this option takes",
-                                 param_hint=option)
-    return data
-
-
 @main.command()
 @click.option("--quick", is_flag=True,
               help="Smaller sizes and short open-loop runs (under a minute).")
@@ -156,60 +141,48 @@ def _read_json(path: str, option: str, key: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--out", "out_dir", default="bench-results", show_default=True,
               type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
-@click.option("--suite", type=click.Path(dir_okay=False, exists=True),
-              help="pytest-benchmark JSON of bench/ (--benchmark-json): the other layers' targets.")
-@click.option("--also", "earlier", type=click.Path(dir_okay=False, exists=True),
-              help="The JSON of an earlier run (a --quick one): its figures for targets this run "
-                   "does not measure.")
-@click.option("--readme", type=click.Path(dir_okay=False, exists=True),
-              help="Rewrite the Figures section of this README (plot in docs/) from the run.")
 @click.argument("what", required=False, type=click.Choice(["gateway"]))
-def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
-          earlier: str | None, readme: str | None, what: str | None):
-    """Latency and throughput of the matching core, closed and open loop, against the reference.
+def bench(quick: bool, seed: int, as_json: bool, out_dir: str, what: str | None):
+    """Latency and throughput of the matching core and the engine, closed and open loop.
     `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
-    import sys
-    import time
-    from pathlib import Path
-
     if what == "gateway":
         _bench_gateway(quick, as_json)
         return
+    import sys
+
     from perpcore import bench as runner
 
-    started = time.perf_counter()
-    # read before the run, which takes minutes: a wrong file is refused at once
-    suite_figures = (runner.suite_targets(_read_json(suite, "'--suite'", "benchmarks")) if suite
-                     else {})
-    earlier_run = _read_json(earlier, "'--also'", "targets") if earlier else None
-    # the tables are wide: when piped (no terminal width to respect), do not squeeze them to 80
-    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
-    with console.status("benchmarking") as status:
-        report = runner.run(quick=quick, seed=seed, progress=status.update)
-    if earlier_run:
-        suite_figures.update(runner.earlier_run_targets(earlier_run, report))
-    # the default seed's names stay those of the results already kept (bench-results/)
-    stem = Path(out_dir) / (runner.result_stem(report)
-                            + ("" if seed == _BENCH_SEED else f"-seed{seed}"))
-    report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
-    if readme:
-        readme_plot = Path(readme).parent / "docs" / "bench-latency.png"
-        runner.plot(report, readme_plot)
-        # the command lines that made the section: the suite's, an earlier run's, this one
-        this = ["perpcore bench"] + (["--quick"] if quick else []) + \
-            [f"--{name} {value}" for name, value in (("suite", suite), ("also", earlier)) if value]
-        made = ([f"pytest bench/ --benchmark-only --benchmark-json={suite}"] if suite else []) + \
-            (["perpcore bench --quick"] if earlier else []) + \
-            [" ".join(this + [f"--readme {readme}"])]
-        runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png", made)
-    report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
-    report["targets"] = runner.targets(report)
+    report, stem = run_bench(quick, seed, out_dir, as_json)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     if as_json:
         click.echo(json.dumps(report))
         return
-    runner.render(report, console, suite_figures)
+
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    runner.render(report, console)
     console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+
+
+def run_bench(quick: bool, seed: int, out_dir: str, as_json: bool, reference=None):
+    """One benchmark run under a progress line, its plot written: (report, the results' path
+    without suffix). bench/figures.py runs it with the tests' reference book."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from perpcore import bench as runner
+
+    started = time.perf_counter()
+    # the tables are wide: when piped (no terminal width to respect), do not squeeze them to 80
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
+    with console.status("benchmarking") as status:
+        report = runner.run(quick=quick, seed=seed, progress=status.update, reference=reference)
+    # the default seed's names stay those of the results already kept (bench-results/)
+    stem = Path(out_dir) / (runner.result_stem(report)
+                            + ("" if seed == _BENCH_SEED else f"-seed{seed}"))
+    report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
+    report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
+    return report, stem
 
 
 def _bench_gateway(quick: bool, as_json: bool) -> None:
