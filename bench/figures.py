@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from perpcore.bench import _latency_cells, _outcome, _rate_cell, find, fmt_ns, machine_line
 
@@ -307,7 +306,7 @@ def main(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
          earlier: str | None, readme: str | None):
     """A benchmark run against the reference book, judged against the issues' targets."""
     from perpcore import bench as runner
-    from perpcore.cli import run_bench
+    from perpcore.cli import run_bench, show_bench
 
     # read before the run, which takes minutes: a wrong file is refused at once
     suite_figures = suite_targets(_read_json(suite, "'--suite'", "benchmarks")) if suite else {}
@@ -326,14 +325,8 @@ def main(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
             (["python bench/figures.py --quick"] if earlier else []) + \
             [" ".join(this + [f"--readme {readme}"])]
         update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png", made)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    console = Console(width=None if sys.stdout.isatty() else 180)
-    runner.render(report, console)
-    render_targets(report, console, suite_figures)
-    console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+    show_bench(report, stem, as_json, lambda console: render_targets(report, console,
+                                                                     suite_figures))
 
 
 if __name__ == "__main__":

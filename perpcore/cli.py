@@ -148,19 +148,8 @@ def bench(quick: bool, seed: int, as_json: bool, out_dir: str, what: str | None)
     if what == "gateway":
         _bench_gateway(quick, as_json)
         return
-    import sys
-
-    from perpcore import bench as runner
-
     report, stem = run_bench(quick, seed, out_dir, as_json)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-
-    console = Console(width=None if sys.stdout.isatty() else 180)
-    runner.render(report, console)
-    console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
+    show_bench(report, stem, as_json)
 
 
 def run_bench(quick: bool, seed: int, out_dir: str, as_json: bool, reference=None):
@@ -183,6 +172,24 @@ def run_bench(quick: bool, seed: int, out_dir: str, as_json: bool, reference=Non
     report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
     report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
     return report, stem
+
+
+def show_bench(report: dict, stem, as_json: bool, more=None) -> None:
+    """Saves a run's report beside its plot and prints it: the JSON, or the tables (and what
+    `more(console)` adds)."""
+    import sys
+
+    from perpcore import bench as runner
+
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    runner.render(report, console)
+    if more:
+        more(console)
+    console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
 
 
 def _bench_gateway(quick: bool, as_json: bool) -> None:
