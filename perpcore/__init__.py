@@ -4,8 +4,8 @@ from pathlib import Path as _Path
 # The compiled half (ext/perpcore/_<name>.pyx). Without it the first `from perpcore import _book`
 # below fails as a "circular import", which hides the usual cause: an unbuilt source tree shadowing
 # the install.
-_EXTENSIONS = ("_binance", "_book", "_clock", "_exchange", "_funding", "_journal", "_liquidation",
-               "_margin", "_pricing", "_validate")
+_EXTENSIONS = ("_binance", "_book", "_clock", "_exchange", "_funding", "_journal", "_ledger",
+               "_liquidation", "_margin", "_pricing", "_validate")
 
 
 def _require_extensions():

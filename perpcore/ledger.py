@@ -7,7 +7,10 @@ The venue buckets are signed: a lending pool that has lent out more than it has 
 platform that paid for collateral, holds a negative balance, the capital the venue itself has put
 in; funding in transit only while a receiver touched before the payers were all settled has been
 paid ahead of them (perpcore.funding). Money enters only
-by Deposit and leaves only by Withdraw; everything else is a transfer between holders.
+by Deposit and leaves only by Withdraw; everything else is a transfer between holders, made by
+perpcore._ledger.move, the one function any layer (margin, funding, liquidation, lending) may
+change a balance with; realised PnL comes in by perpcore._ledger.realise (tests/test_ledger.py
+checks that no other code writes a balance).
 
 One more term closes the books in the settlement asset: realised PnL is credited when a position
 closes, but the matching gain or loss of the counterparty stays in its open position's entry value

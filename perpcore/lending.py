@@ -16,6 +16,7 @@ knows the collateral's value.
 from __future__ import annotations
 
 from perpcore._clock import Clocked
+from perpcore._ledger import move
 from perpcore.config import RATE_SCALE, YEAR_NS, VenueConfig
 from perpcore.ledger import Ledger
 from perpcore.risk import CollateralPrice
@@ -44,8 +45,7 @@ class Lending(Clocked):
         return self.limit - self.receivable
 
     def borrow(self, account: int, amount: int, now: int) -> int:
-        self.pool[self.asset] -= amount
-        self.ledger.balances[account][self.asset] += amount
+        move(self.pool, self.ledger.balances[account], self.asset, amount)
         self.receivable += amount
         debt = self.debts[account] = self.debts.get(account, 0) + amount
         if self.due == NEVER:
@@ -54,8 +54,7 @@ class Lending(Clocked):
 
     def repay(self, account: int, amount: int) -> int:
         """Repays from the account's cash (the caller checked it holds the amount)."""
-        self.ledger.balances[account][self.asset] -= amount
-        self.pool[self.asset] += amount
+        move(self.ledger.balances[account], self.pool, self.asset, amount)
         self.receivable -= amount
         debt = self.debts[account] - amount
         if debt:
@@ -106,10 +105,8 @@ class Lending(Clocked):
         debt after)."""
         proceeds = collateral.sale_proceeds(amount, index, self.penalty)
         balances = self.ledger.balances[account]
-        balances[collateral.asset] -= amount
-        self.platform[collateral.asset] += amount
-        balances[self.asset] += proceeds
-        self.platform[self.asset] -= proceeds
+        move(balances, self.platform, collateral.asset, amount)
+        move(self.platform, balances, self.asset, proceeds)
         repaid = min(proceeds, self.debts.get(account, 0))
         debt = self.repay(account, repaid) if repaid else self.debts.get(account, 0)
         return proceeds, repaid, debt

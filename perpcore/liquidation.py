@@ -101,6 +101,7 @@ from itertools import islice
 import msgspec
 
 from perpcore import messages as m
+from perpcore._ledger import move
 from perpcore._liquidation import Direction, LiquidationCore
 from perpcore.adl import indicator, ranking
 from perpcore.config import RATE_SCALE
@@ -252,8 +253,7 @@ class Liquidation(LiquidationCore):
                 surplus = ((f - limit) if long else (limit - f)) * q * upt
                 fee += min(surplus, -(-f * q * upt * p.fee // RATE_SCALE))
         if fee:
-            acc.cash[self.settle] -= fee
-            self._fund_change(fee, FundReason.LIQUIDATION_FEE, acc.id, symbol, events)
+            self._fund_change(acc.cash, fee, FundReason.LIQUIDATION_FEE, acc.id, symbol, events)
         rest = qty - book_qty
         # 2. the fund takes the rest over at bankruptcy and sells it, as far as it can cover
         fund_qty = fund_value = cover = 0
@@ -269,8 +269,8 @@ class Liquidation(LiquidationCore):
                 fund_value = sum(f * q for f, q in taken)
                 cover = abs(limit * fund_qty - fund_value) * upt
                 if cover:
-                    self._fund_change(-cover, FundReason.LOSS_COVERED, acc.id, symbol, events)
-                    acc.cash[self.settle] += cover
+                    self._fund_change(acc.cash, -cover, FundReason.LOSS_COVERED, acc.id, symbol,
+                                      events)
                 rest -= fund_qty
         # 3. deleveraging at the bankruptcy price
         adl_price = bankrupt if bankrupt is not None else mark
@@ -339,8 +339,7 @@ class Liquidation(LiquidationCore):
             return
         cover = min(deficit, self.fund[self.settle])
         if cover:
-            self._fund_change(-cover, FundReason.DEFICIT_COVERED, acc.id, "", events)
-            acc.cash[self.settle] += cover
+            self._fund_change(acc.cash, -cover, FundReason.DEFICIT_COVERED, acc.id, "", events)
             self._repay_from_cash(acc, events)
         if deficit > cover:
             total = self.socialized[acc.id] = self.socialized.get(acc.id, 0) + deficit - cover
@@ -365,8 +364,8 @@ class Liquidation(LiquidationCore):
                                             proceeds, repaid, debt))
         penalty = c.market_value(amount, index) - proceeds
         if penalty:
-            lending.platform[self.settle] -= penalty
-            self._fund_change(penalty, FundReason.COLLATERAL_PENALTY, acc.id, c.symbol, events)
+            self._fund_change(lending.platform, penalty, FundReason.COLLATERAL_PENALTY, acc.id,
+                              c.symbol, events)
 
     def sell_collateral(self, account: int, events: list) -> None:
         """The margin layer's loan-to-value passed the liquidation level: repay from cash, then sell
@@ -421,11 +420,11 @@ class Liquidation(LiquidationCore):
 
     # ---- the fund ------------------------------------------------------------------------------
 
-    def _fund_change(self, delta: int, reason: FundReason, account: int, symbol: str,
-                     events: list) -> None:
+    def _fund_change(self, counterpart: dict, delta: int, reason: FundReason, account: int,
+                     symbol: str, events: list) -> None:
+        """delta into the fund from the counterpart's balances (< 0: out of the fund to them)."""
         asset = self.settle
-        self.fund[asset] += delta
-        self._fund_seen[asset] = balance = self.fund[asset]
+        self._fund_seen[asset] = balance = move(counterpart, self.fund, asset, delta)
         self._record(asset, delta, balance, reason, account, symbol, events)
 
     def _record(self, asset, delta, balance, reason, account, symbol, events) -> None:

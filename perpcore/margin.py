@@ -39,6 +39,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from perpcore import _funding
+from perpcore._ledger import move
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.ledger import Audit, Ledger
@@ -113,7 +114,7 @@ class Margin(MarginCore):
         self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
         for symbol, sr in self.symbols.items():
             sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
-        self.collateral = [CollateralPrice(config, a) for a in sorted(config.margin.haircuts)]
+        self._set_collateral([CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
         self.max_ltv = config.margin.max_ltv
         self.warning_ltv = config.margin.warning_ltv
         self.liquidation_ltv = config.margin.liquidation_ltv
@@ -122,6 +123,8 @@ class Margin(MarginCore):
         # open reduce-only orders: id -> [account, symbol, side, price, open qty] (the books hold
         # the rest; each position keeps its open orders' sums)
         self.reduce_only_orders: dict[int, list] = {}
+        # (account, symbol) -> its open reduce-only order ids, oldest first
+        self.reduce_only_ids: dict[tuple[int, str], list[int]] = {}
         # (account, symbol) whose reduce-only orders may now exceed what they can reduce
         self.reduce_only_dirty: set[tuple[int, str]] = set()
         self._loan_prices: tuple = ()     # collateral indices at the last loan check
@@ -280,7 +283,7 @@ class Margin(MarginCore):
             pos = self.accounts[account].positions[symbol]
             size = pos.size
             excess = (pos.sell_qty - size) if size > 0 else (pos.buy_qty + size if size else 0)
-            for order_id in reversed(pos.reduce_only):
+            for order_id in reversed(self.reduce_only_ids.get((account, symbol), ())):
                 order = self.reduce_only_orders[order_id]
                 reduces = (order[2] == 1) == (size > 0) and size != 0
                 cut = order[4] if not reduces else min(order[4], excess)
@@ -304,9 +307,10 @@ class Margin(MarginCore):
         if sum(amount for _, amount in payments) + insurance_remainder != 0:
             raise ValueError(f"{symbol} funding does not sum to zero with its remainder")
         settle = self.settle
+        # through the funding in transit (back where it was once the remainder is in the fund)
         for account, amount in payments:
-            self.accounts[account].cash[settle] += amount
-        self.insurance[settle] += insurance_remainder
+            move(self.funding, self.accounts[account].cash, settle, amount)
+        move(self.funding, self.insurance, settle, insurance_remainder)
 
     # ---- valuation -----------------------------------------------------------------------------
 
@@ -316,9 +320,9 @@ class Margin(MarginCore):
 
     def balances(self, acc: Account) -> dict[str, int]:
         """The account's balances as if its funding in transit were settled."""
-        cash = dict(acc.cash)
-        cash[self.settle] += self.pending(acc)
-        return cash
+        shown = dict(acc.cash)      # a copy: no money moves
+        shown[self.settle] += self.pending(acc)
+        return shown
 
     def available(self, acc: Account, figures: tuple) -> dict[str, int]:
         """Per asset, the most a Withdraw may take now (see the module's definitions)."""
@@ -535,7 +539,7 @@ class Margin(MarginCore):
                 if not pos.idle(self._leverage_default(acc, self.symbols[symbol])):
                     positions.append((account, symbol, pos.size, pos.cost, pos.leverage,
                                       pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value,
-                                      list(pos.reduce_only)))
+                                      self.reduce_only_ids.get((account, symbol), [])))
         return {
             "accounts": [(a, acc.professional) for a, acc in sorted(self.accounts.items())],
             "ledger": self.ledger.to_state(self.exchange.clock),
@@ -555,6 +559,7 @@ class Margin(MarginCore):
         self.lending.from_state(state["lending"])
         self.accounts.clear()
         self.reduce_only_orders.clear()
+        self.reduce_only_ids.clear()
         for sr in self.symbols.values():
             sr.positions.clear()
         for account, professional in state["accounts"]:
@@ -563,7 +568,9 @@ class Margin(MarginCore):
             pos = self._position(self.accounts[account], self.symbols[symbol])
             pos.size, pos.cost, pos.leverage = size, cost, leverage
             pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value = orders
-            pos.reduce_only = reduce_only
+            if reduce_only:
+                self.reduce_only_ids[account, symbol] = reduce_only
+                pos.reduce_only = len(reduce_only)
         for order_id, *order in state["reduce_only"]:
             self.reduce_only_orders[order_id] = order
         for sr in self.symbols.values():

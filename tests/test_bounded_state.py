@@ -255,3 +255,47 @@ def test_no_component_state_grows_with_history():
     assert len(ex.components["pricing"].funding_history(BTC)) == 60
     assert rejection(ex.submit(m.Deposit(account=1, asset="USD", amount=5, transfer_id=60))).code \
         == RejectCode.DUPLICATE_TRANSFER
+
+
+# ---- the garbage collector -----------------------------------------------------------------------
+
+def tracked_by_a_venue(accounts: int) -> tuple[int, Exchange]:
+    """The objects the collector tracks once a venue has `accounts` accounts holding both perps,
+    a hundred of them with a reduce-only order resting far from the market."""
+    import gc
+
+    from perpcore import workloads
+    setup = workloads.cross_margin(100, accounts=accounts, prefill=100).setup
+    gc.collect()
+    before = len(gc.get_objects())
+    ex = Exchange(venue_config())
+    for cmd in setup:
+        assert type(ex.submit(cmd)[-1]) is not m.OrderRejected, cmd
+    holders = [a for a, acc in sorted(ex.margin.accounts.items())
+               if not acc.positions["BTC-PERP"].sell_qty | acc.positions["BTC-PERP"].buy_qty
+               and acc.positions["BTC-PERP"].size][:100]
+    for account in holders:
+        long = ex.margin.accounts[account].positions["BTC-PERP"].size > 0
+        events = ex.submit(m.PlaceOrder(account=account, symbol="BTC-PERP",
+                                        side=m.Side.SELL if long else m.Side.BUY,
+                                        price=1_300_000 if long else 300_000, qty=1,
+                                        reduce_only=True, tif=m.TimeInForce.GTC))
+        assert type(events[-1]) is m.OrderAccepted, events
+    del setup, events
+    gc.collect()
+    return len(gc.get_objects()) - before, ex
+
+
+def test_the_collector_tracks_no_object_per_account():
+    """A full collection visits every tracked object: were accounts and positions tracked, a venue
+    of a million accounts would pause for most of a second each time. Accounts, their positions
+    and balances are none of its concern."""
+    import gc
+    small, _ = tracked_by_a_venue(1_000)
+    large, ex = tracked_by_a_venue(3_000)
+    assert large - small < 100, f"{large - small} more objects tracked for 2,000 more accounts"
+    assert len(ex.margin.reduce_only_ids) == 100
+    account = next(iter(ex.margin.reduce_only_ids))[0]
+    acc = ex.margin.accounts[account]
+    assert not any(gc.is_tracked(x) for x in (acc, acc.positions, acc.cash,
+                                              *acc.positions.values()))

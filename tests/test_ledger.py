@@ -1,7 +1,11 @@
 """perpcore.ledger: balances, venue buckets, transfer ids and the audit that catches any unit
 created or lost."""
+import re
+from pathlib import Path
+
 import pytest
 
+from perpcore._ledger import move, realise
 from perpcore.ledger import AuditError, Ledger
 
 ASSETS = ["USD", "BTC"]
@@ -15,8 +19,7 @@ def ledger_with_flows():
     led.deposit(2, "BTC", 50, 0, now=10)
     led.withdraw(1, "USD", 300, 8, now=20)
     # a fee: account to the fee account; an insurance payment from the venue's capital
-    led.balances[1]["USD"] -= 5
-    led.venue["fee_account"]["USD"] += 5
+    move(led.balances[1], led.venue["fee_account"], "USD", 5)
     led.deposit_venue("insurance_fund", "USD", 40)
     return led
 
@@ -60,3 +63,36 @@ def test_state_round_trip_keeps_the_shared_balance_dicts():
     other.from_state(led.to_state(20))
     assert other.to_state(20) == led.to_state(20)
     assert other.balances[1] is shared and shared["USD"] == 695
+
+
+def test_a_move_is_what_one_holder_loses_and_the_other_gains():
+    a, b = {"USD": 10, "BTC": 1}, {"USD": 0, "BTC": 0}
+    assert move(a, b, "USD", 7) == 7 and (a, b) == ({"USD": 3, "BTC": 1}, {"USD": 7, "BTC": 0})
+    assert move(a, b, "USD", -2) == 5 and (a["USD"], b["USD"]) == (5, 5)     # the other way
+    assert realise(a, "BTC", -1) == 0 and a["BTC"] == 0
+    with pytest.raises(KeyError):
+        move(a, b, "ETH", 1)
+
+
+# a write to a balance dict: one of the holders' names, subscripted, then assigned or updated
+MONEY_WRITE = re.compile(r"\b(cash|balances|fund|fees|funding|insurance|pool|platform|venue|"
+                         r"transit)(\[[^\]\n]*\])+\s*([-+*/]?=)(?!=)")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_only_the_ledger_writes_a_balance():
+    """One writer of money: outside perpcore.ledger (the deposits and withdrawals that bring money
+    in and out) and perpcore._ledger (move and realise), no code assigns to a balance; funding,
+    fees, liquidation, the fund and loans all call move() or realise()."""
+    # the engine's modules (the gateway's read model keeps copies of what events report)
+    sources = sorted((ROOT / "perpcore").glob("*.py")) + sorted((ROOT / "ext").rglob("*.pyx"))
+    assert len(sources) > 20
+    writes = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+              for path in sources if path.name not in ("ledger.py", "_ledger.pyx")
+              for n, line in enumerate(path.read_text().splitlines(), 1)
+              if MONEY_WRITE.search(line.split("#")[0])]
+    assert writes == []
+    # the check sees a write where there is one
+    assert MONEY_WRITE.search("acc.cash[self.settle] -= fee")
+    assert MONEY_WRITE.search("self.ledger.balances[account][asset] += amount")
+    assert not MONEY_WRITE.search("self._fund_seen[asset] = balance")

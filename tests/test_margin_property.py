@@ -281,9 +281,11 @@ class MarginMachine(RuleBasedStateMachine):
                                          (1, pos.sell_qty, pos.sell_value)):
                     assert qty == sum(o[4] for o in mine if o[2] == side)
                     assert value == sum(o[3] * o[4] for o in mine if o[2] == side)
-                assert sorted(pos.reduce_only) == sorted(i for i, o in ro_ids.items()
-                                                         if o[0] == a and o[1] == symbol)
-                ro = [books[i] for i in pos.reduce_only]
+                ids = self.margin.reduce_only_ids.get((a, symbol), [])
+                assert pos.reduce_only == len(ids)
+                assert sorted(ids) == sorted(i for i, o in ro_ids.items()
+                                             if o[0] == a and o[1] == symbol)
+                ro = [books[i] for i in ids]
                 if ro:
                     # reduce-only orders sit on the reducing side, which cannot outgrow the position
                     assert pos.size != 0

@@ -451,15 +451,15 @@ step_st = st.one_of(
               st.sampled_from([1, 999, S // 3, S, 7 * S, 61 * S, 20 * 60 * S, HOUR_NS])))
 
 
-def venue_commands(steps, t=S, depth=50):
-    """Accounts 1-4, each symbol's index at t and account 4's book of `depth` lots a side around
-    it, then the steps."""
+def venue_commands(steps, t=S, depth=50, indexed=True):
+    """Accounts 1-4, each symbol's index at t (unless not `indexed`: until an index step sets it)
+    and account 4's book of `depth` lots a side around it, then the steps."""
     cmds = []
     for a in range(1, 5):
         cmds += [m.CreateAccount(account=a), m.Deposit(account=a, asset="USD", amount=10**13)]
     for symbol, mid in MIDS.items():     # an index and a two-sided book to start from
-        cmds += [m.SetIndexPrice(source="a", symbol=symbol, price=mid, ts=t),
-                 m.PlaceOrder(account=4, symbol=symbol, side=m.Side.BUY, price=mid - 20,
+        cmds += [m.SetIndexPrice(source="a", symbol=symbol, price=mid, ts=t)] if indexed else []
+        cmds += [m.PlaceOrder(account=4, symbol=symbol, side=m.Side.BUY, price=mid - 20,
                               qty=depth, ts=t),
                  m.PlaceOrder(account=4, symbol=symbol, side=m.Side.SELL, price=mid + 20,
                               qty=depth, ts=t)]
@@ -481,18 +481,19 @@ def venue_commands(steps, t=S, depth=50):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(MARK_METHODS), st.sampled_from(MARK_METHODS),
-       st.lists(step_st, min_size=20, max_size=80))
-def test_stage5_is_the_fraction_formula_and_full_scan_on_random_venues(btc, eth, steps):
+       st.lists(step_st, min_size=20, max_size=80), st.booleans())
+def test_stage5_is_the_fraction_formula_and_full_scan_on_random_venues(btc, eth, steps, indexed):
     """Marks, funding and every event, command by command, as the Fraction formula recomputed on
     every call and the scan of every event decide (each symbol its own method; a one-hour
-    interval to cross settlements)."""
+    interval to cross settlements), from the start or from an index step on (trades with no
+    index publish no mark)."""
     cfg = default_config()
     cfg = msgspec.structs.replace(cfg, instruments={
         s: msgspec.structs.replace(spec, pricing=msgspec.structs.replace(
             spec.pricing, mark_method=method, funding_interval_ns=HOUR_NS,
             mark_window_ns=30 * S, index_sources=(("a", 1), ("b", 2))))
         for (s, spec), method in zip(sorted(cfg.instruments.items()), (btc, eth))})
-    cmds = venue_commands(steps)
+    cmds = venue_commands(steps, indexed=indexed)
     ex = Exchange(cfg)
     got = [ex.submit(c) for c in cmds]
     ref = Exchange(cfg)

@@ -2,7 +2,7 @@
 # settles one all at once. See perpcore._funding.pxd for the contract, perpcore.funding for the
 # model and perpcore.funding.payments for the rule (the plain reference both must equal).
 
-from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport Py_GT, Py_LT, PyObject_RichCompareBool
@@ -10,6 +10,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 from libc.stdlib cimport qsort
 
+from perpcore._ledger cimport move
 from perpcore._margin cimport (Account, Interval, MarginCore, Position, SymbolRisk, int128_t,
                                py_int)
 
@@ -126,8 +127,7 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
     cdef SymbolRisk sr = margin.symbols[symbol]
     cdef int128_t per_lot, paid = 0, remainder = 0
     cdef Py_ssize_t i, n = 0
-    cdef dict cash
-    cdef PyObject* balance
+    cdef dict transit = margin.funding
     cdef str asset = margin.settle
     try:
         if (mul_overflow(<int128_t>mark, <int128_t>units_per_ticklot, &per_lot)
@@ -149,15 +149,12 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
                     continue
                 account = <object>rows[i].account
                 amount = py_int(rows[i].amount)
-                cash = (<Account>rows[i].holder).cash
-                balance = PyDict_GetItem(cash, asset)
-                if balance is NULL:
-                    raise KeyError(asset)
-                PyDict_SetItem(cash, asset, <object>balance + amount)
+                # through the funding in transit, as a sweep's payments: it is back where it was
+                # once the remainder has gone to the fund
+                move(transit, (<Account>rows[i].holder).cash, asset, amount)
                 events.append(FUNDING_PAID(seq, ts, symbol, account, rows[i].size, mark, rate,
                                            amount))
-        insurance = margin.insurance
-        insurance[asset] += py_int(remainder)
+        move(transit, margin.insurance, asset, py_int(remainder))
         return n, py_int(paid), py_int(remainder)
     finally:
         PyMem_Free(rows)
@@ -235,8 +232,7 @@ cdef int complete(MarginCore margin, SymbolRisk sr, list events, seq, ts) except
     if remainder < 0:   # floors above ceilings: open interest did not net (a bug, fail-stop)
         raise AssertionError(f"{sr.symbol} funding paid out {-remainder} more than it took in")
     asset = margin.settle
-    margin.funding[asset] -= remainder
-    margin.insurance[asset] += remainder
+    move(margin.funding, margin.insurance, asset, remainder)
     events.append(FUNDING_SETTLED(seq, ts, sr.symbol, iv.rate, iv.mark, positions, paid, received,
                                   remainder))
     sr.transit = None

@@ -71,13 +71,15 @@ cdef class Interval:
 
 
 cdef class Position:
-    """One account's net position in one symbol and the aggregate of its open orders there."""
+    """One account's net position in one symbol and the aggregate of its open orders there. It
+    holds no Python object (so the collector never tracks it, nor the dicts that hold it: a full
+    collection costs nothing per position): its reduce-only order ids are MarginCore's."""
     cdef public int64_t funded         # the last funding interval (SymbolRisk.intervals) it paid
     cdef public int64_t size           # signed lots
     cdef public int64_t cost           # entry value, ticks x lots, >= 0 (0 iff flat)
     cdef public int64_t leverage
     cdef public int64_t buy_qty, buy_value, sell_qty, sell_value   # open orders: lots, sum(price x lots)
-    cdef public list reduce_only       # open reduce-only order ids, oldest first
+    cdef public int64_t reduce_only    # open reduce-only orders (their ids: MarginCore.reduce_only_ids)
 
 
 cdef class Account:
@@ -108,10 +110,12 @@ cdef class MarginCore:
     cdef public str settle
     cdef public dict accounts          # account -> Account
     cdef public dict symbols           # symbol -> SymbolRisk
-    cdef public list collateral        # perpcore.risk.CollateralPrice, by asset
+    cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset (_set_collateral)
+    cdef tuple collateral_assets       # their assets
     # open reduce-only order id -> [account, symbol, side, price, open qty] (the book holds every
     # order's account, side, price and open quantity; only this flag is the margin layer's own)
     cdef public dict reduce_only_orders
+    cdef public dict reduce_only_ids   # (account, symbol) -> its open reduce-only order ids, oldest first
     cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
     cdef public dict fees              # the fee account's balances
     cdef public Clocked lending        # perpcore.lending.Lending

@@ -1,5 +1,9 @@
 # The margin layer's hot arithmetic. See perpcore._margin.pxd for the contract; perpcore.risk and
 # perpcore.margin state the definitions this implements.
+cimport cython
+
+from perpcore._ledger cimport move, realise
+
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
 from perpcore.errors import RejectCode
@@ -199,15 +203,16 @@ def order_margin(int64_t position, int64_t lots, int64_t value, mark, bint buy, 
                               buy, upt, leverage))
 
 
-cdef inline int128_t worst_notional(Position pos, int64_t upt, int64_t price, bint has_price,
-                                    bint buy, int128_t value):
-    """The position's notional if every order on one side filled: the position at `price` (the
-    mark; its entry value without one) plus the side's orders (value) at their prices."""
+cdef inline int128_t worst_notional(int64_t size, int64_t cost, int64_t upt, int64_t price,
+                                    bint has_price, bint buy, int128_t value):
+    """The notional of a position (size lots, entry value cost) if every order on one side filled:
+    the position at `price` (the mark; its entry value without one) plus the side's orders (value)
+    at their prices."""
     cdef int128_t held
     if has_price:
-        held = <int128_t>pos.size * price
+        held = <int128_t>size * price
     else:
-        held = pos.cost if pos.size >= 0 else -pos.cost
+        held = cost if size >= 0 else -cost
     held = held + value if buy else held - value
     return (held if held >= 0 else -held) * upt
 
@@ -246,7 +251,6 @@ cdef class Position:
 
     def __init__(self, int64_t leverage):
         self.leverage = leverage
-        self.reduce_only = []
 
     def signed_cost(self):
         return self.cost if self.size >= 0 else -self.cost
@@ -255,6 +259,9 @@ cdef class Position:
         return not (self.size or self.buy_qty or self.sell_qty) and self.leverage == default_leverage
 
 
+# It refers to no object that could refer back to it (its id, the ledger's balance dict and its
+# positions, which hold no object): the collector need not visit it
+@cython.no_gc
 cdef class Account:
 
     def __init__(self, account, bint professional, dict cash, int64_t cap):
@@ -321,12 +328,19 @@ cdef class MarginCore:
         upnl = py_int(sums.upnl)
         return self.equity_of(acc, upnl, coll), upnl, py_int(sums.im), py_int(sums.mm), coll
 
+    def _set_collateral(self, list collateral):
+        """The collateral assets' prices (perpcore.risk.CollateralPrice), once, by asset."""
+        self.collateral = collateral
+        self.collateral_assets = tuple(c.asset for c in collateral)
+
     cdef object collateral_of(self, Account acc):
         cdef dict cash = acc.cash
+        cdef Py_ssize_t j
         coll = 0
-        for c in self.collateral:
-            amount = cash[c.asset]
+        for j in range(len(self.collateral_assets)):
+            amount = cash[self.collateral_assets[j]]
             if amount > 0:
+                c = self.collateral[j]
                 coll += c.value(amount, self._index(c.symbol))
         return coll
 
@@ -373,10 +387,7 @@ cdef class MarginCore:
         iv.positions += 1
         settle = self.settle
         value = py_int(amount)
-        cash = acc.cash
-        cash[settle] = cash[settle] + value
-        funding = self.funding
-        funding[settle] = funding[settle] - value
+        move(self.funding, acc.cash, settle, value)
         events.append(_FundingPaid(seq, ts, sr.symbol, acc.id, pos.size, iv.mark, iv.rate, value))
         return 0
 
@@ -442,8 +453,8 @@ cdef class MarginCore:
                         int128_t value):
         """The position's notional if every order on one side filled: the position at `price`
         (the mark; its entry value without one) plus the side's orders at their prices."""
-        return py_int(worst_notional(pos, sr.upt, 0 if price is None else price, price is not None,
-                                     buy, value))
+        return py_int(worst_notional(pos.size, pos.cost, sr.upt, 0 if price is None else price,
+                                     price is not None, buy, value))
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
@@ -461,20 +472,27 @@ cdef class MarginCore:
         self.checked = acc
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Position pos
-        cdef int64_t bq, bv, sq, sv, size, lots, value, now_lots, now_value, other_lots, other_value
-        cdef int64_t mark, upt, lev, room
+        cdef int64_t bq = 0, bv = 0, sq = 0, sv = 0, size = 0, cost = 0, lots, value, now_lots
+        cdef int64_t now_value, other_lots, other_value, mark, upt, room
+        cdef int64_t lev = min(sr.default_leverage, acc.leverage_cap)
         cdef int128_t worst, cap, other, new, current
         cdef bint buy = side == 0, has_mark
         p = acc.positions.get(symbol)
-        pos = Position(min(sr.default_leverage, acc.leverage_cap)) if p is None else <Position>p
-        bq, bv, sq, sv = pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value
+        if p is not None:       # else a position yet to be made: flat, no orders (none is made)
+            pos = <Position>p
+            bq, bv, sq, sv = pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value
+            size, cost, lev = pos.size, pos.cost, pos.leverage
+        # the order's side as it stands now (with the amended order's old terms)
+        if buy:
+            now_lots, now_value = bq, bv
+        else:
+            now_lots, now_value = sq, sv
         if amended:
             reduce_only = amended in self.reduce_only_orders
             if buy:
                 bq, bv = bq - old_qty, bv - old_price * old_qty
             else:
                 sq, sv = sq - old_qty, sv - old_price * old_qty
-        size = pos.size
         if reduce_only:
             room = (-size if buy else size) - (bq if buy else sq)
             if qty > room:
@@ -483,21 +501,19 @@ cdef class MarginCore:
                                    f"(it and the other {'bids' if buy else 'offers'} may reduce "
                                    f"{max(room, 0)} more)")
             return 0
-        # the order's side after it, that side now, and the other side (unchanged)
+        # the order's side after it, and the other side (unchanged)
         if buy:
-            lots, value = bq + qty, bv + price * qty
-            now_lots, now_value, other_lots, other_value = pos.buy_qty, pos.buy_value, sq, sv
+            lots, value, other_lots, other_value = bq + qty, bv + price * qty, sq, sv
         else:
-            lots, value = sq + qty, sv + price * qty
-            now_lots, now_value, other_lots, other_value = pos.sell_qty, pos.sell_value, bq, bv
+            lots, value, other_lots, other_value = sq + qty, sv + price * qty, bq, bv
         mark_obj = sr.prices.mark
         has_mark = mark_obj is not None
         mark = mark_obj if has_mark else 0
-        upt, lev = sr.upt, pos.leverage
+        upt = sr.upt
         if (-size if buy else size) < lots:
             # the side could increase the position (a side that only reduces it never breaks
             # the risk limit, though its price may still add margin: its loss against the mark)
-            worst = worst_notional(pos, upt, mark, has_mark, buy, value)
+            worst = worst_notional(size, cost, upt, mark, has_mark, buy, value)
             cap = sr.tiers.cap_for(lev)
             if worst > cap:
                 return self.refuse(RISK_LIMIT_EXCEEDED,
@@ -537,16 +553,22 @@ cdef class MarginCore:
 
     cdef void forget(self, object order_id, Position pos) except *:
         """A reduce-only order left the book."""
-        del self.reduce_only_orders[order_id]
-        pos.reduce_only.remove(order_id)
+        order = self.reduce_only_orders.pop(order_id)
+        key = (order[0], order[1])
+        ids = self.reduce_only_ids[key]
+        ids.remove(order_id)
+        if not ids:
+            del self.reduce_only_ids[key]
+        pos.reduce_only -= 1
 
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only):
         cdef Position pos = self.position_of(acc, <SymbolRisk>self.symbols[symbol])
         self.add_order(pos, side, price, qty)
-        if reduce_only:
+        if reduce_only:         # its pre-trade check left it room
             self.reduce_only_orders[order_id] = [acc.id, symbol, side, price, qty]
-            pos.reduce_only.append(order_id)    # its pre-trade check left it room
+            self.reduce_only_ids.setdefault((acc.id, symbol), []).append(order_id)
+            pos.reduce_only += 1
         elif pos.reduce_only:
             self.reduce_only_dirty.add((acc.id, symbol))
 
@@ -649,8 +671,9 @@ cdef class MarginCore:
         settle = self.settle
         fee_py = py_int(fee)
         realised_py = py_int(realised)
-        balance = cash[settle] + realised_py - fee_py
-        cash[settle] = balance
-        self.fees[settle] += fee_py
+        if realised:
+            realise(cash, settle, realised_py)
+        move(cash, self.fees, settle, fee_py)
+        balance = cash[settle]
         events.append(_PositionChanged(seq, ts, account, sr.symbol, order_id, pos.size,
                                        pos.cost, realised_py, fee_py, balance))

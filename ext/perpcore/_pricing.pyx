@@ -38,20 +38,29 @@ cdef class PricingCore(Clocked):
 
     cdef bint unmoved(self, state, price) except -1:
         """True, with `price` recorded as the last trade, when publishing after a trade at it would
-        change nothing: the mark does not move with the book, P1 and P2 hold at this time (their
-        cached span), the rule gives the published mark again and the staleness and the rate are
-        those published."""
-        if state.book_moves or state.index is None:
+        change nothing: the mark does not move with the book, the index's staleness and the rate
+        are those published, and the mark is the one published: none without an index (a venue
+        or a replay without one), else the rule's at P1 and P2, which hold at this time (their
+        cached span)."""
+        if state.book_moves:
             return False
-        t = self.exchange.clock
-        if not state.p_from <= t <= state.p_until:
-            return False
-        mark = self.median_mark(state.spec.mark_method, state.index, state.p1, state.p2, price,
-                                None, None)
         old, stale, rate = state.published
-        if mark is None or mark != old or state.index_stale != stale or rate is None \
-                or rate[0] != state.predicted or rate[1] != state.next_funding:
+        if state.index_stale != stale or rate is None or rate[0] != state.predicted \
+                or rate[1] != state.next_funding:
             return False
+        index = state.index
+        if index is None:
+            mark = None
+            if old is not None:
+                return False
+        else:
+            t = self.exchange.clock
+            if not state.p_from <= t <= state.p_until:
+                return False
+            mark = self.median_mark(state.spec.mark_method, index, state.p1, state.p2, price,
+                                    None, None)
+            if mark is None or mark != old:
+                return False
         state.last_trade = price
         state.mark = mark
         return True
