@@ -68,6 +68,7 @@ class MarginCore:
     @property
     def reason(self) -> str: ...
     reduce_only_dirty: set[Any]
+    reduce_only_ids: dict[Any, Any]
     reduce_only_orders: dict[Any, Any]
     settle: str
     symbols: dict[Any, Any]
@@ -111,7 +112,7 @@ class Position:
     cost: int
     funded: int
     leverage: int
-    reduce_only: list[Any]
+    reduce_only: int
     sell_qty: int
     sell_value: int
     size: int
