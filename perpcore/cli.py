@@ -141,12 +141,17 @@ _BENCH_SEED = 1
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--out", "out_dir", default="bench-results", show_default=True,
               type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
-@click.argument("what", required=False, type=click.Choice(["gateway"]))
+@click.argument("what", required=False, type=click.Choice(["gateway", "replication"]))
 def bench(quick: bool, seed: int, as_json: bool, out_dir: str, what: str | None):
     """Latency and throughput of the matching core and the engine, closed and open loop.
-    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`."""
+    `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`.
+    `perpcore bench replication`: the replicated log on a local 3-node JetStream cluster beside
+    the local journal (needs the `replication` extra)."""
     if what == "gateway":
         _bench_gateway(quick, as_json)
+        return
+    if what == "replication":
+        _bench_replication(quick, as_json)
         return
     report, stem = run_bench(quick, seed, out_dir, as_json)
     show_bench(report, stem, as_json)
@@ -206,23 +211,73 @@ def _bench_gateway(quick: bool, as_json: bool) -> None:
     click.echo(loadgen.main_table(rep))
 
 
+def _bench_replication(quick: bool, as_json: bool) -> None:
+    try:
+        from perpcore.replication import bench as replication
+    except ImportError as e:
+        raise click.ClickException(f"perpcore bench replication needs the replication extra "
+                                   f"(pip install 'perpcore[replication]'): {e}") from e
+    console = Console(stderr=True)
+    with console.status("benchmarking the replicated log") as status:
+        rep = replication.run(quick=quick, progress=status.update)
+    click.echo(json.dumps(rep) if as_json else replication.table(rep))
+
+
 @main.group()
 def replay():
-    """Replay a perpcore journal, LOBSTER order flow or Binance captures through the engine."""
+    """Replay a perpcore journal, LOBSTER order flow or Binance captures through the engine.
+
+    lobster and binance take --workers N (a local Dask cluster of N processes) or --scheduler
+    ADDRESS (an existing one): each file or symbol is its own book, replayed as its own task,
+    the results merged in input order and equal to the sequential run's. A journal is one ordered
+    log of one venue: it is replayed in order, never split."""
 
 
-def _replay_run(run, label: str, as_json: bool) -> None:
-    """Runs one replay under a progress bar, prints its summary (tables, or JSON on stdout) and
-    exits with status 1 if a verification disagreed."""
+def _fanout_options(command):
+    """--workers / --scheduler: independent inputs fanned out over Dask (perpcore.fanout)."""
+    command = click.option(
+        "--scheduler", metavar="ADDRESS",
+        help="Fan the inputs out over the Dask cluster whose scheduler listens here (e.g. "
+             "tcp://127.0.0.1:8786); its workers need perpcore and the input files.")(command)
+    return click.option(
+        "--workers", default=0, show_default=True, type=click.IntRange(min=0),
+        help="Fan the independent inputs out over a local Dask cluster of this many worker "
+             "processes (needs the replay extra; 0: one after another in this process). The "
+             "results are the sequential run's, merged in input order.")(command)
+
+
+def _pool(workers: int, scheduler: str | None):
+    """The fan-out pool of --workers / --scheduler (a context manager)."""
+    from perpcore import fanout
+
+    if workers and scheduler:
+        raise click.UsageError("give --workers (a local Dask cluster) or --scheduler (an "
+                               "existing one), not both")
+    if workers or scheduler:
+        try:
+            import distributed  # noqa: F401
+        except ImportError as e:
+            raise click.ClickException(f"--workers and --scheduler need Dask (pip install "
+                                       f"'perpcore[replay]'): {e}") from e
+    return fanout.pool(workers, scheduler)
+
+
+def _replay_run(run, label: str, as_json: bool, workers: int = 0,
+                scheduler: str | None = None) -> None:
+    """Runs one replay (run(progress, pool)) under a progress bar on the pool of --workers /
+    --scheduler, prints its summary (tables, or JSON on stdout) and exits with status 1 if a
+    verification disagreed."""
     import sys
 
     from perpcore import replay as rp
 
     # when piped there is no terminal width to respect: do not squeeze the tables to 80
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 160)
-    with Progress(console=console, transient=True, disable=as_json) as progress:
+    with _pool(workers, scheduler) as pool, \
+            Progress(console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task(label, total=None)
-        summary = run(lambda done, total: progress.update(task, completed=done, total=total))
+        summary = run(lambda done, total: progress.update(task, completed=done, total=total),
+                      pool)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), default=str))
     else:
@@ -252,13 +307,22 @@ def _state_hash(ctx: click.Context, param: click.Parameter, value: str | None) -
 @_config_option
 @_events_option
 @_json_option
+@click.option("--workers", type=int, default=None, hidden=True)
+@click.option("--scheduler", default=None, hidden=True)
 def replay_journal(path: str, verify: bool, expect_hash: str | None, config,
-                   events_path: str | None, as_json: bool):
+                   events_path: str | None, as_json: bool, workers: int | None,
+                   scheduler: str | None):
     """Replay a store directory (snapshots + journal) or one journal file, reproducing every
-    event and the final state hash."""
+    event and the final state hash. A journal is one ordered log: replayed in order on one
+    engine, never split across workers (--workers is for lobster, binance and stress)."""
     from perpcore import replay as rp
 
-    _replay_run(lambda progress: rp.replay_journal(path, config, verify=verify,
+    if workers is not None or scheduler is not None:
+        raise click.ClickException("a journal is one ordered log of one venue: its commands are "
+                                   "replayed in order on one engine, never split across workers "
+                                   "(--workers and --scheduler fan out lobster files, binance "
+                                   "symbols and stress shocks)")
+    _replay_run(lambda progress, pool: rp.replay_journal(path, config, verify=verify,
                                                    expect_hash=expect_hash,
                                                    events_path=events_path, progress=progress),
                 "replaying journal", as_json)
@@ -270,15 +334,18 @@ def replay_journal(path: str, verify: bool, expect_hash: str | None, config,
               help="Ignore the orderbook files (replay from the messages alone).")
 @_events_option
 @_json_option
+@_fanout_options
 def replay_lobster(paths: tuple[str, ...], no_orderbook: bool, events_path: str | None,
-                   as_json: bool):
-    """Replay LOBSTER message files (or the directories holding them) as order flow."""
+                   as_json: bool, workers: int, scheduler: str | None):
+    """Replay LOBSTER message files (or the directories holding them) as order flow, each file
+    through its own book."""
     from perpcore import replay as rp
 
-    _replay_run(lambda progress: rp.replay_lobster(paths, events_path=events_path,
-                                                   progress=progress,
-                                                   use_orderbook=not no_orderbook),
-                "replaying LOBSTER", as_json)
+    _replay_run(lambda progress, pool: rp.replay_lobster(paths, events_path=events_path,
+                                                         progress=progress,
+                                                         use_orderbook=not no_orderbook,
+                                                         pool=pool),
+                "replaying LOBSTER", as_json, workers, scheduler)
 
 
 # a fall of 100% leaves no price; a rise beyond tenfold is no longer a shock but a different market
@@ -323,9 +390,12 @@ class _Shocks(click.ParamType):
                    "--config file), so that runs with different options keep their own files.")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_fanout_options
 def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, int, int],
-           flash: int, path_steps: int, out_dir: str, config, as_json: bool):
-    """Price shocks on a venue state: liquidations, volume closed, insurance fund, ADL, losses."""
+           flash: int, path_steps: int, out_dir: str, config, as_json: bool, workers: int,
+           scheduler: str | None):
+    """Price shocks on a venue state: liquidations, volume closed, insurance fund, ADL, losses.
+    Each shock starts from the same state: --workers / --scheduler run them as Dask tasks."""
     import sys
     from pathlib import Path
 
@@ -343,7 +413,10 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, i
         else:
             ex = st.population(accounts=accounts, seed=seed, config=config)
             source = f"generated population of {accounts:,} accounts, seed {seed}"
-        report = st.run(ex, source, paths, progress=lambda name: status.update(f"shock {name}"))
+        status.update(f"{len(paths)} shocks")
+        with _pool(workers, scheduler) as pool:
+            report = st.run(ex, source, paths, pool=pool, progress=lambda done, total:
+                            status.update(f"shocks: {done} of {total} done"))
     stem = Path(out_dir) / ((f"stress-sim{sim_steps}" if sim_steps is not None
                              else f"stress-{accounts}") + f"-seed{seed}-shocks{low}to{high}by{step}"
                             f"-flash{flash}-steps{path_steps}" + _venue_suffix())
@@ -376,14 +449,17 @@ def _venue_suffix() -> str:
                    "(btcusdt_20240808.png), so that the plots of different captures do not "
                    "overwrite each other.")
 @_json_option
-def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_json: bool):
+@_fanout_options
+def replay_binance(data_dir: str, symbols: tuple[str, ...], plots_dir: str, as_json: bool,
+                   workers: int, scheduler: str | None):
     """Replay Binance USDⓈ-M captures (DATA_DIR holds usdm/ and spot/): the rebuilt book against
-    bookTicker, and mark, index, premium and predicted funding through the window."""
+    bookTicker, and mark, index, premium and predicted funding through the window; each symbol
+    through its own book."""
     from perpcore import replay as rp
 
-    _replay_run(lambda progress: rp.replay_binance(data_dir, symbols, plots_dir=plots_dir,
-                                                   progress=progress),
-                "replaying Binance captures", as_json)
+    _replay_run(lambda progress, pool: rp.replay_binance(data_dir, symbols, plots_dir=plots_dir,
+                                                         progress=progress, pool=pool),
+                "replaying Binance captures", as_json, workers, scheduler)
 
 
 @main.group()
@@ -532,11 +608,19 @@ def _segments_of_another_venue(directory: str, config) -> list[str]:
               "the read models (0: never), which bound the replay at start.")
 @click.option("--demo", is_flag=True,
               help="Simulated index feeds and a market maker; prints a trader's API key.")
+@click.option("--replicate", metavar="URL", default=None,
+              help="Be the sequencer of a replicated venue: NATS URL(s) of the JetStream "
+                   "cluster (nats://h1:4222,nats://h2:4222) holding its log (needs the "
+                   "`replication` extra; docs/replication.md).")
+@click.option("--stream", default="perpcore", show_default=True,
+              help="The venue's JetStream stream (with --replicate).")
 @_config_option
 def serve(directory: str, host: str, port: int, sync: str, admin_token: str | None,
-          weight_per_minute: int, checkpoint_every: int, demo: bool, config):
+          weight_per_minute: int, checkpoint_every: int, demo: bool, replicate: str | None,
+          stream: str, config):
     """Serve the venue in store DIRECTORY over a Binance USDⓈ-M-compatible REST API (needs the
-    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly."""
+    `gateway` extra). Stops on SIGINT or SIGTERM, closing the store cleanly; with --replicate,
+    also when the log stops it (another writer took it over: exit status 3)."""
     import asyncio
     import signal
     import sys
@@ -549,7 +633,8 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
 
     async def run():
         venue = Venue(directory, config, sync=sync, admin_token=admin_token,
-                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every)
+                      weight_per_minute=weight_per_minute, checkpoint_every=checkpoint_every,
+                      replicate=replicate, stream=stream)
         bound = await venue.start(host, port)
         click.echo(f"perpcore serving {directory} on http://{host}:{bound}")
         feed = None
@@ -565,12 +650,17 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if venue.log is not None:       # fenced or unavailable: stop at once, saying why
+            venue.log.failed.add_done_callback(lambda _: loop.call_soon_threadsafe(stop.set))
         try:
             await stop.wait()
         finally:
             if feed is not None:
                 await feed.stop()
             await venue.stop()
+        if venue.log is not None and venue.log.failed.done():
+            click.echo(f"perpcore serve stopped: {venue.log.failed.exception()}", err=True)
+            sys.exit(3)
 
     try:
         import uvloop       # when installed: the event loop's own cost per request falls by half
@@ -578,3 +668,56 @@ def serve(directory: str, host: str, port: int, sync: str, admin_token: str | No
         asyncio.run(run())
     else:
         uvloop.run(run())
+
+
+@main.command()
+@click.option("--nats", "url", required=True, metavar="URL",
+              help="NATS URL(s) of the JetStream cluster holding the venue's log.")
+@click.option("--store", "directory", required=True, type=click.Path(file_okay=False),
+              help="The replica's own store (created if new; promote it with `serve`).")
+@click.option("--stream", default="perpcore", show_default=True, help="The venue's stream.")
+@click.option("--name", default=None, help="The replica's name in its checkpoints "
+              "(default: the store's directory name).")
+@click.option("--snapshot-every", default=100_000, show_default=True,
+              type=click.IntRange(min=1), help="Commands between the replica's snapshots.")
+@click.option("--sync", type=click.Choice(["group", "always", "none"]), default="group",
+              show_default=True, help="The replica's own journal durability.")
+@_config_option
+def replica(url: str, directory: str, stream: str, name: str | None, snapshot_every: int,
+            sync: str, config):
+    """Follow a replicated venue's log into a store of its own: apply every command in order,
+    snapshot periodically, publish (seq, state_hash) checkpoints on <stream>.checkpoints. Halts
+    (exit status 2) rather than diverge from the sequencer; stops on SIGINT or SIGTERM."""
+    import asyncio
+    import signal
+    import sys
+    from pathlib import Path
+
+    try:
+        from perpcore.replication.replica import Replica, ReplicaHalted
+    except ImportError as e:
+        raise click.ClickException(f"perpcore replica needs the replication extra "
+                                   f"(pip install 'perpcore[replication]'): {e}") from e
+
+    async def run() -> str | None:
+        node = Replica(directory, config, url, stream, name or Path(directory).name,
+                       snapshot_every=snapshot_every, sync=sync)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, node.stop)
+        click.echo(f"replica {node.name} following {stream} from entry "
+                   f"{node.started_from.entry_seq} (command {node.ex.seq})")
+        sys.stdout.flush()
+        try:
+            seq = await node.run()
+        except ReplicaHalted as e:
+            return str(e)
+        finally:
+            await node.close()
+        click.echo(f"replica {node.name} stopped at command {seq}")
+        return None
+
+    halted = asyncio.run(run())
+    if halted:
+        click.echo(halted, err=True)
+        sys.exit(2)

@@ -11,11 +11,16 @@ the engine, with a progress bar, a summary table (or JSON) and an optional event
   book and runs the pricing layer); agreement with bookTicker per symbol, and a PNG per symbol
   (mid, mark, index; premium index and predicted funding).
 
+LOBSTER files and Binance symbols are independent inputs (each its own book): each is one task
+(lobster_file, binance_symbol) that a pool (perpcore.fanout) runs here in order or fans out over
+a Dask cluster, the results merged in input order. A journal is one ordered log: never split.
+
 The event file is JSON lines, one event per line as msgspec encodes it (an array, the event's
 type first), decodable with msgspec.json.Decoder(perpcore.messages.Events).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from typing import Callable
 
 import msgspec
 
+from perpcore import fanout
 from perpcore import journal as jr
 from perpcore import messages as m
 from perpcore import snapshot as sn
@@ -47,10 +53,12 @@ class Summary:
     messages: int = 0
     trades: int = 0
     elapsed_s: float = 0.0
-    state_hash: str = ""
+    state_hash: str = ""        # several inputs: fanout.combined_hash of theirs, in input order
     figures: dict[str, object] = field(default_factory=dict)   # label -> value, in table order
     checks: list[Check] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)            # per input file, where several
+    ran_on: str = "sequential (this process)"
+    wall_s: float = 0.0         # the whole run, reading included; elapsed_s sums the inputs'
 
     @property
     def ok(self) -> bool:
@@ -65,7 +73,16 @@ class Summary:
                 "trades": self.trades, "elapsed_s": self.elapsed_s,
                 "messages_per_s": self.throughput, "state_hash": self.state_hash,
                 "figures": self.figures, "files": self.files,
-                "checks": [vars(c) for c in self.checks], "ok": self.ok}
+                "checks": [vars(c) for c in self.checks], "ok": self.ok,
+                "ran_on": self.ran_on, "wall_s": self.wall_s}
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def json_lines(events) -> bytes:
+    """Events as the event file holds them: one JSON array a line."""
+    return b"".join(_encode_json(e) + b"\n" for e in events)
 
 
 class EventWriter:
@@ -73,11 +90,14 @@ class EventWriter:
 
     def __init__(self, path: str | Path | None):
         self._file = open(path, "wb") if path else None
-        self._encode = msgspec.json.Encoder().encode
 
     def write(self, events) -> None:
         if self._file is not None and events:
-            self._file.write(b"".join(self._encode(e) + b"\n" for e in events))
+            self._file.write(json_lines(events))
+
+    def write_lines(self, lines: bytes) -> None:
+        if self._file is not None:
+            self._file.write(lines)
 
     def close(self) -> None:
         if self._file is not None:
@@ -195,46 +215,68 @@ def lobster_inputs(paths) -> list[Path]:
     return out
 
 
-def replay_lobster(paths, events_path: str | Path | None = None, progress: Progress | None = None,
-                   use_orderbook: bool = True) -> Summary:
+class Replayed(msgspec.Struct, frozen=True):
+    """One independent input's replay, as its task returns it: what the replay found (no wall
+    clock in it), the input's state hash and, when asked for, its events as JSON lines."""
+    source: str
+    state_hash: str
+    figures: dict
+    events: bytes = b""
+    detail: object = None           # binance: the replay's series, for its plot
+
+
+def lobster_file(path: str, use_orderbook: bool = True, events: bool = False) -> Replayed:
+    """The task of one LOBSTER message file: its own book from empty; the state hash is the
+    final book's."""
     # market data replays read their files with numpy (the cli extra); a journal replay does not
     from perpcore import lobster as lb
 
+    symbol = Path(path).name.split("_", 1)[0]
+    trades: list[m.OrderFilled] = []
+
+    def on_trade(ts, index, taker_side, fill):
+        # one event per engine trade; its seq is the message's place in the file
+        trades.append(m.OrderFilled(index + 1, ts, symbol, fill[5], fill[6], m.Side(taker_side),
+                                    fill[1], fill[2], fill[3], fill[4], fill[7], fill[8]))
+
+    report = lb.replay_file(path, on_trade if events else None, compare_orderbook=use_orderbook)
+    figures = report.as_dict()
+    del figures["elapsed_s"], figures["messages_per_s"]     # timed by the pool, beside it
+    return Replayed(str(path), report.book_hash, figures, json_lines(trades))
+
+
+def _merged_hash(done: list[fanout.Done]) -> str:
+    hashes = [d.result.state_hash for d in done]
+    return hashes[0] if len(hashes) == 1 else fanout.combined_hash(hashes)
+
+
+def replay_lobster(paths, events_path: str | Path | None = None, progress: Progress | None = None,
+                   use_orderbook: bool = True, pool=None) -> Summary:
+    """Every message file through its own book (a task each, on `pool`: fanout.Sequential by
+    default), merged in input order."""
     files = lobster_inputs(paths)
     if not files:
         raise FileNotFoundError(f"no LOBSTER message files (*_message_*.csv) in "
                                 f"{', '.join(map(str, paths))}")
-    loaded = [(f, lb.read_messages(f)) for f in files]
-    total = sum(len(msgs) for _, msgs in loaded)
-    summary = Summary("lobster", ", ".join(str(f) for f in files))
-    done = 0
+    pool = pool or fanout.Sequential()
+    summary = Summary("lobster", ", ".join(str(f) for f in files), ran_on=pool.description)
+    started = time.perf_counter()
+    done = pool.map(lobster_file, [(str(f),) for f in files], progress=progress,
+                    use_orderbook=use_orderbook, events=events_path is not None)
+    summary.wall_s = time.perf_counter() - started
     with EventWriter(events_path) as writer:
-        for f, msgs in loaded:
-            symbol = f.name.split("_", 1)[0]
-            orderbook = None
-            if use_orderbook and (ob := lb.orderbook_for(f)) is not None:
-                orderbook = lb.read_orderbook(ob)
-
-            def on_trade(ts, index, taker_side, fill, symbol=symbol):
-                # one event per engine trade; its seq is the message's place in the file
-                writer.write([m.OrderFilled(index + 1, ts, symbol, fill[5], fill[6],
-                                            m.Side(taker_side), fill[1], fill[2], fill[3],
-                                            fill[4], fill[7], fill[8])])
-
-            base = done
-            report = lb.LobsterReplay(on_trade).run(
-                msgs, lb.LobsterReport(str(f), lb.level_of(f)), orderbook,
-                None if progress is None else (lambda i, base=base: progress(base + i, total)))
-            done += len(msgs)
-            summary.files.append(report.as_dict())
-            summary.messages += report.messages
-            summary.trades += report.engine_trades
-            summary.elapsed_s += report.elapsed_s
-    if progress is not None:
-        progress(total, total)
+        for d in done:
+            writer.write_lines(d.result.events)
+            entry = {**d.result.figures, "elapsed_s": d.elapsed_s,
+                     "messages_per_s": d.result.figures["messages"] / d.elapsed_s
+                     if d.elapsed_s else 0.0}
+            summary.files.append(entry)
+            summary.messages += entry["messages"]
+            summary.trades += entry["engine_trades"]
+            summary.elapsed_s += d.elapsed_s
     visible = sum(r["visible_executions"] for r in summary.files)
     reproduced = sum(r["reproduced"] for r in summary.files)
-    summary.state_hash = summary.files[-1]["book_hash"] if len(files) == 1 else ""
+    summary.state_hash = _merged_hash(done)
     summary.figures = {
         "visible executions": visible,
         "reproduced (same order, same size)": f"{reproduced:,} ({reproduced / visible:.2%})"
@@ -254,10 +296,36 @@ def binance_symbols(data_dir: str | Path) -> list[str]:
                   if (data_dir / "spot" / p.name).exists())
 
 
+def _series_hash(r) -> str:
+    """The digest of a Binance replay: its per-second series and its counts (the capture drives
+    a book and the pricing layer, not an Exchange, so this stands for its state hash)."""
+    h = hashlib.blake2b(digest_size=32)
+    for series in (r.time_ns, r.index, r.mark, r.mid, r.last_trade, r.premium, r.funding_rate):
+        h.update(series.tobytes())
+    a = r.agreement
+    h.update(msgspec.msgpack.encode([a.tickers, a.compared, a.prices_agree, a.agree,
+                                     r.diffs_applied, r.gaps, r.spot_trades, r.perp_trades,
+                                     r.next_funding_ns]))
+    return h.hexdigest()
+
+
+def binance_symbol(data_dir: str, symbol: str) -> Replayed:
+    """The task of one symbol's USDⓈ-M and spot captures: its own book and pricing layer."""
+    from perpcore import binance as bn
+
+    usdm, spot = bn.capture_paths(Path(data_dir), symbol)
+    r = bn.replay(usdm, spot, symbol)
+    used = r.diffs_applied + r.agreement.tickers + r.spot_trades + r.perp_trades
+    figures = {"symbol": symbol, "messages used": used, "agreement": r.agreement.ratio,
+               "price_agreement": r.agreement.price_ratio, **r.figures}
+    return Replayed(str(usdm), _series_hash(r), figures, detail=r)
+
+
 def replay_binance(data_dir: str | Path, symbols=None, plots_dir: str | Path | None = None,
-                   progress: Progress | None = None) -> Summary:
+                   progress: Progress | None = None, pool=None) -> Summary:
     """Each symbol's USDⓈ-M capture through the rebuilt book and the pricing layer, with the spot
-    capture as the index source (perpcore.binance); a PNG per symbol in plots_dir."""
+    capture as the index source (perpcore.binance; a task each, on `pool`); a PNG per symbol in
+    plots_dir."""
     from perpcore import binance as bn
 
     data_dir = Path(data_dir)
@@ -265,29 +333,27 @@ def replay_binance(data_dir: str | Path, symbols=None, plots_dir: str | Path | N
     if not symbols:
         raise FileNotFoundError(f"no Binance captures under {data_dir} (expected "
                                 f"usdm/<symbol>_<date>.gz, each with the same file in spot/)")
-    summary = Summary("binance", str(data_dir))
+    pool = pool or fanout.Sequential()
+    summary = Summary("binance", str(data_dir), ran_on=pool.description)
     if plots_dir is not None:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
-    for i, symbol in enumerate(symbols):
-        if progress is not None:
-            progress(i, len(symbols))
-        started = time.perf_counter()
-        usdm, spot = bn.capture_paths(data_dir, symbol)
-        r = bn.replay(usdm, spot, symbol)
-        elapsed = time.perf_counter() - started
-        used = r.diffs_applied + r.agreement.tickers + r.spot_trades + r.perp_trades
-        entry = {"symbol": symbol, "messages used": used, "elapsed_s": elapsed,
-                 "agreement": r.agreement.ratio, "price_agreement": r.agreement.price_ratio,
-                 **r.figures}
+    started = time.perf_counter()
+    done = pool.map(binance_symbol, [(str(data_dir), symbol) for symbol in symbols],
+                    progress=progress)
+    summary.wall_s = time.perf_counter() - started
+    for d in done:
+        figures = dict(d.result.figures)
+        entry = {"symbol": figures.pop("symbol"), "messages used": figures.pop("messages used"),
+                 "elapsed_s": d.elapsed_s, **figures, "state_hash": d.result.state_hash}
         if plots_dir is not None:
             # named after the capture: another day's capture of the symbol keeps its own plot
-            entry["plot"] = str(bn.plot(r, Path(plots_dir) / f"{usdm.name.split('.')[0]}.png"))
+            stem = Path(d.result.source).name.split(".")[0]
+            entry["plot"] = str(bn.plot(d.result.detail, Path(plots_dir) / f"{stem}.png"))
         summary.files.append(entry)
-        summary.messages += used
-        summary.trades += r.perp_trades
-        summary.elapsed_s += elapsed
-    if progress is not None:
-        progress(len(symbols), len(symbols))
+        summary.messages += entry["messages used"]
+        summary.trades += d.result.detail.perp_trades
+        summary.elapsed_s += d.elapsed_s
+    summary.state_hash = _merged_hash(done)
     compared = sum(int(f["bookTicker compared"].split()[0]) for f in summary.files)
     summary.figures = {
         "bookTicker messages compared": compared,
@@ -322,6 +388,10 @@ LOBSTER_COLUMNS = (
     ("top_price_agreement", "top of book agrees with the file (price)"),
     ("messages_per_s", "messages/s"), ("elapsed_s", "seconds"), ("book_hash", "final book hash"),
 )
+
+
+_HASH_LABELS = {"journal": "final state hash", "lobster": "final state hash (book)",
+                "binance": "replay digest (series and counts)"}
 
 
 def render(summary: Summary, console) -> None:
@@ -364,10 +434,15 @@ def render(summary: Summary, console) -> None:
     table.add_row("trades", _fmt(summary.trades))
     table.add_row("throughput", f"{summary.throughput:,.0f} messages/s")
     table.add_row("elapsed", f"{summary.elapsed_s:.3f} s")
+    if summary.kind != "journal":
+        table.add_row("ran on", summary.ran_on)
+        table.add_row("wall time", f"{summary.wall_s:.3f} s")
     for label, value in summary.figures.items():
         table.add_row(label, _fmt(value))
     if summary.state_hash:
-        table.add_row("final state hash", summary.state_hash)
+        table.add_row(_HASH_LABELS[summary.kind] if len(summary.files) < 2 else
+                      f"state hash (of the {len(summary.files)} inputs' hashes, in order)",
+                      summary.state_hash)
     for check in summary.checks:
         table.add_row(f"verify: {check.name}", ("[green]agrees[/]" if check.ok else
                                                 "[red]DIFFERS[/]") + f" ({check.detail})")

@@ -18,10 +18,17 @@ queue run after the commands queued before them are committed, so a query never 
 crash could lose. The runner stamps the wall clock into commands that carry no time (ts 0), on
 the engine thread just before they are sequenced: the journal holds the stamped command, so a
 replay needs no clock.
+
+With a `durable_log` (the sequencer of a replicated venue, perpcore.replication.log.SequencerLog)
+each batch's sequenced commands, as stamped, are handed to it after the local journal's commit,
+and nobody hears of the batch (callers, listeners, queries) until the log has acknowledged it; a
+log that fails (fenced by another writer, or unavailable) fails those callers and every later
+command, like a failed journal.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 import time
@@ -37,7 +44,8 @@ _replace = msgspec.structs.replace
 
 
 class RunnerError(Exception):
-    """The runner cannot acknowledge a command: its journal failed, or it is stopped."""
+    """The runner cannot acknowledge a command: its journal (or durable log) failed, or it is
+    stopped."""
 
 
 class Subscription:
@@ -95,10 +103,13 @@ class EngineRunner:
     `listeners` are called on the event loop with each list of durable events before the callers
     whose commands made them are answered (read models that a caller's next request reads);
     `engine_listeners` are called on the engine thread as fn(exchange, events) right after the
-    commit, the state still exactly the one those events leave (book diffs, say)."""
+    commit, the state still exactly the one those events leave (book diffs, say).
+    `durable_log`: an object whose append(records, exchange) takes the batch's [(seq, command)]
+    on the engine thread and returns a concurrent Future resolved once they are durable there
+    (see the module doc)."""
 
     def __init__(self, engine, *, stamp_time: bool = True, max_batch: int = 4096,
-                 clock: Callable[[], int] = time.time_ns):
+                 clock: Callable[[], int] = time.time_ns, durable_log=None):
         self.engine = engine
         self.journaled = hasattr(engine, "flush")
         self.exchange = engine.ex if self.journaled else engine
@@ -109,12 +120,17 @@ class EngineRunner:
         self.commit_hooks: list[Callable[[], None]] = []
         self.listeners: list[Callable[[list], None]] = []
         self.engine_listeners: list[Callable[[Any, list], None]] = []
+        self.durable_log = durable_log
+        self._sequenced: list = []          # this batch's (seq, command), for the durable log
+        self._logged: concurrent.futures.Future | None = None   # its last append
+        self._stop_future: asyncio.Future | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()    # lists of items
         self._outbox: list = []             # this turn of the event loop's items
         self._subscribers: set[Subscription] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._failed_in = "journal"         # or "replicated log"
         # counters for benchmarks (where the time goes): written by the engine thread only
         self.batches = 0
         self.commands = 0
@@ -226,7 +242,8 @@ class EngineRunner:
         for kind, payload, fut in batch:
             if kind == _COMMAND:
                 if self._failure is not None:
-                    answers.append((fut, RunnerError(f"journal failed: {self._failure}"), True))
+                    answers.append((fut, RunnerError(f"{self._failed_in} failed: "
+                                                     f"{self._failure}"), True))
                 else:
                     self._apply(payload, fut, pending, released)
                 continue
@@ -246,10 +263,14 @@ class EngineRunner:
                     result = e
                 answers.append((on_loop, result, None))
             else:
+                self._stop_future = fut
                 answers.append((fut, None, False))
                 running = False
         self._commit(pending, released, answers)
-        self._loop.call_soon_threadsafe(self._deliver, answers)
+        if self._logged is None:
+            self._loop.call_soon_threadsafe(self._deliver, answers)
+        else:       # (appends complete in order: so are the batches answered)
+            self._logged.add_done_callback(lambda logged: self._deliver_logged(logged, answers))
         return running
 
     def _apply(self, cmd, fut, pending: list, released: list) -> None:
@@ -266,7 +287,10 @@ class EngineRunner:
         self.commands += 1
         if ex.seq == before:                    # refused before sequencing: its answer is `out`
             pending.append((fut, out))
-        elif self.journaled:                    # `out` is whatever became durable meanwhile
+            return
+        if self.durable_log is not None:
+            self._sequenced.append((ex.seq, cmd))
+        if self.journaled:                      # `out` is whatever became durable meanwhile
             released.extend(out)
             pending.append((fut, ex.seq))
         else:
@@ -281,9 +305,12 @@ class EngineRunner:
         ex = self.exchange
         while now - ex.clock > self._max_step:
             before = ex.seq
-            out = self.engine.submit(m.AdvanceClock(ts=ex.clock + self._max_step))
+            cmd = m.AdvanceClock(ts=ex.clock + self._max_step)
+            out = self.engine.submit(cmd)
             if ex.seq == before:        # refused unsequenced (a halted engine): stop trying
                 return
+            if self.durable_log is not None:
+                self._sequenced.append((ex.seq, cmd))
             released.extend(out)
 
     def _commit(self, pending: list, released: list, answers: list) -> None:
@@ -295,6 +322,9 @@ class EngineRunner:
                 hook()
             if self.journaled:
                 released.extend(self.engine.flush())
+            if self._sequenced:
+                self._logged = self.durable_log.append(self._sequenced, self.exchange)
+                self._sequenced = []
         except Exception as e:          # a failed journal: nothing in this batch is acknowledged
             self._failure = e
             for fut, _ in pending:
@@ -311,6 +341,21 @@ class EngineRunner:
                 by_seq.setdefault(ev.seq, []).append(ev)
         for fut, own in pending:
             answers.append((fut, by_seq.get(own, []) if type(own) is int else own, False))
+
+    def _deliver_logged(self, logged: concurrent.futures.Future, answers: list) -> None:
+        """Hands a batch's answers to the event loop once the durable log holds its commands;
+        if it failed, the batch's callers (and every later one) get the failure instead and its
+        events go to nobody: they are not durable where it matters."""
+        error = logged.exception()
+        if error is not None:
+            self._failed_in = "replicated log"
+            self._failure = error
+            failure = RunnerError(f"replicated log failed: {error}")
+            answers = [(fut, result, is_error) if fut is self._stop_future
+                       else (fut, error, None) if is_error is None
+                       else (fut, failure, True) for fut, result, is_error in answers
+                       if fut is not None]
+        self._loop.call_soon_threadsafe(self._deliver, answers)
 
     def _deliver(self, answers: list) -> None:
         """On the event loop: resolves the futures and feeds the subscribers."""
@@ -332,5 +377,5 @@ class EngineRunner:
 
     @property
     def failed(self) -> BaseException | None:
-        """The journal failure that stopped acknowledgements, if any."""
+        """The journal (or durable log) failure that stopped acknowledgements, if any."""
         return self._failure

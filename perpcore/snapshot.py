@@ -4,7 +4,9 @@ A snapshot file holds Exchange.snapshot() (books, accounts, every component's st
 sequence number; its state bytes carry their own checksum and the state hash, which
 Exchange.restore() checks) behind a small header: magic, CRC32, length, the sequence number it
 covers, the state hash it must restore to, and the journal's chain value at that sequence number
-(the CRC of its record, which the journal after it continues). It is written to a temporary file,
+(the CRC of its record, which the journal after it continues), and the position in a replicated
+log (perpcore.replication) that state is at, `LogPosition` (the older format without it still
+loads, at position (0, 0)). It is written to a temporary file,
 fsynced, renamed over its final name and the directory fsynced, so a crash leaves either the whole
 snapshot or none; a full disk is a SnapshotError and leaves no temporary file behind.
 
@@ -60,9 +62,12 @@ from perpcore.config import VenueConfig
 from perpcore.errors import Halt
 from perpcore.exchange import Exchange, config_digest
 
-MAGIC = b"PCSNAP02"
-# magic, CRC32 of the rest, length, seq, state hash, the journal's chain value at seq
-_HEADER = struct.Struct("<8sIQQ32sI")
+MAGIC = b"PCSNAP03"
+# magic, CRC32 of the rest, length, seq, state hash, the journal's chain value at seq, the
+# replicated log's position (entry, offset)
+_HEADER = struct.Struct("<8sIQQ32sIQQ")
+_MAGIC_V2 = b"PCSNAP02"                     # before the log position: still read
+_HEADER_V2 = struct.Struct("<8sIQQ32sI")
 _SNAPSHOT = re.compile(r"snapshot-(\d{20})\.pcs")
 _SEGMENT = re.compile(r"journal-(\d{20})\.pcj")
 MANIFEST = "MANIFEST.pcm"
@@ -99,14 +104,25 @@ class _Recorded(msgspec.Struct):
     state_hash: str
 
 
-def write_snapshot(directory: str | os.PathLike, ex: Exchange, chain: int = 0) -> Path:
+class LogPosition(msgspec.Struct, frozen=True):
+    """A position in the replicated command log (perpcore.replication.log): the stream sequence
+    of the entry holding the last applied command, and how many of that entry's commands are
+    applied. (0, 0): before the first entry (or a store that never followed a log)."""
+    entry_seq: int = 0
+    offset: int = 0
+
+
+def write_snapshot(directory: str | os.PathLike, ex: Exchange, chain: int = 0,
+                   log_position: LogPosition | None = None) -> Path:
     """Writes ex's state as the snapshot of its current sequence number, atomically; `chain` is
-    the journal's chain value at that sequence number. A full disk raises SnapshotError and
-    leaves nothing behind."""
+    the journal's chain value at that sequence number, `log_position` the replicated log's
+    position of that state. A full disk raises SnapshotError and leaves nothing behind."""
     directory = Path(directory)
     data = ex.snapshot()
     state_hash = msgspec.msgpack.decode(data, type=_Recorded).state_hash
-    rest = struct.pack("<QQ32sI", len(data), ex.seq, bytes.fromhex(state_hash), chain) + data
+    log = log_position or LogPosition()
+    rest = struct.pack("<QQ32sIQQ", len(data), ex.seq, bytes.fromhex(state_hash), chain,
+                       log.entry_seq, log.offset) + data
     final = directory / snapshot_name(ex.seq)
     try:
         _write_atomically(final, MAGIC + struct.pack("<I", zlib.crc32(rest)) + rest)
@@ -123,17 +139,20 @@ class SnapshotInfo(msgspec.Struct, frozen=True):
     seq: int
     state_hash: str
     chain: int = 0              # the journal's chain value at seq
+    log_position: LogPosition = msgspec.field(default_factory=LogPosition)
 
 
 def read_snapshot(path: str | os.PathLike) -> tuple[SnapshotInfo, bytes]:
     """(info, Exchange.snapshot() bytes) of a snapshot file, after checking its CRC and length."""
     blob = Path(path).read_bytes()
-    if len(blob) < _HEADER.size or blob[:8] != MAGIC:
+    header = {MAGIC: _HEADER, _MAGIC_V2: _HEADER_V2}.get(blob[:8])
+    if header is None or len(blob) < header.size:
         raise SnapshotError(f"{path}: not a perpcore snapshot (of this format)")
-    magic, crc, length, seq, digest, chain = _HEADER.unpack_from(blob)
-    if zlib.crc32(memoryview(blob)[12:]) != crc or len(blob) != _HEADER.size + length:
+    magic, crc, length, seq, digest, chain, *log = header.unpack_from(blob)
+    if zlib.crc32(memoryview(blob)[12:]) != crc or len(blob) != header.size + length:
         raise SnapshotError(f"{path}: damaged (CRC or length mismatch)")
-    return SnapshotInfo(str(path), seq, digest.hex(), chain), blob[_HEADER.size:]
+    return (SnapshotInfo(str(path), seq, digest.hex(), chain, LogPosition(*log)),
+            blob[header.size:])
 
 
 def load_snapshot(path: str | os.PathLike, config: VenueConfig) -> Exchange:
@@ -199,6 +218,8 @@ class RecoveryReport(msgspec.Struct):
     torn_tail: jr.TailReport | None = None  # the newest segment's torn tail, if it had one
     removed_temp_files: list[str] = []
     halted: Halt | None = None      # the engine's fail-stop after replay (Exchange.halted), if any
+    # the replicated log's position of the snapshot recovery started from
+    log_position: LogPosition = msgspec.field(default_factory=LogPosition)
 
 
 def list_snapshots(directory: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -293,6 +314,7 @@ def _start(directory: Path, config: VenueConfig, report: RecoveryReport
             report.skipped_snapshots.append(str(e))
             continue
         report.snapshot, report.snapshot_seq = path.name, seq
+        report.log_position = info.log_position
         return ex, info.chain
     return Exchange(config), 0
 
@@ -578,17 +600,17 @@ class Store:
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
-    def checkpoint(self) -> tuple[Path, list]:
-        """Commits the journal, snapshots the state, starts a new journal segment and prunes what
-        the `keep` newest snapshots no longer need. Returns (snapshot path, events released by
-        the commit)."""
+    def checkpoint(self, log_position: LogPosition | None = None) -> tuple[Path, list]:
+        """Commits the journal, snapshots the state (at `log_position` in a replicated log),
+        starts a new journal segment and prunes what the `keep` newest snapshots no longer need.
+        Returns (snapshot path, events released by the commit)."""
         engine = self.engine
         if engine.ex.halted is not None:
             raise SnapshotError(f"no checkpoint of a halted engine (its state may be "
                                 f"half-applied): {engine.ex.halted.cause}")
         released = engine.flush()
         old = engine.journal
-        path = write_snapshot(self.dir, engine.ex, old.chain)
+        path = write_snapshot(self.dir, engine.ex, old.chain, log_position)
         if old.last_seq >= old.first_seq:           # else the segment starts here already
             journal = jr.Journal(self.dir / segment_name(engine.ex.seq + 1), self.digest,
                                  engine.ex.seq + 1, old.chain, **self.journal_options)

@@ -15,9 +15,10 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
+from perpcore import fanout
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, VenueConfig, default_config, rate_to_decimal
 from perpcore.exchange import Exchange
@@ -31,6 +32,7 @@ MAKERS = 10                             # market makers to begin with; more join
 MAX_MAKERS = 999                        # accounts 1-999; the traders are 1,000 on
 MAKER_LIMIT = 80                        # percent of its risk limit a maker may use
 FIRST_TRADER = 1_000
+CENT = Decimal("0.01")
 
 
 @dataclass
@@ -59,7 +61,7 @@ class ShockResult:
     adl_notional: str = "0"
     socialized: str = "0"
     collateral_sales: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0              # the shock's wall time, set by run() beside its result
     book_notional: str = "0"
     surplus_to_fund: str = "0"          # liquidation fees out of fills better than bankruptcy
     penalties_to_fund: str = "0"        # forced collateral sales' penalties
@@ -69,6 +71,7 @@ class ShockResult:
     adl_causes: dict[str, int] = field(default_factory=dict)
     book_exhausted: list[str] = field(default_factory=list)   # "BTC-PERP bids": emptied
     explanation: str = ""
+    state_hash: str = ""                # the exchange's after the shock
 
 
 # Why a liquidation step went on to deleveraging (the liquidation engine's steps 2-4)
@@ -92,6 +95,7 @@ class StressReport:
     elapsed_s: float = 0.0
     currency: str = "USD"               # the settlement asset every amount is in
     page: str = ""                      # the HTML page
+    ran_on: str = ""                    # where the shocks ran (perpcore.fanout)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -322,8 +326,8 @@ def shock_paths(low: int = -40, high: int = 40, step: int = 5, steps: int = 8,
 
 
 def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[int]) -> ShockResult:
-    """Restores the state and walks every index along the path; what the engine did."""
-    started = time.perf_counter()
+    """Restores the state and walks every index along the path; what the engine did. A pure
+    function of its arguments: the task `run` maps the shocks on (perpcore.fanout)."""
     ex = Exchange.restore(config, snapshot)
     settle = config.assets[config.settlement_asset]
     pricing = ex.components["pricing"]
@@ -399,7 +403,7 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
                              if not ex.book(symbol).depth(1)[0 if side == m.Side.BUY else 1]]
     result.explanation = explain(result, config)
     ex.audit().check()                  # a stress run that breaks the books is a bug, not a figure
-    result.elapsed_s = time.perf_counter() - started
+    result.state_hash = ex.state_hash()
     return result
 
 
@@ -476,7 +480,10 @@ def explain(r: ShockResult, config: VenueConfig) -> str:
 
 
 def run(ex: Exchange, source: str, paths: list[tuple[str, list[int]]] | None = None,
-        progress=None) -> StressReport:
+        progress=None, pool=None) -> StressReport:
+    """Every shock from the state `ex` holds now: a task each (apply_shock) on `pool`
+    (fanout.Sequential by default), the results in the order of `paths`. progress(done, total)
+    as shocks finish."""
     started = time.perf_counter()
     config = ex.config
     settle = config.assets[config.settlement_asset]
@@ -487,10 +494,12 @@ def run(ex: Exchange, source: str, paths: list[tuple[str, list[int]]] | None = N
         open_interest=str(settle.from_units(sum(_open_interest(ex).values()))),
         fund=str(settle.from_units(ex.insurance_fund(settle.name))), leverage=leverage,
         currency=settle.name)
-    for name, path in paths if paths is not None else shock_paths():
-        if progress is not None:
-            progress(name)
-        report.shocks.append(apply_shock(config, snapshot, name, path))
+    pool = pool or fanout.Sequential()
+    report.ran_on = pool.description
+    calls = paths if paths is not None else shock_paths()
+    for done in pool.map(apply_shock, calls, shared=(config, snapshot), progress=progress):
+        done.result.elapsed_s = done.elapsed_s
+        report.shocks.append(done.result)
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -534,11 +543,13 @@ def render(report: StressReport, console) -> None:
     console.print(f"{report.accounts:,} accounts with positions · open interest "
                   f"{_money(report.open_interest)} {cur} · insurance fund {_money(report.fund)} "
                   f"{cur} · effective leverage median {lev['median']}x, p90 {lev['p90']}x, "
-                  f"max {lev['max']}x · {report.elapsed_s:.1f} s")
+                  f"max {lev['max']}x · {report.elapsed_s:.1f} s, {report.ran_on}")
 
 
 def _money(text: str) -> str:
-    return f"{Decimal(text):,.2f}"
+    # rounded here, not by the thread's decimal context: a library in the process may change
+    # that (ccxt sets ROUND_HALF_UP), and the report must not depend on it
+    return f"{Decimal(text).quantize(CENT, rounding=ROUND_HALF_EVEN):,.2f}"
 
 
 def plot(report: StressReport, path: Path) -> Path:

@@ -299,7 +299,9 @@ def test_damaged_snapshots_are_skipped_and_recovery_goes_further_back(tmp_path, 
     snap["state"] = bytes(state)
     data = msgspec.msgpack.encode(snap)
     rest = (len(data).to_bytes(8, "little") + old_seq.to_bytes(8, "little")
-            + bytes.fromhex(info.state_hash) + info.chain.to_bytes(4, "little") + data)
+            + bytes.fromhex(info.state_hash) + info.chain.to_bytes(4, "little")
+            + info.log_position.entry_seq.to_bytes(8, "little")
+            + info.log_position.offset.to_bytes(8, "little") + data)
     old.write_bytes(sn.MAGIC + zlib.crc32(rest).to_bytes(4, "little") + rest)
     with pytest.raises(sn.SnapshotError, match="checksum"):
         sn.load_snapshot(old, CONFIG)

@@ -377,12 +377,18 @@ def rebuild(directory: str | os.PathLike, config, model: ReadModel) -> int:
         raise ValueError(f"{directory}: the journal starts at command {segments[0][0]} and no "
                          "read-model snapshot pairs with a store snapshot: orders and fills "
                          "before it are unknown")
-    for _, path in segments:
-        for seq, cmd in jr.iter_commands(path):
-            if seq <= ex.seq:
-                continue
-            events = ex.submit(cmd, seq)
-            model.apply(events)
-            if isinstance(cmd, m.PlaceOrder) and cmd.reduce_only:
-                model.note_reduce_only(events, cmd)
+    return replay_into(ex, model, (rec for _, path in segments
+                                   for rec in jr.iter_commands(path)))
+
+
+def replay_into(ex: Exchange, model: ReadModel, commands) -> int:
+    """Applies the (seq, command) pairs after ex.seq to `ex`, feeding `model` their events;
+    returns the seq reached (a store's journal, or a replicated venue's log)."""
+    for seq, cmd in commands:
+        if seq <= ex.seq:
+            continue
+        events = ex.submit(cmd, seq)
+        model.apply(events)
+        if isinstance(cmd, m.PlaceOrder) and cmd.reduce_only:
+            model.note_reduce_only(events, cmd)
     return ex.seq

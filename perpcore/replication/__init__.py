@@ -1,0 +1,2 @@
+"""Replication: the replicated command log (NATS JetStream), its sequencer and replicas
+(docs/replication.md)."""
