@@ -3,8 +3,9 @@ the Cython book against the pure-Python reference, the standard mix, a deep book
 range, and memory per resting order."""
 import pytest
 
+from refbook import ReferenceBook     # tests/refbook.py, on the path as figures puts it
+
 from perpcore import _book, bench, workloads
-from perpcore.refbook import ReferenceBook
 
 IMPLS = pytest.mark.parametrize("cls", [_book.OrderBook, ReferenceBook],
                                ids=["cython", "reference"])

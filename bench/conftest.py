@@ -4,7 +4,7 @@ Run it with one command from the repository root:
 
     pytest bench/ --benchmark-only                     # timed
     pytest bench/ --benchmark-json=bench-results/suite.json \
-        && perpcore bench --suite bench-results/suite.json
+        && python bench/figures.py --suite bench-results/suite.json
 
 It stays out of the default test run (testpaths is tests/). Files here are named bench_*.py and
 collected by the hook below; their test functions are named test_* as usual. Sizes scale with the
@@ -12,8 +12,8 @@ environment variable PERPCORE_BENCH_SCALE (default 1.0): tests/test_bench.py run
 a tiny scale with --benchmark-disable, so no benchmark can rot.
 
 A benchmark that measures one of the issues' targets says so with the `target` fixture, under a key
-of perpcore.bench.TARGETS; `perpcore bench --suite` then shows its median beside the target (and
-writes it into the README's Figures section with --readme):
+of figures.TARGETS (bench/figures.py); `python bench/figures.py --suite` then shows its median
+beside the target (and writes it into the README's Figures section with --readme):
 
     def test_funding_settlement(benchmark, target):
         target("funding.settlement")                         # seconds per round, the median
@@ -30,7 +30,9 @@ import os
 
 import pytest
 
-from perpcore import bench, workloads
+from figures import TARGETS
+
+from perpcore import workloads
 
 SCALE = float(os.environ.get("PERPCORE_BENCH_SCALE", "1"))
 
@@ -56,11 +58,11 @@ def scaled():
 
 @pytest.fixture
 def target(benchmark):
-    """Declares which target of perpcore.bench.TARGETS this benchmark measures."""
+    """Declares which target of figures.TARGETS this benchmark measures."""
     def declare(key: str, *, commands: int | None = None, per_round: int | None = None,
                 value: float | None = None):
-        if key not in bench.TARGETS:
-            raise KeyError(f"unknown target {key!r}; known: {sorted(bench.TARGETS)}")
+        if key not in TARGETS:
+            raise KeyError(f"unknown target {key!r}; known: {sorted(TARGETS)}")
         benchmark.extra_info["target"] = key
         for name, given in (("commands", commands), ("per_round", per_round), ("value", value)):
             if given is not None:

@@ -10,7 +10,7 @@ from importlib.util import find_spec
 
 # the cli extra's modules, by the distribution that provides each
 CLI_MODULES = {"click": "click", "rich": "rich", "matplotlib": "matplotlib",
-               "hdrh": "hdrhistogram"}
+               "hdrh": "hdrhistogram", "numpy": "numpy"}
 
 
 def main() -> None:

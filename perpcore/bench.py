@@ -12,9 +12,11 @@ modes:
   A rate the implementation cannot sustain is flagged as saturated: its latencies then grow with the
   run.
 
-Percentiles come from an HDR histogram (3 significant digits). The pure-Python ReferenceBook runs
-the same workloads in the same run, and the report gives the ratios. Results are plain data (JSON)
-with the machine, versions, commit and date, so runs on different commits can be compared.
+Percentiles come from an HDR histogram (3 significant digits). Given a reference book (the
+pure-Python one of the tests, which bench/figures.py passes in), it runs the same workloads in the
+same run and the report gives the ratios. Results are plain data (JSON) with the machine,
+versions, commit and date, so runs on different commits can be compared. The issues' targets and
+the README's Figures section are the development tool's, bench/figures.py.
 """
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ from perpcore import messages as m
 from perpcore import workloads as wls
 from perpcore.exchange import Exchange, config_digest
 from perpcore.config import default_config
-from perpcore.refbook import ReferenceBook
 
 SCHEMA = 1
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
@@ -469,7 +470,7 @@ def book_memory(wl: wls.Workload) -> dict:
     return {"resting": len(book), "bytes": total, "bytes_per_order": total / len(book)}
 
 
-def reference_memory(wl: wls.Workload, orders: int) -> dict:
+def reference_memory(reference, wl: wls.Workload, orders: int) -> dict:
     """Python heap per resting order of the reference book (tracemalloc), on a prefix of the same
     prefill: the baseline for the Cython figure."""
     setup = wl.setup[:orders]
@@ -477,7 +478,7 @@ def reference_memory(wl: wls.Workload, orders: int) -> dict:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        book = ReferenceBook()
+        book = reference()
         book.process_batch(setup, keep_fills=False)
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
@@ -487,14 +488,16 @@ def reference_memory(wl: wls.Workload, orders: int) -> dict:
 
 # ---- the run -------------------------------------------------------------------------------------
 
-def _with_ratio(case: dict, reference: dict) -> dict:
-    case["vs_reference"] = case["throughput"] / reference["throughput"]
+def _with_ratio(case: dict, reference: dict | None) -> dict:
+    if reference:
+        case["vs_reference"] = case["throughput"] / reference["throughput"]
     return case
 
 
 def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
-        book_rates=None, exchange_rates=None, progress=None) -> dict:
-    """Runs every case and returns the report (plain data, JSON-ready)."""
+        book_rates=None, exchange_rates=None, progress=None, reference=None) -> dict:
+    """Runs every case and returns the report (plain data, JSON-ready). `reference`, a book class
+    with OrderBook's API, adds its cases and the Cython book's ratios to it."""
     started = time.perf_counter()
     sizes = sizes or (QUICK if quick else FULL)
     book_rates = BOOK_RATES if book_rates is None else book_rates
@@ -507,21 +510,22 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     cases = report["cases"]
 
     step("standard mix: generating")
-    n_std = max(sizes.standard, sizes.reference,
+    n_std = max(sizes.standard, sizes.reference if reference else 0,
                 int(max(book_rates, default=0) * sizes.open_seconds))
     std = wls.standard(n_std, seed)
     report["workloads"]["standard"] = std.describe()
     step("standard mix: one call per command")
-    ref_call = book_calls(ReferenceBook, std, sizes.reference, 1, label="reference")
+    ref_call = reference and book_calls(reference, std, sizes.reference, 1, label="reference")
     cases.append(_with_ratio(book_calls(_book.OrderBook, std, sizes.standard, sizes.repeats),
                              ref_call))
-    cases.append(ref_call)
+    cases += [ref_call] if ref_call else []
     step("standard mix: batch entry point")
-    ref_batch = book_batch(ReferenceBook, std, sizes.reference, 1, True, label="reference")
+    ref_batch = reference and book_batch(reference, std, sizes.reference, 1, True,
+                                         label="reference")
     for keep in (True, False):
         cases.append(_with_ratio(book_batch(_book.OrderBook, std, sizes.standard, sizes.repeats,
                                             keep), ref_batch))
-    cases.append(ref_batch)
+    cases += [ref_batch] if ref_batch else []
     for rate in book_rates:
         step(f"standard mix: open loop at {rate:,}/s")
         cases.append(book_open_loop(std, rate, sizes.open_seconds))
@@ -548,8 +552,10 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     deep = wls.deep_book(sizes.deep, seed, resting=sizes.deep_resting)
     report["workloads"]["deep_book"] = deep.describe()
     report["memory"]["cython"] = book_memory(deep)
-    step("deep book: reference memory")
-    report["memory"]["reference"] = reference_memory(deep, sizes.ref_memory_orders)
+    if reference is not None:
+        step("deep book: reference memory")
+        report["memory"]["reference"] = reference_memory(reference, deep,
+                                                         sizes.ref_memory_orders)
     step("deep book: mix")
     cases.append(book_calls(_book.OrderBook, deep, sizes.deep, 1))
     cases.append(book_batch(_book.OrderBook, deep, sizes.deep, 1, True))
@@ -559,13 +565,12 @@ def run(quick: bool = False, seed: int = 1, sizes: Sizes | None = None,
     wide = wls.wide_range(sizes.wide, seed)
     report["workloads"]["wide_range"] = {**wide.describe(),
                                          "levels_after_prefill": _levels_after(wide)}
-    ref_wide = book_calls(ReferenceBook, wide, sizes.wide, 1, label="reference")
+    ref_wide = reference and book_calls(reference, wide, sizes.wide, 1, label="reference")
     cases.append(_with_ratio(book_calls(_book.OrderBook, wide, sizes.wide, sizes.repeats),
                              ref_wide))
-    cases.append(ref_wide)
+    cases += [ref_wide] if ref_wide else []
     cases.append(book_batch(_book.OrderBook, wide, sizes.wide, sizes.repeats, True))
     report["elapsed_s"] = time.perf_counter() - started
-    report["targets"] = targets(report)
     return report
 
 
@@ -580,166 +585,6 @@ def find(report: dict, case: str, workload: str = "standard", impl: str = "cytho
         if (c["case"], c["workload"], c["impl"], c["mode"]) == (case, workload, impl, mode):
             return c
     return None
-
-
-@dataclass(frozen=True)
-class Target:
-    """A performance target of one of the issues. `kind` says how a measured value is judged:
-    "rate" (commands/s, at least `limit`), "seconds" (at most `limit`), "fraction" (at most
-    `limit`), "bytes" (below `limit`)."""
-    key: str
-    issue: int
-    what: str
-    kind: str
-    limit: float
-    text: str
-
-    def judge(self, value: float, note: str = "") -> dict:
-        """The target beside a measured value; `note` says how the measurement differs from the
-        target's own conditions (a smaller population in a quick run)."""
-        if self.kind == "rate":
-            reached, met = f"{value:,.0f} commands/s", value >= self.limit
-        elif self.kind == "seconds":
-            reached, met = fmt_ns(value * 1e9), value <= self.limit
-        elif self.kind == "fraction":
-            reached, met = f"{value:.1%}", value <= self.limit
-        else:
-            reached, met = f"{value:.1f} bytes", value < self.limit
-        if note:
-            reached += f" ({note})"
-        return {"key": self.key, "issue": self.issue, "what": self.what, "target": self.text,
-                "value": value, "reached": reached, "met": met}
-
-    def missing(self) -> dict:
-        return {"key": self.key, "issue": self.issue, "what": self.what, "target": self.text,
-                "value": None, "reached": "not yet measured", "met": None}
-
-
-# Every target of issues 2-7, 12 and 13, by key. Benchmarks in bench/ declare which one they measure
-# with the `target` fixture of bench/conftest.py, under these keys.
-TARGETS = {t.key: t for t in (
-    Target("book.call", 2, "book, one Python call per command", "rate", 2_000_000,
-           "≥ 2,000,000 commands/s"),
-    Target("book.call.p99", 2, "book, one Python call per command: p99 latency", "seconds", 2e-6,
-           "< 2 µs"),
-    Target("book.batch", 2, "book, batch entry point", "rate", 4_000_000, "≥ 4,000,000 commands/s"),
-    Target("exchange.submit", 2, "Exchange.submit with message objects", "rate", 300_000,
-           "≥ 300,000 commands/s"),
-    Target("book.memory", 2, "memory per resting order, 1,000,000 resting", "bytes", 200,
-           "< 200 bytes"),
-    Target("funding.settlement", 3, "funding settlement over 100,000 open positions", "seconds",
-           0.2, "< 200 ms"),
-    Target("funding.longest", 13, "funding settlement at 1,000,000 open positions: its longest "
-           "command (CPU time)", "seconds", 1e-3, "≤ 1 ms"),
-    Target("mark.update", 3, "mark update liquidating nobody, 100,000 positions", "seconds",
-           100e-6, "< 100 µs"),
-    Target("margin.submit", 4,
-           "Exchange.submit with pre-trade margin checks, positions in both perps", "rate",
-           200_000, "≥ 200,000 commands/s"),
-    Target("margin.account", 4, "ex.account() on an account with positions in both perps, median",
-           "seconds", 100e-6, "microseconds (< 100 µs)"),
-    Target("liquidation.quiet", 5, "mark move liquidating nobody, 100,000 accounts with positions",
-           "seconds", 100e-6, "< 100 µs"),
-    Target("liquidation.cascade", 5, "mark move liquidating 1,000 accounts in a cascade", "seconds",
-           1.0, "< 1 s"),
-    Target("journal.replay", 6, "journal replay: read, check and decode every record (not applied)",
-           "rate", 500_000, "≥ 500,000 commands/s"),
-    Target("journal.group_commit", 6, "journaling with group commit: throughput cost", "fraction",
-           0.2, "≤ 20%"),
-    Target("journal.real_files", 6, "slowest real data file replay", "seconds", 1.0, "< 1 s"),
-    Target("bench.quick", 7, "perpcore bench --quick, wall time", "seconds", 60.0, "< 1 minute"),
-    Target("state.hash", 12, "state_hash() after 1,000,000 commands / after 10,000 (open state "
-           "equal)", "fraction", 1.25, "≤ 125% (no growth with history)"),
-    Target("hostile.fuzz", 12, "hostile-input fuzzer, every outcome checked: 0 raises, 0 state "
-           "changes on reject (1,000,000 cases)", "rate", 1_000, "runs clean"),
-    Target("state.checkpoint", 12, "Store.checkpoint() after 1,000,000 commands / after 10,000 "
-           "(open state equal)", "fraction", 1.25, "≤ 125% (no growth with history)"),
-)}
-
-
-def targets(report: dict) -> dict[str, dict]:
-    """The targets this run measured, judged, by key."""
-    out = {}
-    call = find(report, "book.call")
-    batch = find(report, "book.batch")
-    submit = find(report, "exchange.submit")
-    memory = report["memory"].get("cython")
-    if call:
-        out["book.call"] = TARGETS["book.call"].judge(call["throughput"])
-        out["book.call.p99"] = TARGETS["book.call.p99"].judge(call["latency_ns"]["p99"] / 1e9)
-    if batch:
-        out["book.batch"] = TARGETS["book.batch"].judge(batch["throughput"])
-    if submit:
-        out["exchange.submit"] = TARGETS["exchange.submit"].judge(submit["throughput"])
-    if memory:
-        out["book.memory"] = TARGETS["book.memory"].judge(memory["bytes_per_order"])
-    margin_submit = find(report, "exchange.submit", workload="cross_margin")
-    if margin_submit:
-        out["margin.submit"] = TARGETS["margin.submit"].judge(margin_submit["throughput"])
-    account = find(report, "exchange.account", workload="cross_margin")
-    if account:
-        out["margin.account"] = TARGETS["margin.account"].judge(account["latency_ns"]["p50"] / 1e9)
-    quiet = find(report, "mark move, nobody liquidated", workload="population")
-    if quiet:
-        note = "" if quiet["accounts"] >= 100_000 else f"{quiet['accounts']:,} accounts"
-        for key in ("mark.update", "liquidation.quiet"):
-            out[key] = TARGETS[key].judge(quiet["latency_ns"]["p50"] / 1e9, note)
-        funding = find(report, "funding settlement", workload="population")
-        out["funding.settlement"] = TARGETS["funding.settlement"].judge(funding["seconds"], note)
-        cascade = find(report, "liquidation cascade", workload="population")
-        hot = f"{cascade['liquidated'][0]:,} liquidated" if len(cascade["liquidated"]) == 1 else \
-            f"liquidated {cascade['liquidated']}"
-        out["liquidation.cascade"] = TARGETS["liquidation.cascade"].judge(
-            cascade["seconds"], f"{note}, {hot}" if note else hot)
-    decode = find(report, "journal.decode")
-    if decode:
-        out["journal.replay"] = TARGETS["journal.replay"].judge(decode["throughput"])
-    grouped = find(report, "exchange.submit+journal(group)")
-    if grouped:
-        out["journal.group_commit"] = TARGETS["journal.group_commit"].judge(grouped["journal_cost"])
-    if report.get("quick") and "elapsed_s" in report:
-        out["bench.quick"] = TARGETS["bench.quick"].judge(report["elapsed_s"])
-    return out
-
-
-def suite_targets(benchmark_json: dict) -> dict[str, dict]:
-    """Targets measured by the bench/ suite, from a pytest-benchmark JSON file: each benchmark that
-    declared a target key contributes its median (seconds per round, or commands / median for a
-    rate, or the value it stated itself)."""
-    out = {}
-    for b in benchmark_json.get("benchmarks", []):
-        info = b.get("extra_info", {})
-        target = TARGETS.get(info.get("target", ""))
-        if target is None:
-            continue
-        if "value" in info:
-            value = info["value"]
-        elif target.kind == "rate":
-            value = info.get("commands", 1) / b["stats"]["median"]
-        else:
-            value = b["stats"]["median"] / info.get("per_round", 1)
-        out[target.key] = {**target.judge(value), "source": b["fullname"]}
-    return out
-
-
-def earlier_run_targets(earlier: dict, report: dict) -> dict[str, dict]:
-    """The targets an earlier run measured and this one did not (a --quick run's wall time beside
-    a full run's figures), each marked with the run it comes from."""
-    label = ("perpcore bench" + (" --quick" if earlier.get("quick") else "")
-             + f", {earlier['machine']['date'][:16]}")
-    return {key: {**row, "source": label} for key, row in earlier.get("targets", {}).items()
-            if key not in report["targets"]}
-
-
-def all_targets(report: dict, suite: dict | None = None) -> list[dict]:
-    """Every target of issues 2-7: this run's figure and the bench/ suite's (both, when both
-    measured it: they may measure it differently), or "not yet measured"."""
-    suite = suite or {}
-    out = []
-    for key, target in TARGETS.items():
-        found = [row for row in (report["targets"].get(key), suite.get(key)) if row]
-        out += found or [target.missing()]
-    return out
 
 
 # ---- output --------------------------------------------------------------------------------------
@@ -781,7 +626,7 @@ def machine_line(report: dict) -> str:
             f"Cython {mi['cython']} · numpy {mi['numpy']} · load {mi.get('load_average')}")
 
 
-def render(report: dict, console, suite: dict | None = None) -> None:
+def render(report: dict, console) -> None:
     """The report as rich tables on a console."""
     from rich.table import Table
 
@@ -827,14 +672,6 @@ def render(report: dict, console, suite: dict | None = None) -> None:
                        f"{mem['bytes_per_order']:.1f}")
     console.print(memory)
 
-    goals = Table(title="Targets")
-    for col in ("issue", "what", "target", "reached", ""):
-        goals.add_column(col)
-    for t in all_targets(report, suite):
-        mark = ("" if t["met"] is None
-                else "[green]met[/green]" if t["met"] else "[red]missed[/red]")
-        goals.add_row(str(t["issue"]), t["what"], t["target"], t["reached"], mark)
-    console.print(goals)
     for skipped in report["skipped"]:
         console.print(f"skipped {skipped['case']}: {skipped['reason']}")
     std = report["workloads"]["standard"]
@@ -887,76 +724,3 @@ def result_stem(report: dict) -> str:
     mi = report["machine"]
     return (f"{mi['date'][:10]}-{mi['commit']}{'-dirty' if mi['dirty'] else ''}"
             f"{'-quick' if report['quick'] else ''}")
-
-
-def markdown(report: dict, suite: dict | None = None, plot_path: str | None = None,
-             commands: list[str] | None = None) -> str:
-    """The README's Figures section, from a run (and the bench/ suite's figures, if given);
-    `commands` are the command lines that produced it."""
-    std = report["workloads"]["standard"]
-    commands = commands or ["perpcore bench" + (" --quick" if report["quick"] else "")
-                            + " --readme README.md"]
-    out = ["## Figures", "",
-           "Generated from one run on " + machine_line(report) + ", by", "", "```bash", *commands,
-           "```", "",
-           f"Workloads are seeded (seed {report['seed']}); every throughput is the median of "
-           "its runs and latencies are HDR-histogram percentiles. A figure marked *(suite)* is the "
-           "median of the layer's own benchmark in bench/. This is a shared 2-core virtual machine "
-           "(the load average above counts the other work on it): the tails are upper bounds.", "",
-           "| issue | what | target | reached | |", "|---|---|---|---|---|"]
-    for t in all_targets(report, suite):
-        verdict = "" if t["met"] is None else ("met" if t["met"] else "**missed**")
-        source = t.get("source", "")
-        reached = t["reached"] + (" *(suite)*" if source.startswith("bench/") else
-                                  f" *({source})*" if source else "")
-        out.append(f"| {t['issue']} | {t['what']} | {t['target']} | {reached} | {verdict} |")
-    counts = ", ".join(f"{v:,} {k}" for k, v in std["counts"].items())
-    out += ["", f"Standard mix: {counts} after {std['prefill']:,} resting orders, "
-            f"{std['accounts']:,} accounts, the mid drifting. Closed loop (service time per "
-            f"command, {report['timer_overhead_ns']} ns of timer included):", "",
-            "| case | workload | impl | commands/s | × reference | p50 | p90 | p99 | p99.9 "
-            "| p99.99 | max |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for c in report["cases"]:
-        if c["mode"] == "closed" and "seconds" not in c:
-            ratio = f"{c['vs_reference']:.1f}×" if c.get("vs_reference") else ""
-            out.append(f"| {c['case']} | {c['workload']} | {c['impl']} | {_rate_cell(c)} | "
-                       f"{ratio} | " + " | ".join(_latency_cells(c)) + " |")
-    single = [c for c in report["cases"] if "seconds" in c]
-    if single:
-        out += ["", "One command on a population of accounts holding positions (the whole submit):",
-                "", "| case | accounts | median | runs | outcome |", "|---|---:|---:|---|---|"]
-        out += [f"| {c['case']} | {c['accounts']:,} | {fmt_ns(c['seconds'] * 1e9)} | "
-                + ", ".join(fmt_ns(t * 1e9) for t in c["seconds_runs"]) + f" | {_outcome(c)} |"
-                for c in single]
-    out += ["", "Open loop (latency from each command's intended send time, so stalls are not "
-            "hidden; CPU is the share of the run the process was on a CPU: below 100% the machine "
-            "ran something else while commands queued):", "",
-            "| case | offered/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for c in report["cases"]:
-        if c["mode"] == "open":
-            note = " (saturated)" if c["saturated"] else ""
-            out.append(f"| {c['case']} | {c['offered']:,}{note} | {c['achieved']:,.0f} | "
-                       + " | ".join(_latency_cells(c)) + f" | {c['cpu_share']:.0%} |")
-    mem = report["memory"]
-    out += ["", "Memory per resting order: " + "; ".join(
-        f"{impl} {m_['bytes_per_order']:.1f} bytes ({m_['resting']:,} resting)"
-        for impl, m_ in mem.items()) + "."]
-    if plot_path:
-        out += ["", f"![latency percentiles]({plot_path})"]
-    return "\n".join(out) + "\n"
-
-
-def update_readme(path: Path, report: dict, suite: dict | None = None,
-                  plot_path: str | None = None, commands: list[str] | None = None) -> None:
-    """Replaces the README's "## Figures" section (up to the next "## " heading) with this run's."""
-    lines = path.read_text().splitlines(keepends=True)
-    section = markdown(report, suite, plot_path, commands)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == "## Figures"), None)
-    if start is None:
-        path.write_text("".join(lines).rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))

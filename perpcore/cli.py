@@ -132,21 +132,6 @@ def simulate(steps: int, seed: int, config, as_json: bool):
 _BENCH_SEED = 1
 
 
-def _read_json(path: str, option: str, key: str) -> dict:
-    """The JSON object in the file an option names (`option` quoted as click quotes it), refused
-    unless it holds `key`."""
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except ValueError as e:
-        raise click.BadParameter(f"{path} is not JSON ({e})", param_hint=option) from e
-    if not isinstance(data, dict) or key not in data:
-        raise click.BadParameter(f"{path} holds no {key!r}: not the JSON this option takes",
-                                 param_hint=option)
-    return data
-
-
 @main.command()
 @click.option("--quick", is_flag=True,
               help="Smaller sizes and short open-loop runs (under a minute).")
@@ -156,64 +141,59 @@ def _read_json(path: str, option: str, key: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--out", "out_dir", default="bench-results", show_default=True,
               type=click.Path(file_okay=False), help="Where <date>-<commit>.json and .png go.")
-@click.option("--suite", type=click.Path(dir_okay=False, exists=True),
-              help="pytest-benchmark JSON of bench/ (--benchmark-json): the other layers' targets.")
-@click.option("--also", "earlier", type=click.Path(dir_okay=False, exists=True),
-              help="The JSON of an earlier run (a --quick one): its figures for targets this run "
-                   "does not measure.")
-@click.option("--readme", type=click.Path(dir_okay=False, exists=True),
-              help="Rewrite the Figures section of this README (plot in docs/) from the run.")
 @click.argument("what", required=False, type=click.Choice(["gateway", "replication"]))
-def bench(quick: bool, seed: int, as_json: bool, out_dir: str, suite: str | None,
-          earlier: str | None, readme: str | None, what: str | None):
-    """Latency and throughput of the matching core, closed and open loop, against the reference.
+def bench(quick: bool, seed: int, as_json: bool, out_dir: str, what: str | None):
+    """Latency and throughput of the matching core and the engine, closed and open loop.
     `perpcore bench gateway`: signed orders acknowledged per second by `perpcore serve`.
     `perpcore bench replication`: the replicated log on a local 3-node JetStream cluster beside
     the local journal (needs the `replication` extra)."""
-    import sys
-    import time
-    from pathlib import Path
-
     if what == "gateway":
         _bench_gateway(quick, as_json)
         return
     if what == "replication":
         _bench_replication(quick, as_json)
         return
+    report, stem = run_bench(quick, seed, out_dir, as_json)
+    show_bench(report, stem, as_json)
+
+
+def run_bench(quick: bool, seed: int, out_dir: str, as_json: bool, reference=None):
+    """One benchmark run under a progress line, its plot written: (report, the results' path
+    without suffix). bench/figures.py runs it with the tests' reference book."""
+    import sys
+    import time
+    from pathlib import Path
+
     from perpcore import bench as runner
 
     started = time.perf_counter()
-    # read before the run, which takes minutes: a wrong file is refused at once
-    suite_figures = (runner.suite_targets(_read_json(suite, "'--suite'", "benchmarks")) if suite
-                     else {})
-    earlier_run = _read_json(earlier, "'--also'", "targets") if earlier else None
     # the tables are wide: when piped (no terminal width to respect), do not squeeze them to 80
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
     with console.status("benchmarking") as status:
-        report = runner.run(quick=quick, seed=seed, progress=status.update)
-    if earlier_run:
-        suite_figures.update(runner.earlier_run_targets(earlier_run, report))
+        report = runner.run(quick=quick, seed=seed, progress=status.update, reference=reference)
     # the default seed's names stay those of the results already kept (bench-results/)
     stem = Path(out_dir) / (runner.result_stem(report)
                             + ("" if seed == _BENCH_SEED else f"-seed{seed}"))
     report["plot"] = str(runner.plot(report, stem.with_suffix(".png")))
-    if readme:
-        readme_plot = Path(readme).parent / "docs" / "bench-latency.png"
-        runner.plot(report, readme_plot)
-        # the command lines that made the section: the suite's, an earlier run's, this one
-        this = ["perpcore bench"] + (["--quick"] if quick else []) + \
-            [f"--{name} {value}" for name, value in (("suite", suite), ("also", earlier)) if value]
-        made = ([f"pytest bench/ --benchmark-only --benchmark-json={suite}"] if suite else []) + \
-            (["perpcore bench --quick"] if earlier else []) + \
-            [" ".join(this + [f"--readme {readme}"])]
-        runner.update_readme(Path(readme), report, suite_figures, "docs/bench-latency.png", made)
     report["elapsed_s"] = time.perf_counter() - started       # the whole command, plots included
-    report["targets"] = runner.targets(report)
+    return report, stem
+
+
+def show_bench(report: dict, stem, as_json: bool, more=None) -> None:
+    """Saves a run's report beside its plot and prints it: the JSON, or the tables (and what
+    `more(console)` adds)."""
+    import sys
+
+    from perpcore import bench as runner
+
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     if as_json:
         click.echo(json.dumps(report))
         return
-    runner.render(report, console, suite_figures)
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    runner.render(report, console)
+    if more:
+        more(console)
     console.print(f"results {stem.with_suffix('.json')} · plot {report['plot']}")
 
 
@@ -556,24 +536,60 @@ def store_verify(directory: str, config, as_json: bool):
               help="The last command to keep; the journal after it is cut (and kept aside).")
 @click.option("--move-snapshots", is_flag=True,
               help="Also move aside the snapshots after SEQ (refused without it).")
+@_config_option
 @_json_option
-def store_repair(directory: str, seq: int, move_snapshots: bool, as_json: bool):
+def store_repair(directory: str, seq: int, move_snapshots: bool, config, as_json: bool):
     """Cut the journal after command SEQ so that the store opens again. Everything cut or moved
-    is kept in a new repaired-<UTC time>/ folder of the store; nothing is deleted."""
+    is kept in a new repaired-<UTC time>/ folder of the store; nothing is deleted. Refused if the
+    journal was written under another venue (the built-in one, or --config's); afterwards, what
+    the store recovers to on that venue. Exit status 1 if it still does not open healthy."""
     import msgspec
 
     from perpcore import snapshot as sn
 
+    foreign = _segments_of_another_venue(directory, config)
+    if foreign:
+        venue = click.get_current_context().meta.get("perpcore.config_path", "the built-in one")
+        raise click.ClickException(
+            f"repair refused, nothing changed: {', '.join(foreign)} written under another venue "
+            f"config than {venue} (give the store's own with --config)")
     try:
         report = sn.repair_store(directory, seq, move_snapshots)
     except sn.RepairRefused as e:
         raise click.ClickException(f"repair refused, nothing changed: {e}") from e
+    check = sn.verify_store(directory, config)
     if as_json:
-        click.echo(json.dumps(msgspec.to_builtins(report)))
-        return
-    click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
-    click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
-               f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+        click.echo(json.dumps({**msgspec.to_builtins(report), "healthy": check.healthy,
+                               "recovers_to": check.last_seq if check.opens else None}))
+    else:
+        click.echo(f"journal now ends after command {report.truncate_after} in {report.segment}")
+        click.echo(f"cut {report.cut_bytes} bytes off {report.segment}; moved "
+                   f"{', '.join(report.moved) or 'nothing else'}; all kept in {report.kept_in}/")
+        click.echo(f"the store recovers to command {check.last_seq}" if check.healthy else
+                   "NOT HEALTHY yet: " + "; ".join(p.message for p in check.problems)
+                   + ("" if check.opens else "; the store does not open"))
+    if not check.healthy:
+        raise SystemExit(1)
+
+
+def _segments_of_another_venue(directory: str, config) -> list[str]:
+    """The store's journal segments whose header names another venue config (a header too
+    damaged to read is left for the repair to judge)."""
+    from perpcore import journal as jr
+    from perpcore import snapshot as sn
+    from perpcore.exchange import config_digest
+
+    digest = config_digest(config)
+    out = []
+    for _, path in sn.list_segments(directory):
+        with open(path, "rb") as f:
+            head = f.read(jr.HEADER_SIZE)
+        try:
+            if jr.read_header(head, path).digest != digest:
+                out.append(path.name)
+        except jr.JournalError:
+            continue
+    return out
 
 
 @main.command()

@@ -31,7 +31,6 @@ import msgspec
 
 from perpcore import fanout
 from perpcore import journal as jr
-from perpcore import lobster as lb
 from perpcore import messages as m
 from perpcore import snapshot as sn
 from perpcore.config import VenueConfig, default_config
@@ -229,6 +228,9 @@ class Replayed(msgspec.Struct, frozen=True):
 def lobster_file(path: str, use_orderbook: bool = True, events: bool = False) -> Replayed:
     """The task of one LOBSTER message file: its own book from empty; the state hash is the
     final book's."""
+    # market data replays read their files with numpy (the cli extra); a journal replay does not
+    from perpcore import lobster as lb
+
     symbol = Path(path).name.split("_", 1)[0]
     trades: list[m.OrderFilled] = []
 

@@ -1,7 +1,9 @@
-"""The benchmark runner: its measurements mean what they claim (HDR percentiles, open-loop latency
-from the intended send time), every case runs end to end at a tiny size, and the output (JSON, plot,
-README section, CLI) is complete. No figure here is a performance assert: the only timing checks are
-lower bounds that a deliberate sleep guarantees."""
+"""The benchmark runner (perpcore.bench, `perpcore bench`) and the development tool beside it
+(bench/figures.py: the issues' targets, the README's Figures section): the measurements mean what
+they claim (HDR percentiles, open-loop latency from the intended send time), every case runs end to
+end at a tiny size, and the output (JSON, plot, README section, CLI) is complete. No figure here is
+a performance assert: the only timing checks are lower bounds that a deliberate sleep guarantees."""
+import importlib
 import json
 import os
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from refbook import ReferenceBook
 
 from perpcore import bench
 from perpcore import workloads as wls
@@ -22,11 +25,17 @@ TINY = bench.Sizes(standard=3_000, exchange=1_500, journal=1_000, margin=1_000, 
                    exchange_repeats=1, open_seconds=0.01,
                    deep_resting=20_000, deep=1_000, wide=1_000, ref_memory_orders=2_000)
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+figures = importlib.import_module("figures")
 
 
 @pytest.fixture(scope="module")
 def report():
-    return bench.run(sizes=TINY, book_rates=(50_000, 200_000), exchange_rates=(50_000,))
+    """A tiny run against the reference book, its targets judged (as bench/figures.py runs it)."""
+    out = bench.run(sizes=TINY, book_rates=(50_000, 200_000), exchange_rates=(50_000,),
+                    reference=ReferenceBook)
+    out["targets"] = figures.targets(out)
+    return out
 
 
 def test_hdr_percentiles_of_a_known_distribution():
@@ -140,18 +149,18 @@ def test_report_names_the_machine_and_the_memory(report):
 
 
 def test_targets_cover_every_issue_and_judge_both_ways(report):
-    rows = bench.all_targets(report)
+    rows = figures.all_targets(report)
     assert {r["issue"] for r in rows} == {2, 3, 4, 5, 6, 7, 12, 13}
     measured = {r["key"] for r in rows if r["met"] is not None}
     assert {"book.call", "book.call.p99", "book.batch", "exchange.submit",
             "book.memory"} <= measured
-    rate = bench.TARGETS["book.call"]
+    rate = figures.TARGETS["book.call"]
     assert rate.judge(2_000_000)["met"] and not rate.judge(1_999_999)["met"]
-    seconds = bench.TARGETS["funding.settlement"]
+    seconds = figures.TARGETS["funding.settlement"]
     assert seconds.judge(0.2)["met"] and not seconds.judge(0.21)["met"]
-    assert bench.TARGETS["book.memory"].judge(199.9)["met"]
-    assert not bench.TARGETS["book.memory"].judge(200)["met"]
-    assert bench.TARGETS["journal.group_commit"].judge(0.25)["reached"] == "25.0%"
+    assert figures.TARGETS["book.memory"].judge(199.9)["met"]
+    assert not figures.TARGETS["book.memory"].judge(200)["met"]
+    assert figures.TARGETS["journal.group_commit"].judge(0.25)["reached"] == "25.0%"
 
 
 def test_suite_figures_fill_the_other_layers_targets(report):
@@ -169,7 +178,7 @@ def test_suite_figures_fill_the_other_layers_targets(report):
         {"fullname": "bench/bench_x.py::test_untargeted", "stats": {"median": 1.0},
          "extra_info": {}},
     ]}
-    suite = bench.suite_targets(suite_json)
+    suite = figures.suite_targets(suite_json)
     assert set(suite) == {"funding.settlement", "journal.replay", "journal.group_commit",
                           "journal.real_files", "margin.account"}
     assert suite["funding.settlement"]["met"]
@@ -178,13 +187,13 @@ def test_suite_figures_fill_the_other_layers_targets(report):
     assert not suite["journal.group_commit"]["met"] and suite["journal.real_files"]["met"]
     assert suite["margin.account"]["reached"] == "20.0 µs"
     # this run's own figure first, the suite's where the run has none, else "not yet measured"
-    rows = {r["key"]: r for r in bench.all_targets(report, suite)}
+    rows = {r["key"]: r for r in figures.all_targets(report, suite)}
     assert rows["journal.real_files"]["source"].endswith("test_real_files")
     assert rows["book.call"] == report["targets"]["book.call"]
-    both = [r for r in bench.all_targets(report, {"book.call": suite["journal.replay"]})
+    both = [r for r in figures.all_targets(report, {"book.call": suite["journal.replay"]})
             if r["key"] == "book.call" or r is suite["journal.replay"]]
     assert both == [report["targets"]["book.call"], suite["journal.replay"]]
-    rows = {r["key"]: r for r in bench.all_targets({"targets": {}}, {})}
+    rows = {r["key"]: r for r in figures.all_targets({"targets": {}}, {})}
     assert all(r["reached"] == "not yet measured" and r["met"] is None for r in rows.values())
 
 
@@ -193,54 +202,72 @@ def test_plot_and_readme_section(report, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nintro\n\n## Figures\n\nstale figures\n\n## Later\n\nkept\n")
-    bench.update_readme(readme, report, plot_path="docs/p.png")
+    figures.update_readme(readme, report, plot_path="docs/p.png")
     text = readme.read_text()
     assert text.startswith("# x\n\nintro\n\n## Figures\n") and text.endswith("## Later\n\nkept\n")
     assert "stale figures" not in text and "![latency percentiles](docs/p.png)" in text
     assert "| 2 | book, batch entry point | ≥ 4,000,000 commands/s |" in text
     assert "not yet measured" in text and report["machine"]["cpu"] in text
-    bench.update_readme(readme, report, plot_path="docs/p.png")
+    figures.update_readme(readme, report, plot_path="docs/p.png")
     assert readme.read_text() == text           # regenerating replaces, never stacks
 
 
 def test_cli_bench_quick_prints_every_figure(report, monkeypatch, tmp_path):
-    """The command around a run (the tiny run of the fixture stands in for --quick's sizes)."""
+    """The command around a run (the tiny run of the fixture stands in for --quick's sizes): the
+    installed command measures without the reference book and judges no targets."""
+    asked = []
+    monkeypatch.setattr(bench, "run", lambda **kwargs: asked.append(kwargs) or
+                        {**json.loads(json.dumps(report)), "quick": kwargs["quick"]})
+    result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for text in ("Closed loop", "Open loop", "Memory per resting order", "book.call",
+                 "exchange.submit", "p99.99", "bytes per order"):
+        assert text in result.output, text
+    assert "Targets" not in result.output
+    assert asked[0]["quick"] and asked[0]["reference"] is None
+    saved = list((tmp_path / "out").glob("*.json"))
+    assert len(saved) == 1 and list((tmp_path / "out").glob("*.png"))
+    assert json.loads(saved[0].read_text())["elapsed_s"] > 0
+
+
+def test_figures_quick_judges_the_targets_and_writes_the_readme(report, monkeypatch, tmp_path):
     asked = []
     monkeypatch.setattr(bench, "run", lambda **kwargs: asked.append(kwargs) or
                         {**json.loads(json.dumps(report)), "quick": kwargs["quick"]})
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Figures\n\nstale figures\n")
-    result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(tmp_path / "out"),
-                                       "--readme", str(readme)])
+    result = CliRunner().invoke(figures.main, ["--quick", "--out", str(tmp_path / "out"),
+                                               "--readme", str(readme)])
     assert result.exit_code == 0, result.output
-    for text in ("Closed loop", "Open loop", "Memory per resting order", "Targets", "book.call",
-                 "exchange.submit", "reference", "p99.99", "bytes per order", "× reference",
-                 "not yet measured", "perpcore bench --quick, wall time"):
+    for text in ("Closed loop", "Targets", "reference", "× reference", "not yet measured",
+                 "perpcore bench --quick, wall time"):
         assert text in result.output, text
-    saved = list((tmp_path / "out").glob("*.json"))
-    assert len(saved) == 1 and list((tmp_path / "out").glob("*.png"))
-    data = json.loads(saved[0].read_text())
-    assert asked[0]["quick"] and data["targets"]["bench.quick"]["value"] > 0
+    assert asked[0]["quick"] and asked[0]["reference"] is ReferenceBook
+    (saved,) = (tmp_path / "out").glob("*.json")
+    assert json.loads(saved.read_text())["targets"]["bench.quick"]["value"] > 0
     assert (tmp_path / "docs" / "bench-latency.png").exists()
-    assert "stale figures" not in readme.read_text()
+    text = readme.read_text()
+    assert "stale figures" not in text and f"python bench/figures.py --quick --readme {readme}" \
+        in text
 
 
-def test_cli_bench_takes_the_quick_runs_wall_time_from_an_earlier_run(report, monkeypatch,
-                                                                        tmp_path):
+def test_figures_take_the_quick_runs_wall_time_from_an_earlier_run(report, monkeypatch,
+                                                                     tmp_path):
     quick = {**json.loads(json.dumps(report)), "quick": True}
-    quick["targets"] = {**quick["targets"], "bench.quick": bench.TARGETS["bench.quick"].judge(31.0)}
+    quick["targets"] = {**quick["targets"],
+                        "bench.quick": figures.TARGETS["bench.quick"].judge(31.0)}
     earlier = tmp_path / "quick.json"
     earlier.write_text(json.dumps(quick))
     monkeypatch.setattr(bench, "run", lambda **kwargs: json.loads(json.dumps(report)))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Figures\n\nstale figures\n")
-    result = CliRunner().invoke(main, ["bench", "--out", str(tmp_path / "out"), "--also",
-                                       str(earlier), "--readme", str(readme)])
+    result = CliRunner().invoke(figures.main, ["--out", str(tmp_path / "out"), "--also",
+                                               str(earlier), "--readme", str(readme)])
     assert result.exit_code == 0, result.output
     text = readme.read_text()
-    assert ("| 7 | perpcore bench --quick, wall time | < 1 minute | 31.00 s *(perpcore bench "
+    assert ("| 7 | perpcore bench --quick, wall time | < 1 minute | 31.00 s *(bench/figures.py "
             "--quick, ") in text
-    assert f"perpcore bench --also {earlier} --readme {readme}\n" in text
+    assert f"python bench/figures.py --also {earlier} --readme {readme}\n" in text
     # only what this run lacks comes from the earlier one
     assert text.count("| book, batch entry point |") == 1
 
@@ -261,12 +288,12 @@ def test_cli_bench_another_seed_keeps_its_own_results(report, monkeypatch, tmp_p
     ("--suite", "[1]", "Invalid value for '--suite': {path} holds no 'benchmarks'"),
     ("--also", '{"benchmarks": []}', "Invalid value for '--also': {path} holds no 'targets'"),
 ])
-def test_cli_bench_refuses_a_wrong_json_before_it_runs(monkeypatch, tmp_path, option, content,
-                                                       says):
+def test_figures_refuse_a_wrong_json_before_the_run(monkeypatch, tmp_path, option, content,
+                                                     says):
     monkeypatch.setattr(bench, "run", lambda **kwargs: pytest.fail("benchmarked a refused run"))
     path = tmp_path / "wrong.json"
     path.write_text(content)
-    result = CliRunner().invoke(main, ["bench", option, str(path), "--out", str(tmp_path)])
+    result = CliRunner().invoke(figures.main, [option, str(path), "--out", str(tmp_path)])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert says.format(path=path) in result.output and "Traceback" not in result.output
 
@@ -282,7 +309,7 @@ def test_cli_bench_json_is_the_report(report, monkeypatch, tmp_path):
 
 def test_bench_suite_runs_at_a_tiny_size(tmp_path):
     """pytest bench/ at a tiny scale, one round each: no benchmark can rot, and the JSON it writes
-    gives `perpcore bench --suite` the targets the benchmarks declared."""
+    gives `bench/figures.py --suite` the targets the benchmarks declared."""
     env = {**os.environ, "PERPCORE_BENCH_SCALE": "0.002"}
     out = tmp_path / "suite.json"
     # the real-file replays do not scale (each replays whole files; tests/test_replay.py covers
@@ -297,6 +324,6 @@ def test_bench_suite_runs_at_a_tiny_size(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASSED bench_book.py::test_standard_per_call[cython]" in done.stdout
     assert "PASSED bench_exchange.py::test_standard_submit" in done.stdout
-    suite = bench.suite_targets(json.loads(out.read_text()))
+    suite = figures.suite_targets(json.loads(out.read_text()))
     assert {"book.call", "book.batch", "exchange.submit", "book.memory"} <= set(suite)
     assert suite["book.memory"]["value"] > 0 and suite["book.call"]["value"] > 0

@@ -15,7 +15,7 @@ from perpcore._book import (
     FILLED, FOK, FOK_UNFILLABLE, GTC, INVALID, IOC, MAKER_EXPIRED, PLACE, POST_ONLY,
     POST_ONLY_WOULD_TAKE, RESTING, SELL, STP_EXPIRED, STP_MODES, TRADE, UNKNOWN_ORDER, OrderBook,
 )
-from perpcore.refbook import ReferenceBook
+from refbook import ReferenceBook
 
 ALICE, BOB, CAROL = 1, 2, 3
 

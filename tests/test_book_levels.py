@@ -6,7 +6,7 @@ import pytest
 
 from perpcore import _book
 from perpcore._book import BUY, GTC, IOC, SELL, OrderBook
-from perpcore.refbook import ReferenceBook
+from refbook import ReferenceBook
 
 
 def _drive(rng, n, spread, levels_check_every=1):

@@ -22,7 +22,7 @@ from perpcore._book import (
     AMEND, BUY, CANCEL, CMD_DTYPE, FOK, GTC, INVALID, IOC, PLACE, POST_ONLY, RESTING, SELL,
     STP_MODES, OrderBook,
 )
-from perpcore.refbook import ReferenceBook
+from refbook import ReferenceBook
 
 EXAMPLES, STREAM_LENGTH = 500, 250
 

@@ -3,6 +3,7 @@ what it finds and exits 0 only for a healthy store (intact, and the engine not h
 the journal after a command so the store opens again, keeping everything it cuts, and refuses what
 it should not do."""
 import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -12,7 +13,11 @@ from perpcore import Exchange
 from perpcore import journal as jr
 from perpcore import snapshot as sn
 from perpcore.cli import main
+from perpcore.config import load_config
+from perpcore.exchange import config_digest
 from test_journal import CONFIG, run_plain, session_commands
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +164,44 @@ def test_verify_shows_a_halted_engine(tmp_path, cmds, monkeypatch):
     result = run("verify", tmp_path)
     assert result.exit_code == 1
     assert "ENGINE HALTED at command 17 (PlaceOrder): ZeroDivisionError" in result.output
+
+
+def test_repair_takes_the_venue_of_the_store_with_config(tmp_path, cmds):
+    """A store of another venue: repair on the built-in venue refuses and changes nothing; with
+    that venue's --config it cuts, and says what the store recovers to on that venue."""
+    other_toml = tmp_path / "other.toml"
+    other_toml.write_text((ROOT / "docs" / "venue.toml").read_text().replace(
+        "taker_fee = 50_000", "taker_fee = 60_000", 1))
+    other = load_config(other_toml)
+    assert config_digest(other) != config_digest(CONFIG)
+    store_dir = tmp_path / "store"
+    cmds = session_commands(seed=41, steps=120, config=other)
+    store = sn.Store(store_dir, other, sync="group", group_records=8)
+    for cmd in cmds:
+        store.engine.submit(cmd)
+    store.close()
+    before = _files(store_dir)
+
+    result = run("repair", store_dir, "--truncate-after", 100)
+    assert result.exit_code == 1 and "nothing changed" in result.output
+    assert f"{sn.segment_name(1)} written under another venue config than the built-in one" \
+        in result.output
+    assert _files(store_dir) == before
+
+    result = run("repair", store_dir, "--truncate-after", 100, "--config", other_toml)
+    assert result.exit_code == 0, result.output
+    assert "the store recovers to command 100" in result.output
+    reopened = sn.Store(store_dir, other)
+    assert reopened.engine.ex.state_hash() == run_plain(cmds[:100], other)[0].state_hash()
+    reopened.close()
+    result = run("repair", store_dir, "--truncate-after", 90, "--config", other_toml, "--json")
+    assert json.loads(result.output)["recovers_to"] == 90
+
+
+def test_repair_says_when_the_store_still_does_not_open(tmp_path, cmds, monkeypatch):
+    make_store(tmp_path, cmds)
+    problem = sn.Problem("a damaged snapshot", str(tmp_path / "x"))
+    monkeypatch.setattr(sn, "verify_store", lambda d, c: sn.StoreCheck(str(d), problems=[problem]))
+    result = run("repair", tmp_path, "--truncate-after", 200)
+    assert result.exit_code == 1
+    assert "NOT HEALTHY yet: a damaged snapshot; the store does not open" in result.output

@@ -9,7 +9,7 @@ from perpcore._exchange import protection_price
 from perpcore import messages as m
 from perpcore import workloads as wls
 from perpcore.bench import fresh_exchange
-from perpcore.refbook import ReferenceBook
+from refbook import ReferenceBook
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,44 @@
 # The order book and matching engine. See perpcore._book.pxd for the data layout and the semantics.
 from fractions import Fraction
 
-import numpy as np
-
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
 
-CMD_DTYPE = np.dtype([
-    ("op", "u1"), ("side", "u1"), ("tif", "u1"), ("stp", "u1"), ("_pad", "i4"),
-    ("order_id", "i8"), ("account", "i8"), ("price", "i8"), ("qty", "i8"),
-    ("client_id", "i8"), ("_reserved", "i8"),
-])
-FILL_DTYPE = np.dtype([
-    ("kind", "i8"), ("maker_id", "i8"), ("taker_id", "i8"), ("maker_account", "i8"),
-    ("taker_account", "i8"), ("price", "i8"), ("qty", "i8"), ("maker_remaining", "i8"),
-    ("taker_remaining", "i8"),
-])
+# The batch entry point (process_batch, fills_array) takes and returns numpy arrays; numpy is
+# imported on its first use, so an engine that never batches (Exchange, Store) runs without it.
+_numpy = None
+
+
+def _np():
+    """numpy, imported once; CMD_DTYPE and FILL_DTYPE are defined with it."""
+    global _numpy, CMD_DTYPE, FILL_DTYPE
+    if _numpy is None:
+        try:
+            import numpy
+        except ImportError as e:
+            raise ImportError("the order book's batch entry point takes numpy arrays, and numpy "
+                              "is not installed: pip install numpy") from e
+        CMD_DTYPE = numpy.dtype([
+            ("op", "u1"), ("side", "u1"), ("tif", "u1"), ("stp", "u1"), ("_pad", "i4"),
+            ("order_id", "i8"), ("account", "i8"), ("price", "i8"), ("qty", "i8"),
+            ("client_id", "i8"), ("_reserved", "i8"),
+        ])
+        FILL_DTYPE = numpy.dtype([
+            ("kind", "i8"), ("maker_id", "i8"), ("taker_id", "i8"), ("maker_account", "i8"),
+            ("taker_account", "i8"), ("price", "i8"), ("qty", "i8"), ("maker_remaining", "i8"),
+            ("taker_remaining", "i8"),
+        ])
+        _numpy = numpy
+    return _numpy
+
+
+def __getattr__(name):
+    # `from perpcore._book import CMD_DTYPE` imports numpy then (PEP 562)
+    if name in ("CMD_DTYPE", "FILL_DTYPE"):
+        _np()
+        return globals()[name]
+    raise AttributeError(f"module 'perpcore._book' has no attribute {name!r}")
 
 # Python-visible names of the enums in _book.pxd.
 BUY, SELL = SIDE_BUY, SIDE_SELL
@@ -826,6 +848,7 @@ cdef class OrderBook:
 
     def fills_array(self):
         """The records of the last call as a numpy array of FILL_DTYPE (a copy)."""
+        np = _np()
         out = np.empty(self.n_fills, dtype=FILL_DTYPE)
         cdef int64_t[:, ::1] view = out.view(np.int64).reshape(self.n_fills, 9)
         cdef int64_t i
@@ -848,6 +871,7 @@ cdef class OrderBook:
         cancelled or UNKNOWN_ORDER). With keep_fills the records of the whole batch stay readable in
         fills(); without, each command's records are dropped when the next one starts, so memory
         stays constant and only the last command's records remain."""
+        np = _np()
         if cmds.dtype != CMD_DTYPE:
             raise TypeError("cmds must be a numpy array of CMD_DTYPE")
         cmds = np.ascontiguousarray(cmds)

@@ -1,0 +1,76 @@
+"""Types of perpcore._book (ext/perpcore/_book.pyx), checked against the built module by
+mypy's stubtest (tests/test_packaging.py)."""
+
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Any
+
+# The batch entry point's record types (numpy dtypes, numpy imported on first use)
+CMD_DTYPE: Any
+FILL_DTYPE: Any
+# (price, qty, orders) of one level; a fill record (kind, maker_id, taker_id, maker_account,
+# taker_account, price, qty, maker_remaining, taker_remaining)
+_Level = tuple[int, int, int]
+_Fill = tuple[int, int, int, int, int, int, int, int, int]
+
+AMEND: int
+BUY: int
+CANCEL: int
+DUPLICATE_CLIENT_ID: int
+DUPLICATE_ORDER_ID: int
+EXPIRED: int
+FILLED: int
+FOK: int
+FOK_UNFILLABLE: int
+GTC: int
+INVALID: int
+IOC: int
+LEVELS_PER_CHUNK: int
+MAKER_EXPIRED: int
+PLACE: int
+POST_ONLY: int
+POST_ONLY_WOULD_TAKE: int
+RESTING: int
+SELL: int
+STP_EXPIRED: int
+STP_MODES: dict[str, int]
+TRADE: int
+UNKNOWN_ORDER: int
+
+class OrderBook:
+    @property
+    def trade_count(self) -> int: ...
+    @property
+    def traded_qty(self) -> int: ...
+    def __new__(cls, capacity: int = ...) -> OrderBook: ...
+    def __len__(self, /) -> int: ...
+    def amend(self, order_id: int, price: int, qty: int) -> int: ...
+    def best_ask(self) -> int | None: ...
+    def best_bid(self) -> int | None: ...
+    def cancel(self, order_id: int) -> int: ...
+    def cancel_account(self, account: int) -> list[tuple[int, int, int, int]]: ...
+    def depth(self, n: int = ...) -> tuple[list[_Level], list[_Level]]: ...
+    def dump(self) -> list[tuple[int, ...]]: ...
+    @property
+    def fill_count(self) -> int: ...
+    def fills(self) -> list[_Fill]: ...
+    def fills_array(self) -> Any: ...
+    def find_client(self, account: int, client_id: int) -> int | None: ...
+    def impact(self, taker_side: int, notional: int) -> Fraction | None: ...
+    def level_count(self, side: int) -> int: ...
+    def load(self, orders: Iterable[Sequence[int]]) -> None: ...
+    def memory_bytes(self) -> int: ...
+    def order(self, order_id: int) -> tuple[int, ...] | None: ...
+    def place(
+        self,
+        order_id: int,
+        account: int,
+        side: int,
+        price: int,
+        qty: int,
+        tif: int = ...,
+        stp: int = ...,
+        client_id: int = ...,
+    ) -> int: ...
+    def process_batch(self, cmds: Any, keep_fills: bool = ...) -> Any: ...
+    def resting(self) -> list[tuple[int, ...]]: ...
