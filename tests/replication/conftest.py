@@ -16,10 +16,11 @@ pytest.importorskip("nats")
 import perpcore  # noqa: E402
 from perpcore import messages as m  # noqa: E402
 from perpcore.replication import cluster as cl  # noqa: E402
-from perpcore.replication.log import (connect, decode_entry, ensure_stream,  # noqa: E402
-                                      open_sequencer, subject_of)
+from perpcore.exchange import Exchange  # noqa: E402
+from perpcore.replication.log import (SequencerLog, connect, decode_entry,  # noqa: E402
+                                      ensure_stream, open_sequencer, subject_of)
 from perpcore.runner import EngineRunner  # noqa: E402
-from perpcore.snapshot import Store  # noqa: E402
+from perpcore.snapshot import LogPosition, Store  # noqa: E402
 
 try:
     cl.server_binary()
@@ -102,6 +103,17 @@ def deposits(first_id, n, account=1):
     """n deposits of one unit, each its own transfer id: a command's presence is countable."""
     return [m.Deposit(account=account, asset="USD", amount=1, transfer_id=i)
             for i in range(first_id, first_id + n)]
+
+
+def claim_by_another_writer(url, stream) -> None:
+    """Another writer (a promoted replica, say) catches up from the start and claims the log."""
+    other = SequencerLog(url, stream)
+    try:
+        ex = Exchange(CONFIG)
+        other.catch_up(ex, LogPosition())
+        other.claim(ex)
+    finally:
+        other.close()
 
 
 def read_log(url, stream):

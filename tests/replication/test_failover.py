@@ -13,12 +13,12 @@ requests = pytest.importorskip("requests")
 
 from perpcore import messages as m  # noqa: E402
 from perpcore.exchange import Exchange  # noqa: E402
-from perpcore.replication.log import SequencerLog, checkpoint_subject, connect  # noqa: E402
+from perpcore.replication.log import checkpoint_subject, connect  # noqa: E402
 from perpcore.replication.replica import Replica  # noqa: E402
-from perpcore.snapshot import LogPosition, list_segments, recover  # noqa: E402
+from perpcore.snapshot import list_segments, recover  # noqa: E402
 
-from .conftest import (CONFIG, CliProcess, Sequencer, deposits, logged_commands,  # noqa: E402
-                       run)
+from .conftest import (CONFIG, CliProcess, Sequencer, claim_by_another_writer,  # noqa: E402
+                       deposits, logged_commands, run)
 
 ADMIN = "admin-token-for-replication-tests"
 
@@ -252,13 +252,7 @@ def test_a_fenced_sequencer_stops_and_says_why(cluster, stream, tmp_path):
     try:
         base = served.first_line.split(" on ")[1].strip()
         _post(base, "account", {})
-        other = SequencerLog(cluster.url, stream)       # a promoted replica, say
-        try:
-            ex = Exchange(CONFIG)
-            other.catch_up(ex, LogPosition())
-            other.claim(ex)
-        finally:
-            other.close()
+        claim_by_another_writer(cluster.url, stream)
         r = requests.post(f"{base}/admin/v1/deposit", timeout=30, headers={
             "X-PERPCORE-ADMIN": ADMIN}, json={"account": 1, "asset": "USD", "amount": "1",
                                               "transferId": 1})

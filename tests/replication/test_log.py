@@ -7,14 +7,15 @@ import asyncio
 import pytest
 
 from perpcore import workloads
-from perpcore.replication.log import (Entry, Fenced, LogError, SequencerLog, apply_entry,
-                                      connect, encode_entry, open_sequencer, subject_of)
+from perpcore.replication.log import (Entry, Fenced, LogError, apply_entry, connect, encode_entry,
+                                      open_sequencer, subject_of)
 from perpcore.replication.replica import Replica, ReplicaHalted
 from perpcore.runner import RunnerError
 from perpcore.snapshot import LogPosition, Store, list_snapshots, read_snapshot
 from perpcore.exchange import Exchange
 
-from .conftest import CONFIG, Sequencer, deposits, logged_commands, read_log, run
+from .conftest import (CONFIG, Sequencer, claim_by_another_writer, deposits, logged_commands,
+                       read_log, run)
 
 
 def follow(directory, url, stream, until_seq, **options):
@@ -93,13 +94,7 @@ def test_a_second_writer_is_fenced(cluster, stream, tmp_path):
         first.submit_all(deposits(1, 0) + [workloads.m.CreateAccount(account=1)])
         assert not any(isinstance(r, Exception) for r in first.submit_all(deposits(1, 20)))
         # another writer catches up and claims the log
-        other = SequencerLog(cluster.url, stream)
-        try:
-            ex = Exchange(CONFIG)
-            other.catch_up(ex, LogPosition())
-            other.claim(ex)
-        finally:
-            other.close()
+        claim_by_another_writer(cluster.url, stream)
         results = first.submit_all(deposits(100, 5))
         assert all(isinstance(r, RunnerError) and "fenced" in str(r) for r in results)
         assert isinstance(first.log.failed.exception(), Fenced)
