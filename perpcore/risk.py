@@ -74,12 +74,6 @@ class CollateralPrice:
         """Settlement asset paid for `amount` sold at index less the penalty, rounded down."""
         return amount * index * self.num * (RATE_SCALE - penalty) // (self.den * RATE_SCALE)
 
-    def amount_for_proceeds(self, proceeds: int, index: int, penalty: int) -> int:
-        """The least amount whose sale_proceeds() reach `proceeds`."""
-        if proceeds <= 0:
-            return 0
-        return ceil_div(proceeds * self.den * RATE_SCALE, index * self.num * (RATE_SCALE - penalty))
-
 
 def ltv(liabilities: int, collateral_value: int) -> int | None:
     """Loan-to-value at RATE_SCALE, rounded up; None (infinite) with liabilities and no collateral,

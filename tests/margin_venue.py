@@ -7,6 +7,8 @@ import msgspec
 
 from perpcore import Exchange, default_config
 from perpcore import messages as m
+from perpcore.config import RATE_SCALE
+from perpcore.risk import ceil_div
 
 BTC = "BTC-PERP"
 ETH = "ETH-PERP"
@@ -92,6 +94,13 @@ class Venue:
         return None
 
 
+def amount_for_proceeds(c, proceeds: int, index: int, penalty: int) -> int:
+    """The least amount of collateral c whose sale_proceeds() reach `proceeds`."""
+    if proceeds <= 0:
+        return 0
+    return ceil_div(proceeds * c.den * RATE_SCALE, index * c.num * (RATE_SCALE - penalty))
+
+
 def repay_in_full(margin, account: int, events: list) -> None:
     """A loan-breach policy for tests that isolate the margin layer (the venue's own is the
     liquidation engine's sell_collateral): repays the account's loan from its cash, then by
@@ -110,7 +119,7 @@ def repay_in_full(margin, account: int, events: list) -> None:
         index = margin._index(c.symbol)
         if not debt or index is None or acc.cash[c.asset] <= 0:
             continue
-        amount = min(acc.cash[c.asset], c.amount_for_proceeds(debt, index, lending.penalty))
+        amount = min(acc.cash[c.asset], amount_for_proceeds(c, debt, index, lending.penalty))
         proceeds, repaid, debt = lending.convert(account, c, amount, index)
         events.append(m.CollateralConverted(ex.seq, ex.clock, account, c.asset, amount, index,
                                             proceeds, repaid, debt))

@@ -11,6 +11,8 @@ from perpcore.config import RATE_SCALE, default_config
 from perpcore.risk import (CollateralPrice, TierTable, bankruptcy_price, ceil_div, ltv,
                            order_margin)
 
+from margin_venue import amount_for_proceeds
+
 CFG = default_config()
 TIERS = {s: TierTable(CFG.instruments[s], CFG) for s in CFG.instruments}
 UPT = 100                       # minor units per tick x lot in both default perps
@@ -161,7 +163,7 @@ def test_min_amount_is_the_least_amount_worth_the_value(value, index, haircut):
 
 @given(st.integers(1, 10**12), st.integers(1, 10**8), st.integers(0, RATE_SCALE - 1))
 def test_amount_for_proceeds_is_the_least_sale_that_raises_them(proceeds, index, penalty):
-    x = BTC_COLL.amount_for_proceeds(proceeds, index, penalty)
+    x = amount_for_proceeds(BTC_COLL, proceeds, index, penalty)
     assert BTC_COLL.sale_proceeds(x, index, penalty) >= proceeds
     assert BTC_COLL.sale_proceeds(x - 1, index, penalty) < proceeds
 
