@@ -349,6 +349,34 @@ def default_config() -> VenueConfig:
     )
 
 
+# Fields added to the config after stores began to record its digest (perpcore.exchange's
+# config_digest), by the struct they belong to. While such a field holds its default it is left out
+# of the digest, so a journal or snapshot written before the field existed still opens under the
+# same venue: an upgrade must never brick a store. Every field added to a config struct from now on
+# is listed here (tests/test_config.py holds the default venue's digest fixed).
+LATER_FIELDS: dict[str, frozenset[str]] = {}
+
+
+def digest_form(value):
+    """A config (or any part of it) as plain data for its digest: every field, in declaration
+    order, except a LATER_FIELDS field that holds its default."""
+    if isinstance(value, msgspec.Struct):
+        later = LATER_FIELDS.get(type(value).__name__, frozenset())
+        form = {}
+        for field in msgspec.structs.fields(value):
+            item = getattr(value, field.name)
+            if field.name in later and item == (field.default if field.default_factory is
+                                                msgspec.NODEFAULT else field.default_factory()):
+                continue
+            form[field.encode_name] = digest_form(item)
+        return form
+    if isinstance(value, dict):
+        return {key: digest_form(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [digest_form(item) for item in value]
+    return value
+
+
 class ConfigError(ValueError):
     """A venue config file that cannot be read, or does not hold a valid VenueConfig."""
 

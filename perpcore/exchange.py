@@ -24,7 +24,7 @@ import msgspec
 
 import perpcore._book as _book  # this form: a type checker takes a module without stubs as Any
 from perpcore import messages as m
-from perpcore.config import VenueConfig
+from perpcore.config import VenueConfig, digest_form
 from perpcore._exchange import ExchangeCore, Market, OrderEntry
 from perpcore.errors import RejectCode, Rejection
 from perpcore.messages import CancelReason
@@ -323,5 +323,7 @@ def _checksum(data: bytes) -> str:
 
 
 def config_digest(config: VenueConfig) -> str:
-    """A short digest of a venue config: a snapshot or journal records the config it belongs to."""
-    return hashlib.blake2b(m.encoder.encode(config), digest_size=16).hexdigest()
+    """A short digest of a venue config: a snapshot or journal records the config it belongs to.
+    Fields added in later versions count only when set away from their default
+    (perpcore.config.LATER_FIELDS)."""
+    return hashlib.blake2b(m.encoder.encode(digest_form(config)), digest_size=16).hexdigest()

@@ -4,9 +4,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from perpcore import config as cf
 from perpcore.config import (RATE_SCALE, AssetSpec, ConfigError, InstrumentSpec, MarginSpec,
                              MarginTier, VenueConfig, default_config, load_config, rate,
                              rate_to_decimal)
+from perpcore.exchange import config_digest
 
 
 def test_default_venue_has_both_perps_and_three_assets():
@@ -71,6 +73,41 @@ def test_config_round_trips_through_msgpack():
     cfg = default_config()
     data = msgspec.msgpack.encode(cfg)
     assert msgspec.msgpack.decode(data, type=VenueConfig) == cfg
+
+
+# The built-in venue's digest as stores have recorded it since the first wave: a field added to
+# the config without an entry in LATER_FIELDS changes it, and every existing store would then
+# refuse to open.
+STORED_DEFAULT_DIGEST = "841ea0f03ee0ee07e1e53a18f416d48f"
+
+
+def test_the_built_in_venue_keeps_the_digest_its_stores_recorded():
+    assert config_digest(default_config()) == STORED_DEFAULT_DIGEST
+
+
+class _Before(msgspec.Struct, frozen=True):
+    rate: int
+    tiers: tuple[int, ...] = ()
+
+
+class _After(msgspec.Struct, frozen=True):
+    rate: int
+    tiers: tuple[int, ...] = ()
+    policy: str = "as before"
+    limits: list[int] = msgspec.field(default_factory=list)
+
+
+def test_a_later_field_counts_in_the_digest_only_away_from_its_default(monkeypatch):
+    monkeypatch.setattr(cf, "LATER_FIELDS", {"_After": frozenset({"policy", "limits"})})
+    before = msgspec.msgpack.encode(_Before(5, (1, 2)))
+    assert msgspec.msgpack.encode(cf.digest_form(_After(5, (1, 2)))) == before
+    assert msgspec.msgpack.encode(cf.digest_form({"x": [_After(5, (1, 2))]})) == \
+        msgspec.msgpack.encode({"x": [_Before(5, (1, 2))]})
+    assert msgspec.msgpack.encode(cf.digest_form(_After(5, (1, 2), policy="new"))) != before
+    assert msgspec.msgpack.encode(cf.digest_form(_After(5, (1, 2), limits=[3]))) != before
+    # a field not listed counts even at its default: the registry, not the default, decides
+    monkeypatch.setattr(cf, "LATER_FIELDS", {})
+    assert msgspec.msgpack.encode(cf.digest_form(_After(5, (1, 2)))) != before
 
 
 # ---- margin: tiers, fees, collateral, loans ----------------------------------------------------
