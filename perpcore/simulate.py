@@ -18,9 +18,11 @@ from perpcore.exchange import Exchange
 # Reference prices the session starts from, per base asset (in the quote currency).
 START_PRICES = {"BTC": "65000", "ETH": "3400"}
 STEP_NS = 10_000_000            # 10 ms of exchange time per step
-# What each participant deposits before the session, per asset (in the asset's units).
-MAKER_FUNDING = (("USD", "10000000"),)
-TAKER_FUNDING = (("USD", "1000000"), ("BTC", "5"), ("ETH", "50"))
+# What each participant deposits before the session, per asset (in the asset's units); SETTLE is
+# the venue's settlement asset (USD on the built-in venue, USDT or USDC on perpcore.venues' presets)
+SETTLE = "settlement"
+MAKER_FUNDING = ((SETTLE, "10000000"),)
+TAKER_FUNDING = ((SETTLE, "1000000"), ("BTC", "5"), ("ETH", "50"))
 # The crash: punters (the first one a whale, larger than the book near its bankruptcy) open
 # leveraged positions, mostly long, between 10% and 50% of the session; at CRASH_AT of the way the
 # fair price of every symbol falls CRASH_BP basis points in CRASH_STEPS steps and recovers in
@@ -100,15 +102,18 @@ class Session:
         cmds: list[m.Command] = [m.CreateAccount(account=a, professional=True)
                                  for a in self.makers + self.takers]
         assets = self.config.assets
-        punters = [(p, (("USD", WHALE_FUNDING if k == 0 else PUNTER_FUNDING),))
+        punters = [(p, ((SETTLE, WHALE_FUNDING if k == 0 else PUNTER_FUNDING),))
                    for k, p in enumerate(self.punters)]
         cmds += [m.CreateAccount(account=p, professional=True) for p in self.punters]
+        settle = self.config.settlement_asset
         for accounts, funding in ((self.makers, MAKER_FUNDING), (self.takers, TAKER_FUNDING),
                                   *(([p], f) for p, f in punters)):
             for a in accounts:
-                cmds.extend(m.Deposit(account=a, asset=asset, amount=assets[asset].to_units(amount))
-                            for asset, amount in funding if asset in assets)
-        settle = self.config.settlement_asset
+                for asset, amount in funding:
+                    asset = settle if asset == SETTLE else asset
+                    if asset in assets:
+                        cmds.append(m.Deposit(account=a, asset=asset,
+                                              amount=assets[asset].to_units(amount)))
         cmds.append(m.FundInsurance(asset=settle, amount=assets[settle].to_units(INSURANCE_SEED)))
         cmds += [m.SetIndexPrice(source="sim", symbol=s, price=self.mid[s]) for s in self.symbols]
         return cmds
