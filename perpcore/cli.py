@@ -1,6 +1,7 @@
 """The `perpcore` command line: simulate (and, as they land, bench, replay, stress)."""
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
@@ -47,23 +48,43 @@ def main(debug: bool):
     """perpcore: an embeddable exchange core for perpetual contracts and margin financing."""
 
 
-def _venue(ctx: click.Context, param: click.Parameter, value: str | None):
-    """The venue config a --config FILE holds (the built-in default venue without one)."""
+def _venue(config_path: str | None, venue_name: str | None):
+    """The venue a --config FILE holds, or the --venue NAME preset (the built-in default venue
+    without either)."""
     from perpcore.config import ConfigError, default_config, load_config
+    from perpcore.venues import venue
 
-    if value is None:
+    ctx = click.get_current_context()
+    if config_path is not None and venue_name is not None:
+        raise click.UsageError("give --config FILE or --venue NAME, not both")
+    if venue_name is not None:
+        ctx.meta["perpcore.venue"] = venue_name      # for output names that tell venues apart
+        return venue(venue_name)
+    if config_path is None:
         return default_config()
-    ctx.meta["perpcore.config_path"] = value        # for output names that tell venues apart
+    ctx.meta["perpcore.config_path"] = config_path
     try:
-        return load_config(value)
+        return load_config(config_path)
     except ConfigError as e:
-        raise click.BadParameter(str(e)) from e
+        raise click.BadParameter(str(e), param_hint="'--config'") from e
 
 
-_config_option = click.option(
-    "--config", "config", callback=_venue, type=click.Path(exists=True, dir_okay=False),
-    help="The venue: a VenueConfig in a TOML or JSON file (e.g. docs/venue.toml; default: the "
-         "built-in venue).")
+def _config_option(command):
+    """--config FILE / --venue NAME, passed to the command as its `config` (a VenueConfig)."""
+    from perpcore.venues import VENUES
+
+    @functools.wraps(command)
+    def run(*args, config_path: str | None, venue_name: str | None, **kwargs):
+        return command(*args, config=_venue(config_path, venue_name), **kwargs)
+
+    run = click.option(
+        "--venue", "venue_name", type=click.Choice(list(VENUES)),
+        help="The venue: a preset of perpcore.venues (default: the built-in venue; not with "
+             "--config).")(run)
+    return click.option(
+        "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+        help="The venue: a VenueConfig in a TOML or JSON file (e.g. docs/venue.toml; default: "
+             "the built-in venue).")(run)
 
 
 @main.command()
@@ -432,11 +453,15 @@ def stress(accounts: int, seed: int, sim_steps: int | None, shocks: tuple[int, i
 
 
 def _venue_suffix() -> str:
-    """"-<file stem>" of the --config file, if any: a run on another venue keeps its own files."""
+    """"-<file stem>" of the --config file or "-<name>" of the --venue preset, if any: a run on
+    another venue keeps its own files."""
     from pathlib import Path
 
-    path = click.get_current_context().meta.get("perpcore.config_path")
-    return f"-{Path(path).stem}" if path else ""
+    meta = click.get_current_context().meta
+    path = meta.get("perpcore.config_path")
+    if path:
+        return f"-{Path(path).stem}"
+    return f"-{meta['perpcore.venue']}" if "perpcore.venue" in meta else ""
 
 
 @replay.command("binance")
@@ -549,7 +574,10 @@ def store_repair(directory: str, seq: int, move_snapshots: bool, config, as_json
 
     foreign = _segments_of_another_venue(directory, config)
     if foreign:
-        venue = click.get_current_context().meta.get("perpcore.config_path", "the built-in one")
+        meta = click.get_current_context().meta
+        venue = meta.get("perpcore.config_path") or (
+            f"the {meta['perpcore.venue']} preset" if "perpcore.venue" in meta
+            else "the built-in one")
         raise click.ClickException(
             f"repair refused, nothing changed: {', '.join(foreign)} written under another venue "
             f"config than {venue} (give the store's own with --config)")
