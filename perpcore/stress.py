@@ -104,7 +104,8 @@ class StressReport:
 # ---- venue states ----------------------------------------------------------------------------
 
 def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None = None,
-               fund: Decimal = Decimal("0.005"), depth: Decimal = Decimal("0.15")) -> Exchange:
+               fund: Decimal = Decimal("0.005"), depth: Decimal = Decimal("0.15"),
+               exchange: Exchange | None = None) -> Exchange:
     """An exchange holding `accounts` traders' positions, opened against market makers.
 
     Each trader has equity log-normal around 5,000 (heavy tail), a leverage from LEVERAGE_BANDS
@@ -113,10 +114,12 @@ def population(accounts: int = 2_000, seed: int = 1, config: VenueConfig | None 
     15% are margined by BTC collateral, a third of those with a loan at 40% LTV. The makers then
     rest a ladder of bids and offers every 0.25% out to 10% from the index, each side `depth` x
     the open interest, and the insurance fund holds `fund` x it. As many makers take part as keep
-    each within its own risk limit (_Makers): any population is built within the venue's rules."""
+    each within its own risk limit (_Makers): any population is built within the venue's rules.
+    It is built in `exchange` when given (an empty one of `config`: perpcore.compare's records
+    the commands), else in a new one."""
     config = config or default_config()
     rng = random.Random(seed)
-    ex = Exchange(config)
+    ex = exchange if exchange is not None else Exchange(config)
     settle = config.assets[config.settlement_asset]
     symbols = sorted(config.instruments)
     prices = {}
@@ -330,9 +333,6 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
     function of its arguments: the task `run` maps the shocks on (perpcore.fanout)."""
     ex = Exchange.restore(config, snapshot)
     settle = config.assets[config.settlement_asset]
-    pricing = ex.components["pricing"]
-    base = {s: ex.index_price(s) for s in ex.markets if ex.index_price(s) is not None}
-    sources = {s: sorted(pricing.symbols[s].quotes) or ["index"] for s in base}
     result = ShockResult(name=name, path_bp=list(path_bp))
     fund = ex.insurance_fund(settle.name)
     lowest = balance = fund
@@ -343,49 +343,41 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
     money = dict.fromkeys(("closed", "book", "fund", "adl", "forgone", "social", "surplus",
                            "penalties", "covered"), 0)
     causes = dict.fromkeys(ADL_CAUSES, 0)
-    t = ex.clock
-    for bp in path_bp:
-        t += STEP_NS
-        for symbol in sorted(base):
-            price = max(1, base[symbol] * (10_000 + bp) // 10_000)
-            for source in sources[symbol]:
-                for e in ex.submit(m.SetIndexPrice(source=source, symbol=symbol, price=price,
-                                                   ts=t)):
-                    kind = type(e)
-                    if kind is m.LiquidationStarted:
-                        liquidated.add(e.account)
-                        result.liquidations += 1
-                    elif kind is m.PositionLiquidated:
-                        upt = ex.markets[e.symbol].units_per_ticklot
-                        result.steps += 1
-                        closed[e.symbol] += e.book_qty + e.fund_qty
-                        money["closed"] += (e.book_value + e.fund_value) * upt
-                        money["book"] += e.book_value * upt
-                        money["fund"] += e.fund_value * upt
-                        sold_into.add((e.symbol, m.Side(1 - e.side)))
-                        if e.adl_qty:
-                            money["forgone"] += e.adl_qty * abs(e.mark_price
-                                                                - e.bankruptcy_price) * upt
-                            # the fund's balance when it took over: before this step's cover
-                            cover = e.fee - e.fund_delta
-                            causes[_adl_cause(config, e, balance + cover, upt)] += 1
-                    elif kind is m.AutoDeleveraged:
-                        result.adl_count += 1
-                        money["adl"] += e.qty * e.price * ex.markets[e.symbol].units_per_ticklot
-                    elif kind is m.InsuranceFundChanged and e.asset == settle.name:
-                        balance = e.balance
-                        lowest = min(lowest, e.balance)
-                        if e.reason == m.FundReason.LIQUIDATION_FEE:
-                            money["surplus"] += e.delta
-                        elif e.reason == m.FundReason.COLLATERAL_PENALTY:
-                            money["penalties"] += e.delta
-                        elif e.reason in (m.FundReason.LOSS_COVERED,
-                                          m.FundReason.DEFICIT_COVERED):
-                            money["covered"] -= e.delta
-                    elif kind is m.SocializedLoss:
-                        money["social"] += e.amount
-                    elif kind is m.CollateralConverted:
-                        result.collateral_sales += 1
+    for move in shock_commands(ex, path_bp):
+        for e in ex.submit(move):
+            kind = type(e)
+            if kind is m.LiquidationStarted:
+                liquidated.add(e.account)
+                result.liquidations += 1
+            elif kind is m.PositionLiquidated:
+                upt = ex.markets[e.symbol].units_per_ticklot
+                result.steps += 1
+                closed[e.symbol] += e.book_qty + e.fund_qty
+                money["closed"] += (e.book_value + e.fund_value) * upt
+                money["book"] += e.book_value * upt
+                money["fund"] += e.fund_value * upt
+                sold_into.add((e.symbol, m.Side(1 - e.side)))
+                if e.adl_qty:
+                    money["forgone"] += e.adl_qty * abs(e.mark_price - e.bankruptcy_price) * upt
+                    # the fund's balance when it took over: before this step's cover
+                    cover = e.fee - e.fund_delta
+                    causes[_adl_cause(config, e, balance + cover, upt)] += 1
+            elif kind is m.AutoDeleveraged:
+                result.adl_count += 1
+                money["adl"] += e.qty * e.price * ex.markets[e.symbol].units_per_ticklot
+            elif kind is m.InsuranceFundChanged and e.asset == settle.name:
+                balance = e.balance
+                lowest = min(lowest, e.balance)
+                if e.reason == m.FundReason.LIQUIDATION_FEE:
+                    money["surplus"] += e.delta
+                elif e.reason == m.FundReason.COLLATERAL_PENALTY:
+                    money["penalties"] += e.delta
+                elif e.reason in (m.FundReason.LOSS_COVERED, m.FundReason.DEFICIT_COVERED):
+                    money["covered"] -= e.delta
+            elif kind is m.SocializedLoss:
+                money["social"] += e.amount
+            elif kind is m.CollateralConverted:
+                result.collateral_sales += 1
     result.liquidated = len(liquidated)
     result.closed_lots = closed
     text = {k: str(settle.from_units(v)) for k, v in money.items()}
@@ -405,6 +397,22 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
     ex.audit().check()                  # a stress run that breaks the books is a bug, not a figure
     result.state_hash = ex.state_hash()
     return result
+
+
+def shock_commands(ex: Exchange, path_bp: list[int]) -> list[m.SetIndexPrice]:
+    """A shock path as commands, from the state `ex` holds: at each step (STEP_NS apart) every
+    index, from each of its sources, `bp` basis points from where it stands now."""
+    pricing = ex.components["pricing"]
+    base = {s: ex.index_price(s) for s in ex.markets if ex.index_price(s) is not None}
+    sources = {s: sorted(pricing.symbols[s].quotes) or ["index"] for s in base}
+    moves, t = [], ex.clock
+    for bp in path_bp:
+        t += STEP_NS
+        for symbol in sorted(base):
+            price = max(1, base[symbol] * (10_000 + bp) // 10_000)
+            moves += [m.SetIndexPrice(source=source, symbol=symbol, price=price, ts=t)
+                      for source in sources[symbol]]
+    return moves
 
 
 def _adl_cause(config: VenueConfig, e: m.PositionLiquidated, fund: int, upt: int) -> str:
