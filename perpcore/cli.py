@@ -464,6 +464,115 @@ def _venue_suffix() -> str:
     return f"-{meta['perpcore.venue']}" if "perpcore.venue" in meta else ""
 
 
+@main.group()
+def compare():
+    """The same command stream under several venue presets, side by side: liquidations, the
+    insurance fund's path, auto-deleveraging, funding paid (perpcore.compare).
+
+    The stream is a simulated session or a stress path built on the built-in venue, or a
+    journal's commands; each venue is fed the same commands re-expressed on its own tick and lot
+    grid (prices to the nearest tick a limit order may take without becoming more aggressive,
+    quantities and amounts rounded down)."""
+
+
+def _compare_options(command):
+    """--venues, --json, --chart and the fan-out options of every `perpcore compare` command."""
+    from perpcore.venues import VENUES
+
+    for option in (
+            click.option("--venues", "names", default=",".join(VENUES), show_default=True,
+                         help="The presets to compare, comma-separated."),
+            click.option("--json", "as_json", is_flag=True,
+                         help="Print the comparison as JSON."),
+            click.option("--chart", "chart", type=click.Path(dir_okay=False),
+                         help="Write the chart (PNG) here."),
+            _fanout_options):
+        command = option(command)
+    return command
+
+
+def _compare_run(flow, names: str, as_json: bool, chart: str | None, workers: int,
+                 scheduler: str | None) -> None:
+    """Runs `flow()` (the command stream) under each of --venues and prints the comparison."""
+    import sys
+    from pathlib import Path
+
+    from perpcore import compare as cp
+
+    try:
+        venues = cp.parse_names(names)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--venues'") from e
+    if chart is not None and not chart.lower().endswith(".png"):
+        raise click.BadParameter(f"{chart!r} is not a .png file", param_hint="'--chart'")
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 180)
+    with console.status("building the command stream") as status:
+        stream = flow()
+        status.update(f"{len(venues)} venues")
+        with _pool(workers, scheduler) as pool:
+            result = cp.compare(stream, venues, pool=pool, progress=lambda done, total:
+                                status.update(f"venues: {done} of {total} done"))
+    if chart is not None:
+        cp.plot(result, Path(chart))
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+        return
+    cp.render(result, console)
+    if chart is not None:
+        console.print(f"chart {chart}")
+
+
+@compare.command("simulate")
+@click.option("--steps", default=100_000, show_default=True, type=click.IntRange(min=1),
+              help="Steps of the simulated session (perpcore simulate's, crash included).")
+@click.option("--seed", default=7, show_default=True, help="Seed of the session.")
+@_compare_options
+def compare_simulate(steps: int, seed: int, names: str, as_json: bool, chart: str | None,
+                     workers: int, scheduler: str | None):
+    """A seeded simulated session, then eight hours of funding, under each venue."""
+    from perpcore import compare as cp
+
+    _compare_run(lambda: cp.simulated(steps=steps, seed=seed), names, as_json, chart, workers,
+                 scheduler)
+
+
+@compare.command("stress")
+@click.option("--accounts", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Size of the generated population (perpcore stress's).")
+@click.option("--seed", default=1, show_default=True, help="Seed of the population.")
+@click.option("--shock", default=-30, show_default=True, type=_SHOCK,
+              help="The index move in percent (-99 to 1000, not 0).")
+@click.option("--flash", is_flag=True, help="Go down (or up) to --shock and back again.")
+@click.option("--path-steps", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Steps (a second apart) in which the shock reaches its level.")
+@_compare_options
+def compare_stress(accounts: int, seed: int, shock: int, flash: bool, path_steps: int,
+                   names: str, as_json: bool, chart: str | None, workers: int,
+                   scheduler: str | None):
+    """A generated population, one price shock, then eight hours of funding, under each venue."""
+    from perpcore import compare as cp
+
+    if not shock:
+        raise click.BadParameter("a shock of 0% moves nothing", param_hint="'--shock'")
+    _compare_run(lambda: cp.stressed(accounts=accounts, seed=seed, shock=shock, flash=flash,
+                                     path_steps=path_steps), names, as_json, chart, workers,
+                 scheduler)
+
+
+@compare.command("journal")
+@click.argument("path", type=click.Path(exists=True))
+@_config_option
+@_compare_options
+def compare_journal(path: str, config, names: str, as_json: bool, chart: str | None,
+                    workers: int, scheduler: str | None):
+    """A journal's commands (a segment file, or a store directory whose journal starts at its
+    first command) under each venue. --config / --venue name the venue it was written under (the
+    built-in one by default)."""
+    from perpcore import compare as cp
+
+    _compare_run(lambda: cp.journaled(path, config), names, as_json, chart, workers, scheduler)
+
+
 @replay.command("binance")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--symbol", "symbols", multiple=True,

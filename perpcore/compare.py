@@ -344,7 +344,7 @@ ROWS = (  # (label, attribute): one row of the table per figure
     ("insurance fund low", "fund_low"),
     ("insurance fund end", "fund_end"), ("fund paid in", "fund_paid_in"),
     ("fund paid out", "fund_paid_out"), ("ADL positions", "adl_count"),
-    ("ADL notional", "adl_notional"), ("funding settlements", "funding_settlements"),
+    ("ADL notional", "adl_notional"), ("funding settlements (per symbol)", "funding_settlements"),
     ("funding paid", "funding_paid"), ("funding received", "funding_received"),
     ("funding remainder to fund", "funding_to_fund"), ("socialised loss", "socialized"),
     ("fees", "fees"), ("audit", "audit_ok"),
@@ -357,7 +357,7 @@ def _cell(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, dict):
-        return ", ".join(sorted(set(value.values())))
+        return ", ".join(value.values())
     return f"{DECIMAL.quantize(Decimal(value), Decimal('0.01')):,.2f}"
 
 
@@ -379,39 +379,44 @@ def render(comparison: Comparison, console) -> None:
 
 
 def plot(comparison: Comparison, path: Path) -> Path:
-    """One PNG: the insurance fund's path per venue over the flow, and per venue the
-    liquidations, ADL and funding paid."""
+    """One PNG: the insurance fund's path per venue through the flow; per venue the accounts
+    liquidated and the positions auto-deleveraged; per venue the funding paid."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import StrMethodFormatter
 
     venues = comparison.venues
-    fig, (path_ax, bars_ax) = plt.subplots(1, 2, figsize=(15, 6),
-                                           gridspec_kw={"width_ratios": (3, 2)})
+    money = "settlement asset (USD, USDT, USDC at par)"
+    fig, (path_ax, count_ax, funding_ax) = plt.subplots(
+        1, 3, figsize=(17, 6), gridspec_kw={"width_ratios": (3, 2, 1.5)})
     n = comparison.commands
     x = [(k + 1) * n // FUND_POINTS for k in range(FUND_POINTS)]
     for r in venues:
-        path_ax.plot(x[:len(r.fund_path)], [float(v) for v in r.fund_path], label=r.venue)
+        path_ax.plot(x[:len(r.fund_path)], [float(v) for v in r.fund_path], label=r.venue,
+                     drawstyle="steps-post")
     path_ax.set_title("insurance fund through the flow")
     path_ax.set_xlabel("command of the flow")
-    path_ax.set_ylabel("settlement asset (USD, USDT, USDC at par)")
-    path_ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    path_ax.grid(alpha=0.3)
+    path_ax.set_ylabel(money)
     path_ax.legend(fontsize=8)
-    figures = (("accounts liquidated", "liquidated_accounts"), ("ADL positions", "adl_count"),
-               ("funding paid / 100", "funding_paid"))
-    width = 0.8 / len(figures)
-    for j, (label, attr) in enumerate(figures):
-        values = [float(getattr(r, attr)) / (100 if attr == "funding_paid" else 1)
-                  for r in venues]
-        bars_ax.bar([i + (j - 1) * width for i in range(len(venues))], values, width,
-                    label=label)
-    bars_ax.set_xticks(range(len(venues)))
-    bars_ax.set_xticklabels([r.venue for r in venues], rotation=20)
-    bars_ax.set_title("liquidations, auto-deleveraging, funding paid")
-    bars_ax.grid(axis="y", alpha=0.3)
-    bars_ax.legend(fontsize=8)
+    names = range(len(venues))
+    width = 0.4
+    count_ax.bar([i - width / 2 for i in names], [r.liquidated_accounts for r in venues], width,
+                 label="accounts liquidated", color="tab:red")
+    count_ax.bar([i + width / 2 for i in names], [r.adl_count for r in venues], width,
+                 label="positions auto-deleveraged", color="tab:purple")
+    count_ax.set_title("liquidations and auto-deleveraging")
+    count_ax.set_ylabel("accounts / positions")
+    count_ax.legend(fontsize=8)
+    funding_ax.bar(names, [float(r.funding_paid) for r in venues], color="tab:green")
+    funding_ax.set_title("funding paid")
+    funding_ax.set_ylabel(money)
+    for ax in (path_ax, count_ax, funding_ax):
+        ax.grid(axis="y", alpha=0.3)
+        if ax is not path_ax:
+            ax.set_xticks(list(names))
+            ax.set_xticklabels([r.venue for r in venues], rotation=20)
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     fig.suptitle(f"perpcore compare — {comparison.source}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
