@@ -215,7 +215,8 @@ def dydx_v4() -> VenueConfig:
     - Fees: the first fee tier, maker 0.01%, taker 0.05%.
     - Funding: an 8-hour rate paid every hour (interval 1 h, interest 0.01% per 8 h and the
       clamp scaled to it), cap 600% x (IMF - MMF) per 8 h = 4.8% per 8 h = 0.6% per hour;
-      impact notional 10,000 USDC (500 USDC / IMF). Mark: dYdX marks at the oracle (index)
+      impact notional 10,000 USDC, the tier's value as set (the docs recommend 500 USDC / IMF,
+      which gave it at the earlier 5% IMF). Mark: dYdX marks at the oracle (index)
       price; perpcore has no pure-index mark method, so "bitmex" (index x (1 + funding basis),
       the index whenever the predicted rate is 0) is the nearest.
     - Liquidation: a liquidation fee of at least 1% is assessed; the fund takes at most 1.5% of
@@ -234,7 +235,7 @@ def dydx_v4() -> VenueConfig:
     https://docs.dydx.community/dydx-unlimited/~gitbook/pdf?only=yes&page=CMuWy1Lpiunhhsdt3w2i
     (fee tiers: maker 1.0 bps, taker 5.0 bps)."""
     imf, mmf = Decimal("0.02"), Decimal("0.012")
-    pricing = _pricing(interval_h=1, funding_cap=rate(6 * (imf - mmf) / 8),
+    pricing = _pricing(interval_h=1, mark_method="bitmex", funding_cap=rate(6 * (imf - mmf) / 8),
                        impact_notional=DYDX_IMPACT_NOTIONAL)
     fees = ("0.01", "0.05")
     return _venue("USDC", 6, [
