@@ -4,14 +4,22 @@ clock runs through funding settlements, loan interest and index staleness, and t
 snapshotted and restored midway. After every step: the audit is exact, the insurance fund is never
 negative, no account is left under maintenance unless a stale index holds it back, and no account
 has negative equity unless a SocializedLoss says so. At the end the same commands replayed into a
-fresh exchange give the same events and the same state hash."""
+fresh exchange give the same events and the same state hash.
+
+Under the built-in venue and every preset of perpcore.venues: the commands are written on the
+built-in venue and re-expressed on the preset's grid (perpcore.compare.Translator), so each venue
+meets the same random markets under its own rules."""
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 
 from perpcore import Exchange, default_config
 from perpcore import messages as m
+from perpcore.compare import Translator
 from perpcore.messages import Side
+from perpcore.venues import VENUES, venue
 
 BTC, ETH = "BTC-PERP", "ETH-PERP"
 START = {BTC: 650000, ETH: 340000}
@@ -22,9 +30,13 @@ S = 1_000_000_000
 
 
 class RandomMarket(RuleBasedStateMachine):
-    def __init__(self):
+    def __init__(self, name: str = "default"):
         super().__init__()
-        self.config = default_config()
+        self.config = venue(name)
+        self.reference = default_config()       # the venue the commands are written on
+        self.translate = Translator(self.reference, self.config)
+        self.settle = self.config.settlement_asset
+        self.indices = dict(START)              # each index, in the reference's ticks
         self.ex = Exchange(self.config)
         self.commands: list = []
         self.events: list = []
@@ -32,6 +44,7 @@ class RandomMarket(RuleBasedStateMachine):
         self.socialized: dict[int, int] = {}
 
     def submit(self, cmd):
+        cmd = self.translate(cmd)
         self.commands.append(cmd)
         events = self.ex.submit(cmd)
         self.events.extend(events)
@@ -41,7 +54,11 @@ class RandomMarket(RuleBasedStateMachine):
         return events
 
     def index(self, symbol):
-        return self.ex.index_price(symbol)
+        return self.indices[symbol]
+
+    def set_index(self, symbol, price):
+        self.indices[symbol] = price
+        self.submit(m.SetIndexPrice(source="x", symbol=symbol, price=price, ts=self.clock))
 
     @initialize(deposits=st.lists(st.integers(1_000, 60_000), min_size=len(TRADERS),
                                   max_size=len(TRADERS)),
@@ -80,7 +97,7 @@ class RandomMarket(RuleBasedStateMachine):
         self.submit(m.SetLeverage(account=trader, symbol=symbol, leverage=leverage))
         index = self.index(symbol)
         price = index + offset if side == Side.BUY else max(1, index - offset)
-        per_lot = price * self.ex.config.units_per_ticklot(symbol)
+        per_lot = price * self.reference.units_per_ticklot(symbol)
         qty = max(1, self.ex.account(trader).equity * leverage * use // (100 * per_lot))
         qty = min(qty, 100_000)
         self.submit(m.PlaceOrder(account=maker, symbol=symbol, side=Side(1 - side), qty=qty,
@@ -102,18 +119,16 @@ class RandomMarket(RuleBasedStateMachine):
 
     @rule(symbol=st.sampled_from([BTC, ETH]), bp=st.integers(-300, 300))
     def move(self, symbol, bp):
-        price = max(1, self.index(symbol) * (10_000 + bp) // 10_000)
-        self.submit(m.SetIndexPrice(source="x", symbol=symbol, price=price, ts=self.clock))
+        self.set_index(symbol, max(1, self.index(symbol) * (10_000 + bp) // 10_000))
 
     @rule(symbol=st.sampled_from([BTC, ETH]),
           pct=st.one_of(st.integers(-40, -8), st.integers(8, 40)))
     def crash(self, symbol, pct):
-        price = max(1, self.index(symbol) * (100 + pct) // 100)
-        self.submit(m.SetIndexPrice(source="x", symbol=symbol, price=price, ts=self.clock))
+        self.set_index(symbol, max(1, self.index(symbol) * (100 + pct) // 100))
 
     @rule(symbol=st.sampled_from([BTC, ETH]))
     def recover(self, symbol):
-        self.submit(m.SetIndexPrice(source="x", symbol=symbol, price=START[symbol], ts=self.clock))
+        self.set_index(symbol, START[symbol])
 
     @rule(seconds=st.sampled_from([1, 30, 61, 600, 3600, 4 * 3600, 8 * 3600]))
     def advance(self, seconds):
@@ -145,7 +160,8 @@ class RandomMarket(RuleBasedStateMachine):
         """Valued with a stale index: the engine must leave it alone for now."""
         stale = self.ex.components["pricing"].is_stale
         symbols = {p.symbol for p in view.positions if p.size}
-        symbols |= {self.config.collateral_symbol(a) for a in ("BTC", "ETH") if view.balances[a] > 0}
+        symbols |= {self.config.collateral_symbol(a) for a in self.config.margin.haircuts
+                    if view.balances[a] > 0}
         return any(stale(s) for s in symbols)
 
     @invariant()
@@ -154,7 +170,7 @@ class RandomMarket(RuleBasedStateMachine):
 
     @invariant()
     def fund_never_negative(self):
-        assert self.ex.insurance_fund("USD") >= 0
+        assert self.ex.insurance_fund(self.settle) >= 0
 
     @invariant()
     def accounts_are_sound(self):
@@ -175,7 +191,9 @@ class RandomMarket(RuleBasedStateMachine):
         assert replay.state_hash() == self.ex.state_hash()
 
 
-RandomMarket.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=40, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-test_random_markets_with_crashes = RandomMarket.TestCase
+# the built-in venue as many examples as ever; each preset a quarter of them
+@pytest.mark.parametrize("name", list(VENUES))
+def test_random_markets_with_crashes(name):
+    run_state_machine_as_test(lambda: RandomMarket(name), settings=settings(
+        max_examples=40 if name == "default" else 10, stateful_step_count=40, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

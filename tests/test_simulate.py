@@ -1,13 +1,16 @@
+import pytest
 from click.testing import CliRunner
 
 from perpcore import simulate
 from perpcore.cli import main
+from perpcore.venues import VENUES, venue
 
 
-def test_session_is_deterministic_by_seed_and_trades():
-    _, a = simulate.run(steps=3_000, seed=3)
-    _, b = simulate.run(steps=3_000, seed=3)
-    _, c = simulate.run(steps=3_000, seed=4)
+@pytest.mark.parametrize("name", list(VENUES))
+def test_session_is_deterministic_by_seed_and_trades(name):
+    _, a = simulate.run(steps=3_000, seed=3, config=venue(name))
+    _, b = simulate.run(steps=3_000, seed=3, config=venue(name))
+    _, c = simulate.run(steps=3_000, seed=4, config=venue(name))
     assert a.state_hash == b.state_hash and a.trades == b.trades
     assert a.state_hash != c.state_hash
     assert a.trades > 100
