@@ -16,8 +16,10 @@ S = 1_000_000_000
 HOUR = 3600 * S
 
 
-def venue_config(margin=None, **instrument):
-    cfg = default_config()
+def venue_config(margin=None, preset=None, **instrument):
+    """The built-in venue (or `preset`, a VenueConfig) with its mark at the index, changed by
+    `margin` (MarginSpec fields) and `instrument` (InstrumentSpec fields of every instrument)."""
+    cfg = preset or default_config()
     cfg = msgspec.structs.replace(cfg, instruments={
         s: msgspec.structs.replace(
             spec, pricing=msgspec.structs.replace(spec.pricing, mark_method="bitmex",
@@ -48,8 +50,8 @@ def rejection(events):
 
 
 class Venue:
-    def __init__(self, margin=None, **instrument):
-        self.ex = Exchange(venue_config(margin, **instrument))
+    def __init__(self, margin=None, preset=None, **instrument):
+        self.ex = Exchange(venue_config(margin, preset, **instrument))
         self.cfg = self.ex.config
 
     def submit(self, cmd, ok=True):

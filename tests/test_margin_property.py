@@ -6,24 +6,33 @@ match the book; reduce-only orders can never increase a position; equity, initia
 margin recomputed with Fractions and marginal tier rates; what a withdrawal may take is exactly
 what the engine allows; and each liquidation price is the first tick at which the engine's rule
 holds. The liquidation engine is switched off here (it has its own property test): the point is
-the margin layer's books and arithmetic while accounts drift anywhere, under water included."""
+the margin layer's books and arithmetic while accounts drift anywhere, under water included.
+
+On the built-in venue and on every preset of perpcore.venues (its tiers, fees, grid and
+collateral; the mark at the index, as margin_venue's): the rules draw the built-in venue's symbols
+and assets and the machine takes the preset's of the same base (quantities in the built-in
+venue's lots, scaled to the preset's); an asset the preset does not hold is left out."""
 import math
 from fractions import Fraction
 from functools import partial
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, rule,
+                                 run_state_machine_as_test)
 
+from perpcore import default_config
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
+from perpcore.venues import VENUES, venue
 
-from margin_venue import BTC, ETH, S, Venue, repay_in_full, usd
+from margin_venue import BTC, ETH, S, Venue, repay_in_full
 
 ACCOUNTS = (1, 2, 3, 4)
 SYMBOLS = (BTC, ETH)
 ASSETS = ("USD", "BTC", "ETH")
-START = {BTC: 600000, ETH: 300000}
+START = {BTC: "60000", ETH: "30000"}
 
 
 def reference_maintenance(tiers, notional: int) -> int:
@@ -54,11 +63,22 @@ def reference_side(size, orders, mark, buy, upt, lev) -> int:
 
 
 class MarginMachine(RuleBasedStateMachine):
-    def __init__(self):
+    def __init__(self, name: str = "default"):
         super().__init__()
-        self.v = Venue()
+        self.v = Venue(preset=venue(name))
         self.ex = self.v.ex
+        self.cfg = cfg = self.ex.config
         self.margin = self.ex.margin
+        reference = default_config()
+        # the built-in venue's symbol -> the venue's of the same base, and the venue's lots in one
+        # of the built-in venue's (the presets' lots divide it)
+        self.sym = {s: cfg.collateral_symbol(reference.instruments[s].base) for s in SYMBOLS}
+        self.symbols = tuple(self.sym.values())
+        self.scale = {self.sym[s]: int(reference.instruments[s].lot_size
+                                       / cfg.instruments[self.sym[s]].lot_size) for s in SYMBOLS}
+        self.settle = cfg.settlement_asset
+        self.assets = (self.settle, *sorted(cfg.margin.haircuts))
+        self.asset = {"USD": self.settle, **{a: a for a in cfg.margin.haircuts}}
         # isolate the margin layer: no liquidation engine; the tests' loan policy (repaid in full)
         self.ex.liquidation.enabled = False
         self.margin.on_loan_breach = partial(repay_in_full, self.margin)
@@ -66,13 +86,19 @@ class MarginMachine(RuleBasedStateMachine):
         for a in ACCOUNTS:
             self.submit(m.CreateAccount(account=a))
         for symbol, price in START.items():
-            self.submit(m.SetIndexPrice(source="x", symbol=symbol, price=price, ts=self.ts))
-        self.flows = {a: dict.fromkeys(ASSETS, 0) for a in ACCOUNTS}   # cash from the events
+            symbol = self.sym[symbol]
+            self.submit(m.SetIndexPrice(source="x", symbol=symbol, ts=self.ts,
+                                        price=cfg.instruments[symbol].to_ticks(price)))
+        self.flows = {a: dict.fromkeys(self.assets, 0) for a in ACCOUNTS}   # from the events
         self.fees = dict.fromkeys(ACCOUNTS, 0)
         self.debt = dict.fromkeys(ACCOUNTS, 0)
-        self.size = {(a, s): 0 for a in ACCOUNTS for s in SYMBOLS}
-        self.cashflow = {(a, s): 0 for a in ACCOUNTS for s in SYMBOLS}     # ticks x lots
+        self.size = {(a, s): 0 for a in ACCOUNTS for s in self.symbols}
+        self.cashflow = {(a, s): 0 for a in ACCOUNTS for s in self.symbols}     # ticks x lots
         self.transfer_id = 0
+
+    def units(self, asset: str, amount) -> int:
+        """`amount` of the built-in venue's `asset` in the venue's minor units."""
+        return self.cfg.assets[self.asset[asset]].to_units(amount)
 
     @initialize(funding=st.lists(st.sampled_from([(0, 0, 0), (1_000, 0, 0), (0, 10**7, 10**8),
                                                    (20_000, 10**8, 10**9)]),
@@ -80,8 +106,9 @@ class MarginMachine(RuleBasedStateMachine):
     def fund(self, funding):
         """Each account starts with nothing, a little cash, a little collateral, or plenty."""
         for a, amounts in zip(ACCOUNTS, funding):
-            for asset, amount in zip(ASSETS, (usd(amounts[0]), *amounts[1:])):
-                if amount:
+            for asset, amount in zip(ASSETS, (self.units("USD", amounts[0]), *amounts[1:])):
+                asset = self.asset.get(asset)
+                if amount and asset:
                     self.submit(m.Deposit(account=a, asset=asset, amount=amount))
 
     # ---- the reference model, fed by the events -------------------------------------------------
@@ -95,19 +122,19 @@ class MarginMachine(RuleBasedStateMachine):
             elif t is m.Withdrawn:
                 self.flows[e.account][e.asset] -= e.amount
             elif t is m.Borrowed:
-                self.flows[e.account]["USD"] += e.amount
+                self.flows[e.account][self.settle] += e.amount
                 self.debt[e.account] += e.amount
             elif t is m.Repaid:
-                self.flows[e.account]["USD"] -= e.amount
+                self.flows[e.account][self.settle] -= e.amount
                 self.debt[e.account] -= e.amount
             elif t is m.InterestAccrued:
                 self.debt[e.account] += e.amount
             elif t is m.CollateralConverted:
                 self.flows[e.account][e.asset] -= e.amount
-                self.flows[e.account]["USD"] += e.proceeds - e.repaid     # repaid from the proceeds
+                self.flows[e.account][self.settle] += e.proceeds - e.repaid   # the loan repaid
                 self.debt[e.account] -= e.repaid
             elif t is m.FundingPaid:
-                self.flows[e.account]["USD"] += e.amount
+                self.flows[e.account][self.settle] += e.amount
             elif t is m.OrderFilled:
                 spec = self.ex.config.instruments[e.symbol]
                 upt = self.ex.config.units_per_ticklot(e.symbol)
@@ -128,13 +155,19 @@ class MarginMachine(RuleBasedStateMachine):
     @rule(a=st.sampled_from(ACCOUNTS), asset=st.sampled_from(ASSETS),
           amount=st.integers(1, 200_000))
     def deposit(self, a, asset, amount):
-        units = usd(amount) if asset == "USD" else amount * 10**5      # up to 2 BTC / ETH
+        units = self.units("USD", amount) if asset == "USD" else amount * 10**5   # up to 2 BTC
+        asset = self.asset.get(asset)
+        if asset is None:
+            return
         self.transfer_id += 1
         self.submit(m.Deposit(account=a, asset=asset, amount=units, transfer_id=self.transfer_id))
 
     @rule(a=st.sampled_from(ACCOUNTS), asset=st.sampled_from(ASSETS),
           share=st.sampled_from([Fraction(1, 4), Fraction(1), Fraction(101, 100), None]))
     def withdraw(self, a, asset, share):
+        asset = self.asset.get(asset)
+        if asset is None:
+            return
         view = self.ex.account(a)
         available, held = view.available[asset], view.balances[asset]
         amount = available + 1 if share is None else math.ceil(available * share)
@@ -154,6 +187,8 @@ class MarginMachine(RuleBasedStateMachine):
           side=st.sampled_from([m.Side.BUY, m.Side.SELL]), offset=st.integers(-300, 300),
           qty=st.integers(1, 3000), reduce_only=st.sampled_from([False, False, False, True]))
     def quote(self, a, symbol, side, offset, qty, reduce_only):
+        symbol = self.sym[symbol]
+        qty *= self.scale[symbol]
         mark = self.ex.mark_price(symbol)
         price = max(1, mark + offset * (mark // 10_000))            # within +-3% of the mark
         self.place(a, symbol, side, price, qty, m.TimeInForce.GTC, reduce_only)
@@ -162,6 +197,8 @@ class MarginMachine(RuleBasedStateMachine):
           side=st.sampled_from([m.Side.BUY, m.Side.SELL]), depth=st.integers(0, 100),
           qty=st.integers(1, 3000), reduce_only=st.sampled_from([False, False, False, True]))
     def take(self, a, symbol, side, depth, qty, reduce_only):
+        symbol = self.sym[symbol]
+        qty *= self.scale[symbol]
         book = self.ex.book(symbol)
         touch = book.best_ask() if side == m.Side.BUY else book.best_bid()
         if touch is None:
@@ -195,34 +232,36 @@ class MarginMachine(RuleBasedStateMachine):
         filled = self.ex.book(symbol).order(order_id)[5]
         new_price = max(1, price + data.draw(st.integers(-200, 200)) * (price // 10_000))
         self.submit(m.AmendOrder(account=account, symbol=symbol, order_id=order_id,
-                                 price=new_price, qty=filled + data.draw(st.integers(1, 400))))
+                                 price=new_price,
+                                 qty=filled + data.draw(st.integers(1, 400)) * self.scale[symbol]))
 
     @rule(a=st.sampled_from(ACCOUNTS), symbol=st.sampled_from(SYMBOLS),
           leverage=st.sampled_from([1, 5, 20, 50, 100, 125]))
     def set_leverage(self, a, symbol, leverage):
-        self.submit(m.SetLeverage(account=a, symbol=symbol, leverage=leverage))
+        self.submit(m.SetLeverage(account=a, symbol=self.sym[symbol], leverage=leverage))
 
     @rule(a=st.sampled_from(ACCOUNTS),
           share=st.sampled_from([Fraction(1, 2), Fraction(1), Fraction(101, 100)]))
     def borrow(self, a, share):
         """A share of what the maximum loan-to-value leaves (over it: refused)."""
         view = self.ex.account(a)
-        room = view.collateral_market_value * 65 // 100 - view.loan
+        room = view.collateral_market_value * self.cfg.margin.max_ltv // RATE_SCALE - view.loan
         amount = math.ceil(room * share)
         if amount > 0:
-            events = self.submit(m.Borrow(account=a, asset="USD", amount=amount))
+            events = self.submit(m.Borrow(account=a, asset=self.settle, amount=amount))
             assert (type(events[0]) is m.Borrowed) == (amount <= room), events
 
     @rule(a=st.sampled_from(ACCOUNTS), share=st.sampled_from([Fraction(1, 3), Fraction(1)]))
     def repay(self, a, share):
         view = self.ex.account(a)
-        amount = min(view.loan, max(view.balances["USD"], 0))
+        amount = min(view.loan, max(view.balances[self.settle], 0))
         if amount:
-            self.submit(m.Repay(account=a, asset="USD", amount=math.ceil(amount * share)))
+            self.submit(m.Repay(account=a, asset=self.settle, amount=math.ceil(amount * share)))
 
     @rule(symbol=st.sampled_from(SYMBOLS), move=st.integers(-1500, 1500),
           dt=st.integers(1, 30))
     def move_index(self, symbol, move, dt):
+        symbol = self.sym[symbol]
         index = self.ex.index_price(symbol)
         self.ts += dt * S
         self.submit(m.SetIndexPrice(source="x", symbol=symbol, ts=self.ts,
@@ -232,7 +271,7 @@ class MarginMachine(RuleBasedStateMachine):
     def advance(self, hours):
         self.ts += hours * 3600 * S
         self.submit(m.AdvanceClock(ts=self.ts))
-        for symbol in SYMBOLS:      # keep the index fresh
+        for symbol in self.symbols:      # keep the index fresh
             self.submit(m.SetIndexPrice(source="x", symbol=symbol, ts=self.ts,
                                         price=self.ex.index_price(symbol)))
 
@@ -248,10 +287,10 @@ class MarginMachine(RuleBasedStateMachine):
         for a in ACCOUNTS:
             view = self.ex.account(a)
             assert view.loan == self.debt[a]
-            for asset in ("BTC", "ETH"):
+            for asset in self.assets[1:]:
                 assert view.balances[asset] == self.flows[a][asset]
             realised = 0
-            for symbol in SYMBOLS:
+            for symbol in self.symbols:
                 pos = self.margin.accounts[a].positions.get(symbol)
                 size = pos.size if pos else 0
                 assert size == self.size[a, symbol]
@@ -259,12 +298,13 @@ class MarginMachine(RuleBasedStateMachine):
                 assert (signed_cost == 0) == (size == 0) and (pos is None or pos.cost >= 0)
                 realised += (self.cashflow[a, symbol] + signed_cost) * \
                     self.ex.config.units_per_ticklot(symbol)
-            assert view.balances["USD"] == self.flows[a]["USD"] + realised - self.fees[a]
+            assert view.balances[self.settle] == \
+                self.flows[a][self.settle] + realised - self.fees[a]
 
     def resting(self) -> list[tuple[int, tuple]]:
         """[(order_id, (account, symbol, side, price, open qty))] of every resting order, by id."""
         return sorted((order_id, (account, symbol, side, price, qty))
-                      for symbol in SYMBOLS
+                      for symbol in self.symbols
                       for order_id, account, side, price, qty, _, _, _
                       in self.ex.book(symbol)._book.resting())
 
@@ -304,8 +344,12 @@ class MarginMachine(RuleBasedStateMachine):
             for c in margin.collateral:
                 index = self.ex.index_price(c.symbol)
                 amount = max(view.balances[c.asset], 0)
-                unit = Fraction(self.ex.config.instruments[c.symbol].tick_size) * 10**6 / 10**8
-                coll += math.floor(amount * index * unit * (1 - Fraction(5, 100)))
+                # money units of the settlement asset per tick of price per unit of the asset
+                unit = (Fraction(self.cfg.instruments[c.symbol].tick_size)
+                        / Fraction(self.cfg.assets[self.settle].unit)
+                        * Fraction(self.cfg.assets[c.asset].unit))
+                haircut = Fraction(self.cfg.margin.haircuts[c.asset], RATE_SCALE)
+                coll += math.floor(amount * index * unit * (1 - haircut))
                 market += math.floor(amount * index * unit)
             for symbol, pos in acc.positions.items():
                 sr = margin.symbols[symbol]
@@ -323,7 +367,7 @@ class MarginMachine(RuleBasedStateMachine):
                           for side in (0, 1))
             assert (view.collateral_value, view.collateral_market_value) == (coll, market)
             assert view.unrealised_pnl == upnl
-            assert view.equity == view.balances["USD"] + coll - view.loan + upnl
+            assert view.equity == view.balances[self.settle] + coll - view.loan + upnl
             assert (view.initial_margin, view.maintenance_margin) == (im, mm)
             assert view.liquidatable == (mm > 0 and view.equity <= mm)
             if view.loan:
@@ -333,12 +377,12 @@ class MarginMachine(RuleBasedStateMachine):
     @invariant()
     def liquidation_prices_are_where_the_rule_first_holds(self):
         margin = self.margin
-        marks = {s: self.ex.mark_price(s) for s in SYMBOLS}
+        marks = {s: self.ex.mark_price(s) for s in self.symbols}
         views = [(a, self.ex.account(a)) for a in ACCOUNTS]
-        prices = {s: margin.symbols[s].prices for s in SYMBOLS}     # what the margin layer reads
+        prices = {s: margin.symbols[s].prices for s in self.symbols}   # what the margin layer reads
 
         def mark_at(symbol, price):
-            for s in SYMBOLS:
+            for s in self.symbols:
                 prices[s].mark = price if s == symbol else marks[s]
         try:
             for a, view in views:
@@ -363,6 +407,9 @@ def before_size(view, symbol):
     return 0
 
 
-MarginMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=80, deadline=None,
-                                           suppress_health_check=[HealthCheck.too_slow])
-TestMargin = MarginMachine.TestCase
+# the built-in venue as many examples as ever; each preset a quarter of them
+@pytest.mark.parametrize("name", list(VENUES))
+def test_margin(name):
+    run_state_machine_as_test(lambda: MarginMachine(name), settings=settings(
+        max_examples=200 if name == "default" else 50, stateful_step_count=80, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow]))
