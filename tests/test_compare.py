@@ -148,3 +148,22 @@ def test_a_command_of_a_symbol_the_venue_lacks_is_passed_on_to_be_refused():
     translate = cp.Translator(ref, one)
     cmd = m.PlaceOrder(account=1, symbol="ETH-PERP", side=m.Side.BUY, qty=3, price=34_000)
     assert translate(cmd) == cmd
+
+
+def test_venues_fanned_out_on_dask_give_the_sequential_json(flow):
+    pytest.importorskip("distributed")
+    from perpcore import fanout
+    with fanout.pool(workers=1) as pool:
+        spread = cp.compare(flow, ("bitmex", "hyperliquid"), pool=pool)
+    assert spread.to_json() == cp.compare(flow, ("bitmex", "hyperliquid")).to_json()
+
+
+def test_a_store_directory_compares_from_its_journal(tmp_path):
+    from test_replay import make_store
+    cmds = session_commands(seed=12, steps=800)
+    make_store(tmp_path / "store", cmds, checkpoints={400})
+    out = json.loads(compare_json("journal", str(tmp_path / "store"), "--venues", "default"))
+    ex = Exchange(venues.venue("default"))
+    for cmd in cmds:
+        ex.submit(cmd)
+    assert out["commands"] == len(cmds) and out["venues"][0]["state_hash"] == ex.state_hash()
