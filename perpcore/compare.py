@@ -237,64 +237,45 @@ class VenueResult:
 
 def run_venue(flow: Flow, name: str) -> VenueResult:
     """The flow under the preset `name` (perpcore.venues): a fanout task."""
+    from perpcore.simulate import Tally
+
     config = venue(name)
     translate = Translator(flow.reference, config)
     settle = config.settlement_asset
-    asset = config.assets[settle]
     ex = Exchange(config)
-    result = VenueResult(venue=name, currency=settle, symbols=dict(translate.symbols))
+    tally = Tally(settle)
     n = len(flow.commands)
-    samples = {(k + 1) * n // FUND_POINTS - 1: k for k in range(FUND_POINTS)} if n else {}
-    low = None
-    money = dict.fromkeys(("traded", "liquidated", "in", "out", "adl", "paid", "received",
-                           "remainder", "social"), 0)
-    liquidated: set[int] = set()
+    samples = {(k + 1) * n // FUND_POINTS - 1 for k in range(FUND_POINTS)}
     path: list[int] = []
     for i, cmd in enumerate(flow.commands):
-        for e in ex.submit(translate(cmd)):
-            kind = type(e)
-            if kind is m.OrderFilled:
-                result.trades += 1
-                money["traded"] += e.qty * e.price * ex.markets[e.symbol].units_per_ticklot
-            elif kind is m.OrderRejected:
-                result.rejected += 1
-            elif kind is m.LiquidationStarted:
-                result.liquidations += 1
-                liquidated.add(e.account)
-            elif kind is m.PositionLiquidated:
-                result.liquidation_steps += 1
-                money["liquidated"] += ((e.book_value + e.fund_value)
-                                        * ex.markets[e.symbol].units_per_ticklot)
-            elif kind is m.AutoDeleveraged:
-                result.adl_count += 1
-                money["adl"] += e.qty * e.price * ex.markets[e.symbol].units_per_ticklot
-            elif kind is m.InsuranceFundChanged and e.asset == settle:
-                low = e.balance if low is None else min(low, e.balance)
-                money["in" if e.delta > 0 else "out"] += abs(e.delta)
-            elif kind is m.FundingPaid:
-                money["paid" if e.amount < 0 else "received"] += abs(e.amount)
-            elif kind is m.FundingSettled:
-                result.funding_settlements += 1
-                money["remainder"] += e.insurance
-            elif kind is m.SocializedLoss:
-                money["social"] += e.amount
+        tally.add(ex.submit(translate(cmd)))
         if i in samples:
             path.append(ex.insurance_fund(settle))
-    text = {k: str(asset.from_units(v)) for k, v in money.items()}
-    result.traded_notional, result.liquidated_notional = text["traded"], text["liquidated"]
-    result.fund_paid_in, result.fund_paid_out = text["in"], text["out"]
-    result.adl_notional, result.socialized = text["adl"], text["social"]
-    result.funding_paid, result.funding_received = text["paid"], text["received"]
-    result.funding_to_fund = text["remainder"]
-    result.liquidated_accounts = len(liquidated)
-    result.fund_low = str(asset.from_units(low or 0))
-    result.fund_end = str(asset.from_units(ex.insurance_fund(settle)))
-    result.fund_path = [str(asset.from_units(v)) for v in path]
+
+    def value(per_symbol: dict[str, int]) -> int:      # ticks x lots -> minor units
+        return sum(v * config.units_per_ticklot(s) for s, v in per_symbol.items())
     audit = ex.audit()
-    result.fees = str(asset.from_units(audit[settle].fee_account))
-    result.audit_ok = audit.ok
-    result.state_hash = ex.state_hash()
-    return result
+    money = text(config, {
+        "traded_notional": value(tally.traded),
+        "liquidated_notional": value(tally.liquidated_value),
+        "fund_low": tally.fund_low or 0, "fund_end": ex.insurance_fund(settle),
+        "fund_paid_in": tally.fund_in, "fund_paid_out": tally.fund_out,
+        "adl_notional": value(tally.adl_value), "funding_paid": tally.funding_paid,
+        "funding_received": tally.funding_received, "funding_to_fund": tally.funding_remainder,
+        "socialized": tally.socialized, "fees": audit[settle].fee_account})
+    return VenueResult(
+        venue=name, currency=settle, symbols=dict(translate.symbols), rejected=tally.rejected,
+        trades=tally.trades, liquidated_accounts=len(tally.liquidated),
+        liquidations=tally.liquidations, liquidation_steps=tally.liquidation_steps,
+        adl_count=tally.adl, funding_settlements=tally.settlements,
+        fund_path=list(text(config, dict(enumerate(path))).values()), audit_ok=audit.ok,
+        state_hash=ex.state_hash(), **money)
+
+
+def text(config: VenueConfig, amounts: dict) -> dict[str, str]:
+    """Minor units of the settlement asset as Decimal text, by name."""
+    asset = config.assets[config.settlement_asset]
+    return {name: str(asset.from_units(v)) for name, v in amounts.items()}
 
 
 # ---- the comparison -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from perpcore import messages as m
@@ -171,58 +172,96 @@ class Session:
                             price=max(price, 1), tif=m.TimeInForce.IOC, ts=self.clock)
 
 
+class Tally:
+    """What a run's events did: trades (lots and ticks x lots per symbol), refusals, liquidations
+    (the accounts, the engine's steps, the ticks x lots they closed per symbol), auto-deleveraging
+    (positions, ticks x lots per symbol), the insurance fund of the settlement asset (its lowest
+    balance once it moved, what was paid in and out), funding (paid, received, the remainders to
+    the fund, settlements) and socialised losses; money in minor units. perpcore simulate's
+    summary and perpcore.compare's figures."""
+
+    def __init__(self, settle: str):
+        self.settle = settle
+        self.trades = self.rejected = self.liquidations = self.liquidation_steps = 0
+        self.adl = self.settlements = 0
+        self.volume: dict[str, int] = defaultdict(int)
+        self.traded: dict[str, int] = defaultdict(int)
+        self.liquidated_value: dict[str, int] = defaultdict(int)
+        self.adl_value: dict[str, int] = defaultdict(int)
+        self.liquidated: set[int] = set()
+        self.fund_low: int | None = None
+        self.fund_in = self.fund_out = 0
+        self.funding_paid = self.funding_received = self.funding_remainder = 0
+        self.socialized = 0
+
+    def add(self, events) -> None:
+        for e in events:
+            kind = type(e)
+            if kind is m.OrderFilled:
+                self.trades += 1
+                self.volume[e.symbol] += e.qty
+                self.traded[e.symbol] += e.qty * e.price
+            elif kind is m.OrderRejected:
+                self.rejected += 1
+            elif kind is m.LiquidationStarted:
+                self.liquidations += 1
+                self.liquidated.add(e.account)
+            elif kind is m.PositionLiquidated:
+                self.liquidation_steps += 1
+                self.liquidated_value[e.symbol] += e.book_value + e.fund_value
+            elif kind is m.AutoDeleveraged:
+                self.adl += 1
+                self.adl_value[e.symbol] += e.qty * e.price
+            elif kind is m.InsuranceFundChanged and e.asset == self.settle:
+                self.fund_low = e.balance if self.fund_low is None else min(self.fund_low,
+                                                                             e.balance)
+                if e.delta > 0:
+                    self.fund_in += e.delta
+                else:
+                    self.fund_out -= e.delta
+            elif kind is m.FundingPaid:
+                if e.amount < 0:
+                    self.funding_paid -= e.amount
+                else:
+                    self.funding_received += e.amount
+            elif kind is m.FundingSettled:
+                self.settlements += 1
+                self.funding_remainder += e.insurance
+            elif kind is m.SocializedLoss:
+                self.socialized += e.amount
+
+
 def run(steps: int = 100_000, seed: int = 7, config: VenueConfig | None = None,
         progress=None, crash: bool = True) -> tuple[Exchange, SimulationReport]:
     config = config or default_config()
     ex = Exchange(config)
     session = Session(config, seed, steps=steps, crash=crash)
     report = SimulationReport(seed=seed, steps=steps)
-    volume = {s: 0 for s in session.symbols}
-    notional = {s: 0 for s in session.symbols}
     for cmd in session.setup():
         ex.submit(cmd)
     settle = config.settlement_asset
-    fund = low = ex.insurance_fund(settle)
-    paid_in = paid_out = 0
-    liquidated: set[int] = set()
-    socialized = 0
+    fund = ex.insurance_fund(settle)
+    tally = Tally(settle)
     started = time.perf_counter()      # throughput is reported, never used to decide anything
     for i in range(steps):
-        for event in ex.submit(session.step()):
-            kind = type(event)
-            if kind is m.OrderFilled:
-                report.trades += 1
-                volume[event.symbol] += event.qty
-                notional[event.symbol] += event.qty * event.price
-            elif kind is m.OrderRejected:
-                report.rejected += 1
-            elif kind is m.LiquidationStarted:
-                report.liquidations += 1
-                liquidated.add(event.account)
-            elif kind is m.AutoDeleveraged:
-                report.auto_deleveraged += 1
-            elif kind is m.InsuranceFundChanged and event.asset == settle:
-                low = min(low, event.balance)
-                if event.delta > 0:
-                    paid_in += event.delta
-                else:
-                    paid_out -= event.delta
-            elif kind is m.SocializedLoss:
-                socialized += event.amount
+        tally.add(ex.submit(session.step()))
         if progress is not None and i % 1000 == 0:
             progress(i)
     report.elapsed_s = time.perf_counter() - started
     report.commands = steps
-    report.liquidated_accounts = len(liquidated)
+    report.trades, report.rejected = tally.trades, tally.rejected
+    report.liquidations, report.auto_deleveraged = tally.liquidations, tally.adl
+    report.liquidated_accounts = len(tally.liquidated)
     asset = config.assets[settle]
-    report.socialized = str(asset.from_units(socialized))
+    report.socialized = str(asset.from_units(tally.socialized))
+    low = fund if tally.fund_low is None else min(fund, tally.fund_low)
     report.insurance_fund = {name: str(asset.from_units(value)) for name, value in (
-        ("start", fund), ("low", low), ("end", ex.insurance_fund(settle)), ("paid_in", paid_in),
-        ("paid_out", paid_out))}
+        ("start", fund), ("low", low), ("end", ex.insurance_fund(settle)),
+        ("paid_in", tally.fund_in), ("paid_out", tally.fund_out))}
     for symbol in session.symbols:
         spec = config.instruments[symbol]
-        report.volume_lots[symbol] = volume[symbol]
-        report.notional[symbol] = str(spec.from_ticks(notional[symbol]) * spec.lot_size)
+        report.volume_lots[symbol] = tally.volume[symbol]
+        report.notional[symbol] = str(spec.from_ticks(tally.traded[symbol]) * spec.lot_size)
         report.depth[symbol] = ex.book(symbol).depth(5)
         report.open_interest[symbol] = str(spec.from_lots(
             sum(size for _, size in ex.margin.open_positions(symbol) if size > 0)))

@@ -33,20 +33,30 @@ from perpcore.config import (HOUR_NS, RATE_SCALE, AssetSpec, InstrumentSpec, Mar
                              MarginTier, PricingSpec, VenueConfig, default_config, rate)
 
 
-def _perp(symbol: str, base: str, settle: str, tick: str, lot: str, tiers, *, pricing, fees,
-          liquidation_fee: str, min_notional: str, max_price: str, max_qty: str,
-          **rules) -> InstrumentSpec:
-    """One linear perpetual; prices and sizes in Decimal text, rates as percentages of 1.
-    max_price (quote currency) and max_qty (base asset) bound an order; `rules` are the
-    instrument's rule options."""
-    tick_d, lot_d = Decimal(tick), Decimal(lot)
-    maker, taker = fees
-    return InstrumentSpec(
-        symbol=symbol, base=base, settle=settle, tick_size=tick_d, lot_size=lot_d,
-        min_notional=Decimal(min_notional), max_price=int(Decimal(max_price) / tick_d),
-        max_qty=int(Decimal(max_qty) / lot_d), pricing=pricing, tiers=tiers,
-        maker_fee=_pct(maker), taker_fee=_pct(taker), liquidation_fee=_pct(liquidation_fee),
-        default_leverage=min(20, tiers[0].max_leverage), **rules)
+# The largest order an instrument admits, by base asset: (price, quantity), quote and base units
+ORDER_LIMITS = {"BTC": ("10000000", "1000"), "ETH": ("1000000", "10000")}
+
+
+def _venue(settle: str, instruments, *, fees: tuple[str, str], min_notional: str,
+           margin: MarginSpec, **rules) -> VenueConfig:
+    """A venue settled in `settle` (6 decimals; its collateral assets 8) of the linear perpetuals
+    (symbol, base, tick, lot, tier rows, pricing, liquidation fee in percent), each with the
+    (maker, taker) fees in percent and the minimum notional; `rules` are the instruments' rule
+    options."""
+    specs = {}
+    for symbol, base, tick, lot, tier_rows, pricing, liquidation_fee in instruments:
+        tiers = _tiers(tier_rows)
+        max_price, max_qty = ORDER_LIMITS[base]
+        specs[symbol] = InstrumentSpec(
+            symbol=symbol, base=base, settle=settle, tick_size=Decimal(tick),
+            lot_size=Decimal(lot), min_notional=Decimal(min_notional),
+            max_price=int(Decimal(max_price) / Decimal(tick)),
+            max_qty=int(Decimal(max_qty) / Decimal(lot)), pricing=pricing, tiers=tiers,
+            maker_fee=_pct(fees[0]), taker_fee=_pct(fees[1]),
+            liquidation_fee=_pct(liquidation_fee),
+            default_leverage=min(20, tiers[0].max_leverage), **rules)
+    assets = {settle: AssetSpec(settle, 6), **{a: AssetSpec(a, 8) for a in margin.haircuts}}
+    return VenueConfig(settlement_asset=settle, assets=assets, instruments=specs, margin=margin)
 
 
 def _pct(text: str) -> int:
@@ -58,15 +68,6 @@ def _tiers(rows) -> tuple[MarginTier, ...]:
     """(max notional, max leverage, maintenance rate in percent) rows as MarginTiers."""
     return tuple(MarginTier(Decimal(notional), leverage, _pct(mmr))
                  for notional, leverage, mmr in rows)
-
-
-def _venue(settle: str, decimals: int, instruments: list[InstrumentSpec],
-           margin: MarginSpec) -> VenueConfig:
-    assets = {settle: AssetSpec(settle, decimals)}
-    for base in margin.haircuts:
-        assets[base] = AssetSpec(base, 8)
-    return VenueConfig(settlement_asset=settle, assets=assets,
-                       instruments={spec.symbol: spec for spec in instruments}, margin=margin)
 
 
 # ---- Binance USDⓈ-M -------------------------------------------------------------------------
@@ -115,15 +116,10 @@ def binance_usdm() -> VenueConfig:
     http://www.binance-register.co/en/issues/item/2948.html ("Leverage and Margin of USDⓈ-M
     Futures", default leverage 20x)."""
     pricing = _pricing(interval_h=8)
-    fees = ("0.02", "0.05")
-    return _venue("USDT", 6, [
-        _perp("BTCUSDT", "BTC", "USDT", "0.1", "0.001", _tiers(BINANCE_BTCUSDT), pricing=pricing,
-              fees=fees, liquidation_fee="1", min_notional="5", max_price="10000000",
-              max_qty="1000"),
-        _perp("ETHUSDT", "ETH", "USDT", "0.01", "0.001", _tiers(BINANCE_ETHUSDT),
-              pricing=pricing, fees=fees, liquidation_fee="1", min_notional="5",
-              max_price="1000000", max_qty="10000"),
-    ], _margin())
+    return _venue("USDT", (
+        ("BTCUSDT", "BTC", "0.1", "0.001", BINANCE_BTCUSDT, pricing, "1"),
+        ("ETHUSDT", "ETH", "0.01", "0.001", BINANCE_ETHUSDT, pricing, "1"),
+    ), fees=("0.02", "0.05"), min_notional="5", margin=_margin())
 
 
 # ---- BitMEX ---------------------------------------------------------------------------------
@@ -181,15 +177,10 @@ def bitmex() -> VenueConfig:
     (taker 0.05%, maker rebate 0.01%);
     https://www.tradingcenter.org/index.php/trade/cryptocurrency/325-bitmex-funding-rate
     (funding every 8 h, interest and premium components)."""
-    fees = ("-0.01", "0.05")
-    return _venue("USDT", 6, [
-        _perp("XBTUSDT", "BTC", "USDT", "0.5", "0.001", _tiers(BITMEX_XBTUSDT),
-              pricing=_bitmex_pricing(cap="0.375"), fees=fees, liquidation_fee="0.50",
-              min_notional="1", max_price="10000000", max_qty="1000"),
-        _perp("ETHUSDT", "ETH", "USDT", "0.05", "0.01", _tiers(BITMEX_ETHUSDT),
-              pricing=_bitmex_pricing(cap="0.90"), fees=fees, liquidation_fee="0.80",
-              min_notional="1", max_price="1000000", max_qty="10000"),
-    ], _margin())
+    return _venue("USDT", (
+        ("XBTUSDT", "BTC", "0.5", "0.001", BITMEX_XBTUSDT, _bitmex_pricing(cap="0.375"), "0.50"),
+        ("ETHUSDT", "ETH", "0.05", "0.01", BITMEX_ETHUSDT, _bitmex_pricing(cap="0.90"), "0.80"),
+    ), fees=("-0.01", "0.05"), min_notional="1", margin=_margin())
 
 
 def _bitmex_pricing(cap: str) -> PricingSpec:
@@ -237,15 +228,11 @@ def dydx_v4() -> VenueConfig:
     imf, mmf = Decimal("0.02"), Decimal("0.012")
     pricing = _pricing(interval_h=1, mark_method="bitmex", funding_cap=rate(6 * (imf - mmf) / 8),
                        impact_notional=DYDX_IMPACT_NOTIONAL)
-    fees = ("0.01", "0.05")
-    return _venue("USDC", 6, [
-        _perp("BTC-USD", "BTC", "USDC", "1", "0.0001", _tiers(DYDX_LARGE_CAP), pricing=pricing,
-              fees=fees, liquidation_fee="1.5", min_notional="1", max_price="10000000",
-              max_qty="1000"),
-        _perp("ETH-USD", "ETH", "USDC", "0.1", "0.001", _tiers(DYDX_LARGE_CAP), pricing=pricing,
-              fees=fees, liquidation_fee="1.5", min_notional="1", max_price="1000000",
-              max_qty="10000"),
-    ], _margin(haircuts={}, lending_limit=Decimal(0)))
+    return _venue("USDC", (
+        ("BTC-USD", "BTC", "1", "0.0001", DYDX_LARGE_CAP, pricing, "1.5"),
+        ("ETH-USD", "ETH", "0.1", "0.001", DYDX_LARGE_CAP, pricing, "1.5"),
+    ), fees=("0.01", "0.05"), min_notional="1",
+        margin=_margin(haircuts={}, lending_limit=Decimal(0)))
 
 
 # ---- Hyperliquid ----------------------------------------------------------------------------
@@ -300,15 +287,11 @@ def hyperliquid() -> VenueConfig:
     liquidation)."""
     pricing = _pricing(interval_h=1, mark_method="hyperliquid", funding_cap=_pct("4"),
                        impact_notional=HYPERLIQUID_IMPACT_NOTIONAL)
-    fees = ("0.015", "0.045")
-    return _venue("USDC", 6, [
-        _perp("BTC", "BTC", "USDC", "1", "0.00001", _tiers(HYPERLIQUID_BTC), pricing=pricing,
-              fees=fees, liquidation_fee="0", min_notional="10", max_price="10000000",
-              max_qty="1000"),
-        _perp("ETH", "ETH", "USDC", "0.1", "0.0001", _tiers(HYPERLIQUID_ETH), pricing=pricing,
-              fees=fees, liquidation_fee="0", min_notional="10", max_price="1000000",
-              max_qty="10000"),
-    ], _margin(haircuts={}, lending_limit=Decimal(0)))
+    return _venue("USDC", (
+        ("BTC", "BTC", "1", "0.00001", HYPERLIQUID_BTC, pricing, "0"),
+        ("ETH", "ETH", "0.1", "0.0001", HYPERLIQUID_ETH, pricing, "0"),
+    ), fees=("0.015", "0.045"), min_notional="10",
+        margin=_margin(haircuts={}, lending_limit=Decimal(0)))
 
 
 # ---- the rule options, one place per module -------------------------------------------------
