@@ -264,3 +264,33 @@ def test_as_a_process_a_missing_config_file_is_a_usage_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == ("Error: Invalid value for '--config': File "
                                             "'nowhere.toml' does not exist.")
+
+
+def test_a_store_of_a_preset_is_replayed_verified_and_repaired_with_its_venue(tmp_path):
+    from perpcore.venues import venue
+
+    cfg = venue("bitmex")
+    store = sn.Store(tmp_path / "store", cfg, sync="none")
+    for cmd in session_commands(seed=5, steps=300, config=cfg):
+        store.engine.submit(cmd)
+    store.close()
+    directory = str(tmp_path / "store")
+    assert CliRunner().invoke(main, ["store", "verify", directory]).exit_code == 1
+    result = CliRunner().invoke(main, ["replay", "journal", directory, "--json", "--venue",
+                                       "bitmex"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["store", "verify", directory, "--venue", "bitmex"])
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "healthy"
+    line = one_line_error(CliRunner().invoke(main, ["store", "repair", directory,
+                                                    "--truncate-after", "10", "--venue",
+                                                    "hyperliquid"]), 1)
+    assert "written under another venue config than the hyperliquid preset" in line
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["stress"], ["replay", "journal", "."],
+                                     ["store", "verify", "."], ["serve", "store"],
+                                     ["compare", "journal", "."]])
+def test_venue_and_config_together_are_a_usage_error(command):
+    line = one_line_error(CliRunner().invoke(main, [*command, "--venue", "bitmex", "--config",
+                                                    str(DOCS_VENUE)]), 2)
+    assert line == "Error: give --config FILE or --venue NAME, not both"
