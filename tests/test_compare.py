@@ -167,3 +167,15 @@ def test_a_store_directory_compares_from_its_journal(tmp_path):
     for cmd in cmds:
         ex.submit(cmd)
     assert out["commands"] == len(cmds) and out["venues"][0]["state_hash"] == ex.state_hash()
+
+
+def test_a_flash_crash_goes_down_and_back_and_a_zero_shock_is_refused():
+    flow = cp.stressed(accounts=60, shock=-20, flash=True, path_steps=4)
+    assert "shock flash -20%" in flow.source
+    moves = [cmd.price for cmd in flow.commands if type(cmd) is m.SetIndexPrice
+             and cmd.source == "index" and cmd.symbol == "BTC-PERP"]
+    start = moves[0]
+    shocked = moves[-(2 * 4) - cp.FUNDING_HOURS:-cp.FUNDING_HOURS]   # the path, then the tail
+    assert min(shocked) == start * 80 // 100 and shocked[-1] == start
+    result = CliRunner().invoke(main, ["compare", "stress", "--shock", "0"])
+    assert result.exit_code == 2 and "a shock of 0% moves nothing" in result.output
