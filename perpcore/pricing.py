@@ -539,15 +539,6 @@ class Pricing(PricingCore):
                 s.step(ex.seq, t - 1, t, True, False, s.held(margin), margin, events)
         self.due = 0
 
-    def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:
-        """The symbol's book changed, with a last trade at last_trade (None: no trade)."""
-        s = self.symbols[symbol]
-        if last_trade is not None:
-            s.last_trade = last_trade
-        elif not s.book_moves:
-            return      # the book alone moves only the hyperliquid mark
-        s.publish(self.exchange.seq, self.exchange.clock, events)
-
     # ---- queries -------------------------------------------------------------------------------
 
     def index_price(self, symbol: str) -> int | None:
