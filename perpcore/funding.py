@@ -122,7 +122,7 @@ def funding_rate(avg_premium: int, interest: int, clamp: int, cap: int,
     is scaled to an interval of N hours ("whole_rate"); the product is rounded half to even."""
     f = avg_premium + min(max(interest - avg_premium, -clamp), clamp)
     if share != 1:
-        f = to_rate(f * share)
+        f = round(f * share)
     return min(max(f, -cap), cap)
 
 
