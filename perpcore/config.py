@@ -8,6 +8,7 @@ ticks is a user error, never something to round silently.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from fractions import Fraction
 from pathlib import Path
 
 import msgspec
@@ -150,6 +151,10 @@ class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def scaled(self, per_8h: int) -> int:
         """A rate quoted per 8 h, for one funding interval (exact: the intervals divide 8 h)."""
         return per_8h * self.funding_interval_ns // (8 * HOUR_NS)
+
+    def share_of_8h(self) -> Fraction:
+        """The funding interval as a fraction of 8 h: N/8 for an interval of N hours."""
+        return Fraction(self.funding_interval_ns, 8 * HOUR_NS)
 
 
 class MarginTier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

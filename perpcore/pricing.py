@@ -36,7 +36,7 @@ from itertools import islice, repeat
 from perpcore import _funding, funding
 from perpcore._pricing import PricingCore
 from perpcore import messages as m
-from perpcore.config import HOUR_NS, RATE_SCALE, PricingSpec
+from perpcore.config import RATE_SCALE, PricingSpec
 
 _NEVER = 1 << 127   # later than any clock
 _SPREADABLE = 1 << 126  # open interest x per-lot amount below this: every sum fits 128 bits
@@ -130,8 +130,8 @@ def mark_price(method: str, index: int, rate: int, time_to_funding: int, interva
                ask: int | None) -> int:
     """The mark by method, rounded half to even to a whole tick (at least 1), exact in integers:
     "binance" median(P1, P2, last trade), "bitmex" P1, "hyperliquid" median(P2, median(bid, ask,
-    last), index), "index" the index. Missing inputs (no trade yet, an empty side) drop out of a median; the mean of
-    two is rounded once, from the exact sum."""
+    last), index), "index" the index. Missing inputs (no trade yet, an empty side) drop out of a
+    median; the mean of two is rounded once, from the exact sum."""
     mark = median_mark(method, index, fair_price(index, rate, time_to_funding, interval),
                        basis_price(index, basis_sum, samples), last, bid, ask)
     if mark is not None:
@@ -153,8 +153,8 @@ class SymbolPricing:
     __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
                  "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
                  "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
-                 "interest", "clamp", "cap", "share", "ahead", "published", "book_moves", "p1", "p2", "p_from",
-                 "p_until", "sweep")
+                 "interest", "clamp", "cap", "share", "ahead", "published", "book_moves", "p1",
+                 "p2", "p_from", "p_until", "sweep")
 
     def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int,
                  history_kept: int):
@@ -167,7 +167,7 @@ class SymbolPricing:
         self.weights = dict(spec.index_sources)
         # the interval's share of an 8-hour rate: scales I and the clamp, or the whole rate
         whole = spec.funding_scaling == "whole_rate"
-        self.share = Fraction(spec.funding_interval_ns, 8 * HOUR_NS) if whole else 1
+        self.share = spec.share_of_8h() if whole else 1
         self.interest = spec.interest_rate if whole else spec.scaled(spec.interest_rate)
         self.clamp = spec.funding_clamp if whole else spec.scaled(spec.funding_clamp)
         self.cap = cap
@@ -480,7 +480,7 @@ class Pricing(PricingCore):
                                            spec.impact_margin * top.max_leverage)
             cap = spec.funding_cap or funding.margin_cap(
                 spec.funding_cap_rule, spec.funding_cap_k, top.max_leverage, top.maintenance_rate,
-                Fraction(spec.funding_interval_ns, 8 * HOUR_NS))
+                spec.share_of_8h())
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
                                                  config.limits.history_kept)
             self.symbols[symbol].sweep = self.sweep
