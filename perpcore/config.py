@@ -101,8 +101,9 @@ class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - the cap, per interval: funding_cap if set, else by funding_cap_rule from the first margin
       tier: "maintenance" funding_cap_k x its maintenance rate (Binance: 0.75 x MMR);
       "margin_fraction_span" funding_cap_k x (1 / its max leverage - its maintenance rate), the
-      span between initial and maintenance margin fractions, quoted per 8 h and scaled to the
-      interval (dYdX v4: 600% x (IMF - MMF) on its 8-hour rate). Both round toward zero.
+      span between initial and maintenance margin fractions (BitMEX: 75% x (IM - MM) per
+      interval; dYdX v4: 600% x (IMF - MMF) on an 8-hour rate paid 1/8 an hour, so k = 75% with
+      hourly funding). Both round toward zero.
     - funding_price: the price a position's funding is valued at, size x price x F: "mark"
       (Binance, BitMEX) or "index" (Hyperliquid and dYdX v4 use the oracle price)."""
     index_sources: tuple[tuple[str, int], ...] = ()

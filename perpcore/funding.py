@@ -126,16 +126,16 @@ def funding_rate(avg_premium: int, interest: int, clamp: int, cap: int,
     return min(max(f, -cap), cap)
 
 
-def margin_cap(rule: str, k: int, max_leverage: int, maintenance_rate: int,
-               share: Fraction | int = 1) -> int:
+def margin_cap(rule: str, k: int, max_leverage: int, maintenance_rate: int) -> int:
     """The funding cap per interval from a margin tier (PricingSpec.funding_cap_rule), rounded
     toward zero: it never allows more than the rule. "maintenance": k x the maintenance rate
-    (Binance: the cap is 0.75 x the maintenance margin rate); "margin_fraction_span": k x (the
-    initial margin fraction 1 / max_leverage - the maintenance rate), quoted per 8 h and scaled
-    by share to the interval (dYdX v4 clamps its 8-hour rate to 600% x (IMF - MMF))."""
+    (Binance: 0.75 x the maintenance margin rate); "margin_fraction_span": k x (the initial
+    margin fraction 1 / max_leverage - the maintenance rate) (BitMEX: 75% x (initial -
+    maintenance margin); dYdX v4: 600% x (IMF - MMF) on its 8-hour rate, of which it pays 1/8
+    hourly: 75% an hour)."""
     if rule == "maintenance":
         return k * maintenance_rate // RATE_SCALE
-    return int(k * (Fraction(RATE_SCALE, max_leverage) - maintenance_rate) * share / RATE_SCALE)
+    return int(k * (Fraction(RATE_SCALE, max_leverage) - maintenance_rate) / RATE_SCALE)
 
 
 def payments(positions: list[tuple[int, int]], mark: int, rate: int,

@@ -479,8 +479,7 @@ class Pricing(PricingCore):
             impact_units = settle.to_units(spec.impact_notional or
                                            spec.impact_margin * top.max_leverage)
             cap = spec.funding_cap or funding.margin_cap(
-                spec.funding_cap_rule, spec.funding_cap_k, top.max_leverage, top.maintenance_rate,
-                spec.share_of_8h())
+                spec.funding_cap_rule, spec.funding_cap_k, top.max_leverage, top.maintenance_rate)
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
                                                  config.limits.history_kept)
             self.symbols[symbol].sweep = self.sweep

@@ -352,20 +352,45 @@ LARGE_CAP = (MarginTier(Decimal("50000000"), 20, pct("3")),)     # IMF 5%, MMF 0
 
 def test_dydx_cap_is_600_percent_of_the_margin_fraction_span():
     """funding_rate_clamp_factor 600% x (IMF 5% - MMF 3%) = 12% on the 8-hour rate; an hourly
-    interval pays 1/8 of it, so its cap is 1.5%."""
-    k = 6 * RATE_SCALE                                             # 600%
-    assert margin_cap("margin_fraction_span", k, 20, pct("3")) == \
-        int(6 * (Fraction(5, 100) - Fraction(3, 100)) * RATE_SCALE) == pct("12")
-    assert margin_cap("margin_fraction_span", k, 20, pct("3"), Fraction(1, 8)) == pct("1.5")
-    # today's rule from the same tier: k x maintenance, per interval
+    interval pays 1/8 of it, so its cap is 600% / 8 = 75% of the span: 1.5% an hour."""
+    span = Fraction(5, 100) - Fraction(3, 100)
+    assert margin_cap("margin_fraction_span", 6 * RATE_SCALE, 20, pct("3")) == \
+        int(6 * span * RATE_SCALE) == pct("12")
+    assert margin_cap("margin_fraction_span", 6 * RATE_SCALE // 8, 20, pct("3")) == \
+        int(6 * span / 8 * RATE_SCALE) == pct("1.5")
+    # today's rule from the same tier: k x maintenance
     assert margin_cap("maintenance", 75_000_000, 20, pct("3")) == pct("2.25")
+
+
+def test_bitmex_cap_is_75_percent_of_the_margin_span_per_interval():
+    """BitMEX's guide, Funding Rate Caps: "If the Initial Margin is 1% and the Maintenance Margin
+    is 0.5%, the maximum Funding Rate will be 75% * (1% - 0.5%) = 0.375%" (as reprinted at
+    dopo.in.th/2021/bitmex-funding-explained; BitMEX's own guide page was not in the stored
+    pages); per interval, whatever its length: BitMEX's blog "Important changes to Bitcoin / USD
+    Swap funding" (blog.bitmex.com/important-changes-to-bitcoin-usd-swap-funding): "An 8 hour
+    funding interval means that the maximum amount of funding paid or received is +/- 1.125% per
+    day. A 2 hour funding interval means that the maximum ... is +/- 4.50% per day" (3 and 12
+    intervals of 0.375%)."""
+    cap = margin_cap("margin_fraction_span", 75_000_000, 100, pct("0.5"))
+    assert cap == pct("0.375") and 3 * cap == pct("1.125") and 12 * cap == pct("4.5")
+    tiers = (MarginTier(Decimal("50000000"), 100, pct("0.5")),)
+    for hours in (8, 2):
+        cfg = btc_venue(tiers=tiers, funding_interval_ns=hours * HOUR_NS, mark_method="bitmex",
+                        funding_rate_window="previous", premium_average="plain",
+                        premium_sample_ns=60 * S, funding_cap_rule="margin_fraction_span")
+        # a premium of 1%, far over the cap; the first funding time pays the interest alone
+        # (0.01% every 8 hours)
+        ex = market(cfg, 650000, [(656500, 1000)], [(657000, 1000)], 100)
+        ev = ex.submit(m.AdvanceClock(ts=2 * hours * HOUR_NS))
+        assert [e.rate for e in of(ev, m.FundingSettled)] == \
+            [pct("0.01") * hours // 8, pct("0.375")]
 
 
 def dydx_venue():
     return btc_venue(tiers=LARGE_CAP, funding_interval_ns=HOUR_NS, funding_scaling="whole_rate",
                      interest_rate=0, funding_clamp=0, premium_average="plain",
                      premium_sample_ns=60 * S, impact_notional=Decimal("10000"),
-                     funding_cap_rule="margin_fraction_span", funding_cap_k=6 * RATE_SCALE,
+                     funding_cap_rule="margin_fraction_span", funding_cap_k=75_000_000,
                      funding_price="index", mark_method="index")
 
 
@@ -373,7 +398,8 @@ def dydx_venue():
                                          (120000, "1.5")])    # 20% / 8 = 2.5%: capped at 1.5%
 def test_dydx_funding_through_the_engine(bid, hourly):
     """Premium + default funding (0), the 8-hour rate clamped to 600% x (IMF - MMF), paid hourly
-    at 1/8, valued at the oracle; the mark is the oracle itself, whatever the book."""
+    at 1/8 (the cap 75% x (IMF - MMF) an hour), valued at the oracle; the mark is the oracle
+    itself, whatever the book."""
     ex = market(dydx_venue(), 100000, [(bid, 5000)], [(bid + 1000, 15000)], 1000)
     ev = ex.submit(m.AdvanceClock(ts=HOUR_NS))
     assert [(e.rate, e.mark_price) for e in of(ev, m.FundingSettled)] == [(pct(hourly), 100000)]
@@ -389,7 +415,7 @@ RULE_SETS = [dict(funding_rate_window="previous"),
              dict(funding_rate_window="previous", premium_average="plain",
                   funding_scaling="whole_rate", funding_price="index"),
              dict(premium_average="plain", funding_scaling="whole_rate", mark_method="index",
-                  funding_cap_rule="margin_fraction_span", funding_cap_k=6 * RATE_SCALE)]
+                  funding_cap_rule="margin_fraction_span", funding_cap_k=75_000_000)]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
