@@ -31,9 +31,11 @@ Sources (read 2026-12-03 through the search tool's stored copies):
   impact_price_difference = max(impact_bid_px - oracle_px, 0) - max(oracle_px - impact_ask_px, 0);
   "sampled every 5 seconds and averaged over the hour"; funding impact notional 20,000 USDC for
   BTC and ETH; payment = position_size x oracle_price x funding_rate ("uses oracle price, not mark
-  price"); "capped at 4%/hour". Its worked example (as the stored copy of the docs' example gives
-  it): interest rate 0.01%, impact bid $10,100, spot $10,000, 10 BTC long: premium 1%, clamp
-  min(max(0.01% - 1%, -0.05%), 0.05%) = -0.05%, rate 0.95%.
+  price"); "capped at 4%/hour". The stored copy of that page stops before its example; the
+  example as a digest of the official docs gives it (cortex-vigil.com/wiki/funding-rates, sources
+  "hyperliquid-official-docs"): interest rate 0.01%, impact bid $10,100, spot $10,000, 10 BTC
+  long: premium 1%, clamp min(max(0.01% - 1%, -0.05%), 0.05%) = -0.05%, rate 0.95%; the hourly
+  share and the payment (10 x 10,000 x 0.95% / 8 = 118.75 USD) are worked out here.
 - dYdX v4: help.dydx.trade "Funding Rates on dYdX Chain": "Impact Notional Amount = 500 USDC /
   Initial Margin Fraction ... the one-hour premium is calculated as the simple average (i.e. TWAP)
   of the 60 premiums calculated over the last hour" (a sample per minute); the governance docs
