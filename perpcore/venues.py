@@ -14,12 +14,13 @@ What perpcore cannot express is named, not approximated by a hidden branch:
 - maintenance margin is Binance's continuous form (rate x notional less the tier's maintenance
   amount), which Hyperliquid also publishes; BitMEX charges a risk-limit step's rate on the whole
   position, dYdX one fraction on any size;
-- the mark is one of perpcore's three methods (PricingSpec.mark_method).
+- the mark is one of perpcore's methods (PricingSpec.mark_method).
 
-The rule options of the funding and margin modules (how an interval scales the rate, how the
-premium is averaged, sell orders' initial margin, multi-assets mode, the loan liquidation policy,
-thresholds on reaching or passing) are set in one place per preset: its `_pricing` / `_margin`
-arguments and the instrument keywords beside them.
+The venues' rule options (PricingSpec's funding_scaling, premium_average, funding_rate_window,
+funding_cap_rule, funding_price; InstrumentSpec.sell_order_margin; MarginSpec's multi_assets,
+trigger_at, maintenance_trigger_at, loan_liquidation) are set in one place per preset: its
+`_pricing` / `_margin` arguments and the instrument keywords beside them; what a preset does not
+set keeps perpcore's default (the docstrings say which).
 
 `VENUES` maps a name to its preset (with "default", the built-in venue); `venue(name)` looks one up
 and names the choices when it is not there.
@@ -98,14 +99,22 @@ def binance_usdm() -> VenueConfig:
     - Fees: the regular (VIP 0) USDⓈ-M rate, maker 0.02%, taker 0.05%.
     - Funding: every 8 h, interest 0.01% per 8 h, premium clamp +-0.05%, cap 0.75 x the first
       tier's maintenance rate (0.30% for BTCUSDT), impact notional 200 USDT / the initial margin
-      rate at maximum leverage, premium sampled every 5 s; mark = median(P1, P2, last price)
+      rate at maximum leverage, premium sampled every 5 s and time-weighted; the whole rate
+      scaled by N/8 for an interval of N < 8 hours (funding_scaling "whole_rate", Binance's
+      formula since September 2025; at 8 hours the same); mark = median(P1, P2, last price)
       ("binance"). Index: capped constituents, as perpcore's default.
+    - Margin: a short's initial margin at the assuming price (sell_order_margin); multi-assets
+      mode (BTC/ETH auto-exchanged below the negative threshold, perpcore's defaults -10,000 USDT
+      and 2.5%); liquidation on reaching maintenance (margin ratio 100%); Binance Loans: the
+      loan levels on reaching them (trigger_at "reaching"), a loan past its liquidation LTV
+      repaid in full from the collateral, the rest returned (loan_liquidation "repay_in_full";
+      no loan liquidation fee was found, none is charged).
     - Liquidation: the fund takes at most 1% of a liquidation fill's notional (the clearance fee;
       Binance's per-symbol figure was not found among the sources: perpcore's default is kept).
     - ADL: Binance ranks by PnL% x margin ratio; perpcore ranks by BitMEX's rule (not
       configurable).
     - Tick 0.1 / 0.01 USDT, lot 0.001 BTC / ETH (as perpcore.binance lists them), min notional
-      5 USDT. Collateral: BTC and ETH at a 5% haircut (multi-assets mode).
+      5 USDT. Collateral: BTC and ETH at a 5% haircut.
 
     Sources:
     https://www.binance.com/en/support/announcement/86cf9aa472574b8cb2e05bb751c2a9a6
@@ -114,8 +123,13 @@ def binance_usdm() -> VenueConfig:
     (maintenance margin = notional x rate - maintenance amount);
     https://www.binance.com/en/support/faq/360033525371 (insurance fund);
     http://www.binance-register.co/en/issues/item/2948.html ("Leverage and Margin of USDⓈ-M
-    Futures", default leverage 20x)."""
-    pricing = _pricing(interval_h=8)
+    Futures", default leverage 20x);
+    https://www.binance.com/en/support/faq/87fa7ee33b574f7084d42bd2ce2e463b (the cost to open a
+    position: a short at the assuming price);
+    https://www.binance.com/en/support/faq/f80415bea8124f6494566f23c0bf9c38 (multi-assets mode);
+    https://bitcointalk.org/index.php?topic=5248835 (Binance Loans' FAQ quoted: liquidation when
+    the LTV "reaches or goes beyond" the liquidation LTV)."""
+    pricing = _pricing(interval_h=8, funding_scaling="whole_rate")
     return _venue("USDT", (
         ("BTCUSDT", "BTC", "0.1", "0.001", BINANCE_BTCUSDT, pricing, "1"),
         ("ETHUSDT", "ETH", "0.01", "0.001", BINANCE_ETHUSDT, pricing, "1"),
@@ -156,10 +170,16 @@ def bitmex() -> VenueConfig:
       XBTUSD's (1.00% / 0.50%, risk limit 200 XBT, step 150 XBT) and ETHUSD's (2.00% / 0.80%,
       50 XBT, step 100 XBT) stand in, converted at 65,000 USDT per XBT.
     - Fees: taker 0.05%, maker rebate 0.01% (the revamped schedule).
-    - Funding: every 8 h, interest 0.01% per 8 h, premium clamp +-0.05%, premium sampled every
-      minute; cap 75% x (initial - maintenance margin) = 0.375% for XBTUSDT, 0.90% for ETHUSDT
-      (BitMEX's rule as its Perpetual Contracts Guide states it; the page was not among the
-      sources found). Mark: fair price, index x (1 + funding basis) ("bitmex").
+    - Funding: every 8 h, interest 0.01% per 8 h, premium clamp +-0.05%; the premium a plain
+      mean of minute samples (premium_average "plain"), the rate paid at a funding time the one
+      fixed over the interval that ended at the previous (funding_rate_window "previous"); cap
+      75% x (initial - maintenance margin) of the first tier (funding_cap_rule
+      "margin_fraction_span", k 0.75) = 0.375% for XBTUSDT, 0.90% for ETHUSDT (BitMEX's rule as
+      its Perpetual Contracts Guide states it; the page was not among the sources found). Mark:
+      fair price, index x (1 + funding basis) ("bitmex").
+    - Margin: sell orders keep perpcore's open-loss rule (BitMEX charges a sell at max(its
+      price, best bid), neither of perpcore's options); the liquidation and loan triggers
+      perpcore's defaults (BitMEX's were not among the sources).
     - Liquidation: BitMEX's insurance fund keeps whatever margin is left between the liquidation
       and the bankruptcy price; the liquidation fee is set to the base maintenance margin
       (0.50% / 0.80%), the most a first-tier liquidation leaves.
@@ -177,15 +197,14 @@ def bitmex() -> VenueConfig:
     (taker 0.05%, maker rebate 0.01%);
     https://www.tradingcenter.org/index.php/trade/cryptocurrency/325-bitmex-funding-rate
     (funding every 8 h, interest and premium components)."""
+    # the cap: 75% x (initial - maintenance margin) of the first tier, per 8 h
+    pricing = _pricing(interval_h=8, mark_method="bitmex", premium_sample_ns=60_000_000_000,
+                       premium_average="plain", funding_rate_window="previous",
+                       funding_cap_rule="margin_fraction_span", funding_cap_k=75_000_000)
     return _venue("USDT", (
-        ("XBTUSDT", "BTC", "0.5", "0.001", BITMEX_XBTUSDT, _bitmex_pricing(cap="0.375"), "0.50"),
-        ("ETHUSDT", "ETH", "0.05", "0.01", BITMEX_ETHUSDT, _bitmex_pricing(cap="0.90"), "0.80"),
+        ("XBTUSDT", "BTC", "0.5", "0.001", BITMEX_XBTUSDT, pricing, "0.50"),
+        ("ETHUSDT", "ETH", "0.05", "0.01", BITMEX_ETHUSDT, pricing, "0.80"),
     ), fees=("-0.01", "0.05"), min_notional="1", margin=_margin())
-
-
-def _bitmex_pricing(cap: str) -> PricingSpec:
-    return _pricing(interval_h=8, mark_method="bitmex", premium_sample_ns=60_000_000_000,
-                    funding_cap=_pct(cap))
 
 
 # ---- dYdX v4 --------------------------------------------------------------------------------
@@ -204,12 +223,15 @@ def dydx_v4() -> VenueConfig:
       (max leverage 1 / IMF, maintenance rate MMF) up to 500M USDC, a bound perpcore needs (dYdX
       has none per position). The open-interest-based IMF increase is not expressible.
     - Fees: the first fee tier, maker 0.01%, taker 0.05%.
-    - Funding: an 8-hour rate paid every hour (interval 1 h, interest 0.01% per 8 h and the
-      clamp scaled to it), cap 600% x (IMF - MMF) per 8 h = 4.8% per 8 h = 0.6% per hour;
+    - Funding: an 8-hour rate, premium + default funding (0: no interest, no clamp), 1/8 of it
+      paid every hour (interval 1 h, funding_scaling "whole_rate"), its premium a plain mean of
+      minute samples against the oracle, valued at the oracle price
+      (funding_price "index"); cap 600% x (IMF - MMF) per 8 h = 4.8% per 8 h = 0.6% per hour
+      (funding_cap_rule "margin_fraction_span", per interval: k = 600% / 8 = 75% an hour);
       impact notional 10,000 USDC, the tier's value as set (the docs recommend 500 USDC / IMF,
-      which gave it at the earlier 5% IMF). Mark: dYdX marks at the oracle (index)
-      price; perpcore has no pure-index mark method, so "bitmex" (index x (1 + funding basis),
-      the index whenever the predicted rate is 0) is the nearest.
+      which gave it at the earlier 5% IMF). Mark: the oracle price itself (mark_method "index").
+    - Liquidation trigger: when the margin fraction exceeds the maintenance fraction, i.e.
+      equity below maintenance (maintenance_trigger_at "passing").
     - Liquidation: a liquidation fee of at least 1% is assessed; the fund takes at most 1.5% of
       a liquidation fill (dYdX's maximum liquidation fee; the figure is from its liquidations
       config, not found among the sources).
@@ -224,10 +246,18 @@ def dydx_v4() -> VenueConfig:
     (IMF / MMF, liquidation fee of at least 1%);
     https://v4-teacher.vercel.app/concepts-trading/margin (margin requirement, OI-based IMF);
     https://docs.dydx.community/dydx-unlimited/~gitbook/pdf?only=yes&page=CMuWy1Lpiunhhsdt3w2i
-    (fee tiers: maker 1.0 bps, taker 5.0 bps)."""
-    imf, mmf = Decimal("0.02"), Decimal("0.012")
-    pricing = _pricing(interval_h=1, mark_method="bitmex", funding_cap=rate(6 * (imf - mmf) / 8),
-                       impact_notional=DYDX_IMPACT_NOTIONAL)
+    (fee tiers: maker 1.0 bps, taker 5.0 bps);
+    https://github.com/dydxprotocol/v4-chain (x/perpetuals/keeper/perpetual.go: "funding rate =
+    premium + default funding", |R| <= clamp_factor x (initial - maintenance margin), the 8-hour
+    rate paid pro rata hourly); help.dydx.trade "Funding Rates on dYdX Chain" (the hour's premium
+    the mean of 60 minute samples). The token-migration copy of the governance docs lists the
+    Large-Cap tier at initial_margin_ppm 50000 (5%): an earlier setting; the dYdX Unlimited copy's
+    20000 (2%) is used."""
+    pricing = _pricing(interval_h=1, mark_method="index", funding_price="index",
+                       interest_rate=0, funding_clamp=0, funding_scaling="whole_rate",
+                       premium_average="plain",
+                       premium_sample_ns=60_000_000_000, funding_cap_rule="margin_fraction_span",
+                       funding_cap_k=6 * RATE_SCALE // 8, impact_notional=DYDX_IMPACT_NOTIONAL)
     return _venue("USDC", (
         ("BTC-USD", "BTC", "1", "0.0001", DYDX_LARGE_CAP, pricing, "1.5"),
         ("ETH-USD", "ETH", "0.1", "0.001", DYDX_LARGE_CAP, pricing, "1.5"),
@@ -263,11 +293,14 @@ def hyperliquid() -> VenueConfig:
       maintenance deduction as Binance's maintenance amount (the same formula).
     - Fees: base tier (14-day volume under 5M), taker 0.045%, maker 0.015%.
     - Funding: hourly, an 8-hour rate paid at 1/8 an hour: interest 0.01% per 8 h (0.00125% an
-      hour), clamp +-0.05% per 8 h, both scaled to the hour; cap 4% per hour; premium from the
-      impact prices at 20,000 USDC against the oracle (index), sampled every 5 s. Mark:
+      hour), clamp +-0.05% per 8 h (funding_scaling "whole_rate": 1/8 of the 8-hour rate);
+      cap 4% per hour; premium from the impact prices at 20,000 USDC against the oracle (index),
+      sampled every 5 s and averaged plainly over the hour; paid on size x oracle price
+      (funding_price "index"). Mark:
       median(oracle + EMA of (mid - oracle), median(bid, ask, last), index) ("hyperliquid";
       Hyperliquid's third term is other venues' mids, here the index).
-    - Liquidation: no liquidation fee on book liquidations (the rest of the margin stays with
+    - Liquidation: when the margin falls below maintenance (maintenance_trigger_at
+      "passing"); no liquidation fee on book liquidations (the rest of the margin stays with
       the trader), so the fund takes nothing; the backstop vault keeping the margin of an
       account below 2/3 of maintenance is not expressible.
     - ADL: perpcore ranks by BitMEX's rule (Hyperliquid's own ranking was not among the
@@ -286,7 +319,8 @@ def hyperliquid() -> VenueConfig:
     https://docs.byreal.io/products/perp/risk-and-liquidation (partial and backstop
     liquidation)."""
     pricing = _pricing(interval_h=1, mark_method="hyperliquid", funding_cap=_pct("4"),
-                       impact_notional=HYPERLIQUID_IMPACT_NOTIONAL)
+                       funding_scaling="whole_rate", premium_average="plain",
+                       funding_price="index", impact_notional=HYPERLIQUID_IMPACT_NOTIONAL)
     return _venue("USDC", (
         ("BTC", "BTC", "1", "0.00001", HYPERLIQUID_BTC, pricing, "0"),
         ("ETH", "ETH", "0.1", "0.0001", HYPERLIQUID_ETH, pricing, "0"),

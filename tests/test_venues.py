@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 from click.testing import CliRunner
 
-from perpcore import venues
+from perpcore import Exchange, venues
 from perpcore.cli import main
 from perpcore.config import HOUR_NS, RATE_SCALE
 from perpcore.risk import TierTable
@@ -26,6 +26,11 @@ def notional(text: str) -> Decimal:
     """'50,000' or '150M' as a Decimal."""
     text = text.replace(",", "")
     return Decimal(text[:-1]) * 10**6 if text.endswith("M") else Decimal(text)
+
+
+def engine_caps(cfg) -> dict[str, int]:
+    """The funding cap per interval each instrument's pricing layer applies."""
+    return {s: p.cap for s, p in Exchange(cfg).components["pricing"].symbols.items()}
 
 
 def rows(spec):
@@ -75,6 +80,13 @@ def test_binance_fees_funding_and_grid():
         assert (p.interest_rate, p.funding_clamp) == (pct("0.01%"), pct("0.05%"))
         assert p.impact_margin == Decimal(200) and p.premium_sample_ns == 5 * 10**9
         assert spec.default_leverage == 20         # "it will be set at 20x by default"
+        # F = [P + clamp(I - P, +-0.05%)] x N/8 since September 2025; a short opened at the
+        # assuming price
+        assert p.funding_scaling == "whole_rate" and p.premium_average == "time_weighted"
+    # multi-assets mode; the margin ratio liquidates on reaching 100%; Binance Loans: "If it
+    # reaches or goes beyond the Liquidation LTV ... the liquidation process", the rest returned
+    # funding cap 0.75 x the first tier's maintenance rate: 0.75 x 0.40% for BTCUSDT
+    assert engine_caps(cfg)["BTCUSDT"] == pct("0.30%")
 
 
 # https://www.bitmex.com/app/riskLimitsExamples: "At each step, the maintenance and initial
@@ -103,9 +115,11 @@ def test_bitmex_fees_funding_mark():
         assert spec.pricing.mark_method == "bitmex"
         assert spec.pricing.funding_interval_ns == 8 * HOUR_NS    # 04:00, 12:00, 20:00 UTC
         assert spec.pricing.premium_sample_ns == 60 * 10**9       # minute samples
+        # a plain mean of minute samples; the rate paid is the one fixed at the previous time
+        assert (spec.pricing.premium_average, spec.pricing.funding_rate_window) == \
+            ("plain", "previous")
     # 75% x (initial - maintenance): 0.75 x (1.00% - 0.50%), 0.75 x (2.00% - 0.80%)
-    assert cfg.instruments["XBTUSDT"].pricing.funding_cap == pct("0.375%")
-    assert cfg.instruments["ETHUSDT"].pricing.funding_cap == pct("0.90%")
+    assert engine_caps(cfg) == {"XBTUSDT": pct("0.375%"), "ETHUSDT": pct("0.90%")}
 
 
 # https://docs.dydx.community/dydx-unlimited/modules/governance/governance-adjustable-parameters/markets
@@ -125,10 +139,13 @@ def test_dydx_margin_fractions_funding_and_fees():
                                                     500 * RATE_SCALE // 10**6)
         p = spec.pricing
         assert p.impact_notional == Decimal(10_000)      # as set (500 USDC / IMF at 5%)
-        assert p.mark_method == "bitmex"      # the oracle price: perpcore's nearest method
-        assert p.funding_interval_ns == HOUR_NS
-        # the cap: 600% x (IMF - MMF) per 8 hours, paid hourly
-        assert Fraction(p.funding_cap, RATE_SCALE) == 6 * (imf - mmf) / 8
+        # marked and funded at the oracle price; an 8-hour rate, 1/8 of it paid every hour
+        assert (p.mark_method, p.funding_price) == ("index", "index")
+        assert p.funding_interval_ns == HOUR_NS and p.funding_scaling == "whole_rate"
+        # "If a trader's margin fraction exceeds the maintenance margin fraction ..."
+    # the cap: 600% x (IMF - MMF) per 8 hours, paid hourly
+    caps = engine_caps(cfg)
+    assert {Fraction(cap, RATE_SCALE) for cap in caps.values()} == {6 * (imf - mmf) / 8}
 
 
 # https://hyperliquid.gitbook.io/hyperliquid-docs/trading/margin-tiers: "BTC 0-150M 40 >150M 20;
@@ -158,10 +175,16 @@ def test_hyperliquid_fees_and_funding():
         p = spec.pricing
         assert p.mark_method == "hyperliquid" and p.funding_interval_ns == HOUR_NS
         assert p.funding_cap == pct("4%")                               # "Cap: 4% per hour"
+        # an 8-hour rate paid at 1/8 an hour, valued at the oracle price, the premium's samples
+        # averaged plainly over the hour
+        assert (p.funding_scaling, p.funding_price, p.premium_average) == \
+            ("whole_rate", "index", "plain")
         # "0.01% every 8 hours ... approximately 0.00125% per hour"
         assert p.scaled(p.interest_rate) == pct("0.00125%")
         assert p.impact_notional == Decimal(20_000) and spec.liquidation_fee == 0
     assert cfg.instruments["BTC"].lot_size == Decimal("0.00001")       # szDecimals 5
+    assert engine_caps(cfg) == {"BTC": pct("4%"), "ETH": pct("4%")}
+    # "When your margin falls below the maintenance margin requirement ..."
 
 
 @pytest.mark.parametrize("name", list(venues.VENUES))
@@ -212,3 +235,76 @@ def test_venue_and_config_exclude_each_other():
     result = CliRunner().invoke(main, ["stress", "--venue", "kraken"])
     assert result.exit_code == 2
     assert "'kraken' is not one of 'default', 'binance_usdm', 'bitmex'" in result.output
+
+
+# ---- the venues' worked examples, on the presets themselves ------------------------------------
+
+def btc_market(name: str, index: str, bid: str, ask: str, long: str):
+    """The preset's BTC perpetual (its index kept fresh for the test's hour) indexed at `index`
+    from 1 s; account 1 bids 5 BTC at `bid`, account 2 offers 15 BTC at `ask`, account 3 buys
+    `long` BTC from the offer at 2 s."""
+    import msgspec
+
+    from perpcore import messages as m
+
+    cfg = venues.venue(name)
+    symbol = cfg.collateral_symbol("BTC")
+    spec = cfg.instruments[symbol]
+    fresh = msgspec.structs.replace(spec.pricing, index_stale_ns=10 * HOUR_NS)
+    cfg = msgspec.structs.replace(cfg, instruments={
+        **cfg.instruments, symbol: msgspec.structs.replace(spec, pricing=fresh)})
+    ex = Exchange(cfg)
+    settle = cfg.assets[cfg.settlement_asset]
+    for a in (1, 2, 3):
+        ex.submit(m.CreateAccount(account=a))
+        ex.submit(m.Deposit(account=a, asset=settle.name, amount=settle.to_units(10**7)))
+    ex.submit(m.SetIndexPrice(source="oracle", symbol=symbol, price=spec.to_ticks(index),
+                              ts=10**9))
+    for account, side, price, qty in ((1, m.Side.BUY, bid, "5"), (2, m.Side.SELL, ask, "15")):
+        ex.submit(m.PlaceOrder(account=account, symbol=symbol, side=side, qty=spec.to_lots(qty),
+                               price=spec.to_ticks(price), ts=10**9))
+    ev = ex.submit(m.PlaceOrder(account=3, symbol=symbol, side=m.Side.BUY, qty=spec.to_lots(long),
+                                price=spec.to_ticks(ask), tif=m.TimeInForce.IOC, ts=2 * 10**9))
+    assert [e.qty for e in ev if type(e) is m.OrderFilled] == [spec.to_lots(long)]
+    return ex, symbol, settle
+
+
+def hour_of_funding(ex):
+    """{account: amount paid (< 0) or received} and the rate of the first funding hour."""
+    from perpcore import messages as m
+
+    ev = ex.submit(m.AdvanceClock(ts=HOUR_NS))
+    [settled] = [e for e in ev if type(e) is m.FundingSettled]
+    ex.audit().check()
+    return {e.account: e.amount for e in ev if type(e) is m.FundingPaid}, settled
+
+
+def test_hyperliquids_worked_example_on_the_preset():
+    # Hyperliquid docs, Funding: "interest rate 0.01%, impact bid $10,100, spot $10,000, 10 BTC
+    # long: premium 1% ... rate 0.95%", an 8-hour rate "paid every hour at one eighth", on
+    # "position_size x oracle_price x funding_rate"
+    ex, symbol, usdc = btc_market("hyperliquid", "10000", "10100", "10200", "10")
+    rate_8h = Fraction(1, 100) + max(min(Fraction(1, 10_000) - Fraction(1, 100),
+                                         Fraction(5, 10_000)), -Fraction(5, 10_000))
+    assert rate_8h == Fraction(95, 10_000)
+    due = 10 * 10_000 * rate_8h / 8                     # 118.75 USDC, at the oracle price
+    payments, settled = hour_of_funding(ex)
+    assert Fraction(settled.rate, RATE_SCALE) == rate_8h / 8
+    assert payments == {3: -usdc.to_units(Decimal(due.numerator) / due.denominator),
+                        2: usdc.to_units(Decimal(due.numerator) / due.denominator)}
+    assert ex.mark_price(symbol) != ex.index_price(symbol)      # the mark is not what funding uses
+
+
+@pytest.mark.parametrize("bid, hourly", [("10200", Fraction(2, 100) / 8),      # 2%: under the cap
+                                         ("10800", 6 * Fraction(8, 1000) / 8)])  # 8%: capped
+def test_dydx_funding_on_the_preset(bid, hourly):
+    # "funding rate = premium + default funding" (0), "|R| <= clamp_factor x (initial margin -
+    # maintenance margin)" with clamp_factor 600%: 6 x (2% - 1.2%) = 4.8% per 8 hours, paid
+    # pro rata hourly; valued at the oracle, which is also the mark
+    ex, symbol, usdc = btc_market("dydx_v4", "10000", bid, str(int(bid) + 100), "1")
+    payments, settled = hour_of_funding(ex)
+    assert Fraction(settled.rate, RATE_SCALE) == hourly
+    due = 1 * 10_000 * hourly
+    assert payments == {3: -usdc.to_units(Decimal(due.numerator) / due.denominator),
+                        2: usdc.to_units(Decimal(due.numerator) / due.denominator)}
+    assert ex.mark_price(symbol) == ex.index_price(symbol)
