@@ -122,6 +122,10 @@ class Position:
 
 class SymbolRisk:
     @property
+    def assuming_buffer(self) -> int: ...
+    @property
+    def assuming_price(self) -> bool: ...
+    @property
     def default_leverage(self) -> int: ...
     intervals: int
     @property

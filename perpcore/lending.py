@@ -24,6 +24,14 @@ from perpcore.risk import CollateralPrice
 NEVER = 2**63 - 1          # no accrual due: no loan outstanding
 
 
+def amount_for_proceeds(c: CollateralPrice, proceeds: int, index: int, penalty: int) -> int:
+    """The least amount of collateral c whose sale_proceeds() at index less penalty reach
+    `proceeds`: floor(x * k) >= v iff x >= v / k for whole v."""
+    if proceeds <= 0:
+        return 0
+    return -(-proceeds * c.den * RATE_SCALE // (index * c.num * (RATE_SCALE - penalty)))
+
+
 class Lending(Clocked):
     def __init__(self, config: VenueConfig, ledger: Ledger):
         spec = config.margin

@@ -96,6 +96,9 @@ cdef class SymbolRisk:
     cdef readonly int64_t upt
     cdef readonly TierTable tiers
     cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
+    # sell orders' pre-trade margin at Binance's assuming price (InstrumentSpec.sell_order_margin)
+    cdef readonly bint assuming_price
+    cdef readonly int64_t assuming_buffer
     cdef public dict positions         # account -> Position (any state)
     cdef public object prices          # pricing's state of the symbol: .mark (ticks or None)
     cdef public int64_t intervals      # funding intervals begun
@@ -146,6 +149,8 @@ cdef class MarginCore:
     cdef readonly str reason
     cdef int check(self, account, symbol, int side, int64_t price, int64_t qty,
                    bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1
+    cdef int128_t assuming_premium(self, SymbolRisk sr, int64_t price, int64_t qty, int64_t mark,
+                                   bint has_mark) except? -1
     cdef int refuse(self, int code, str reason) except -1
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)
