@@ -55,6 +55,7 @@ class MarginCore:
     _index: Any
     _mark: Any
     accounts: dict[Any, Any]
+    auto_exchange: bool
     @property
     def checked(self) -> Account: ...
     collateral: list[Any]

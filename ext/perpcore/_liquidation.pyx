@@ -28,7 +28,7 @@ cdef int64_t NO_PRICE = INT64_MIN          # a Term's corner where there is no t
 # (FundingPaid is not among them: a payment only moves equity, see perpcore.liquidation's Funding
 # paragraph; PositionChanged is, and is first stepped from the fill alone).
 TOUCHING = frozenset({m.PositionChanged, m.InterestAccrued, m.Deposited, m.Withdrawn, m.Borrowed,
-                      m.Repaid, m.CollateralConverted})
+                      m.Repaid, m.CollateralConverted, m.CollateralExchanged})
 # Everything stage 6 reads: a command with none of these (most orders, cancels and amends) moved no
 # price and no account's money. FundingSettled: the one way another layer changes the insurance fund
 # (its rounding remainder, perpcore.margin.settle_funding), recorded then.

@@ -126,6 +126,8 @@ cdef class MarginCore:
     cdef public object _mark, _index   # pricing's mark_price / index_price
     cdef public dict funding           # the ledger's funding in transit (perpcore.funding)
     cdef readonly int64_t in_transit   # symbols with a funding interval in transit
+    cdef public bint auto_exchange     # multi-assets mode (MarginSpec.multi_assets): after_command
+    #                                    converts collateral of balances below the threshold
 
     # (equity, unrealised PnL, initial margin, maintenance margin, collateral value), from:
     cdef tuple figures_of(self, Account acc)
