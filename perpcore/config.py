@@ -195,7 +195,8 @@ class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self):
         _check_tiers(self.symbol, self.tiers, self.default_leverage)
         if self.sell_order_margin not in SELL_ORDER_MARGINS:
-            raise ValueError(f"{self.symbol}: sell order margin must be one of {SELL_ORDER_MARGINS}")
+            raise ValueError(f"{self.symbol}: sell order margin must be one of "
+                             f"{SELL_ORDER_MARGINS}")
         if not 0 <= self.assuming_price_buffer < RATE_SCALE:
             raise ValueError(f"{self.symbol}: assuming price buffer must be in [0, 1)")
         if self.taker_fee < 0 or self.maker_fee + self.taker_fee < 0:
@@ -277,8 +278,9 @@ class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.loan_liquidation not in LOAN_LIQUIDATIONS or self.trigger_at not in TRIGGERS_AT:
             raise ValueError(f"loan liquidation must be one of {LOAN_LIQUIDATIONS}, trigger_at one "
                              f"of {TRIGGERS_AT}")
-        if not 0 <= self.loan_liquidation_fee < RATE_SCALE or \
-                not 0 <= self.auto_exchange_discount < RATE_SCALE or self.auto_exchange_threshold > 0:
+        if not (0 <= self.loan_liquidation_fee < RATE_SCALE
+                and 0 <= self.auto_exchange_discount < RATE_SCALE
+                and self.auto_exchange_threshold <= 0):
             raise ValueError("loan liquidation fee and auto-exchange discount must be in [0, 1), "
                              "the auto-exchange threshold at most 0")
         if not 0 < self.max_ltv <= self.warning_ltv < self.liquidation_ltv <= RATE_SCALE:

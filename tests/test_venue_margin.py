@@ -279,7 +279,7 @@ def test_a_borrow_may_take_the_ltv_up_to_the_maximum_under_either_setting():
         assert of(v.submit(m.Borrow(account=A, asset="USD", amount=usd(39_000))), m.Borrowed)
 
 
-# ---- config ---------------------------------------------------------------------------------------
+# ---- config --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change", [{"loan_liquidation": "sell_all"}, {"trigger_at": "touching"},
                                     {"loan_liquidation_fee": RATE_SCALE},
@@ -322,8 +322,16 @@ STEP = st.one_of(
 )
 
 
+def unrolled(step: tuple) -> list[tuple]:
+    """A "round" as its three steps: open, move the price, close."""
+    if step[0] != "round":
+        return [step]
+    return [("open",) + step[1:4], ("price", step[1], step[4]), ("close", step[1])]
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(STEP, min_size=8, max_size=30), reaching=st.booleans(), fee=st.integers(0, 5_000_000))
+@given(steps=st.lists(STEP, min_size=8, max_size=30), reaching=st.booleans(),
+       fee=st.integers(0, 5_000_000))
 def test_every_rule_on_keeps_money_conserved_after_every_step(steps, reaching, fee):
     v = Venue(margin={"multi_assets": True, "auto_exchange_threshold": Decimal("-500"),
                       "loan_liquidation": "repay_in_full", "loan_liquidation_fee": fee,
@@ -338,9 +346,7 @@ def test_every_rule_on_keeps_money_conserved_after_every_step(steps, reaching, f
         v.price(symbol, price)
     hour = 3_600_000_000_000
     ts = 0
-    for step in [part for step in steps for part in (
-            [("open",) + step[1:4], ("price", step[1], step[4]), ("close", step[1])]
-            if step[0] == "round" else [step])]:
+    for step in [part for given_step in steps for part in unrolled(given_step)]:
         kind = step[0]
         if kind == "price":       # a move of step[2] percent
             prices[step[1]] = max(1000, prices[step[1]] * (100 + step[2]) // 100)
