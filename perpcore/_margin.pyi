@@ -66,6 +66,7 @@ class MarginCore:
     @property
     def in_transit(self) -> int: ...
     lending: Any
+    maintenance_shift: int
     @property
     def reason(self) -> str: ...
     reduce_only_dirty: set[Any]

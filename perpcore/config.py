@@ -249,8 +249,10 @@ class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     past warning_ltv, a sale past liquidation_ltv, an auto-exchange below the threshold) or
     "reaching" (at or past each: Binance Loans liquidates when the LTV "reaches or goes beyond"
     it). max_ltv is a limit, not a trigger: a Borrow may take the LTV up to it, inclusive, either
-    way. The maintenance breach is not this setting's: an account is liquidated when its equity
-    is at or below maintenance (on reaching it, Binance's margin ratio >= 100%).
+    way.
+    maintenance_trigger_at: when an account with positions is liquidated: "reaching", when its
+    equity is at or below its maintenance margin (Binance: margin ratio >= 100%), or "passing",
+    when its equity is below it.
     multi_assets: Binance's Multi-Assets Mode auto-exchange: after a command, an account holding
     BTC/ETH collateral whose settlement-asset balance is below auto_exchange_threshold (a negative
     amount of the settlement asset) has collateral sold to the platform at index less
@@ -270,14 +272,16 @@ class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     loan_liquidation: str = "restore_max_ltv"
     loan_liquidation_fee: int = 0
     trigger_at: str = "passing"
+    maintenance_trigger_at: str = "reaching"
     multi_assets: bool = False
     auto_exchange_threshold: Decimal = Decimal("-10000")        # Binance's autoExchangeThreshold
     auto_exchange_discount: int = 2_500_000                     # 2.5%: BTC sold at 97.5%
 
     def __post_init__(self):
-        if self.loan_liquidation not in LOAN_LIQUIDATIONS or self.trigger_at not in TRIGGERS_AT:
-            raise ValueError(f"loan liquidation must be one of {LOAN_LIQUIDATIONS}, trigger_at one "
-                             f"of {TRIGGERS_AT}")
+        if self.loan_liquidation not in LOAN_LIQUIDATIONS or \
+                not {self.trigger_at, self.maintenance_trigger_at} <= set(TRIGGERS_AT):
+            raise ValueError(f"loan liquidation must be one of {LOAN_LIQUIDATIONS}, the triggers "
+                             f"one of {TRIGGERS_AT}")
         if not (0 <= self.loan_liquidation_fee < RATE_SCALE
                 and 0 <= self.auto_exchange_discount < RATE_SCALE
                 and self.auto_exchange_threshold <= 0):
@@ -408,7 +412,8 @@ def default_config() -> VenueConfig:
 LATER_FIELDS: dict[str, frozenset[str]] = {
     "InstrumentSpec": frozenset({"sell_order_margin", "assuming_price_buffer"}),
     "MarginSpec": frozenset({"loan_liquidation", "loan_liquidation_fee", "trigger_at",
-                             "multi_assets", "auto_exchange_threshold", "auto_exchange_discount"}),
+                             "maintenance_trigger_at", "multi_assets", "auto_exchange_threshold",
+                             "auto_exchange_discount"}),
 }
 
 

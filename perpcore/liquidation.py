@@ -7,8 +7,9 @@ positions and margin through perpcore.margin and prices through perpcore.pricing
 its own is the socialised losses (and a recent window of the fund's history, outside the state).
 
 Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
-or below its maintenance margin (perpcore.margin's rule, the one its liquidation prices solve
-exactly). Never on a stale index: an account valued with any symbol whose index is stale (its
+or below its maintenance margin (below it with MarginSpec.maintenance_trigger_at "passing":
+perpcore.margin's rule, the one its liquidation prices solve exactly; the index below keys the
+equity plus margin.maintenance_shift, so both settings are exact). Never on a stale index: an account valued with any symbol whose index is stale (its
 positions' or its collateral's) is left alone until the index is fresh again, and then examined.
 
 Finding the accounts. A BreachIndex keeps each account under the prices at which a move could breach
@@ -182,7 +183,8 @@ class Liquidation(LiquidationCore):
         # its triggers, reserve and terms say nothing any more: keyed again before the command ends
         self._forget(account)
         equity, _, _, mm, _ = margin._figures(acc)
-        if mm > 0 and equity <= mm:
+        shift = margin.maintenance_shift        # 1: equity below maintenance, not at it
+        if mm > 0 and equity + shift <= mm:
             reason = LiquidationReason.MAINTENANCE
         elif mm == 0 and equity + self.socialized.get(account, 0) < 0:
             reason = LiquidationReason.DEFICIT
@@ -190,7 +192,7 @@ class Liquidation(LiquidationCore):
             return      # an earlier liquidation of this round restored it
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm, reason))
         self._cancel_orders(account, events)
-        while mm > 0 and equity <= mm:
+        while mm > 0 and equity + shift <= mm:
             symbol, qty = self._next_step(acc, equity > 0)
             self._close(acc, symbol, qty, events)
             equity, _, _, mm, _ = margin._figures(acc)

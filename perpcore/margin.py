@@ -21,7 +21,9 @@ Definitions (money in minor units of the settlement asset, rounded conservativel
 - initial margin: per position notional at mark / leverage, rounded up; plus each symbol's order
   margin, max(bids, offers), each side's orders netted against the position (perpcore.risk).
 - maintenance margin: per position by its notional's tier, rounded up.
-- liquidatable: maintenance > 0 and equity <= maintenance (margin ratio >= 100%).
+- liquidatable: maintenance > 0 and equity <= maintenance (margin ratio >= 100%); with
+  MarginSpec.maintenance_trigger_at "passing", equity < maintenance (equity + 1 <= maintenance:
+  every comparison and liquidation price adds maintenance_shift, 1, to equity).
 - withdrawable: cash and collateral may leave while equity without unrealised profit stays at or
   above initial margin, the loan-to-value at or below max_ltv, and balances non-negative.
 - loan-to-value = loan / collateral value at index before haircuts, rounded up; a Borrow may take
@@ -128,6 +130,7 @@ class Margin(MarginCore):
         # a level fires past it ("passing") or at it too ("reaching"): at or past it is past
         # the level less one (every figure it is compared with is an integer)
         self.at_level = 1 if spec.trigger_at == "reaching" else 0
+        self.maintenance_shift = 1 if spec.maintenance_trigger_at == "passing" else 0
         # multi-assets mode: a settlement balance below this (minor units) is auto-exchanged
         self.auto_exchange = spec.multi_assets
         self.exchange_below = config.assets[self.settle].to_units(spec.auto_exchange_threshold) \
@@ -372,10 +375,10 @@ class Margin(MarginCore):
         return out
 
     def liquidatable(self, account: int) -> bool:
-        """True when the account holds positions and equity <= maintenance margin: the rule the
-        liquidation engine applies (on the mark)."""
+        """True when the account holds positions and equity <= maintenance margin (< with
+        maintenance_trigger_at "passing"): the rule the liquidation engine applies (on the mark)."""
         equity, _, _, mm, _ = self._figures(self.accounts[account])
-        return mm > 0 and equity <= mm
+        return mm > 0 and equity + self.maintenance_shift <= mm
 
     def figures(self, account: int) -> dict:
         """Equity, unrealised PnL, initial and maintenance margin, collateral value (minor units
@@ -403,7 +406,7 @@ class Margin(MarginCore):
 
     def liquidation_price(self, account: int, symbol: str, figures: tuple | None = None) -> int | None:
         """The mark (ticks) at which the engine liquidates the account for this position, every
-        other price held fixed: for a long the highest tick with equity <= maintenance (liquidated
+        other price held fixed: for a long the highest tick in breach (liquidated
         when mark <= it), for a short the lowest (when mark >= it). None: no position, or a long
         that no positive price liquidates. Exact: rounded to the tick where the rule first holds."""
         acc = self.accounts[account]
@@ -412,8 +415,8 @@ class Margin(MarginCore):
             return None
         figures = figures or self._figures(acc)
         pos, base, others = self._price_base(acc, symbol, figures)
-        return self.symbols[symbol].tiers.liquidation_price(pos.size, self.symbols[symbol].upt,
-                                                            base - others)
+        return self.symbols[symbol].tiers.liquidation_price(
+            pos.size, self.symbols[symbol].upt, base + self.maintenance_shift - others)
 
     def bankruptcy_price(self, account: int, symbol: str, figures: tuple | None = None) -> int | None:
         """The mark (ticks) at which the account's equity reaches zero, others held fixed, rounded
@@ -466,7 +469,8 @@ class Margin(MarginCore):
             equity=equity, initial_margin=im, maintenance_margin=mm,
             margin_ratio=ceil_div(mm * RATE_SCALE, equity) if equity > 0 else None,
             ltv=ltv(debt, market), available=self.available(acc, figures),
-            liquidatable=mm > 0 and equity <= mm, positions=tuple(positions))
+            liquidatable=mm > 0 and equity + self.maintenance_shift <= mm,
+            positions=tuple(positions))
 
     # ---- loans on the clock and on prices -----------------------------------------------------
 

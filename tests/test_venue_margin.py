@@ -279,9 +279,92 @@ def test_a_borrow_may_take_the_ltv_up_to_the_maximum_under_either_setting():
         assert of(v.submit(m.Borrow(account=A, asset="USD", amount=usd(39_000))), m.Borrowed)
 
 
+# ---- 4. the maintenance breach: on reaching it or on passing it ----------------------------------
+# MECHANICS.md states both readings of the same venues' rule: "liquidation when equity < maintenance
+# (ratio >= 100%)"; Binance liquidates when the margin ratio (maintenance / margin balance) reaches
+# 100%, i.e. equity <= maintenance, perpcore's default; MarginSpec.maintenance_trigger_at "passing"
+# is equity < maintenance.
+
+def long_at_the_boundary(trigger_at: str) -> Venue:
+    """Free trading; A holds 10,200 and a long of 1 BTC from 60,000. At a mark of 50,000 its
+    equity is 10,200 - 10,000 = 200 and its maintenance 0.4% of 50,000 = 200: exactly at the
+    level. At 50,000.1: equity 200.1 > 200.0004; at 49,999.9: 199.9 < 199.9996."""
+    v = Venue(margin={"maintenance_trigger_at": trigger_at}, maker_fee=0, taker_fee=0)
+    v.account(A, USD=usd(10_200))
+    v.account(B, USD=usd(100_000))
+    v.price(BTC, 600000)
+    v.trade(B, A, BTC, Side.BUY, 1000, 600000)
+    return v
+
+
+@pytest.mark.parametrize("trigger_at,liquidated_at", [("reaching", 500000), ("passing", 499999)])
+def test_the_maintenance_breach_fires_at_the_level_or_one_tick_past_it(trigger_at, liquidated_at):
+    v = long_at_the_boundary(trigger_at)
+    assert v.position(A, BTC).liquidation_price == liquidated_at
+    assert not of(v.price(BTC, 500001), m.LiquidationStarted)
+    for price in (500000, 499999):
+        started = of(v.price(BTC, price), m.LiquidationStarted)
+        if price > liquidated_at:
+            assert not started and v.view(A).equity == v.view(A).maintenance_margin == usd(200)
+        else:
+            (e,) = started
+            assert (e.equity, e.maintenance_margin) == \
+                ((usd(200), usd(200)) if trigger_at == "reaching" else (usd("199.9"),
+                                                                        usd("199.9996")))
+            break
+    assert v.ex.audit().ok
+
+
+MOVES = st.lists(st.tuples(st.sampled_from([BTC, ETH]), st.integers(-40, 40)), min_size=5,
+                 max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(moves=MOVES, passing=st.booleans(), cash=st.lists(st.integers(300, 3_000), min_size=4,
+                                                          max_size=4))
+def test_the_breach_is_exactly_the_plain_rule_never_early_never_late(moves, passing, cash):
+    """Differential: every LiquidationStarted for maintenance shows equity < maintenance
+    ("passing") or <= ("reaching"), and after every command no account with positions satisfies
+    that rule unliquidated: the C breach index keys the shifted boundary exactly."""
+    v = Venue(margin={"maintenance_trigger_at": "passing" if passing else "reaching"},
+              maker_fee=0, taker_fee=0)
+    v.account(B, USD=usd(10_000_000))
+    v.submit(m.FundInsurance(asset="USD", amount=usd(1_000_000)))
+    prices = {BTC: 600000, ETH: 300000}
+    for symbol, price in prices.items():
+        v.price(symbol, price)
+        v.order(B, symbol, Side.BUY, 100_000, price - 1000)    # depth for the liquidations
+        v.order(B, symbol, Side.SELL, 100_000, price + 1000)
+    traders = [10, 11, 12, 13]
+    for k, (trader, amount) in enumerate(zip(traders, cash)):
+        v.account(trader, USD=usd(amount))
+        symbol = (BTC, ETH)[k % 2]
+        side = (Side.BUY, Side.SELL)[k // 2]
+        # 18 x the cash at 20x (a lot is worth 60 USD of BTC, 30 of ETH), taken from B's quotes
+        qty = amount * 18 // (60 if symbol == BTC else 30)
+        v.order(trader, symbol, side, qty, prices[symbol] + (1000 if side == Side.BUY else -1000),
+                tif=m.TimeInForce.IOC)
+
+    def in_breach(view) -> bool:
+        return view.maintenance_margin > 0 and (view.equity < view.maintenance_margin if passing
+                                                else view.equity <= view.maintenance_margin)
+
+    for symbol, ticks in moves:
+        prices[symbol] = max(1000, prices[symbol] + ticks * 400)
+        events = v.ex.submit(m.SetIndexPrice(source="x", symbol=symbol, price=prices[symbol]))
+        for e in of(events, m.LiquidationStarted):
+            if e.reason == LiquidationReason.MAINTENANCE:
+                assert (e.equity < e.maintenance_margin) if passing \
+                    else (e.equity <= e.maintenance_margin)
+        for trader in traders:
+            assert not in_breach(v.view(trader)), (trader, v.view(trader))
+        assert v.ex.audit().ok
+
+
 # ---- config --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change", [{"loan_liquidation": "sell_all"}, {"trigger_at": "touching"},
+                                    {"maintenance_trigger_at": "at"},
                                     {"loan_liquidation_fee": RATE_SCALE},
                                     {"auto_exchange_discount": -1},
                                     {"auto_exchange_threshold": Decimal("1")}])

@@ -126,6 +126,9 @@ cdef class MarginCore:
     cdef public object _mark, _index   # pricing's mark_price / index_price
     cdef public dict funding           # the ledger's funding in transit (perpcore.funding)
     cdef readonly int64_t in_transit   # symbols with a funding interval in transit
+    # the maintenance breach is equity + maintenance_shift <= maintenance: 0 on reaching it, 1 on
+    # passing it (MarginSpec.maintenance_trigger_at; equity and maintenance are whole units)
+    cdef public int64_t maintenance_shift
     cdef public bint auto_exchange     # multi-assets mode (MarginSpec.multi_assets): after_command
     #                                    converts collateral of balances below the threshold
 
