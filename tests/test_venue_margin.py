@@ -113,6 +113,22 @@ def test_the_mark_is_the_assuming_price_when_it_is_above_the_buffered_last():
     assert of(v.submit(sell), m.OrderAccepted)
 
 
+def test_an_amend_is_charged_the_assuming_price_on_the_lots_it_adds_only():
+    v = binance_book("assuming_price")
+    # 2 BTC at 9,253.30: 2 x (463.64392425 + 6.54) = 940.3678485 -> 940.367849
+    v.account(C, USD=usd("940.367849"))
+    order = v.order(C, BTC, Side.SELL, 2000, 925330)[0].order_id
+    v.submit(m.Withdraw(account=C, asset="USD", amount=usd("940.367849") - usd("938.41")))
+    # resting, it reserves 2 x (462.665 + 6.54) = 938.41, all C has left: a size decrease passes
+    assert v.view(C).initial_margin == v.view(C).equity == usd("938.41")
+    assert of(v.submit(m.AmendOrder(account=C, symbol=BTC, order_id=order, price=925330,
+                                    qty=1000)), m.OrderAmended)
+    # an increase back to 2 BTC is charged the assuming price on the BTC it adds: 470.183925
+    # against the 469.205 it freed, so it is refused; at its own price it would pass
+    assert v.refuse(m.AmendOrder(account=C, symbol=BTC, order_id=order, price=925330,
+                                 qty=2000)) == RejectCode.INSUFFICIENT_MARGIN
+
+
 def test_a_sell_that_reduces_a_long_pays_no_assuming_price():
     v = binance_book("assuming_price")
     v.account(C, USD=usd(10_000))
@@ -460,9 +476,12 @@ def test_every_rule_on_keeps_money_conserved_after_every_step(steps, reaching, f
             events = v.ex.submit(cmd)
             assert v.ex.audit().ok, (cmd, events)
             # the auto-exchange brought every balance it touched back to zero or above, unless it
-            # sold all the collateral (then stage 6 may have liquidated the account)
+            # sold all the collateral it could price (not on a stale index; then stage 6 may have
+            # liquidated the account)
             liquidated = {e.account for e in of(events, m.LiquidationStarted)}
             for account in {e.account for e in of(events, m.CollateralExchanged)} - liquidated:
                 balances = v.ex.account(account).balances
-                assert balances["USD"] >= 0 or balances["BTC"] == balances["ETH"] == 0
+                assert balances["USD"] >= 0 or all(
+                    balances[asset] == 0 or v.ex.components["pricing"].is_stale(symbol)
+                    for asset, symbol in (("BTC", BTC), ("ETH", ETH)))
     assert v.ex.audit().ok

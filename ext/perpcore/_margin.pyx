@@ -530,8 +530,9 @@ cdef class MarginCore:
                                    f"{py_int(cap)} allowed at {lev}x")
         other = side_margin(size, other_lots, other_value, mark, has_mark, not buy, upt, lev)
         new = side_margin(size, lots, value, mark, has_mark, buy, upt, lev,
-                          0 if buy or not sr.assuming_price else
-                          self.assuming_premium(sr, price, qty, mark, has_mark))
+                          0 if buy or not sr.assuming_price else self.assuming_premium(
+                              sr, price, qty - old_qty if amended and price == old_price else qty,
+                              mark, has_mark))
         if new <= other:
             return 0                            # netted by the other side: the max is unchanged
         current = side_margin(size, now_lots, now_value, mark, has_mark, buy, upt, lev)
@@ -553,8 +554,12 @@ cdef class MarginCore:
         """What a sell order of qty at price adds to its side's value (ticks x lots x RATE_SCALE)
         when charged at Binance's assuming price, max(last trade x (1 + buffer), mark, price),
         rather than at its price (InstrumentSpec.sell_order_margin "assuming_price"); exact, the
-        buffered last price not rounded to a tick."""
+        buffered last price not rounded to a tick. An amend at the same price is charged on the
+        lots it adds only (qty <= 0: none), so a size decrease is never refused for it; once
+        resting, an order reserves margin at its own price, as every order does."""
         cdef int128_t assumed = <int128_t>price * RS
+        if qty <= 0:
+            return 0
         last = sr.prices.last_trade
         if last is not None and <int128_t>last * (RS + sr.assuming_buffer) > assumed:
             assumed = <int128_t>last * (RS + sr.assuming_buffer)
