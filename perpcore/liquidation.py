@@ -9,8 +9,9 @@ its own is the socialised losses (and a recent window of the fund's history, out
 Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
 or below its maintenance margin (below it with MarginSpec.maintenance_trigger_at "passing":
 perpcore.margin's rule, the one its liquidation prices solve exactly; the index below keys the
-equity plus margin.maintenance_shift, so both settings are exact). Never on a stale index: an account valued with any symbol whose index is stale (its
-positions' or its collateral's) is left alone until the index is fresh again, and then examined.
+equity plus margin.maintenance_shift, so both settings are exact). Never on a stale index: an
+account valued with any symbol whose index is stale (its positions' or its collateral's) is left
+alone until the index is fresh again, and then examined.
 
 Finding the accounts. A BreachIndex keeps each account under the prices at which a move could breach
 it, per price dimension (a symbol's mark; a collateral's index): a move that reaches nobody's
