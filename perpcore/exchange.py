@@ -185,24 +185,6 @@ class Exchange(ExchangeCore):
                                                open_qty, CancelReason.CANCEL_ALL))
             self.triggers.cancel_account(cmd.account, symbol, CancelReason.CANCEL_ALL, events)
 
-    def _trim_reduce_only(self, events: list) -> None:
-        """Shrinks (keeping priority) or cancels reduce-only orders the position no longer needs:
-        a reduce-only order never increases a position."""
-        for symbol, order_id, cut in self.margin.reduce_only_excess():
-            book = self.markets[symbol].book
-            _, account, side, price, open_qty, filled, _, _ = book.order(order_id)
-            if cut >= open_qty:
-                book.cancel(order_id)
-                self.margin.order_closed(order_id, account, symbol, side, price, open_qty)
-                events.append(m.OrderCancelled(self.seq, self.clock, account, symbol, order_id,
-                                               open_qty, CancelReason.REDUCE_ONLY))
-            else:
-                book.amend(order_id, price, filled + open_qty - cut)
-                self.margin.order_changed(order_id, account, symbol, side, price, open_qty,
-                                          book.order(order_id))
-                events.append(m.OrderAmended(self.seq, self.clock, account, symbol, order_id,
-                                             price, filled + open_qty - cut, True))
-
     # ---- queries -------------------------------------------------------------------------------
 
     def account(self, account: int) -> AccountView:

@@ -293,26 +293,6 @@ class Margin(MarginCore):
             reject(RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return sr
 
-    def reduce_only_excess(self) -> list[tuple[str, int, int]]:
-        """Reduce-only orders that could now increase a position, as (symbol, order_id, lots to
-        take off), newest first: all of them when the position is flat or on their side, else
-        as many lots as the account's orders on the reducing side exceed the position by."""
-        out = []
-        for account, symbol in sorted(self.reduce_only_dirty):
-            pos = self.accounts[account].positions[symbol]
-            size = pos.size
-            excess = (pos.sell_qty - size) if size > 0 else (pos.buy_qty + size if size else 0)
-            for order_id in reversed(self.reduce_only_ids.get((account, symbol), ())):
-                order = self.reduce_only_orders[order_id]
-                reduces = (order[2] == 1) == (size > 0) and size != 0
-                cut = order[4] if not reduces else min(order[4], excess)
-                if cut > 0:
-                    out.append((symbol, order_id, cut))
-                    if reduces:
-                        excess -= cut
-        self.reduce_only_dirty.clear()
-        return out
-
     # ---- funding -------------------------------------------------------------------------------
 
     def open_positions(self, symbol: str) -> list[tuple[int, int]]:

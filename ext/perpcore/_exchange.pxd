@@ -99,5 +99,7 @@ cdef class OrderEntry:
     cdef int place(self, cmd, tuple fields, list events, order_id) except -1
     cdef int cancel(self, cmd, tuple fields, list events) except -1
     cdef int amend(self, cmd, list events) except -1
+    # after trades: the reduce-only orders the positions no longer allow, shrunk or cancelled
+    cdef trim_reduce_only(self, list events)
     cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
                              list events, taker_fee) except? -1

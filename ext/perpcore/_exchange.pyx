@@ -28,6 +28,7 @@ cdef object FOK = m.TimeInForce.FOK
 cdef object USER = CancelReason.USER
 cdef object EXPIRED = CancelReason.EXPIRED
 cdef object SELF_TRADE = CancelReason.SELF_TRADE
+cdef object REDUCE_ONLY = CancelReason.REDUCE_ONLY
 # the book's time-in-force codes are the messages' values
 assert [int(t) for t in m.TimeInForce] == [0, 1, 2, 3] and TIF_IOC == int(IOC)
 
@@ -206,7 +207,7 @@ cdef class ExchangeCore:
         """What follows the trades among events[start:]: reduce-only orders the positions no
         longer allow are trimmed, then stage 5 (prices) reads those events."""
         if self.margin.reduce_only_dirty:
-            self._trim_reduce_only(events)
+            self._entry.trim_reduce_only(events)
         # the last trade or the book moved the mark (a fill always follows the OrderAccepted or
         # OrderAmended of its taker: a lone event is never one)
         if len(events) - start > 1 or self._pricing.book_moves:
@@ -581,6 +582,26 @@ cdef class OrderEntry:
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
         return order_id
+
+    cdef trim_reduce_only(self, list events):
+        """Shrinks (keeping priority) or cancels the reduce-only orders the positions no longer
+        allow: a reduce-only order never increases a position."""
+        cdef ExchangeCore ex = self.ex
+        cdef MarginCore margin = self.margin
+        for symbol, order_id, cut in margin.reduce_only_excess():
+            book = (<Market>self.markets[symbol]).book
+            _, account, side, price, open_qty, filled, _, _ = book.order(order_id)
+            if cut >= open_qty:
+                book.cancel(order_id)
+                margin.closed(order_id, account, symbol, side, price, open_qty)
+                events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty,
+                                             REDUCE_ONLY))
+            else:
+                book.amend(order_id, price, filled + open_qty - cut)
+                margin.order_changed(order_id, account, symbol, side, price, open_qty,
+                                     book.order(order_id))
+                events.append(OrderAmended(ex.seq, ex.clock, account, symbol, order_id, price,
+                                           filled + open_qty - cut, True))
 
     # ---- settlement ----------------------------------------------------------------------------
 

@@ -160,6 +160,9 @@ cdef class MarginCore:
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)
     cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty)
+    # the reduce-only orders the positions in reduce_only_dirty no longer allow, as (symbol,
+    # order id, lots to take off), newest first; empties reduce_only_dirty
+    cdef list reduce_only_excess(self)
     # seq, ts: the command's, for the events
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,

@@ -630,6 +630,29 @@ cdef class MarginCore:
         if pos.reduce_only and order_id in self.reduce_only_orders:
             self.forget(order_id, pos)
 
+    cdef list reduce_only_excess(self):
+        """Reduce-only orders that could now increase a position, as (symbol, order_id, lots to
+        take off), newest first: all of them when the position is flat or on their side, else
+        as many lots as the account's orders on the reducing side exceed the position by."""
+        cdef Position pos
+        cdef int64_t size, excess, cut
+        cdef bint reduces
+        out = []
+        for account, symbol in sorted(self.reduce_only_dirty):
+            pos = (<Account>self.accounts[account]).positions[symbol]
+            size = pos.size
+            excess = (pos.sell_qty - size) if size > 0 else (pos.buy_qty + size if size else 0)
+            for order_id in reversed(self.reduce_only_ids.get((account, symbol), ())):
+                order = self.reduce_only_orders[order_id]
+                reduces = (order[2] == 1) == (size > 0) and size != 0
+                cut = order[4] if not reduces else min(order[4], excess)
+                if cut > 0:
+                    out.append((symbol, order_id, cut))
+                    if reduces:
+                        excess -= cut
+        self.reduce_only_dirty.clear()
+        return out
+
     # ---- settlement ----------------------------------------------------------------------------
 
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
