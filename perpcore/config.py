@@ -8,6 +8,7 @@ ticks is a user error, never something to round silently.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from fractions import Fraction
 from pathlib import Path
 
 import msgspec
@@ -62,7 +63,12 @@ class AssetSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 HOUR_NS = 3_600_000_000_000
 FUNDING_INTERVALS_NS = (HOUR_NS, 2 * HOUR_NS, 4 * HOUR_NS, 8 * HOUR_NS)
-MARK_METHODS = ("binance", "bitmex", "hyperliquid")
+MARK_METHODS = ("binance", "bitmex", "hyperliquid", "index")
+FUNDING_SCALINGS = ("interest_and_clamp", "whole_rate")
+PREMIUM_AVERAGES = ("time_weighted", "plain")
+FUNDING_RATE_WINDOWS = ("current", "previous")
+FUNDING_CAP_RULES = ("maintenance", "margin_fraction_span")
+FUNDING_PRICES = ("mark", "index")
 
 
 class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,12 +77,35 @@ class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     index_sources: (source, weight) pairs; empty accepts any source at weight 1. Each source is
     capped at median x (1 +- index_cap) and drops out when silent for more than index_stale_ns.
     mark_method: "binance" median(P1, P2, last trade); "bitmex" fair price P1; "hyperliquid"
-    median(P2, median(bid, ask, last), index). P2's moving average of (mid - index) is sampled every
-    mark_sample_ns over mark_window_ns. interest_rate and funding_clamp are quoted per 8 h and
-    scaled to funding_interval_ns; funding_cap (per interval) of 0 means funding_cap_k x the first
-    margin tier's maintenance rate. The impact notional is impact_margin / the initial margin rate
-    at the first tier's maximum leverage (impact_margin x max leverage) unless impact_notional is
-    set (both in the settlement asset)."""
+    median(P2, median(bid, ask, last), index); "index" the index itself (dYdX v4 marks at its
+    oracle price). P2's moving average of (mid - index) is sampled every mark_sample_ns over
+    mark_window_ns. The impact notional is impact_margin / the initial margin rate at the first
+    tier's maximum leverage (impact_margin x max leverage) unless impact_notional is set (both in
+    the settlement asset).
+
+    Funding (perpcore.funding): a premium sample every premium_sample_ns, averaged over the
+    interval, F = P + clamp(I - P, +-funding_clamp), capped, paid every funding_interval_ns.
+    interest_rate and funding_clamp are quoted per 8 h. The venues differ in five named rules:
+    - funding_scaling, for an interval of N < 8 hours: "interest_and_clamp" scales I and the clamp
+      by N/8 and not the premium; "whole_rate" computes the 8-hour rate and pays N/8 of it,
+      F = [P + clamp(I - P, +-clamp)] x N/8 (Binance since 2025-09-18, Hyperliquid and dYdX v4,
+      which pay 1/8 of an 8-hour rate every hour).
+    - premium_average: "time_weighted" gives the i-th sample of the interval weight i (Binance);
+      "plain" is their plain mean (BitMEX's minutely samples, Hyperliquid's 5 s, dYdX's minutely).
+    - funding_rate_window: "current" pays at a funding time the rate of the interval ending then;
+      "previous" pays the rate of the interval that ended at the previous funding time, fixed and
+      published there, one interval ahead (BitMEX). Under "previous" the first funding time of a
+      venue, with no interval before it, pays the rate of a premium of zero (the interest rate,
+      clamped and capped), and the rate quoted for the next funding time (funding_rate(),
+      FundingRateUpdated, P1 of the mark, as BitMEX's fair basis) is that announced rate.
+    - the cap, per interval: funding_cap if set, else by funding_cap_rule from the first margin
+      tier: "maintenance" funding_cap_k x its maintenance rate (Binance: 0.75 x MMR);
+      "margin_fraction_span" funding_cap_k x (1 / its max leverage - its maintenance rate), the
+      span between initial and maintenance margin fractions (BitMEX: 75% x (IM - MM) per
+      interval; dYdX v4: 600% x (IMF - MMF) on an 8-hour rate paid 1/8 an hour, so k = 75% with
+      hourly funding). Both round toward zero.
+    - funding_price: the price a position's funding is valued at, size x price x F: "mark"
+      (Binance, BitMEX) or "index" (Hyperliquid and dYdX v4 use the oracle price)."""
     index_sources: tuple[tuple[str, int], ...] = ()
     index_cap: int = 1_000_000                      # 1%
     index_stale_ns: int = 60_000_000_000            # 60 s
@@ -91,12 +120,23 @@ class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     funding_cap_k: int = 75_000_000                 # 0.75
     impact_margin: Decimal = Decimal("200")
     impact_notional: Decimal = Decimal("0")
+    funding_scaling: str = "interest_and_clamp"
+    premium_average: str = "time_weighted"
+    funding_rate_window: str = "current"
+    funding_cap_rule: str = "maintenance"
+    funding_price: str = "mark"
 
     def __post_init__(self):
         if self.funding_interval_ns not in FUNDING_INTERVALS_NS:
             raise ValueError("funding interval must be 1, 2, 4 or 8 hours")
-        if self.mark_method not in MARK_METHODS:
-            raise ValueError(f"mark method must be one of {MARK_METHODS}")
+        for name, allowed in (("mark_method", MARK_METHODS),
+                              ("funding_scaling", FUNDING_SCALINGS),
+                              ("premium_average", PREMIUM_AVERAGES),
+                              ("funding_rate_window", FUNDING_RATE_WINDOWS),
+                              ("funding_cap_rule", FUNDING_CAP_RULES),
+                              ("funding_price", FUNDING_PRICES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name.replace('_', ' ')} must be one of {allowed}")
         if min(self.mark_sample_ns, self.mark_window_ns, self.premium_sample_ns,
                self.index_stale_ns) <= 0 or self.mark_window_ns % self.mark_sample_ns:
             raise ValueError("sample intervals must be positive; the mark window a whole number "
@@ -112,6 +152,10 @@ class PricingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def scaled(self, per_8h: int) -> int:
         """A rate quoted per 8 h, for one funding interval (exact: the intervals divide 8 h)."""
         return per_8h * self.funding_interval_ns // (8 * HOUR_NS)
+
+    def share_of_8h(self) -> Fraction:
+        """The funding interval as a fraction of 8 h: N/8 for an interval of N hours."""
+        return Fraction(self.funding_interval_ns, 8 * HOUR_NS)
 
 
 class MarginTier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -410,6 +454,8 @@ def default_config() -> VenueConfig:
 # same venue: an upgrade must never brick a store. Every field added to a config struct from now on
 # is listed here (tests/test_config.py holds the default venue's digest fixed).
 LATER_FIELDS: dict[str, frozenset[str]] = {
+    "PricingSpec": frozenset({"funding_scaling", "premium_average", "funding_rate_window",
+                              "funding_cap_rule", "funding_price"}),
     "InstrumentSpec": frozenset({"sell_order_margin", "assuming_price_buffer"}),
     "MarginSpec": frozenset({"loan_liquidation", "loan_liquidation_fee", "trigger_at",
                              "maintenance_trigger_at", "multi_assets", "auto_exchange_threshold",

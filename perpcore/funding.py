@@ -6,7 +6,9 @@ book or the ledger: perpcore.pricing feeds them in and applies the results.
 
 The settlement model: an interval in transit. At a funding time the symbol's interval is fixed in
 O(1) (perpcore._funding.begin, a perpcore._margin.Interval on its SymbolRisk): its rate, its mark
-and the amount per lot, per_lot = mark x units per tick-lot x |rate|. Every position open at that
+(the index where PricingSpec.funding_price is "index": the price the payments use, in the
+events' mark fields and funding_history()) and the amount per lot, per_lot = mark x units per
+tick-lot x |rate|. Every position open at that
 instant owes (or is owed) payments()'s amount for its size then: a payer ceil(|size| x per_lot /
 RATE_SCALE), a receiver the floor. Positions carry the number of the last interval they settled
 (Position.funded), so the instant marks nobody; a position is due while its number is behind.
@@ -81,35 +83,59 @@ def premium(index: int, impact_bid: Fraction | None, impact_ask: Fraction | None
 
 
 class PremiumAverage:
-    """Binance's time-weighted average: the i-th sample of the interval has weight i, so
-    P = sum(i * P_i) / sum(i). Kept as (count, weighted sum): k equal samples add in O(1)."""
-    __slots__ = ("count", "weighted")
+    """The interval's average premium. Binance's time-weighted average (rising=True): the i-th
+    sample of the interval has weight i, so P = sum(i * P_i) / sum(i); or the plain mean
+    (rising=False: every weight 1), as BitMEX averages its minutely premium index (the .PI8H
+    index, "the arithmetic mean of the .ONDOUSDTPI index over the previous 8-hour window, which
+    is printed minutely"), Hyperliquid its 5 s samples and dYdX v4 its minutely ones. Kept as
+    (count, weighted sum): k equal samples add in O(1)."""
+    __slots__ = ("count", "weighted", "rising")
 
-    def __init__(self, count: int = 0, weighted: int = 0):
+    def __init__(self, count: int = 0, weighted: int = 0, rising: bool = True):
         self.count = count
         self.weighted = weighted
+        self.rising = rising
 
     def add(self, value: int, k: int = 1) -> None:
-        """k samples of the same value (weights count+1 .. count+k)."""
+        """k samples of the same value (weights count+1 .. count+k, or 1 each)."""
         n = self.count
-        self.weighted += value * (k * n + k * (k + 1) // 2)
+        self.weighted += value * (k * n + k * (k + 1) // 2 if self.rising else k)
         self.count = n + k
 
     def value(self) -> int:
         """The average, rounded half to even; 0 before any sample."""
-        if not self.count:
+        n = self.count
+        if not n:
             return 0
-        return round(Fraction(self.weighted, self.count * (self.count + 1) // 2))
+        return round(Fraction(self.weighted, n * (n + 1) // 2 if self.rising else n))
 
     def reset(self) -> None:
         self.count = 0
         self.weighted = 0
 
 
-def funding_rate(avg_premium: int, interest: int, clamp: int, cap: int) -> int:
-    """F = P + clamp(I - P, -clamp, +clamp), then capped to +-cap (RATE_SCALE, per interval)."""
+def funding_rate(avg_premium: int, interest: int, clamp: int, cap: int,
+                 share: Fraction | int = 1) -> int:
+    """F = [P + clamp(I - P, -clamp, +clamp)] x share, then capped to +-cap (RATE_SCALE, per
+    interval). share is 1 where I and the clamp are already the interval's (PricingSpec's
+    funding_scaling "interest_and_clamp"), N/8 where they are quoted per 8 h and the whole rate
+    is scaled to an interval of N hours ("whole_rate"); the product is rounded half to even."""
     f = avg_premium + min(max(interest - avg_premium, -clamp), clamp)
+    if share != 1:
+        f = round(f * share)
     return min(max(f, -cap), cap)
+
+
+def margin_cap(rule: str, k: int, max_leverage: int, maintenance_rate: int) -> int:
+    """The funding cap per interval from a margin tier (PricingSpec.funding_cap_rule), rounded
+    toward zero: it never allows more than the rule. "maintenance": k x the maintenance rate
+    (Binance: 0.75 x the maintenance margin rate); "margin_fraction_span": k x (the initial
+    margin fraction 1 / max_leverage - the maintenance rate) (BitMEX: 75% x (initial -
+    maintenance margin); dYdX v4: 600% x (IMF - MMF) on its 8-hour rate, of which it pays 1/8
+    hourly: 75% an hour)."""
+    if rule == "maintenance":
+        return k * maintenance_rate // RATE_SCALE
+    return int(k * (Fraction(RATE_SCALE, max_leverage) - maintenance_rate) / RATE_SCALE)
 
 
 def payments(positions: list[tuple[int, int]], mark: int, rate: int,

@@ -17,8 +17,12 @@ funding time and its payments made then and over the next commands (PricingCore.
 each command's budget; the exchange calls PricingCore.carry once a command while one is in
 transit).
 
-P1 of the mark uses the predicted rate of the running interval, as Binance's "lastFundingRate"
-(premiumIndex) is; the rate paid at a settlement is that interval's final predicted rate.
+P1 of the mark uses the rate payable at the next funding time (SymbolPricing.predicted): the
+predicted rate of the running interval, as Binance's "lastFundingRate" (premiumIndex) is, and
+the rate paid at a settlement is that interval's final predicted rate; or, where the rate is
+published an interval ahead (PricingSpec.funding_rate_window "previous", BitMEX), the rate fixed
+at the previous funding time, which BitMEX's fair basis uses, while the running interval's
+samples make the rate of the funding time after.
 
 Units: prices in ticks (the index and mark are rounded half to even to whole ticks), rates at
 RATE_SCALE, money in minor units of the settlement asset.
@@ -109,6 +113,8 @@ def median_mark(method: str, index: int, p1: int, p2: int, last: int | None, bid
         value = lo if last <= lo else hi if last >= hi else last     # the middle one of three
     elif method == "bitmex":
         value = p1
+    elif method == "index":
+        value = index
     else:  # hyperliquid: median(oracle + MA(mid - oracle), median(bid, ask, last), oracle)
         local = sorted(x for x in (bid, ask, last) if x is not None)
         if not local:
@@ -124,8 +130,8 @@ def mark_price(method: str, index: int, rate: int, time_to_funding: int, interva
                ask: int | None) -> int:
     """The mark by method, rounded half to even to a whole tick (at least 1), exact in integers:
     "binance" median(P1, P2, last trade), "bitmex" P1, "hyperliquid" median(P2, median(bid, ask,
-    last), index). Missing inputs (no trade yet, an empty side) drop out of a median; the mean of
-    two is rounded once, from the exact sum."""
+    last), index), "index" the index. Missing inputs (no trade yet, an empty side) drop out of a
+    median; the mean of two is rounded once, from the exact sum."""
     mark = median_mark(method, index, fair_price(index, rate, time_to_funding, interval),
                        basis_price(index, basis_sum, samples), last, bid, ask)
     if mark is not None:
@@ -147,8 +153,8 @@ class SymbolPricing:
     __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
                  "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
                  "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
-                 "interest", "clamp", "cap", "published", "book_moves", "p1", "p2", "p_from",
-                 "p_until", "sweep")
+                 "interest", "clamp", "cap", "share", "ahead", "published", "book_moves", "p1",
+                 "p2", "p_from", "p_until", "sweep")
 
     def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int,
                  history_kept: int):
@@ -159,9 +165,14 @@ class SymbolPricing:
         # floor: a whole number of tick x lots, never more than the configured notional
         self.impact_ticklots = impact_units // market.units_per_ticklot
         self.weights = dict(spec.index_sources)
-        self.interest = spec.scaled(spec.interest_rate)
-        self.clamp = spec.scaled(spec.funding_clamp)
+        # the interval's share of an 8-hour rate: scales I and the clamp, or the whole rate
+        whole = spec.funding_scaling == "whole_rate"
+        self.share = spec.share_of_8h() if whole else 1
+        self.interest = spec.interest_rate if whole else spec.scaled(spec.interest_rate)
+        self.clamp = spec.funding_clamp if whole else spec.scaled(spec.funding_clamp)
         self.cap = cap
+        # the rate payable at a funding time is fixed one interval ahead (BitMEX)
+        self.ahead = spec.funding_rate_window == "previous"
         self.quotes: dict[str, tuple[int, int]] = {}       # source -> (price, ts)
         self.index: int | None = None
         self.index_stale = False
@@ -170,9 +181,10 @@ class SymbolPricing:
         # P2's moving average of (mid - index), kept in half ticks: bid + ask - 2 x index
         self.basis: deque[int] = deque(maxlen=spec.mark_window_ns // spec.mark_sample_ns)
         self.basis_sum = 0
-        self.premium = funding.PremiumAverage()
+        self.premium = funding.PremiumAverage(rising=spec.premium_average == "time_weighted")
         self.last_premium: int | None = None
-        self.predicted = funding.funding_rate(0, self.interest, self.clamp, cap)
+        # the rate payable at next_funding: with no interval before the first, a premium of zero
+        self.predicted = self.rate_of(0)
         self.last_rate = 0
         self.next_funding = 0                               # 0 until the first index price
         # (ts, rate, mark) of the recent settlements for funding_history(); the journal's
@@ -242,8 +254,8 @@ class SymbolPricing:
             if value is not None:
                 self.last_premium = value
                 self.premium.add(value, k)
-                self.predicted = funding.funding_rate(self.premium.value(), self.interest,
-                                                      self.clamp, self.cap)
+                if not self.ahead:      # ahead, the samples make the rate of the next interval
+                    self.predicted = self.rate_of(self.premium.value())
                 added = True
         k = b // spec.mark_sample_ns - a // spec.mark_sample_ns
         bid, ask = self.book.best_bid(), self.book.best_ask()
@@ -308,11 +320,17 @@ class SymbolPricing:
 
     # ---- funding -------------------------------------------------------------------------------
 
+    def rate_of(self, avg_premium: int) -> int:
+        """The funding rate per interval for an average premium."""
+        return funding.funding_rate(avg_premium, self.interest, self.clamp, self.cap, self.share)
+
     def settle(self, seq: int, t: int, margin, events: list) -> None:
         """The funding payment at t (== next_funding) at the current mark and predicted rate: an
         interval in transit (perpcore.funding), whose payments PricingCore.sweep settles from this
-        instant on; or all at once where it cannot be spread exactly."""
-        rate, mark = self.predicted, self.compute_mark(t)
+        instant on; or all at once where it cannot be spread exactly. Valued at the mark, or the
+        index (PricingSpec.funding_price), which the events' and the history's mark fields carry."""
+        rate = self.predicted
+        mark = self.index if self.spec.funding_price == "index" else self.compute_mark(t)
         symbol, append = self.symbol, events.append
         sr = margin.symbols[symbol]
         per_lot = mark * self.units_per_ticklot * abs(rate)
@@ -348,10 +366,12 @@ class SymbolPricing:
                                 remainder))
 
     def close_interval(self, t: int) -> None:
-        """The funding clock past the settlement at t: its rate recorded, a new interval begun."""
+        """The funding clock past the settlement at t: its rate recorded, a new interval begun,
+        whose rate payable is the new interval's own (no sample yet) or, fixed ahead, the rate
+        of the interval just ended."""
         self.last_rate = self.predicted
+        self.predicted = self.rate_of(self.premium.value() if self.ahead else 0)
         self.premium.reset()
-        self.predicted = funding.funding_rate(0, self.interest, self.clamp, self.cap)
         self.next_funding = t + self.spec.funding_interval_ns
         self.moved()
 
@@ -369,16 +389,20 @@ class SymbolPricing:
         """The settlements before t of a symbol nobody holds, and the samples up to the last of
         them, in O(1): they pay nobody, so they only move the funding clock. No quote expires
         before t, so the book and the index are constant over (a, t): every sample of the stretch
-        is the same, and only the last interval leaves a trace (its rate, from its own samples).
-        Returns the time of the last of them."""
+        is the same, and only the last interval leaves a trace (its rate, from its own samples),
+        or the last two where a rate is fixed an interval ahead (the one paid at the last
+        settlement and the one fixed there). Returns the time of the last of them."""
         interval = self.spec.funding_interval_ns
         last = self.next_funding + (t - 1 - self.next_funding) // interval * interval
-        if last > self.next_funding:
-            self.sample(a, last - interval)
-            self.close_interval(last - interval)
-            a = last - interval
-        self.sample(a, last)
-        self.close_interval(last)
+        first = max(self.next_funding, last - interval if self.ahead else last)
+        if first > self.next_funding:
+            self.sample(a, first - interval)
+            self.close_interval(first - interval)
+            a = first - interval
+        for settlement in range(first, last + 1, interval):
+            self.sample(a, settlement)
+            self.close_interval(settlement)
+            a = settlement
         return last
 
     def step(self, seq: int, a: int, t: int, expired: bool, changed: bool, held: bool, margin,
@@ -425,7 +449,7 @@ class SymbolPricing:
         self.basis.clear()
         self.basis.extend(data["basis"])
         self.basis_sum = sum(self.basis)
-        self.premium = funding.PremiumAverage(*data["premium"])
+        self.premium.count, self.premium.weighted = data["premium"]
         self.last_premium = data["last_premium"]
         self.predicted, self.last_rate = data["predicted"], data["last_rate"]
         self.next_funding = data["next_funding"]
@@ -454,8 +478,8 @@ class Pricing(PricingCore):
             # margin / (1 / max leverage) = margin x max leverage: exact
             impact_units = settle.to_units(spec.impact_notional or
                                            spec.impact_margin * top.max_leverage)
-            # the cap rounds toward zero: it never allows more than k x maintenance
-            cap = spec.funding_cap or spec.funding_cap_k * top.maintenance_rate // RATE_SCALE
+            cap = spec.funding_cap or funding.margin_cap(
+                spec.funding_cap_rule, spec.funding_cap_k, top.max_leverage, top.maintenance_rate)
             self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
                                                  config.limits.history_kept)
             self.symbols[symbol].sweep = self.sweep
@@ -539,15 +563,6 @@ class Pricing(PricingCore):
                 s.step(ex.seq, t - 1, t, True, False, s.held(margin), margin, events)
         self.due = 0
 
-    def market_moved(self, symbol: str, last_trade: int | None, events: list) -> None:
-        """The symbol's book changed, with a last trade at last_trade (None: no trade)."""
-        s = self.symbols[symbol]
-        if last_trade is not None:
-            s.last_trade = last_trade
-        elif not s.book_moves:
-            return      # the book alone moves only the hyperliquid mark
-        s.publish(self.exchange.seq, self.exchange.clock, events)
-
     # ---- queries -------------------------------------------------------------------------------
 
     def index_price(self, symbol: str) -> int | None:
@@ -563,7 +578,8 @@ class Pricing(PricingCore):
         return self.symbols[symbol].mark
 
     def funding_rate(self, symbol: str) -> int:
-        """The predicted rate of the running interval (RATE_SCALE)."""
+        """The rate payable at the next funding time (RATE_SCALE): the predicted rate of the
+        running interval, or the rate fixed an interval ahead (funding_rate_window "previous")."""
         return self.symbols[symbol].predicted
 
     def premium_index(self, symbol: str) -> int | None:

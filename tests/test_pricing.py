@@ -139,6 +139,8 @@ def ref_mark(method: str, index: int, rate: int, time_to_funding: int, interval:
     p2 = index + Fraction(basis_sum, 2 * samples) if samples else Fraction(index)
     if method == "bitmex":
         value = p1
+    elif method == "index":
+        value = Fraction(index)
     elif method == "binance":
         value = ref_median([x for x in (p1, p2, last) if x is not None])
     else:

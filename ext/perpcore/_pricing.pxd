@@ -1,7 +1,7 @@
 # The contract of ext/perpcore/_pricing.pyx (the extension perpcore._pricing): stage 5, the pricing layer's pass
 # over a command's events, in C. PricingCore is the base of perpcore.pricing.Pricing: it finds the
 # symbols whose last trade (or book, for a mark that moves with its book) the command changed and
-# hands each to Pricing.market_moved, except a trade that leaves the published mark, the index's
+# hands each to market_moved, except a trade that leaves the published mark, the index's
 # staleness and the funding rate as they were: that one is only recorded as the last trade (what
 # market_moved's publish would have done, emitting nothing).
 
@@ -28,6 +28,8 @@ cdef class PricingCore(Clocked):
     cdef int64_t budget_seq
 
     cpdef after_command(self, list events)
+    # a symbol's book changed, with a trade at last_trade (None: none): publish its mark
+    cpdef market_moved(self, symbol, last_trade, list events)
     cdef bint unmoved(self, state, price) except -1
     cpdef carry(self, list events)
     cpdef sweep(self, SymbolRisk sr, list events)

@@ -36,6 +36,15 @@ cdef class PricingCore(Clocked):
             if price is None or not self.unmoved(self.symbols[symbol], price):
                 self.market_moved(symbol, price, events)
 
+    cpdef market_moved(self, symbol, last_trade, list events):
+        """The symbol's book changed, with a last trade at last_trade (None: no trade)."""
+        state = self.symbols[symbol]
+        if last_trade is not None:
+            state.last_trade = last_trade
+        elif not state.book_moves:
+            return      # the book alone moves only the hyperliquid mark
+        state.publish(self.exchange.seq, self.exchange.clock, events)
+
     cdef bint unmoved(self, state, price) except -1:
         """True, with `price` recorded as the last trade, when publishing after a trade at it would
         change nothing: the mark does not move with the book, the index's staleness and the rate
