@@ -213,7 +213,9 @@ class Exchange(ExchangeCore):
         return self._pricing.mark_price(symbol)
 
     def funding_rate(self, symbol: str) -> int:
-        """The predicted funding rate of the running interval, at RATE_SCALE."""
+        """The rate the next funding time pays, at RATE_SCALE: the running interval's predicted
+        rate, or, under PricingSpec.funding_rate_window "previous", the rate announced at the last
+        funding time."""
         return self._pricing.funding_rate(symbol)
 
     def accounts(self) -> list[int]:
