@@ -55,6 +55,7 @@ class MarginCore:
     _index: Any
     _mark: Any
     accounts: dict[Any, Any]
+    auto_exchange: bool
     @property
     def checked(self) -> Account: ...
     collateral: list[Any]
@@ -65,6 +66,7 @@ class MarginCore:
     @property
     def in_transit(self) -> int: ...
     lending: Any
+    maintenance_shift: int
     @property
     def reason(self) -> str: ...
     reduce_only_dirty: set[Any]
@@ -121,6 +123,10 @@ class Position:
     def signed_cost(self) -> Any: ...
 
 class SymbolRisk:
+    @property
+    def assuming_buffer(self) -> int: ...
+    @property
+    def assuming_price(self) -> bool: ...
     @property
     def default_leverage(self) -> int: ...
     intervals: int

@@ -206,6 +206,9 @@ def _check_tiers(symbol: str, tiers: tuple[MarginTier, ...], default_leverage: i
         raise ValueError(f"{symbol}: default leverage outside 1..{tiers[0].max_leverage}")
 
 
+SELL_ORDER_MARGINS = ("open_loss", "assuming_price")
+
+
 class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A linear perpetual: quoted and settled in `settle`, one lot is lot_size of `base`."""
     symbol: str
@@ -226,9 +229,20 @@ class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     taker_fee: int = 50_000              # 0.05%
     default_leverage: int = 20           # until the account sets its own
     liquidation_fee: int = 1_000_000     # 1%: most of a liquidation fill's surplus the fund takes
+    # the initial margin a sell order pays in its pre-trade check: "open_loss", at its own price
+    # plus its open loss against the mark (as a buy); "assuming_price", Binance USDⓈ-M's cost to
+    # open a short: at max(last trade x (1 + assuming_price_buffer), mark, order price), plus the
+    # open loss (perpcore._margin's MarginCore.check)
+    sell_order_margin: str = "open_loss"
+    assuming_price_buffer: int = 150_000     # 0.15%
 
     def __post_init__(self):
         _check_tiers(self.symbol, self.tiers, self.default_leverage)
+        if self.sell_order_margin not in SELL_ORDER_MARGINS:
+            raise ValueError(f"{self.symbol}: sell order margin must be one of "
+                             f"{SELL_ORDER_MARGINS}")
+        if not 0 <= self.assuming_price_buffer < RATE_SCALE:
+            raise ValueError(f"{self.symbol}: assuming price buffer must be in [0, 1)")
         if self.taker_fee < 0 or self.maker_fee + self.taker_fee < 0:
             raise ValueError(f"{self.symbol}: a trade's fees may not pay out more than they take")
         if not 0 <= self.liquidation_fee < RATE_SCALE:
@@ -254,6 +268,10 @@ class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 YEAR_NS = 365 * 24 * 3_600_000_000_000
 
 
+LOAN_LIQUIDATIONS = ("restore_max_ltv", "repay_in_full")
+TRIGGERS_AT = ("passing", "reaching")
+
+
 class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Cross margin, collateral and margin financing (rates at RATE_SCALE, times in ns).
 
@@ -263,7 +281,27 @@ class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (liabilities / collateral at index) up to max_ltv; past warning_ltv the account gets a
     MarginCall; past liquidation_ltv collateral is sold to the platform at index less
     conversion_penalty to repay. Interest (loan_rate a year) is added to the debt at every
-    multiple of interest_interval_ns of exchange time. lending_limit caps the pool's loans."""
+    multiple of interest_interval_ns of exchange time. lending_limit caps the pool's loans.
+
+    loan_liquidation: what happens past liquidation_ltv. "restore_max_ltv": the loan is repaid
+    from cash, then the least collateral is sold that brings the loan-to-value back to max_ltv
+    (the penalty on what is sold). "repay_in_full": the whole loan is repaid, from cash, then from
+    collateral sold at index less the conversion penalty; loan_liquidation_fee (a fraction of the
+    loan repaid this way, rounded up) is paid to the insurance fund out of the same (Bit2Me: 2% of
+    the outstanding principal).
+    trigger_at: when the loan levels and the auto-exchange threshold fire: "passing" (a warning
+    past warning_ltv, a sale past liquidation_ltv, an auto-exchange below the threshold) or
+    "reaching" (at or past each: Binance Loans liquidates when the LTV "reaches or goes beyond"
+    it). max_ltv is a limit, not a trigger: a Borrow may take the LTV up to it, inclusive, either
+    way.
+    maintenance_trigger_at: when an account with positions is liquidated: "reaching", when its
+    equity is at or below its maintenance margin (Binance: margin ratio >= 100%), or "passing",
+    when its equity is below it.
+    multi_assets: Binance's Multi-Assets Mode auto-exchange: after a command, an account holding
+    BTC/ETH collateral whose settlement-asset balance is below auto_exchange_threshold (a negative
+    amount of the settlement asset) has collateral sold to the platform at index less
+    auto_exchange_discount, the least that brings the balance back to zero, each collateral asset
+    in proportion to its value at index (all of it if that is not enough)."""
     haircuts: dict[str, int] = msgspec.field(
         default_factory=lambda: {"BTC": 5_000_000, "ETH": 5_000_000})            # 5%
     leverage_caps: dict[str, int] = msgspec.field(
@@ -275,8 +313,24 @@ class MarginSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     loan_rate: int = 10_000_000                      # 10% a year
     interest_interval_ns: int = 3_600_000_000_000    # hourly
     lending_limit: Decimal = Decimal("100000000")
+    loan_liquidation: str = "restore_max_ltv"
+    loan_liquidation_fee: int = 0
+    trigger_at: str = "passing"
+    maintenance_trigger_at: str = "reaching"
+    multi_assets: bool = False
+    auto_exchange_threshold: Decimal = Decimal("-10000")        # Binance's autoExchangeThreshold
+    auto_exchange_discount: int = 2_500_000                     # 2.5%: BTC sold at 97.5%
 
     def __post_init__(self):
+        if self.loan_liquidation not in LOAN_LIQUIDATIONS or \
+                not {self.trigger_at, self.maintenance_trigger_at} <= set(TRIGGERS_AT):
+            raise ValueError(f"loan liquidation must be one of {LOAN_LIQUIDATIONS}, the triggers "
+                             f"one of {TRIGGERS_AT}")
+        if not (0 <= self.loan_liquidation_fee < RATE_SCALE
+                and 0 <= self.auto_exchange_discount < RATE_SCALE
+                and self.auto_exchange_threshold <= 0):
+            raise ValueError("loan liquidation fee and auto-exchange discount must be in [0, 1), "
+                             "the auto-exchange threshold at most 0")
         if not 0 < self.max_ltv <= self.warning_ltv < self.liquidation_ltv <= RATE_SCALE:
             raise ValueError("need 0 < max LTV <= warning LTV < liquidation LTV <= 1")
         if not 0 <= self.conversion_penalty < RATE_SCALE or self.loan_rate < 0 \
@@ -352,6 +406,7 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ValueError(f"collateral {asset} must be a non-settlement asset")
             self.collateral_symbol(asset)
         self.assets[self.settlement_asset].to_units(self.margin.lending_limit)
+        self.assets[self.settlement_asset].to_units(self.margin.auto_exchange_threshold)
 
     def collateral_symbol(self, asset: str) -> str:
         """The instrument whose index values a collateral asset: the one whose base it is."""
@@ -401,6 +456,10 @@ def default_config() -> VenueConfig:
 LATER_FIELDS: dict[str, frozenset[str]] = {
     "PricingSpec": frozenset({"funding_scaling", "premium_average", "funding_rate_window",
                               "funding_cap_rule", "funding_price"}),
+    "InstrumentSpec": frozenset({"sell_order_margin", "assuming_price_buffer"}),
+    "MarginSpec": frozenset({"loan_liquidation", "loan_liquidation_fee", "trigger_at",
+                             "maintenance_trigger_at", "multi_assets", "auto_exchange_threshold",
+                             "auto_exchange_discount"}),
 }
 
 

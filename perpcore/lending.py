@@ -24,6 +24,14 @@ from perpcore.risk import CollateralPrice
 NEVER = 2**63 - 1          # no accrual due: no loan outstanding
 
 
+def amount_for_proceeds(c: CollateralPrice, proceeds: int, index: int, penalty: int) -> int:
+    """The least amount of collateral c whose sale_proceeds() at index less penalty reach
+    `proceeds`: floor(x * k) >= v iff x >= v / k for whole v."""
+    if proceeds <= 0:
+        return 0
+    return -(-proceeds * c.den * RATE_SCALE // (index * c.num * (RATE_SCALE - penalty)))
+
+
 class Lending(Clocked):
     def __init__(self, config: VenueConfig, ledger: Ledger):
         spec = config.margin
@@ -98,15 +106,22 @@ class Lending(Clocked):
         if self.due != NEVER:
             self.due = max(self.due, -(-t // self.interval) * self.interval)
 
+    def sell(self, account: int, collateral: CollateralPrice, amount: int, index: int,
+             discount: int) -> int:
+        """Sells `amount` of collateral to the platform at index less the discount; returns the
+        proceeds (rounded down), paid into the account's settlement-asset balance."""
+        proceeds = collateral.sale_proceeds(amount, index, discount)
+        balances = self.ledger.balances[account]
+        move(balances, self.platform, collateral.asset, amount)
+        move(self.platform, balances, self.asset, proceeds)
+        return proceeds
+
     def convert(self, account: int, collateral: CollateralPrice, amount: int,
                 index: int) -> tuple[int, int, int]:
         """Sells `amount` of collateral to the platform at index less the penalty (proceeds rounded
         down) and repays the loan from the proceeds, at most the debt. Returns (proceeds, repaid,
         debt after)."""
-        proceeds = collateral.sale_proceeds(amount, index, self.penalty)
-        balances = self.ledger.balances[account]
-        move(balances, self.platform, collateral.asset, amount)
-        move(self.platform, balances, self.asset, proceeds)
+        proceeds = self.sell(account, collateral, amount, index, self.penalty)
         repaid = min(proceeds, self.debts.get(account, 0))
         debt = self.repay(account, repaid) if repaid else self.debts.get(account, 0)
         return proceeds, repaid, debt

@@ -7,9 +7,11 @@ positions and margin through perpcore.margin and prices through perpcore.pricing
 its own is the socialised losses (and a recent window of the fund's history, outside the state).
 
 Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
-or below its maintenance margin (perpcore.margin's rule, the one its liquidation prices solve
-exactly). Never on a stale index: an account valued with any symbol whose index is stale (its
-positions' or its collateral's) is left alone until the index is fresh again, and then examined.
+or below its maintenance margin (below it with MarginSpec.maintenance_trigger_at "passing":
+perpcore.margin's rule, the one its liquidation prices solve exactly; the index below keys the
+equity plus margin.maintenance_shift, so both settings are exact). Never on a stale index: an
+account valued with any symbol whose index is stale (its positions' or its collateral's) is left
+alone until the index is fresh again, and then examined.
 
 Finding the accounts. A BreachIndex keeps each account under the prices at which a move could breach
 it, per price dimension (a symbol's mark; a collateral's index): a move that reaches nobody's
@@ -84,9 +86,12 @@ Liquidating one account:
    covers what it can; what it cannot is a SocializedLoss: the account keeps that negative balance,
    reported as the venue's bad debt, the explicit last resort.
 
-Margin loans: past the liquidation LTV (margin calls on_loan_breach) the loan is first repaid from
-cash, then collateral is sold to the platform at index less the conversion penalty, the least amount
-that brings the loan-to-value back to the maximum LTV; the penalty goes to the insurance fund.
+Margin loans: past the liquidation LTV (margin calls on_loan_breach; at it too with MarginSpec
+trigger_at "reaching") the loan is first repaid from cash, then collateral is sold to the platform
+at index less the conversion penalty (the penalty goes to the insurance fund), by
+MarginSpec.loan_liquidation: "restore_max_ltv", the least amount that brings the loan-to-value back
+to the maximum LTV; "repay_in_full", the least that repays the whole loan and its fee
+(loan_liquidation_fee of the loan, to the insurance fund).
 
 Every change of the fund, by this engine or another layer (funding remainders), is an
 InsuranceFundChanged event and an entry of fund_history() (the newest limits.history_kept).
@@ -106,6 +111,7 @@ from perpcore._liquidation import Direction, LiquidationCore
 from perpcore.adl import indicator, ranking
 from perpcore.config import RATE_SCALE
 from perpcore.errors import RejectCode, Rejection
+from perpcore.lending import amount_for_proceeds
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
 # a trigger's direction (perpcore._liquidation.BreachIndex): DOWN fires when the price falls to it
@@ -154,6 +160,10 @@ class Liquidation(LiquidationCore):
         self.history: deque[FundEntry] = deque(maxlen=config.limits.history_kept)
         self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
         self._queues: dict[tuple[str, int], list[int]] = {}
+        # past the liquidation LTV (MarginSpec.loan_liquidation): the loan repaid in full, with
+        # its fee, or the maximum LTV restored
+        self.repays_in_full = config.margin.loan_liquidation == "repay_in_full"
+        self.loan_fee_rate = config.margin.loan_liquidation_fee
 
     # ---- stage 6 -------------------------------------------------------------------------------
 
@@ -174,7 +184,8 @@ class Liquidation(LiquidationCore):
         # its triggers, reserve and terms say nothing any more: keyed again before the command ends
         self._forget(account)
         equity, _, _, mm, _ = margin._figures(acc)
-        if mm > 0 and equity <= mm:
+        shift = margin.maintenance_shift        # 1: equity below maintenance, not at it
+        if mm > 0 and equity + shift <= mm:
             reason = LiquidationReason.MAINTENANCE
         elif mm == 0 and equity + self.socialized.get(account, 0) < 0:
             reason = LiquidationReason.DEFICIT
@@ -182,7 +193,7 @@ class Liquidation(LiquidationCore):
             return      # an earlier liquidation of this round restored it
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm, reason))
         self._cancel_orders(account, events)
-        while mm > 0 and equity <= mm:
+        while mm > 0 and equity + shift <= mm:
             symbol, qty = self._next_step(acc, equity > 0)
             self._close(acc, symbol, qty, events)
             equity, _, _, mm, _ = margin._figures(acc)
@@ -382,6 +393,15 @@ class Liquidation(LiquidationCore):
         equity, _, _, mm, _ = margin._figures(acc)
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
                                            LiquidationReason.LOAN))
+        (self._repay_in_full if self.repays_in_full else self._restore_max_ltv)(acc, events)
+        if account not in margin.lending.debts:
+            margin.lending.called.discard(account)
+
+    def _restore_max_ltv(self, acc, events: list) -> None:
+        """MarginSpec.loan_liquidation "restore_max_ltv": repay from cash, then sell the least
+        collateral (in asset order) that brings the loan back to the maximum LTV."""
+        margin = self.margin
+        account = acc.id
         self._repay_from_cash(acc, events)
         target = margin.max_ltv
         for c in margin.collateral:
@@ -414,8 +434,31 @@ class Liquidation(LiquidationCore):
                         lo = mid + 1
                 amount = lo
             self._convert(acc, c, amount, index, events)
-        if account not in margin.lending.debts:
-            margin.lending.called.discard(account)
+
+    def _repay_in_full(self, acc, events: list) -> None:
+        """MarginSpec.loan_liquidation "repay_in_full": the whole loan is repaid, from cash, then
+        from collateral sold (in asset order) at index less the conversion penalty, the least that
+        covers the loan and the fee; the fee (loan_liquidation_fee of the loan at the breach,
+        rounded up) then goes from the account's cash to the insurance fund, as much of it as the
+        cash holds (what the collateral could not cover stays owed, and no fee is taken from it)."""
+        margin = self.margin
+        lending = margin.lending
+        settle = self.settle
+        fee = -(-lending.debts[acc.id] * self.loan_fee_rate // RATE_SCALE)
+        self._repay_from_cash(acc, events)
+        for c in margin.collateral:
+            need = lending.debts.get(acc.id, 0) + fee - max(acc.cash[settle], 0)
+            held = acc.cash[c.asset]
+            index = self.pricing.index_price(c.symbol)
+            if need <= 0:
+                break
+            if held <= 0 or index is None or self.pricing.is_stale(c.symbol):
+                continue
+            amount = min(held, amount_for_proceeds(c, need, index, lending.penalty))
+            self._convert(acc, c, amount, index, events)
+        fee = min(fee, max(acc.cash[settle], 0))
+        if fee:
+            self._fund_change(acc.cash, fee, FundReason.COLLATERAL_PENALTY, acc.id, "", events)
 
     # ---- the fund ------------------------------------------------------------------------------
 

@@ -21,10 +21,17 @@ Definitions (money in minor units of the settlement asset, rounded conservativel
 - initial margin: per position notional at mark / leverage, rounded up; plus each symbol's order
   margin, max(bids, offers), each side's orders netted against the position (perpcore.risk).
 - maintenance margin: per position by its notional's tier, rounded up.
-- liquidatable: maintenance > 0 and equity <= maintenance (margin ratio >= 100%).
+- liquidatable: maintenance > 0 and equity <= maintenance (margin ratio >= 100%); with
+  MarginSpec.maintenance_trigger_at "passing", equity < maintenance (equity + 1 <= maintenance:
+  every comparison and liquidation price adds maintenance_shift, 1, to equity).
 - withdrawable: cash and collateral may leave while equity without unrealised profit stays at or
   above initial margin, the loan-to-value at or below max_ltv, and balances non-negative.
-- loan-to-value = loan / collateral value at index before haircuts, rounded up.
+- loan-to-value = loan / collateral value at index before haircuts, rounded up; a Borrow may take
+  it up to max_ltv inclusive; warning_ltv and liquidation_ltv fire past the level, or at it too
+  (MarginSpec.trigger_at "reaching").
+- multi-assets mode (MarginSpec.multi_assets): a settlement balance a command's fill or funding
+  left below the auto-exchange threshold is brought back to zero by selling collateral to the
+  platform (after_command, before liquidation; see _auto_exchange).
 - funding in transit (perpcore.funding): an account's positions whose funding of an interval is
   not yet settled count at what they will pay or receive: cash as a query, a check or a decision
   sees it (balances, equity, available) is cash as if every settlement were done. A command that
@@ -44,7 +51,7 @@ from perpcore._ledger import move
 from perpcore import messages as m
 from perpcore.config import DECIMAL, RATE_SCALE
 from perpcore.ledger import Audit, Ledger
-from perpcore.lending import Lending
+from perpcore.lending import Lending, amount_for_proceeds
 from perpcore.errors import RejectCode, reject
 from perpcore._margin import Account, MarginCore, Position, SymbolRisk
 from perpcore.risk import CollateralPrice, bankruptcy_price, ceil_div, ltv, order_margin
@@ -116,9 +123,19 @@ class Margin(MarginCore):
         for symbol, sr in self.symbols.items():
             sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
         self._set_collateral([CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
-        self.max_ltv = config.margin.max_ltv
-        self.warning_ltv = config.margin.warning_ltv
-        self.liquidation_ltv = config.margin.liquidation_ltv
+        spec = config.margin
+        self.max_ltv = spec.max_ltv
+        self.warning_ltv = spec.warning_ltv
+        self.liquidation_ltv = spec.liquidation_ltv
+        # a level fires past it ("passing") or at it too ("reaching"): at or past it is past
+        # the level less one (every figure it is compared with is an integer)
+        self.at_level = 1 if spec.trigger_at == "reaching" else 0
+        self.maintenance_shift = 1 if spec.maintenance_trigger_at == "passing" else 0
+        # multi-assets mode: a settlement balance below this (minor units) is auto-exchanged
+        self.auto_exchange = spec.multi_assets
+        self.exchange_below = config.assets[self.settle].to_units(spec.auto_exchange_threshold) \
+            + self.at_level
+        self.exchange_discount = spec.auto_exchange_discount
         self.caps = config.margin.leverage_caps
         self.accounts: dict[int, Account] = {}
         # open reduce-only orders: id -> [account, symbol, side, price, open qty] (the books hold
@@ -338,10 +355,10 @@ class Margin(MarginCore):
         return out
 
     def liquidatable(self, account: int) -> bool:
-        """True when the account holds positions and equity <= maintenance margin: the rule the
-        liquidation engine applies (on the mark)."""
+        """True when the account holds positions and equity <= maintenance margin (< with
+        maintenance_trigger_at "passing"): the rule the liquidation engine applies (on the mark)."""
         equity, _, _, mm, _ = self._figures(self.accounts[account])
-        return mm > 0 and equity <= mm
+        return mm > 0 and equity + self.maintenance_shift <= mm
 
     def figures(self, account: int) -> dict:
         """Equity, unrealised PnL, initial and maintenance margin, collateral value (minor units
@@ -369,7 +386,7 @@ class Margin(MarginCore):
 
     def liquidation_price(self, account: int, symbol: str, figures: tuple | None = None) -> int | None:
         """The mark (ticks) at which the engine liquidates the account for this position, every
-        other price held fixed: for a long the highest tick with equity <= maintenance (liquidated
+        other price held fixed: for a long the highest tick in breach (liquidated
         when mark <= it), for a short the lowest (when mark >= it). None: no position, or a long
         that no positive price liquidates. Exact: rounded to the tick where the rule first holds."""
         acc = self.accounts[account]
@@ -378,8 +395,8 @@ class Margin(MarginCore):
             return None
         figures = figures or self._figures(acc)
         pos, base, others = self._price_base(acc, symbol, figures)
-        return self.symbols[symbol].tiers.liquidation_price(pos.size, self.symbols[symbol].upt,
-                                                            base - others)
+        return self.symbols[symbol].tiers.liquidation_price(
+            pos.size, self.symbols[symbol].upt, base + self.maintenance_shift - others)
 
     def bankruptcy_price(self, account: int, symbol: str, figures: tuple | None = None) -> int | None:
         """The mark (ticks) at which the account's equity reaches zero, others held fixed, rounded
@@ -432,7 +449,8 @@ class Margin(MarginCore):
             equity=equity, initial_margin=im, maintenance_margin=mm,
             margin_ratio=ceil_div(mm * RATE_SCALE, equity) if equity > 0 else None,
             ltv=ltv(debt, market), available=self.available(acc, figures),
-            liquidatable=mm > 0 and equity <= mm, positions=tuple(positions))
+            liquidatable=mm > 0 and equity + self.maintenance_shift <= mm,
+            positions=tuple(positions))
 
     # ---- loans on the clock and on prices -----------------------------------------------------
 
@@ -444,12 +462,52 @@ class Margin(MarginCore):
         self.check_loans(events)
 
     def after_command(self, events: list) -> None:
-        """Re-checks the loans when a collateral index moved (cheap when nobody borrows)."""
+        """Multi-assets mode's auto-exchange of the accounts whose cash this command moved, then
+        the loans again when a collateral index moved (cheap when nobody borrows)."""
+        if self.auto_exchange:
+            self._auto_exchange(events)
         if not self.lending.debts:
             return
         prices = tuple(self._index(c.symbol) for c in self.collateral)
         if prices != self._loan_prices:
             self.check_loans(events)
+
+    def _auto_exchange(self, events: list) -> None:
+        """Binance's Multi-Assets Mode: an account whose settlement-asset balance (as if its
+        funding were settled) a fill or a funding payment of this command left below the
+        threshold (MarginSpec.auto_exchange_threshold; at it too with trigger_at "reaching") has
+        collateral sold to the platform at index less the auto-exchange discount, the least that
+        brings the balance back to zero, each collateral asset on a fresh index bearing its share
+        of the balance in proportion to its value at index (all of it when that is not enough).
+        The discount stays with the platform, the buyer. One CollateralExchanged per asset sold."""
+        moved = sorted({e.account for e in events if type(e) is m.PositionChanged
+                        or type(e) is m.FundingPaid})
+        pricing = self.exchange.components["pricing"]
+        for account in moved:
+            acc = self.accounts[account]
+            if self.balances(acc)[self.settle] >= self.exchange_below:
+                continue
+            priced = [(c, self._index(c.symbol)) for c in self.collateral
+                      if acc.cash[c.asset] > 0 and self._index(c.symbol) is not None
+                      and not pricing.is_stale(c.symbol)]
+            if not priced:
+                continue
+            self.touch(acc, events)     # its funding in transit first: the deficit is in cash
+            deficit = -acc.cash[self.settle]
+            values = [c.market_value(acc.cash[c.asset], index) for c, index in priced]
+            total = sum(values)
+            if not total:
+                continue            # dust worth nothing at index
+            ex = self.exchange
+            for (c, index), value in zip(priced, values):
+                share = ceil_div(deficit * value, total)        # the shares cover the deficit
+                amount = min(acc.cash[c.asset],
+                             amount_for_proceeds(c, share, index, self.exchange_discount))
+                if amount <= 0:
+                    continue
+                proceeds = self.lending.sell(account, c, amount, index, self.exchange_discount)
+                events.append(m.CollateralExchanged(ex.seq, ex.clock, account, c.asset, amount,
+                                                    index, proceeds, acc.cash[self.settle]))
 
     def check_loans(self, events: list) -> None:
         self._loan_prices = tuple(self._index(c.symbol) for c in self.collateral)
@@ -457,19 +515,20 @@ class Margin(MarginCore):
             self._check_loan(self.accounts[account], events)
 
     def _check_loan(self, acc: Account, events: list) -> None:
-        """MarginCall once past the warning LTV; past the liquidation LTV, convert collateral."""
+        """MarginCall once past the warning LTV; past the liquidation LTV, convert collateral (at
+        each level too with MarginSpec.trigger_at "reaching")."""
         lending = self.lending
         debt = lending.debts.get(acc.id, 0)
         market = self._collateral_market_value(acc)
         level = ltv(debt, market)
-        if level is not None and level <= self.warning_ltv:
+        if level is not None and level <= self.warning_ltv - self.at_level:
             lending.called.discard(acc.id)
             return
         ex = self.exchange
         if acc.id not in lending.called:
             lending.called.add(acc.id)
             events.append(m.MarginCall(ex.seq, ex.clock, acc.id, level, debt, market))
-        if level is None or level > self.liquidation_ltv:
+        if level is None or level > self.liquidation_ltv - self.at_level:
             self.touch(acc, events)     # the conversion repays from cash first: settled cash
             self.on_loan_breach(acc.id, events)
 

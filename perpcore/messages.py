@@ -422,6 +422,18 @@ class CollateralConverted(Event, frozen=True):
     debt: int
 
 
+class CollateralExchanged(Event, frozen=True):
+    """Multi-assets mode's auto-exchange (MarginSpec.multi_assets): the settlement-asset balance
+    was below the threshold, and collateral was sold to the platform at index less the
+    auto-exchange discount to bring it back to zero."""
+    account: int
+    asset: str
+    amount: int
+    price: int                          # the index, in ticks of the asset's instrument
+    proceeds: int                       # settlement asset received
+    balance: int                        # settlement asset balance afterwards
+
+
 class IndexPriceUpdated(Event, frozen=True):
     """The index moved (or became fresh again): `sources` fresh constituents made it."""
     symbol: str

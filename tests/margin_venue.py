@@ -7,8 +7,7 @@ import msgspec
 
 from perpcore import Exchange, default_config
 from perpcore import messages as m
-from perpcore.config import RATE_SCALE
-from perpcore.risk import ceil_div
+from perpcore.lending import amount_for_proceeds  # noqa: F401  (test_risk's property test)
 
 BTC = "BTC-PERP"
 ETH = "ETH-PERP"
@@ -96,34 +95,10 @@ class Venue:
         return None
 
 
-def amount_for_proceeds(c, proceeds: int, index: int, penalty: int) -> int:
-    """The least amount of collateral c whose sale_proceeds() reach `proceeds`."""
-    if proceeds <= 0:
-        return 0
-    return ceil_div(proceeds * c.den * RATE_SCALE, index * c.num * (RATE_SCALE - penalty))
-
-
 def repay_in_full(margin, account: int, events: list) -> None:
-    """A loan-breach policy for tests that isolate the margin layer (the venue's own is the
-    liquidation engine's sell_collateral): repays the account's loan from its cash, then by
-    selling collateral (in asset order) to the platform at index less the conversion penalty,
-    only as much as the loan needs. Emits Repaid and CollateralConverted."""
-    acc = margin.accounts[account]
-    lending = margin.lending
-    ex = margin.exchange
-    settle = margin.settle
-    from_cash = min(lending.debts.get(account, 0), max(acc.cash[settle], 0))
-    if from_cash:
-        debt = lending.repay(account, from_cash)
-        events.append(m.Repaid(ex.seq, ex.clock, account, settle, from_cash, debt))
-    for c in margin.collateral:
-        debt = lending.debts.get(account, 0)
-        index = margin._index(c.symbol)
-        if not debt or index is None or acc.cash[c.asset] <= 0:
-            continue
-        amount = min(acc.cash[c.asset], amount_for_proceeds(c, debt, index, lending.penalty))
-        proceeds, repaid, debt = lending.convert(account, c, amount, index)
-        events.append(m.CollateralConverted(ex.seq, ex.clock, account, c.asset, amount, index,
-                                            proceeds, repaid, debt))
-    if account not in lending.debts:
-        lending.called.discard(account)
+    """The engine's repay-in-full loan policy (MarginSpec.loan_liquidation "repay_in_full", the
+    venue's own fee), as a loan-breach hook for tests that isolate the margin layer: the loan
+    repaid from cash, then from collateral sold to the platform at index less the conversion
+    penalty, only as much as the loan needs. Emits Repaid and CollateralConverted."""
+    liquidation = margin.exchange.components["liquidation"]
+    liquidation._repay_in_full(margin.accounts[account], events)

@@ -150,20 +150,22 @@ def test_every_fill_reports_both_positions():
 
 
 def test_a_crash_past_the_collateral_leaves_the_shortfall_owed():
-    v = Venue()
-    # the margin layer alone, with the tests' policy: the loan repaid in full
-    v.ex.margin.on_loan_breach = partial(repay_in_full, v.ex.margin)
+    # the loan-liquidation policy that repays the loan in full (MarginSpec.loan_liquidation)
+    v = Venue(margin={"loan_liquidation": "repay_in_full"})
     v.account(A, BTC=sats(1))
     v.price(BTC, 600000)
     v.submit(m.Borrow(account=A, asset="USD", amount=usd(39_000)))
     v.submit(m.Withdraw(account=A, asset="USD", amount=usd(39_000)))
-    # BTC halves: LTV 130%; everything is sold at 30,000 less 2% = 29,400 and 9,600 stays owed
+    # BTC halves: LTV 130%; everything is sold at 30,000 less 2% = 29,400 and 9,600 stays owed;
+    # the 600 penalty went to the insurance fund, which covers as much of the deficit: 9,000 owed
     events = v.price(BTC, 300000)
     assert of(events, m.MarginCall) == [m.MarginCall(v.ex.seq, 0, A, 130_000_000, usd(39_000),
                                                      usd(30_000))]
     assert of(events, m.CollateralConverted) == [m.CollateralConverted(
         v.ex.seq, 0, A, "BTC", sats(1), 300000, usd(29_400), usd(29_400), usd(9_600))]
     a = v.view(A)
-    assert (a.loan, a.ltv, a.collateral_market_value, a.equity) == (usd(9_600), None, 0,
-                                                                    -usd(9_600))
+    assert of(events, m.SocializedLoss) == [m.SocializedLoss(v.ex.seq, 0, A, "USD", usd(9_000),
+                                                             usd(9_000))]
+    assert (a.loan, a.ltv, a.collateral_market_value, a.equity) == (usd(9_000), None, 0,
+                                                                    -usd(9_000))
     assert v.ex.audit().ok

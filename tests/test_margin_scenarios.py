@@ -2,12 +2,11 @@
 (maker 0.02%, taker 0.05%), haircuts (5%), leverage (20x) and loan terms (max LTV 65%, warning 75%,
 liquidation 83%, 10% a year accrued hourly, 2% conversion penalty). One tick x one lot is 0.0001 USD
 (100 minor units) in both perps; the mark equals the index (see margin_venue)."""
-from functools import partial
 
 from perpcore import messages as m
 from perpcore.messages import RejectCode, Side
 
-from margin_venue import BTC, ETH, HOUR, S, Venue, of, repay_in_full, sats, usd
+from margin_venue import BTC, ETH, HOUR, S, Venue, of, sats, usd
 
 TRADER, MAKER = 1, 2
 
@@ -280,10 +279,9 @@ def test_a_non_professional_account_may_not_trade_perpetuals():
 
 
 def test_a_loan_accrues_interest_and_gets_a_margin_call_then_conversion():
-    v = Venue()
-    # the margin layer alone, with the tests' policy: the loan repaid in full (the venue's is the
-    # liquidation engine's sell_collateral, which sells the least that restores the maximum LTV)
-    v.ex.margin.on_loan_breach = partial(repay_in_full, v.ex.margin)
+    # the loan-liquidation policy that repays the loan in full (MarginSpec.loan_liquidation; the
+    # default sells the least that restores the maximum LTV)
+    v = Venue(margin={"loan_liquidation": "repay_in_full"})
     v.account(TRADER, BTC=sats(1))
     v.price(BTC, 600000, ts=S)
     # 1 BTC at 60,000: 65% allows 39,000
@@ -320,7 +318,9 @@ def test_a_loan_accrues_interest_and_gets_a_margin_call_then_conversion():
     assert a.loan == 0 and a.balances == {"USD": 139, "BTC": sats(1) - 84_854_642, "ETH": 0}
     audit = v.ex.audit().check()
     assert audit["BTC"].platform == 84_854_642
-    assert audit["USD"].platform == -39_000_890556
+    # the platform paid the proceeds and the penalty (market value less proceeds) went to the fund
+    assert audit["USD"].platform == -39_796_827098                 # 0.84854642 BTC at 46,900
+    assert audit["USD"].insurance_fund == 39_796_827098 - 39_000_890556
     assert audit["USD"].lending_pool == 890417                     # the interest, now in cash
     # with no loan left, the clock accrues nothing
     assert of(v.submit(m.AdvanceClock(ts=5 * HOUR)), m.InterestAccrued) == []

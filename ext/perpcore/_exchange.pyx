@@ -293,8 +293,9 @@ cdef class ExchangeCore:
             self.post_trade(events, 0)
             if self.triggers.live:
                 self.fire_triggers(events)          # conditional orders the prices crossed
-            if margin.debts:
-                margin.after_command(events)        # loans against collateral whose index moved
+            if margin.debts or margin.auto_exchange:
+                # loans against collateral whose index moved; multi-assets mode's auto-exchange
+                margin.after_command(events)
             self.liquidation.after(events)          # stage 6: accounts under maintenance
             return events
         except Rejection as r:

@@ -28,7 +28,7 @@ cdef int64_t NO_PRICE = INT64_MIN          # a Term's corner where there is no t
 # (FundingPaid is not among them: a payment only moves equity, see perpcore.liquidation's Funding
 # paragraph; PositionChanged is, and is first stepped from the fill alone).
 TOUCHING = frozenset({m.PositionChanged, m.InterestAccrued, m.Deposited, m.Withdrawn, m.Borrowed,
-                      m.Repaid, m.CollateralConverted})
+                      m.Repaid, m.CollateralConverted, m.CollateralExchanged})
 # Everything stage 6 reads: a command with none of these (most orders, cancels and amends) moved no
 # price and no account's money. FundingSettled: the one way another layer changes the insurance fund
 # (its rounding remainder, perpcore.margin.settle_funding), recorded then.
@@ -986,7 +986,7 @@ cdef class LiquidationCore:
                 if at == NO_PRICE:
                     return 0
                 total += self.collateral(j, amount, at, False)
-        slack[0] = total
+        slack[0] = total + self.margin.maintenance_shift
         return 1
 
     cdef bint key_position(self, Account acc, Py_ssize_t slot, int128_t rest, int k,
@@ -1058,7 +1058,8 @@ cdef class LiquidationCore:
         return False
 
     cdef int figures(self, Account acc, int128_t* equity, int128_t* mm) except -1:
-        """The account's equity and maintenance margin now (perpcore.margin's definitions)."""
+        """The account's equity and maintenance margin now (perpcore.margin's definitions); with
+        positions, the equity plus the maintenance shift (breach: equity <= maintenance)."""
         cdef Sums sums
         cdef int j
         cdef dict cash = acc.cash
@@ -1071,6 +1072,8 @@ cdef class LiquidationCore:
                 index = (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index
                 if index is not None:
                     total += self.collateral(j, amount, index, False)
+        if sums.mm > 0:
+            total += self.margin.maintenance_shift
         equity[0], mm[0] = total, sums.mm
         return 0
 

@@ -96,6 +96,9 @@ cdef class SymbolRisk:
     cdef readonly int64_t upt
     cdef readonly TierTable tiers
     cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
+    # sell orders' pre-trade margin at Binance's assuming price (InstrumentSpec.sell_order_margin)
+    cdef readonly bint assuming_price
+    cdef readonly int64_t assuming_buffer
     cdef public dict positions         # account -> Position (any state)
     cdef public object prices          # pricing's state of the symbol: .mark (ticks or None)
     cdef public int64_t intervals      # funding intervals begun
@@ -123,6 +126,11 @@ cdef class MarginCore:
     cdef public object _mark, _index   # pricing's mark_price / index_price
     cdef public dict funding           # the ledger's funding in transit (perpcore.funding)
     cdef readonly int64_t in_transit   # symbols with a funding interval in transit
+    # the maintenance breach is equity + maintenance_shift <= maintenance: 0 on reaching it, 1 on
+    # passing it (MarginSpec.maintenance_trigger_at; equity and maintenance are whole units)
+    cdef public int64_t maintenance_shift
+    cdef public bint auto_exchange     # multi-assets mode (MarginSpec.multi_assets): after_command
+    #                                    converts collateral of balances below the threshold
 
     # (equity, unrealised PnL, initial margin, maintenance margin, collateral value), from:
     cdef tuple figures_of(self, Account acc)
@@ -146,6 +154,8 @@ cdef class MarginCore:
     cdef readonly str reason
     cdef int check(self, account, symbol, int side, int64_t price, int64_t qty,
                    bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1
+    cdef int128_t assuming_premium(self, SymbolRisk sr, int64_t price, int64_t qty, int64_t mark,
+                                   bint has_mark) except? -1
     cdef int refuse(self, int code, str reason) except -1
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only)

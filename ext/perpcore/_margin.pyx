@@ -173,8 +173,11 @@ cdef class TierTable:
 
 
 cdef inline int128_t side_margin(int64_t position, int64_t lots, int64_t value, int64_t mark,
-                                 bint has_mark, bint buy, int64_t upt, int64_t leverage):
-    """Initial margin one side of an account's open orders in a symbol reserves (see order_margin)."""
+                                 bint has_mark, bint buy, int64_t upt, int64_t leverage,
+                                 int128_t premium=0):
+    """Initial margin one side of an account's open orders in a symbol reserves (see order_margin).
+    premium (ticks x lots x RATE_SCALE) is added to the side's value for its initial margin only,
+    not for its open loss: an order charged at an assuming price above its own (MarginCore.check)."""
     cdef int64_t reducing, increasing
     cdef int128_t im = 0, loss
     if lots == 0:
@@ -182,7 +185,11 @@ cdef inline int128_t side_margin(int64_t position, int64_t lots, int64_t value, 
     reducing = -position if buy else position
     increasing = lots - reducing if reducing > 0 else lots
     if increasing > 0:
-        im = ceil_div(<int128_t>value * upt * increasing, <int128_t>lots * leverage)
+        if premium:
+            im = ceil_div((<int128_t>value * RS + premium) * upt * increasing,
+                          <int128_t>lots * leverage * RS)
+        else:
+            im = ceil_div(<int128_t>value * upt * increasing, <int128_t>lots * leverage)
     if has_mark:
         loss = <int128_t>value - <int128_t>lots * mark if buy else <int128_t>lots * mark - value
         if loss > 0:
@@ -283,6 +290,8 @@ cdef class SymbolRisk:
         self.taker_fee = spec.taker_fee
         self.default_leverage = spec.default_leverage
         self.max_leverage = spec.tiers[0].max_leverage
+        self.assuming_price = spec.sell_order_margin == "assuming_price"
+        self.assuming_buffer = spec.assuming_price_buffer
         self.positions = {}
 
     def open_interest(self) -> tuple:
@@ -520,7 +529,10 @@ cdef class MarginCore:
                                    f"position and orders would reach {py_int(worst)}, above the "
                                    f"{py_int(cap)} allowed at {lev}x")
         other = side_margin(size, other_lots, other_value, mark, has_mark, not buy, upt, lev)
-        new = side_margin(size, lots, value, mark, has_mark, buy, upt, lev)
+        new = side_margin(size, lots, value, mark, has_mark, buy, upt, lev,
+                          0 if buy or not sr.assuming_price else self.assuming_premium(
+                              sr, price, qty - old_qty if amended and price == old_price else qty,
+                              mark, has_mark))
         if new <= other:
             return 0                            # netted by the other side: the max is unchanged
         current = side_margin(size, now_lots, now_value, mark, has_mark, buy, upt, lev)
@@ -536,6 +548,24 @@ cdef class MarginCore:
             return self.refuse(INSUFFICIENT_MARGIN,
                                f"initial margin would be {need} with equity {equity}")
         return 0
+
+    cdef int128_t assuming_premium(self, SymbolRisk sr, int64_t price, int64_t qty, int64_t mark,
+                                   bint has_mark) except? -1:
+        """What a sell order of qty at price adds to its side's value (ticks x lots x RATE_SCALE)
+        when charged at Binance's assuming price, max(last trade x (1 + buffer), mark, price),
+        rather than at its price (InstrumentSpec.sell_order_margin "assuming_price"); exact, the
+        buffered last price not rounded to a tick. An amend at the same price is charged on the
+        lots it adds only (qty <= 0: none), so a size decrease is never refused for it; once
+        resting, an order reserves margin at its own price, as every order does."""
+        cdef int128_t assumed = <int128_t>price * RS
+        if qty <= 0:
+            return 0
+        last = sr.prices.last_trade
+        if last is not None and <int128_t>last * (RS + sr.assuming_buffer) > assumed:
+            assumed = <int128_t>last * (RS + sr.assuming_buffer)
+        if has_mark and <int128_t>mark * RS > assumed:
+            assumed = <int128_t>mark * RS
+        return (assumed - <int128_t>price * RS) * qty
 
     cdef int refuse(self, int code, str reason) except -1:
         self.reason = reason
