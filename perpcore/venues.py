@@ -133,7 +133,8 @@ def binance_usdm() -> VenueConfig:
     return _venue("USDT", (
         ("BTCUSDT", "BTC", "0.1", "0.001", BINANCE_BTCUSDT, pricing, "1"),
         ("ETHUSDT", "ETH", "0.01", "0.001", BINANCE_ETHUSDT, pricing, "1"),
-    ), fees=("0.02", "0.05"), min_notional="5", margin=_margin())
+    ), fees=("0.02", "0.05"), min_notional="5", sell_order_margin="assuming_price",
+        margin=_margin(multi_assets=True, trigger_at="reaching", loan_liquidation="repay_in_full"))
 
 
 # ---- BitMEX ---------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def dydx_v4() -> VenueConfig:
         ("BTC-USD", "BTC", "1", "0.0001", DYDX_LARGE_CAP, pricing, "1.5"),
         ("ETH-USD", "ETH", "0.1", "0.001", DYDX_LARGE_CAP, pricing, "1.5"),
     ), fees=("0.01", "0.05"), min_notional="1",
-        margin=_margin(haircuts={}, lending_limit=Decimal(0)))
+        margin=_margin(haircuts={}, lending_limit=Decimal(0), maintenance_trigger_at="passing"))
 
 
 # ---- Hyperliquid ----------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def hyperliquid() -> VenueConfig:
         ("BTC", "BTC", "1", "0.00001", HYPERLIQUID_BTC, pricing, "0"),
         ("ETH", "ETH", "0.1", "0.0001", HYPERLIQUID_ETH, pricing, "0"),
     ), fees=("0.015", "0.045"), min_notional="10",
-        margin=_margin(haircuts={}, lending_limit=Decimal(0)))
+        margin=_margin(haircuts={}, lending_limit=Decimal(0), maintenance_trigger_at="passing"))
 
 
 # ---- the rule options, one place per module -------------------------------------------------

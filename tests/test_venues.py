@@ -83,8 +83,11 @@ def test_binance_fees_funding_and_grid():
         # F = [P + clamp(I - P, +-0.05%)] x N/8 since September 2025; a short opened at the
         # assuming price
         assert p.funding_scaling == "whole_rate" and p.premium_average == "time_weighted"
+        assert spec.sell_order_margin == "assuming_price"
     # multi-assets mode; the margin ratio liquidates on reaching 100%; Binance Loans: "If it
     # reaches or goes beyond the Liquidation LTV ... the liquidation process", the rest returned
+    assert cfg.margin.multi_assets and cfg.margin.maintenance_trigger_at == "reaching"
+    assert (cfg.margin.trigger_at, cfg.margin.loan_liquidation) == ("reaching", "repay_in_full")
     # funding cap 0.75 x the first tier's maintenance rate: 0.75 x 0.40% for BTCUSDT
     assert engine_caps(cfg)["BTCUSDT"] == pct("0.30%")
 
@@ -143,6 +146,7 @@ def test_dydx_margin_fractions_funding_and_fees():
         assert (p.mark_method, p.funding_price) == ("index", "index")
         assert p.funding_interval_ns == HOUR_NS and p.funding_scaling == "whole_rate"
         # "If a trader's margin fraction exceeds the maintenance margin fraction ..."
+        assert cfg.margin.maintenance_trigger_at == "passing"
     # the cap: 600% x (IMF - MMF) per 8 hours, paid hourly
     caps = engine_caps(cfg)
     assert {Fraction(cap, RATE_SCALE) for cap in caps.values()} == {6 * (imf - mmf) / 8}
@@ -185,6 +189,7 @@ def test_hyperliquid_fees_and_funding():
     assert cfg.instruments["BTC"].lot_size == Decimal("0.00001")       # szDecimals 5
     assert engine_caps(cfg) == {"BTC": pct("4%"), "ETH": pct("4%")}
     # "When your margin falls below the maintenance margin requirement ..."
+    assert cfg.margin.maintenance_trigger_at == "passing"
 
 
 @pytest.mark.parametrize("name", list(venues.VENUES))
