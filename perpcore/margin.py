@@ -136,6 +136,9 @@ class Margin(MarginCore):
         self.exchange_below = config.assets[self.settle].to_units(spec.auto_exchange_threshold) \
             + self.at_level
         self.exchange_discount = spec.auto_exchange_discount
+        # accounts to auto-exchange at the next command: stage 6's fills left their balance below
+        # the threshold, or their collateral had no fresh index (state: see to_state)
+        self.exchange_pending: set[int] = set()
         self.caps = config.margin.leverage_caps
         self.accounts: dict[int, Account] = {}
         # open reduce-only orders: id -> [account, symbol, side, price, open qty] (the books hold
@@ -475,22 +478,24 @@ class Margin(MarginCore):
     def _auto_exchange(self, events: list) -> None:
         """Binance's Multi-Assets Mode: an account whose settlement-asset balance (as if its
         funding were settled) a fill or a funding payment of this command left below the
-        threshold (MarginSpec.auto_exchange_threshold; at it too with trigger_at "reaching") has
+        threshold (MarginSpec.auto_exchange_threshold; at it too with trigger_at "reaching"), or
+        that an earlier command left pending (after_liquidation; an index not fresh), has
         collateral sold to the platform at index less the auto-exchange discount, the least that
         brings the balance back to zero, each collateral asset on a fresh index bearing its share
         of the balance in proportion to its value at index (all of it when that is not enough).
         The discount stays with the platform, the buyer. One CollateralExchanged per asset sold."""
-        moved = sorted({e.account for e in events if type(e) is m.PositionChanged
-                        or type(e) is m.FundingPaid})
+        moved = sorted(self._cash_moved(events) | self.exchange_pending)
+        self.exchange_pending.clear()
         pricing = self.exchange.components["pricing"]
         for account in moved:
             acc = self.accounts[account]
-            if self.balances(acc)[self.settle] >= self.exchange_below:
+            if not self._below_threshold(acc):
                 continue
             priced = [(c, self._index(c.symbol)) for c in self.collateral
                       if acc.cash[c.asset] > 0 and self._index(c.symbol) is not None
                       and not pricing.is_stale(c.symbol)]
             if not priced:
+                self.exchange_pending.add(account)      # again once its index is fresh
                 continue
             self.touch(acc, events)     # its funding in transit first: the deficit is in cash
             deficit = -acc.cash[self.settle]
@@ -508,6 +513,23 @@ class Margin(MarginCore):
                 proceeds = self.lending.sell(account, c, amount, index, self.exchange_discount)
                 events.append(m.CollateralExchanged(ex.seq, ex.clock, account, c.asset, amount,
                                                     index, proceeds, acc.cash[self.settle]))
+
+    @staticmethod
+    def _cash_moved(events: list) -> set[int]:
+        return {e.account for e in events if type(e) is m.PositionChanged
+                or type(e) is m.FundingPaid}
+
+    def _below_threshold(self, acc: Account) -> bool:
+        """Below the auto-exchange threshold, holding collateral that could be exchanged."""
+        return self.balances(acc)[self.settle] < self.exchange_below and \
+            any(acc.cash[c.asset] > 0 for c in self.collateral)
+
+    def after_liquidation(self, events: list) -> None:
+        """Stage 6's fills (liquidation orders, ADL) come after this command's auto-exchange: an
+        account they left below the threshold is exchanged at the next command, before that
+        command's own stage 6."""
+        self.exchange_pending.update(a for a in self._cash_moved(events)
+                                     if self._below_threshold(self.accounts[a]))
 
     def check_loans(self, events: list) -> None:
         self._loan_prices = tuple(self._index(c.symbol) for c in self.collateral)
@@ -571,7 +593,8 @@ class Margin(MarginCore):
                          sorted(a for a, pos in sr.positions.items()
                                 if pos.size and pos.funded != sr.transit.number))
                         for symbol, sr in self.symbols.items() if sr.transit is not None],
-        }
+        } | ({"auto_exchange": sorted(self.exchange_pending)} if self.exchange_pending else {})
+        # (only when there is one: a state without it hashes as before multi-assets mode existed)
 
     def from_state(self, state: dict) -> None:
         self.ledger.from_state(state["ledger"])
@@ -597,6 +620,7 @@ class Margin(MarginCore):
         _funding.restore(self, [(self.symbols[symbol], interval, due)
                                 for symbol, interval, due in state["funding"]])
         self.reduce_only_dirty.clear()
+        self.exchange_pending = set(state.get("auto_exchange", ()))
         self._loan_prices = tuple(self._index(c.symbol) for c in self.collateral)
 
 

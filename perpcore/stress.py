@@ -60,7 +60,8 @@ class ShockResult:
     adl_count: int = 0                  # AutoDeleveraged events
     adl_notional: str = "0"
     socialized: str = "0"
-    collateral_sales: int = 0
+    collateral_sales: int = 0           # CollateralConverted (loans) and CollateralExchanged
+    #                                     (multi-assets mode's auto-exchange) events
     elapsed_s: float = 0.0              # the shock's wall time, set by run() beside its result
     book_notional: str = "0"
     surplus_to_fund: str = "0"          # liquidation fees out of fills better than bankruptcy
@@ -376,7 +377,7 @@ def apply_shock(config: VenueConfig, snapshot: bytes, name: str, path_bp: list[i
                     money["covered"] -= e.delta
             elif kind is m.SocializedLoss:
                 money["social"] += e.amount
-            elif kind is m.CollateralConverted:
+            elif kind is m.CollateralConverted or kind is m.CollateralExchanged:
                 result.collateral_sales += 1
     result.liquidated = len(liquidated)
     result.closed_lots = closed

@@ -30,11 +30,14 @@ Sources (found with the search tool; the pages quoted are those the tests cite):
   remaining collateral is returned (repay in full).
 """
 from decimal import Decimal
+from fractions import Fraction
+from math import ceil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from perpcore import Exchange
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, MarginSpec, default_config
 from perpcore.messages import FundReason, LiquidationReason, RejectCode, Side
@@ -198,6 +201,37 @@ def test_above_the_threshold_nothing_is_exchanged_and_off_by_default_nothing_eve
     events = plain.trade(B, A, BTC, Side.SELL, 1000, 400000)
     assert not of(events, m.CollateralExchanged)
     assert plain.view(A).balances["USD"] == -usd(20_000)
+
+
+def test_a_balance_left_below_the_threshold_by_a_liquidation_is_exchanged_at_the_next_command():
+    # A holds 1 BTC and is long 10 BTC at 60,000 (at 20x); the index falls to 55,000: its equity
+    # (1 BTC at 55,000 less the 5% haircut, 52,250, less the 50,000 loss) is under maintenance and
+    # stage 6 sells the 10 BTC into B's bid. Those fills come after the command's auto-exchange, so
+    # A is left with about -50,000 USD and its BTC; the next command, whatever it is, exchanges
+    # it (before its own stage 6), and a snapshot between the two carries that duty.
+    v = Venue(margin={"multi_assets": True}, maker_fee=0, taker_fee=0)
+    v.account(A, BTC=sats(1))
+    v.account(B, USD=usd(10_000_000))
+    v.price(BTC, 600000)
+    v.trade(B, A, BTC, Side.BUY, 10_000, 600000)
+    v.order(B, BTC, Side.BUY, 10_000, 550000)
+    shock = v.price(BTC, 550000)
+    assert of(shock, m.LiquidationStarted) and not of(shock, m.CollateralExchanged)
+    balance = v.view(A).balances["USD"]
+    assert balance < -usd(10_000) and v.view(A).balances["BTC"] == sats(1)
+    snapshot = v.ex.snapshot()
+    after = v.price(ETH, 300000)
+    exchanged = of(after, m.CollateralExchanged)
+    assert [(e.account, e.asset) for e in exchanged] == [(A, "BTC")]
+    # at 55,000 a satoshi of BTC is 550 micro-USD, sold at 97.5%: 536.25 each, the least that
+    # covers the deficit
+    assert exchanged[0].amount == ceil(Fraction(-balance) / Fraction("536.25"))
+    assert 0 <= v.view(A).balances["USD"] < usd("0.001")
+    assert v.ex.audit().ok
+    restored = Exchange.restore(v.cfg, snapshot)
+    assert restored.submit(m.SetIndexPrice(source="x", symbol=ETH, price=300000)) == after
+    assert restored.state_hash() == v.ex.state_hash()
+    assert not v.ex.components["margin"].exchange_pending
 
 
 def test_two_collateral_assets_bear_the_deficit_in_proportion_to_their_value():

@@ -297,6 +297,8 @@ cdef class ExchangeCore:
                 # loans against collateral whose index moved; multi-assets mode's auto-exchange
                 margin.after_command(events)
             self.liquidation.after(events)          # stage 6: accounts under maintenance
+            if margin.auto_exchange:
+                margin.after_liquidation(events)    # balances its fills left to auto-exchange
             return events
         except Rejection as r:
             return refused(self, cmd, r.code, r.reason)
