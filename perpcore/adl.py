@@ -1,4 +1,4 @@
-"""Auto-deleveraging: BitMEX's queue ranking and the 1-5 indicator venues show, as pure functions.
+"""Auto-deleveraging: the queue rankings and the 1-5 indicator venues show, as pure functions.
 
 When the insurance fund cannot cover a liquidation, the liquidation engine closes opposite positions
 at the bankrupt position's bankruptcy price, in the order ranked here (MECHANICS.md):
@@ -14,11 +14,33 @@ Edge cases, so that the order is total and deterministic: an account already at 
 bankruptcy price at the mark has unbounded leverage (it heads its group); a long whose account no
 positive price bankrupts (bankruptcy None) has leverage 0 (it trails its group). Ties go to the
 lower account id. Everything is exact (Fractions): no float decides a queue position.
+
+That is the "bitmex" ranking (InstrumentSpec.adl_ranking); `venue_ranking` also ranks by
+
+- "binance", Binance Futures' LeveragePnL: PnL percent = max(0, unrealised PnL) / max(1, wallet
+  balance), margin ratio = maintenance margin / (wallet balance + unrealised PnL), 0 when that
+  balance is <= 0, LeveragePnL = PnL percent x margin ratio, highest first. perpcore's accounts are
+  cross margin, so these are the account's figures: unrealised PnL over all its positions, margin
+  balance = its equity, wallet balance = equity - unrealised PnL (collateral at its haircut value
+  and less its loans, as Binance's multi-assets wallet balance), 1 = one whole settlement asset.
+  Every position not in profit has LeveragePnL 0: those follow in account id order.
+- "hyperliquid": (mark / entry) x (notional / account value), account value = equity. Hyperliquid
+  states the index for "the affected users in profit"; a short's profit is a falling price, so
+  its price ratio is read as entry / mark (the index then grows with profit on either side, as
+  its page says the queue is "ranked by unrealized pnl and leverage used"). Positions in profit
+  come first; the rest follow by the same index; an account with account value <= 0 (unbounded
+  leverage) heads its group.
+
+dYdX v4 is not among them: its deleveraging walks the offsetting subaccounts from a
+pseudo-random starting point, which a deterministic engine cannot reproduce; its preset keeps
+"bitmex", the nearest profit-and-leverage order.
 """
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Iterable
+from typing import Iterable, NamedTuple
+
+from perpcore.config import ADL_RANKINGS
 
 # Groups of the priority key, highest first
 _PROFIT_UNBOUNDED = 3       # profitable, account at or past bankruptcy at the mark
@@ -64,10 +86,63 @@ def priority(size: int, entry_value: int, mark: int,
 def ranking(positions: Iterable[tuple[int, int, int, int | None]], mark: int) -> list[int]:
     """Accounts in deleveraging order from [(account, size, entry value, bankruptcy price)] of one
     side of one symbol: the head is closed first."""
-    keyed = [(priority(size, entry, mark, bankrupt), account)
-             for account, size, entry, bankrupt in positions if size]
-    keyed.sort(key=lambda k: (-k[0][0], -k[0][1], k[1]))
-    return [account for _, account in keyed]
+    return _ordered((priority(size, entry, mark, bankrupt), account)
+                    for account, size, entry, bankrupt in positions if size)
+
+
+def _ordered(keyed: Iterable[tuple[tuple | Fraction, int]]) -> list[int]:
+    """Accounts by their key, largest first, ties to the lower account id."""
+    by_account = sorted(keyed, key=lambda k: k[1])
+    by_account.sort(key=lambda k: k[0], reverse=True)     # stable: ties keep the account order
+    return [account for _, account in by_account]
+
+
+class Holding(NamedTuple):
+    """One position in the queue and its account's figures (minor units of the settlement asset,
+    except size in lots and entry value in ticks x lots)."""
+    account: int
+    size: int
+    entry_value: int
+    bankruptcy: int | None              # perpcore.margin's bankruptcy_price
+    notional: int                       # |size| x mark, in minor units
+    equity: int                         # the account's margin balance / account value
+    unrealised_pnl: int                 # over all the account's positions
+    maintenance: int                    # the account's maintenance margin
+
+
+def binance_priority(unrealised_pnl: int, equity: int, maintenance: int, unit: int) -> Fraction:
+    """Binance's LeveragePnL of an account (unit: one whole settlement asset in minor units)."""
+    if equity <= 0:
+        return Fraction(0)                                  # margin ratio 0
+    wallet = equity - unrealised_pnl
+    return Fraction(max(0, unrealised_pnl) * maintenance, max(unit, wallet) * equity)
+
+
+def hyperliquid_priority(size: int, entry_value: int, mark: int, notional: int,
+                         equity: int) -> tuple[bool, int, Fraction]:
+    """(in profit, account value <= 0, (mark / entry) x (notional / account value)), the price
+    ratio entry / mark for a short."""
+    profit = pnl_fraction(size, entry_value, mark) > 0
+    if equity <= 0:
+        return profit, 1, Fraction(0)
+    held = abs(size) * mark                                 # = mark / entry x entry value
+    ratio = Fraction(held, entry_value) if size > 0 else Fraction(entry_value, held)
+    return profit, 0, ratio * Fraction(notional, equity)
+
+
+def venue_ranking(rule: str, holdings: Iterable[Holding], mark: int, unit: int) -> list[int]:
+    """Accounts in deleveraging order by the named rule (InstrumentSpec.adl_ranking), from the
+    positions of one side of one symbol: the head is closed first."""
+    held = [h for h in holdings if h.size]
+    if rule == "bitmex":
+        return ranking([(h.account, h.size, h.entry_value, h.bankruptcy) for h in held], mark)
+    if rule == "binance":
+        return _ordered((binance_priority(h.unrealised_pnl, h.equity, h.maintenance, unit),
+                         h.account) for h in held)
+    if rule == "hyperliquid":
+        return _ordered((hyperliquid_priority(h.size, h.entry_value, mark, h.notional, h.equity),
+                         h.account) for h in held)
+    raise ValueError(f"ADL ranking must be one of {ADL_RANKINGS}, not {rule!r}")
 
 
 def indicator(place: int, count: int) -> int:

@@ -207,6 +207,7 @@ def _check_tiers(symbol: str, tiers: tuple[MarginTier, ...], default_leverage: i
 
 
 SELL_ORDER_MARGINS = ("open_loss", "assuming_price")
+ADL_RANKINGS = ("bitmex", "binance", "hyperliquid")
 
 
 class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -235,12 +236,17 @@ class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # open loss (perpcore._margin's MarginCore.check)
     sell_order_margin: str = "open_loss"
     assuming_price_buffer: int = 150_000     # 0.15%
+    # the auto-deleveraging queue's order (perpcore.adl): "bitmex", PnL% x effective leverage;
+    # "binance", Binance's LeveragePnL; "hyperliquid", (mark / entry) x (notional / account value)
+    adl_ranking: str = "bitmex"
 
     def __post_init__(self):
         _check_tiers(self.symbol, self.tiers, self.default_leverage)
         if self.sell_order_margin not in SELL_ORDER_MARGINS:
             raise ValueError(f"{self.symbol}: sell order margin must be one of "
                              f"{SELL_ORDER_MARGINS}")
+        if self.adl_ranking not in ADL_RANKINGS:
+            raise ValueError(f"{self.symbol}: ADL ranking must be one of {ADL_RANKINGS}")
         if not 0 <= self.assuming_price_buffer < RATE_SCALE:
             raise ValueError(f"{self.symbol}: assuming price buffer must be in [0, 1)")
         if self.taker_fee < 0 or self.maker_fee + self.taker_fee < 0:
@@ -456,7 +462,7 @@ def default_config() -> VenueConfig:
 LATER_FIELDS: dict[str, frozenset[str]] = {
     "PricingSpec": frozenset({"funding_scaling", "premium_average", "funding_rate_window",
                               "funding_cap_rule", "funding_price"}),
-    "InstrumentSpec": frozenset({"sell_order_margin", "assuming_price_buffer"}),
+    "InstrumentSpec": frozenset({"sell_order_margin", "assuming_price_buffer", "adl_ranking"}),
     "MarginSpec": frozenset({"loan_liquidation", "loan_liquidation_fee", "trigger_at",
                              "maintenance_trigger_at", "multi_assets", "auto_exchange_threshold",
                              "auto_exchange_discount"}),

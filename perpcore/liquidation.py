@@ -79,8 +79,8 @@ Liquidating one account:
    between each fill and the bankruptcy price, so the account closes at bankruptcy and the fund
    carries the loss. The fund never holds a position nor goes below zero.
 4. What neither absorbs is auto-deleveraged: the opposite positions are closed at the bankruptcy
-   price in BitMEX's queue order (perpcore.adl), a transfer between the two accounts, exactly
-   zero-sum.
+   price in the instrument's queue order (InstrumentSpec.adl_ranking, perpcore.adl; BitMEX's by
+   default), a transfer between the two accounts, exactly zero-sum.
 5. An account left without positions and with negative equity (a gap through bankruptcy on a short
    with other debts, a loan past its collateral) has a deficit: its collateral is sold, then the fund
    covers what it can; what it cannot is a SocializedLoss: the account keeps that negative balance,
@@ -108,7 +108,7 @@ import msgspec
 from perpcore import messages as m
 from perpcore._ledger import move
 from perpcore._liquidation import Direction, LiquidationCore
-from perpcore.adl import indicator, ranking
+from perpcore.adl import Holding, indicator, venue_ranking
 from perpcore.config import RATE_SCALE
 from perpcore.errors import RejectCode, Rejection
 from perpcore.lending import amount_for_proceeds
@@ -133,10 +133,11 @@ class FundEntry(msgspec.Struct, frozen=True):
 
 class _Params:
     """Per instrument, what the engine needs beyond the margin layer's SymbolRisk."""
-    __slots__ = ("upt", "fee", "band", "max_price", "tiers")
+    __slots__ = ("upt", "fee", "band", "max_price", "tiers", "adl_ranking")
 
     def __init__(self, spec, sr):
         self.upt = sr.upt
+        self.adl_ranking = spec.adl_ranking
         self.tiers = sr.tiers
         self.fee = spec.liquidation_fee
         self.band = spec.market_protection
@@ -153,6 +154,7 @@ class Liquidation(LiquidationCore):
         self.pricing = exchange.components["pricing"]
         config = exchange.config
         self.settle = config.settlement_asset
+        self.unit = 10 ** config.assets[self.settle].decimals     # one whole settlement asset
         self.fund = self.margin.insurance               # the ledger's insurance bucket, by asset
         self.params = {s: _Params(config.instruments[s], sr) for s, sr in self.margin.symbols.items()}
         # the recent changes for fund_history(); the journal's events hold them all, so they stay
@@ -519,12 +521,16 @@ class Liquidation(LiquidationCore):
         mark = self.pricing.mark_price(symbol)
         if mark is None:
             return []
-        entries = []
+        upt = self.params[symbol].upt
+        holdings = []
         for account, pos in sorted(margin.symbols[symbol].positions.items()):
             if pos.size * sign > 0:
-                entries.append((account, pos.size, pos.cost,
-                                margin.bankruptcy_price(account, symbol)))
-        return ranking(entries, mark)
+                figures = margin._figures(margin.accounts[account])
+                equity, upnl, _, mm, _ = figures
+                holdings.append(Holding(account, pos.size, pos.cost,
+                                        margin.bankruptcy_price(account, symbol, figures),
+                                        abs(pos.size) * mark * upt, equity, upnl, mm))
+        return venue_ranking(self.params[symbol].adl_ranking, holdings, mark, self.unit)
 
     def adl_indicator(self, account: int, symbol: str) -> int | None:
         """The 1-5 deleveraging light of the account's position (5: first in line), None when flat."""
