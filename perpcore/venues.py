@@ -9,18 +9,19 @@ are in each preset's docstring; a figure that could not be found there is said t
 assumption.
 
 What perpcore cannot express is named, not approximated by a hidden branch:
-- auto-deleveraging ranks every venue's queue by BitMEX's rule (perpcore.adl: PnL% x effective
-  leverage for profitable positions), the only ranking perpcore has;
+- auto-deleveraging ranks by the venue's rule (InstrumentSpec.adl_ranking, perpcore.adl) for
+  Binance, BitMEX and Hyperliquid; dYdX's walk from a pseudo-random subaccount is not
+  reproducible by a deterministic engine, so its preset ranks by BitMEX's rule;
 - maintenance margin is Binance's continuous form (rate x notional less the tier's maintenance
   amount), which Hyperliquid also publishes; BitMEX charges a risk-limit step's rate on the whole
   position, dYdX one fraction on any size;
 - the mark is one of perpcore's methods (PricingSpec.mark_method).
 
 The venues' rule options (PricingSpec's funding_scaling, premium_average, funding_rate_window,
-funding_cap_rule, funding_price; InstrumentSpec.sell_order_margin; MarginSpec's multi_assets,
-trigger_at, maintenance_trigger_at, loan_liquidation) are set in one place per preset: its
-`_pricing` / `_margin` arguments and the instrument keywords beside them; what a preset does not
-set keeps perpcore's default (the docstrings say which).
+funding_cap_rule, funding_price; InstrumentSpec's sell_order_margin and adl_ranking;
+MarginSpec's multi_assets, trigger_at, maintenance_trigger_at, loan_liquidation) are set in one
+place per preset: its `_pricing` / `_margin` arguments and the instrument keywords beside them;
+what a preset does not set keeps perpcore's default (the docstrings say which).
 
 `VENUES` maps a name to its preset (with "default", the built-in venue); `venue(name)` looks one up
 and names the choices when it is not there.
@@ -111,8 +112,8 @@ def binance_usdm() -> VenueConfig:
       no loan liquidation fee was found, none is charged).
     - Liquidation: the fund takes at most 1% of a liquidation fill's notional (the clearance fee;
       Binance's per-symbol figure was not found among the sources: perpcore's default is kept).
-    - ADL: Binance ranks by PnL% x margin ratio; perpcore ranks by BitMEX's rule (not
-      configurable).
+    - ADL: Binance's LeveragePnL (adl_ranking "binance"): max(0, unrealised PnL) / max(1,
+      wallet balance) x margin ratio (maintenance margin / margin balance), of the account.
     - Tick 0.1 / 0.01 USDT, lot 0.001 BTC / ETH (as perpcore.binance lists them), min notional
       5 USDT. Collateral: BTC and ETH at a 5% haircut.
 
@@ -128,12 +129,16 @@ def binance_usdm() -> VenueConfig:
     position: a short at the assuming price);
     https://www.binance.com/en/support/faq/f80415bea8124f6494566f23c0bf9c38 (multi-assets mode);
     https://bitcointalk.org/index.php?topic=5248835 (Binance Loans' FAQ quoted: liquidation when
-    the LTV "reaches or goes beyond" the liquidation LTV)."""
+    the LTV "reaches or goes beyond" the liquidation LTV);
+    https://www.binance.com/en/support/faq/360033525471 ("What Is Auto-Deleveraging (ADL) and
+    How Does It Work": LeveragePnL = unrealised PnL / collateral x margin ratio, the formula
+    as https://dev.binance.vision/t/how-to-caculating-leverage-pnl-quantile/17801 quotes it)."""
     pricing = _pricing(interval_h=8, funding_scaling="whole_rate")
     return _venue("USDT", (
         ("BTCUSDT", "BTC", "0.1", "0.001", BINANCE_BTCUSDT, pricing, "1"),
         ("ETHUSDT", "ETH", "0.01", "0.001", BINANCE_ETHUSDT, pricing, "1"),
     ), fees=("0.02", "0.05"), min_notional="5", sell_order_margin="assuming_price",
+        adl_ranking="binance",
         margin=_margin(multi_assets=True, trigger_at="reaching", loan_liquidation="repay_in_full"))
 
 
@@ -184,7 +189,8 @@ def bitmex() -> VenueConfig:
     - Liquidation: BitMEX's insurance fund keeps whatever margin is left between the liquidation
       and the bankruptcy price; the liquidation fee is set to the base maintenance margin
       (0.50% / 0.80%), the most a first-tier liquidation leaves.
-    - ADL: PnL% x effective leverage for profitable positions: perpcore's ranking is BitMEX's.
+    - ADL: PnL% x effective leverage for profitable positions, PnL% / effective leverage for
+      the others (adl_ranking "bitmex", perpcore's default).
     - Tick 0.5 / 0.05 USDT, lot 0.001 XBT / 0.01 ETH (not found among the sources: chosen close
       to the venue's contract sizes). Collateral: BTC and ETH at a 5% haircut (perpcore's
       default; BitMEX's haircut matrix was not found).
@@ -205,7 +211,7 @@ def bitmex() -> VenueConfig:
     return _venue("USDT", (
         ("XBTUSDT", "BTC", "0.5", "0.001", BITMEX_XBTUSDT, pricing, "0.50"),
         ("ETHUSDT", "ETH", "0.05", "0.01", BITMEX_ETHUSDT, pricing, "0.80"),
-    ), fees=("-0.01", "0.05"), min_notional="1", margin=_margin())
+    ), fees=("-0.01", "0.05"), min_notional="1", adl_ranking="bitmex", margin=_margin())
 
 
 # ---- dYdX v4 --------------------------------------------------------------------------------
@@ -236,7 +242,10 @@ def dydx_v4() -> VenueConfig:
     - Liquidation: a liquidation fee of at least 1% is assessed; the fund takes at most 1.5% of
       a liquidation fill (dYdX's maximum liquidation fee; the figure is from its liquidations
       config, not found among the sources).
-    - ADL (dYdX's deleveraging starts at a random offset): perpcore ranks by BitMEX's rule.
+    - ADL: dYdX offsets a bankrupt position against the subaccounts with opposite positions in
+      the order it holds them, starting from a pseudo-random one (x/clob/keeper/deleveraging.go,
+      OffsetSubaccountPerpetualPosition): no ranking a deterministic engine can reproduce, so
+      adl_ranking "bitmex", perpcore's default, stands in.
     - Tick 1 / 0.1 USD, step 0.0001 BTC / 0.001 ETH (dYdX's market parameters as commonly
       listed; not found among the sources). No margin loans.
 
@@ -262,7 +271,7 @@ def dydx_v4() -> VenueConfig:
     return _venue("USDC", (
         ("BTC-USD", "BTC", "1", "0.0001", DYDX_LARGE_CAP, pricing, "1.5"),
         ("ETH-USD", "ETH", "0.1", "0.001", DYDX_LARGE_CAP, pricing, "1.5"),
-    ), fees=("0.01", "0.05"), min_notional="1",
+    ), fees=("0.01", "0.05"), min_notional="1", adl_ranking="bitmex",
         margin=_margin(haircuts={}, lending_limit=Decimal(0), maintenance_trigger_at="passing"))
 
 
@@ -304,8 +313,8 @@ def hyperliquid() -> VenueConfig:
       "passing"); no liquidation fee on book liquidations (the rest of the margin stays with
       the trader), so the fund takes nothing; the backstop vault keeping the margin of an
       account below 2/3 of maintenance is not expressible.
-    - ADL: perpcore ranks by BitMEX's rule (Hyperliquid's own ranking was not among the
-      sources).
+    - ADL: Hyperliquid's index (adl_ranking "hyperliquid"): (mark / entry) x (notional /
+      account value), positions in profit first (a short's price ratio read as entry / mark).
     - Tick 1 / 0.1 USDC (prices of five significant figures at 65,000 / 3,400), lot 0.00001 BTC /
       0.0001 ETH (szDecimals 5 / 4), minimum order value 10 USDC. No margin loans.
 
@@ -318,14 +327,15 @@ def hyperliquid() -> VenueConfig:
     (hourly funding, interest 0.01% per 8 h, premium sampled every 5 s, impact notional);
     https://www.cortex-vigil.com/wiki/funding-rates (formula, cap 4% per hour);
     https://docs.byreal.io/products/perp/risk-and-liquidation (partial and backstop
-    liquidation)."""
+    liquidation);
+    https://hyperliquid.gitbook.io/hyperliquid-docs/trading/auto-deleveraging (the ADL index)."""
     pricing = _pricing(interval_h=1, mark_method="hyperliquid", funding_cap=_pct("4"),
                        funding_scaling="whole_rate", premium_average="plain",
                        funding_price="index", impact_notional=HYPERLIQUID_IMPACT_NOTIONAL)
     return _venue("USDC", (
         ("BTC", "BTC", "1", "0.00001", HYPERLIQUID_BTC, pricing, "0"),
         ("ETH", "ETH", "0.1", "0.0001", HYPERLIQUID_ETH, pricing, "0"),
-    ), fees=("0.015", "0.045"), min_notional="10",
+    ), fees=("0.015", "0.045"), min_notional="10", adl_ranking="hyperliquid",
         margin=_margin(haircuts={}, lending_limit=Decimal(0), maintenance_trigger_at="passing"))
 
 
