@@ -32,8 +32,8 @@ That is the "bitmex" ranking (InstrumentSpec.adl_ranking); `venue_ranking` also 
   leverage) heads its group.
 
 dYdX v4 is not among them: its deleveraging walks the offsetting subaccounts from a
-pseudo-random starting point, which a deterministic engine cannot reproduce; its preset keeps
-"bitmex", the nearest profit-and-leverage order.
+pseudo-random starting point, regardless of profit or leverage, which a deterministic engine
+cannot reproduce; its preset keeps "bitmex", perpcore's default.
 """
 from __future__ import annotations
 
