@@ -389,8 +389,9 @@ def plot(comparison: Comparison, path: Path) -> Path:
     for r in venues:
         path_ax.plot(x[:len(r.fund_path)], [float(v) for v in r.fund_path], label=r.venue,
                      drawstyle="steps-post")
-    path_ax.set_title("insurance fund through the flow" if not comparison.watched_from else
-                      f"insurance fund from command {comparison.watched_from + 1:,} (set-up before)")
+    start = comparison.watched_from
+    path_ax.set_title(f"insurance fund from command {start + 1:,} (set-up before)" if start
+                      else "insurance fund through the flow")
     path_ax.set_xlabel("command of the flow")
     path_ax.set_ylabel(money)
     path_ax.legend(fontsize=8)
