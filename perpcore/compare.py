@@ -24,7 +24,8 @@ settlements on dYdX and Hyperliquid, one on the 8-hour venues. A journal is repl
 
 Per venue: commands refused, trades, liquidations (accounts, engine steps, notional closed), the
 insurance fund (lowest once funded, end, paid in and out, and its path sampled at FUND_POINTS evenly
-spaced commands of the flow), auto-deleveraging (positions and notional), funding (paid, received,
+spaced commands of the flow from its watched part on: a stress flow's shock, not the set-up that
+builds the population), auto-deleveraging (positions and notional), funding (paid, received,
 the rounding remainder to the fund, settlements), socialised loss, fees, the audit and the state
 hash. Money is in each venue's settlement asset. A result is a pure function of (flow, venue): no
 wall clock in it, the same flow gives the same JSON; venues may run as tasks on a perpcore.fanout
@@ -56,6 +57,8 @@ class Flow:
     source: str                         # what it is, in words
     reference: VenueConfig
     commands: list
+    watched_from: int = 0               # the first command the fund's path follows (the set-up
+    #                                     before it only builds the state)
 
 
 # ---- flows ----------------------------------------------------------------------------------
@@ -98,7 +101,8 @@ def stressed(accounts: int = 500, seed: int = 1, shock: int = -30, flash: bool =
                                         path_steps, shock if flash else None)
     commands = recorder.commands + stress.shock_commands(recorder, path)
     return Flow(f"stress path: population of {accounts:,} accounts, seed {seed}, shock {name} "
-                f"in {path_steps} steps", reference, commands + funding_tail(reference, commands))
+                f"in {path_steps} steps", reference, commands + funding_tail(reference, commands),
+                watched_from=len(recorder.commands))
 
 
 def journaled(path: str | Path, reference: VenueConfig | None = None) -> Flow:
@@ -222,7 +226,7 @@ class VenueResult:
     fund_end: str = "0"
     fund_paid_in: str = "0"
     fund_paid_out: str = "0"
-    fund_path: list[str] = field(default_factory=list)     # at FUND_POINTS commands of the flow
+    fund_path: list[str] = field(default_factory=list)     # at fund_points(): FUND_POINTS commands
     adl_count: int = 0                  # AutoDeleveraged
     adl_notional: str = "0"
     funding_settlements: int = 0        # FundingSettled
@@ -244,13 +248,13 @@ def run_venue(flow: Flow, name: str) -> VenueResult:
     settle = config.settlement_asset
     ex = Exchange(config)
     tally = Tally(settle)
-    n = len(flow.commands)
-    samples = {(k + 1) * n // FUND_POINTS - 1 for k in range(FUND_POINTS)}
-    path: list[int] = []
+    points = fund_points(flow.watched_from, len(flow.commands))
+    samples = {point - 1 for point in points}
+    fund_after: dict[int, int] = {}     # command index -> the fund after it
     for i, cmd in enumerate(flow.commands):
         tally.add(ex.submit(translate(cmd)))
         if i in samples:
-            path.append(ex.insurance_fund(settle))
+            fund_after[i] = ex.insurance_fund(settle)
 
     def value(per_symbol: dict[str, int]) -> int:      # ticks x lots -> minor units
         return sum(v * config.units_per_ticklot(s) for s, v in per_symbol.items())
@@ -268,8 +272,16 @@ def run_venue(flow: Flow, name: str) -> VenueResult:
         trades=tally.trades, liquidated_accounts=len(tally.liquidated),
         liquidations=tally.liquidations, liquidation_steps=tally.liquidation_steps,
         adl_count=tally.adl, funding_settlements=tally.settlements,
-        fund_path=list(text(config, dict(enumerate(path))).values()), audit_ok=audit.ok,
+        fund_path=[str(config.assets[settle].from_units(fund_after[point - 1]))
+                   for point in points],
+        audit_ok=audit.ok,
         state_hash=ex.state_hash(), **money)
+
+
+def fund_points(start: int, end: int) -> list[int]:
+    """The commands of the flow (counted from 1) after which the fund's path is sampled:
+    FUND_POINTS of them evenly spaced over (start, end]."""
+    return [start + (k + 1) * (end - start) // FUND_POINTS for k in range(FUND_POINTS)]
 
 
 def text(config: VenueConfig, amounts: dict) -> dict[str, str]:
@@ -285,10 +297,12 @@ class Comparison:
     source: str
     commands: int                       # in the flow, the same for every venue
     venues: list[VenueResult]
+    watched_from: int = 0               # the flow's: where the fund's path starts
     ran_on: str = ""                    # where the venues ran (perpcore.fanout): not in the JSON
 
     def to_json(self) -> dict:
-        return {"source": self.source, "commands": self.commands, "fund_points": FUND_POINTS,
+        return {"source": self.source, "commands": self.commands,
+                "fund_points": fund_points(self.watched_from, self.commands),
                 "venues": [asdict(r) for r in self.venues]}
 
 
@@ -300,7 +314,7 @@ def compare(flow: Flow, names=PRESETS, pool=None, progress=None) -> Comparison:
     pool = pool or fanout.Sequential()
     done = pool.map(run_venue, [(name,) for name in names], shared=(flow,), progress=progress)
     return Comparison(flow.source, len(flow.commands), [d.result for d in done],
-                      ran_on=pool.description)
+                      flow.watched_from, ran_on=pool.description)
 
 
 def parse_names(text: str) -> list[str]:
@@ -371,12 +385,13 @@ def plot(comparison: Comparison, path: Path) -> Path:
     money = "settlement asset (USD, USDT, USDC at par)"
     fig, (path_ax, count_ax, funding_ax) = plt.subplots(
         1, 3, figsize=(17, 6), gridspec_kw={"width_ratios": (3, 2, 1.5)})
-    n = comparison.commands
-    x = [(k + 1) * n // FUND_POINTS for k in range(FUND_POINTS)]
+    x = fund_points(comparison.watched_from, comparison.commands)
     for r in venues:
         path_ax.plot(x[:len(r.fund_path)], [float(v) for v in r.fund_path], label=r.venue,
                      drawstyle="steps-post")
-    path_ax.set_title("insurance fund through the flow")
+    start = comparison.watched_from
+    path_ax.set_title(f"insurance fund from command {start + 1:,} (set-up before)" if start
+                      else "insurance fund through the flow")
     path_ax.set_xlabel("command of the flow")
     path_ax.set_ylabel(money)
     path_ax.legend(fontsize=8)
@@ -390,6 +405,9 @@ def plot(comparison: Comparison, path: Path) -> Path:
     count_ax.set_ylabel("accounts / positions")
     count_ax.legend(fontsize=8)
     funding_ax.bar(names, [float(r.funding_paid) for r in venues], color="tab:green")
+    for i, r in zip(names, venues):
+        if not Decimal(r.funding_paid):     # an empty slot would read as missing data
+            funding_ax.annotate("none", (i, 0), ha="center", va="bottom")
     funding_ax.set_title("funding paid")
     funding_ax.set_ylabel(money)
     for ax in (path_ax, count_ax, funding_ax):

@@ -179,3 +179,36 @@ def test_a_flash_crash_goes_down_and_back_and_a_zero_shock_is_refused():
     assert min(shocked) == start * 80 // 100 and shocked[-1] == start
     result = CliRunner().invoke(main, ["compare", "stress", "--shock", "0"])
     assert result.exit_code == 2 and "a shock of 0% moves nothing" in result.output
+
+
+def test_a_stress_flows_fund_path_follows_the_shock_not_the_set_up():
+    flow = cp.stressed(accounts=60, shock=-20, path_steps=4)
+    # the set-up builds the population and funds the insurance fund; the shock's index moves
+    # follow it (one per symbol and step), then the funding tail (index refreshes, the clock)
+    shock = flow.commands[flow.watched_from:flow.watched_from + 2 * 4]
+    assert all(type(cmd) is m.SetIndexPrice for cmd in shock)
+    assert {type(cmd) for cmd in flow.commands[flow.watched_from:]} == \
+        {m.SetIndexPrice, m.AdvanceClock}
+    assert type(flow.commands[flow.watched_from - 1]) is not m.SetIndexPrice
+    assert 0 < flow.watched_from < len(flow.commands) - 2 * 4
+    points = cp.fund_points(flow.watched_from, len(flow.commands))
+    assert len(points) == cp.FUND_POINTS and points[-1] == len(flow.commands)
+    assert flow.watched_from <= points[0] and points == sorted(points)
+    result = cp.compare(flow, ("bitmex",))
+    [venue] = result.venues
+    # sampled from the shock on: the fund is already funded at the first point
+    assert Decimal(venue.fund_path[0]) > 0
+    assert result.to_json()["fund_points"] == points
+
+
+def test_a_flow_shorter_than_the_fund_points_still_gives_every_point():
+    flow = cp.stressed(accounts=60, shock=-20, path_steps=4)
+    points = cp.fund_points(flow.watched_from, len(flow.commands))
+    assert len(set(points)) < cp.FUND_POINTS        # fewer watched commands than points
+    [venue] = cp.compare(flow, ("bitmex",)).venues
+    assert len(venue.fund_path) == cp.FUND_POINTS
+    # each point holds the fund after its own command: the last is the fund at the end
+    assert venue.fund_path[-1] == venue.fund_end
+    at = {}
+    for point, fund in zip(points, venue.fund_path):
+        assert at.setdefault(point, fund) == fund     # one command, one figure
