@@ -254,3 +254,47 @@ def test_every_ranking_is_a_total_deterministic_order(raw, mark, rule, rnd: rand
     if rule == "bitmex":
         assert queue == ranking([(h.account, h.size, h.entry_value, h.bankruptcy)
                                  for h in book], mark)
+
+
+# ---- the engine under each ranking: audit-clean, in its queue's order, deterministic ------------
+
+short = st.tuples(st.integers(600, 800),        # entry, hundreds of USD (60,000..80,000)
+                  st.integers(1, 10),           # size, tenths of a BTC
+                  st.integers(5_000, 20_000))   # cash, USD
+
+
+def _crash(rule: str, shorts: list, solvent: bool = False) -> tuple[Venue, list]:
+    """Shorts opened against a deep-pocketed long (highest entry first, so the price only falls
+    and no short is liquidated on the way), who then sells the whole of it to the trader at
+    60,000 (5,000 USD of cash a BTC, or plenty when `solvent`), then the mark at 54,800."""
+    v = Venue(adl_ranking=rule)
+    total = sum(tenths for _, tenths, _ in shorts) * 100
+    v.account(TRADER, 10_000_000 if solvent else total * 5)
+    v.account(L, 10_000_000)
+    ordered = sorted(enumerate(shorts, start=100), key=lambda s: -s[1][0])
+    for account, (_, _, cash) in ordered:
+        v.account(account, cash)
+    for account, (entry, tenths, _) in ordered:
+        v.price(BTC, entry * 1000)
+        v.trade(account, L, BTC, Side.BUY, tenths * 100, entry * 1000)
+    v.price(BTC, 600000)
+    v.trade(L, TRADER, BTC, Side.BUY, total, 600000)
+    return v, v.price(BTC, 548000)
+
+
+@given(st.lists(short, min_size=1, max_size=5), st.sampled_from(ADL_RANKINGS))
+def test_each_ranking_deleverages_in_its_queue_order(shorts, rule):
+    v, events = _crash(rule, shorts)
+    # the trader's long is every short's counterpart: all of them are closed, in one order
+    deleveraged = of(events, m.AutoDeleveraged)
+    assert sorted(e.account for e in deleveraged) == list(range(100, 100 + len(shorts)))
+    assert sum(e.qty for e in deleveraged) == sum(t for _, t, _ in shorts) * 100
+    assert all(e.size == 0 for e in deleveraged) and v.size(TRADER, BTC) == 0
+    # the same book with a trader the crash leaves solvent: the shorts' figures are the same,
+    # and its queue is the order the engine closed them in
+    twin, quiet = _crash(rule, shorts, solvent=True)
+    assert not of(quiet, m.AutoDeleveraged)
+    assert [e.account for e in deleveraged] == twin.ex.liquidation.adl_queue(BTC, -1)
+    assert v.ex.audit().ok and twin.ex.audit().ok
+    # deterministic: the same commands, the same events
+    assert _crash(rule, shorts)[1] == events
