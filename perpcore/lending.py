@@ -100,7 +100,7 @@ class Lending(Clocked):
             self.due = t + self.interval
         return out
 
-    def start(self, t: int) -> None:
+    def start(self, t: int, events: list) -> None:
         """The exchange clock starts at t (see perpcore.pricing.Pricing.start): loans made before
         it accrue from the first interval boundary at or after t, nothing for the time before."""
         if self.due != NEVER:

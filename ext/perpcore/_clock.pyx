@@ -7,3 +7,9 @@ cdef class Clocked:
 
     def __cinit__(self):
         self.due = 0
+
+    cpdef start(self, t, list events):
+        raise NotImplementedError(f"{type(self).__name__} defines no start")
+
+    cpdef advance(self, t_end, list events):
+        raise NotImplementedError(f"{type(self).__name__} defines no advance")

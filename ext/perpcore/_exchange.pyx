@@ -144,7 +144,7 @@ cdef class ExchangeCore:
             # the first time beyond one step starts the clock (a replay from an epoch time):
             # nothing is due for the time before it
             self._pricing.start(ts, events)
-            margin.lending.start(ts)
+            margin.lending.start(ts, events)
         self.clock = ts
         if ts >= margin.lending.due:
             margin.on_clock(ts, events)     # loan interest, then the loans' checks

@@ -132,6 +132,13 @@ cdef class MarginCore:
     cdef public bint auto_exchange     # multi-assets mode (MarginSpec.multi_assets): after_command
     #                                    converts collateral of balances below the threshold
 
+    # the hooks the exchange calls, perpcore.margin.Margin's: on_clock once the clock reaches
+    # lending.due (loan interest, then the loans' checks); after_command after stage 5 while
+    # anyone borrows or multi-assets mode is on; after_liquidation after stage 6 in that mode
+    cpdef on_clock(self, t_end, list events)
+    cpdef after_command(self, list events)
+    cpdef after_liquidation(self, list events)
+
     # (equity, unrealised PnL, initial margin, maintenance margin, collateral value), from:
     cdef tuple figures_of(self, Account acc)
     cdef int sums_of(self, Account acc, Sums* sums) except -1      # the positions' part

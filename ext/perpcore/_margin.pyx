@@ -312,6 +312,17 @@ cdef class SymbolRisk:
 
 cdef class MarginCore:
 
+    # ---- the exchange's hooks (see the .pxd; perpcore.margin.Margin defines them) -------------
+
+    cpdef on_clock(self, t_end, list events):
+        raise NotImplementedError(f"{type(self).__name__} defines no on_clock")
+
+    cpdef after_command(self, list events):
+        raise NotImplementedError(f"{type(self).__name__} defines no after_command")
+
+    cpdef after_liquidation(self, list events):
+        raise NotImplementedError(f"{type(self).__name__} defines no after_liquidation")
+
     # ---- accounts and positions ----------------------------------------------------------------
 
     def _leverage_default(self, Account acc, SymbolRisk sr):
