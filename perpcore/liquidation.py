@@ -186,8 +186,7 @@ class Liquidation(LiquidationCore):
         # its triggers, reserve and terms say nothing any more: keyed again before the command ends
         self._forget(account)
         equity, _, _, mm, _ = margin._figures(acc)
-        shift = margin.maintenance_shift        # 1: equity below maintenance, not at it
-        if mm > 0 and equity + shift <= mm:
+        if margin.in_breach(equity, mm):
             reason = LiquidationReason.MAINTENANCE
         elif mm == 0 and equity + self.socialized.get(account, 0) < 0:
             reason = LiquidationReason.DEFICIT
@@ -195,7 +194,7 @@ class Liquidation(LiquidationCore):
             return      # an earlier liquidation of this round restored it
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm, reason))
         self._cancel_orders(account, events)
-        while mm > 0 and equity + shift <= mm:
+        while margin.in_breach(equity, mm):
             symbol, qty = self._next_step(acc, equity > 0)
             self._close(acc, symbol, qty, events)
             equity, _, _, mm, _ = margin._figures(acc)

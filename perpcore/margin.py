@@ -361,6 +361,11 @@ class Margin(MarginCore):
         """True when the account holds positions and equity <= maintenance margin (< with
         maintenance_trigger_at "passing"): the rule the liquidation engine applies (on the mark)."""
         equity, _, _, mm, _ = self._figures(self.accounts[account])
+        return self.in_breach(equity, mm)
+
+    def in_breach(self, equity: int, mm: int) -> bool:
+        """The maintenance breach, from an account's equity and maintenance margin: it holds
+        positions and equity <= maintenance (< with maintenance_trigger_at "passing")."""
         return mm > 0 and equity + self.maintenance_shift <= mm
 
     def figures(self, account: int) -> dict:
@@ -452,7 +457,7 @@ class Margin(MarginCore):
             equity=equity, initial_margin=im, maintenance_margin=mm,
             margin_ratio=ceil_div(mm * RATE_SCALE, equity) if equity > 0 else None,
             ltv=ltv(debt, market), available=self.available(acc, figures),
-            liquidatable=mm > 0 and equity + self.maintenance_shift <= mm,
+            liquidatable=self.in_breach(equity, mm),
             positions=tuple(positions))
 
     # ---- loans on the clock and on prices -----------------------------------------------------
