@@ -79,7 +79,6 @@ class OrderEntry:
         self,
         exchange: ExchangeCore,
         markets: dict[Any, Any],
-        professional: dict[Any, Any],
         margin: Any,
         triggers: Any,
     ) -> None: ...

@@ -88,7 +88,6 @@ class Exchange(ExchangeCore):
         super().__init__(config)
         self.config = config
         self.markets = {symbol: Market(config, symbol) for symbol in sorted(config.instruments)}
-        self._professional: dict[int, bool] = {}
         # The stateful layers (pricing, funding, margin, liquidation...), by name, in the order they
         # were added. Each has to_state() -> plain data and from_state(data) for snapshots and the
         # state hash.
@@ -101,7 +100,7 @@ class Exchange(ExchangeCore):
         triggers = self.components["triggers"] = Triggers(self)
         # the order commands' stages 1-4 run in Cython (perpcore._exchange); its checks serve the
         # other commands too
-        entry = OrderEntry(self, self.markets, self._professional, margin, triggers)
+        entry = OrderEntry(self, self.markets, margin, triggers)
         self._known_account = entry.require_account
         self._market = entry.require_market
         # the other commands' handlers (the order commands go straight to the order entry)
@@ -151,10 +150,9 @@ class Exchange(ExchangeCore):
     def _create_account(self, cmd: m.CreateAccount, events: list) -> None:
         if cmd.account == 0:
             raise Rejection(RejectCode.MALFORMED, "account must be positive")
-        if cmd.account in self._professional:
+        if cmd.account in self.margin.accounts:
             raise Rejection(RejectCode.DUPLICATE_ACCOUNT, f"account {cmd.account} already exists")
         self._advance_to(cmd.ts, events)
-        self._professional[cmd.account] = cmd.professional
         self.margin.open_account(cmd.account, cmd.professional)
         events.append(m.AccountCreated(self.seq, self.clock, cmd.account, cmd.professional))
 
@@ -220,7 +218,7 @@ class Exchange(ExchangeCore):
 
     def accounts(self) -> list[int]:
         """Every account id, ascending."""
-        return sorted(self._professional)
+        return sorted(self.margin.accounts)
 
     def to_state(self) -> dict:
         """The whole business state as plain data (ints, strings, lists, dicts with sorted keys);
@@ -228,7 +226,7 @@ class Exchange(ExchangeCore):
         state = {
             "clock": self.clock,
             "next_order_id": self.next_order_id,
-            "accounts": sorted(self._professional.items()),
+            "accounts": [(a, acc.professional) for a, acc in sorted(self.margin.accounts.items())],
             # every field that decides a resting order's future (filled quantity, STP mode) and
             # its place in the queue
             "books": [(symbol, market.book.dump()) for symbol, market in self.markets.items()],
@@ -284,7 +282,6 @@ class Exchange(ExchangeCore):
         if [symbol for symbol, _ in state["books"]] != list(ex.markets):
             raise ValueError("the snapshot's instruments differ from the config's")
         ex._restore_counters(snap["seq"], state["clock"], state["next_order_id"])
-        ex._professional.update(state["accounts"])      # the order entry holds this dict
         for symbol, orders in state["books"]:
             ex.markets[symbol].book.load(orders)
         for name, component in ex.components.items():

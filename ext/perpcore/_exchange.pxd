@@ -76,7 +76,7 @@ cdef class ExchangeCore:
 cdef class OrderEntry:
     cdef ExchangeCore ex               # the Exchange: seq, clock, _next_order_id, advance
     cdef dict markets                  # symbol -> perpcore.exchange.Market
-    cdef dict professional             # account -> professional (the Exchange's own dict)
+    cdef dict accounts                 # the margin layer's: account -> Account
     cdef MarginCore margin
     cdef object triggers
     # A refusal is the code the refusing call returns (0: none) with its reason here: no

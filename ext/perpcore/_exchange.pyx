@@ -308,11 +308,10 @@ cdef class ExchangeCore:
 
 cdef class OrderEntry:
 
-    def __init__(self, ExchangeCore exchange, dict markets, dict professional, MarginCore margin,
-                 triggers):
+    def __init__(self, ExchangeCore exchange, dict markets, MarginCore margin, triggers):
         self.ex = exchange
         self.markets = markets
-        self.professional = professional
+        self.accounts = margin.accounts
         self.margin = margin
         self.triggers = triggers
 
@@ -394,7 +393,7 @@ cdef class OrderEntry:
 
     def require_account(self, account):
         """Refuses an account that does not exist (UNKNOWN_ACCOUNT, raised)."""
-        if account not in self.professional:
+        if account not in self.accounts:
             self._raise(self.unknown_account(account))
 
     cdef Order* owned_order(self, Market market, account, order_id, client_id):
@@ -420,9 +419,10 @@ cdef class OrderEntry:
             return self.unknown_symbol(symbol)
         cdef Market market = <Market>market_obj
         account = f[P_ACCOUNT]
-        professional = self.professional.get(account)
-        if professional is None:
+        holder = self.accounts.get(account)
+        if holder is None:
             return self.unknown_account(account)
+        cdef bint professional = (<Account>holder).professional
         side, qty, price, order_type = f[P_SIDE], f[P_QTY], f[P_PRICE], f[P_ORDER_TYPE]
         tif, stp, client_id, reduce_only = f[P_TIF], f[P_STP], f[P_CLIENT_ID], f[P_REDUCE_ONLY]
         cdef int code
@@ -496,7 +496,7 @@ cdef class OrderEntry:
         market_obj = self.markets.get(symbol)
         if market_obj is None:
             return self.unknown_symbol(symbol)
-        if account not in self.professional:
+        if account not in self.accounts:
             return self.unknown_account(account)
         triggers = self.triggers
         cdef ExchangeCore ex = self.ex
@@ -525,7 +525,7 @@ cdef class OrderEntry:
         market_obj = self.markets.get(symbol)
         if market_obj is None:
             return self.unknown_symbol(symbol)
-        if account not in self.professional:
+        if account not in self.accounts:
             return self.unknown_account(account)
         cdef Market market = <Market>market_obj
         cdef Order* order = self.owned_order(market, account, cmd.order_id, 0)

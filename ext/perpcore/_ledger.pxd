@@ -28,6 +28,7 @@ cdef class Cash:
     cdef readonly Py_ssize_t row
 
     cdef int64_t* cell(self, Py_ssize_t column) noexcept
+    cdef int64_t amount_of(self, str asset) except? -1              # KeyError: unknown asset
 
 
 # amount of asset from one holder's balances to another's (negative: the other way round); a

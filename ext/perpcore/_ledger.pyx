@@ -19,6 +19,10 @@ cdef class CashTable:
         PyMem_Free(self.cells)
 
     cdef Py_ssize_t column_of(self, str asset) except -1:
+        cdef Py_ssize_t k
+        for k in range(self.width):     # the engine's asset names are the config's own strings
+            if self.assets[k] is asset:
+                return k
         return self.column[asset]
 
     def open(self) -> Cash:
@@ -64,8 +68,11 @@ cdef class Cash:
     cdef int64_t* cell(self, Py_ssize_t column) noexcept:
         return &self.table.cells[self.row * self.table.width + column]
 
-    def __getitem__(self, str asset):
+    cdef int64_t amount_of(self, str asset) except? -1:
         return self.cell(self.table.column_of(asset))[0]
+
+    def __getitem__(self, str asset):
+        return self.amount_of(asset)
 
     def __setitem__(self, str asset, value):
         # OverflowError past int64, before anything is written
@@ -115,44 +122,46 @@ cdef class Cash:
 MutableMapping.register(Cash)
 
 
-cdef inline object balance(holder, str asset):
+cdef inline int64_t* cell_of(holder, str asset) except? NULL:
+    """An account's balance in C, or NULL for a venue bucket (a dict)."""
     if type(holder) is Cash:
-        return (<Cash>holder).cell((<Cash>holder).table.column_of(asset))[0]
-    return (<dict>holder)[asset]
-
-
-cdef inline int write(holder, str asset, value) except -1:
-    if type(holder) is Cash:
-        (<Cash>holder).cell((<Cash>holder).table.column_of(asset))[0] = value
-    else:
-        (<dict>holder)[asset] = value
-    return 0
-
-
-cdef inline int fits(holder, value) except -1:
-    if type(holder) is Cash and not INT64_MIN <= value <= INT64_MAX:
-        raise OverflowError(f"a balance of {value} is outside the ledger's range")
-    return 0
+        return (<Cash>holder).cell((<Cash>holder).table.column_of(asset))
+    return NULL
 
 
 cpdef object move(source, target, str asset, amount):
     """Moves amount of asset from source to target: what one loses the other gains, so no move can
     create or destroy money. Returns the target's new balance. Nothing is written unless both
-    new balances fit their holders."""
+    new balances fit their holders (an account's: int64, else OverflowError)."""
     if source is target:
-        return balance(target, asset)
-    left = balance(source, asset) - amount
-    result = balance(target, asset) + amount
-    fits(source, left)
-    fits(target, result)
-    write(source, asset, left)
-    write(target, asset, result)
+        return target[asset]
+    cdef int64_t* source_cell = cell_of(source, asset)
+    cdef int64_t* target_cell = cell_of(target, asset)
+    cdef int64_t left64 = 0, result64 = 0
+    left = (source_cell[0] if source_cell is not NULL else (<dict>source)[asset]) - amount
+    result = (target_cell[0] if target_cell is not NULL else (<dict>target)[asset]) + amount
+    if source_cell is not NULL:
+        left64 = left
+    if target_cell is not NULL:
+        result64 = result
+    if source_cell is not NULL:
+        source_cell[0] = left64
+    else:
+        (<dict>source)[asset] = left
+    if target_cell is not NULL:
+        target_cell[0] = result64
+    else:
+        (<dict>target)[asset] = result
     return result
 
 
 cpdef object realise(cash, str asset, amount):
     """Realised PnL into an account's balances; returns the new balance."""
-    result = balance(cash, asset) + amount
-    fits(cash, result)
-    write(cash, asset, result)
-    return result
+    cdef int64_t* balance = cell_of(cash, asset)
+    if balance is NULL:
+        result = (<dict>cash)[asset] + amount
+        (<dict>cash)[asset] = result
+        return result
+    cdef int64_t result64 = balance[0] + amount     # OverflowError past int64, nothing written
+    balance[0] = result64
+    return result64

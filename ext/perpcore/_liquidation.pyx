@@ -955,7 +955,7 @@ cdef class LiquidationCore:
                     return 0
                 above[entries[i].dim] = entries[i].price - 1
         cdef Cash cash = acc.cash
-        total = as128(cash[self.margin.settle]) - as128(self.margin.debts.get(acc.id, 0))
+        total = as128(cash.amount_of(self.margin.settle)) - as128(self.margin.debts.get(acc.id, 0))
         if missing != NULL:
             missing[0] = 0
         if terms != NULL:
@@ -983,7 +983,7 @@ cdef class LiquidationCore:
                 t.below, t.above, t.term = below[k], above[k], term
                 terms.term_mask |= (<int64_t>1) << k
         for j in range(self.ncoll):
-            amount = cash[self.coll_assets[j]]
+            amount = cash.amount_of(self.coll_assets[j])
             if amount > 0 and (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index is not None:
                 at = below[self.nsym + self.coll_k[j]]
                 if at == NO_PRICE:
@@ -1067,10 +1067,10 @@ cdef class LiquidationCore:
         cdef int j
         cdef Cash cash = acc.cash
         self.margin.sums_of(acc, &sums)
-        cdef int128_t total = as128(cash[self.margin.settle]) + sums.upnl \
+        cdef int128_t total = as128(cash.amount_of(self.margin.settle)) + sums.upnl \
             - as128(self.margin.debts.get(acc.id, 0))
         for j in range(self.ncoll):
-            amount = cash[self.coll_assets[j]]
+            amount = cash.amount_of(self.coll_assets[j])
             if amount > 0:
                 index = (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index
                 if index is not None:
@@ -1103,7 +1103,7 @@ cdef class LiquidationCore:
                                              True)
                 n += 1
         for j in range(self.ncoll):
-            amount = cash[self.coll_assets[j]]
+            amount = cash.amount_of(self.coll_assets[j])
             if amount > 0:
                 k = self.coll_k[j]
                 index = (<SymbolRisk>self.risks[k]).prices.index
