@@ -122,6 +122,7 @@ class Margin(MarginCore):
         self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
         for symbol, sr in self.symbols.items():
             sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
+        self.bind_symbols()
         self._set_collateral([CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
         spec = config.margin
         self.max_ltv = spec.max_ltv
@@ -157,7 +158,8 @@ class Margin(MarginCore):
 
     def open_account(self, account: int, professional: bool) -> None:
         cap = self.caps["professional" if professional else "retail"]
-        self.accounts[account] = Account(account, professional, self.ledger.open(account), cap)
+        self.accounts[account] = self.new_account(account, professional, self.ledger.open(account),
+                                                  cap)
         self.account_ids.add(account)
 
     def _asset(self, asset) -> str:
@@ -562,12 +564,7 @@ class Margin(MarginCore):
     # ---- the books -----------------------------------------------------------------------------
 
     def audit(self) -> Audit:
-        entry = 0
-        for sr in self.symbols.values():
-            upt = sr.upt
-            for pos in sr.positions.values():
-                if pos.size:
-                    entry -= pos.signed_cost() * upt
+        entry = -sum(sr.open_entry() * sr.upt for sr in self.symbols.values())
         return self.ledger.audit({self.settle: entry}, {self.settle: sum(self.lending.debts.values())},
                                  {self.settle: self.lending.receivable})
 
@@ -604,11 +601,9 @@ class Margin(MarginCore):
     def from_state(self, state: dict) -> None:
         self.ledger.from_state(state["ledger"])
         self.lending.from_state(state["lending"])
-        self.accounts.clear()
+        self.clear_accounts()
         self.reduce_only_orders.clear()
         self.reduce_only_ids.clear()
-        for sr in self.symbols.values():
-            sr.positions.clear()
         for account, professional in state["accounts"]:
             self.open_account(account, professional)
         for account, symbol, size, cost, leverage, *orders, reduce_only in state["positions"]:

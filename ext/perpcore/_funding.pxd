@@ -16,12 +16,11 @@
 # reports them, or None, having changed nothing, when a figure does not fit its 128-bit integers
 # (the plain path then settles).
 #
-# Units as in perpcore.funding: prices in ticks, sizes in lots (int64, perpcore._margin.Position),
+# Units as in perpcore.funding: prices in ticks, sizes in lots (int64, perpcore._margin.PosC),
 # rates at RATE_SCALE, money in minor units of the settlement asset. Every product and sum is
 # computed in 128 bits with an overflow check; amounts come out as Python ints; balances stay Python
 # ints in the ledger's dicts.
 
-from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
 from perpcore._margin cimport MarginCore, SymbolRisk, int128_t
@@ -29,18 +28,14 @@ from perpcore._margin cimport MarginCore, SymbolRisk, int128_t
 
 cdef struct Row:
     # one open position
-    PyObject* account      # its account id (borrowed: held by the dict or list it was read from)
-    PyObject* holder       # its perpcore._margin.Account (borrowed; NULL when not looked up)
-    int64_t key            # the id when it fits 64 bits, compared in C
-    bint big               # it does not: compared as Python ints
+    int64_t account        # its account id
+    Py_ssize_t slot        # its account's slot (perpcore._margin.Slots)
     int64_t size           # signed lots, != 0
     int128_t amount        # its funding: < 0 paid, > 0 received
 
 
-# The open positions of a positions dict (account -> perpcore._margin.Position) into rows (room for
-# len(positions)), by account; returns how many. With holders (the margin layer's accounts, id ->
-# Account), each row's holder too, KeyError if one has none.
-cdef Py_ssize_t gather(dict positions, Row* rows, dict holders) except -1
+# The open positions of a symbol into rows (room for sr.slots.n), by account; returns how many.
+cdef Py_ssize_t gather(SymbolRisk sr, Row* rows) except -1
 
 # Each row's amount at per_lot = mark x units per tick-lot x |rate| (> 0), payers being longs when
 # payer_long: perpcore.funding.payments' rule. The remainder for the insurance fund into

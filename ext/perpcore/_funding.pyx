@@ -2,17 +2,12 @@
 # settles one all at once. See perpcore._funding.pxd for the contract, perpcore.funding for the
 # model and perpcore.funding.payments for the rule (the plain reference both must equal).
 
-from cpython.dict cimport PyDict_GetItem, PyDict_Next
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport Py_GT, Py_LT, PyObject_RichCompareBool
-from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 from libc.stdlib cimport qsort
 
 from perpcore._ledger cimport move
-from perpcore._margin cimport (Account, Interval, MarginCore, Position, SymbolRisk, int128_t,
-                               py_int)
+from perpcore._margin cimport Account, Interval, MarginCore, PosC, SymbolRisk, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -27,46 +22,24 @@ cdef extern from *:
     bint add_overflow "__builtin_add_overflow"(int128_t a, int128_t b, int128_t* r)
 
 
-cdef int compare(const void* a, const void* b) noexcept nogil:
-    # qsort's comparator (nogil by its type; always called with the GIL held)
-    cdef const Row* x = <const Row*>a
-    cdef const Row* y = <const Row*>b
-    if not x.big and not y.big:
-        return (x.key > y.key) - (x.key < y.key)
-    with gil:   # ids are ints (the exchange refuses anything else): comparing them cannot fail
-        return (PyObject_RichCompareBool(<object>x.account, <object>y.account, Py_GT)
-                - PyObject_RichCompareBool(<object>x.account, <object>y.account, Py_LT))
+cdef int by_account(const void* a, const void* b) noexcept nogil:
+    cdef int64_t x = (<const Row*>a).account, y = (<const Row*>b).account
+    return (x > y) - (x < y)
 
 
-cdef inline int set_key(Row* row, object account) except -1:
-    cdef int overflow
-    row.account = <PyObject*>account
-    row.key = PyLong_AsLongLongAndOverflow(account, &overflow)
-    row.big = overflow != 0
-    return 0
-
-
-cdef Py_ssize_t gather(dict positions, Row* rows, dict holders) except -1:
-    cdef Py_ssize_t i = 0, n = 0
-    cdef PyObject* account
-    cdef PyObject* position
+cdef Py_ssize_t gather(SymbolRisk sr, Row* rows) except -1:
+    cdef Py_ssize_t i, n = 0
     cdef int64_t size
     cdef bint ordered = True
-    while PyDict_Next(positions, &i, &account, &position):
-        size = (<Position>position).size
+    for i in range(sr.slots.n):
+        size = sr.pos[i].size
         if size:
-            set_key(&rows[n], <object>account)
-            rows[n].holder = NULL
-            if holders is not None:     # looked up while the id is at hand
-                rows[n].holder = PyDict_GetItem(holders, <object>account)
-                if rows[n].holder is NULL:
-                    raise KeyError(<object>account)
-            rows[n].size = size
-            if n and ordered and compare(&rows[n - 1], &rows[n]) > 0:
+            rows[n].account, rows[n].slot, rows[n].size = sr.slots.ids[i], i, size
+            if n and ordered and rows[n - 1].account > rows[n].account:
                 ordered = False
             n += 1
-    if not ordered:         # positions are mostly opened in account order: usually no sort at all
-        qsort(rows, n, sizeof(Row), compare)
+    if not ordered:         # accounts mostly open in id order: usually no sort at all
+        qsort(rows, n, sizeof(Row), by_account)
     return n
 
 
@@ -111,12 +84,12 @@ cdef bint amounts(Row* rows, Py_ssize_t n, int128_t per_lot, bint payer_long, in
 def open_positions(SymbolRisk sr):
     """[(account, signed lots)] of every open position of sr, by account."""
     cdef Py_ssize_t i, n
-    cdef Row* rows = <Row*>PyMem_Malloc(max(len(sr.positions), 1) * sizeof(Row))
+    cdef Row* rows = <Row*>PyMem_Malloc(max(sr.slots.n, 1) * sizeof(Row))
     if rows is NULL:
         raise MemoryError()
     try:
-        n = gather(sr.positions, rows, None)
-        return [(<object>rows[i].account, rows[i].size) for i in range(n)]
+        n = gather(sr, rows)
+        return [(rows[i].account, rows[i].size) for i in range(n)]
     finally:
         PyMem_Free(rows)
 
@@ -135,23 +108,24 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
             return None
     except OverflowError:
         return None
-    cdef Row* rows = <Row*>PyMem_Malloc(max(len(sr.positions), 1) * sizeof(Row))
+    cdef Row* rows = <Row*>PyMem_Malloc(max(sr.slots.n, 1) * sizeof(Row))
+    cdef dict accounts = margin.accounts
     if rows is NULL:
         raise MemoryError()
     try:
         if per_lot:             # no mark or no rate: nobody pays (and no position is reported)
-            n = gather(sr.positions, rows, margin.accounts)   # every holder before money moves
+            n = gather(sr, rows)
             if not amounts(rows, n, per_lot, rate > 0, &paid, &remainder):
                 return None
         for pays in (True, False):      # payers first, as the sweep of an interval in transit
             for i in range(n):
                 if (rows[i].amount < 0) != pays:
                     continue
-                account = <object>rows[i].account
+                account = rows[i].account
                 amount = py_int(rows[i].amount)
                 # through the funding in transit, as a sweep's payments: it is back where it was
                 # once the remainder has gone to the fund
-                move(transit, (<Account>rows[i].holder).cash, asset, amount)
+                move(transit, (<Account>accounts[account]).cash, asset, amount)
                 events.append(FUNDING_PAID(seq, ts, symbol, account, rows[i].size, mark, rate,
                                            amount))
         move(transit, margin.insurance, asset, py_int(remainder))
@@ -176,6 +150,7 @@ def restore(MarginCore margin, list transit):
     positions being in place: [(sr, Interval.to_state(), accounts whose position is still due)].
     Interval numbers are relative: each symbol's is 1, its due positions' 0, the others' 1."""
     cdef SymbolRisk sr
+    cdef Py_ssize_t i
     for s in margin.symbols.values():
         (<SymbolRisk>s).transit = None
     margin.in_transit = 0
@@ -183,10 +158,11 @@ def restore(MarginCore margin, list transit):
         sr = <SymbolRisk>s
         sr.intervals = 1
         sr.transit = Interval(1, *interval)
-        for pos in sr.positions.values():
-            (<Position>pos).funded = 1
+        for i in range(sr.slots.n):
+            if sr.pos[i].held:
+                sr.pos[i].funded = 1
         for account in due:
-            (<Position>sr.positions[account]).funded = 0
+            sr.pos[(<Account>margin.accounts[account]).slot].funded = 0
         margin.in_transit += 1
 
 
@@ -198,9 +174,9 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
     Returns the accounts visited."""
     cdef Interval iv = sr.transit
     cdef Py_ssize_t used = 0
-    cdef dict accounts = margin.accounts, positions = sr.positions
-    cdef PyObject* p
-    cdef Position pos
+    cdef dict accounts = margin.accounts
+    cdef Account acc
+    cdef PosC* pos
     while True:
         after = iter(ids) if iv.cursor is None else ids.irange(iv.cursor, None, (False, True))
         for account in after:
@@ -208,14 +184,12 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
                 return used
             used += 1
             iv.cursor = account
-            p = PyDict_GetItem(positions, account)
-            if p is NULL:
-                continue
-            pos = <Position>p
+            acc = <Account>accounts[account]
+            pos = &sr.pos[acc.slot]
             # a position opened, changed or touched since the funding time has been settled
             if pos.size and pos.funded != iv.number and (iv.receiving
                                                          or (pos.size > 0) == iv.payer_long):
-                margin.pay(sr, <Account>accounts[account], pos, events, seq, ts)
+                margin.pay(sr, acc, pos, events, seq, ts)
         if not iv.receiving:
             iv.receiving, iv.cursor = True, None
             continue

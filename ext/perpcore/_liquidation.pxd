@@ -22,7 +22,7 @@
 cimport cython
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
-from perpcore._margin cimport Account, MarginCore, int128_t
+from perpcore._margin cimport Account, MarginCore, PosC, int128_t
 
 cpdef enum Direction:
     DOWN = 0            # fires when the price falls to the trigger or below (a long, collateral)
@@ -169,7 +169,7 @@ cdef class LiquidationCore:
     cdef int corner(self, Account acc, Entry* entries, int n, Keyed* terms, int* missing,
                     int128_t* slack) except -1
     cdef bint key_position(self, Account acc, Py_ssize_t slot, int128_t rest, int k,
-                           pos) except -1
+                           PosC* pos) except -1
     cdef int dims(self, Account acc, Dim* out) except -1
     cdef int figures(self, Account acc, int128_t* equity, int128_t* mm) except -1
     cdef int key(self, Account acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,

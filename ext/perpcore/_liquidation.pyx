@@ -8,7 +8,7 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memmove, memset
 
-from perpcore._margin cimport Position, Sums, SymbolRisk, TierTable, int128_t, py_int
+from perpcore._margin cimport PosC, Sums, SymbolRisk, TierTable, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -906,7 +906,8 @@ cdef class LiquidationCore:
             return False
         if missing[0]:
             return missing[0] == 1 and self.key_position(
-                acc, slot, slack, missing[1], (<Account>acc).positions[self.symbols[missing[1]]])
+                acc, slot, slack, missing[1],
+                &(<SymbolRisk>self.risks[missing[1]]).pos[(<Account>acc).slot])
         if slack < 1:
             return False
         self.scratch.reserve, self.scratch.has_terms = slack, True
@@ -936,7 +937,7 @@ cdef class LiquidationCore:
         cdef int i, k, j
         cdef int128_t total, term
         cdef Term* t
-        cdef Position pos
+        cdef PosC* pos
         for i in range(self.index.ndims):
             below[i] = above[i] = NO_PRICE
         for i in range(n):
@@ -958,9 +959,10 @@ cdef class LiquidationCore:
             missing[0] = 0
         if terms != NULL:
             terms.term_mask = 0
-        for symbol, p in acc.positions.items():
-            pos = <Position>p
-            k = self.number[symbol]
+        for k in range(self.nsym):
+            pos = &(<SymbolRisk>self.risks[k]).pos[acc.slot]
+            if not pos.held:
+                continue
             size = pos.size
             at = below[k] if size > 0 else above[k] if size < 0 else 0
             if at == NO_PRICE:
@@ -990,14 +992,14 @@ cdef class LiquidationCore:
         return 1
 
     cdef bint key_position(self, Account acc, Py_ssize_t slot, int128_t rest, int k,
-                           pos) except -1:
+                           PosC* pos) except -1:
         """Gives one position (symbol k, its terms in scratch) a trigger on its side, the account's
         other triggers staying (one on the position's other side stays too, spare: a fill that
         flips it back needs nothing new). `rest` is the corner's equity - maintenance without
         this position, so the account's is a function of this position's mark alone, solved
         exactly as a lone position's (see triggers), keeping half of it at the mark as room.
         False when it is not positive at the mark."""
-        cdef int64_t mark, size = (<Position>pos).size, cost = (<Position>pos).cost
+        cdef int64_t mark, size = pos.size, cost = pos.cost
         cdef SymbolRisk sr = self.risks[k]
         cdef Entry new[2 * 2 * MAX_SYMBOLS]
         cdef int n = 0, added, i
@@ -1083,15 +1085,12 @@ cdef class LiquidationCore:
         index (DOWN, its post-haircut value of one tick). Returns their number."""
         cdef int n = 0, k, j
         cdef int64_t size
-        cdef Position pos
         cdef SymbolRisk sr
         cdef dict cash = acc.cash
-        for symbol, p in acc.positions.items():
-            pos = <Position>p
-            size = pos.size
+        for k in range(self.nsym):
+            sr = self.risks[k]
+            size = sr.pos[acc.slot].size
             if size:
-                k = self.number[symbol]
-                sr = self.risks[k]
                 out[n].dim = k
                 out[n].priced = self.price(k, &out[n].price)
                 if size > 0:
@@ -1141,7 +1140,7 @@ cdef class LiquidationCore:
         cdef int128_t room, budget, total = 0, w, allowed, tick, notional
         cdef int64_t trigger, mark, size
         cdef SymbolRisk sr
-        cdef Position pos
+        cdef PosC* pos
         if n == 0:
             return 0
         if slack <= 0:
@@ -1156,7 +1155,7 @@ cdef class LiquidationCore:
             # price takes there: 0, never
             k, mark = dims[0].dim, dims[0].price
             sr = self.risks[k]
-            pos = acc.positions[self.symbols[k]]
+            pos = &sr.pos[acc.slot]
             size = pos.size
             notional = <int128_t>size * mark * sr.upt
             # equity less the position's value at price 0, less the others' maintenance

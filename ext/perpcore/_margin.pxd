@@ -10,7 +10,7 @@
 #
 # Rounding as perpcore.risk states it: requirements round up, values credited round down.
 
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t
 
 from perpcore._clock cimport Clocked
 
@@ -70,24 +70,49 @@ cdef class Interval:
     cdef int128_t amount(self, int64_t size)
 
 
+ctypedef struct PosC:
+    # one account's net position in one symbol and the aggregate of its open orders there, at the
+    # account's slot in its SymbolRisk's array (its reduce-only order ids are MarginCore's)
+    int64_t funded          # the last funding interval (SymbolRisk.intervals) it paid
+    int64_t size            # signed lots
+    int64_t cost            # entry value, ticks x lots, >= 0 (0 iff flat)
+    int64_t leverage
+    int64_t buy_qty, buy_value, sell_qty, sell_value    # open orders: lots, sum(price x lots)
+    int32_t reduce_only     # open reduce-only orders (their ids: MarginCore.reduce_only_ids)
+    int32_t held            # made (MarginCore.position_of): the account trades or quotes here
+
+
+cdef class SymbolRisk
+
+
+cdef class Slots:
+    """Account slots: an account's index in every SymbolRisk's position array, given in the order
+    accounts open; slots only grow (a restore starts them afresh). The arrays grow together, so
+    a PosC* is only held while no account opens."""
+    cdef int64_t* ids               # slot -> account id
+    cdef readonly Py_ssize_t n      # slots given
+    cdef Py_ssize_t cap             # slots allocated in every array
+    cdef tuple risks                # the SymbolRisks whose arrays these slots index
+
+    cdef Py_ssize_t add(self, int64_t account) except -1
+    cdef int clear(self) except -1
+
+
 cdef class Position:
-    """One account's net position in one symbol and the aggregate of its open orders there. It
-    holds no Python object (so the collector never tracks it, nor the dicts that hold it: a full
-    collection costs nothing per position): its reduce-only order ids are MarginCore's."""
-    cdef public int64_t funded         # the last funding interval (SymbolRisk.intervals) it paid
-    cdef public int64_t size           # signed lots
-    cdef public int64_t cost           # entry value, ticks x lots, >= 0 (0 iff flat)
-    cdef public int64_t leverage
-    cdef public int64_t buy_qty, buy_value, sell_qty, sell_value   # open orders: lots, sum(price x lots)
-    cdef public int64_t reduce_only    # open reduce-only orders (their ids: MarginCore.reduce_only_ids)
+    """A view of one account's position in one symbol (its PosC), made on demand for Python code:
+    reads and writes go to the array."""
+    cdef readonly SymbolRisk risk
+    cdef readonly Py_ssize_t slot
+    cdef PosC* c(self) noexcept
 
 
 cdef class Account:
     cdef readonly object id
+    cdef readonly Py_ssize_t slot      # its index in every SymbolRisk's positions (Slots)
     cdef public bint professional
     cdef public dict cash              # the ledger's balance dict of the account (shared)
-    cdef public dict positions         # symbol -> Position
     cdef public int64_t leverage_cap
+    cdef tuple risks                   # every SymbolRisk, in symbol order (for the positions view)
 
 
 cdef class SymbolRisk:
@@ -99,7 +124,8 @@ cdef class SymbolRisk:
     # sell orders' pre-trade margin at Binance's assuming price (InstrumentSpec.sell_order_margin)
     cdef readonly bint assuming_price
     cdef readonly int64_t assuming_buffer
-    cdef public dict positions         # account -> Position (any state)
+    cdef Slots slots
+    cdef PosC* pos                     # by account slot (slots.cap of them)
     cdef public object prices          # pricing's state of the symbol: .mark (ticks or None)
     cdef public int64_t intervals      # funding intervals begun
     cdef public Interval transit       # the one whose payments are being settled (None: none)
@@ -112,6 +138,8 @@ cdef class MarginCore:
     cdef public object exchange
     cdef public str settle
     cdef public dict accounts          # account -> Account
+    cdef readonly Slots slots
+    cdef tuple risks                   # symbols' SymbolRisk, in symbol order
     cdef public dict symbols           # symbol -> SymbolRisk
     cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset (_set_collateral)
     cdef tuple collateral_assets       # their assets
@@ -147,13 +175,14 @@ cdef class MarginCore:
     #                                                                + funding due, see pending_of
     # funding in transit (perpcore.funding): what the account's positions not yet settled will
     # receive (> 0) or pay (< 0); pay() settles one position, settle_account() all of an account's
-    cdef Position due(self, SymbolRisk sr, Account acc)            # owing sr's transit, or None
+    cdef PosC* due(self, SymbolRisk sr, Account acc) noexcept      # owing sr's transit, or NULL
     cdef object pending_of(self, Account acc)
-    cdef int pay(self, SymbolRisk sr, Account acc, Position pos, list events, seq, ts) except -1
+    cdef int pay(self, SymbolRisk sr, Account acc, PosC* pos, list events, seq, ts) except -1
     cdef int settle_account(self, Account acc, list events, seq, ts) except -1
-    cdef Position position_of(self, Account acc, SymbolRisk sr)
-    cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty)
-    cdef void forget(self, object order_id, Position pos) except *
+    cdef PosC* position_of(self, Account acc, SymbolRisk sr) noexcept     # made if new
+    cdef void add_order(self, PosC* pos, int side, int64_t price, int64_t qty) noexcept
+    cdef PosC* held_position(self, account, symbol) except NULL    # one that is made
+    cdef void forget(self, object order_id, PosC* pos) except *
     # order entry's calls (perpcore._exchange), and the C entries of order_closed and trade.
     # check() returns 0 with the account it checked in `checked` (for rested()), or a refusal's
     # code with its reason in `reason` (no exception: order entry makes it the OrderRejected)
@@ -174,5 +203,5 @@ cdef class MarginCore:
     cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
                       maker_account, taker_account, int64_t maker_remaining, list events,
                       taker_fee, seq, ts)
-    cdef trade_side(self, SymbolRisk sr, Account acc, Position pos, bint buy, int64_t price,
+    cdef trade_side(self, SymbolRisk sr, Account acc, PosC* pos, bint buy, int64_t price,
                     int64_t qty, int64_t fee_rate, order_id, list events, seq, ts)

@@ -1,6 +1,8 @@
 # The margin layer's hot arithmetic. See perpcore._margin.pxd for the contract; perpcore.risk and
 # perpcore.margin state the definitions this implements.
 cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.string cimport memset
 
 from perpcore._ledger cimport move, realise
 
@@ -254,29 +256,160 @@ cdef class Interval:
         return self.positions, py_int(self.paid), py_int(self.received)
 
 
+cdef class Slots:
+
+    def __init__(self, tuple risks):
+        cdef SymbolRisk sr
+        self.risks = risks
+        for sr in risks:
+            sr.slots = self
+
+    def __dealloc__(self):
+        PyMem_Free(self.ids)
+
+    cdef Py_ssize_t add(self, int64_t account) except -1:
+        cdef Py_ssize_t cap
+        cdef SymbolRisk sr
+        cdef void* grown
+        if self.n == self.cap:
+            cap = self.cap * 2 if self.cap else 64
+            grown = PyMem_Realloc(self.ids, cap * sizeof(int64_t))
+            if grown is NULL:
+                raise MemoryError()
+            self.ids = <int64_t*>grown
+            for sr in self.risks:
+                grown = PyMem_Realloc(sr.pos, cap * sizeof(PosC))
+                if grown is NULL:
+                    raise MemoryError()
+                sr.pos = <PosC*>grown
+                memset(sr.pos + self.cap, 0, (cap - self.cap) * sizeof(PosC))
+            self.cap = cap
+        self.ids[self.n] = account
+        self.n += 1
+        return self.n - 1
+
+    cdef int clear(self) except -1:
+        cdef SymbolRisk sr
+        for sr in self.risks:
+            memset(sr.pos, 0, self.cap * sizeof(PosC))
+        self.n = 0
+        return 0
+
+
+# a view refers to its SymbolRisk, which never refers to a view: no cycle through it
+@cython.no_gc
 cdef class Position:
 
-    def __init__(self, int64_t leverage):
-        self.leverage = leverage
+    def __init__(self, SymbolRisk risk, Py_ssize_t slot):
+        if not 0 <= slot < risk.slots.n:
+            raise IndexError(f"no account slot {slot}")
+        self.risk, self.slot = risk, slot
+
+    cdef PosC* c(self) noexcept:
+        return &self.risk.pos[self.slot]
+
+    @property
+    def funded(self):
+        return self.c().funded
+
+    @funded.setter
+    def funded(self, int64_t value):
+        self.c().funded = value
+
+    @property
+    def size(self):
+        return self.c().size
+
+    @size.setter
+    def size(self, int64_t value):
+        self.c().size = value
+
+    @property
+    def cost(self):
+        return self.c().cost
+
+    @cost.setter
+    def cost(self, int64_t value):
+        self.c().cost = value
+
+    @property
+    def leverage(self):
+        return self.c().leverage
+
+    @leverage.setter
+    def leverage(self, int64_t value):
+        self.c().leverage = value
+
+    @property
+    def buy_qty(self):
+        return self.c().buy_qty
+
+    @buy_qty.setter
+    def buy_qty(self, int64_t value):
+        self.c().buy_qty = value
+
+    @property
+    def buy_value(self):
+        return self.c().buy_value
+
+    @buy_value.setter
+    def buy_value(self, int64_t value):
+        self.c().buy_value = value
+
+    @property
+    def sell_qty(self):
+        return self.c().sell_qty
+
+    @sell_qty.setter
+    def sell_qty(self, int64_t value):
+        self.c().sell_qty = value
+
+    @property
+    def sell_value(self):
+        return self.c().sell_value
+
+    @sell_value.setter
+    def sell_value(self, int64_t value):
+        self.c().sell_value = value
+
+    @property
+    def reduce_only(self):
+        return self.c().reduce_only
+
+    @reduce_only.setter
+    def reduce_only(self, int32_t value):
+        self.c().reduce_only = value
 
     def signed_cost(self):
-        return self.cost if self.size >= 0 else -self.cost
+        return self.c().cost if self.c().size >= 0 else -self.c().cost
 
     def idle(self, int64_t default_leverage) -> bool:
-        return not (self.size or self.buy_qty or self.sell_qty) and self.leverage == default_leverage
+        cdef PosC* pos = self.c()
+        return not (pos.size or pos.buy_qty or pos.sell_qty) and pos.leverage == default_leverage
 
 
-# It refers to no object that could refer back to it (its id, the ledger's balance dict and its
-# positions, which hold no object): the collector need not visit it
+# It refers to no object that could refer back to it (its id, the ledger's balance dict and the
+# symbols' tuple): the collector need not visit it
 @cython.no_gc
 cdef class Account:
 
-    def __init__(self, account, bint professional, dict cash, int64_t cap):
+    def __init__(self, account, bint professional, dict cash, int64_t cap, Slots slots):
         self.id = account
         self.professional = professional
         self.cash = cash
-        self.positions = {}
         self.leverage_cap = cap
+        self.slot = slots.add(account)
+        self.risks = slots.risks
+
+    @property
+    def positions(self) -> dict:
+        """symbol -> Position, in symbol order: the symbols the account has traded or quoted."""
+        cdef SymbolRisk sr
+        out = {}
+        for sr in self.risks:
+            if sr.pos[self.slot].held:
+                out[sr.symbol] = Position(sr, self.slot)
+        return out
 
 
 cdef class SymbolRisk:
@@ -292,7 +425,32 @@ cdef class SymbolRisk:
         self.max_leverage = spec.tiers[0].max_leverage
         self.assuming_price = spec.sell_order_margin == "assuming_price"
         self.assuming_buffer = spec.assuming_price_buffer
-        self.positions = {}
+
+    def __dealloc__(self):
+        PyMem_Free(self.pos)
+
+    @property
+    def positions(self) -> dict:
+        """account -> Position, in the order accounts opened: those that traded or quoted here."""
+        cdef Py_ssize_t i
+        out = {}
+        if self.slots is not None:
+            for i in range(self.slots.n):
+                if self.pos[i].held:
+                    out[self.slots.ids[i]] = Position(self, i)
+        return out
+
+    def open_entry(self):
+        """The open positions' signed entry value (ticks x lots): the ledger's counterpart of
+        realised PnL (perpcore.ledger's open_entry_value) is it x upt."""
+        cdef int128_t total = 0
+        cdef Py_ssize_t i
+        cdef PosC* pos
+        if self.slots is not None:
+            for i in range(self.slots.n):
+                pos = &self.pos[i]
+                total += pos.cost if pos.size >= 0 else -pos.cost
+        return py_int(total)
 
     def open_interest(self) -> tuple:
         """(lots held long, lots held short); equal in a venue where every change is a trade."""
@@ -300,14 +458,15 @@ cdef class SymbolRisk:
 
     def count_open_interest(self):
         """open_interest() counted afresh from the positions (after a restore)."""
-        cdef Position pos
+        cdef Py_ssize_t i
+        cdef int64_t size
         self.long_lots = self.short_lots = 0
-        for p in self.positions.values():
-            pos = <Position>p
-            if pos.size > 0:
-                self.long_lots += pos.size
+        for i in range(self.slots.n):
+            size = self.pos[i].size
+            if size > 0:
+                self.long_lots += size
             else:
-                self.short_lots -= pos.size
+                self.short_lots -= size
 
 
 cdef class MarginCore:
@@ -325,19 +484,33 @@ cdef class MarginCore:
 
     # ---- accounts and positions ----------------------------------------------------------------
 
+    def bind_symbols(self):
+        """Gives the symbols (self.symbols, set) their account slots, once, before any account."""
+        self.risks = tuple(self.symbols.values())
+        self.slots = Slots(self.risks)
+
+    def new_account(self, account, bint professional, dict cash, int64_t cap) -> Account:
+        """An Account in the next slot (the caller keeps it in self.accounts)."""
+        return Account(account, professional, cash, cap, self.slots)
+
+    def clear_accounts(self):
+        """No account and no position (a restore's start): slots begin again at 0."""
+        self.accounts.clear()
+        self.slots.clear()
+
     def _leverage_default(self, Account acc, SymbolRisk sr):
         return min(sr.default_leverage, acc.leverage_cap)
 
-    cdef Position position_of(self, Account acc, SymbolRisk sr):
-        pos = acc.positions.get(sr.symbol)
-        if pos is None:
-            pos = Position(min(sr.default_leverage, acc.leverage_cap))
-            acc.positions[sr.symbol] = pos
-            sr.positions[acc.id] = pos
-        return <Position>pos
+    cdef PosC* position_of(self, Account acc, SymbolRisk sr) noexcept:
+        cdef PosC* pos = &sr.pos[acc.slot]
+        if not pos.held:
+            pos.held = 1
+            pos.leverage = min(sr.default_leverage, acc.leverage_cap)
+        return pos
 
     def _position(self, Account acc, SymbolRisk sr) -> Position:
-        return self.position_of(acc, sr)
+        self.position_of(acc, sr)
+        return Position(sr, acc.slot)
 
     # ---- valuation -----------------------------------------------------------------------------
 
@@ -373,28 +546,24 @@ cdef class MarginCore:
 
     # ---- funding in transit (perpcore.funding) -------------------------------------------------
 
-    cdef Position due(self, SymbolRisk sr, Account acc):
-        """The account's position in sr that owes sr's interval in transit, or None."""
+    cdef PosC* due(self, SymbolRisk sr, Account acc) noexcept:
+        """The account's position in sr that owes sr's interval in transit, or NULL."""
         if sr.transit is None:
-            return None
-        p = acc.positions.get(sr.symbol)
-        if p is None:
-            return None
-        cdef Position pos = <Position>p
-        return pos if pos.size and pos.funded != sr.transit.number else None
+            return NULL
+        cdef PosC* pos = &sr.pos[acc.slot]
+        return pos if pos.size and pos.funded != sr.transit.number else NULL
 
     cdef object pending_of(self, Account acc):
         cdef int128_t total = 0
         cdef SymbolRisk sr
-        cdef Position pos
-        for s in self.symbols.values():
-            sr = <SymbolRisk>s
+        cdef PosC* pos
+        for sr in self.risks:
             pos = self.due(sr, acc)
-            if pos is not None:
+            if pos is not NULL:
                 total += sr.transit.amount(pos.size)
         return py_int(total)
 
-    cdef int pay(self, SymbolRisk sr, Account acc, Position pos, list events, seq, ts) except -1:
+    cdef int pay(self, SymbolRisk sr, Account acc, PosC* pos, list events, seq, ts) except -1:
         """Settles the position's funding of sr's interval in transit (size != 0, not yet paid):
         its cash against the ledger's funding in transit, and its FundingPaid."""
         cdef Interval iv = sr.transit
@@ -414,11 +583,10 @@ cdef class MarginCore:
     cdef int settle_account(self, Account acc, list events, seq, ts) except -1:
         """Pays the account's funding still in transit, symbol by symbol (in order)."""
         cdef SymbolRisk sr
-        cdef Position pos
-        for s in self.symbols.values():
-            sr = <SymbolRisk>s
+        cdef PosC* pos
+        for sr in self.risks:
             pos = self.due(sr, acc)
-            if pos is not None:
+            if pos is not NULL:
                 self.pay(sr, acc, pos, events, seq, ts)
         return 0
 
@@ -434,14 +602,15 @@ cdef class MarginCore:
             self.settle_account(acc, events, ex.seq, ex.clock)
 
     cdef int sums_of(self, Account acc, Sums* sums) except -1:
-        cdef Position pos
+        cdef PosC* pos
         cdef SymbolRisk sr
         cdef int128_t upnl = 0, im = 0, mm = 0, notional, bids, offers
         cdef int64_t size, mark, upt
         cdef bint has_mark
-        for symbol, p in acc.positions.items():
-            pos = <Position>p
-            sr = <SymbolRisk>self.symbols[symbol]
+        for sr in self.risks:
+            pos = &sr.pos[acc.slot]
+            if not pos.held:
+                continue
             upt = sr.upt
             size = pos.size
             mark_obj = sr.prices.mark
@@ -473,8 +642,8 @@ cdef class MarginCore:
                         int128_t value):
         """The position's notional if every order on one side filled: the position at `price`
         (the mark; its entry value without one) plus the side's orders at their prices."""
-        return py_int(worst_notional(pos.size, pos.cost, sr.upt, 0 if price is None else price,
-                                     price is not None, buy, value))
+        return py_int(worst_notional(pos.c().size, pos.c().cost, sr.upt,
+                                     0 if price is None else price, price is not None, buy, value))
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
@@ -491,17 +660,14 @@ cdef class MarginCore:
         cdef Account acc = <Account>self.accounts[account]
         self.checked = acc
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
-        cdef Position pos
-        cdef int64_t bq = 0, bv = 0, sq = 0, sv = 0, size = 0, cost = 0, lots, value, now_lots
+        # a position yet to be made is all zeros: flat, no orders (none is made here)
+        cdef PosC* pos = &sr.pos[acc.slot]
+        cdef int64_t bq = pos.buy_qty, bv = pos.buy_value, sq = pos.sell_qty, sv = pos.sell_value
+        cdef int64_t size = pos.size, cost = pos.cost, lots, value, now_lots
         cdef int64_t now_value, other_lots, other_value, mark, upt, room
-        cdef int64_t lev = min(sr.default_leverage, acc.leverage_cap)
+        cdef int64_t lev = pos.leverage if pos.held else min(sr.default_leverage, acc.leverage_cap)
         cdef int128_t worst, cap, other, new, current
         cdef bint buy = side == 0, has_mark
-        p = acc.positions.get(symbol)
-        if p is not None:       # else a position yet to be made: flat, no orders (none is made)
-            pos = <Position>p
-            bq, bv, sq, sv = pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value
-            size, cost, lev = pos.size, pos.cost, pos.leverage
         # the order's side as it stands now (with the amended order's old terms)
         if buy:
             now_lots, now_value = bq, bv
@@ -584,7 +750,11 @@ cdef class MarginCore:
 
     # ---- orders (the exchange reports what rests and what leaves the book) --------------------
 
-    cdef void add_order(self, Position pos, int side, int64_t price, int64_t qty):
+    cdef PosC* held_position(self, account, symbol) except NULL:
+        """The position of an account that has an order or a trade in the symbol (made)."""
+        return &(<SymbolRisk>self.symbols[symbol]).pos[(<Account>self.accounts[account]).slot]
+
+    cdef void add_order(self, PosC* pos, int side, int64_t price, int64_t qty) noexcept:
         if side == 0:
             pos.buy_qty += qty
             pos.buy_value += price * qty
@@ -592,7 +762,7 @@ cdef class MarginCore:
             pos.sell_qty += qty
             pos.sell_value += price * qty
 
-    cdef void forget(self, object order_id, Position pos) except *:
+    cdef void forget(self, object order_id, PosC* pos) except *:
         """A reduce-only order left the book."""
         order = self.reduce_only_orders.pop(order_id)
         key = (order[0], order[1])
@@ -604,7 +774,7 @@ cdef class MarginCore:
 
     cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
                 bint reduce_only):
-        cdef Position pos = self.position_of(acc, <SymbolRisk>self.symbols[symbol])
+        cdef PosC* pos = self.position_of(acc, <SymbolRisk>self.symbols[symbol])
         self.add_order(pos, side, price, qty)
         if reduce_only:         # its pre-trade check left it room
             self.reduce_only_orders[order_id] = [acc.id, symbol, side, price, qty]
@@ -617,7 +787,7 @@ cdef class MarginCore:
                       int64_t old_qty, state):
         """After an amend of an order that rested at old_price for old_qty open lots: `state` is
         the book's order() tuple, or None if it left the book."""
-        cdef Position pos = (<Account>self.accounts[account]).positions[symbol]
+        cdef PosC* pos = self.held_position(account, symbol)
         self.add_order(pos, side, old_price, -old_qty)
         order = self.reduce_only_orders.get(order_id) if pos.reduce_only else None
         if state is None:
@@ -636,7 +806,7 @@ cdef class MarginCore:
         self.closed(order_id, account, symbol, side, price, qty)
 
     cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty):
-        cdef Position pos = (<Account>self.accounts[account]).positions[symbol]
+        cdef PosC* pos = self.held_position(account, symbol)
         self.add_order(pos, side, price, -qty)
         if pos.reduce_only and order_id in self.reduce_only_orders:
             self.forget(order_id, pos)
@@ -645,12 +815,12 @@ cdef class MarginCore:
         """Reduce-only orders that could now increase a position, as (symbol, order_id, lots to
         take off), newest first: all of them when the position is flat or on their side, else
         as many lots as the account's orders on the reducing side exceed the position by."""
-        cdef Position pos
+        cdef PosC* pos
         cdef int64_t size, excess, cut
         cdef bint reduces
         out = []
         for account, symbol in sorted(self.reduce_only_dirty):
-            pos = (<Account>self.accounts[account]).positions[symbol]
+            pos = self.held_position(account, symbol)
             size = pos.size
             excess = (pos.sell_qty - size) if size > 0 else (pos.buy_qty + size if size else 0)
             for order_id in reversed(self.reduce_only_ids.get((account, symbol), ())):
@@ -673,7 +843,7 @@ cdef class MarginCore:
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
         cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Account maker = <Account>self.accounts[maker_account]
-        cdef Position maker_pos = maker.positions[symbol]
+        cdef PosC* maker_pos = &sr.pos[maker.slot]     # made when its order rested
         # a trade is at the maker's price, on the side opposite the taker's
         self.add_order(maker_pos, 1 - taker_side, price, -qty)
         if maker_pos.reduce_only:
@@ -698,7 +868,7 @@ cdef class MarginCore:
         self.trade_side(sr, acc, self.position_of(acc, sr), buy, price, qty, fee_rate, order_id,
                         events, ex.seq, ex.clock)
 
-    cdef trade_side(self, SymbolRisk sr, Account acc, Position pos, bint buy, int64_t price,
+    cdef trade_side(self, SymbolRisk sr, Account acc, PosC* pos, bint buy, int64_t price,
                     int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
         account = acc.id
         if self.in_transit:     # its funding first: PositionChanged's balance is as if settled
