@@ -40,6 +40,7 @@ from array import array
 
 import msgspec
 
+from perpcore._ledger import Cash, CashTable
 from perpcore.config import LimitsSpec
 
 BUCKETS = ("insurance_fund", "fee_account", "lending_pool", "platform", "funding_transit")
@@ -178,19 +179,24 @@ class TransferWindow:
 
 
 class Ledger:
-    """Balances per holder and asset, and the external flows. Accounts' balance dicts are shared
-    with the margin layer (it reads and moves cash on the hot path without a second lookup)."""
+    """Balances per holder and asset, and the external flows. An account's balances are a row of
+    int64 in C (perpcore._ledger.CashTable), its Cash view shared with the margin layer (it reads
+    and moves cash on the hot path without a second lookup); the venue buckets are dicts."""
 
     def __init__(self, assets: list[str], limits: LimitsSpec = LimitsSpec()):
         self.assets = list(assets)
-        self.balances: dict[int, dict[str, int]] = {}
+        self.cash = CashTable(self.assets)
+        self.balances: dict[int, Cash] = {}
         self.venue = {bucket: dict.fromkeys(self.assets, 0) for bucket in BUCKETS}
         self.deposits = dict.fromkeys(self.assets, 0)
         self.withdrawals = dict.fromkeys(self.assets, 0)
         self.transfers = TransferWindow(limits.transfer_ids_kept, limits.transfer_id_ttl_ns)
 
-    def open(self, account: int) -> dict[str, int]:
-        return self.balances.setdefault(account, dict.fromkeys(self.assets, 0))
+    def open(self, account: int) -> Cash:
+        balances = self.balances.get(account)
+        if balances is None:
+            balances = self.balances[account] = self.cash.open()
+        return balances
 
     def seen(self, account: int, transfer_id: int, now: int) -> bool:
         return transfer_id != 0 and self.transfers.seen(account, transfer_id, now)
@@ -226,7 +232,7 @@ class Ledger:
         for asset in self.assets:
             out.append(AssetAudit(
                 asset=asset,
-                accounts=sum(b[asset] for b in self.balances.values()),
+                accounts=self.cash.total(asset),
                 insurance_fund=self.venue["insurance_fund"][asset],
                 fee_account=self.venue["fee_account"][asset],
                 lending_pool=self.venue["lending_pool"][asset],

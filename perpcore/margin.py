@@ -124,6 +124,7 @@ class Margin(MarginCore):
             sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
         self.bind_symbols()
         self._set_collateral([CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
+        self.bind_cash(self.ledger.cash)
         spec = config.margin
         self.max_ltv = spec.max_ltv
         self.warning_ltv = spec.warning_ltv

@@ -14,12 +14,12 @@
 # transfers, the same remainder to the insurance fund, the same events in the same order (payers,
 # then receivers, each by account). It returns (positions, paid, remainder) as FundingSettled
 # reports them, or None, having changed nothing, when a figure does not fit its 128-bit integers
-# (the plain path then settles).
+# or a balance would leave the ledger's int64 range (the plain path then settles).
 #
 # Units as in perpcore.funding: prices in ticks, sizes in lots (int64, perpcore._margin.PosC),
 # rates at RATE_SCALE, money in minor units of the settlement asset. Every product and sum is
-# computed in 128 bits with an overflow check; amounts come out as Python ints; balances stay Python
-# ints in the ledger's dicts.
+# computed in 128 bits with an overflow check; amounts come out as Python ints; accounts' balances
+# are int64 (perpcore._ledger.CashTable).
 
 from libc.stdint cimport int64_t
 

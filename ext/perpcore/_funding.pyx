@@ -3,7 +3,7 @@
 # model and perpcore.funding.payments for the rule (the plain reference both must equal).
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
 from libc.stdlib cimport qsort
 
 from perpcore._ledger cimport move
@@ -117,6 +117,10 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
             n = gather(sr, rows)
             if not amounts(rows, n, per_lot, rate > 0, &paid, &remainder):
                 return None
+            for i in range(n):      # every balance stays in the ledger's range, or none moves
+                if not INT64_MIN <= (<Account>accounts[rows[i].account]).cash[asset] \
+                        + py_int(rows[i].amount) <= INT64_MAX:
+                    return None
         for pays in (True, False):      # payers first, as the sweep of an interval in transit
             for i in range(n):
                 if (rows[i].amount < 0) != pays:

@@ -8,6 +8,7 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memmove, memset
 
+from perpcore._ledger cimport Cash
 from perpcore._margin cimport PosC, Sums, SymbolRisk, TierTable, int128_t, py_int
 
 from perpcore import messages as m
@@ -953,7 +954,7 @@ cdef class LiquidationCore:
                 if price >= entries[i].price:
                     return 0
                 above[entries[i].dim] = entries[i].price - 1
-        cdef dict cash = acc.cash
+        cdef Cash cash = acc.cash
         total = as128(cash[self.margin.settle]) - as128(self.margin.debts.get(acc.id, 0))
         if missing != NULL:
             missing[0] = 0
@@ -1064,7 +1065,7 @@ cdef class LiquidationCore:
         positions, the equity plus the maintenance shift (breach: equity <= maintenance)."""
         cdef Sums sums
         cdef int j
-        cdef dict cash = acc.cash
+        cdef Cash cash = acc.cash
         self.margin.sums_of(acc, &sums)
         cdef int128_t total = as128(cash[self.margin.settle]) + sums.upnl \
             - as128(self.margin.debts.get(acc.id, 0))
@@ -1086,7 +1087,7 @@ cdef class LiquidationCore:
         cdef int n = 0, k, j
         cdef int64_t size
         cdef SymbolRisk sr
-        cdef dict cash = acc.cash
+        cdef Cash cash = acc.cash
         for k in range(self.nsym):
             sr = self.risks[k]
             size = sr.pos[acc.slot].size

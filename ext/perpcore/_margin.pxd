@@ -13,6 +13,7 @@
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t
 
 from perpcore._clock cimport Clocked
+from perpcore._ledger cimport Cash, CashTable
 
 cdef extern from *:
     ctypedef long long int128_t "__int128"
@@ -110,7 +111,7 @@ cdef class Account:
     cdef readonly object id
     cdef readonly Py_ssize_t slot      # its index in every SymbolRisk's positions (Slots)
     cdef public bint professional
-    cdef public dict cash              # the ledger's balance dict of the account (shared)
+    cdef readonly Cash cash            # the ledger's balances of the account (shared)
     cdef public int64_t leverage_cap
     cdef tuple risks                   # every SymbolRisk, in symbol order (for the positions view)
 
@@ -143,6 +144,8 @@ cdef class MarginCore:
     cdef public dict symbols           # symbol -> SymbolRisk
     cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset (_set_collateral)
     cdef tuple collateral_assets       # their assets
+    cdef tuple collateral_columns      # their columns in the ledger's CashTable (bind_cash)
+    cdef Py_ssize_t settle_column      # the settlement asset's
     # open reduce-only order id -> [account, symbol, side, price, open qty] (the book holds every
     # order's account, side, price and open quantity; only this flag is the margin layer's own)
     cdef public dict reduce_only_orders

@@ -282,17 +282,16 @@ cdef class Slots:
                 if grown is NULL:
                     raise MemoryError()
                 sr.pos = <PosC*>grown
-                memset(sr.pos + self.cap, 0, (cap - self.cap) * sizeof(PosC))
             self.cap = cap
+        # only the slot given is written: the pages past it stay untouched until used
+        for sr in self.risks:
+            memset(&sr.pos[self.n], 0, sizeof(PosC))
         self.ids[self.n] = account
         self.n += 1
         return self.n - 1
 
     cdef int clear(self) except -1:
-        cdef SymbolRisk sr
-        for sr in self.risks:
-            memset(sr.pos, 0, self.cap * sizeof(PosC))
-        self.n = 0
+        self.n = 0     # each slot is zeroed as it is given again
         return 0
 
 
@@ -393,7 +392,7 @@ cdef class Position:
 @cython.no_gc
 cdef class Account:
 
-    def __init__(self, account, bint professional, dict cash, int64_t cap, Slots slots):
+    def __init__(self, account, bint professional, Cash cash, int64_t cap, Slots slots):
         self.id = account
         self.professional = professional
         self.cash = cash
@@ -489,7 +488,7 @@ cdef class MarginCore:
         self.risks = tuple(self.symbols.values())
         self.slots = Slots(self.risks)
 
-    def new_account(self, account, bint professional, dict cash, int64_t cap) -> Account:
+    def new_account(self, account, bint professional, Cash cash, int64_t cap) -> Account:
         """An Account in the next slot (the caller keeps it in self.accounts)."""
         return Account(account, professional, cash, cap, self.slots)
 
@@ -526,19 +525,26 @@ cdef class MarginCore:
         self.collateral = collateral
         self.collateral_assets = tuple(c.asset for c in collateral)
 
+    def bind_cash(self, CashTable table):
+        """The columns of the settlement and collateral assets in the ledger's CashTable, once
+        the collateral is set."""
+        self.settle_column = table.column_of(self.settle)
+        self.collateral_columns = tuple(table.column_of(a) for a in self.collateral_assets)
+
     cdef object collateral_of(self, Account acc):
-        cdef dict cash = acc.cash
+        cdef Cash cash = acc.cash
         cdef Py_ssize_t j
+        cdef int64_t amount
         coll = 0
         for j in range(len(self.collateral_assets)):
-            amount = cash[self.collateral_assets[j]]
+            amount = cash.cell(<Py_ssize_t>self.collateral_columns[j])[0]
             if amount > 0:
                 c = self.collateral[j]
                 coll += c.value(amount, self._index(c.symbol))
         return coll
 
     cdef object equity_of(self, Account acc, upnl, coll):
-        equity = acc.cash[self.settle] + coll + upnl
+        equity = acc.cash.cell(self.settle_column)[0] + coll + upnl
         if self.in_transit:     # every decision sees the account as if funding were settled
             equity += self.pending_of(acc)
         debt = self.debts.get(acc.id)
@@ -908,6 +914,6 @@ cdef class MarginCore:
         if realised:
             realise(cash, settle, realised_py)
         move(cash, self.fees, settle, fee_py)
-        balance = cash[settle]
+        balance = acc.cash.cell(self.settle_column)[0]
         events.append(_PositionChanged(seq, ts, account, sr.symbol, order_id, pos.size,
                                        pos.cost, realised_py, fee_py, balance))
