@@ -245,11 +245,14 @@ cdef class ExchangeCore:
                         "another thread's submit is in progress: one thread owns an engine")
 
     cdef list refusal(self, cmd, tuple fields):
+        """`fields`: cmd's fields_of (None: outside its schema)."""
         if self.halted is not None:
             return rejected(self, cmd, ENGINE_HALTED,
                             f"engine halted at seq {self.halted.seq}: {self.halted.cause}")
-        why = schema_refusal(cmd, fields)
-        return None if why is None else rejected(self, cmd, why[0], why[1])
+        if fields is not None:
+            return None
+        why = schema_refusal(cmd)
+        return rejected(self, cmd, why[0], why[1])
 
     cdef list halt(self, int64_t seq, cmd, error):
         self.halted = Halt.of(seq, cmd, error)

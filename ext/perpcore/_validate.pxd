@@ -3,7 +3,7 @@
 # (msgspec constraints: Id, Int64, Time, Text, the enums, bool) before the command is sequenced,
 # journaled or applied. A refusal is a (RejectCode, reason) pair, never an exception.
 
-from cpython.ref cimport PyObject
+from cpython.object cimport PyTypeObject
 
 cdef enum:
     K_INT = 0
@@ -11,12 +11,14 @@ cdef enum:
     K_TEXT = 2
     K_ENUM = 3
 
-# a field's check in C, for the quick pass (FieldCheck's fields)
+# a field's check in C, for the quick pass (FieldCheck's fields), and where a command keeps it
 cdef struct Check:
     int kind
     long long lo, hi
     Py_ssize_t max_len
-    PyObject* enum
+    PyTypeObject* plain                 # the type of its plain values: int, bool, str or the enum
+    Py_ssize_t offset                   # of the field's slot in the instance
+    Py_ssize_t min_size, max_size       # the int sizes surely within [lo, hi] (sizes_within)
 
 cdef class FieldCheck:
     cdef readonly str name
@@ -32,13 +34,15 @@ cdef class Schema:
     cdef readonly tuple fields          # a FieldCheck per field, in field order
     cdef Check* checks                  # the same, in C
     cdef Py_ssize_t n
+    cdef tuple spare                    # fields_of's last tuple, refilled once no one holds it
 
-# A command's fields in order (msgspec's astuple), read once for the boundary and the stages after
-# it; None for an object that is not a command
+# A command's fields in order (msgspec's astuple) once every one is within its schema: the
+# boundary's one pass, whose tuple the stages after it read; None for an object that is not a
+# command or has a field outside its schema (refusal says why)
 cdef tuple fields_of(cmd)
-# None when every field of cmd (its fields_of) is within its schema, else (RejectCode, reason);
-# an object that is not a command is UNKNOWN_COMMAND
-cdef tuple refusal(cmd, tuple fields)
+# Why cmd, whose fields_of is None, is refused: (RejectCode, reason); an object that is not a
+# command is UNKNOWN_COMMAND
+cdef tuple refusal(cmd)
 
 # a field of a refused command to repeat in its rejection: its value if within its schema, else
 # default (also when the command has no such field)
