@@ -72,6 +72,9 @@ class Market:
     def units_per_ticklot(self) -> int: ...
     def __init__(self, config: Any, symbol: str) -> None: ...
 
+class Waiting:
+    live: int
+
 class OrderEntry:
     @property
     def reason(self) -> str: ...

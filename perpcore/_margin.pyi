@@ -143,6 +143,12 @@ class Position:
     def idle(self, default_leverage: int) -> bool: ...
     def signed_cost(self) -> Any: ...
 
+class Prices:
+    index: Any
+    index_stale: bool
+    last_trade: Any
+    mark: Any
+
 class Slots:
     @property
     def n(self) -> int: ...
@@ -162,7 +168,7 @@ class SymbolRisk:
     def max_leverage(self) -> int: ...
     @property
     def positions(self) -> dict[Any, Any]: ...
-    prices: Any
+    prices: Prices
     @property
     def symbol(self) -> str: ...
     @property

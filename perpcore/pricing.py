@@ -34,6 +34,7 @@ from fractions import Fraction
 from itertools import islice, repeat
 
 from perpcore import _funding, funding
+from perpcore._margin import Prices
 from perpcore._pricing import PricingCore
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
@@ -148,10 +149,11 @@ def mark_price(method: str, index: int, rate: int, time_to_funding: int, interva
     return value if value > 1 else 1
 
 
-class SymbolPricing:
-    """The valuation state of one instrument."""
+class SymbolPricing(Prices):
+    """The valuation state of one instrument (its index, mark, last trade and index_stale are
+    Prices' C fields, which the margin and liquidation layers read)."""
     __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
-                 "quotes", "index", "index_stale", "mark", "last_trade", "basis", "basis_sum",
+                 "quotes", "basis", "basis_sum",
                  "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
                  "interest", "clamp", "cap", "share", "ahead", "published", "book_moves", "p1",
                  "p2", "p_from", "p_until", "sweep")

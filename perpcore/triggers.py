@@ -28,6 +28,7 @@ from __future__ import annotations
 from sortedcontainers import SortedList
 
 from perpcore import messages as m
+from perpcore._exchange import Waiting
 from perpcore.errors import RejectCode, reject
 from perpcore.messages import CancelReason, TriggerKind, TriggerSource
 
@@ -39,7 +40,7 @@ def rises(cmd: m.PlaceOrder) -> bool:
     return (cmd.trigger == TriggerKind.STOP) == (cmd.side == m.Side.BUY)
 
 
-class Triggers:
+class Triggers(Waiting):
     """The waiting conditional orders of an Exchange.
 
     It reads of the exchange `markets`, `seq`, `clock` and the pricing

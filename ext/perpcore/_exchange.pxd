@@ -39,6 +39,12 @@ cdef class Market:
 cdef class OrderEntry
 
 
+cdef class Waiting:
+    """The count of conditional orders waiting, perpcore.triggers.Triggers' (its base class): a C
+    field, which order entry and stage 5 read on every command."""
+    cdef public int64_t live
+
+
 cdef class ExchangeCore:
     cdef readonly int64_t seq          # last sequence number assigned
     cdef readonly int64_t clock        # exchange time, ns, from the command stream
@@ -49,6 +55,7 @@ cdef class ExchangeCore:
     # the layers, wired once by the Exchange (_compose)
     cdef readonly dict _handlers       # command type -> handler(cmd, events), order commands aside
     cdef readonly object triggers
+    cdef Waiting waiting               # the triggers' count (the same object)
     cdef readonly PricingCore _pricing     # perpcore.pricing.Pricing
     cdef readonly OrderEntry _entry        # the order commands' handler
     cdef readonly LiquidationCore liquidation
@@ -79,6 +86,7 @@ cdef class OrderEntry:
     cdef dict accounts                 # the margin layer's: account -> Account
     cdef MarginCore margin
     cdef object triggers
+    cdef Waiting waiting               # the triggers' count (the same object)
     # A refusal is the code the refusing call returns (0: none) with its reason here: no
     # exception on the order path; apply() makes it the command's one OrderRejected
     cdef readonly str reason

@@ -126,6 +126,10 @@ cdef class Market:
         self.professional_only = spec.professional_only
 
 
+cdef class Waiting:
+    pass       # its count (the .pxd) starts at 0
+
+
 cdef class ExchangeCore:
 
     def _advance_to(self, ts, list events):
@@ -158,6 +162,7 @@ cdef class ExchangeCore:
         """Wires the layers the Exchange built (once, in its constructor)."""
         self._pricing, self.margin, self.liquidation = pricing, margin, liquidation
         self.triggers, self._entry, self._handlers = triggers, entry, handlers
+        self.waiting = triggers
 
     def _move_clock(self, int64_t t):
         """Moves exchange time forward to t, inside the clock stage of a command (to each of the
@@ -294,7 +299,7 @@ cdef class ExchangeCore:
             if margin.in_transit:       # funding in transit: this command's share of its payments
                 self._pricing.carry(events)
             self.post_trade(events, 0)
-            if self.triggers.live:
+            if self.waiting.live:
                 self.fire_triggers(events)          # conditional orders the prices crossed
             if margin.debts or margin.auto_exchange:
                 # loans against collateral whose index moved; multi-assets mode's auto-exchange
@@ -316,7 +321,7 @@ cdef class OrderEntry:
         self.markets = markets
         self.accounts = margin.accounts
         self.margin = margin
-        self.triggers = triggers
+        self.triggers = self.waiting = triggers
 
     # ---- validation shared by the commands: each returns 0, or the code of its refusal with
     # ---- the reason in self.reason
@@ -371,7 +376,7 @@ cdef class OrderEntry:
                                f"{market.symbol} is offered to professional investors only")
         triggers = self.triggers
         if client_id and (market.book.find_client(account, client_id) is not None
-                          or triggers.live and triggers.has_client(account, client_id)):
+                          or self.waiting.live and triggers.has_client(account, client_id)):
             return self.refuse(DUPLICATE_CLIENT_ORDER_ID,
                                f"client order id {client_id} is already open")
         return 0
@@ -503,7 +508,7 @@ cdef class OrderEntry:
             return self.unknown_account(account)
         triggers = self.triggers
         cdef ExchangeCore ex = self.ex
-        if triggers.live:
+        if self.waiting.live:
             waiting = triggers.find(account, symbol, f[C_ORDER_ID], f[C_CLIENT_ID])
             if waiting:
                 ex.advance(ts, events)

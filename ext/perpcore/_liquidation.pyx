@@ -9,7 +9,7 @@ from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memmove, memset
 
 from perpcore._ledger cimport Cash
-from perpcore._margin cimport PosC, Sums, SymbolRisk, TierTable, int128_t, py_int
+from perpcore._margin cimport PosC, Prices, Sums, SymbolRisk, TierTable, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -865,7 +865,7 @@ cdef class LiquidationCore:
 
     cdef bint price(self, int dim, int64_t* out) except -1:
         """The price of a dimension now (a mark, an index); False: none yet."""
-        prices = (<SymbolRisk>self.risks[dim % self.nsym]).prices
+        cdef Prices prices = (<SymbolRisk>self.risks[dim % self.nsym]).prices
         p = prices.mark if dim < self.nsym else prices.index
         if p is None:
             return False
@@ -1047,6 +1047,7 @@ cdef class LiquidationCore:
         cdef int128_t equity, mm, slack
         cdef Dim dims[2 * MAX_SYMBOLS]
         cdef int n, i
+        cdef Prices prices
         self.figures(acc, &equity, &mm)
         slack = equity - mm if mm > 0 else equity + as128(self.socialized.get(account, 0)) + 1
         n = self.dims(acc, dims)

@@ -86,6 +86,14 @@ ctypedef struct PosC:
 cdef class SymbolRisk
 
 
+cdef class Prices:
+    """The prices of a symbol the margin and liquidation layers read, in ticks (None: none yet):
+    perpcore.pricing.SymbolPricing is one, the only writer. Fields of a C struct, so the hot path
+    reads them without an attribute lookup."""
+    cdef public object index, mark, last_trade
+    cdef public bint index_stale       # the index has not been updated within its window
+
+
 cdef class Slots:
     """Account slots: an account's index in every SymbolRisk's position array, given in the order
     accounts open; slots only grow (a restore starts them afresh). The arrays grow together, so
@@ -127,7 +135,7 @@ cdef class SymbolRisk:
     cdef readonly int64_t assuming_buffer
     cdef Slots slots
     cdef PosC* pos                     # by account slot (slots.cap of them)
-    cdef public object prices          # pricing's state of the symbol: .mark (ticks or None)
+    cdef public Prices prices          # pricing's state of the symbol (perpcore.pricing)
     cdef public int64_t intervals      # funding intervals begun
     cdef public Interval transit       # the one whose payments are being settled (None: none)
     cdef int128_t long_lots, short_lots     # open interest: the longs' lots, the shorts'

@@ -256,6 +256,10 @@ cdef class Interval:
         return self.positions, py_int(self.paid), py_int(self.received)
 
 
+cdef class Prices:
+    pass       # its fields (the .pxd) start as None and False
+
+
 cdef class Slots:
 
     def __init__(self, tuple risks):
