@@ -62,8 +62,6 @@ class MarginCore:
     _mark: Any
     accounts: dict[Any, Any]
     auto_exchange: bool
-    @property
-    def checked(self) -> Account: ...
     collateral: list[Any]
     debts: dict[Any, Any]
     exchange: Any

@@ -21,7 +21,7 @@ from libc.stdint cimport int64_t
 from perpcore._book cimport Order, OrderBook
 from perpcore._liquidation cimport LiquidationCore
 from perpcore._pricing cimport PricingCore
-from perpcore._margin cimport MarginCore
+from perpcore._margin cimport MarginCore, SymbolRisk
 
 
 cdef class Market:
@@ -34,6 +34,7 @@ cdef class Market:
     cdef readonly int64_t max_price, price_step, max_qty, qty_step
     cdef readonly int64_t market_protection     # RATE_SCALE
     cdef readonly bint professional_only
+    cdef readonly SymbolRisk risk      # the margin layer's state of the symbol (OrderEntry sets it)
 
 
 cdef class OrderEntry

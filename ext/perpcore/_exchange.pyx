@@ -321,6 +321,9 @@ cdef class OrderEntry:
         self.markets = markets
         self.accounts = margin.accounts
         self.margin = margin
+        cdef Market market
+        for symbol, market in markets.items():
+            market.risk = margin.symbols[symbol]
         self.triggers = self.waiting = triggers
 
     # ---- validation shared by the commands: each returns 0, or the code of its refusal with
@@ -468,10 +471,10 @@ cdef class OrderEntry:
         if code:
             return code
         cdef MarginCore margin = self.margin
-        code = margin.check(account, symbol, side, notional_price, qty, reduce_only, 0, 0, 0)
+        cdef Account acc = <Account>holder
+        code = margin.check(acc, market.risk, side, notional_price, qty, reduce_only, 0, 0, 0)
         if code:
             return self.margin_refusal(code)
-        cdef Account acc = margin.checked
         cdef ExchangeCore ex = self.ex
         fresh = not order_id
         if fresh:
@@ -492,7 +495,7 @@ cdef class OrderEntry:
                                     side, price, qty, order_type, tif))
         remaining = self.fill_events(market, book, side, qty, events, None)
         if status == ST_RESTING:
-            margin.rested(order_id, acc, symbol, side, price, remaining, reduce_only)
+            margin.rested(order_id, acc, market.risk, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
@@ -504,7 +507,8 @@ cdef class OrderEntry:
         market_obj = self.markets.get(symbol)
         if market_obj is None:
             return self.unknown_symbol(symbol)
-        if account not in self.accounts:
+        holder = self.accounts.get(account)
+        if holder is None:
             return self.unknown_account(account)
         triggers = self.triggers
         cdef ExchangeCore ex = self.ex
@@ -523,7 +527,7 @@ cdef class OrderEntry:
         cdef OrderBook book = market.book
         book.n_fills = 0
         open_qty = book._cancel(order_id)
-        self.margin.closed(order_id, account, symbol, side, price, open_qty)
+        self.margin.closed(order_id, <Account>holder, market.risk, side, price, open_qty)
         events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty, USER))
         return 0
 
@@ -552,8 +556,8 @@ cdef class OrderEntry:
                 < market.min_notional_units:
             return self.refuse(BELOW_MIN_NOTIONAL,
                                f"notional below {market.spec.min_notional} {market.spec.settle}")
-        code = self.margin.check(account, symbol, side, price, qty - filled, False, order_id,
-                                 old_price, open_qty)
+        code = self.margin.check(<Account>self.accounts[account], market.risk, side, price,
+                                 qty - filled, False, order_id, old_price, open_qty)
         if code:
             return self.margin_refusal(code)
         cdef ExchangeCore ex = self.ex
@@ -598,12 +602,15 @@ cdef class OrderEntry:
         allow: a reduce-only order never increases a position."""
         cdef ExchangeCore ex = self.ex
         cdef MarginCore margin = self.margin
+        cdef Market market
         for symbol, order_id, cut in margin.reduce_only_excess():
-            book = (<Market>self.markets[symbol]).book
+            market = <Market>self.markets[symbol]
+            book = market.book
             _, account, side, price, open_qty, filled, _, _ = book.order(order_id)
             if cut >= open_qty:
                 book.cancel(order_id)
-                margin.closed(order_id, account, symbol, side, price, open_qty)
+                margin.closed(order_id, <Account>self.accounts[account], market.risk, side, price,
+                              open_qty)
                 events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty,
                                              REDUCE_ONLY))
             else:
@@ -634,12 +641,13 @@ cdef class OrderEntry:
                                           f.taker_id, f.maker_account, f.taker_account,
                                           f.maker_remaining, f.taker_remaining))
                 # stage 4: positions, realised PnL and fees of both sides
-                margin.settle_trade(symbol, f.price, f.qty, taker_side, f.maker_id, f.taker_id,
-                                    f.maker_account, f.taker_account, f.maker_remaining, events,
-                                    taker_fee, seq, ts)
+                margin.settle_trade(market.risk, f.price, f.qty, taker_side, f.maker_id,
+                                    f.taker_id, f.maker_account, f.taker_account,
+                                    f.maker_remaining, events, taker_fee, seq, ts)
             else:
                 events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
                                              SELF_TRADE))
-                margin.closed(f.maker_id, f.maker_account, symbol, 1 - taker_side, f.price, f.qty)
+                margin.closed(f.maker_id, <Account>self.accounts[f.maker_account], market.risk,
+                              1 - taker_side, f.price, f.qty)
             remaining = f.taker_remaining
         return remaining

@@ -194,25 +194,25 @@ cdef class MarginCore:
     cdef void add_order(self, PosC* pos, int side, int64_t price, int64_t qty) noexcept
     cdef PosC* held_position(self, account, symbol) except NULL    # one that is made
     cdef void forget(self, object order_id, PosC* pos) except *
-    # order entry's calls (perpcore._exchange), and the C entries of order_closed and trade.
-    # check() returns 0 with the account it checked in `checked` (for rested()), or a refusal's
-    # code with its reason in `reason` (no exception: order entry makes it the OrderRejected)
-    cdef readonly Account checked
+    # order entry's calls (perpcore._exchange; it has found the account and the symbol's
+    # SymbolRisk once), and the C entries of order_closed and trade. check() returns 0, or a
+    # refusal's code with its reason in `reason` (no exception: order entry makes it the
+    # OrderRejected)
     cdef readonly str reason
-    cdef int check(self, account, symbol, int side, int64_t price, int64_t qty,
+    cdef int check(self, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
                    bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1
     cdef int128_t assuming_premium(self, SymbolRisk sr, int64_t price, int64_t qty, int64_t mark,
                                    bint has_mark) except? -1
     cdef int refuse(self, int code, str reason) except -1
-    cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
+    cdef rested(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
                 bint reduce_only)
-    cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty)
+    cdef closed(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty)
     # the reduce-only orders the positions in reduce_only_dirty no longer allow, as (symbol,
     # order id, lots to take off), newest first; empties reduce_only_dirty
     cdef list reduce_only_excess(self)
     # seq, ts: the command's, for the events
-    cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
-                      maker_account, taker_account, int64_t maker_remaining, list events,
-                      taker_fee, seq, ts)
+    cdef settle_trade(self, SymbolRisk sr, int64_t price, int64_t qty, int taker_side, maker_id,
+                      taker_id, maker_account, taker_account, int64_t maker_remaining,
+                      list events, taker_fee, seq, ts)
     cdef trade_side(self, SymbolRisk sr, Account acc, PosC* pos, bint buy, int64_t price,
                     int64_t qty, int64_t fee_rate, order_id, list events, seq, ts)

@@ -657,7 +657,7 @@ cdef class MarginCore:
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
-    cdef int check(self, account, symbol, int side, int64_t price, int64_t qty,
+    cdef int check(self, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
                    bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1:
         """Refuses an order (or, with `amended`, the new price and open quantity of that resting
         order, now at old_price for old_qty open lots) the account could not carry: a reduce-only
@@ -665,11 +665,8 @@ cdef class MarginCore:
         position past its leverage's notional cap, or initial margin above equity. An order that
         adds no initial margin (netted by the other side, or reducing the position at a price no
         worse than the mark) always passes, and a reduce-only order is never refused for margin:
-        it is the way out of a position. Returns 0, the account being in `checked`, or the
-        refusal's code with its reason in `reason`."""
-        cdef Account acc = <Account>self.accounts[account]
-        self.checked = acc
-        cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
+        it is the way out of a position. Returns 0, or the refusal's code with its reason in
+        `reason`."""
         # a position yet to be made is all zeros: flat, no orders (none is made here)
         cdef PosC* pos = &sr.pos[acc.slot]
         cdef int64_t bq = pos.buy_qty, bv = pos.buy_value, sq = pos.sell_qty, sv = pos.sell_value
@@ -782,9 +779,10 @@ cdef class MarginCore:
             del self.reduce_only_ids[key]
         pos.reduce_only -= 1
 
-    cdef rested(self, order_id, Account acc, symbol, int side, int64_t price, int64_t qty,
+    cdef rested(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
                 bint reduce_only):
-        cdef PosC* pos = self.position_of(acc, <SymbolRisk>self.symbols[symbol])
+        cdef PosC* pos = self.position_of(acc, sr)
+        symbol = sr.symbol
         self.add_order(pos, side, price, qty)
         if reduce_only:         # its pre-trade check left it room
             self.reduce_only_orders[order_id] = [acc.id, symbol, side, price, qty]
@@ -813,10 +811,10 @@ cdef class MarginCore:
     def order_closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty):
         """The order left the book (cancel, expiry, self-trade prevention, liquidation) with qty
         lots open at price."""
-        self.closed(order_id, account, symbol, side, price, qty)
+        self.closed(order_id, self.accounts[account], self.symbols[symbol], side, price, qty)
 
-    cdef closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty):
-        cdef PosC* pos = self.held_position(account, symbol)
+    cdef closed(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty):
+        cdef PosC* pos = &sr.pos[acc.slot]      # made when the order rested
         self.add_order(pos, side, price, -qty)
         if pos.reduce_only and order_id in self.reduce_only_orders:
             self.forget(order_id, pos)
@@ -846,12 +844,11 @@ cdef class MarginCore:
 
     # ---- settlement ----------------------------------------------------------------------------
 
-    cdef settle_trade(self, symbol, int64_t price, int64_t qty, int taker_side, maker_id, taker_id,
-                      maker_account, taker_account, int64_t maker_remaining, list events,
-                      taker_fee, seq, ts):
+    cdef settle_trade(self, SymbolRisk sr, int64_t price, int64_t qty, int taker_side, maker_id,
+                      taker_id, maker_account, taker_account, int64_t maker_remaining,
+                      list events, taker_fee, seq, ts):
         """Settles one trade for both sides (maker first) and takes it off the maker's order sums.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
-        cdef SymbolRisk sr = <SymbolRisk>self.symbols[symbol]
         cdef Account maker = <Account>self.accounts[maker_account]
         cdef PosC* maker_pos = &sr.pos[maker.slot]     # made when its order rested
         # a trade is at the maker's price, on the side opposite the taker's
