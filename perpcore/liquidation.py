@@ -219,8 +219,8 @@ class Liquidation(LiquidationCore):
         when the account is insolvent (no step could bring its margin back)."""
         best = None
         mark_of = self.pricing.mark_price
-        for symbol in sorted(acc.positions):
-            size = acc.positions[symbol].size
+        for symbol, pos in acc.positions.items():      # (in symbol order)
+            size = pos.size
             if not size:
                 continue
             p = self.params[symbol]

@@ -425,8 +425,7 @@ class Margin(MarginCore):
         figures = self._figures(acc)
         equity, upnl, im, mm, coll = figures
         positions = []
-        for symbol in sorted(acc.positions):
-            pos = acc.positions[symbol]
+        for symbol, pos in acc.positions.items():      # (in symbol order)
             if not (pos.size or pos.buy_qty or pos.sell_qty):
                 continue
             sr = self.symbols[symbol]
@@ -578,8 +577,7 @@ class Margin(MarginCore):
         positions = []
         for account in sorted(self.accounts):
             acc = self.accounts[account]
-            for symbol in sorted(acc.positions):
-                pos = acc.positions[symbol]
+            for symbol, pos in acc.positions.items():      # (in symbol order)
                 if not pos.idle(self._leverage_default(acc, self.symbols[symbol])):
                     positions.append((account, symbol, pos.size, pos.cost, pos.leverage,
                                       pos.buy_qty, pos.buy_value, pos.sell_qty, pos.sell_value,

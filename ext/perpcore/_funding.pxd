@@ -29,7 +29,6 @@ from perpcore._margin cimport MarginCore, SymbolRisk, int128_t
 cdef struct Row:
     # one open position
     int64_t account        # its account id
-    Py_ssize_t slot        # its account's slot (perpcore._margin.Slots)
     int64_t size           # signed lots, != 0
     int128_t amount        # its funding: < 0 paid, > 0 received
 

@@ -34,7 +34,7 @@ cdef Py_ssize_t gather(SymbolRisk sr, Row* rows) except -1:
     for i in range(sr.slots.n):
         size = sr.pos[i].size
         if size:
-            rows[n].account, rows[n].slot, rows[n].size = sr.slots.ids[i], i, size
+            rows[n].account, rows[n].size = sr.slots.ids[i], size
             if n and ordered and rows[n - 1].account > rows[n].account:
                 ordered = False
             n += 1

@@ -43,7 +43,7 @@ cdef class CashTable:
     def total(self, str asset):
         """The sum of every row's balance of the asset (exact: the audit's accounts figure)."""
         cdef Py_ssize_t k = self.column_of(asset), r
-        cdef long long total = 0, wide = 0
+        cdef long long total = 0
         cdef int64_t v
         out = 0
         for r in range(self.rows):
