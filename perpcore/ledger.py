@@ -40,7 +40,7 @@ from array import array
 
 import msgspec
 
-from perpcore._ledger import Cash, CashTable
+from perpcore._ledger import Balances, Cash, CashTable
 from perpcore.config import LimitsSpec
 
 BUCKETS = ("insurance_fund", "fee_account", "lending_pool", "platform", "funding_transit")
@@ -180,23 +180,22 @@ class TransferWindow:
 
 class Ledger:
     """Balances per holder and asset, and the external flows. An account's balances are a row of
-    int64 in C (perpcore._ledger.CashTable), its Cash view shared with the margin layer (it reads
-    and moves cash on the hot path without a second lookup); the venue buckets are dicts."""
+    int64 in C (perpcore._ledger.CashTable, the register of accounts: a row is the account's slot in
+    the margin and liquidation layers too), read through Cash views; the venue buckets are
+    dicts."""
 
     def __init__(self, assets: list[str], limits: LimitsSpec = LimitsSpec()):
         self.assets = list(assets)
         self.cash = CashTable(self.assets)
-        self.balances: dict[int, Cash] = {}
+        self.balances = Balances(self.cash)        # account -> its Cash view
         self.venue = {bucket: dict.fromkeys(self.assets, 0) for bucket in BUCKETS}
         self.deposits = dict.fromkeys(self.assets, 0)
         self.withdrawals = dict.fromkeys(self.assets, 0)
         self.transfers = TransferWindow(limits.transfer_ids_kept, limits.transfer_id_ttl_ns)
 
-    def open(self, account: int) -> Cash:
-        balances = self.balances.get(account)
-        if balances is None:
-            balances = self.balances[account] = self.cash.open()
-        return balances
+    def open(self, account: int) -> int:
+        """The account's row in the CashTable, given if new."""
+        return self.cash.open(account)
 
     def seen(self, account: int, transfer_id: int, now: int) -> bool:
         return transfer_id != 0 and self.transfers.seen(account, transfer_id, now)
@@ -255,9 +254,10 @@ class Ledger:
         }
 
     def from_state(self, state: dict) -> None:
-        """Refills the ledger in place: the margin layer's accounts keep their dict objects."""
+        """Refills the ledger in place; rows are given afresh, in the state's (account) order."""
+        self.cash.clear()
         for account, values in state["balances"]:
-            self.open(account).update(zip(self.assets, values))
+            Cash(self.cash, self.open(account)).update(zip(self.assets, values))
         for bucket, values in state["venue"]:
             self.venue[bucket].update(zip(self.assets, values))
         self.deposits.update((a, high * _LIMB + low)

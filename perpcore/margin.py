@@ -122,7 +122,8 @@ class Margin(MarginCore):
         self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
         for symbol, sr in self.symbols.items():
             sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
-        self.bind_symbols()
+        caps = config.margin.leverage_caps
+        self.bind_symbols(self.ledger.cash, caps["retail"], caps["professional"])
         self._set_collateral([CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
         self.bind_cash(self.ledger.cash)
         spec = config.margin
@@ -141,8 +142,6 @@ class Margin(MarginCore):
         # accounts to auto-exchange at the next command: stage 6's fills left their balance below
         # the threshold, or their collateral had no fresh index (state: see to_state)
         self.exchange_pending: set[int] = set()
-        self.caps = config.margin.leverage_caps
-        self.accounts: dict[int, Account] = {}
         # open reduce-only orders: id -> [account, symbol, side, price, open qty] (the books hold
         # the rest; each position keeps its open orders' sums)
         self.reduce_only_orders: dict[int, list] = {}
@@ -158,9 +157,8 @@ class Margin(MarginCore):
     # ---- accounts ------------------------------------------------------------------------------
 
     def open_account(self, account: int, professional: bool) -> None:
-        cap = self.caps["professional" if professional else "retail"]
-        self.accounts[account] = self.new_account(account, professional, self.ledger.open(account),
-                                                  cap)
+        self.ledger.open(account)
+        self.new_account(account, professional)
         self.account_ids.add(account)
 
     def _asset(self, asset) -> str:
@@ -601,6 +599,7 @@ class Margin(MarginCore):
         self.ledger.from_state(state["ledger"])
         self.lending.from_state(state["lending"])
         self.clear_accounts()
+        self.account_ids.clear()
         self.reduce_only_orders.clear()
         self.reduce_only_ids.clear()
         for account, professional in state["accounts"]:

@@ -56,13 +56,23 @@ def test_transfer_ids_are_remembered_per_account():
     assert not led.seen(2, 7, 20) and not led.seen(1, 0, 20) and not led.seen(2, 0, 20)
 
 
-def test_state_round_trip_keeps_the_shared_balance_dicts():
+def test_state_round_trip_gives_the_rows_afresh_in_account_order():
     led = ledger_with_flows()
     other = Ledger(ASSETS)
-    shared = other.open(1)
+    other.open(99)                  # an account the state does not have is gone after it
+    other.open(2)
     other.from_state(led.to_state(20))
     assert other.to_state(20) == led.to_state(20)
-    assert other.balances[1] is shared and shared["USD"] == 695
+    assert 99 not in other.balances and list(other.balances) == sorted(led.balances)
+    assert [other.cash.row(a) for a in sorted(led.balances)] == list(range(len(led.balances)))
+    assert other.balances[1]["USD"] == 695
+
+
+def test_two_views_of_one_account_are_one_holder():
+    led = ledger_with_flows()
+    before = led.balances[1]["USD"]
+    assert move(led.balances[1], led.balances[1], "USD", 5) == before
+    assert led.balances[1]["USD"] == before and led.balances[1] == led.balances[1]
 
 
 def test_a_move_is_what_one_holder_loses_and_the_other_gains():

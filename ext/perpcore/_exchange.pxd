@@ -21,7 +21,7 @@ from libc.stdint cimport int64_t
 from perpcore._book cimport Order, OrderBook
 from perpcore._liquidation cimport LiquidationCore
 from perpcore._pricing cimport PricingCore
-from perpcore._margin cimport MarginCore, SymbolRisk
+from perpcore._margin cimport MarginCore, Slots, SymbolRisk
 
 
 cdef class Market:
@@ -84,7 +84,7 @@ cdef class ExchangeCore:
 cdef class OrderEntry:
     cdef ExchangeCore ex               # the Exchange: seq, clock, _next_order_id, advance
     cdef dict markets                  # symbol -> perpcore.exchange.Market
-    cdef dict accounts                 # the margin layer's: account -> Account
+    cdef Slots slots                   # the margin layer's: account -> slot, its flags
     cdef MarginCore margin
     cdef object triggers
     cdef Waiting waiting               # the triggers' count (the same object)

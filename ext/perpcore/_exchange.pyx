@@ -5,7 +5,7 @@ from libc.stdint cimport int64_t
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
-from perpcore._margin cimport Account, MarginCore, int128_t
+from perpcore._margin cimport PROFESSIONAL, MarginCore, int128_t
 from perpcore._validate cimport echo, fields_of, refusal as schema_refusal
 
 from perpcore import messages as m
@@ -319,7 +319,7 @@ cdef class OrderEntry:
     def __init__(self, ExchangeCore exchange, dict markets, MarginCore margin, triggers):
         self.ex = exchange
         self.markets = markets
-        self.accounts = margin.accounts
+        self.slots = margin.slots
         self.margin = margin
         cdef Market market
         for symbol, market in markets.items():
@@ -404,7 +404,7 @@ cdef class OrderEntry:
 
     def require_account(self, account):
         """Refuses an account that does not exist (UNKNOWN_ACCOUNT, raised)."""
-        if account not in self.accounts:
+        if account not in self.margin.accounts:
             self._raise(self.unknown_account(account))
 
     cdef Order* owned_order(self, Market market, account, order_id, client_id):
@@ -430,10 +430,10 @@ cdef class OrderEntry:
             return self.unknown_symbol(symbol)
         cdef Market market = <Market>market_obj
         account = f[P_ACCOUNT]
-        holder = self.accounts.get(account)
-        if holder is None:
+        cdef Py_ssize_t slot = self.slots.find(account)
+        if slot < 0:
             return self.unknown_account(account)
-        cdef bint professional = (<Account>holder).professional
+        cdef bint professional = self.slots.flags[slot] & PROFESSIONAL
         side, qty, price, order_type = f[P_SIDE], f[P_QTY], f[P_PRICE], f[P_ORDER_TYPE]
         tif, stp, client_id, reduce_only = f[P_TIF], f[P_STP], f[P_CLIENT_ID], f[P_REDUCE_ONLY]
         cdef int code
@@ -471,8 +471,7 @@ cdef class OrderEntry:
         if code:
             return code
         cdef MarginCore margin = self.margin
-        cdef Account acc = <Account>holder
-        code = margin.check(acc, market.risk, side, notional_price, qty, reduce_only, 0, 0, 0)
+        code = margin.check(slot, market.risk, side, notional_price, qty, reduce_only, 0, 0, 0)
         if code:
             return self.margin_refusal(code)
         cdef ExchangeCore ex = self.ex
@@ -495,7 +494,7 @@ cdef class OrderEntry:
                                     side, price, qty, order_type, tif))
         remaining = self.fill_events(market, book, side, qty, events, None)
         if status == ST_RESTING:
-            margin.rested(order_id, acc, market.risk, side, price, remaining, reduce_only)
+            margin.rested(order_id, slot, market.risk, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
@@ -507,8 +506,8 @@ cdef class OrderEntry:
         market_obj = self.markets.get(symbol)
         if market_obj is None:
             return self.unknown_symbol(symbol)
-        holder = self.accounts.get(account)
-        if holder is None:
+        cdef Py_ssize_t slot = self.slots.find(account)
+        if slot < 0:
             return self.unknown_account(account)
         triggers = self.triggers
         cdef ExchangeCore ex = self.ex
@@ -527,7 +526,7 @@ cdef class OrderEntry:
         cdef OrderBook book = market.book
         book.n_fills = 0
         open_qty = book._cancel(order_id)
-        self.margin.closed(order_id, <Account>holder, market.risk, side, price, open_qty)
+        self.margin.closed(order_id, slot, market.risk, side, price, open_qty)
         events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty, USER))
         return 0
 
@@ -537,7 +536,8 @@ cdef class OrderEntry:
         market_obj = self.markets.get(symbol)
         if market_obj is None:
             return self.unknown_symbol(symbol)
-        if account not in self.accounts:
+        cdef Py_ssize_t slot = self.slots.find(account)
+        if slot < 0:
             return self.unknown_account(account)
         cdef Market market = <Market>market_obj
         cdef Order* order = self.owned_order(market, account, cmd.order_id, 0)
@@ -556,7 +556,7 @@ cdef class OrderEntry:
                 < market.min_notional_units:
             return self.refuse(BELOW_MIN_NOTIONAL,
                                f"notional below {market.spec.min_notional} {market.spec.settle}")
-        code = self.margin.check(<Account>self.accounts[account], market.risk, side, price,
+        code = self.margin.check(slot, market.risk, side, price,
                                  qty - filled, False, order_id, old_price, open_qty)
         if code:
             return self.margin_refusal(code)
@@ -609,7 +609,7 @@ cdef class OrderEntry:
             _, account, side, price, open_qty, filled, _, _ = book.order(order_id)
             if cut >= open_qty:
                 book.cancel(order_id)
-                margin.closed(order_id, <Account>self.accounts[account], market.risk, side, price,
+                margin.closed(order_id, self.slots.find(account), market.risk, side, price,
                               open_qty)
                 events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, open_qty,
                                              REDUCE_ONLY))
@@ -647,7 +647,7 @@ cdef class OrderEntry:
             else:
                 events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
                                              SELF_TRADE))
-                margin.closed(f.maker_id, <Account>self.accounts[f.maker_account], market.risk,
+                margin.closed(f.maker_id, self.slots.find(f.maker_account), market.risk,
                               1 - taker_side, f.price, f.qty)
             remaining = f.taker_remaining
         return remaining

@@ -6,8 +6,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
 from libc.stdlib cimport qsort
 
-from perpcore._ledger cimport move
-from perpcore._margin cimport Account, Interval, MarginCore, PosC, SymbolRisk, int128_t, py_int
+from perpcore._ledger cimport move, move_cells
+from perpcore._margin cimport Interval, MarginCore, PosC, Slots, SymbolRisk, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -34,7 +34,7 @@ cdef Py_ssize_t gather(SymbolRisk sr, Row* rows) except -1:
     for i in range(sr.slots.n):
         size = sr.pos[i].size
         if size:
-            rows[n].account, rows[n].size = sr.slots.ids[i], size
+            rows[n].account, rows[n].size = sr.slots.table.ids[i], size
             if n and ordered and rows[n - 1].account > rows[n].account:
                 ordered = False
             n += 1
@@ -109,7 +109,8 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
     except OverflowError:
         return None
     cdef Row* rows = <Row*>PyMem_Malloc(max(sr.slots.n, 1) * sizeof(Row))
-    cdef dict accounts = margin.accounts
+    cdef Slots slots = margin.slots
+    cdef Py_ssize_t column = slots.table.column_of(asset)
     if rows is NULL:
         raise MemoryError()
     try:
@@ -118,7 +119,7 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
             if not amounts(rows, n, per_lot, rate > 0, &paid, &remainder):
                 return None
             for i in range(n):      # every balance stays in the ledger's range, or none moves
-                if not INT64_MIN <= (<Account>accounts[rows[i].account]).cash[asset] \
+                if not INT64_MIN <= margin.cash_of(slots.find(rows[i].account))[column] \
                         + py_int(rows[i].amount) <= INT64_MAX:
                     return None
         for pays in (True, False):      # payers first, as the sweep of an interval in transit
@@ -129,7 +130,8 @@ def settle(MarginCore margin, str symbol, mark, rate, units_per_ticklot, seq, ts
                 amount = py_int(rows[i].amount)
                 # through the funding in transit, as a sweep's payments: it is back where it was
                 # once the remainder has gone to the fund
-                move(transit, (<Account>accounts[account]).cash, asset, amount)
+                move_cells(transit, NULL, None,
+                           &margin.cash_of(slots.find(rows[i].account))[column], asset, amount)
                 events.append(FUNDING_PAID(seq, ts, symbol, account, rows[i].size, mark, rate,
                                            amount))
         move(transit, margin.insurance, asset, py_int(remainder))
@@ -166,7 +168,7 @@ def restore(MarginCore margin, list transit):
             if sr.pos[i].held:
                 sr.pos[i].funded = 1
         for account in due:
-            sr.pos[(<Account>margin.accounts[account]).slot].funded = 0
+            sr.pos[margin.slots.slot_of(account)].funded = 0
         margin.in_transit += 1
 
 
@@ -178,8 +180,8 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
     Returns the accounts visited."""
     cdef Interval iv = sr.transit
     cdef Py_ssize_t used = 0
-    cdef dict accounts = margin.accounts
-    cdef Account acc
+    cdef Slots slots = margin.slots
+    cdef Py_ssize_t slot
     cdef PosC* pos
     while True:
         after = iter(ids) if iv.cursor is None else ids.irange(iv.cursor, None, (False, True))
@@ -188,12 +190,12 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
                 return used
             used += 1
             iv.cursor = account
-            acc = <Account>accounts[account]
-            pos = &sr.pos[acc.slot]
+            slot = slots.find(account)
+            pos = &sr.pos[slot]
             # a position opened, changed or touched since the funding time has been settled
             if pos.size and pos.funded != iv.number and (iv.receiving
                                                          or (pos.size > 0) == iv.payer_long):
-                margin.pay(sr, acc, pos, events, seq, ts)
+                margin.pay(sr, slot, pos, events, seq, ts)
         if not iv.receiving:
             iv.receiving, iv.cursor = True, None
             continue

@@ -4,21 +4,63 @@
 # Outside the ledger's own external flows (deposits and withdrawals, in perpcore.ledger), money only
 # ever changes through move and realise, which the layers call from C and from Python alike
 # (tests/test_ledger.py checks that no other code writes a balance).
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+
+cdef inline uint64_t mix(uint64_t x) noexcept nogil:
+    """splitmix64's finaliser: the hash of an account id."""
+    x ^= x >> 30
+    x *= 0xbf58476d1ce4e5b9ULL
+    x ^= x >> 27
+    x *= 0x94d049bb133111ebULL
+    return x ^ (x >> 31)
+
+
+ctypedef struct IdTable:
+    # open addressing, an int64 id -> its index (the owner keeps index i's id at keys[i * step]),
+    # at most half full so that probes stay short
+    uint32_t* cells         # index + 1, 0: empty
+    Py_ssize_t mask         # cells - 1 (a power of two)
+
+
+cdef inline Py_ssize_t id_find(IdTable* t, int64_t key, int64_t* keys, Py_ssize_t step) \
+        noexcept nogil:
+    """The index of the key, -1: none."""
+    cdef Py_ssize_t i = <Py_ssize_t>(mix(<uint64_t>key) & <uint64_t>t.mask)
+    cdef uint32_t s
+    while True:
+        s = t.cells[i]
+        if s == 0:
+            return -1
+        if keys[(s - 1) * step] == key:
+            return s - 1
+        i = (i + 1) & t.mask
+
+# index n gets key keys[n * step] (not in the table), growing the table first if n + 1 keys would
+# pass half of it; id_reset empties it (a table of 16 cells)
+cdef int id_add(IdTable* t, Py_ssize_t n, int64_t* keys, Py_ssize_t step) except -1
+cdef int id_reset(IdTable* t) except -1
 
 
 cdef class CashTable:
-    """Every account's balances: a row of int64 per account (one per asset), rows given in the
-    order accounts open and never taken back. Every balance fits int64 (perpcore.ledger's range:
-    the venue's money is at most 2**62 units); a write that would not is refused (OverflowError)."""
+    """Every account's balances and the register of accounts: a row of int64 per account (one per
+    asset), rows given in the order accounts open and never taken back (a restore clears them).
+    An account's row is its slot in every per-account array (the margin and liquidation layers
+    index theirs by it). Every balance fits int64 (perpcore.ledger's range: the venue's money is at
+    most 2**62 units); a write that would not is refused (OverflowError)."""
     cdef readonly tuple assets
     cdef dict column                    # asset -> its index in a row
     cdef readonly Py_ssize_t width      # assets
     cdef readonly Py_ssize_t rows       # rows given
     cdef Py_ssize_t cap                 # rows allocated
     cdef int64_t* cells                 # rows x width
+    cdef int64_t* ids                   # row -> account
+    cdef IdTable table                  # account -> row
 
     cdef Py_ssize_t column_of(self, str asset) except -1       # KeyError for an unknown asset
+    cdef Py_ssize_t find(self, int64_t account) noexcept nogil  # its row, -1: none
+    cdef Py_ssize_t row_of(self, account) except -1            # KeyError for an unknown account
+    cdef int64_t* row_cells(self, Py_ssize_t row) noexcept nogil
 
 
 cdef class Cash:
@@ -31,9 +73,19 @@ cdef class Cash:
     cdef int64_t amount_of(self, str asset) except? -1              # KeyError: unknown asset
 
 
+cdef class Balances:
+    """Every account's balances as a mapping account -> Cash (perpcore.ledger.Ledger.balances), in
+    the order accounts opened; a view is made on each lookup."""
+    cdef readonly CashTable table
+
+
 # amount of asset from one holder's balances to another's (negative: the other way round); a
 # holder is a dict or a Cash
 cpdef object move(source, target, str asset, amount)
+# the same with either holder's balance as its cell in the CashTable (NULL: the holder is a dict)
+cdef object move_cells(source, int64_t* source_cell, target, int64_t* target_cell, str asset,
+                       amount)
 # profit (> 0) or loss (< 0) realised on closing a position, into the account's balances: its
 # counterpart is the open positions' entry value, perpcore.ledger's open_entry_value
 cpdef object realise(cash, str asset, amount)
+cdef object realise_cell(int64_t* cell, amount)         # into an account's balance cell

@@ -1,11 +1,42 @@
 # The one writer of money: see perpcore._ledger.pxd, and perpcore.ledger for the holders and the
 # audit. Amounts are Python ints at this interface; an account's balances are int64 in C.
 cimport cython
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
 from libc.stdint cimport INT64_MAX, INT64_MIN
 from libc.string cimport memset
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+
+
+cdef int id_add(IdTable* t, Py_ssize_t n, int64_t* keys, Py_ssize_t step) except -1:
+    cdef Py_ssize_t size, i, s
+    cdef uint32_t* cells
+    if 2 * (n + 1) > t.mask + 1:
+        size = 2 * (t.mask + 1)
+        cells = <uint32_t*>PyMem_Calloc(size, sizeof(uint32_t))
+        if cells is NULL:
+            raise MemoryError()
+        PyMem_Free(t.cells)
+        t.cells, t.mask = cells, size - 1
+        for s in range(n):
+            i = <Py_ssize_t>(mix(<uint64_t>keys[s * step]) & <uint64_t>t.mask)
+            while cells[i]:
+                i = (i + 1) & t.mask
+            cells[i] = <uint32_t>(s + 1)
+    i = <Py_ssize_t>(mix(<uint64_t>keys[n * step]) & <uint64_t>t.mask)
+    while t.cells[i]:
+        i = (i + 1) & t.mask
+    t.cells[i] = <uint32_t>(n + 1)
+    return 0
+
+
+cdef int id_reset(IdTable* t) except -1:
+    cdef uint32_t* cells = <uint32_t*>PyMem_Calloc(16, sizeof(uint32_t))
+    if cells is NULL:
+        raise MemoryError()
+    PyMem_Free(t.cells)
+    t.cells, t.mask = cells, 15
+    return 0
 
 
 cdef class CashTable:
@@ -14,9 +45,12 @@ cdef class CashTable:
         self.assets = tuple(assets)
         self.column = {asset: k for k, asset in enumerate(self.assets)}
         self.width = len(self.assets)
+        id_reset(&self.table)
 
     def __dealloc__(self):
         PyMem_Free(self.cells)
+        PyMem_Free(self.ids)
+        PyMem_Free(self.table.cells)
 
     cdef Py_ssize_t column_of(self, str asset) except -1:
         cdef Py_ssize_t k
@@ -25,20 +59,58 @@ cdef class CashTable:
                 return k
         return self.column[asset]
 
-    def open(self) -> Cash:
-        """A new row of zero balances, as its Cash."""
+    cdef Py_ssize_t find(self, int64_t account) noexcept nogil:
+        return id_find(&self.table, account, self.ids, 1)
+
+    cdef Py_ssize_t row_of(self, account) except -1:
+        cdef Py_ssize_t row = -1
+        if type(account) is int and INT64_MIN <= account <= INT64_MAX:
+            row = self.find(account)
+        if row < 0:
+            raise KeyError(account)
+        return row
+
+    cdef int64_t* row_cells(self, Py_ssize_t row) noexcept nogil:
+        return self.cells + row * self.width
+
+    def open(self, int64_t account) -> int:
+        """The account's row: a new one of zero balances if it has none."""
+        cdef Py_ssize_t row = self.find(account), cap
         cdef void* grown
-        cdef Py_ssize_t cap
+        if row >= 0:
+            return row
         if self.rows == self.cap:
             cap = self.cap * 2 if self.cap else 64
             grown = PyMem_Realloc(self.cells, cap * self.width * sizeof(int64_t) or 1)
             if grown is NULL:
                 raise MemoryError()
-            self.cells, self.cap = <int64_t*>grown, cap
+            self.cells = <int64_t*>grown
+            grown = PyMem_Realloc(self.ids, cap * sizeof(int64_t))
+            if grown is NULL:
+                raise MemoryError()
+            self.ids, self.cap = <int64_t*>grown, cap
+        row = self.rows
+        self.ids[row] = account
+        id_add(&self.table, row, self.ids, 1)
         # only the row given is written: the pages past it stay untouched until used
-        memset(self.cells + self.rows * self.width, 0, self.width * sizeof(int64_t))
+        memset(self.row_cells(row), 0, self.width * sizeof(int64_t))
         self.rows += 1
-        return Cash(self, self.rows - 1)
+        return row
+
+    def clear(self):
+        """No account (a restore's start)."""
+        id_reset(&self.table)
+        self.rows = 0
+
+    def account(self, Py_ssize_t row):
+        """The account of a row."""
+        if not 0 <= row < self.rows:
+            raise IndexError(f"no cash row {row}")
+        return self.ids[row]
+
+    def row(self, account) -> int:
+        """The account's row (KeyError: none)."""
+        return self.row_of(account)
 
     def total(self, str asset):
         """The sum of every row's balance of the asset (exact: the audit's accounts figure)."""
@@ -122,6 +194,59 @@ cdef class Cash:
 MutableMapping.register(Cash)
 
 
+@cython.no_gc
+cdef class Balances:
+
+    def __init__(self, CashTable table):
+        self.table = table
+
+    def __getitem__(self, account):
+        return Cash(self.table, self.table.row_of(account))
+
+    def get(self, account, default=None):
+        try:
+            return self[account]
+        except KeyError:
+            return default
+
+    def __contains__(self, account):
+        try:
+            self.table.row_of(account)
+        except KeyError:
+            return False
+        return True
+
+    def __len__(self):
+        return self.table.rows
+
+    def __iter__(self):
+        cdef Py_ssize_t r
+        return iter([self.table.ids[r] for r in range(self.table.rows)])
+
+    def keys(self):
+        return list(self)
+
+    def values(self):
+        cdef Py_ssize_t r
+        return [Cash(self.table, r) for r in range(self.table.rows)]
+
+    def items(self):
+        cdef Py_ssize_t r
+        return [(self.table.ids[r], Cash(self.table, r)) for r in range(self.table.rows)]
+
+    def __eq__(self, other):
+        if isinstance(other, (Balances, dict)):
+            return {a: dict(c.items()) for a, c in self.items()} == \
+                {a: dict(c.items()) for a, c in other.items()}
+        return NotImplemented
+
+    def __repr__(self):
+        return f"Balances({ {a: dict(c.items()) for a, c in self.items()}!r})"
+
+
+Mapping.register(Balances)
+
+
 cdef inline int64_t* cell_of(holder, str asset) except? NULL:
     """An account's balance in C, or NULL for a venue bucket (a dict)."""
     if type(holder) is Cash:
@@ -133,10 +258,17 @@ cpdef object move(source, target, str asset, amount):
     """Moves amount of asset from source to target: what one loses the other gains, so no move can
     create or destroy money. Returns the target's new balance. Nothing is written unless both
     new balances fit their holders (an account's: int64, else OverflowError)."""
-    if source is target:
-        return target[asset]
-    cdef int64_t* source_cell = cell_of(source, asset)
-    cdef int64_t* target_cell = cell_of(target, asset)
+    return move_cells(source, cell_of(source, asset), target, cell_of(target, asset), asset,
+                      amount)
+
+
+cdef object move_cells(source, int64_t* source_cell, target, int64_t* target_cell, str asset,
+                       amount):
+    # a holder to itself (two views of one row are one cell) changes nothing
+    if source_cell is not NULL and source_cell == target_cell:
+        return target_cell[0]
+    if source_cell is NULL and target_cell is NULL and source is target:
+        return (<dict>target)[asset]
     cdef int64_t left64 = 0, result64 = 0
     left = (source_cell[0] if source_cell is not NULL else (<dict>source)[asset]) - amount
     result = (target_cell[0] if target_cell is not NULL else (<dict>target)[asset]) + amount
@@ -162,6 +294,10 @@ cpdef object realise(cash, str asset, amount):
         result = (<dict>cash)[asset] + amount
         (<dict>cash)[asset] = result
         return result
-    cdef int64_t result64 = balance[0] + amount     # OverflowError past int64, nothing written
-    balance[0] = result64
+    return realise_cell(balance, amount)
+
+
+cdef object realise_cell(int64_t* cell, amount):
+    cdef int64_t result64 = cell[0] + amount     # OverflowError past int64, nothing written
+    cell[0] = result64
     return result64

@@ -22,7 +22,8 @@
 cimport cython
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
-from perpcore._margin cimport Account, MarginCore, PosC, int128_t
+from perpcore._ledger cimport IdTable
+from perpcore._margin cimport MarginCore, PosC, int128_t
 
 cpdef enum Direction:
     DOWN = 0            # fires when the price falls to the trigger or below (a long, collateral)
@@ -95,8 +96,7 @@ cdef class BreachIndex:
     cdef Py_ssize_t stride               # bytes per slot: its account, count, entries, payload
     cdef Py_ssize_t capacity             # slots allocated
     cdef char* records
-    cdef uint32_t* table                 # open addressing, account -> slot + 1 (0: empty)
-    cdef Py_ssize_t mask                 # table size - 1
+    cdef IdTable table                   # account -> slot (the records' heads hold the ids)
     cdef Node* nodes                     # node 0 unused (none)
     cdef uint32_t n_nodes, cap_nodes, free_nodes
     cdef int height                      # the trees' deepest path so far (their paths' room)
@@ -163,17 +163,18 @@ cdef class LiquidationCore:
     cpdef bint _examine(self, account, bint keep_earlier=*) except -1
     cpdef list _uncovered(self, dict paid, set touched)
 
-    # the keying, in C
+    # the keying, in C: `acc` is the account's slot in the margin layer (MarginCore.slots)
+    cdef int128_t debt(self, Py_ssize_t acc) except? -1
     cdef bint price(self, int dim, int64_t* out) except -1
     cdef Keyed* keyed(self, Py_ssize_t slot) noexcept nogil
-    cdef int corner(self, Account acc, Entry* entries, int n, Keyed* terms, int* missing,
+    cdef int corner(self, Py_ssize_t acc, Entry* entries, int n, Keyed* terms, int* missing,
                     int128_t* slack) except -1
-    cdef bint key_position(self, Account acc, Py_ssize_t slot, int128_t rest, int k,
+    cdef bint key_position(self, Py_ssize_t acc, Py_ssize_t slot, int128_t rest, int k,
                            PosC* pos) except -1
-    cdef int dims(self, Account acc, Dim* out) except -1
-    cdef int figures(self, Account acc, int128_t* equity, int128_t* mm) except -1
-    cdef int key(self, Account acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
+    cdef int dims(self, Py_ssize_t acc, Dim* out) except -1
+    cdef int figures(self, Py_ssize_t acc, int128_t* equity, int128_t* mm) except -1
+    cdef int key(self, Py_ssize_t acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
                  int n, bint keep_earlier) except -1
-    cdef int triggers(self, Account acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
+    cdef int triggers(self, Py_ssize_t acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
                       int n, Entry* out) except -1
     cdef int128_t collateral(self, int j, amount, int64_t index, bint up) except? -1

@@ -5,11 +5,12 @@
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.ref cimport PyObject
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
+from cpython.mem cimport PyMem_Free
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memmove, memset
 
-from perpcore._ledger cimport Cash
-from perpcore._margin cimport PosC, Prices, Sums, SymbolRisk, TierTable, int128_t, py_int
+from perpcore._ledger cimport id_add, id_find, id_reset
+from perpcore._margin cimport Account, PosC, Prices, Sums, SymbolRisk, TierTable, int128_t, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -68,15 +69,6 @@ cdef inline bint watched(object t) noexcept:
 
 
 # ---- the trees -----------------------------------------------------------------------------------
-
-cdef inline uint64_t mix(uint64_t x) noexcept nogil:
-    """splitmix64's finaliser: the hash of an account id."""
-    x ^= x >> 30
-    x *= 0xbf58476d1ce4e5b9ULL
-    x ^= x >> 27
-    x *= 0x94d049bb133111ebULL
-    return x ^ (x >> 31)
-
 
 cdef inline bint before(Key* k, int64_t price, int64_t account) noexcept nogil:
     return k.price < price or k.price == price and k.account < account
@@ -170,14 +162,13 @@ cdef class BreachIndex:
 
     def __dealloc__(self):
         free(self.records)
-        free(self.table)
+        PyMem_Free(self.table.cells)
         free(self.nodes)
         free(self.roots)
         free(self.found)
 
     cdef int reset(self) except -1:
         free(self.records)
-        free(self.table)
         free(self.nodes)
         self.records = NULL
         self.nodes = NULL
@@ -186,11 +177,7 @@ cdef class BreachIndex:
         self.free_nodes = 0
         self.height = 0
         memset(self.roots, 0, 2 * self.ndims * sizeof(uint32_t))
-        self.mask = 15
-        self.table = <uint32_t*>malloc((self.mask + 1) * sizeof(uint32_t))
-        if self.table == NULL:
-            raise MemoryError()
-        memset(self.table, 0, (self.mask + 1) * sizeof(uint32_t))
+        id_reset(&self.table)
         return 0
 
     # ---- slots -----------------------------------------------------------------------------
@@ -199,20 +186,11 @@ cdef class BreachIndex:
         return <int64_t*>(self.records + slot * self.stride)
 
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil:
-        cdef Py_ssize_t i = <Py_ssize_t>(mix(<uint64_t>account) & <uint64_t>self.mask)
-        cdef uint32_t s
-        while True:
-            s = self.table[i]
-            if s == 0:
-                return -1
-            if self.head(s - 1)[0] == account:
-                return s - 1
-            i = (i + 1) & self.mask
+        return id_find(&self.table, account, <int64_t*>self.records, self.stride // 8)
 
     cdef Py_ssize_t slot(self, int64_t account) except -1:
-        cdef Py_ssize_t found = self.find(account), size, i, s
+        cdef Py_ssize_t found = self.find(account), size, s
         cdef char* records
-        cdef uint32_t* table
         if found >= 0:
             return found
         if self.slots == self.capacity:
@@ -222,27 +200,10 @@ cdef class BreachIndex:
                 raise MemoryError()
             self.records = records
             self.capacity = size
-        if 2 * (self.slots + 1) > self.mask + 1:      # at most half full: short probes
-            size = 2 * (self.mask + 1)
-            table = <uint32_t*>malloc(size * sizeof(uint32_t))
-            if table == NULL:
-                raise MemoryError()
-            memset(table, 0, size * sizeof(uint32_t))
-            free(self.table)
-            self.table = table
-            self.mask = size - 1
-            for s in range(self.slots):
-                i = <Py_ssize_t>(mix(<uint64_t>self.head(s)[0]) & <uint64_t>self.mask)
-                while table[i]:
-                    i = (i + 1) & self.mask
-                table[i] = <uint32_t>(s + 1)
         s = self.slots
         memset(self.records + s * self.stride, 0, self.stride)
         self.head(s)[0] = account
-        i = <Py_ssize_t>(mix(<uint64_t>account) & <uint64_t>self.mask)
-        while self.table[i]:
-            i = (i + 1) & self.mask
-        self.table[i] = <uint32_t>(s + 1)
+        id_add(&self.table, s, <int64_t*>self.records, self.stride // 8)
         self.slots += 1
         return s
 
@@ -895,8 +856,8 @@ cdef class LiquidationCore:
         account is examined in full."""
         if not self.shortcuts:
             return False
-        acc = self.margin.accounts.get(account)
-        if acc is None:
+        cdef Py_ssize_t acc = self.margin.slots.find(account)
+        if acc < 0:
             return False
         cdef Py_ssize_t slot = self.index.find(account)
         cdef int missing[2]
@@ -908,14 +869,14 @@ cdef class LiquidationCore:
         if missing[0]:
             return missing[0] == 1 and self.key_position(
                 acc, slot, slack, missing[1],
-                &(<SymbolRisk>self.risks[missing[1]]).pos[(<Account>acc).slot])
+                &(<SymbolRisk>self.risks[missing[1]]).pos[acc])
         if slack < 1:
             return False
         self.scratch.reserve, self.scratch.has_terms = slack, True
         memcpy(self.keyed(self.index.slot(account)), self.scratch, self.index.payload)
         return True
 
-    cdef int corner(self, Account acc, Entry* entries, int n, Keyed* terms, int* missing,
+    cdef int corner(self, Py_ssize_t acc, Entry* entries, int n, Keyed* terms, int* missing,
                     int128_t* slack) except -1:
         """1 with the account's equity - maintenance with each price one tick inside its trigger
         (a DOWN trigger below 1: at 1; a position's price inside the trigger on its side) in
@@ -954,14 +915,14 @@ cdef class LiquidationCore:
                 if price >= entries[i].price:
                     return 0
                 above[entries[i].dim] = entries[i].price - 1
-        cdef Cash cash = acc.cash
-        total = as128(cash.amount_of(self.margin.settle)) - as128(self.margin.debts.get(acc.id, 0))
+        cdef int64_t* cash = self.margin.cash_of(acc)
+        total = cash[self.margin.settle_column] - self.debt(acc)
         if missing != NULL:
             missing[0] = 0
         if terms != NULL:
             terms.term_mask = 0
         for k in range(self.nsym):
-            pos = &(<SymbolRisk>self.risks[k]).pos[acc.slot]
+            pos = &(<SymbolRisk>self.risks[k]).pos[acc]
             if not pos.held:
                 continue
             size = pos.size
@@ -983,7 +944,7 @@ cdef class LiquidationCore:
                 t.below, t.above, t.term = below[k], above[k], term
                 terms.term_mask |= (<int64_t>1) << k
         for j in range(self.ncoll):
-            amount = cash.amount_of(self.coll_assets[j])
+            amount = cash[<Py_ssize_t>self.margin.collateral_columns[j]]
             if amount > 0 and (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index is not None:
                 at = below[self.nsym + self.coll_k[j]]
                 if at == NO_PRICE:
@@ -992,7 +953,7 @@ cdef class LiquidationCore:
         slack[0] = total + self.margin.maintenance_shift
         return 1
 
-    cdef bint key_position(self, Account acc, Py_ssize_t slot, int128_t rest, int k,
+    cdef bint key_position(self, Py_ssize_t acc, Py_ssize_t slot, int128_t rest, int k,
                            PosC* pos) except -1:
         """Gives one position (symbol k, its terms in scratch) a trigger on its side, the account's
         other triggers staying (one on the position's other side stays too, spare: a fill that
@@ -1025,7 +986,7 @@ cdef class LiquidationCore:
         else:
             new[n].dim, new[n].direction, new[n].price = k, direction, trigger
             added = 1
-        slot = self.index.slot(acc.id)
+        slot = self.index.slot(self.margin.cash.ids[acc])
         self.index.put(slot, new, n + added, False)
         for i in range(n, n + added):
             if new[i].direction == DOWN:
@@ -1041,8 +1002,8 @@ cdef class LiquidationCore:
     cpdef bint _examine(self, account, bint keep_earlier=False) except -1:
         """The full examination: True if the account must be liquidated now; otherwise it is keyed
         again at once (with keep_earlier, triggers that fire no later than the fresh ones stay)."""
-        acc = self.margin.accounts.get(account)
-        if acc is None:
+        cdef Py_ssize_t acc = self.margin.slots.find(account)
+        if acc < 0:
             return False
         cdef int128_t equity, mm, slack
         cdef Dim dims[2 * MAX_SYMBOLS]
@@ -1061,17 +1022,22 @@ cdef class LiquidationCore:
         self.key(acc, equity, mm, slack, dims, n, keep_earlier)
         return False
 
-    cdef int figures(self, Account acc, int128_t* equity, int128_t* mm) except -1:
+    cdef int128_t debt(self, Py_ssize_t acc) except? -1:
+        """The account's margin loan (minor units), 0: none."""
+        if not self.margin.debts:
+            return 0
+        return as128(self.margin.debts.get(self.margin.cash.ids[acc], 0))
+
+    cdef int figures(self, Py_ssize_t acc, int128_t* equity, int128_t* mm) except -1:
         """The account's equity and maintenance margin now (perpcore.margin's definitions); with
         positions, the equity plus the maintenance shift (breach: equity <= maintenance)."""
         cdef Sums sums
         cdef int j
-        cdef Cash cash = acc.cash
+        cdef int64_t* cash = self.margin.cash_of(acc)
         self.margin.sums_of(acc, &sums)
-        cdef int128_t total = as128(cash.amount_of(self.margin.settle)) + sums.upnl \
-            - as128(self.margin.debts.get(acc.id, 0))
+        cdef int128_t total = cash[self.margin.settle_column] + sums.upnl - self.debt(acc)
         for j in range(self.ncoll):
-            amount = cash.amount_of(self.coll_assets[j])
+            amount = cash[<Py_ssize_t>self.margin.collateral_columns[j]]
             if amount > 0:
                 index = (<SymbolRisk>self.risks[self.coll_k[j]]).prices.index
                 if index is not None:
@@ -1081,17 +1047,17 @@ cdef class LiquidationCore:
         equity[0], mm[0] = total, sums.mm
         return 0
 
-    cdef int dims(self, Account acc, Dim* out) except -1:
+    cdef int dims(self, Py_ssize_t acc, Dim* out) except -1:
         """The account's exposures: each position in its mark (a long DOWN, losing size x upt a
         tick; a short UP, that x (1 + the top maintenance rate)), each priced collateral in its
         index (DOWN, its post-haircut value of one tick). Returns their number."""
         cdef int n = 0, k, j
         cdef int64_t size
         cdef SymbolRisk sr
-        cdef Cash cash = acc.cash
+        cdef int64_t* cash = self.margin.cash_of(acc)
         for k in range(self.nsym):
             sr = self.risks[k]
-            size = sr.pos[acc.slot].size
+            size = sr.pos[acc].size
             if size:
                 out[n].dim = k
                 out[n].priced = self.price(k, &out[n].price)
@@ -1104,7 +1070,7 @@ cdef class LiquidationCore:
                                              True)
                 n += 1
         for j in range(self.ncoll):
-            amount = cash.amount_of(self.coll_assets[j])
+            amount = cash[<Py_ssize_t>self.margin.collateral_columns[j]]
             if amount > 0:
                 k = self.coll_k[j]
                 index = (<SymbolRisk>self.risks[k]).prices.index
@@ -1115,13 +1081,14 @@ cdef class LiquidationCore:
                     n += 1
         return n
 
-    cdef int key(self, Account acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
+    cdef int key(self, Py_ssize_t acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
                  int n, bint keep_earlier) except -1:
         """Sets the account's triggers, its reserve (their corner's slack) and its terms."""
         cdef Entry new[2 * 2 * MAX_SYMBOLS]
         cdef int128_t corner
         cdef int count = self.triggers(acc, equity, mm, slack, dims, n, new)
-        cdef Py_ssize_t slot = self.index.slot(acc.id)
+        account = self.margin.cash.ids[acc]
+        cdef Py_ssize_t slot = self.index.slot(account)
         self.index.put(slot, new, count, keep_earlier)
         cdef Keyed* kept = self.keyed(slot)
         if self.corner(acc, self.index.entries(slot), self.index.count(slot), self.scratch, NULL,
@@ -1131,10 +1098,10 @@ cdef class LiquidationCore:
         else:
             kept.reserve = 0        # examined at any payment
             kept.has_terms = kept.term_mask = 0
-        self._dirty.discard(acc.id)
+        self._dirty.discard(account)
         return 0
 
-    cdef int triggers(self, Account acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
+    cdef int triggers(self, Py_ssize_t acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
                       int n, Entry* out) except -1:
         """Triggers inside which the account keeps more than half its slack (the rest is room for
         later fills to spend without new triggers: see step). Returns their number."""
@@ -1157,7 +1124,7 @@ cdef class LiquidationCore:
             # price takes there: 0, never
             k, mark = dims[0].dim, dims[0].price
             sr = self.risks[k]
-            pos = &sr.pos[acc.slot]
+            pos = &sr.pos[acc]
             size = pos.size
             notional = <int128_t>size * mark * sr.upt
             # equity less the position's value at price 0, less the others' maintenance
@@ -1215,9 +1182,9 @@ cdef class LiquidationCore:
         """Keys the account from its figures now (after a liquidation, a restore)."""
         cdef int128_t equity, mm, slack
         cdef Dim dims[2 * MAX_SYMBOLS]
-        self.figures(acc, &equity, &mm)
+        self.figures(acc.slot, &equity, &mm)
         slack = equity - mm if mm > 0 else equity + as128(self.socialized.get(acc.id, 0)) + 1
-        self.key(acc, equity, mm, slack, dims, self.dims(acc, dims), False)
+        self.key(acc.slot, equity, mm, slack, dims, self.dims(acc.slot, dims), False)
 
     def _forget(self, account):
         """The account is being liquidated: its triggers, reserve and terms say nothing any more
@@ -1278,7 +1245,7 @@ cdef class LiquidationCore:
         """[(dimension name, direction, price or None, adverse loss bound per tick)] of the
         account's exposures."""
         cdef Dim dims[2 * MAX_SYMBOLS]
-        cdef int i, n = self.dims(acc, dims)
+        cdef int i, n = self.dims(acc.slot, dims)
         return [(self.dimension(dims[i].dim), dims[i].direction,
                  dims[i].price if dims[i].priced else None, py_int(dims[i].per_tick))
                 for i in range(n)]

@@ -5,12 +5,16 @@
 # Units as in perpcore.risk: prices in ticks, sizes in lots, money in minor units of the settlement
 # asset, rates at RATE_SCALE (1e-8). Positions and open-order aggregates are int64 (the risk limits
 # bound them far below 2**63); products of money and rates are computed in 128-bit integers and come
-# out as Python ints, so no figure overflows or loses a unit. Balances (cash, collateral) stay Python
-# ints in the ledger's dicts: deposits are not bounded by anything the engine controls.
+# out as Python ints, so no figure overflows or loses a unit. Balances (cash, collateral) are the
+# ledger's int64 cells (perpcore._ledger.CashTable), moved only through the ledger.
+#
+# An account is its slot: its row in the ledger's CashTable, which also indexes every SymbolRisk's
+# positions and the account's flags here. The C entries take slots; Account is a view made for
+# Python code.
 #
 # Rounding as perpcore.risk states it: requirements round up, values credited round down.
 
-from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
 
 from perpcore._clock cimport Clocked
 from perpcore._ledger cimport Cash, CashTable
@@ -94,17 +98,28 @@ cdef class Prices:
     cdef public bint index_stale       # the index has not been updated within its window
 
 
+cdef enum:
+    OPENED = 1          # an account's flags: the margin layer opened it
+    PROFESSIONAL = 2    # a professional investor (perpcore.config's leverage caps, markets)
+
+
 cdef class Slots:
-    """Account slots: an account's index in every SymbolRisk's position array, given in the order
-    accounts open; slots only grow (a restore starts them afresh). The arrays grow together, so
-    a PosC* is only held while no account opens."""
-    cdef int64_t* ids               # slot -> account id
-    cdef readonly Py_ssize_t n      # slots given
+    """The margin layer's per-account arrays, indexed by the account's row in the ledger's
+    CashTable (its slot): its flags, and its position in every SymbolRisk. They cover the rows
+    given so far and grow together, so a PosC* is only held while no account opens."""
+    cdef readonly CashTable table   # the register: account <-> slot, and the balances
+    cdef readonly Py_ssize_t n      # slots covered (zeroed as covered)
+    cdef readonly Py_ssize_t count  # accounts opened
     cdef Py_ssize_t cap             # slots allocated in every array
+    cdef uint8_t* flags             # OPENED | PROFESSIONAL
+    cdef int64_t caps[2]            # the leverage cap of a retail account, of a professional one
     cdef tuple risks                # the SymbolRisks whose arrays these slots index
 
-    cdef Py_ssize_t add(self, int64_t account) except -1
+    cdef int cover(self, Py_ssize_t slot) except -1
     cdef int clear(self) except -1
+    cdef Py_ssize_t find(self, int64_t account) noexcept     # an opened account's slot, -1: none
+    cdef Py_ssize_t slot_of(self, account) except -1         # KeyError: no such account
+    cdef int64_t leverage_cap(self, Py_ssize_t slot) noexcept
 
 
 cdef class Position:
@@ -116,12 +131,18 @@ cdef class Position:
 
 
 cdef class Account:
-    cdef readonly object id
-    cdef readonly Py_ssize_t slot      # its index in every SymbolRisk's positions (Slots)
-    cdef public bint professional
-    cdef readonly Cash cash            # the ledger's balances of the account (shared)
-    cdef public int64_t leverage_cap
-    cdef tuple risks                   # every SymbolRisk, in symbol order (for the positions view)
+    """A view of one account for Python code (made on each lookup): its id, flags, balances and
+    positions are read from its slot."""
+    cdef readonly Slots slots
+    cdef readonly Py_ssize_t slot
+
+
+cdef class Accounts:
+    """Every account the margin layer opened, as a mapping account -> Account, in the order they
+    opened (MarginCore.accounts)."""
+    cdef readonly Slots slots
+
+    cdef list opened(self)          # their slots
 
 
 cdef class SymbolRisk:
@@ -146,8 +167,9 @@ cdef class MarginCore:
     open-order bookkeeping and fill settlement."""
     cdef public object exchange
     cdef public str settle
-    cdef public dict accounts          # account -> Account
+    cdef readonly Accounts accounts    # account -> Account (views over slots)
     cdef readonly Slots slots
+    cdef CashTable cash                # the ledger's (bind_cash)
     cdef tuple risks                   # symbols' SymbolRisk, in symbol order
     cdef public dict symbols           # symbol -> SymbolRisk
     cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset (_set_collateral)
@@ -179,34 +201,35 @@ cdef class MarginCore:
     cpdef after_liquidation(self, list events)
 
     # (equity, unrealised PnL, initial margin, maintenance margin, collateral value), from:
-    cdef tuple figures_of(self, Account acc)
-    cdef int sums_of(self, Account acc, Sums* sums) except -1      # the positions' part
-    cdef object collateral_of(self, Account acc)                   # collateral after haircuts
-    cdef object equity_of(self, Account acc, upnl, coll)           # cash + coll + upnl - debt
+    cdef tuple figures_of(self, Py_ssize_t slot)
+    cdef int sums_of(self, Py_ssize_t slot, Sums* sums) except -1      # the positions' part
+    cdef object collateral_of(self, Py_ssize_t slot)                   # collateral after haircuts
+    cdef object equity_of(self, Py_ssize_t slot, upnl, coll)           # cash + coll + upnl - debt
     #                                                                + funding due, see pending_of
     # funding in transit (perpcore.funding): what the account's positions not yet settled will
     # receive (> 0) or pay (< 0); pay() settles one position, settle_account() all of an account's
-    cdef PosC* due(self, SymbolRisk sr, Account acc) noexcept      # owing sr's transit, or NULL
-    cdef object pending_of(self, Account acc)
-    cdef int pay(self, SymbolRisk sr, Account acc, PosC* pos, list events, seq, ts) except -1
-    cdef int settle_account(self, Account acc, list events, seq, ts) except -1
-    cdef PosC* position_of(self, Account acc, SymbolRisk sr) noexcept     # made if new
+    cdef PosC* due(self, SymbolRisk sr, Py_ssize_t slot) noexcept      # owing sr's transit, or NULL
+    cdef object pending_of(self, Py_ssize_t slot)
+    cdef int pay(self, SymbolRisk sr, Py_ssize_t slot, PosC* pos, list events, seq, ts) except -1
+    cdef int settle_account(self, Py_ssize_t slot, list events, seq, ts) except -1
+    cdef PosC* position_of(self, Py_ssize_t slot, SymbolRisk sr) noexcept     # made if new
     cdef void add_order(self, PosC* pos, int side, int64_t price, int64_t qty) noexcept
     cdef PosC* held_position(self, account, symbol) except NULL    # one that is made
+    cdef int64_t* cash_of(self, Py_ssize_t slot) noexcept          # its row of balances
     cdef void forget(self, object order_id, PosC* pos) except *
     # order entry's calls (perpcore._exchange; it has found the account and the symbol's
     # SymbolRisk once), and the C entries of order_closed and trade. check() returns 0, or a
     # refusal's code with its reason in `reason` (no exception: order entry makes it the
     # OrderRejected)
     cdef readonly str reason
-    cdef int check(self, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
+    cdef int check(self, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price, int64_t qty,
                    bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1
     cdef int128_t assuming_premium(self, SymbolRisk sr, int64_t price, int64_t qty, int64_t mark,
                                    bint has_mark) except? -1
     cdef int refuse(self, int code, str reason) except -1
-    cdef rested(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
+    cdef rested(self, order_id, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price, int64_t qty,
                 bint reduce_only)
-    cdef closed(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty)
+    cdef closed(self, order_id, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price, int64_t qty)
     # the reduce-only orders the positions in reduce_only_dirty no longer allow, as (symbol,
     # order id, lots to take off), newest first; empties reduce_only_dirty
     cdef list reduce_only_excess(self)
@@ -214,5 +237,5 @@ cdef class MarginCore:
     cdef settle_trade(self, SymbolRisk sr, int64_t price, int64_t qty, int taker_side, maker_id,
                       taker_id, maker_account, taker_account, int64_t maker_remaining,
                       list events, taker_fee, seq, ts)
-    cdef trade_side(self, SymbolRisk sr, Account acc, PosC* pos, bint buy, int64_t price,
+    cdef trade_side(self, SymbolRisk sr, Py_ssize_t slot, PosC* pos, bint buy, int64_t price,
                     int64_t qty, int64_t fee_rate, order_id, list events, seq, ts)

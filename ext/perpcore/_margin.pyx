@@ -4,7 +4,9 @@ cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memset
 
-from perpcore._ledger cimport move, realise
+from collections.abc import Mapping
+
+from perpcore._ledger cimport move_cells, realise_cell
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -262,41 +264,59 @@ cdef class Prices:
 
 cdef class Slots:
 
-    def __init__(self, tuple risks):
+    def __init__(self, tuple risks, CashTable table, int64_t retail_cap, int64_t professional_cap):
         cdef SymbolRisk sr
-        self.risks = risks
+        self.risks, self.table = risks, table
+        self.caps[0], self.caps[1] = retail_cap, professional_cap
         for sr in risks:
             sr.slots = self
 
     def __dealloc__(self):
-        PyMem_Free(self.ids)
+        PyMem_Free(self.flags)
 
-    cdef Py_ssize_t add(self, int64_t account) except -1:
+    cdef int cover(self, Py_ssize_t slot) except -1:
         cdef Py_ssize_t cap
         cdef SymbolRisk sr
         cdef void* grown
-        if self.n == self.cap:
+        if slot < self.n:
+            return 0
+        if slot >= self.cap:
             cap = self.cap * 2 if self.cap else 64
-            grown = PyMem_Realloc(self.ids, cap * sizeof(int64_t))
+            while cap <= slot:
+                cap *= 2
+            grown = PyMem_Realloc(self.flags, cap)
             if grown is NULL:
                 raise MemoryError()
-            self.ids = <int64_t*>grown
+            self.flags = <uint8_t*>grown
             for sr in self.risks:
                 grown = PyMem_Realloc(sr.pos, cap * sizeof(PosC))
                 if grown is NULL:
                     raise MemoryError()
                 sr.pos = <PosC*>grown
             self.cap = cap
-        # only the slot given is written: the pages past it stay untouched until used
+        # only the slots covered are written: the pages past them stay untouched until used
+        memset(&self.flags[self.n], 0, slot + 1 - self.n)
         for sr in self.risks:
-            memset(&sr.pos[self.n], 0, sizeof(PosC))
-        self.ids[self.n] = account
-        self.n += 1
-        return self.n - 1
+            memset(&sr.pos[self.n], 0, (slot + 1 - self.n) * sizeof(PosC))
+        self.n = slot + 1
+        return 0
 
     cdef int clear(self) except -1:
-        self.n = 0     # each slot is zeroed as it is given again
+        self.n = self.count = 0     # each slot is zeroed as it is covered again
         return 0
+
+    cdef Py_ssize_t find(self, int64_t account) noexcept:
+        cdef Py_ssize_t slot = self.table.find(account)
+        return slot if 0 <= slot < self.n and self.flags[slot] & OPENED else -1
+
+    cdef Py_ssize_t slot_of(self, account) except -1:
+        cdef Py_ssize_t slot = self.table.row_of(account)
+        if slot >= self.n or not self.flags[slot] & OPENED:
+            raise KeyError(account)
+        return slot
+
+    cdef int64_t leverage_cap(self, Py_ssize_t slot) noexcept:
+        return self.caps[1 if self.flags[slot] & PROFESSIONAL else 0]
 
 
 # a view refers to its SymbolRisk, which never refers to a view: no cycle through it
@@ -391,28 +411,100 @@ cdef class Position:
         return not (pos.size or pos.buy_qty or pos.sell_qty) and pos.leverage == default_leverage
 
 
-# It refers to no object that could refer back to it (its id, the ledger's balance dict and the
-# symbols' tuple): the collector need not visit it
+# It refers to no object that could refer back to it (the slots, which hold no view): the
+# collector need not visit it
 @cython.no_gc
+@cython.freelist(8)
 cdef class Account:
 
-    def __init__(self, account, bint professional, Cash cash, int64_t cap, Slots slots):
-        self.id = account
-        self.professional = professional
-        self.cash = cash
-        self.leverage_cap = cap
-        self.slot = slots.add(account)
-        self.risks = slots.risks
+    def __init__(self, Slots slots, Py_ssize_t slot):
+        if not 0 <= slot < slots.n:
+            raise IndexError(f"no account slot {slot}")
+        self.slots, self.slot = slots, slot
+
+    @property
+    def id(self):
+        return self.slots.table.ids[self.slot]
+
+    @property
+    def professional(self):
+        return bool(self.slots.flags[self.slot] & PROFESSIONAL)
+
+    @property
+    def leverage_cap(self):
+        return self.slots.leverage_cap(self.slot)
+
+    @property
+    def cash(self) -> Cash:
+        """The account's balances (a view of its row in the ledger's CashTable)."""
+        return Cash(self.slots.table, self.slot)
 
     @property
     def positions(self) -> dict:
         """symbol -> Position, in symbol order: the symbols the account has traded or quoted."""
         cdef SymbolRisk sr
         out = {}
-        for sr in self.risks:
+        for sr in self.slots.risks:
             if sr.pos[self.slot].held:
                 out[sr.symbol] = Position(sr, self.slot)
         return out
+
+    def __eq__(self, other):
+        if isinstance(other, Account):
+            return self.slots is (<Account>other).slots and self.slot == (<Account>other).slot
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((id(self.slots), self.slot))
+
+    def __repr__(self):
+        return f"Account({self.id}, professional={self.professional})"
+
+
+@cython.no_gc
+cdef class Accounts:
+
+    def __init__(self, Slots slots):
+        self.slots = slots
+
+    def __getitem__(self, account):
+        return Account(self.slots, self.slots.slot_of(account))
+
+    def get(self, account, default=None):
+        try:
+            return self[account]
+        except KeyError:
+            return default
+
+    def __contains__(self, account):
+        try:
+            self.slots.slot_of(account)
+        except KeyError:
+            return False
+        return True
+
+    cdef list opened(self):
+        cdef Py_ssize_t i
+        return [i for i in range(self.slots.n) if self.slots.flags[i] & OPENED]
+
+    def __len__(self):
+        return self.slots.count
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def keys(self):
+        cdef Py_ssize_t i
+        return [self.slots.table.ids[i] for i in self.opened()]
+
+    def values(self):
+        return [Account(self.slots, i) for i in self.opened()]
+
+    def items(self):
+        return [(self.slots.table.ids[i], Account(self.slots, i)) for i in self.opened()]
+
+
+Mapping.register(Accounts)
 
 
 cdef class SymbolRisk:
@@ -440,7 +532,7 @@ cdef class SymbolRisk:
         if self.slots is not None:
             for i in range(self.slots.n):
                 if self.pos[i].held:
-                    out[self.slots.ids[i]] = Position(self, i)
+                    out[self.slots.table.ids[i]] = Position(self, i)
         return out
 
     def open_entry(self):
@@ -487,42 +579,53 @@ cdef class MarginCore:
 
     # ---- accounts and positions ----------------------------------------------------------------
 
-    def bind_symbols(self):
-        """Gives the symbols (self.symbols, set) their account slots, once, before any account."""
+    def bind_symbols(self, CashTable table, int64_t retail_cap, int64_t professional_cap):
+        """Gives the symbols (self.symbols, set) their account slots, the ledger's rows, once,
+        before any account; the leverage caps by account class."""
         self.risks = tuple(self.symbols.values())
-        self.slots = Slots(self.risks)
+        self.cash = table
+        self.slots = Slots(self.risks, table, retail_cap, professional_cap)
+        self.accounts = Accounts(self.slots)
 
-    def new_account(self, account, bint professional, Cash cash, int64_t cap) -> Account:
-        """An Account in the next slot (the caller keeps it in self.accounts)."""
-        return Account(account, professional, cash, cap, self.slots)
+    def new_account(self, account, bint professional) -> Account:
+        """Opens the account in its slot, the ledger's row of it (which the ledger has given)."""
+        cdef Py_ssize_t slot = self.cash.row_of(account)
+        self.slots.cover(slot)
+        if self.slots.flags[slot] & OPENED:
+            raise ValueError(f"account {account} is already open")
+        self.slots.flags[slot] = OPENED | (PROFESSIONAL if professional else 0)
+        self.slots.count += 1
+        return Account(self.slots, slot)
 
     def clear_accounts(self):
-        """No account and no position (a restore's start): slots begin again at 0."""
-        self.accounts.clear()
+        """No account and no position (a restore's start, the ledger's rows given afresh)."""
         self.slots.clear()
 
     def _leverage_default(self, Account acc, SymbolRisk sr):
-        return min(sr.default_leverage, acc.leverage_cap)
+        return min(sr.default_leverage, self.slots.leverage_cap(acc.slot))
 
-    cdef PosC* position_of(self, Account acc, SymbolRisk sr) noexcept:
-        cdef PosC* pos = &sr.pos[acc.slot]
+    cdef PosC* position_of(self, Py_ssize_t slot, SymbolRisk sr) noexcept:
+        cdef PosC* pos = &sr.pos[slot]
         if not pos.held:
             pos.held = 1
-            pos.leverage = min(sr.default_leverage, acc.leverage_cap)
+            pos.leverage = min(sr.default_leverage, self.slots.leverage_cap(slot))
         return pos
 
+    cdef int64_t* cash_of(self, Py_ssize_t slot) noexcept:
+        return self.cash.row_cells(slot)
+
     def _position(self, Account acc, SymbolRisk sr) -> Position:
-        self.position_of(acc, sr)
+        self.position_of(acc.slot, sr)
         return Position(sr, acc.slot)
 
     # ---- valuation -----------------------------------------------------------------------------
 
-    cdef tuple figures_of(self, Account acc):
+    cdef tuple figures_of(self, Py_ssize_t slot):
         cdef Sums sums
-        self.sums_of(acc, &sums)
-        coll = self.collateral_of(acc)
+        self.sums_of(slot, &sums)
+        coll = self.collateral_of(slot)
         upnl = py_int(sums.upnl)
-        return self.equity_of(acc, upnl, coll), upnl, py_int(sums.im), py_int(sums.mm), coll
+        return self.equity_of(slot, upnl, coll), upnl, py_int(sums.im), py_int(sums.mm), coll
 
     def _set_collateral(self, list collateral):
         """The collateral assets' prices (perpcore.risk.CollateralPrice), once, by asset."""
@@ -535,45 +638,47 @@ cdef class MarginCore:
         self.settle_column = table.column_of(self.settle)
         self.collateral_columns = tuple(table.column_of(a) for a in self.collateral_assets)
 
-    cdef object collateral_of(self, Account acc):
-        cdef Cash cash = acc.cash
+    cdef object collateral_of(self, Py_ssize_t slot):
+        cdef int64_t* cash = self.cash_of(slot)
         cdef Py_ssize_t j
         cdef int64_t amount
         coll = 0
         for j in range(len(self.collateral_assets)):
-            amount = cash.cell(<Py_ssize_t>self.collateral_columns[j])[0]
+            amount = cash[<Py_ssize_t>self.collateral_columns[j]]
             if amount > 0:
                 c = self.collateral[j]
                 coll += c.value(amount, self._index(c.symbol))
         return coll
 
-    cdef object equity_of(self, Account acc, upnl, coll):
-        equity = acc.cash.cell(self.settle_column)[0] + coll + upnl
+    cdef object equity_of(self, Py_ssize_t slot, upnl, coll):
+        equity = self.cash_of(slot)[self.settle_column] + coll + upnl
         if self.in_transit:     # every decision sees the account as if funding were settled
-            equity += self.pending_of(acc)
-        debt = self.debts.get(acc.id)
+            equity += self.pending_of(slot)
+        if not self.debts:
+            return equity
+        debt = self.debts.get(self.cash.ids[slot])
         return equity if debt is None else equity - debt
 
     # ---- funding in transit (perpcore.funding) -------------------------------------------------
 
-    cdef PosC* due(self, SymbolRisk sr, Account acc) noexcept:
+    cdef PosC* due(self, SymbolRisk sr, Py_ssize_t slot) noexcept:
         """The account's position in sr that owes sr's interval in transit, or NULL."""
         if sr.transit is None:
             return NULL
-        cdef PosC* pos = &sr.pos[acc.slot]
+        cdef PosC* pos = &sr.pos[slot]
         return pos if pos.size and pos.funded != sr.transit.number else NULL
 
-    cdef object pending_of(self, Account acc):
+    cdef object pending_of(self, Py_ssize_t slot):
         cdef int128_t total = 0
         cdef SymbolRisk sr
         cdef PosC* pos
         for sr in self.risks:
-            pos = self.due(sr, acc)
+            pos = self.due(sr, slot)
             if pos is not NULL:
                 total += sr.transit.amount(pos.size)
         return py_int(total)
 
-    cdef int pay(self, SymbolRisk sr, Account acc, PosC* pos, list events, seq, ts) except -1:
+    cdef int pay(self, SymbolRisk sr, Py_ssize_t slot, PosC* pos, list events, seq, ts) except -1:
         """Settles the position's funding of sr's interval in transit (size != 0, not yet paid):
         its cash against the ledger's funding in transit, and its FundingPaid."""
         cdef Interval iv = sr.transit
@@ -586,39 +691,40 @@ cdef class MarginCore:
         iv.positions += 1
         settle = self.settle
         value = py_int(amount)
-        move(self.funding, acc.cash, settle, value)
-        events.append(_FundingPaid(seq, ts, sr.symbol, acc.id, pos.size, iv.mark, iv.rate, value))
+        move_cells(self.funding, NULL, None, &self.cash_of(slot)[self.settle_column], settle, value)
+        events.append(_FundingPaid(seq, ts, sr.symbol, self.cash.ids[slot], pos.size, iv.mark,
+                                   iv.rate, value))
         return 0
 
-    cdef int settle_account(self, Account acc, list events, seq, ts) except -1:
+    cdef int settle_account(self, Py_ssize_t slot, list events, seq, ts) except -1:
         """Pays the account's funding still in transit, symbol by symbol (in order)."""
         cdef SymbolRisk sr
         cdef PosC* pos
         for sr in self.risks:
-            pos = self.due(sr, acc)
+            pos = self.due(sr, slot)
             if pos is not NULL:
-                self.pay(sr, acc, pos, events, seq, ts)
+                self.pay(sr, slot, pos, events, seq, ts)
         return 0
 
     def pending(self, Account acc):
         """The account's funding in transit, as pending_of: > 0 it will receive, < 0 pay."""
-        return self.pending_of(acc) if self.in_transit else 0
+        return self.pending_of(acc.slot) if self.in_transit else 0
 
     def touch(self, Account acc, list events):
         """An account a command touches pays or receives its funding in transit first, in that
         command (perpcore.funding: a transfer, a loan's conversion, interest)."""
         if self.in_transit:
             ex = self.exchange
-            self.settle_account(acc, events, ex.seq, ex.clock)
+            self.settle_account(acc.slot, events, ex.seq, ex.clock)
 
-    cdef int sums_of(self, Account acc, Sums* sums) except -1:
+    cdef int sums_of(self, Py_ssize_t slot, Sums* sums) except -1:
         cdef PosC* pos
         cdef SymbolRisk sr
         cdef int128_t upnl = 0, im = 0, mm = 0, notional, bids, offers
         cdef int64_t size, mark, upt
         cdef bint has_mark
         for sr in self.risks:
-            pos = &sr.pos[acc.slot]
+            pos = &sr.pos[slot]
             if not pos.held:
                 continue
             upt = sr.upt
@@ -645,7 +751,7 @@ cdef class MarginCore:
 
     def _figures(self, Account acc) -> tuple:
         """(equity, unrealised PnL, initial margin, maintenance margin, collateral value)."""
-        return self.figures_of(acc)
+        return self.figures_of(acc.slot)
 
     @staticmethod
     def _worst_notional(Position pos, SymbolRisk sr, price, bint buy, int64_t lots,
@@ -657,7 +763,7 @@ cdef class MarginCore:
 
     # ---- pre-trade -----------------------------------------------------------------------------
 
-    cdef int check(self, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
+    cdef int check(self, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price, int64_t qty,
                    bint reduce_only, amended, int64_t old_price, int64_t old_qty) except -1:
         """Refuses an order (or, with `amended`, the new price and open quantity of that resting
         order, now at old_price for old_qty open lots) the account could not carry: a reduce-only
@@ -668,11 +774,12 @@ cdef class MarginCore:
         it is the way out of a position. Returns 0, or the refusal's code with its reason in
         `reason`."""
         # a position yet to be made is all zeros: flat, no orders (none is made here)
-        cdef PosC* pos = &sr.pos[acc.slot]
+        cdef PosC* pos = &sr.pos[slot]
         cdef int64_t bq = pos.buy_qty, bv = pos.buy_value, sq = pos.sell_qty, sv = pos.sell_value
         cdef int64_t size = pos.size, cost = pos.cost, lots, value, now_lots
         cdef int64_t now_value, other_lots, other_value, mark, upt, room
-        cdef int64_t lev = pos.leverage if pos.held else min(sr.default_leverage, acc.leverage_cap)
+        cdef int64_t lev = (pos.leverage if pos.held
+                            else min(sr.default_leverage, self.slots.leverage_cap(slot)))
         cdef int128_t worst, cap, other, new, current
         cdef bint buy = side == 0, has_mark
         # the order's side as it stands now (with the amended order's old terms)
@@ -725,8 +832,8 @@ cdef class MarginCore:
         if new <= current:
             return 0
         cdef Sums sums
-        self.sums_of(acc, &sums)
-        equity = self.equity_of(acc, py_int(sums.upnl), self.collateral_of(acc))
+        self.sums_of(slot, &sums)
+        equity = self.equity_of(slot, py_int(sums.upnl), self.collateral_of(slot))
         need = py_int(sums.im - current + new)
         if equity < need:
             return self.refuse(INSUFFICIENT_MARGIN,
@@ -759,7 +866,7 @@ cdef class MarginCore:
 
     cdef PosC* held_position(self, account, symbol) except NULL:
         """The position of an account that has an order or a trade in the symbol (made)."""
-        return &(<SymbolRisk>self.symbols[symbol]).pos[(<Account>self.accounts[account]).slot]
+        return &(<SymbolRisk>self.symbols[symbol]).pos[self.slots.slot_of(account)]
 
     cdef void add_order(self, PosC* pos, int side, int64_t price, int64_t qty) noexcept:
         if side == 0:
@@ -779,17 +886,18 @@ cdef class MarginCore:
             del self.reduce_only_ids[key]
         pos.reduce_only -= 1
 
-    cdef rested(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty,
-                bint reduce_only):
-        cdef PosC* pos = self.position_of(acc, sr)
+    cdef rested(self, order_id, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price,
+                int64_t qty, bint reduce_only):
+        cdef PosC* pos = self.position_of(slot, sr)
         symbol = sr.symbol
         self.add_order(pos, side, price, qty)
         if reduce_only:         # its pre-trade check left it room
-            self.reduce_only_orders[order_id] = [acc.id, symbol, side, price, qty]
-            self.reduce_only_ids.setdefault((acc.id, symbol), []).append(order_id)
+            account = self.cash.ids[slot]
+            self.reduce_only_orders[order_id] = [account, symbol, side, price, qty]
+            self.reduce_only_ids.setdefault((account, symbol), []).append(order_id)
             pos.reduce_only += 1
         elif pos.reduce_only:
-            self.reduce_only_dirty.add((acc.id, symbol))
+            self.reduce_only_dirty.add((self.cash.ids[slot], symbol))
 
     def order_changed(self, order_id, account, symbol, int side, int64_t old_price,
                       int64_t old_qty, state):
@@ -811,10 +919,11 @@ cdef class MarginCore:
     def order_closed(self, order_id, account, symbol, int side, int64_t price, int64_t qty):
         """The order left the book (cancel, expiry, self-trade prevention, liquidation) with qty
         lots open at price."""
-        self.closed(order_id, self.accounts[account], self.symbols[symbol], side, price, qty)
+        self.closed(order_id, self.slots.slot_of(account), self.symbols[symbol], side, price, qty)
 
-    cdef closed(self, order_id, Account acc, SymbolRisk sr, int side, int64_t price, int64_t qty):
-        cdef PosC* pos = &sr.pos[acc.slot]      # made when the order rested
+    cdef closed(self, order_id, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price,
+                int64_t qty):
+        cdef PosC* pos = &sr.pos[slot]      # made when the order rested
         self.add_order(pos, side, price, -qty)
         if pos.reduce_only and order_id in self.reduce_only_orders:
             self.forget(order_id, pos)
@@ -849,8 +958,8 @@ cdef class MarginCore:
                       list events, taker_fee, seq, ts):
         """Settles one trade for both sides (maker first) and takes it off the maker's order sums.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
-        cdef Account maker = <Account>self.accounts[maker_account]
-        cdef PosC* maker_pos = &sr.pos[maker.slot]     # made when its order rested
+        cdef Py_ssize_t maker = self.slots.find(maker_account)
+        cdef PosC* maker_pos = &sr.pos[maker]     # made when its order rested
         # a trade is at the maker's price, on the side opposite the taker's
         self.add_order(maker_pos, 1 - taker_side, price, -qty)
         if maker_pos.reduce_only:
@@ -862,7 +971,7 @@ cdef class MarginCore:
                     self.forget(maker_id, maker_pos)
         self.trade_side(sr, maker, maker_pos, taker_side == 1, price, qty, sr.maker_fee, maker_id,
                         events, seq, ts)
-        cdef Account taker = <Account>self.accounts[taker_account]
+        cdef Py_ssize_t taker = self.slots.find(taker_account)
         self.trade_side(sr, taker, self.position_of(taker, sr), taker_side == 0, price, qty,
                         sr.taker_fee if taker_fee is None else taker_fee, taker_id, events, seq, ts)
 
@@ -871,15 +980,15 @@ cdef class MarginCore:
         """One side of a trade: the position, realised PnL and the fee, settled in cash. Also the
         way the liquidation engine transfers positions outside the book (fee_rate 0)."""
         ex = self.exchange
-        cdef Account acc = <Account>self.accounts[account]
-        self.trade_side(sr, acc, self.position_of(acc, sr), buy, price, qty, fee_rate, order_id,
+        cdef Py_ssize_t slot = self.slots.slot_of(account)
+        self.trade_side(sr, slot, self.position_of(slot, sr), buy, price, qty, fee_rate, order_id,
                         events, ex.seq, ex.clock)
 
-    cdef trade_side(self, SymbolRisk sr, Account acc, PosC* pos, bint buy, int64_t price,
+    cdef trade_side(self, SymbolRisk sr, Py_ssize_t slot, PosC* pos, bint buy, int64_t price,
                     int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
-        account = acc.id
+        account = self.cash.ids[slot]
         if self.in_transit:     # its funding first: PositionChanged's balance is as if settled
-            self.settle_account(acc, events, seq, ts)
+            self.settle_account(slot, events, seq, ts)
         cdef int64_t size = pos.size, held, removed
         cdef int128_t realised = 0, fee
         if size == 0 or (size > 0) == buy:
@@ -908,13 +1017,12 @@ cdef class MarginCore:
         sr.long_lots += (pos.size if pos.size > 0 else 0) - (size if size > 0 else 0)
         sr.short_lots += (-pos.size if pos.size < 0 else 0) - (-size if size < 0 else 0)
         fee = ceil_div(<int128_t>price * qty * sr.upt * fee_rate, RS)
-        cash = acc.cash
-        settle = self.settle
+        cdef int64_t* cash = &self.cash_of(slot)[self.settle_column]
         fee_py = py_int(fee)
         realised_py = py_int(realised)
         if realised:
-            realise(cash, settle, realised_py)
-        move(cash, self.fees, settle, fee_py)
-        balance = acc.cash.cell(self.settle_column)[0]
+            realise_cell(cash, realised_py)
+        move_cells(None, cash, self.fees, NULL, self.settle, fee_py)
+        balance = cash[0]
         events.append(_PositionChanged(seq, ts, account, sr.symbol, order_id, pos.size,
                                        pos.cost, realised_py, fee_py, balance))
