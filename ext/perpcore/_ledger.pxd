@@ -59,6 +59,7 @@ cdef class CashTable:
 
     cdef Py_ssize_t column_of(self, str asset) except -1       # KeyError for an unknown asset
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil  # its row, -1: none
+    cdef Py_ssize_t lookup(self, account) noexcept              # any object; -1: no account
     cdef Py_ssize_t row_of(self, account) except -1            # KeyError for an unknown account
     cdef int64_t* row_cells(self, Py_ssize_t row) noexcept nogil
 

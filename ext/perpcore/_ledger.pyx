@@ -1,6 +1,7 @@
 # The one writer of money: see perpcore._ledger.pxd, and perpcore.ledger for the holders and the
 # audit. Amounts are Python ints at this interface; an account's balances are int64 in C.
 cimport cython
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
 from libc.stdint cimport INT64_MAX, INT64_MIN
 from libc.string cimport memset
@@ -62,10 +63,15 @@ cdef class CashTable:
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil:
         return id_find(&self.table, account, self.ids, 1)
 
+    cdef Py_ssize_t lookup(self, account) noexcept:
+        cdef int overflow = 0
+        if type(account) is not int:
+            return -1
+        cdef long long key = PyLong_AsLongLongAndOverflow(account, &overflow)
+        return -1 if overflow else self.find(key)
+
     cdef Py_ssize_t row_of(self, account) except -1:
-        cdef Py_ssize_t row = -1
-        if type(account) is int and INT64_MIN <= account <= INT64_MAX:
-            row = self.find(account)
+        cdef Py_ssize_t row = self.lookup(account)
         if row < 0:
             raise KeyError(account)
         return row
@@ -204,17 +210,11 @@ cdef class Balances:
         return Cash(self.table, self.table.row_of(account))
 
     def get(self, account, default=None):
-        try:
-            return self[account]
-        except KeyError:
-            return default
+        cdef Py_ssize_t row = self.table.lookup(account)
+        return Cash(self.table, row) if row >= 0 else default
 
     def __contains__(self, account):
-        try:
-            self.table.row_of(account)
-        except KeyError:
-            return False
-        return True
+        return self.table.lookup(account) >= 0
 
     def __len__(self):
         return self.table.rows

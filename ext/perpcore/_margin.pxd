@@ -118,6 +118,7 @@ cdef class Slots:
     cdef int cover(self, Py_ssize_t slot) except -1
     cdef int clear(self) except -1
     cdef Py_ssize_t find(self, int64_t account) noexcept     # an opened account's slot, -1: none
+    cdef Py_ssize_t lookup(self, account) noexcept           # any object; -1: no account
     cdef Py_ssize_t slot_of(self, account) except -1         # KeyError: no such account
     cdef int64_t leverage_cap(self, Py_ssize_t slot) noexcept
 

@@ -309,9 +309,13 @@ cdef class Slots:
         cdef Py_ssize_t slot = self.table.find(account)
         return slot if 0 <= slot < self.n and self.flags[slot] & OPENED else -1
 
+    cdef Py_ssize_t lookup(self, account) noexcept:
+        cdef Py_ssize_t slot = self.table.lookup(account)
+        return slot if 0 <= slot < self.n and self.flags[slot] & OPENED else -1
+
     cdef Py_ssize_t slot_of(self, account) except -1:
-        cdef Py_ssize_t slot = self.table.row_of(account)
-        if slot >= self.n or not self.flags[slot] & OPENED:
+        cdef Py_ssize_t slot = self.lookup(account)
+        if slot < 0:
             raise KeyError(account)
         return slot
 
@@ -471,17 +475,11 @@ cdef class Accounts:
         return Account(self.slots, self.slots.slot_of(account))
 
     def get(self, account, default=None):
-        try:
-            return self[account]
-        except KeyError:
-            return default
+        cdef Py_ssize_t slot = self.slots.lookup(account)
+        return Account(self.slots, slot) if slot >= 0 else default
 
     def __contains__(self, account):
-        try:
-            self.slots.slot_of(account)
-        except KeyError:
-            return False
-        return True
+        return self.slots.lookup(account) >= 0
 
     cdef list opened(self):
         cdef Py_ssize_t i
