@@ -110,5 +110,6 @@ cdef class OrderEntry:
     cdef int amend(self, cmd, list events) except -1
     # after trades: the reduce-only orders the positions no longer allow, shrunk or cancelled
     cdef trim_reduce_only(self, list events)
+    # the taker's slot in the margin layer: `taker`
     cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
-                             list events, taker_fee) except? -1
+                             Py_ssize_t taker, list events, taker_fee) except? -1

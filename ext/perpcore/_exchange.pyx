@@ -273,6 +273,7 @@ cdef class ExchangeCore:
         kind = type(cmd)
         cdef list events = []
         cdef MarginCore margin = self.margin
+        margin.n_steps = 0
         cdef int64_t ts = cmd.ts
         cdef int code = 0
         if ts:
@@ -492,7 +493,7 @@ cdef class OrderEntry:
             ex.next_order_id = order_id + 1
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, client_id,
                                     side, price, qty, order_type, tif))
-        remaining = self.fill_events(market, book, side, qty, events, None)
+        remaining = self.fill_events(market, book, side, qty, slot, events, None)
         if status == ST_RESTING:
             margin.rested(order_id, slot, market.risk, side, price, remaining, reduce_only)
         elif remaining and (status == ST_EXPIRED or status == ST_STP_EXPIRED):
@@ -570,7 +571,7 @@ cdef class OrderEntry:
         status = book._amend(order_id, price, qty)
         kept = price == old_price and qty <= filled + open_qty
         events.append(OrderAmended(ex.seq, ex.clock, account, symbol, order_id, price, qty, kept))
-        remaining = self.fill_events(market, book, Side(side), qty - filled, events, None)
+        remaining = self.fill_events(market, book, Side(side), qty - filled, slot, events, None)
         self.margin.order_changed(order_id, account, symbol, side, old_price, open_qty,
                                   book.order(order_id))
         if remaining and status == ST_STP_EXPIRED:
@@ -591,7 +592,8 @@ cdef class OrderEntry:
         cdef int status = book._place(order_id, account, side, price, qty, TIF_IOC, 0, 0, 0)
         events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, 0, side, price,
                                     qty, LIMIT, IOC))
-        remaining = self.fill_events(market, book, side, qty, events, taker_fee)
+        remaining = self.fill_events(market, book, side, qty, self.slots.slot_of(account), events,
+                                     taker_fee)
         if remaining:
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
@@ -623,7 +625,7 @@ cdef class OrderEntry:
     # ---- settlement ----------------------------------------------------------------------------
 
     cdef int64_t fill_events(self, Market market, OrderBook book, taker_side, int64_t taker_qty,
-                             list events, taker_fee) except? -1:
+                             Py_ssize_t taker, list events, taker_fee) except? -1:
         """Turns the book's records of the last call into events and settles each trade; returns
         the taker's open quantity. taker_fee overrides the instrument's taker rate."""
         cdef int64_t i, n = book.n_fills, remaining = taker_qty
@@ -634,16 +636,19 @@ cdef class OrderEntry:
         cdef ExchangeCore ex = self.ex
         seq, ts = ex.seq, ex.clock
         cdef MarginCore margin = self.margin
+        # one taker order: its ids made objects once for every fill's events
+        taker_id, taker_account = book.fills_buf[0].taker_id, book.fills_buf[0].taker_account
         for i in range(n):
             f = book.fills_buf[i]
             if f.kind == EV_TRADE:
-                events.append(OrderFilled(seq, ts, symbol, f.price, f.qty, taker_side, f.maker_id,
-                                          f.taker_id, f.maker_account, f.taker_account,
+                maker_id, maker_account = f.maker_id, f.maker_account
+                events.append(OrderFilled(seq, ts, symbol, f.price, f.qty, taker_side, maker_id,
+                                          taker_id, maker_account, taker_account,
                                           f.maker_remaining, f.taker_remaining))
                 # stage 4: positions, realised PnL and fees of both sides
-                margin.settle_trade(market.risk, f.price, f.qty, taker_side, f.maker_id,
-                                    f.taker_id, f.maker_account, f.taker_account,
-                                    f.maker_remaining, events, taker_fee, seq, ts)
+                margin.settle_trade(market.risk, f.price, f.qty, taker_side, maker_id, taker_id,
+                                    maker_account, taker_account, taker, f.maker_remaining,
+                                    events, taker_fee, seq, ts)
             else:
                 events.append(OrderCancelled(seq, ts, f.maker_account, symbol, f.maker_id, f.qty,
                                              SELF_TRADE))

@@ -23,7 +23,7 @@ cimport cython
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
 from perpcore._ledger cimport IdTable
-from perpcore._margin cimport MarginCore, PosC, int128_t
+from perpcore._margin cimport MarginCore, PosC, Step, int128_t
 
 cpdef enum Direction:
     DOWN = 0            # fires when the price falls to the trigger or below (a long, collateral)
@@ -145,12 +145,15 @@ cdef class LiquidationCore:
     cdef int128_t short_rate[MAX_SYMBOLS]  # RATE_SCALE + the top maintenance rate
     cdef Keyed* scratch                # a Keyed and its Terms being made
 
+    cdef Py_ssize_t step_at            # the next of margin.steps to read, this command
     cdef after(self, list events)      # after_command()'s C entry, the Exchange's
+    cdef run(self, list events)        # its pass, when stage 6 is on
     cdef rounds(self, list events, set touched, list moves, dict paid)
     # the C half of scan() (not overridable, so a Python subclass costs no lookup)
     cdef bint read(self, list events, Py_ssize_t start, set touched, list moves,
                    dict paid) except -1
-    cdef bint step(self, fill, account) except -1
+    cdef Step* next_step(self, int64_t account) noexcept
+    cdef bint step(self, Step* fill) except -1
     cdef bint reached(self, list moves) except -1     # some move reaches a trigger
     cdef bint unpriced(self, int64_t account, int k) except -1   # a fill with nothing to look at
 

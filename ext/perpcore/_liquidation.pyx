@@ -10,7 +10,8 @@ from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memmove, memset
 
 from perpcore._ledger cimport id_add, id_find, id_reset
-from perpcore._margin cimport Account, PosC, Prices, Sums, SymbolRisk, TierTable, int128_t, py_int
+from perpcore._margin cimport (Account, PosC, Prices, Step, Sums, SymbolRisk, TierTable, int128_t,
+                               py_int)
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -633,8 +634,12 @@ cdef class LiquidationCore:
         self.after(events)
 
     cdef after(self, list events):
-        if not self.enabled:
-            return
+        if self.enabled:
+            self.step_at = 0
+            self.run(events)
+        self.margin.n_steps = 0     # read (or of no concern): the next command starts afresh
+
+    cdef run(self, list events):
         cdef Py_ssize_t i, n = len(events)
         for i in range(n):
             if watched(type(events[i])):
@@ -714,12 +719,14 @@ cdef class LiquidationCore:
                    dict paid) except -1:
         cdef Py_ssize_t i
         cdef bint settled = False
+        cdef Step* step
         for i in range(start, len(events)):
             e = events[i]
             t = type(e)
             if t is POSITION_CHANGED:
                 account = e.account
-                if touched and account in touched or not self.step(e, account):
+                step = self.next_step(account)
+                if touched and account in touched or step == NULL or not self.step(step):
                     touched.add(account)
             elif t is FUNDING_PAID:
                 amount = e.amount
@@ -785,7 +792,17 @@ cdef class LiquidationCore:
                 return True
         return False
 
-    cdef bint step(self, fill, account) except -1:
+    cdef Step* next_step(self, int64_t account) noexcept:
+        """The settlement's record of the next PositionChanged, which is the account's (NULL:
+        none, or out of step: the account is examined in full)."""
+        cdef Step* step
+        if self.step_at >= self.margin.n_steps:
+            return NULL
+        step = &self.margin.steps[self.step_at]
+        self.step_at += 1
+        return step if step.account == account else NULL
+
+    cdef bint step(self, Step* fill) except -1:
         """The fill's account's reserve brought up to date from the fill alone: True when it stays
         >= 1 (the account is sound and keeps its triggers), False when the account must be looked
         at (no terms kept, unless unpriced() shows there is nothing to look at; no trigger on the
@@ -797,8 +814,8 @@ cdef class LiquidationCore:
         (a receipt, not counted, only leaves it lower)."""
         if not self.shortcuts:
             return False
-        cdef int k = self.number[fill.symbol]
-        cdef int64_t a = account
+        cdef int k = fill.k
+        cdef int64_t a = fill.account
         cdef Py_ssize_t slot = self.index.find(a)
         cdef Keyed* kept = self.keyed(slot) if slot >= 0 else NULL
         if kept == NULL or not kept.has_terms:
@@ -810,9 +827,8 @@ cdef class LiquidationCore:
         cdef int64_t at = term.below if size > 0 else term.above if size < 0 else 0
         if at == NO_PRICE:
             return False
-        cdef int128_t now = position_term(self.risks[k], size, fill.entry_value, at)
-        cdef int128_t reserve = kept.reserve + (as128(fill.realised_pnl) - as128(fill.fee)) \
-            + (now - term.term)
+        cdef int128_t now = position_term(self.risks[k], size, fill.cost, at)
+        cdef int128_t reserve = kept.reserve + fill.cash + (now - term.term)
         if reserve < 1:
             return False
         kept.reserve = reserve

@@ -87,6 +87,15 @@ ctypedef struct PosC:
     int32_t held            # made (MarginCore.position_of): the account trades or quotes here
 
 
+ctypedef struct Step:
+    # one side of a fill as settlement made it (its PositionChanged's figures), kept for stage 6
+    # to read without the event (perpcore._liquidation's read)
+    int128_t cash            # realised PnL - fee, minor units
+    int64_t account
+    int64_t size, cost       # the position after it
+    int32_t k                # its symbol's number (SymbolRisk.number)
+
+
 cdef class SymbolRisk
 
 
@@ -149,6 +158,7 @@ cdef class Accounts:
 cdef class SymbolRisk:
     """Per instrument: its margin parameters and the positions held in it."""
     cdef readonly str symbol
+    cdef readonly int number           # its index in symbol order (bind_symbols)
     cdef readonly int64_t upt
     cdef readonly TierTable tiers
     cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
@@ -193,6 +203,11 @@ cdef class MarginCore:
     cdef public int64_t maintenance_shift
     cdef public bint auto_exchange     # multi-assets mode (MarginSpec.multi_assets): after_command
     #                                    converts collateral of balances below the threshold
+    # every PositionChanged of the command so far, in order, as a Step: the exchange empties it
+    # as a command begins, trade_side appends, stage 6 reads
+    cdef Step* steps
+    cdef readonly Py_ssize_t n_steps
+    cdef Py_ssize_t cap_steps
 
     # the hooks the exchange calls, perpcore.margin.Margin's: on_clock once the clock reaches
     # lending.due (loan interest, then the loans' checks); after_command after stage 5 while
@@ -234,9 +249,10 @@ cdef class MarginCore:
     # the reduce-only orders the positions in reduce_only_dirty no longer allow, as (symbol,
     # order id, lots to take off), newest first; empties reduce_only_dirty
     cdef list reduce_only_excess(self)
-    # seq, ts: the command's, for the events
+    # seq, ts: the command's, for the events; the accounts as their ids (objects, for the events)
+    # and the taker's slot (order entry has found it)
     cdef settle_trade(self, SymbolRisk sr, int64_t price, int64_t qty, int taker_side, maker_id,
-                      taker_id, maker_account, taker_account, int64_t maker_remaining,
-                      list events, taker_fee, seq, ts)
-    cdef trade_side(self, SymbolRisk sr, Py_ssize_t slot, PosC* pos, bint buy, int64_t price,
-                    int64_t qty, int64_t fee_rate, order_id, list events, seq, ts)
+                      taker_id, maker_account, taker_account, Py_ssize_t taker,
+                      int64_t maker_remaining, list events, taker_fee, seq, ts)
+    cdef trade_side(self, SymbolRisk sr, account, Py_ssize_t slot, PosC* pos, bint buy,
+                    int64_t price, int64_t qty, int64_t fee_rate, order_id, list events, seq, ts)

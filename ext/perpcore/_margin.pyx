@@ -564,6 +564,9 @@ cdef class SymbolRisk:
 
 cdef class MarginCore:
 
+    def __dealloc__(self):
+        PyMem_Free(self.steps)
+
     # ---- the exchange's hooks (see the .pxd; perpcore.margin.Margin defines them) -------------
 
     cpdef on_clock(self, t_end, list events):
@@ -580,7 +583,10 @@ cdef class MarginCore:
     def bind_symbols(self, CashTable table, int64_t retail_cap, int64_t professional_cap):
         """Gives the symbols (self.symbols, set) their account slots, the ledger's rows, once,
         before any account; the leverage caps by account class."""
+        cdef SymbolRisk sr
         self.risks = tuple(self.symbols.values())
+        for k, sr in enumerate(self.risks):
+            sr.number = k
         self.cash = table
         self.slots = Slots(self.risks, table, retail_cap, professional_cap)
         self.accounts = Accounts(self.slots)
@@ -952,8 +958,8 @@ cdef class MarginCore:
     # ---- settlement ----------------------------------------------------------------------------
 
     cdef settle_trade(self, SymbolRisk sr, int64_t price, int64_t qty, int taker_side, maker_id,
-                      taker_id, maker_account, taker_account, int64_t maker_remaining,
-                      list events, taker_fee, seq, ts):
+                      taker_id, maker_account, taker_account, Py_ssize_t taker,
+                      int64_t maker_remaining, list events, taker_fee, seq, ts):
         """Settles one trade for both sides (maker first) and takes it off the maker's order sums.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
         cdef Py_ssize_t maker = self.slots.find(maker_account)
@@ -967,11 +973,11 @@ cdef class MarginCore:
                     order[4] = maker_remaining
                 else:
                     self.forget(maker_id, maker_pos)
-        self.trade_side(sr, maker, maker_pos, taker_side == 1, price, qty, sr.maker_fee, maker_id,
+        self.trade_side(sr, maker_account, maker, maker_pos, taker_side == 1, price, qty,
+                        sr.maker_fee, maker_id, events, seq, ts)
+        self.trade_side(sr, taker_account, taker, self.position_of(taker, sr), taker_side == 0,
+                        price, qty, sr.taker_fee if taker_fee is None else taker_fee, taker_id,
                         events, seq, ts)
-        cdef Py_ssize_t taker = self.slots.find(taker_account)
-        self.trade_side(sr, taker, self.position_of(taker, sr), taker_side == 0, price, qty,
-                        sr.taker_fee if taker_fee is None else taker_fee, taker_id, events, seq, ts)
 
     def trade(self, SymbolRisk sr, account, bint buy, int64_t price, int64_t qty,
               int64_t fee_rate, order_id, list events):
@@ -979,12 +985,11 @@ cdef class MarginCore:
         way the liquidation engine transfers positions outside the book (fee_rate 0)."""
         ex = self.exchange
         cdef Py_ssize_t slot = self.slots.slot_of(account)
-        self.trade_side(sr, slot, self.position_of(slot, sr), buy, price, qty, fee_rate, order_id,
-                        events, ex.seq, ex.clock)
+        self.trade_side(sr, account, slot, self.position_of(slot, sr), buy, price, qty, fee_rate,
+                        order_id, events, ex.seq, ex.clock)
 
-    cdef trade_side(self, SymbolRisk sr, Py_ssize_t slot, PosC* pos, bint buy, int64_t price,
-                    int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
-        account = self.cash.ids[slot]
+    cdef trade_side(self, SymbolRisk sr, account, Py_ssize_t slot, PosC* pos, bint buy,
+                    int64_t price, int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
         if self.in_transit:     # its funding first: PositionChanged's balance is as if settled
             self.settle_account(slot, events, seq, ts)
         cdef int64_t size = pos.size, held, removed
@@ -1016,6 +1021,17 @@ cdef class MarginCore:
         sr.short_lots += (-pos.size if pos.size < 0 else 0) - (-size if size < 0 else 0)
         fee = ceil_div(<int128_t>price * qty * sr.upt * fee_rate, RS)
         cdef int64_t* cash = &self.cash_of(slot)[self.settle_column]
+        cdef Step* step
+        if self.n_steps == self.cap_steps:
+            self.cap_steps = self.cap_steps * 2 if self.cap_steps else 64
+            step = <Step*>PyMem_Realloc(self.steps, self.cap_steps * sizeof(Step))
+            if step is NULL:
+                raise MemoryError()
+            self.steps = step
+        step = &self.steps[self.n_steps]
+        step.cash, step.account, step.size, step.cost, step.k = (realised - fee, self.cash.ids[slot],
+                                                                 pos.size, pos.cost, sr.number)
+        self.n_steps += 1
         fee_py = py_int(fee)
         realised_py = py_int(realised)
         if realised:
