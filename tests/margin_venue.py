@@ -101,4 +101,4 @@ def repay_in_full(margin, account: int, events: list) -> None:
     repaid from cash, then from collateral sold to the platform at index less the conversion
     penalty, only as much as the loan needs. Emits Repaid and CollateralConverted."""
     liquidation = margin.exchange.components["liquidation"]
-    liquidation._repay_in_full(margin.accounts[account], events)
+    liquidation.loans.repay_in_full(margin.accounts[account], events)

@@ -231,7 +231,7 @@ def test_a_balance_left_below_the_threshold_by_a_liquidation_is_exchanged_at_the
     restored = Exchange.restore(v.cfg, snapshot)
     assert restored.submit(m.SetIndexPrice(source="x", symbol=ETH, price=300000)) == after
     assert restored.state_hash() == v.ex.state_hash()
-    assert not v.ex.components["margin"].exchange_pending
+    assert not v.ex.components["margin"].loans.exchange_pending
 
 
 def test_two_collateral_assets_bear_the_deficit_in_proportion_to_their_value():
