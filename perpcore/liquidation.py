@@ -2,13 +2,14 @@
 
 This module owns stage 6's liquidation of an account: its orders cancelled, its positions reduced
 into the book, taken over by the insurance fund, deleveraged, its deficit settled and, as the last
-resort, socialised. It is the Exchange's "liquidation" component. After every command (after the
-mark and the loans have been brought up to date) it finds the accounts the command's price moves and
-money movements may have put under maintenance, and liquidates them, in account order, until none is
-left. It reads money, positions and margin through perpcore.margin and prices through
-perpcore.pricing, and composes the owners of the other stage-6 concerns: the insurance fund
-(perpcore.insurance), auto-deleveraging (perpcore.adl) and margin-loan liquidation
-(perpcore.loan_liquidation). The only state of its own is the socialised losses.
+resort, socialised (the socialised losses are its only state).
+
+It is the Exchange's "liquidation" component. After every command (after the mark and the loans have
+been brought up to date) it finds the accounts the command's price moves and money movements may
+have put under maintenance, and liquidates them, in account order, until none is left. It reads
+money, positions and margin through perpcore.margin and prices through perpcore.pricing, and
+composes the owners of the other stage-6 concerns: the insurance fund (perpcore.insurance),
+auto-deleveraging (perpcore.adl) and margin-loan liquidation (perpcore.loan_liquidation).
 
 Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
 or below its maintenance margin (below it with MarginSpec.maintenance_trigger_at "passing":

@@ -1,15 +1,16 @@
 """Cross-margin positions and risk: positions, fills, collateral, margins and the pre-trade check.
 
-This module owns the accounts' positions and their risk: the valuation of an account (equity,
-margins, what may be withdrawn, liquidation and bankruptcy prices), leverage, the funding cash of
-positions, the audit of the books and the margin layer's state. It is the Exchange's "margin"
-component (also ex.margin): it knows, at every event, what each account owns (cash and collateral,
-perpcore.ledger), owes (its loan, perpcore.lending) and risks (one net position per symbol and its
-open orders), and refuses what the account could not carry. The arithmetic lives in perpcore.risk;
-prices come from the pricing component (mark for positions, index for collateral), the only place
-this layer reads them. It composes the owners of the other concerns: accounts and transfers
-(perpcore.transfers, margin.transfers), loans and multi-assets mode (perpcore.lending,
-margin.loans) and the account views (perpcore.views).
+This module owns the accounts' positions and their risk: valuation (equity, margins, what may be
+withdrawn, liquidation and bankruptcy prices), leverage, the positions' funding cash, the audit of
+the books and the margin layer's state.
+
+It is the Exchange's "margin" component (also ex.margin): it knows, at every event, what each
+account owns (cash and collateral, perpcore.ledger), owes (its loan, perpcore.lending) and risks
+(one net position per symbol and its open orders), and refuses what the account could not carry.
+The arithmetic lives in perpcore.risk; prices come from the pricing component (mark for positions,
+index for collateral), the only place this layer reads them. It composes the owners of the other
+concerns: accounts and transfers (perpcore.transfers, margin.transfers), loans and multi-assets
+mode (perpcore.lending, margin.loans) and the account views (perpcore.views).
 
 Definitions (money in minor units of the settlement asset, rounded conservatively):
 - position: size (signed lots) and entry value (ticks x lots, exact). Adding to a position adds
