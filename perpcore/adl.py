@@ -1,7 +1,9 @@
-"""Auto-deleveraging: the queue rankings and the 1-5 indicator venues show, as pure functions.
+"""Auto-deleveraging: the queue rankings and the 1-5 indicator venues show, and the deleveraging.
 
-When the insurance fund cannot cover a liquidation, the liquidation engine closes opposite positions
-at the bankrupt position's bankruptcy price, in the order ranked here (MECHANICS.md):
+This module owns ADL: the rankings as pure functions, and Deleveraging, which closes opposite
+positions against a bankrupt one. When the insurance fund cannot cover a liquidation, the
+liquidation engine (perpcore.liquidation) hands Deleveraging what is left, and it closes opposite
+positions at the bankrupt position's bankruptcy price, in the order ranked here (MECHANICS.md):
 
 - PnL% = unrealised PnL / entry value = (size x mark - signed entry value) / entry value;
 - effective leverage = |mark value| / (mark value - bankrupt value)
@@ -40,6 +42,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Iterable, NamedTuple
 
+from perpcore import messages as m
 from perpcore.config import ADL_RANKINGS
 
 # Groups of the priority key, highest first
@@ -151,3 +154,78 @@ def indicator(place: int, count: int) -> int:
     if not 0 <= place < count:
         raise ValueError(f"place {place} outside a queue of {count}")
     return 5 - 5 * place // count
+
+
+class Deleveraging:
+    """The ADL of an Exchange's liquidation engine (ex.liquidation.adl): each symbol's queues,
+    ranked once per round of liquidations, and the deleveraging of what neither the book nor the
+    insurance fund absorbed."""
+
+    def __init__(self, exchange, margin, rankings: dict[str, str], unit: int):
+        self.exchange = exchange
+        self.margin = margin
+        self.pricing = exchange.components["pricing"]
+        self.rankings = rankings            # symbol -> InstrumentSpec.adl_ranking
+        self.unit = unit                    # one whole settlement asset, in minor units
+        self._queues: dict[tuple[str, int], list[int]] = {}
+
+    def new_round(self) -> None:
+        """A round of liquidations begins: its queues are ranked afresh when first needed."""
+        self._queues.clear()
+
+    def deleverage(self, account: int, symbol: str, long: bool, price: int, qty: int,
+                   events: list) -> None:
+        """Closes `qty` lots of the account's position (long or short) at `price` against the
+        opposite positions, head of the queue first: AutoDeleveraged per counterparty."""
+        ex = self.exchange
+        margin = self.margin
+        sr = margin.symbols[symbol]
+        for other in self._queue(symbol, -1 if long else 1):
+            if other == account:
+                continue
+            pos = margin.accounts[other].positions.get(symbol)
+            if pos is None or (pos.size > 0) == long or not pos.size:
+                continue    # closed or flipped since the queue was ranked
+            take = min(qty, abs(pos.size))
+            margin.trade(sr, account, not long, price, take, 0, 0, events)
+            margin.trade(sr, other, long, price, take, 0, 0, events)
+            events.append(m.AutoDeleveraged(ex.seq, ex.clock, other, symbol, take, price,
+                                            pos.size, account))
+            qty -= take
+            if not qty:
+                return
+        raise RuntimeError(f"{symbol}: open interest does not net to zero")  # a bug, never a state
+
+    def _queue(self, symbol: str, sign: int) -> list[int]:
+        """The ADL queue of one side of a symbol (sign 1: longs), ranked once per round."""
+        key = (symbol, sign)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = self.queue(symbol, sign)
+        return queue
+
+    def queue(self, symbol: str, sign: int) -> list[int]:
+        """Accounts holding longs (sign 1) or shorts (-1) in the symbol, in deleveraging order."""
+        margin = self.margin
+        mark = self.pricing.mark_price(symbol)
+        if mark is None:
+            return []
+        sr = margin.symbols[symbol]
+        holdings = []
+        for account, pos in sorted(sr.positions.items()):
+            if pos.size * sign > 0:
+                figures = margin._figures(margin.accounts[account])
+                equity, upnl, _, mm, _ = figures
+                holdings.append(Holding(account, pos.size, pos.cost,
+                                        margin.bankruptcy_price(account, symbol, figures),
+                                        abs(pos.size) * mark * sr.upt, equity, upnl, mm))
+        return venue_ranking(self.rankings[symbol], holdings, mark, self.unit)
+
+    def indicator_of(self, account: int, symbol: str) -> int | None:
+        """The 1-5 deleveraging light of the account's position (5: first in line), None when
+        flat."""
+        pos = self.margin.accounts[account].positions.get(symbol)
+        if pos is None or not pos.size:
+            return None
+        queue = self.queue(symbol, 1 if pos.size > 0 else -1)
+        return indicator(queue.index(account), len(queue))

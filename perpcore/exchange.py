@@ -29,9 +29,10 @@ from perpcore._exchange import ExchangeCore, Market, OrderEntry
 from perpcore.errors import RejectCode, Rejection
 from perpcore.messages import CancelReason
 from perpcore.liquidation import Liquidation
-from perpcore.margin import AccountView, Margin
+from perpcore.margin import Margin
 from perpcore.pricing import Pricing
 from perpcore.triggers import Triggers
+from perpcore.views import AccountView
 
 
 class Component(Protocol):
@@ -96,7 +97,7 @@ class Exchange(ExchangeCore):
         margin = self.components["margin"] = Margin(self)
         liquidation = self.components["liquidation"] = Liquidation(self)
         # past the liquidation LTV, the margin layer hands the loan to the liquidation engine
-        margin.on_loan_breach = liquidation.sell_collateral
+        margin.loans.on_loan_breach = liquidation.loans.sell_collateral
         triggers = self.components["triggers"] = Triggers(self)
         # the order commands' stages 1-4 run in Cython (perpcore._exchange); its checks serve the
         # other commands too
@@ -109,10 +110,11 @@ class Exchange(ExchangeCore):
             m.CancelAll: self._cancel_all,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,
-            m.FundInsurance: liquidation.deposit,
+            m.FundInsurance: liquidation.insurance.deposit,
         }
-        for command, apply in ((m.Deposit, margin.deposit), (m.Withdraw, margin.withdraw),
-                               (m.Borrow, margin.borrow), (m.Repay, margin.repay),
+        transfers, loans = margin.transfers, margin.loans
+        for command, apply in ((m.Deposit, transfers.deposit), (m.Withdraw, transfers.withdraw),
+                               (m.Borrow, loans.borrow), (m.Repay, loans.repay),
                                (m.SetLeverage, margin.set_leverage)):
             handlers[command] = partial(self._account_command, apply)
         self._compose(pricing, margin, liquidation, triggers, entry, handlers)

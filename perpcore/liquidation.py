@@ -1,10 +1,15 @@
-"""Liquidation: the engine, the insurance fund and auto-deleveraging (DESIGN.md stage 6).
+"""Liquidation execution (DESIGN.md stage 6): the accounts under maintenance, closed.
 
-The Exchange's "liquidation" component. After every command (after the mark and the loans have been
-brought up to date) it finds the accounts the command's price moves and money movements may have put
-under maintenance, and liquidates them, in account order, until none is left. It reads money,
-positions and margin through perpcore.margin and prices through perpcore.pricing; the only state of
-its own is the socialised losses (and a recent window of the fund's history, outside the state).
+This module owns stage 6's liquidation of an account: its orders cancelled, its positions reduced
+into the book, taken over by the insurance fund, deleveraged, its deficit settled and, as the last
+resort, socialised (the socialised losses are its only state).
+
+It is the Exchange's "liquidation" component. After every command (after the mark and the loans have
+been brought up to date) it finds the accounts the command's price moves and money movements may
+have put under maintenance, and liquidates them, in account order, until none is left. It reads
+money, positions and margin through perpcore.margin and prices through perpcore.pricing, and
+composes the owners of the other stage-6 concerns: the insurance fund (perpcore.insurance),
+auto-deleveraging (perpcore.adl) and margin-loan liquidation (perpcore.loan_liquidation).
 
 Trigger. An account is liquidated when it holds positions and its equity, valued at the MARK, is at
 or below its maintenance margin (below it with MarginSpec.maintenance_trigger_at "passing":
@@ -86,32 +91,20 @@ Liquidating one account:
    covers what it can; what it cannot is a SocializedLoss: the account keeps that negative balance,
    reported as the venue's bad debt, the explicit last resort.
 
-Margin loans: past the liquidation LTV (margin calls on_loan_breach; at it too with MarginSpec
-trigger_at "reaching") the loan is first repaid from cash, then collateral is sold to the platform
-at index less the conversion penalty (the penalty goes to the insurance fund), by
-MarginSpec.loan_liquidation: "restore_max_ltv", the least amount that brings the loan-to-value back
-to the maximum LTV; "repay_in_full", the least that repays the whole loan and its fee
-(loan_liquidation_fee of the loan, to the insurance fund).
-
-Every change of the fund, by this engine or another layer (funding remainders), is an
-InsuranceFundChanged event and an entry of fund_history() (the newest limits.history_kept).
-Money is in minor units of the settlement asset; every figure is an integer and every transfer
-exact.
+Margin loans past the liquidation LTV are perpcore.loan_liquidation's; every change of the fund
+is recorded by perpcore.insurance. Money is in minor units of the settlement asset; every figure
+is an integer and every transfer exact.
 """
 from __future__ import annotations
 
-from collections import deque
 from itertools import islice
 
-import msgspec
-
 from perpcore import messages as m
-from perpcore._ledger import move
 from perpcore._liquidation import Direction, LiquidationCore
-from perpcore.adl import Holding, indicator, venue_ranking
+from perpcore.adl import Deleveraging
 from perpcore.config import RATE_SCALE
-from perpcore.errors import RejectCode, Rejection
-from perpcore.lending import amount_for_proceeds
+from perpcore.insurance import FundEntry, InsuranceFund
+from perpcore.loan_liquidation import LoanLiquidation
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
 # a trigger's direction (perpcore._liquidation.BreachIndex): DOWN fires when the price falls to it
@@ -119,25 +112,12 @@ from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 DOWN, UP = Direction.DOWN, Direction.UP
 
 
-class FundEntry(msgspec.Struct, frozen=True):
-    """One change of the insurance fund."""
-    seq: int
-    ts: int
-    asset: str
-    delta: int
-    balance: int                        # afterwards
-    reason: FundReason
-    account: int = 0                    # the account concerned, 0: none
-    symbol: str = ""
-
-
 class _Params:
     """Per instrument, what the engine needs beyond the margin layer's SymbolRisk."""
-    __slots__ = ("upt", "fee", "band", "max_price", "tiers", "adl_ranking")
+    __slots__ = ("upt", "fee", "band", "max_price", "tiers")
 
     def __init__(self, spec, sr):
         self.upt = sr.upt
-        self.adl_ranking = spec.adl_ranking
         self.tiers = sr.tiers
         self.fee = spec.liquidation_fee
         self.band = spec.market_protection
@@ -154,25 +134,22 @@ class Liquidation(LiquidationCore):
         self.pricing = exchange.components["pricing"]
         config = exchange.config
         self.settle = config.settlement_asset
-        self.unit = 10 ** config.assets[self.settle].decimals     # one whole settlement asset
-        self.fund = self.margin.insurance               # the ledger's insurance bucket, by asset
-        self.params = {s: _Params(config.instruments[s], sr) for s, sr in self.margin.symbols.items()}
-        # the recent changes for fund_history(); the journal's events hold them all, so they stay
-        # out of the state (a restored exchange's window starts at its snapshot)
-        self.history: deque[FundEntry] = deque(maxlen=config.limits.history_kept)
-        self._fund_seen = dict(self.fund)               # the fund as this engine last recorded it
-        self._queues: dict[tuple[str, int], list[int]] = {}
-        # past the liquidation LTV (MarginSpec.loan_liquidation): the loan repaid in full, with
-        # its fee, or the maximum LTV restored
-        self.repays_in_full = config.margin.loan_liquidation == "repay_in_full"
-        self.loan_fee_rate = config.margin.loan_liquidation_fee
+        margin = self.margin
+        self.params = {s: _Params(config.instruments[s], sr) for s, sr in margin.symbols.items()}
+        self.insurance = InsuranceFund(exchange, margin.ledger)
+        self.fund = self.insurance.balances             # the ledger's insurance bucket, by asset
+        self._fund_seen = self.insurance.seen           # (the core compares the two)
+        self.adl = Deleveraging(
+            exchange, margin, {s: spec.adl_ranking for s, spec in config.instruments.items()},
+            10 ** config.assets[self.settle].decimals)  # one whole settlement asset
+        self.loans = LoanLiquidation(exchange, margin, self.insurance)
 
     # ---- stage 6 -------------------------------------------------------------------------------
 
     def liquidate(self, breached: list, events: list, start: int) -> None:
         """A round's accounts in breach (LiquidationCore's rounds found them), liquidated in account
         order; then stage 5 again, as the liquidation trades moved the last price and the book."""
-        self._queues.clear()
+        self.adl.new_round()
         for account in breached:
             self._liquidate(account, events)
         self.exchange._post_trade(events, start)
@@ -264,7 +241,8 @@ class Liquidation(LiquidationCore):
                 surplus = ((f - limit) if long else (limit - f)) * q * upt
                 fee += min(surplus, -(-f * q * upt * p.fee // RATE_SCALE))
         if fee:
-            self._fund_change(acc.cash, fee, FundReason.LIQUIDATION_FEE, acc.id, symbol, events)
+            self.insurance.change(acc.cash, fee, FundReason.LIQUIDATION_FEE, acc.id, symbol,
+                                  events)
         rest = qty - book_qty
         # 2. the fund takes the rest over at bankruptcy and sells it, as far as it can cover
         fund_qty = fund_value = cover = 0
@@ -280,14 +258,14 @@ class Liquidation(LiquidationCore):
                 fund_value = sum(f * q for f, q in taken)
                 cover = abs(limit * fund_qty - fund_value) * upt
                 if cover:
-                    self._fund_change(acc.cash, -cover, FundReason.LOSS_COVERED, acc.id, symbol,
-                                      events)
+                    self.insurance.change(acc.cash, -cover, FundReason.LOSS_COVERED, acc.id,
+                                          symbol, events)
                 rest -= fund_qty
         # 3. deleveraging at the bankruptcy price
         adl_price = bankrupt if bankrupt is not None else mark
         adl_qty = rest
         if rest:
-            self._deleverage(acc.id, symbol, long, adl_price, rest, events)
+            self.adl.deleverage(acc.id, symbol, long, adl_price, rest, events)
         events.append(m.PositionLiquidated(
             ex.seq, ex.clock, acc.id, symbol, side, qty, acc.positions[symbol].size, mark,
             adl_price, book_qty, book_value, fund_qty, fund_value, adl_qty, fee, fee - cover))
@@ -302,255 +280,57 @@ class Liquidation(LiquidationCore):
         return [(e.price, e.qty) for e in islice(events, start, None)
                 if type(e) is m.OrderFilled and e.taker_order_id == order_id]
 
-    def _deleverage(self, account: int, symbol: str, long: bool, price: int, qty: int,
-                    events: list) -> None:
-        ex = self.exchange
-        margin = self.margin
-        sr = margin.symbols[symbol]
-        for other in self._queue(symbol, -1 if long else 1):
-            if other == account:
-                continue
-            pos = margin.accounts[other].positions.get(symbol)
-            if pos is None or (pos.size > 0) == long or not pos.size:
-                continue    # closed or flipped since the queue was ranked
-            take = min(qty, abs(pos.size))
-            margin.trade(sr, account, not long, price, take, 0, 0, events)
-            margin.trade(sr, other, long, price, take, 0, 0, events)
-            events.append(m.AutoDeleveraged(ex.seq, ex.clock, other, symbol, take, price,
-                                            pos.size, account))
-            qty -= take
-            if not qty:
-                return
-        raise RuntimeError(f"{symbol}: open interest does not net to zero")  # a bug, never a state
-
-    def _queue(self, symbol: str, sign: int) -> list[int]:
-        """The ADL queue of one side of a symbol (sign 1: longs), ranked once per round."""
-        key = (symbol, sign)
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = self.adl_queue(symbol, sign)
-        return queue
-
-    # ---- deficits and loans --------------------------------------------------------------------
+    # ---- deficits ------------------------------------------------------------------------------
 
     def _settle_deficit(self, acc, events: list) -> None:
         """An account without positions whose equity is below zero: its collateral, then the fund,
         then a socialised loss."""
         ex = self.exchange
-        margin = self.margin
-        for c in margin.collateral:
-            held = acc.cash[c.asset]
-            index = self.pricing.index_price(c.symbol)
-            if held > 0 and index is not None and not self.pricing.is_stale(c.symbol):
-                self._convert(acc, c, held, index, events)
-        self._repay_from_cash(acc, events)
-        equity = margin._figures(acc)[0]
+        self.loans.sell_all(acc, events)
+        equity = self.margin._figures(acc)[0]
         deficit = -equity - self.socialized.get(acc.id, 0)
         if deficit <= 0:
             return
         cover = min(deficit, self.fund[self.settle])
         if cover:
-            self._fund_change(acc.cash, -cover, FundReason.DEFICIT_COVERED, acc.id, "", events)
-            self._repay_from_cash(acc, events)
+            self.insurance.change(acc.cash, -cover, FundReason.DEFICIT_COVERED, acc.id, "",
+                                  events)
+            self.loans.repay_from_cash(acc, events)
         if deficit > cover:
             total = self.socialized[acc.id] = self.socialized.get(acc.id, 0) + deficit - cover
             events.append(m.SocializedLoss(ex.seq, ex.clock, acc.id, self.settle, deficit - cover,
                                            total))
 
-    def _repay_from_cash(self, acc, events: list) -> None:
-        lending = self.margin.lending
-        amount = min(lending.debts.get(acc.id, 0), max(acc.cash[self.settle], 0))
-        if amount:
-            debt = lending.repay(acc.id, amount)
-            ex = self.exchange
-            events.append(m.Repaid(ex.seq, ex.clock, acc.id, self.settle, amount, debt))
-
-    def _convert(self, acc, c, amount: int, index: int, events: list) -> None:
-        """Sells collateral to the platform at index less the penalty; the penalty (what the
-        platform did not pay of the market value) goes to the insurance fund."""
-        ex = self.exchange
-        lending = self.margin.lending
-        proceeds, repaid, debt = lending.convert(acc.id, c, amount, index)
-        events.append(m.CollateralConverted(ex.seq, ex.clock, acc.id, c.asset, amount, index,
-                                            proceeds, repaid, debt))
-        penalty = c.market_value(amount, index) - proceeds
-        if penalty:
-            self._fund_change(lending.platform, penalty, FundReason.COLLATERAL_PENALTY, acc.id,
-                              c.symbol, events)
-
-    def sell_collateral(self, account: int, events: list) -> None:
-        """The margin layer's loan-to-value passed the liquidation level: repay from cash, then sell
-        the least collateral (in asset order) that brings the loan back to the maximum LTV. An
-        account with neither cash nor priced collateral to give (a loan already written off) is
-        left as it is."""
-        ex = self.exchange
-        margin = self.margin
-        acc = margin.accounts[account]
-        pricing = self.pricing
-        if acc.cash[self.settle] <= 0 and not any(
-                acc.cash[c.asset] > 0 and pricing.index_price(c.symbol) is not None
-                and not pricing.is_stale(c.symbol) for c in margin.collateral):
-            return
-        equity, _, _, mm, _ = margin._figures(acc)
-        events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm,
-                                           LiquidationReason.LOAN))
-        (self._repay_in_full if self.repays_in_full else self._restore_max_ltv)(acc, events)
-        if account not in margin.lending.debts:
-            margin.lending.called.discard(account)
-
-    def _restore_max_ltv(self, acc, events: list) -> None:
-        """MarginSpec.loan_liquidation "restore_max_ltv": repay from cash, then sell the least
-        collateral (in asset order) that brings the loan back to the maximum LTV."""
-        margin = self.margin
-        account = acc.id
-        self._repay_from_cash(acc, events)
-        target = margin.max_ltv
-        for c in margin.collateral:
-            debt = margin.lending.debts.get(account, 0)
-            if not debt:
-                break
-            held = acc.cash[c.asset]
-            index = self.pricing.index_price(c.symbol)
-            if held <= 0 or index is None or self.pricing.is_stale(c.symbol):
-                continue
-            others = sum(o.market_value(acc.cash[o.asset], self.pricing.index_price(o.symbol))
-                         for o in margin.collateral if o is not c)
-
-            def within(x: int) -> bool:
-                left = debt - min(c.sale_proceeds(x, index, margin.lending.penalty), debt)
-                value = others + c.market_value(held - x, index)
-                return left == 0 or left * RATE_SCALE <= target * value
-
-            if within(0):
-                break
-            if not within(held):
-                amount = held       # it cannot get back inside: everything repays what it can
-            else:
-                lo, hi = 1, held    # within() holds at hi; it falls with x while the loan is
-                while lo < hi:      # below the sale's value ratio, which within(held) shows
-                    mid = (lo + hi) // 2
-                    if within(mid):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                amount = lo
-            self._convert(acc, c, amount, index, events)
-
-    def _repay_in_full(self, acc, events: list) -> None:
-        """MarginSpec.loan_liquidation "repay_in_full": the whole loan is repaid, from cash, then
-        from collateral sold (in asset order) at index less the conversion penalty, the least that
-        covers the loan and the fee; the fee (loan_liquidation_fee of the loan at the breach,
-        rounded up) then goes from the account's cash to the insurance fund, as much of it as the
-        cash holds (what the collateral could not cover stays owed, and no fee is taken from it)."""
-        margin = self.margin
-        lending = margin.lending
-        settle = self.settle
-        fee = -(-lending.debts[acc.id] * self.loan_fee_rate // RATE_SCALE)
-        self._repay_from_cash(acc, events)
-        for c in margin.collateral:
-            need = lending.debts.get(acc.id, 0) + fee - max(acc.cash[settle], 0)
-            held = acc.cash[c.asset]
-            index = self.pricing.index_price(c.symbol)
-            if need <= 0:
-                break
-            if held <= 0 or index is None or self.pricing.is_stale(c.symbol):
-                continue
-            amount = min(held, amount_for_proceeds(c, need, index, lending.penalty))
-            self._convert(acc, c, amount, index, events)
-        fee = min(fee, max(acc.cash[settle], 0))
-        if fee:
-            self._fund_change(acc.cash, fee, FundReason.COLLATERAL_PENALTY, acc.id, "", events)
-
-    # ---- the fund ------------------------------------------------------------------------------
-
-    def _fund_change(self, counterpart: dict, delta: int, reason: FundReason, account: int,
-                     symbol: str, events: list) -> None:
-        """delta into the fund from the counterpart's balances (< 0: out of the fund to them)."""
-        asset = self.settle
-        self._fund_seen[asset] = balance = move(counterpart, self.fund, asset, delta)
-        self._record(asset, delta, balance, reason, account, symbol, events)
-
-    def _record(self, asset, delta, balance, reason, account, symbol, events) -> None:
-        ex = self.exchange
-        self.history.append(FundEntry(ex.seq, ex.clock, asset, delta, balance, reason, account,
-                                      symbol))
-        events.append(m.InsuranceFundChanged(ex.seq, ex.clock, asset, delta, balance, reason,
-                                             account, symbol))
-
     def _record_external(self, events: list) -> None:
-        """Changes other layers made (funding remainders, with their FundingSettled): recorded so
-        the history is whole."""
-        funding = sum(e.insurance for e in events if type(e) is m.FundingSettled)
-        for asset in sorted(self.fund):
-            delta = self.fund[asset] - self._fund_seen.get(asset, 0)
-            if delta:
-                reason = FundReason.FUNDING if asset == self.settle and delta == funding \
-                    else FundReason.OTHER
-                self._fund_seen[asset] = self.fund[asset]
-                self._record(asset, delta, self.fund[asset], reason, 0, "", events)
-
-    def deposit(self, cmd: m.FundInsurance, events: list) -> None:
-        """FundInsurance: the venue pays capital into its insurance fund."""
-        if cmd.asset not in self.fund:
-            raise Rejection(RejectCode.UNKNOWN_ASSET, f"unknown asset {cmd.asset!r}")
-        if cmd.amount <= 0:
-            raise Rejection(RejectCode.INVALID_AMOUNT, f"amount {cmd.amount} must be positive")
-        room = self.margin.ledger.room(cmd.asset, self.fund[cmd.asset])
-        if cmd.amount > room:
-            raise Rejection(RejectCode.AMOUNT_TOO_LARGE,
-                            f"{cmd.amount} {cmd.asset} would pass the venue's range (room {room})")
-        ex = self.exchange
-        ex._advance_to(cmd.ts, events)
-        self.margin.ledger.deposit_venue("insurance_fund", cmd.asset, cmd.amount)
-        self._fund_seen[cmd.asset] = self.fund[cmd.asset]
-        self._record(cmd.asset, cmd.amount, self.fund[cmd.asset], FundReason.DEPOSIT, 0, "",
-                     events)
+        """The core found the fund changed by another layer: perpcore.insurance records it."""
+        self.insurance.record_external(events)
 
     # ---- queries -------------------------------------------------------------------------------
 
     def fund_history(self, asset: str | None = None) -> list[FundEntry]:
-        """The recent changes of the insurance fund, oldest first (of one asset, or all): the newest
-        limits.history_kept of all assets, since the exchange was created or restored. Older ones
-        are the journal's InsuranceFundChanged events."""
-        return [e for e in self.history if asset is None or e.asset == asset]
+        """The insurance fund's recent changes (perpcore.insurance.InsuranceFund.history)."""
+        return self.insurance.history(asset)
 
     def adl_queue(self, symbol: str, sign: int) -> list[int]:
         """Accounts holding longs (sign 1) or shorts (-1) in the symbol, in deleveraging order."""
-        margin = self.margin
-        mark = self.pricing.mark_price(symbol)
-        if mark is None:
-            return []
-        upt = self.params[symbol].upt
-        holdings = []
-        for account, pos in sorted(margin.symbols[symbol].positions.items()):
-            if pos.size * sign > 0:
-                figures = margin._figures(margin.accounts[account])
-                equity, upnl, _, mm, _ = figures
-                holdings.append(Holding(account, pos.size, pos.cost,
-                                        margin.bankruptcy_price(account, symbol, figures),
-                                        abs(pos.size) * mark * upt, equity, upnl, mm))
-        return venue_ranking(self.params[symbol].adl_ranking, holdings, mark, self.unit)
+        return self.adl.queue(symbol, sign)
 
     def adl_indicator(self, account: int, symbol: str) -> int | None:
-        """The 1-5 deleveraging light of the account's position (5: first in line), None when flat."""
-        pos = self.margin.accounts[account].positions.get(symbol)
-        if pos is None or not pos.size:
-            return None
-        queue = self.adl_queue(symbol, 1 if pos.size > 0 else -1)
-        return indicator(queue.index(account), len(queue))
+        """The 1-5 deleveraging light of the account's position (5: first in line), None when
+        flat."""
+        return self.adl.indicator_of(account, symbol)
 
     # ---- snapshots -----------------------------------------------------------------------------
 
     def to_state(self) -> dict:
         return {
             "socialized": sorted(self.socialized.items()),
-            "fund_seen": sorted(self._fund_seen.items()),
+            "fund_seen": self.insurance.to_state(),
         }
 
     def from_state(self, state: dict) -> None:
-        self.history.clear()
         self.socialized = dict(state["socialized"])
-        self._fund_seen = dict(state["fund_seen"])
+        self.insurance.from_state(state["fund_seen"])
         # the index is derived: rebuilt from the restored accounts and prices
         self.reset()
         for account in sorted(self.margin.accounts):

@@ -101,4 +101,18 @@ def repay_in_full(margin, account: int, events: list) -> None:
     repaid from cash, then from collateral sold to the platform at index less the conversion
     penalty, only as much as the loan needs. Emits Repaid and CollateralConverted."""
     liquidation = margin.exchange.components["liquidation"]
-    liquidation._repay_in_full(margin.accounts[account], events)
+    liquidation.loans.repay_in_full(margin.accounts[account], events)
+
+
+def loan_at_85(policy: str, trigger_at: str = "reaching", fee: int = 2_000_000) -> Venue:
+    """Bit2Me's terms: liquidation when the LTV reaches 85%, a 2% fee on the loan, the collateral
+    sold at market (no penalty). Account 1 holds 1 BTC bought at 60,160 x 65% = 39,104 of room and
+    borrows 39,100, which it withdraws."""
+    v = Venue(margin={"liquidation_ltv": 85_000_000, "loan_liquidation": policy,
+                      "loan_liquidation_fee": fee, "conversion_penalty": 0,
+                      "trigger_at": trigger_at})
+    v.account(1, BTC=sats(1))
+    v.price(BTC, 601600)
+    v.submit(m.Borrow(account=1, asset="USD", amount=usd(39_100)))
+    v.submit(m.Withdraw(account=1, asset="USD", amount=usd(39_100)))
+    return v

@@ -1,12 +1,17 @@
 """ADL ranking (BitMEX: PnL% x effective leverage for profitable positions, PnL% / leverage for the
-others) and the 1-5 indicator: hand-computed queues, edge cases, and properties of the order."""
+others) and the 1-5 indicator: hand-computed queues, edge cases, and properties of the order; the
+deleveraging itself (Deleveraging) on a venue."""
 from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from perpcore import messages as m
 from perpcore.adl import effective_leverage, indicator, pnl_fraction, priority, ranking
+from perpcore.messages import Side
+
+from liquidation_venue import BTC, Venue, of
 
 MARK = 60000
 
@@ -85,3 +90,45 @@ def test_ranking_properties(raw, mark):
         lev = effective_leverage(s, mark, b)
         if key[0] == 2:
             assert key[1] == pnl_fraction(s, e, mark) * lev
+
+
+def test_deleveraging_closes_the_round_queue_in_order_and_ranks_it_once():
+    """perpcore.adl.Deleveraging on its own: the trader's long closed at a price against the shorts
+    in queue order, a zero-sum transfer; the queue stays the round's ranking until the next round;
+    more lots than the other side holds is a bug, never a state."""
+    trader, s1, s2, s3, l1, l2 = 1, 11, 12, 13, 21, 22
+    v = Venue()
+    for account, cash in ((trader, 10_000), (s1, 5_000), (s2, 2_000), (s3, 20_000),
+                          (l1, 100_000), (l2, 100_000)):
+        v.account(account, cash)
+    v.price(BTC, 650000)
+    v.trade(s1, l1, BTC, Side.BUY, 600, 660000)
+    v.trade(s2, l2, BTC, Side.BUY, 500, 655000)
+    v.trade(s3, trader, BTC, Side.BUY, 1000, 650000)
+    v.fund(1_000_000)           # the fund covers the move to 56,000: nobody is liquidated
+    assert not of(v.price(BTC, 560000), m.LiquidationStarted)
+    adl = v.ex.liquidation.adl
+    ranked = adl.queue(BTC, -1)
+    assert ranked == v.ex.liquidation.adl_queue(BTC, -1) and sorted(ranked) == [s1, s2, s3]
+    assert v.ex.mark_price(BTC) == 560000
+    equity = {a: v.ex.account(a).equity for a in (trader, s1, s2, s3)}
+    adl.new_round()
+    events = []
+    adl.deleverage(trader, BTC, True, 560000, 700, events)
+    closed = [(e.account, e.qty, e.price, e.liquidated_account)
+              for e in of(events, m.AutoDeleveraged)]
+    head = ranked[0]
+    held = {s1: 600, s2: 500, s3: 1000}
+    assert closed[0] == (head, min(700, held[head]), 560000, trader)
+    assert sum(q for _, q, _, _ in closed) == 700
+    assert [a for a, *_ in closed] == ranked[:len(closed)]
+    assert v.size(trader, BTC) == 300
+    # closed at the mark without fees: each account's equity is where it was, the books balance
+    assert {a: v.ex.account(a).equity for a in equity} == equity
+    assert v.ex.audit().ok
+    # the round keeps its ranking (a closed position is passed over), the next ranks afresh
+    assert adl._queue(BTC, -1) == ranked != adl.queue(BTC, -1)
+    adl.new_round()
+    assert adl._queue(BTC, -1) == adl.queue(BTC, -1)
+    with pytest.raises(RuntimeError, match="does not net to zero"):
+        adl.deleverage(trader, BTC, True, 560000, 10_000, [])

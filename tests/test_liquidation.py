@@ -1,14 +1,14 @@
 """The liquidation engine's behaviour beyond the hand-computed scenarios: orders cancelled first,
 a stale index never liquidates (the account waits for a fresh one), funding that breaches an
 account, deficits covered by the fund and socialised beyond it, the breach index looking at nobody
-on quiet moves, the fund's history and deposits, and snapshots."""
+on quiet moves, the fund's history (its deposits: test_insurance), and snapshots."""
 import msgspec
 
 from perpcore import Exchange
 from perpcore import messages as m
 from perpcore.liquidation import DOWN, UP
 from perpcore.config import HOUR_NS
-from perpcore.messages import CancelReason, FundReason, LiquidationReason, RejectCode, Side
+from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
 from liquidation_venue import BTC, ETH, Venue, of, usd, venue_config
 
@@ -147,23 +147,6 @@ def test_a_loan_past_its_collateral_is_covered_then_socialised():
     # nothing more happens to it on later moves
     assert not of(v.price(BTC, 290000), m.LiquidationStarted)
     assert v.ex.audit().ok
-
-
-def test_fund_deposits_and_their_rejections():
-    v = Venue()
-    before = v.ex.state_hash()
-    for cmd, code in [(m.FundInsurance(asset="XRP", amount=5), RejectCode.UNKNOWN_ASSET),
-                      (m.FundInsurance(asset="USD", amount=0), RejectCode.INVALID_AMOUNT),
-                      (m.FundInsurance(asset="USD", amount=-3), RejectCode.INVALID_AMOUNT),
-                      (m.FundInsurance(asset="USD", amount=1.5), RejectCode.MALFORMED)]:
-        [event] = v.ex.submit(cmd)
-        assert type(event) is m.OrderRejected and event.code == code
-    assert v.ex.state_hash() == before
-    [event] = v.fund(250)
-    assert (event.delta, event.balance, event.reason) == (usd(250), usd(250), FundReason.DEPOSIT)
-    audit = v.ex.audit()
-    assert audit.ok and audit["USD"].deposits == usd(250) == audit["USD"].insurance_fund
-    assert v.ex.liquidation.fund_history("USD")[0].delta == usd(250)
 
 
 def test_many_accounts_in_one_move_in_account_order():

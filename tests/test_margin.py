@@ -1,6 +1,5 @@
 """perpcore.margin as a component: the funding interface, snapshots and the state hash, refusals
 that change nothing, and valuation without prices."""
-from decimal import Decimal
 from functools import partial
 
 import pytest
@@ -58,7 +57,7 @@ def test_a_snapshot_restores_positions_orders_loans_and_the_hash():
         assert restored.account(a) == v.view(a)
     # the rebuilt order aggregates behave the same: the same next events
     for ex in (v.ex, restored):
-        ex.margin.on_loan_breach = partial(repay_in_full, ex.margin)
+        ex.margin.loans.on_loan_breach = partial(repay_in_full, ex.margin)
     cmds = [m.PlaceOrder(account=C, symbol=BTC, side=Side.BUY, qty=400, price=610000),
             m.AmendOrder(account=A, symbol=BTC, order_id=bid, price=595000, qty=60),
             m.AdvanceClock(ts=3 * 3_600_000_000_000)]
@@ -103,16 +102,6 @@ def test_refusals_carry_their_code_and_change_nothing(name, cmd, code):
     v.price(BTC, 600000)
     v.order(A, BTC, Side.BUY, 10, 590000)
     assert v.refuse(cmd) == code
-
-
-def test_the_lending_pool_limit_is_enforced():
-    v = Venue(margin={"lending_limit": Decimal("100")})
-    v.account(A, BTC=sats(1))
-    v.price(BTC, 600000)
-    v.submit(m.Borrow(account=A, asset="USD", amount=usd(60)))
-    assert v.refuse(m.Borrow(account=A, asset="USD", amount=usd(40.000001))) \
-        == RejectCode.LOAN_LIMIT_EXCEEDED
-    v.submit(m.Borrow(account=A, asset="USD", amount=usd(40)))
 
 
 def test_without_prices_positions_stand_at_entry_and_collateral_counts_nothing():

@@ -81,7 +81,7 @@ class MarginMachine(RuleBasedStateMachine):
         self.asset = {"USD": self.settle, **{a: a for a in cfg.margin.haircuts}}
         # isolate the margin layer: no liquidation engine; the tests' loan policy (repaid in full)
         self.ex.liquidation.enabled = False
-        self.margin.on_loan_breach = partial(repay_in_full, self.margin)
+        self.margin.loans.on_loan_breach = partial(repay_in_full, self.margin)
         self.ts = S
         for a in ACCOUNTS:
             self.submit(m.CreateAccount(account=a))

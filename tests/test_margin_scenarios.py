@@ -6,7 +6,7 @@ liquidation 83%, 10% a year accrued hourly, 2% conversion penalty). One tick x o
 from perpcore import messages as m
 from perpcore.messages import RejectCode, Side
 
-from margin_venue import BTC, ETH, HOUR, S, Venue, of, sats, usd
+from margin_venue import BTC, ETH, Venue, of, sats, usd
 
 TRADER, MAKER = 1, 2
 
@@ -95,25 +95,6 @@ def test_a_withdrawal_that_would_break_initial_margin_is_refused():
     assert a.equity - a.unrealised_pnl - a.initial_margin == 141
     assert a.available["BTC"] == 0
     assert v.ex.audit().check()["BTC"].withdrawals == 96_014_431
-
-
-def test_transfers_are_idempotent_by_transfer_id():
-    v = Venue()
-    v.account(TRADER)
-    v.submit(m.Deposit(account=TRADER, asset="USD", amount=usd(100), transfer_id=42))
-    assert v.refuse(m.Deposit(account=TRADER, asset="USD", amount=usd(100), transfer_id=42)) \
-        == RejectCode.DUPLICATE_TRANSFER
-    # the id is spent for withdrawals too; another account may use it; 0 means "no id"
-    assert v.refuse(m.Withdraw(account=TRADER, asset="USD", amount=usd(1), transfer_id=42)) \
-        == RejectCode.DUPLICATE_TRANSFER
-    v.account(MAKER)
-    v.submit(m.Deposit(account=MAKER, asset="USD", amount=usd(5), transfer_id=42))
-    v.submit(m.Deposit(account=TRADER, asset="USD", amount=usd(1)))
-    v.submit(m.Deposit(account=TRADER, asset="USD", amount=usd(1)))
-    assert v.view(TRADER).balances["USD"] == usd(102)
-    assert v.refuse(m.Deposit(account=TRADER, asset="DOGE", amount=1)) == RejectCode.UNKNOWN_ASSET
-    assert v.refuse(m.Deposit(account=TRADER, asset="USD", amount=0)) == RejectCode.INVALID_AMOUNT
-    assert v.refuse(m.Deposit(account=9, asset="USD", amount=1)) == RejectCode.UNKNOWN_ACCOUNT
 
 
 def test_tier_boundaries_of_maintenance_and_leverage():
@@ -276,71 +257,6 @@ def test_a_non_professional_account_may_not_trade_perpetuals():
     open_venue.submit(m.SetLeverage(account=3, symbol=BTC, leverage=10))
     open_venue.order(3, BTC, Side.BUY, 100, 600000)
     assert open_venue.view(3).initial_margin == usd(600)          # 6,000 / 10
-
-
-def test_a_loan_accrues_interest_and_gets_a_margin_call_then_conversion():
-    # the loan-liquidation policy that repays the loan in full (MarginSpec.loan_liquidation; the
-    # default sells the least that restores the maximum LTV)
-    v = Venue(margin={"loan_liquidation": "repay_in_full"})
-    v.account(TRADER, BTC=sats(1))
-    v.price(BTC, 600000, ts=S)
-    # 1 BTC at 60,000: 65% allows 39,000
-    assert v.refuse(m.Borrow(account=TRADER, asset="USD", amount=usd(39_000.000001), ts=HOUR // 2)) \
-        == RejectCode.LOAN_LIMIT_EXCEEDED
-    events = v.submit(m.Borrow(account=TRADER, asset="USD", amount=usd(39_000), ts=HOUR // 2))
-    assert of(events, m.Borrowed) == [m.Borrowed(v.ex.seq, HOUR // 2, TRADER, "USD", usd(39_000), usd(39_000),
-                                 65_000_000)]
-    v.submit(m.Withdraw(account=TRADER, asset="USD", amount=usd(39_000)))
-    # interest each hour: 39,000 x 10% / 8,760 = 0.4452054... -> 0.445206, then on 39,000.445206:
-    # 0.4452109... -> 0.445211
-    events = v.submit(m.AdvanceClock(ts=2 * HOUR))
-    assert of(events, m.InterestAccrued) == [
-        m.InterestAccrued(v.ex.seq, HOUR, TRADER, "USD", 445206, 39_000_445206),
-        m.InterestAccrued(v.ex.seq, 2 * HOUR, TRADER, "USD", 445211, 39_000_890417)]
-    assert of(events, m.MarginCall) == []
-    a = v.view(TRADER)
-    assert a.loan == 39_000_890417 and a.ltv == 65_001_485       # 39,000.890417 / 60,000
-    audit = v.ex.audit().check()["USD"]
-    assert (audit.lending_pool, audit.loans, audit.pool_receivable) == \
-        (-usd(39_000), 39_000_890417, 39_000_890417)
-    # BTC falls to 51,990: 39,000.890417 / 51,990 = 75.016...% > 75%: a margin call, once
-    events = v.price(BTC, 519900, ts=2 * HOUR + S)
-    assert of(events, m.MarginCall) == [m.MarginCall(v.ex.seq, 2 * HOUR + S, TRADER, 75_016_139,
-                                                     39_000_890417, usd(51_990))]
-    assert of(v.price(BTC, 519800, ts=2 * HOUR + 2 * S), m.MarginCall) == []
-    # to 46,900: 83.16% > 83%: the collateral is sold to the platform at 46,900 x 98% = 45,962 a
-    # BTC (459.62 micro-USD a satoshi): 84,854,642 satoshi raise 39,000.890556, repaying the loan
-    events = v.price(BTC, 469000, ts=2 * HOUR + 3 * S)
-    assert of(events, m.CollateralConverted) == [m.CollateralConverted(
-        v.ex.seq, 2 * HOUR + 3 * S, TRADER, "BTC", 84_854_642, 469000, 39_000_890556,
-        39_000_890417, 0)]
-    a = v.view(TRADER)
-    assert a.loan == 0 and a.balances == {"USD": 139, "BTC": sats(1) - 84_854_642, "ETH": 0}
-    audit = v.ex.audit().check()
-    assert audit["BTC"].platform == 84_854_642
-    # the platform paid the proceeds and the penalty (market value less proceeds) went to the fund
-    assert audit["USD"].platform == -39_796_827098                 # 0.84854642 BTC at 46,900
-    assert audit["USD"].insurance_fund == 39_796_827098 - 39_000_890556
-    assert audit["USD"].lending_pool == 890417                     # the interest, now in cash
-    # with no loan left, the clock accrues nothing
-    assert of(v.submit(m.AdvanceClock(ts=5 * HOUR)), m.InterestAccrued) == []
-
-
-def test_repaying_a_loan_returns_cash_to_the_pool():
-    v = Venue()
-    v.account(TRADER, USD=usd(100), BTC=sats(1))
-    v.price(BTC, 600000)
-    v.submit(m.Borrow(account=TRADER, asset="USD", amount=usd(1_000)))
-    assert v.refuse(m.Repay(account=TRADER, asset="USD", amount=usd(1_000.000001))) \
-        == RejectCode.INVALID_AMOUNT
-    assert v.refuse(m.Borrow(account=TRADER, asset="BTC", amount=1)) == RejectCode.UNKNOWN_ASSET
-    events = v.submit(m.Repay(account=TRADER, asset="USD", amount=usd(400)))
-    assert events == [m.Repaid(v.ex.seq, 0, TRADER, "USD", usd(400), usd(600))]
-    v.submit(m.Repay(account=TRADER, asset="USD", amount=usd(600)))
-    a = v.view(TRADER)
-    assert a.loan == 0 and a.balances["USD"] == usd(100)
-    assert v.ex.audit().check()["USD"].lending_pool == 0
-    assert v.refuse(m.Repay(account=TRADER, asset="USD", amount=1)) == RejectCode.INVALID_AMOUNT
 
 
 def test_realised_pnl_fees_and_flips_settle_exactly():

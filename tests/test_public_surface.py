@@ -8,7 +8,7 @@ import perpcore
 from perpcore import config, errors
 from perpcore import messages as m
 from perpcore.exchange import BookView
-from perpcore.margin import AccountView, PositionView
+from perpcore.views import AccountView, PositionView
 
 CLASSES = [perpcore.Exchange, BookView, AccountView, PositionView, config.VenueConfig,
            config.AssetSpec, config.InstrumentSpec, errors.Halt, errors.Rejection,

@@ -40,10 +40,10 @@ from hypothesis import strategies as st
 from perpcore import Exchange
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, MarginSpec, default_config
-from perpcore.messages import FundReason, LiquidationReason, RejectCode, Side
+from perpcore.messages import LiquidationReason, RejectCode, Side
 from perpcore.config import digest_form
 
-from margin_venue import BTC, ETH, Venue, of, sats, usd
+from margin_venue import BTC, ETH, Venue, loan_at_85, of, sats, usd
 
 A, B, C, D = 1, 2, 3, 4
 
@@ -231,7 +231,7 @@ def test_a_balance_left_below_the_threshold_by_a_liquidation_is_exchanged_at_the
     restored = Exchange.restore(v.cfg, snapshot)
     assert restored.submit(m.SetIndexPrice(source="x", symbol=ETH, price=300000)) == after
     assert restored.state_hash() == v.ex.state_hash()
-    assert not v.ex.components["margin"].exchange_pending
+    assert not v.ex.components["margin"].loans.exchange_pending
 
 
 def test_two_collateral_assets_bear_the_deficit_in_proportion_to_their_value():
@@ -251,51 +251,6 @@ def test_two_collateral_assets_bear_the_deficit_in_proportion_to_their_value():
 
 
 # ---- 3. margin-loan liquidation policy -----------------------------------------------------------
-
-def loan_at_85(policy: str, trigger_at: str = "reaching", fee: int = 2_000_000) -> Venue:
-    """Bit2Me's terms: liquidation when the LTV reaches 85%, a 2% fee on the loan, the collateral
-    sold at market (no penalty). A holds 1 BTC bought at 60,160 x 65% = 39,104 of room and borrows
-    39,100, which it withdraws."""
-    v = Venue(margin={"liquidation_ltv": 85_000_000, "loan_liquidation": policy,
-                      "loan_liquidation_fee": fee, "conversion_penalty": 0,
-                      "trigger_at": trigger_at})
-    v.account(A, BTC=sats(1))
-    v.price(BTC, 601600)
-    v.submit(m.Borrow(account=A, asset="USD", amount=usd(39_100)))
-    v.submit(m.Withdraw(account=A, asset="USD", amount=usd(39_100)))
-    return v
-
-
-def test_repay_in_full_sells_the_loan_and_its_fee_and_returns_the_rest():
-    v = loan_at_85("repay_in_full")
-    # BTC at 46,000: LTV 39,100 / 46,000 = 85% exactly, reached. The fee is 2% of 39,100 = 782;
-    # 39,882 / 46,000 = 0.867 BTC is sold, exactly 39,882; the loan is repaid, 782 goes to the
-    # insurance fund, 0.133 BTC stays with A
-    events = v.price(BTC, 460000)
-    started = of(events, m.LiquidationStarted)
-    assert [e.reason for e in started] == [LiquidationReason.LOAN]
-    assert of(events, m.CollateralConverted) == [m.CollateralConverted(
-        v.ex.seq, 0, A, "BTC", sats("0.867"), 460000, usd(39_882), usd(39_100), 0)]
-    fund = of(events, m.InsuranceFundChanged)
-    assert [(e.delta, e.reason) for e in fund] == [(usd(782), FundReason.COLLATERAL_PENALTY)]
-    a = v.view(A)
-    assert (a.loan, a.balances) == (0, {"USD": 0, "BTC": sats("0.133"), "ETH": 0})
-    assert v.ex.insurance_fund("USD") == usd(782)
-    assert v.ex.audit().ok
-
-
-def test_restore_max_ltv_sells_only_what_brings_the_loan_back_to_65_percent():
-    v = loan_at_85("restore_max_ltv")
-    events = v.price(BTC, 460000)
-    (sale,) = of(events, m.CollateralConverted)
-    # the least x with (39,100 - 46,000x) <= 65% x 46,000 (1 - x): x >= 9,200 / 16,100 = 0.571428...
-    # -> 57,142,858 satoshi (26,285.71468 USD); 12,814.28532 stays owed on 0.42857142 BTC
-    assert (sale.amount, sale.proceeds, sale.debt) == (57_142_858, usd("26285.71468"),
-                                                      usd("12814.28532"))
-    assert v.view(A).ltv <= 65_000_000
-    assert not of(events, m.InsuranceFundChanged)       # no fee, no penalty
-    assert v.ex.audit().ok
-
 
 @pytest.mark.parametrize("trigger_at,liquidated", [("reaching", True), ("passing", False)])
 def test_the_liquidation_ltv_fires_at_the_level_only_when_reaching(trigger_at, liquidated):

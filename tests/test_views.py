@@ -48,7 +48,7 @@ def test_the_edges_read_no_thread_decimal_context():
     import decimal
 
     from perpcore.config import rate, rate_to_decimal
-    from perpcore.margin import _pct
+    from perpcore.lending import _pct
     cfg = perpcore.default_config()
     spec, usd = cfg.instruments["BTC-PERP"], cfg.assets["USD"]
 
