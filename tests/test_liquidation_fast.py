@@ -258,3 +258,23 @@ def test_fills_in_a_symbol_without_an_index_are_looked_at_once():
     assert [e.account for e in of(events, m.LiquidationStarted)] == [2]
     assert fast.state_hash() == ref.state_hash()
     fast.audit().check()
+
+
+def test_stage_6_reads_a_fill_from_settlement_and_looks_in_full_without_it():
+    """Settlement records each PositionChanged (perpcore._margin.Step) for stage 6 to step the
+    reserve from; the record is read and emptied as the command ends. A PositionChanged stage 6 has
+    no record of (events handed to it again, outside a command) is never stepped from stale
+    figures: its account is looked at in full."""
+    v = Venue()
+    v.account(1, 50_000)
+    v.account(2, 1_000_000)
+    v.price(BTC, 650000)
+    v.trade(2, 1, BTC, Side.BUY, 1000, 650000)                 # both keyed: 1 long, 2 short
+    liq = v.ex.liquidation
+    looked = []
+    sound = liq._sound
+    liq._sound = lambda account: looked.append(account) or sound(account)
+    events = v.trade(2, 1, BTC, Side.BUY, 100, 650000)         # stepped from the records
+    assert looked == [] and v.ex.margin.n_steps == 0
+    liq.after_command(of(events, m.PositionChanged))
+    assert sorted(looked) == [1, 2]
