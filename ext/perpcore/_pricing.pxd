@@ -65,6 +65,8 @@ cdef class PricingCore(Clocked):
     cpdef after_command(self, list events)
     # a symbol's book changed, with a trade at last_trade (None: none): publish its mark
     cpdef market_moved(self, symbol, last_trade, list events)
+    # the symbol's last trade of the command was `fill`: unmoved, else market_moved
+    cdef int traded(self, symbol, fill, list events) except -1
     cdef bint unmoved(self, PricingState state, price, int64_t t) except -1
     cpdef carry(self, list events)
     cpdef sweep(self, SymbolRisk sr, list events)

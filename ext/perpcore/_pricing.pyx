@@ -190,8 +190,9 @@ cdef class PricingCore(Clocked):
 
     cpdef after_command(self, list events):
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
-        # symbol -> its last OrderFilled (None: only its book moved); a run of fills of one
-        # symbol enters only its last
+        # symbol -> its last OrderFilled (None: only its book moved), made only when the command
+        # touched more than one run of fills of a symbol, or a book: a run (the common case, all
+        # the fills of one order) enters only its last fill
         cdef dict touched = None
         cdef bint book_moves = self.book_moves
         cdef object run_symbol = None, run_fill = None, symbol
@@ -200,9 +201,9 @@ cdef class PricingCore(Clocked):
             if kind is FILLED:
                 symbol = field(e, FILLED_SYMBOL)
                 if symbol is not run_symbol:
-                    if touched is None:
-                        touched = {}
-                    elif run_fill is not None:
+                    if run_fill is not None:
+                        if touched is None:
+                            touched = {}
                         touched[run_symbol] = run_fill
                     run_symbol = symbol
                 run_fill = e
@@ -211,15 +212,23 @@ cdef class PricingCore(Clocked):
                     touched = {}
                 touched.setdefault(e.symbol, None)
         if touched is None:
+            if run_fill is not None:
+                self.traded(run_symbol, run_fill, events)
             return
         if run_fill is not None:
             touched[run_symbol] = run_fill
-        cdef int64_t t = self.exchange.clock
-        for symbol in (touched if len(touched) == 1 else sorted(touched)):
+        for symbol in sorted(touched):
             fill = touched[symbol]
-            price = None if fill is None else field(fill, FILLED_PRICE)
-            if price is None or not self.unmoved(self.symbols[symbol], price, t):
-                self.market_moved(symbol, price, events)
+            if fill is None:
+                self.market_moved(symbol, None, events)
+            else:
+                self.traded(symbol, fill, events)
+
+    cdef int traded(self, symbol, fill, list events) except -1:
+        price = field(fill, FILLED_PRICE)
+        if not self.unmoved(self.symbols[symbol], price, self.exchange.clock):
+            self.market_moved(symbol, price, events)
+        return 0
 
     cpdef market_moved(self, symbol, last_trade, list events):
         """The symbol's book changed, with a last trade at last_trade (None: no trade)."""
