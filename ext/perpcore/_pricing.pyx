@@ -40,8 +40,11 @@ cdef Py_ssize_t FILLED_PRICE = field_offset(FILLED, "price")
 
 
 cdef inline object field(object event, Py_ssize_t offset):
-    """A field of a frozen event (set at its construction, never NULL)."""
-    return <object>(<PyObject**>(<char*><PyObject*>event + offset))[0]
+    """A field of an event (every field is set at its construction: none has a default)."""
+    cdef PyObject* value = (<PyObject**>(<char*><PyObject*>event + offset))[0]
+    if value == NULL:
+        raise AttributeError(f"{type(event).__name__} has a field unset")
+    return <object>value
 
 
 cdef inline bint as_int64(object value, int64_t* out):
