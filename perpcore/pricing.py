@@ -34,8 +34,7 @@ from fractions import Fraction
 from itertools import islice, repeat
 
 from perpcore import _funding, funding
-from perpcore._margin import Prices
-from perpcore._pricing import PricingCore
+from perpcore._pricing import PricingCore, PricingState
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE, PricingSpec
 
@@ -149,14 +148,13 @@ def mark_price(method: str, index: int, rate: int, time_to_funding: int, interva
     return value if value > 1 else 1
 
 
-class SymbolPricing(Prices):
+class SymbolPricing(PricingState):
     """The valuation state of one instrument (its index, mark, last trade and index_stale are
-    Prices' C fields, which the margin and liquidation layers read)."""
+    Prices' C fields, which the margin and liquidation layers read; the mark rule, P1, P2 and
+    their span, the rate and what was published are PricingState's, which stage 5 reads)."""
     __slots__ = ("symbol", "spec", "book", "units_per_ticklot", "impact_ticklots", "weights",
-                 "quotes", "basis", "basis_sum",
-                 "premium", "last_premium", "predicted", "last_rate", "next_funding", "history",
-                 "interest", "clamp", "cap", "share", "ahead", "published", "book_moves", "p1",
-                 "p2", "p_from", "p_until", "sweep")
+                 "quotes", "basis", "basis_sum", "premium", "last_premium", "last_rate",
+                 "history", "interest", "clamp", "cap", "share", "ahead", "sweep")
 
     def __init__(self, symbol: str, spec: PricingSpec, market, impact_units: int, cap: int,
                  history_kept: int):
@@ -193,7 +191,7 @@ class SymbolPricing(Prices):
         # FundingSettled events hold them all, so they stay out of the state
         self.history: deque[tuple[int, int, int]] = deque(maxlen=history_kept)
         self.published = (None, False, None)                # (mark, stale, (rate, next funding))
-        self.book_moves = spec.mark_method == "hyperliquid"   # the book alone moves the mark
+        self.set_mark_method(spec.mark_method)              # book_moves: hyperliquid's
         # the rounded P1 and P2, which hold for t in [p_from, p_until] while the index, rate,
         # funding time and basis stay; moved() empties the range when any of those changes
         self.p1 = self.p2 = 0
@@ -487,7 +485,6 @@ class Pricing(PricingCore):
             self.symbols[symbol].sweep = self.sweep
         # stage 5 watches the books' own events only when some mark moves with its book alone
         self.book_moves = any(s.book_moves for s in self.symbols.values())
-        self.median_mark = median_mark      # stage 5 (PricingCore.after_command) applies it
 
     # ---- commands ------------------------------------------------------------------------------
 
