@@ -4,6 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from perpcore._ledger import move, realise
 from perpcore.ledger import AuditError, Ledger
@@ -106,3 +108,49 @@ def test_only_the_ledger_writes_a_balance():
     assert MONEY_WRITE.search("acc.cash[self.settle] -= fee")
     assert MONEY_WRITE.search("self.ledger.balances[account][asset] += amount")
     assert not MONEY_WRITE.search("self._fund_seen[asset] = balance")
+
+
+INT64 = (-2**63, 2**63 - 1)
+balances = st.one_of(st.integers(*INT64), st.sampled_from([INT64[0], INT64[1], 0, -1, 1]))
+amounts = st.one_of(st.integers(-2**64, 2**64), st.integers(*INT64),
+                    st.sampled_from([0, 1, -1, INT64[0], INT64[1], 2**63]))
+
+
+@given(a=balances, b=balances, bucket=st.integers(-2**70, 2**70), amount=amounts,
+       kinds=st.sampled_from(["cash-cash", "cash-dict", "dict-cash"]))
+def test_a_move_is_exact_or_refused_with_nothing_written(a, b, bucket, amount, kinds):
+    """Against plain Python ints: an account's balance stays in int64 (its cell in C) or the move
+    is refused (OverflowError) before either holder changes; a venue bucket (a dict) is unbounded."""
+    led = Ledger(ASSETS)
+    led.open(1)
+    led.open(2)
+    led.balances[1]["USD"], led.balances[2]["USD"] = a, b
+    venue = {"USD": bucket, "BTC": 0}
+    source, target = {"cash-cash": (led.balances[1], led.balances[2]),
+                      "cash-dict": (led.balances[1], venue),
+                      "dict-cash": (venue, led.balances[2])}[kinds]
+    before = (source["USD"], target["USD"])
+    left, result = before[0] - amount, before[1] + amount
+    fits = all(INT64[0] <= v <= INT64[1] for v, h in ((left, source), (result, target))
+               if h is not venue)
+    if fits:
+        assert move(source, target, "USD", amount) == result
+        assert (source["USD"], target["USD"]) == (left, result)
+    else:
+        with pytest.raises(OverflowError):
+            move(source, target, "USD", amount)
+        assert (source["USD"], target["USD"]) == before
+
+
+@given(a=balances, amount=amounts)
+def test_realised_pnl_is_exact_or_refused_with_nothing_written(a, amount):
+    led = Ledger(ASSETS)
+    led.open(1)
+    cash = led.balances[1]
+    cash["USD"] = a
+    if INT64[0] <= a + amount <= INT64[1]:
+        assert realise(cash, "USD", amount) == a + amount == cash["USD"]
+    else:
+        with pytest.raises(OverflowError):
+            realise(cash, "USD", amount)
+        assert cash["USD"] == a

@@ -4,6 +4,10 @@ cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
 from libc.stdint cimport INT64_MAX, INT64_MIN
+
+cdef extern from *:
+    bint add_overflow "__builtin_add_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
+    bint sub_overflow "__builtin_sub_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
 from libc.string cimport memset
 
 from collections.abc import Mapping, MutableMapping
@@ -269,13 +273,27 @@ cdef object move_cells(source, int64_t* source_cell, target, int64_t* target_cel
         return target_cell[0]
     if source_cell is NULL and target_cell is NULL and source is target:
         return (<dict>target)[asset]
-    cdef int64_t left64 = 0, result64 = 0
-    left = (source_cell[0] if source_cell is not NULL else (<dict>source)[asset]) - amount
-    result = (target_cell[0] if target_cell is not NULL else (<dict>target)[asset]) + amount
+    cdef int64_t left64 = 0, result64 = 0, amount64 = 0
+    cdef int overflow = 1
+    if type(amount) is int:
+        amount64 = PyLong_AsLongLongAndOverflow(amount, &overflow)
+    # an account's new balance in C when the amount fits int64 (the usual case), else over Python
+    # ints; either way, nothing is written unless both new balances fit their holders
     if source_cell is not NULL:
-        left64 = left
+        if overflow:
+            left64 = source_cell[0] - amount
+        elif sub_overflow(source_cell[0], amount64, &left64):
+            raise OverflowError(f"a balance of {source_cell[0]} less {amount} leaves int64")
+    else:
+        left = (<dict>source)[asset] - amount
     if target_cell is not NULL:
-        result64 = result
+        if overflow:
+            result64 = target_cell[0] + amount
+        elif add_overflow(target_cell[0], amount64, &result64):
+            raise OverflowError(f"a balance of {target_cell[0]} plus {amount} leaves int64")
+        result = result64
+    else:
+        result = (<dict>target)[asset] + amount
     if source_cell is not NULL:
         source_cell[0] = left64
     else:
@@ -298,6 +316,13 @@ cpdef object realise(cash, str asset, amount):
 
 
 cdef object realise_cell(int64_t* cell, amount):
-    cdef int64_t result64 = cell[0] + amount     # OverflowError past int64, nothing written
+    cdef int64_t result64, amount64 = 0
+    cdef int overflow = 1
+    if type(amount) is int:
+        amount64 = PyLong_AsLongLongAndOverflow(amount, &overflow)
+    if overflow:
+        result64 = cell[0] + amount         # OverflowError past int64, nothing written
+    elif add_overflow(cell[0], amount64, &result64):
+        raise OverflowError(f"a balance of {cell[0]} plus {amount} leaves int64")
     cell[0] = result64
     return result64
