@@ -180,7 +180,7 @@ cdef class MarginCore:
     cdef public str settle
     cdef readonly Accounts accounts    # account -> Account (views over slots)
     cdef readonly Slots slots
-    cdef CashTable cash                # the ledger's (bind_cash)
+    cdef CashTable cash                # the ledger's register and balances (bind_symbols)
     cdef tuple risks                   # symbols' SymbolRisk, in symbol order
     cdef public dict symbols           # symbol -> SymbolRisk
     cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset (_set_collateral)
