@@ -3,7 +3,7 @@ mypy's stubtest (tests/test_packaging.py)."""
 
 from typing import Any, Iterator
 
-from perpcore._ledger import Cash, CashTable
+from perpcore._ledger import Accrual, Cash, CashTable
 
 RATE_SCALE: int
 
@@ -83,6 +83,8 @@ class MarginCore:
     collateral: list[Any]
     debts: dict[Any, Any]
     exchange: Any
+    @property
+    def fee_income(self) -> Accrual: ...
     fees: dict[Any, Any]
     funding: dict[Any, Any]
     @property

@@ -154,3 +154,45 @@ def test_realised_pnl_is_exact_or_refused_with_nothing_written(a, amount):
         with pytest.raises(OverflowError):
             realise(cash, "USD", amount)
         assert cash["USD"] == a
+
+
+def test_fees_accrue_in_c_and_reach_the_fee_account_in_one_move():
+    """An order's fees are taken from each account's cell as its fills settle and moved into the
+    fee account once (perpcore._ledger.Accrual): the sum in transit is exact, signed (a maker
+    rebate is negative), and a balance that would leave int64 is refused with nothing written."""
+    from perpcore._ledger import Accrual
+    led = Ledger(ASSETS)
+    led.open(1)
+    led.open(2)
+    led.balances[1]["USD"], led.balances[2]["USD"] = 100, -2**63 + 5
+    fees = led.venue["fee_account"]
+    accrual = Accrual(fees, "USD")
+    accrual.take_from(led.balances[1], 30)
+    accrual.take_from(led.balances[1], -4)      # a rebate
+    assert (led.balances[1]["USD"], accrual.amount, fees["USD"]) == (74, 26, 0)
+    with pytest.raises(OverflowError):
+        accrual.take_from(led.balances[2], 6)   # -2**63 + 5 - 6 leaves int64
+    assert (led.balances[2]["USD"], accrual.amount) == (-2**63 + 5, 26)
+    accrual.flush()
+    assert (accrual.amount, fees["USD"]) == (0, 26)
+    # what would pass int64 in transit goes to the bucket first
+    accrual.take_from(led.balances[1], 2**62)
+    accrual.take_from(led.balances[1], 2**62)
+    assert accrual.amount == 2**62 and fees["USD"] == 26 + 2**62
+    accrual.flush()
+    assert fees["USD"] == 26 + 2**63 and led.balances[1]["USD"] == 74 - 2**63
+
+
+def test_no_fee_stays_in_transit_between_commands():
+    from perpcore import Exchange, default_config, workloads
+    ex = Exchange(default_config())
+    wl = workloads.standard(3_000, accounts=50)
+    setup = workloads.account_setup(50, deposit="1000000")
+    setup += workloads.to_messages(wl.setup, symbol=workloads.SYMBOL, ts0=1_000_000, ts_step=0)
+    fees_in_events = 0
+    for cmd in setup + workloads.to_messages(wl.cmds, wl.kinds, symbol=workloads.SYMBOL):
+        events = ex.submit(cmd)
+        fees_in_events += sum(e.fee for e in events if type(e).__name__ == "PositionChanged")
+        assert ex.margin.fee_income.amount == 0
+    assert fees_in_events > 0 and ex.margin.fees["USD"] == fees_in_events
+    ex.audit().check()

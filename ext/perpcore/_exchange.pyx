@@ -655,4 +655,5 @@ cdef class OrderEntry:
                 margin.closed(f.maker_id, self.slots.find(f.maker_account), market.risk,
                               1 - taker_side, f.price, f.qty)
             remaining = f.taker_remaining
+        margin.fee_income.flush()
         return remaining

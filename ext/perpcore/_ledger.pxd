@@ -74,6 +74,19 @@ cdef class Cash:
     cdef int64_t amount_of(self, str asset) except? -1              # KeyError: unknown asset
 
 
+cdef class Accrual:
+    """Money on its way from accounts into a venue bucket within one command (the fees of an
+    order's fills): take() debits an account's cell and adds to `amount` in C; flush() moves the
+    sum into the bucket once. Whoever takes flushes before the command's later stages, so between
+    commands (the audit, a snapshot) the bucket holds it all."""
+    cdef readonly dict bucket
+    cdef readonly str asset
+    cdef readonly int64_t amount        # taken, not yet in the bucket
+
+    cdef int take(self, int64_t* cell, int64_t amount) except -1
+    cpdef flush(self)
+
+
 cdef class Balances:
     """Every account's balances as a mapping account -> Cash (perpcore.ledger.Ledger.balances), in
     the order accounts opened; a view is made on each lookup."""

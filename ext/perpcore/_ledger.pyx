@@ -204,6 +204,33 @@ cdef class Cash:
 MutableMapping.register(Cash)
 
 
+cdef class Accrual:
+
+    def __init__(self, dict bucket, str asset):
+        self.bucket, self.asset = bucket, asset
+
+    cdef int take(self, int64_t* cell, int64_t amount) except -1:
+        cdef int64_t left, total
+        if sub_overflow(cell[0], amount, &left):
+            raise OverflowError(f"a balance of {cell[0]} less {amount} leaves int64")
+        if add_overflow(self.amount, amount, &total):
+            self.flush()
+            total = amount
+        cell[0] = left
+        self.amount = total
+        return 0
+
+    def take_from(self, Cash cash, int64_t amount):
+        """Takes amount from the account's balance of the asset (take's Python entry)."""
+        self.take(cash.cell(cash.table.column_of(self.asset)), amount)
+
+    cpdef flush(self):
+        """Moves what was taken into the bucket."""
+        if self.amount:
+            self.bucket[self.asset] += self.amount
+            self.amount = 0
+
+
 @cython.no_gc
 cdef class Balances:
 

@@ -17,7 +17,7 @@
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
 
 from perpcore._clock cimport Clocked
-from perpcore._ledger cimport Cash, CashTable
+from perpcore._ledger cimport Accrual, Cash, CashTable
 
 cdef extern from *:
     ctypedef long long int128_t "__int128"
@@ -193,6 +193,8 @@ cdef class MarginCore:
     cdef public dict reduce_only_ids   # (account, symbol) -> its open reduce-only order ids, oldest first
     cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
     cdef public dict fees              # the fee account's balances
+    cdef readonly Accrual fee_income   # fees taken from accounts, into `fees` once an order's
+    #                                    fills are settled (its flush)
     cdef public Clocked lending        # perpcore.lending.Lending
     cdef public dict debts             # the lending pool's account -> debt (its own dict)
     cdef public object _mark, _index   # pricing's mark_price / index_price

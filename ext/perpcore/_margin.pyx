@@ -638,8 +638,9 @@ cdef class MarginCore:
 
     def bind_cash(self, CashTable table):
         """The columns of the settlement and collateral assets in the ledger's CashTable, once
-        the collateral is set."""
+        the collateral is set; the fee account's accrual."""
         self.settle_column = table.column_of(self.settle)
+        self.fee_income = Accrual(self.fees, self.settle)
         self.collateral_columns = tuple(table.column_of(a) for a in self.collateral_assets)
 
     cdef object collateral_of(self, Py_ssize_t slot):
@@ -987,6 +988,7 @@ cdef class MarginCore:
         cdef Py_ssize_t slot = self.slots.slot_of(account)
         self.trade_side(sr, account, slot, self.position_of(slot, sr), buy, price, qty, fee_rate,
                         order_id, events, ex.seq, ex.clock)
+        self.fee_income.flush()
 
     cdef trade_side(self, SymbolRisk sr, account, Py_ssize_t slot, PosC* pos, bint buy,
                     int64_t price, int64_t qty, int64_t fee_rate, order_id, list events, seq, ts):
@@ -1036,7 +1038,7 @@ cdef class MarginCore:
         realised_py = py_int(realised)
         if realised:
             realise_cell(cash, realised_py)
-        move_cells(None, cash, self.fees, NULL, self.settle, fee_py)
+        self.fee_income.take(cash, fee_py)        # OverflowError: a fee past int64 (a bug)
         balance = cash[0]
         events.append(_PositionChanged(seq, ts, account, sr.symbol, order_id, pos.size,
                                        pos.cost, realised_py, fee_py, balance))
