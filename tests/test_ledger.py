@@ -94,8 +94,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_only_the_ledger_writes_a_balance():
     """One writer of money: outside perpcore.ledger (the deposits and withdrawals that bring money
-    in and out) and perpcore._ledger (move and realise), no code assigns to a balance; funding,
-    fees, liquidation, the fund and loans all call move() or realise()."""
+    in and out) and perpcore._ledger (move, realise and an Accrual's take), no code assigns to a
+    balance; funding, fees, liquidation, the fund and loans all call them."""
     # the engine's modules (the gateway's read model keeps copies of what events report)
     sources = sorted((ROOT / "perpcore").glob("*.py")) + sorted((ROOT / "ext").rglob("*.pyx"))
     assert len(sources) > 20

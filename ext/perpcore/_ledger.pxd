@@ -2,8 +2,8 @@
 # A holder's balances map asset -> minor units: a venue bucket's are a dict (perpcore.ledger), an
 # account's a row of the CashTable (int64 per asset in C, no object per balance), its view a Cash.
 # Outside the ledger's own external flows (deposits and withdrawals, in perpcore.ledger), money only
-# ever changes through move and realise, which the layers call from C and from Python alike
-# (tests/test_ledger.py checks that no other code writes a balance).
+# ever changes through move, realise and an Accrual (an order's fees), which the layers call from
+# C and from Python alike (tests/test_ledger.py checks that no other code writes a balance).
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 
