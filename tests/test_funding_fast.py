@@ -202,7 +202,10 @@ ids = st.integers(1, 30)
        reserve=st.dictionaries(ids, money), touched=st.sets(ids), dirty=st.sets(ids),
        shortcuts=st.booleans())
 def test_uncovered_is_the_stated_rule(paid, reserve, touched, dirty, shortcuts):
-    core = Exchange(default_config()).liquidation
+    exchange = Exchange(default_config())
+    core = exchange.liquidation
+    for account in range(1, 31):        # a reserve is kept in the account's record
+        exchange.margin.open_account(account, False)
     for account, amount in reserve.items():
         core.set_reserve(account, amount)
     core._dirty.update(dirty)

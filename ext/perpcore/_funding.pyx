@@ -6,8 +6,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
 from libc.stdlib cimport qsort
 
-from perpcore._ledger cimport move, move_cells
-from perpcore._margin cimport Interval, MarginCore, PosC, Slots, SymbolRisk, int128_t, py_int
+from perpcore._ledger cimport id_at, move, move_cells
+from perpcore._margin cimport Interval, MarginCore, PosC, Slots, SymbolRisk, int128_t, pos_at, py_int
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -32,9 +32,9 @@ cdef Py_ssize_t gather(SymbolRisk sr, Row* rows) except -1:
     cdef int64_t size
     cdef bint ordered = True
     for i in range(sr.slots.n):
-        size = sr.pos[i].size
+        size = pos_at(sr, i).size
         if size:
-            rows[n].account, rows[n].size = sr.slots.table.ids[i], size
+            rows[n].account, rows[n].size = id_at(sr.slots.table, i), size
             if n and ordered and rows[n - 1].account > rows[n].account:
                 ordered = False
             n += 1
@@ -165,10 +165,10 @@ def restore(MarginCore margin, list transit):
         sr.intervals = 1
         sr.transit = Interval(1, *interval)
         for i in range(sr.slots.n):
-            if sr.pos[i].held:
-                sr.pos[i].funded = 1
+            if pos_at(sr, i).held:
+                pos_at(sr, i).funded = 1
         for account in due:
-            sr.pos[margin.slots.slot_of(account)].funded = 0
+            pos_at(sr, margin.slots.slot_of(account)).funded = 0
         margin.in_transit += 1
 
 
@@ -191,7 +191,7 @@ def sweep(MarginCore margin, SymbolRisk sr, ids, Py_ssize_t budget, list events,
             used += 1
             iv.cursor = account
             slot = slots.find(account)
-            pos = &sr.pos[slot]
+            pos = pos_at(sr, slot)
             # a position opened, changed or touched since the funding time has been settled
             if pos.size and pos.funded != iv.number and (iv.receiving
                                                          or (pos.size > 0) == iv.payer_long):

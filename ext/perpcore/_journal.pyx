@@ -598,6 +598,7 @@ cdef class JournaledCore:
             return ex.concurrent(cmd)
         ex.busy = True
         try:
+            ex.expect_account(cmd)
             fields = fields_of(cmd)
             refused = ex.refusal(cmd, fields)
             if refused is not None:

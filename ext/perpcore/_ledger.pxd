@@ -1,6 +1,9 @@
 # The contract of ext/perpcore/_ledger.pyx (the extension perpcore._ledger): the one writer of money.
 # A holder's balances map asset -> minor units: a venue bucket's are a dict (perpcore.ledger), an
-# account's a row of the CashTable (int64 per asset in C, no object per balance), its view a Cash.
+# account's are int64 cells of its record in the CashTable (no object per balance), its view a
+# Cash. The CashTable is also the register of accounts: one record per account, in which the
+# margin and liquidation layers reserve their own areas, so that everything the engine keeps of an
+# account lies together (one lookup, a few neighbouring cache lines, one page).
 # Outside the ledger's own external flows (deposits and withdrawals, in perpcore.ledger), money only
 # ever changes through move, realise and an Accrual (an order's fees), which the layers call from
 # C and from Python alike (tests/test_ledger.py checks that no other code writes a balance).
@@ -43,25 +46,44 @@ cdef int id_reset(IdTable* t) except -1
 
 
 cdef class CashTable:
-    """Every account's balances and the register of accounts: a row of int64 per account (one per
-    asset), rows given in the order accounts open and never taken back (a restore clears them).
-    An account's row is its slot in every per-account array (the margin and liquidation layers
-    index theirs by it). Every balance fits int64 (perpcore.ledger's range: the venue's money is at
-    most 2**62 units); a write that would not is refused (OverflowError)."""
+    """Every account's record and the register of accounts: a record per account, given in the
+    order accounts open and never taken back (a restore clears them). A record holds the account's
+    id, its balances (int64 per asset) and then the areas other layers reserve (reserve()): an
+    account's state sits together in memory, one record, whichever layer reads it. An account's
+    row is its slot in every layer. Every balance fits int64 (perpcore.ledger's range: the venue's
+    money is at most 2**62 units); a write that would not is refused (OverflowError)."""
     cdef readonly tuple assets
     cdef dict column                    # asset -> its index in a row
     cdef readonly Py_ssize_t width      # assets
     cdef readonly Py_ssize_t rows       # rows given
     cdef Py_ssize_t cap                 # rows allocated
-    cdef int64_t* cells                 # rows x width
-    cdef int64_t* ids                   # row -> account
+    cdef readonly Py_ssize_t stride     # bytes per record (a multiple of 16)
+    cdef char* records                  # rows x stride: id, balances, reserved areas
     cdef IdTable table                  # account -> row
 
+    cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1   # an area in every record: its offset
     cdef Py_ssize_t column_of(self, str asset) except -1       # KeyError for an unknown asset
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil  # its row, -1: none
     cdef Py_ssize_t lookup(self, account) noexcept              # any object; -1: no account
+    # an account about to be looked up (any object): its cell in the table is asked for now, so
+    # that its miss overlaps the work before the lookup
+    cdef void expect(self, account) noexcept
     cdef Py_ssize_t row_of(self, account) except -1            # KeyError for an unknown account
-    cdef int64_t* row_cells(self, Py_ssize_t row) noexcept nogil
+
+
+cdef inline char* record_of(CashTable t, Py_ssize_t row) noexcept nogil:
+    """A row's record (valid until the next account opens: the records may move as they grow)."""
+    return t.records + row * t.stride
+
+
+cdef inline int64_t id_at(CashTable t, Py_ssize_t row) noexcept nogil:
+    """A row's account."""
+    return (<int64_t*>record_of(t, row))[0]
+
+
+cdef inline int64_t* row_cells(CashTable t, Py_ssize_t row) noexcept nogil:
+    """A row's balances, one per asset."""
+    return <int64_t*>(record_of(t, row) + 8)
 
 
 cdef class Cash:

@@ -8,7 +8,8 @@ from libc.stdint cimport INT64_MAX, INT64_MIN
 cdef extern from *:
     bint add_overflow "__builtin_add_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
     bint sub_overflow "__builtin_sub_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
-from libc.string cimport memset
+    void prefetch "__builtin_prefetch"(const void* address) noexcept nogil
+from libc.string cimport memcpy, memset
 
 from collections.abc import Mapping, MutableMapping
 
@@ -50,12 +51,28 @@ cdef class CashTable:
         self.assets = tuple(assets)
         self.column = {asset: k for k, asset in enumerate(self.assets)}
         self.width = len(self.assets)
+        self.stride = (8 + self.width * sizeof(int64_t) + 15) // 16 * 16
         id_reset(&self.table)
 
     def __dealloc__(self):
-        PyMem_Free(self.cells)
-        PyMem_Free(self.ids)
+        PyMem_Free(self.records)
         PyMem_Free(self.table.cells)
+
+    cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1:
+        """Widens every record by size bytes (rounded up to 16, zeroed) and returns where the new
+        area begins; the records given so far are laid out afresh."""
+        cdef Py_ssize_t offset = self.stride, stride = self.stride + (size + 15) // 16 * 16, r
+        cdef char* records = NULL
+        if self.cap:
+            records = <char*>PyMem_Calloc(self.cap, stride)
+            if records is NULL:
+                raise MemoryError()
+            for r in range(self.rows):
+                memcpy(records + r * stride, self.records + r * self.stride, self.stride)
+            PyMem_Free(self.records)
+            self.records = records
+        self.stride = stride
+        return offset
 
     cdef Py_ssize_t column_of(self, str asset) except -1:
         cdef Py_ssize_t k
@@ -65,7 +82,26 @@ cdef class CashTable:
         return self.column[asset]
 
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil:
-        return id_find(&self.table, account, self.ids, 1)
+        cdef Py_ssize_t row = id_find(&self.table, account, <int64_t*>self.records, self.stride // 8)
+        cdef char* record
+        cdef Py_ssize_t at
+        if row >= 0:
+            # whoever finds an account reads its record next, from several layers in turn: its
+            # lines are asked for at once (their misses overlap) rather than each as it is reached
+            record = record_of(self, row)
+            at = 64 - <Py_ssize_t>(<size_t>record & 63)
+            while at < self.stride:
+                prefetch(record + at)
+                at += 64
+        return row
+
+    cdef void expect(self, account) noexcept:
+        cdef int overflow = 0
+        cdef long long key
+        if type(account) is int:
+            key = PyLong_AsLongLongAndOverflow(account, &overflow)
+            if not overflow:
+                prefetch(&self.table.cells[mix(<uint64_t>key) & <uint64_t>self.table.mask])
 
     cdef Py_ssize_t lookup(self, account) noexcept:
         cdef int overflow = 0
@@ -80,30 +116,23 @@ cdef class CashTable:
             raise KeyError(account)
         return row
 
-    cdef int64_t* row_cells(self, Py_ssize_t row) noexcept nogil:
-        return self.cells + row * self.width
-
     def open(self, int64_t account) -> int:
-        """The account's row: a new one of zero balances if it has none."""
+        """The account's row: a new record (zero balances, zeroed areas) if it has none."""
         cdef Py_ssize_t row = self.find(account), cap
         cdef void* grown
         if row >= 0:
             return row
         if self.rows == self.cap:
             cap = self.cap * 2 if self.cap else 64
-            grown = PyMem_Realloc(self.cells, cap * self.width * sizeof(int64_t) or 1)
+            grown = PyMem_Realloc(self.records, cap * self.stride)
             if grown is NULL:
                 raise MemoryError()
-            self.cells = <int64_t*>grown
-            grown = PyMem_Realloc(self.ids, cap * sizeof(int64_t))
-            if grown is NULL:
-                raise MemoryError()
-            self.ids, self.cap = <int64_t*>grown, cap
+            self.records, self.cap = <char*>grown, cap
         row = self.rows
-        self.ids[row] = account
-        id_add(&self.table, row, self.ids, 1)
-        # only the row given is written: the pages past it stay untouched until used
-        memset(self.row_cells(row), 0, self.width * sizeof(int64_t))
+        # only the record given is written: the pages past it stay untouched until used
+        memset(record_of(self, row), 0, self.stride)
+        (<int64_t*>record_of(self, row))[0] = account
+        id_add(&self.table, row, <int64_t*>self.records, self.stride // 8)
         self.rows += 1
         return row
 
@@ -116,7 +145,7 @@ cdef class CashTable:
         """The account of a row."""
         if not 0 <= row < self.rows:
             raise IndexError(f"no cash row {row}")
-        return self.ids[row]
+        return id_at(self, row)
 
     def row(self, account) -> int:
         """The account's row (KeyError: none)."""
@@ -129,7 +158,7 @@ cdef class CashTable:
         cdef int64_t v
         out = 0
         for r in range(self.rows):
-            v = self.cells[r * self.width + k]
+            v = row_cells(self, r)[k]
             # summed in C while it fits, carried into the Python int before it would not
             if (v > 0 and total > INT64_MAX - v) or (v < 0 and total < INT64_MIN - v):
                 out += total
@@ -148,7 +177,7 @@ cdef class Cash:
         self.table, self.row = table, row
 
     cdef int64_t* cell(self, Py_ssize_t column) noexcept:
-        return &self.table.cells[self.row * self.table.width + column]
+        return &row_cells(self.table, self.row)[column]
 
     cdef int64_t amount_of(self, str asset) except? -1:
         return self.cell(self.table.column_of(asset))[0]
@@ -252,7 +281,7 @@ cdef class Balances:
 
     def __iter__(self):
         cdef Py_ssize_t r
-        return iter([self.table.ids[r] for r in range(self.table.rows)])
+        return iter([id_at(self.table, r) for r in range(self.table.rows)])
 
     def keys(self):
         return list(self)
@@ -263,7 +292,7 @@ cdef class Balances:
 
     def items(self):
         cdef Py_ssize_t r
-        return [(self.table.ids[r], Cash(self.table, r)) for r in range(self.table.rows)]
+        return [(id_at(self.table, r), Cash(self.table, r)) for r in range(self.table.rows)]
 
     def __eq__(self, other):
         if isinstance(other, (Balances, dict)):

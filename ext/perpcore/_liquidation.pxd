@@ -22,7 +22,7 @@
 cimport cython
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
-from perpcore._ledger cimport IdTable
+from perpcore._ledger cimport CashTable
 from perpcore._margin cimport MarginCore, PosC, Step, int128_t
 
 cpdef enum Direction:
@@ -93,10 +93,12 @@ cdef class BreachIndex:
     cdef readonly Py_ssize_t slots       # accounts that have a slot (kept until clear())
     cdef readonly Py_ssize_t indexed     # accounts with triggers
     cdef Py_ssize_t payload              # bytes of the owner's state per slot (a Keyed and more)
-    cdef Py_ssize_t stride               # bytes per slot: its account, count, entries, payload
-    cdef Py_ssize_t capacity             # slots allocated
-    cdef char* records
-    cdef IdTable table                   # account -> slot (the records' heads hold the ids)
+    # an account's slot is its row in the register, whose records hold the index's area at
+    # `offset`: the count of triggers and a mark that the slot is taken (int32 each, padded to
+    # 16), the entries, then the payload
+    cdef CashTable register
+    cdef Py_ssize_t offset
+    cdef bint own                        # the register is the index's own: it opens its rows
     cdef Node* nodes                     # node 0 unused (none)
     cdef uint32_t n_nodes, cap_nodes, free_nodes
     cdef int height                      # the trees' deepest path so far (their paths' room)
@@ -105,9 +107,11 @@ cdef class BreachIndex:
     cdef Py_ssize_t n_found, cap_found
 
     cdef int reset(self) except -1
-    cdef int64_t* head(self, Py_ssize_t slot) noexcept nogil          # its account, its count
+    cdef int32_t* head(self, Py_ssize_t slot) noexcept nogil          # its count, its mark
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil         # its slot, -1: none
     cdef Py_ssize_t slot(self, int64_t account) except -1              # made if new
+    cdef Py_ssize_t take(self, Py_ssize_t row) noexcept nogil          # the row's slot, made if new
+    cdef Py_ssize_t taken(self, Py_ssize_t row) noexcept nogil         # the row's slot, -1: none
     cdef int count(self, Py_ssize_t slot) noexcept nogil
     cdef Entry* entries(self, Py_ssize_t slot) noexcept nogil
     cdef void* state(self, Py_ssize_t slot) noexcept nogil             # the owner's payload

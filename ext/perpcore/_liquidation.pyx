@@ -9,9 +9,9 @@ from cpython.mem cimport PyMem_Free
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy, memmove, memset
 
-from perpcore._ledger cimport id_add, id_find, id_reset
+from perpcore._ledger cimport CashTable, id_at, record_of
 from perpcore._margin cimport (Account, PosC, Prices, Step, Sums, SymbolRisk, TierTable, int128_t,
-                               py_int)
+                               pos_at, py_int)
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -142,11 +142,12 @@ cdef class BreachIndex:
     of None fires on any update of its dimension. An account has at most one trigger per
     dimension and direction, kept in the order set. crossed() finds exactly the accounts a new
     price reaches in O(log n + k) (then sorts them); set() moves only the entries that change, in
-    O(log n) each. No Python object per entry: accounts have slots in C arrays (found by an
-    open-addressing table), each with its triggers and, after them, `payload` bytes of its owner's
-    state (zero when the slot is made)."""
+    O(log n) each. No Python object per entry: an account's triggers and, after them, `payload`
+    bytes of its owner's state (zero when the slot is made) are an area of the account's record in
+    a register (perpcore._ledger.CashTable: the ledger's, so that an account's state lies in one
+    record, or the index's own), its slot the record's row."""
 
-    def __cinit__(self, int ndims, int width=0, Py_ssize_t payload=0):
+    def __cinit__(self, int ndims, int width=0, Py_ssize_t payload=0, CashTable register=None):
         if ndims <= 0 or ndims > 2 * MAX_SYMBOLS:
             raise ValueError(f"1 to {2 * MAX_SYMBOLS} price dimensions, not {ndims}")
         self.ndims = ndims
@@ -154,68 +155,69 @@ cdef class BreachIndex:
         if self.width > 2 * ndims:
             raise ValueError(f"at most {2 * ndims} triggers an account, not {self.width}")
         self.payload = payload
-        # the account and count, the entries, then the payload, 16-byte aligned for its integers
-        self.stride = (16 + self.width * sizeof(Entry) + payload + 15) // 16 * 16
+        self.own = register is None
+        self.register = CashTable(()) if self.own else register
+        # the count and the mark, the entries, then the payload (16-byte aligned for its integers)
+        self.offset = self.register.reserve(16 + self.width * sizeof(Entry) + payload)
         self.roots = <uint32_t*>malloc(2 * ndims * sizeof(uint32_t))
         if self.roots == NULL:
             raise MemoryError()
         self.reset()
 
     def __dealloc__(self):
-        free(self.records)
-        PyMem_Free(self.table.cells)
         free(self.nodes)
         free(self.roots)
         free(self.found)
 
     cdef int reset(self) except -1:
-        free(self.records)
+        cdef Py_ssize_t r
         free(self.nodes)
-        self.records = NULL
         self.nodes = NULL
-        self.slots = self.indexed = self.capacity = 0
+        if self.own:
+            self.register.clear()
+        else:
+            for r in range(self.register.rows):
+                memset(self.head(r), 0, 16 + self.width * sizeof(Entry) + self.payload)
+        self.slots = self.indexed = 0
         self.n_nodes = self.cap_nodes = 0
         self.free_nodes = 0
         self.height = 0
         memset(self.roots, 0, 2 * self.ndims * sizeof(uint32_t))
-        id_reset(&self.table)
         return 0
 
     # ---- slots -----------------------------------------------------------------------------
 
-    cdef int64_t* head(self, Py_ssize_t slot) noexcept nogil:
-        return <int64_t*>(self.records + slot * self.stride)
+    cdef int32_t* head(self, Py_ssize_t slot) noexcept nogil:
+        return <int32_t*>(record_of(self.register, slot) + self.offset)
+
+    cdef Py_ssize_t taken(self, Py_ssize_t row) noexcept nogil:
+        return row if row >= 0 and self.head(row)[1] else -1
+
+    cdef Py_ssize_t take(self, Py_ssize_t row) noexcept nogil:
+        if not self.head(row)[1]:
+            self.head(row)[1] = 1       # its area is zero until now (the record's or reset()'s)
+            self.slots += 1
+        return row
 
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil:
-        return id_find(&self.table, account, <int64_t*>self.records, self.stride // 8)
+        return self.taken(self.register.find(account))
 
     cdef Py_ssize_t slot(self, int64_t account) except -1:
-        cdef Py_ssize_t found = self.find(account), size, s
-        cdef char* records
-        if found >= 0:
-            return found
-        if self.slots == self.capacity:
-            size = self.capacity * 2 if self.capacity else 64
-            records = <char*>realloc(self.records, size * self.stride)
-            if records == NULL:
-                raise MemoryError()
-            self.records = records
-            self.capacity = size
-        s = self.slots
-        memset(self.records + s * self.stride, 0, self.stride)
-        self.head(s)[0] = account
-        id_add(&self.table, s, <int64_t*>self.records, self.stride // 8)
-        self.slots += 1
-        return s
+        cdef Py_ssize_t row = self.register.find(account)
+        if row < 0:
+            if not self.own:
+                raise KeyError(f"account {account} has no record")
+            row = self.register.open(account)
+        return self.take(row)
 
     cdef int count(self, Py_ssize_t slot) noexcept nogil:
-        return <int>self.head(slot)[1]
+        return self.head(slot)[0]
 
     cdef Entry* entries(self, Py_ssize_t slot) noexcept nogil:
-        return <Entry*>(self.records + slot * self.stride + 16)
+        return <Entry*>(<char*>self.head(slot) + 16)
 
     cdef void* state(self, Py_ssize_t slot) noexcept nogil:
-        return self.records + slot * self.stride + 16 + self.width * sizeof(Entry)
+        return <char*>self.head(slot) + 16 + self.width * sizeof(Entry)
 
     # ---- the trees -------------------------------------------------------------------------
 
@@ -360,7 +362,7 @@ cdef class BreachIndex:
         change move in the trees."""
         cdef Entry* old = self.entries(slot)
         cdef int n_old = self.count(slot), i
-        cdef int64_t account = self.head(slot)[0]
+        cdef int64_t account = id_at(self.register, slot)
         if n_old == n:
             for i in range(n):
                 if not same(&old[i], &new[i]):
@@ -376,7 +378,7 @@ cdef class BreachIndex:
             if held(old, n_old, &new[i]) < 0:
                 self.insert(&self.roots[new[i].dim * 2 + new[i].direction], new[i].price, account)
         memcpy(old, new, n * sizeof(Entry))
-        self.head(slot)[1] = n
+        self.head(slot)[0] = n
         self.indexed += (n > 0) - (n_old > 0)
         return 0
 
@@ -620,7 +622,7 @@ cdef class LiquidationCore:
         if self.scratch == NULL:
             raise MemoryError()
         # positions have a trigger and a spare in their mark; collateral one in its index
-        self.index = BreachIndex(2 * self.nsym, 2 * self.nsym + self.ncoll, payload)
+        self.index = BreachIndex(2 * self.nsym, 2 * self.nsym + self.ncoll, payload, margin.cash)
         self._dirty = set()
         self.socialized = {}
 
@@ -875,7 +877,7 @@ cdef class LiquidationCore:
         cdef Py_ssize_t acc = self.margin.slots.find(account)
         if acc < 0:
             return False
-        cdef Py_ssize_t slot = self.index.find(account)
+        cdef Py_ssize_t slot = self.index.taken(acc)
         cdef int missing[2]
         cdef int128_t slack
         if not self.corner(acc, self.index.entries(slot) if slot >= 0 else NULL,
@@ -885,11 +887,11 @@ cdef class LiquidationCore:
         if missing[0]:
             return missing[0] == 1 and self.key_position(
                 acc, slot, slack, missing[1],
-                &(<SymbolRisk>self.risks[missing[1]]).pos[acc])
+                pos_at(<SymbolRisk>self.risks[missing[1]], acc))
         if slack < 1:
             return False
         self.scratch.reserve, self.scratch.has_terms = slack, True
-        memcpy(self.keyed(self.index.slot(account)), self.scratch, self.index.payload)
+        memcpy(self.keyed(self.index.take(acc)), self.scratch, self.index.payload)
         return True
 
     cdef int corner(self, Py_ssize_t acc, Entry* entries, int n, Keyed* terms, int* missing,
@@ -938,7 +940,7 @@ cdef class LiquidationCore:
         if terms != NULL:
             terms.term_mask = 0
         for k in range(self.nsym):
-            pos = &(<SymbolRisk>self.risks[k]).pos[acc]
+            pos = pos_at(<SymbolRisk>self.risks[k], acc)
             if not pos.held:
                 continue
             size = pos.size
@@ -1002,7 +1004,7 @@ cdef class LiquidationCore:
         else:
             new[n].dim, new[n].direction, new[n].price = k, direction, trigger
             added = 1
-        slot = self.index.slot(self.margin.cash.ids[acc])
+        slot = self.index.take(acc)
         self.index.put(slot, new, n + added, False)
         for i in range(n, n + added):
             if new[i].direction == DOWN:
@@ -1042,7 +1044,7 @@ cdef class LiquidationCore:
         """The account's margin loan (minor units), 0: none."""
         if not self.margin.debts:
             return 0
-        return as128(self.margin.debts.get(self.margin.cash.ids[acc], 0))
+        return as128(self.margin.debts.get(id_at(self.margin.cash, acc), 0))
 
     cdef int figures(self, Py_ssize_t acc, int128_t* equity, int128_t* mm) except -1:
         """The account's equity and maintenance margin now (perpcore.margin's definitions); with
@@ -1073,7 +1075,7 @@ cdef class LiquidationCore:
         cdef int64_t* cash = self.margin.cash_of(acc)
         for k in range(self.nsym):
             sr = self.risks[k]
-            size = sr.pos[acc].size
+            size = pos_at(sr, acc).size
             if size:
                 out[n].dim = k
                 out[n].priced = self.price(k, &out[n].price)
@@ -1103,8 +1105,7 @@ cdef class LiquidationCore:
         cdef Entry new[2 * 2 * MAX_SYMBOLS]
         cdef int128_t corner
         cdef int count = self.triggers(acc, equity, mm, slack, dims, n, new)
-        account = self.margin.cash.ids[acc]
-        cdef Py_ssize_t slot = self.index.slot(account)
+        cdef Py_ssize_t slot = self.index.take(acc)
         self.index.put(slot, new, count, keep_earlier)
         cdef Keyed* kept = self.keyed(slot)
         if self.corner(acc, self.index.entries(slot), self.index.count(slot), self.scratch, NULL,
@@ -1114,7 +1115,8 @@ cdef class LiquidationCore:
         else:
             kept.reserve = 0        # examined at any payment
             kept.has_terms = kept.term_mask = 0
-        self._dirty.discard(account)
+        if self._dirty:
+            self._dirty.discard(id_at(self.margin.cash, acc))
         return 0
 
     cdef int triggers(self, Py_ssize_t acc, int128_t equity, int128_t mm, int128_t slack, Dim* dims,
@@ -1140,7 +1142,7 @@ cdef class LiquidationCore:
             # price takes there: 0, never
             k, mark = dims[0].dim, dims[0].price
             sr = self.risks[k]
-            pos = &sr.pos[acc]
+            pos = pos_at(sr, acc)
             size = pos.size
             notional = <int128_t>size * mark * sr.upt
             # equity less the position's value at price 0, less the others' maintenance
@@ -1236,8 +1238,8 @@ cdef class LiquidationCore:
     def reserves(self) -> dict:
         """Every keyed account's reserve, by account."""
         cdef Py_ssize_t slot
-        return {self.index.head(slot)[0]: py_int(self.keyed(slot).reserve)
-                for slot in range(self.index.slots)}
+        return {id_at(self.margin.cash, slot): py_int(self.keyed(slot).reserve)
+                for slot in range(self.margin.cash.rows) if self.index.taken(slot) >= 0}
 
     def terms(self, account):
         """{symbol: [corner below, corner above (None: no trigger there), the position's term]}

@@ -8,9 +8,9 @@
 # out as Python ints, so no figure overflows or loses a unit. Balances (cash, collateral) are the
 # ledger's int64 cells (perpcore._ledger.CashTable), moved only through the ledger.
 #
-# An account is its slot: its row in the ledger's CashTable, which also indexes every SymbolRisk's
-# positions and the account's flags here. The C entries take slots; Account is a view made for
-# Python code.
+# An account is its slot: its row in the ledger's CashTable, whose record for the account holds,
+# after its balances, the margin layer's area (Slots): the account's flags and its position in
+# every symbol. The C entries take slots; Account is a view made for Python code.
 #
 # Rounding as perpcore.risk states it: requirements round up, values credited round down.
 
@@ -113,16 +113,15 @@ cdef enum:
 
 
 cdef class Slots:
-    """The margin layer's per-account arrays, indexed by the account's row in the ledger's
-    CashTable (its slot): its flags, and its position in every SymbolRisk. They cover the rows
-    given so far and grow together, so a PosC* is only held while no account opens."""
-    cdef readonly CashTable table   # the register: account <-> slot, and the balances
-    cdef readonly Py_ssize_t n      # slots covered (zeroed as covered)
+    """The margin layer's area of every account's record in the ledger's CashTable (the record's
+    row is the account's slot): its flags, then its position in every SymbolRisk, in symbol order.
+    A PosC* is only held while no account opens (the records may move as they grow)."""
+    cdef readonly CashTable table   # the register: account <-> slot, the balances, the records
+    cdef readonly Py_ssize_t n      # slots covered (their areas zeroed as covered)
     cdef readonly Py_ssize_t count  # accounts opened
-    cdef Py_ssize_t cap             # slots allocated in every array
-    cdef uint8_t* flags             # OPENED | PROFESSIONAL
+    cdef Py_ssize_t offset          # the area's place in a record: the flags byte, then the PosCs
     cdef int64_t caps[2]            # the leverage cap of a retail account, of a professional one
-    cdef tuple risks                # the SymbolRisks whose arrays these slots index
+    cdef tuple risks                # the SymbolRisks whose positions the area holds
 
     cdef int cover(self, Py_ssize_t slot) except -1
     cdef int clear(self) except -1
@@ -130,6 +129,11 @@ cdef class Slots:
     cdef Py_ssize_t lookup(self, account) noexcept           # any object; -1: no account
     cdef Py_ssize_t slot_of(self, account) except -1         # KeyError: no such account
     cdef int64_t leverage_cap(self, Py_ssize_t slot) noexcept
+
+
+cdef inline uint8_t* flags_of(Slots slots, Py_ssize_t slot) noexcept:
+    """A slot's flags (OPENED | PROFESSIONAL)."""
+    return <uint8_t*>(slots.table.records + slot * slots.table.stride + slots.offset)
 
 
 cdef class Position:
@@ -166,11 +170,17 @@ cdef class SymbolRisk:
     cdef readonly bint assuming_price
     cdef readonly int64_t assuming_buffer
     cdef Slots slots
-    cdef PosC* pos                     # by account slot (slots.cap of them)
+    cdef CashTable table               # the records (slots.table), its PosC at `offset` in each
+    cdef Py_ssize_t offset
     cdef public Prices prices          # pricing's state of the symbol (perpcore.pricing)
     cdef public int64_t intervals      # funding intervals begun
     cdef public Interval transit       # the one whose payments are being settled (None: none)
     cdef int128_t long_lots, short_lots     # open interest: the longs' lots, the shorts'
+
+
+cdef inline PosC* pos_at(SymbolRisk sr, Py_ssize_t slot) noexcept:
+    """An account's position in the symbol, by its slot."""
+    return <PosC*>(sr.table.records + slot * sr.table.stride + sr.offset)
 
 
 cdef class MarginCore:

@@ -6,7 +6,7 @@ from libc.string cimport memset
 
 from collections.abc import Mapping
 
-from perpcore._ledger cimport move_cells, realise_cell
+from perpcore._ledger cimport id_at, move_cells, realise_cell, row_cells
 
 from perpcore import messages as m
 from perpcore.config import RATE_SCALE
@@ -266,38 +266,22 @@ cdef class Slots:
 
     def __init__(self, tuple risks, CashTable table, int64_t retail_cap, int64_t professional_cap):
         cdef SymbolRisk sr
+        cdef Py_ssize_t k
         self.risks, self.table = risks, table
         self.caps[0], self.caps[1] = retail_cap, professional_cap
-        for sr in risks:
-            sr.slots = self
-
-    def __dealloc__(self):
-        PyMem_Free(self.flags)
+        # the flags byte, padded to 8, then one PosC per symbol
+        self.offset = table.reserve(8 + len(risks) * sizeof(PosC))
+        for k, sr in enumerate(risks):
+            sr.slots, sr.table, sr.offset = self, table, self.offset + 8 + k * sizeof(PosC)
 
     cdef int cover(self, Py_ssize_t slot) except -1:
-        cdef Py_ssize_t cap
-        cdef SymbolRisk sr
-        cdef void* grown
+        cdef Py_ssize_t s
         if slot < self.n:
             return 0
-        if slot >= self.cap:
-            cap = self.cap * 2 if self.cap else 64
-            while cap <= slot:
-                cap *= 2
-            grown = PyMem_Realloc(self.flags, cap)
-            if grown is NULL:
-                raise MemoryError()
-            self.flags = <uint8_t*>grown
-            for sr in self.risks:
-                grown = PyMem_Realloc(sr.pos, cap * sizeof(PosC))
-                if grown is NULL:
-                    raise MemoryError()
-                sr.pos = <PosC*>grown
-            self.cap = cap
-        # only the slots covered are written: the pages past them stay untouched until used
-        memset(&self.flags[self.n], 0, slot + 1 - self.n)
-        for sr in self.risks:
-            memset(&sr.pos[self.n], 0, (slot + 1 - self.n) * sizeof(PosC))
+        if slot >= self.table.rows:
+            raise IndexError(f"no record for slot {slot}")
+        for s in range(self.n, slot + 1):
+            memset(flags_of(self, s), 0, 8 + len(self.risks) * sizeof(PosC))
         self.n = slot + 1
         return 0
 
@@ -307,11 +291,11 @@ cdef class Slots:
 
     cdef Py_ssize_t find(self, int64_t account) noexcept:
         cdef Py_ssize_t slot = self.table.find(account)
-        return slot if 0 <= slot < self.n and self.flags[slot] & OPENED else -1
+        return slot if 0 <= slot < self.n and flags_of(self, slot)[0] & OPENED else -1
 
     cdef Py_ssize_t lookup(self, account) noexcept:
         cdef Py_ssize_t slot = self.table.lookup(account)
-        return slot if 0 <= slot < self.n and self.flags[slot] & OPENED else -1
+        return slot if 0 <= slot < self.n and flags_of(self, slot)[0] & OPENED else -1
 
     cdef Py_ssize_t slot_of(self, account) except -1:
         cdef Py_ssize_t slot = self.lookup(account)
@@ -320,7 +304,7 @@ cdef class Slots:
         return slot
 
     cdef int64_t leverage_cap(self, Py_ssize_t slot) noexcept:
-        return self.caps[1 if self.flags[slot] & PROFESSIONAL else 0]
+        return self.caps[1 if flags_of(self, slot)[0] & PROFESSIONAL else 0]
 
 
 # a view refers to its SymbolRisk, which never refers to a view: no cycle through it
@@ -333,7 +317,7 @@ cdef class Position:
         self.risk, self.slot = risk, slot
 
     cdef PosC* c(self) noexcept:
-        return &self.risk.pos[self.slot]
+        return pos_at(self.risk, self.slot)
 
     @property
     def funded(self):
@@ -428,11 +412,11 @@ cdef class Account:
 
     @property
     def id(self):
-        return self.slots.table.ids[self.slot]
+        return id_at(self.slots.table, self.slot)
 
     @property
     def professional(self):
-        return bool(self.slots.flags[self.slot] & PROFESSIONAL)
+        return bool(flags_of(self.slots, self.slot)[0] & PROFESSIONAL)
 
     @property
     def leverage_cap(self):
@@ -449,7 +433,7 @@ cdef class Account:
         cdef SymbolRisk sr
         out = {}
         for sr in self.slots.risks:
-            if sr.pos[self.slot].held:
+            if pos_at(sr, self.slot).held:
                 out[sr.symbol] = Position(sr, self.slot)
         return out
 
@@ -483,7 +467,7 @@ cdef class Accounts:
 
     cdef list opened(self):
         cdef Py_ssize_t i
-        return [i for i in range(self.slots.n) if self.slots.flags[i] & OPENED]
+        return [i for i in range(self.slots.n) if flags_of(self.slots, i)[0] & OPENED]
 
     def __len__(self):
         return self.slots.count
@@ -493,13 +477,13 @@ cdef class Accounts:
 
     def keys(self):
         cdef Py_ssize_t i
-        return [self.slots.table.ids[i] for i in self.opened()]
+        return [id_at(self.slots.table, i) for i in self.opened()]
 
     def values(self):
         return [Account(self.slots, i) for i in self.opened()]
 
     def items(self):
-        return [(self.slots.table.ids[i], Account(self.slots, i)) for i in self.opened()]
+        return [(id_at(self.slots.table, i), Account(self.slots, i)) for i in self.opened()]
 
 
 Mapping.register(Accounts)
@@ -519,9 +503,6 @@ cdef class SymbolRisk:
         self.assuming_price = spec.sell_order_margin == "assuming_price"
         self.assuming_buffer = spec.assuming_price_buffer
 
-    def __dealloc__(self):
-        PyMem_Free(self.pos)
-
     @property
     def positions(self) -> dict:
         """account -> Position, in the order accounts opened: those that traded or quoted here."""
@@ -529,8 +510,8 @@ cdef class SymbolRisk:
         out = {}
         if self.slots is not None:
             for i in range(self.slots.n):
-                if self.pos[i].held:
-                    out[self.slots.table.ids[i]] = Position(self, i)
+                if pos_at(self, i).held:
+                    out[id_at(self.slots.table, i)] = Position(self, i)
         return out
 
     def open_entry(self):
@@ -541,7 +522,7 @@ cdef class SymbolRisk:
         cdef PosC* pos
         if self.slots is not None:
             for i in range(self.slots.n):
-                pos = &self.pos[i]
+                pos = pos_at(self, i)
                 total += pos.cost if pos.size >= 0 else -pos.cost
         return py_int(total)
 
@@ -555,7 +536,7 @@ cdef class SymbolRisk:
         cdef int64_t size
         self.long_lots = self.short_lots = 0
         for i in range(self.slots.n):
-            size = self.pos[i].size
+            size = pos_at(self, i).size
             if size > 0:
                 self.long_lots += size
             else:
@@ -595,9 +576,9 @@ cdef class MarginCore:
         """Opens the account in its slot, the ledger's row of it (which the ledger has given)."""
         cdef Py_ssize_t slot = self.cash.row_of(account)
         self.slots.cover(slot)
-        if self.slots.flags[slot] & OPENED:
+        if flags_of(self.slots, slot)[0] & OPENED:
             raise ValueError(f"account {account} is already open")
-        self.slots.flags[slot] = OPENED | (PROFESSIONAL if professional else 0)
+        flags_of(self.slots, slot)[0] = OPENED | (PROFESSIONAL if professional else 0)
         self.slots.count += 1
         return Account(self.slots, slot)
 
@@ -609,14 +590,14 @@ cdef class MarginCore:
         return min(sr.default_leverage, self.slots.leverage_cap(acc.slot))
 
     cdef PosC* position_of(self, Py_ssize_t slot, SymbolRisk sr) noexcept:
-        cdef PosC* pos = &sr.pos[slot]
+        cdef PosC* pos = pos_at(sr, slot)
         if not pos.held:
             pos.held = 1
             pos.leverage = min(sr.default_leverage, self.slots.leverage_cap(slot))
         return pos
 
     cdef int64_t* cash_of(self, Py_ssize_t slot) noexcept:
-        return self.cash.row_cells(slot)
+        return row_cells(self.cash, slot)
 
     def _position(self, Account acc, SymbolRisk sr) -> Position:
         self.position_of(acc.slot, sr)
@@ -661,7 +642,7 @@ cdef class MarginCore:
             equity += self.pending_of(slot)
         if not self.debts:
             return equity
-        debt = self.debts.get(self.cash.ids[slot])
+        debt = self.debts.get(id_at(self.cash, slot))
         return equity if debt is None else equity - debt
 
     # ---- funding in transit (perpcore.funding) -------------------------------------------------
@@ -670,7 +651,7 @@ cdef class MarginCore:
         """The account's position in sr that owes sr's interval in transit, or NULL."""
         if sr.transit is None:
             return NULL
-        cdef PosC* pos = &sr.pos[slot]
+        cdef PosC* pos = pos_at(sr, slot)
         return pos if pos.size and pos.funded != sr.transit.number else NULL
 
     cdef object pending_of(self, Py_ssize_t slot):
@@ -697,7 +678,7 @@ cdef class MarginCore:
         settle = self.settle
         value = py_int(amount)
         move_cells(self.funding, NULL, None, &self.cash_of(slot)[self.settle_column], settle, value)
-        events.append(_FundingPaid(seq, ts, sr.symbol, self.cash.ids[slot], pos.size, iv.mark,
+        events.append(_FundingPaid(seq, ts, sr.symbol, id_at(self.cash, slot), pos.size, iv.mark,
                                    iv.rate, value))
         return 0
 
@@ -729,7 +710,7 @@ cdef class MarginCore:
         cdef int64_t size, mark, upt
         cdef bint has_mark
         for sr in self.risks:
-            pos = &sr.pos[slot]
+            pos = pos_at(sr, slot)
             if not pos.held:
                 continue
             upt = sr.upt
@@ -779,7 +760,7 @@ cdef class MarginCore:
         it is the way out of a position. Returns 0, or the refusal's code with its reason in
         `reason`."""
         # a position yet to be made is all zeros: flat, no orders (none is made here)
-        cdef PosC* pos = &sr.pos[slot]
+        cdef PosC* pos = pos_at(sr, slot)
         cdef int64_t bq = pos.buy_qty, bv = pos.buy_value, sq = pos.sell_qty, sv = pos.sell_value
         cdef int64_t size = pos.size, cost = pos.cost, lots, value, now_lots
         cdef int64_t now_value, other_lots, other_value, mark, upt, room
@@ -871,7 +852,7 @@ cdef class MarginCore:
 
     cdef PosC* held_position(self, account, symbol) except NULL:
         """The position of an account that has an order or a trade in the symbol (made)."""
-        return &(<SymbolRisk>self.symbols[symbol]).pos[self.slots.slot_of(account)]
+        return pos_at(<SymbolRisk>self.symbols[symbol], self.slots.slot_of(account))
 
     cdef void add_order(self, PosC* pos, int side, int64_t price, int64_t qty) noexcept:
         if side == 0:
@@ -897,12 +878,12 @@ cdef class MarginCore:
         symbol = sr.symbol
         self.add_order(pos, side, price, qty)
         if reduce_only:         # its pre-trade check left it room
-            account = self.cash.ids[slot]
+            account = id_at(self.cash, slot)
             self.reduce_only_orders[order_id] = [account, symbol, side, price, qty]
             self.reduce_only_ids.setdefault((account, symbol), []).append(order_id)
             pos.reduce_only += 1
         elif pos.reduce_only:
-            self.reduce_only_dirty.add((self.cash.ids[slot], symbol))
+            self.reduce_only_dirty.add((id_at(self.cash, slot), symbol))
 
     def order_changed(self, order_id, account, symbol, int side, int64_t old_price,
                       int64_t old_qty, state):
@@ -928,7 +909,7 @@ cdef class MarginCore:
 
     cdef closed(self, order_id, Py_ssize_t slot, SymbolRisk sr, int side, int64_t price,
                 int64_t qty):
-        cdef PosC* pos = &sr.pos[slot]      # made when the order rested
+        cdef PosC* pos = pos_at(sr, slot)      # made when the order rested
         self.add_order(pos, side, price, -qty)
         if pos.reduce_only and order_id in self.reduce_only_orders:
             self.forget(order_id, pos)
@@ -964,7 +945,7 @@ cdef class MarginCore:
         """Settles one trade for both sides (maker first) and takes it off the maker's order sums.
         taker_fee overrides the instrument's taker rate (a liquidation order pays none)."""
         cdef Py_ssize_t maker = self.slots.find(maker_account)
-        cdef PosC* maker_pos = &sr.pos[maker]     # made when its order rested
+        cdef PosC* maker_pos = pos_at(sr, maker)     # made when its order rested
         # a trade is at the maker's price, on the side opposite the taker's
         self.add_order(maker_pos, 1 - taker_side, price, -qty)
         if maker_pos.reduce_only:
@@ -1031,7 +1012,7 @@ cdef class MarginCore:
                 raise MemoryError()
             self.steps = step
         step = &self.steps[self.n_steps]
-        step.cash, step.account, step.size, step.cost, step.k = (realised - fee, self.cash.ids[slot],
+        step.cash, step.account, step.size, step.cost, step.k = (realised - fee, id_at(self.cash, slot),
                                                                  pos.size, pos.cost, sr.number)
         self.n_steps += 1
         fee_py = py_int(fee)

@@ -5,8 +5,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport INT64_MAX, INT64_MIN
 
 from perpcore._margin cimport SymbolRisk
-
-from types import MemberDescriptorType
+from perpcore._validate cimport slot_offset
 
 from perpcore import messages as m
 from perpcore._funding import sweep as sweep_interval
@@ -18,25 +17,9 @@ cdef dict MARK_METHODS = {"binance": BINANCE, "bitmex": BITMEX, "index": INDEX,
                           "hyperliquid": HYPERLIQUID}
 
 
-cdef extern from "Python.h":
-    # a __slots__-like field's place in its instance (CPython's member descriptor)
-    ctypedef struct PyMemberDef:
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
-
-
-cdef Py_ssize_t field_offset(cls, str name) except -1:
-    """Where a msgspec Struct keeps a field in its instances: stage 5 reads an OrderFilled's
-    symbol and price there, without an attribute lookup per fill."""
-    descriptor = cls.__dict__[name]
-    if type(descriptor) is not MemberDescriptorType:
-        raise TypeError(f"{cls.__name__}.{name} is not a member descriptor")
-    return (<PyMemberDescrObject*><PyObject*>descriptor).d_member.offset
-
-
-cdef Py_ssize_t FILLED_SYMBOL = field_offset(FILLED, "symbol")
-cdef Py_ssize_t FILLED_PRICE = field_offset(FILLED, "price")
+# stage 5 reads an OrderFilled's symbol and price in its slots, without an attribute lookup per fill
+cdef Py_ssize_t FILLED_SYMBOL = slot_offset(FILLED, "symbol")
+cdef Py_ssize_t FILLED_PRICE = slot_offset(FILLED, "price")
 
 
 cdef inline object field(object event, Py_ssize_t offset):

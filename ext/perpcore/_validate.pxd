@@ -47,3 +47,7 @@ cdef tuple refusal(cmd)
 # a field of a refused command to repeat in its rejection: its value if within its schema, else
 # default (also when the command has no such field)
 cdef object echo(cmd, str field, default)
+
+# Where an instance of a msgspec Struct class keeps a field: its object slot's offset (TypeError
+# for a field not kept in one), for the stages that read a field without an attribute lookup
+cdef Py_ssize_t slot_offset(cls, str name) except -1
