@@ -77,6 +77,7 @@ cdef class ExchangeCore:
     cdef list refusal(self, cmd, tuple fields)
     cdef list apply(self, cmd, seq, tuple fields)
     cdef list halt(self, int64_t seq, cmd, error)
+    cdef list order_refused(self, cmd, tuple f, code, str reason)     # order entry's refusals
     # the stages after order entry: trimming reduce-only orders and stage 5 (prices) over the
     # events from `start` (also the liquidation engine's, after its trades: _post_trade), and
     # the conditional orders prices crossed, each fired as a new order through order entry

@@ -278,6 +278,18 @@ cdef class ExchangeCore:
         why = schema_refusal(cmd)
         return rejected(self, cmd, why[0], why[1])
 
+    cdef list order_refused(self, cmd, tuple f, code, str reason):
+        """refused() of an order or a cancel, its fields read from `f` (its fields_of) rather than
+        looked up: a cancel that lost its race with a fill is routine for a gateway."""
+        kind = type(cmd)
+        if kind is CancelOrder:
+            return [OrderRejected(self.seq, self.clock, code, reason, f[C_ACCOUNT], f[C_SYMBOL],
+                                  f[C_ORDER_ID], f[C_CLIENT_ID])]
+        if kind is PlaceOrder:
+            return [OrderRejected(self.seq, self.clock, code, reason, f[P_ACCOUNT], f[P_SYMBOL], 0,
+                                  f[P_CLIENT_ID])]
+        return refused(self, cmd, code, reason)
+
     cdef list halt(self, int64_t seq, cmd, error):
         self.halted = Halt.of(seq, cmd, error)
         return rejected(self, cmd, ENGINE_HALTED,
@@ -315,7 +327,7 @@ cdef class ExchangeCore:
             else:
                 self._handlers[kind](cmd, events)
             if code:
-                return refused(self, cmd, CODES[code], self._entry.reason)
+                return self.order_refused(cmd, fields, CODES[code], self._entry.reason)
             if margin.in_transit:       # funding in transit: this command's share of its payments
                 self._pricing.carry(events)
             self.post_trade(events, 0)
