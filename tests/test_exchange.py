@@ -134,6 +134,18 @@ ORDER_REFUSALS = [r for r in REFUSALS if type(r[1]) in (m.PlaceOrder, m.CancelOr
 
 
 @pytest.mark.parametrize("name,cmd,code", ORDER_REFUSALS, ids=[r[0] for r in ORDER_REFUSALS])
+def test_an_order_refusal_repeats_the_commands_fields(ex, name, cmd, code):
+    """Order entry's OrderRejected names the account, symbol, order id and client id of the
+    command it refuses (a gateway matches it to the request by them)."""
+    _resting_book(ex)
+    ex.submit(m.AdvanceClock(ts=1_000))
+    rejection = only_rejection(ex.submit(cmd))
+    assert rejection.code == code
+    assert (rejection.account, rejection.symbol, rejection.order_id, rejection.client_order_id) == \
+        (cmd.account, cmd.symbol, getattr(cmd, "order_id", 0), getattr(cmd, "client_order_id", 0))
+
+
+@pytest.mark.parametrize("name,cmd,code", ORDER_REFUSALS, ids=[r[0] for r in ORDER_REFUSALS])
 def test_order_commands_refuse_without_raising(ex, monkeypatch, name, cmd, code):
     """Order entry's refusals are status codes turned into the OrderRejected once, at the edge:
     no Rejection is ever built on that path (an exception and its traceback cost ~15,000
