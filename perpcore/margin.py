@@ -87,13 +87,6 @@ class Margin(MarginCore):
         self.maintenance_shift = 1 if spec.maintenance_trigger_at == "passing" else 0
         # multi-assets mode: after_command auto-exchanges (perpcore.lending.Loans)
         self.auto_exchange = spec.multi_assets
-        # open reduce-only orders: id -> [account, symbol, side, price, open qty] (the books hold
-        # the rest; each position keeps its open orders' sums)
-        self.reduce_only_orders: dict[int, list] = {}
-        # (account, symbol) -> its open reduce-only order ids, oldest first
-        self.reduce_only_ids: dict[tuple[int, str], list[int]] = {}
-        # (account, symbol) whose reduce-only orders may now exceed what they can reduce
-        self.reduce_only_dirty: set[tuple[int, str]] = set()
         # the concerns it composes
         self.transfers = Transfers(self)
         self.loans = Loans(self)

@@ -67,8 +67,8 @@ cdef class Interval:
     cdef readonly int64_t mark, rate   # ticks; RATE_SCALE (FundingPaid's figures)
     cdef int128_t per_lot              # mark x units per tick-lot x |rate| (> 0)
     cdef readonly bint payer_long      # longs pay (rate > 0)
-    cdef public bint receiving         # the sweep is past the payers: it pays the receivers now
-    cdef public object cursor          # the last account the sweep visited (None: none yet)
+    cdef readonly bint receiving       # the sweep is past the payers: it pays the receivers now
+    cdef readonly object cursor        # the last account the sweep visited (None: none yet)
     cdef int128_t paid, received       # so far, minor units
     cdef readonly int64_t positions    # positions settled so far
 
@@ -173,8 +173,8 @@ cdef class SymbolRisk:
     cdef CashTable table               # the records (slots.table), its PosC at `offset` in each
     cdef Py_ssize_t offset
     cdef public Prices prices          # pricing's state of the symbol (perpcore.pricing)
-    cdef public int64_t intervals      # funding intervals begun
-    cdef public Interval transit       # the one whose payments are being settled (None: none)
+    cdef readonly int64_t intervals    # funding intervals begun
+    cdef readonly Interval transit     # the one whose payments are being settled (None: none)
     cdef int128_t long_lots, short_lots     # open interest: the longs' lots, the shorts'
 
 
@@ -199,9 +199,9 @@ cdef class MarginCore:
     cdef Py_ssize_t settle_column      # the settlement asset's
     # open reduce-only order id -> [account, symbol, side, price, open qty] (the book holds every
     # order's account, side, price and open quantity; only this flag is the margin layer's own)
-    cdef public dict reduce_only_orders
-    cdef public dict reduce_only_ids   # (account, symbol) -> its open reduce-only order ids, oldest first
-    cdef public set reduce_only_dirty  # (account, symbol) whose reduce-only orders may now exceed the position
+    cdef readonly dict reduce_only_orders
+    cdef readonly dict reduce_only_ids # (account, symbol) -> its open reduce-only order ids, oldest first
+    cdef readonly set reduce_only_dirty # (account, symbol) whose reduce-only orders may now exceed the position
     cdef public dict fees              # the fee account's balances
     cdef readonly Accrual fee_income   # fees taken from accounts, into `fees` once an order's
     #                                    fills are settled (its flush)

@@ -545,6 +545,11 @@ cdef class SymbolRisk:
 
 cdef class MarginCore:
 
+    def __cinit__(self, *args, **kwargs):
+        # the reduce-only bookkeeping (the .pxd says what each holds), kept by the C entries
+        self.reduce_only_orders, self.reduce_only_ids = {}, {}
+        self.reduce_only_dirty = set()
+
     def __dealloc__(self):
         PyMem_Free(self.steps)
 
