@@ -61,7 +61,8 @@ cdef class CashTable:
     cdef char* records                  # rows x stride: id, balances, reserved areas
     cdef IdTable table                  # account -> row
 
-    cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1   # an area in every record: its offset
+    # an area in every record, reserved before any account opens: its offset
+    cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1
     cdef Py_ssize_t column_of(self, str asset) except -1       # KeyError for an unknown asset
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil  # its row, -1: none
     cdef Py_ssize_t lookup(self, account) noexcept              # any object; -1: no account

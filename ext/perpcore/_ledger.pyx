@@ -9,7 +9,7 @@ cdef extern from *:
     bint add_overflow "__builtin_add_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
     bint sub_overflow "__builtin_sub_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
     void prefetch "__builtin_prefetch"(const void* address) noexcept nogil
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 from collections.abc import Mapping, MutableMapping
 
@@ -45,6 +45,16 @@ cdef int id_reset(IdTable* t) except -1:
     return 0
 
 
+cdef inline bint id_of(account, int64_t* key) noexcept:
+    """True with an account's id in *key when `account` is an int within int64 (anything else
+    names no account)."""
+    cdef int overflow = 0
+    if type(account) is not int:
+        return False
+    key[0] = PyLong_AsLongLongAndOverflow(account, &overflow)
+    return not overflow
+
+
 cdef class CashTable:
 
     def __init__(self, assets):
@@ -59,19 +69,14 @@ cdef class CashTable:
         PyMem_Free(self.table.cells)
 
     cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1:
-        """Widens every record by size bytes (rounded up to 16, zeroed) and returns where the new
-        area begins; the records given so far are laid out afresh."""
-        cdef Py_ssize_t offset = self.stride, stride = self.stride + (size + 15) // 16 * 16, r
-        cdef char* records = NULL
-        if self.cap:
-            records = <char*>PyMem_Calloc(self.cap, stride)
-            if records is NULL:
-                raise MemoryError()
-            for r in range(self.rows):
-                memcpy(records + r * stride, self.records + r * self.stride, self.stride)
-            PyMem_Free(self.records)
-            self.records = records
-        self.stride = stride
+        """Widens every record by size bytes (rounded up to 16) and returns where the new area
+        begins. The layers reserve as they are bound, before any account opens."""
+        cdef Py_ssize_t offset = self.stride
+        if self.rows:
+            raise ValueError("a record's areas are reserved before any account opens")
+        PyMem_Free(self.records)        # any left from a cleared table, laid out at the old stride
+        self.records, self.cap = NULL, 0
+        self.stride += (size + 15) // 16 * 16
         return offset
 
     cdef Py_ssize_t column_of(self, str asset) except -1:
@@ -96,19 +101,13 @@ cdef class CashTable:
         return row
 
     cdef void expect(self, account) noexcept:
-        cdef int overflow = 0
-        cdef long long key
-        if type(account) is int:
-            key = PyLong_AsLongLongAndOverflow(account, &overflow)
-            if not overflow:
-                prefetch(&self.table.cells[mix(<uint64_t>key) & <uint64_t>self.table.mask])
+        cdef int64_t key
+        if id_of(account, &key):
+            prefetch(&self.table.cells[mix(<uint64_t>key) & <uint64_t>self.table.mask])
 
     cdef Py_ssize_t lookup(self, account) noexcept:
-        cdef int overflow = 0
-        if type(account) is not int:
-            return -1
-        cdef long long key = PyLong_AsLongLongAndOverflow(account, &overflow)
-        return -1 if overflow else self.find(key)
+        cdef int64_t key
+        return self.find(key) if id_of(account, &key) else -1
 
     cdef Py_ssize_t row_of(self, account) except -1:
         cdef Py_ssize_t row = self.lookup(account)

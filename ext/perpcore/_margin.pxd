@@ -170,7 +170,8 @@ cdef class SymbolRisk:
     cdef readonly bint assuming_price
     cdef readonly int64_t assuming_buffer
     cdef Slots slots
-    cdef CashTable table               # the records (slots.table), its PosC at `offset` in each
+    cdef CashTable table               # the records (slots.table, held here too: one hop less on
+    #                                    every position read), its PosC at `offset` in each
     cdef Py_ssize_t offset
     cdef public Prices prices          # pricing's state of the symbol (perpcore.pricing)
     cdef readonly int64_t intervals    # funding intervals begun
