@@ -108,6 +108,9 @@ class Exchange(ExchangeCore):
         handlers: dict[type, Callable[..., None]] = {
             m.CreateAccount: self._create_account,
             m.CancelAll: self._cancel_all,
+            # stage 6's internal commands (perpcore.messages.InternalCommand)
+            m.PlaceLiquidationOrder: entry.place_liquidation,
+            m.CancelAccountOrders: self._cancel_account_orders,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,
             m.FundInsurance: liquidation.insurance.deposit,
@@ -163,27 +166,30 @@ class Exchange(ExchangeCore):
         self._known_account(cmd.account)
         apply(cmd, events)
 
-    def place_internal(self, account: int, symbol: str, side: m.Side, price: int, qty: int,
-                       events: list, taker_fee: int | None = None) -> int:
-        """An IOC limit order the venue places for an account (the liquidation engine): no
-        pre-trade checks, settled like any other; returns its order id."""
-        return self._entry.place_internal(account, symbol, side, price, qty, events, taker_fee)
-
     # ---- orders --------------------------------------------------------------------------------
 
     def _cancel_all(self, cmd: m.CancelAll, events: list) -> None:
         self._known_account(cmd.account)
-        markets = [self._market(cmd.symbol)] if cmd.symbol else list(self.markets.values())
+        if cmd.symbol:
+            self._market(cmd.symbol)
         self._advance_to(cmd.ts, events)
-        for market in markets:
-            symbol = market.spec.symbol
+        self._cancel_account_orders(
+            m.CancelAccountOrders(cmd.account, CancelReason.CANCEL_ALL, cmd.symbol), events)
+
+    def _cancel_account_orders(self, cmd: m.CancelAccountOrders, events: list) -> None:
+        """CancelAll once checked, and stage 6's cancels: each open order, then each conditional
+        one, of each symbol in turn."""
+        account, reason = cmd.account, cmd.reason
+        for symbol, market in self.markets.items():
+            if cmd.symbol and symbol != cmd.symbol:
+                continue
             # by order id: the book's own order (arrival) is not kept by a snapshot's load(), so
             # after a restore it would differ, and it must not reach the events
-            for order_id, side, price, open_qty in sorted(market.book.cancel_account(cmd.account)):
-                self.margin.order_closed(order_id, cmd.account, symbol, side, price, open_qty)
-                events.append(m.OrderCancelled(self.seq, self.clock, cmd.account, symbol, order_id,
-                                               open_qty, CancelReason.CANCEL_ALL))
-            self.triggers.cancel_account(cmd.account, symbol, CancelReason.CANCEL_ALL, events)
+            for order_id, side, price, open_qty in sorted(market.book.cancel_account(account)):
+                self.margin.order_closed(order_id, account, symbol, side, price, open_qty)
+                events.append(m.OrderCancelled(self.seq, self.clock, account, symbol, order_id,
+                                               open_qty, reason))
+            self.triggers.cancel_account(account, symbol, reason, events)
 
     # ---- queries -------------------------------------------------------------------------------
 

@@ -65,6 +65,12 @@ reserve less what it paid is still >= 1 stays sound at every price inside its tr
 reserve is lowered; any other payer is looked at as above (liquidated in the same command if funding
 put it under maintenance).
 
+The engine plans, the Exchange acts: the liquidation of a round is a generator of internal
+commands (perpcore.messages.InternalCommand: the cancels and the IOC orders below), which the
+Exchange runs through order entry like a client's command, with their own events, sending back each
+order's fills (perpcore._exchange ExchangeCore.liquidate); this layer never calls back into an
+earlier stage. The fund, ADL and deficits it settles through the ledger itself.
+
 Which accounts are liquidated is decided exactly, from the candidates of one round sorted by id; the
 index only narrows the search, so the events never depend on its history (a restored exchange
 rebuilds it and behaves the same).
@@ -97,7 +103,8 @@ is an integer and every transfer exact.
 """
 from __future__ import annotations
 
-from itertools import islice
+from collections.abc import Generator
+from typing import Any
 
 from perpcore import messages as m
 from perpcore._liquidation import Direction, LiquidationCore
@@ -110,6 +117,9 @@ from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 # a trigger's direction (perpcore._liquidation.BreachIndex): DOWN fires when the price falls to it
 # or below (a long, collateral), UP when it rises to it or above (a short)
 DOWN, UP = Direction.DOWN, Direction.UP
+
+# a liquidation's plan: yields internal commands, is sent each one's result (an order's fills)
+Plan = Generator[m.InternalCommand, Any, None]
 
 
 class _Params:
@@ -129,16 +139,14 @@ class Liquidation(LiquidationCore):
     after_command, up to the accounts in breach is perpcore._liquidation.LiquidationCore's."""
 
     def __init__(self, exchange):
-        super().__init__(exchange.components["margin"])
+        margin = exchange.components["margin"]
+        self.insurance = InsuranceFund(exchange, margin.ledger)
+        super().__init__(margin, self.insurance)
         self.exchange = exchange
         self.pricing = exchange.components["pricing"]
         config = exchange.config
         self.settle = config.settlement_asset
-        margin = self.margin
         self.params = {s: _Params(config.instruments[s], sr) for s, sr in margin.symbols.items()}
-        self.insurance = InsuranceFund(exchange, margin.ledger)
-        self.fund = self.insurance.balances             # the ledger's insurance bucket, by asset
-        self._fund_seen = self.insurance.seen           # (the core compares the two)
         self.adl = Deleveraging(
             exchange, margin, {s: spec.adl_ranking for s, spec in config.instruments.items()},
             10 ** config.assets[self.settle].decimals)  # one whole settlement asset
@@ -146,17 +154,19 @@ class Liquidation(LiquidationCore):
 
     # ---- stage 6 -------------------------------------------------------------------------------
 
-    def liquidate(self, breached: list, events: list, start: int) -> None:
-        """A round's accounts in breach (LiquidationCore's rounds found them), liquidated in account
-        order; then stage 5 again, as the liquidation trades moved the last price and the book."""
+    def liquidate(self, breached: list, events: list) -> Plan:
+        """The plan of a round's liquidations (LiquidationCore's rounds found the accounts in
+        breach), in account order: a generator of the orders and cancels they need, which the
+        Exchange runs through order entry and answers with each one's result (an order's fills);
+        after the round it runs stage 5 again, as the liquidation trades moved the last price and
+        the book (perpcore._exchange ExchangeCore.liquidate)."""
         self.adl.new_round()
         for account in breached:
-            self._liquidate(account, events)
-        self.exchange._post_trade(events, start)
+            yield from self._liquidate(account, events)
 
     # ---- liquidating ---------------------------------------------------------------------------
 
-    def _liquidate(self, account: int, events: list) -> None:
+    def _liquidate(self, account: int, events: list) -> Plan:
         ex = self.exchange
         margin = self.margin
         acc = margin.accounts[account]
@@ -170,25 +180,14 @@ class Liquidation(LiquidationCore):
         else:
             return      # an earlier liquidation of this round restored it
         events.append(m.LiquidationStarted(ex.seq, ex.clock, account, equity, mm, reason))
-        self._cancel_orders(account, events)
+        # all its orders, live and conditional: none may fill or fire into the positions closed
+        yield m.CancelAccountOrders(account, CancelReason.LIQUIDATION)
         while margin.in_breach(equity, mm):
             symbol, qty = self._next_step(acc, equity > 0)
-            self._close(acc, symbol, qty, events)
+            yield from self._close(acc, symbol, qty, events)
             equity, _, _, mm, _ = margin._figures(acc)
         if mm == 0 and equity + self.socialized.get(account, 0) < 0:
             self._settle_deficit(acc, events)
-
-    def _cancel_orders(self, account: int, events: list) -> None:
-        ex = self.exchange
-        for symbol, market in ex.markets.items():
-            # by order id: the book's own order (arrival) is not kept by a snapshot's load(), so
-            # after a restore it would differ, and it must not reach the events
-            for order_id, side, price, open_qty in sorted(market.book.cancel_account(account)):
-                self.margin.order_closed(order_id, account, symbol, side, price, open_qty)
-                events.append(m.OrderCancelled(ex.seq, ex.clock, account, symbol, order_id,
-                                               open_qty, CancelReason.LIQUIDATION))
-            # its conditional orders too: none may fire into the positions being closed
-            ex.triggers.cancel_account(account, symbol, CancelReason.LIQUIDATION, events)
 
     def _next_step(self, acc, solvent: bool) -> tuple[str, int]:
         """The position with the largest maintenance margin (ties: symbol order) and how many lots
@@ -213,7 +212,7 @@ class Liquidation(LiquidationCore):
         keep = tiers.caps[k - 1] // per_lot if k else 0
         return symbol, lots - keep
 
-    def _close(self, acc, symbol: str, qty: int, events: list) -> None:
+    def _close(self, acc, symbol: str, qty: int, events: list) -> Plan:
         """Closes `qty` lots of the account's position: the book at bankruptcy or better, then the
         fund's takeover, then deleveraging (see the module's steps 2-4)."""
         ex = self.exchange
@@ -232,7 +231,7 @@ class Liquidation(LiquidationCore):
         else:
             limit, fee_ok = mark, False     # bankrupt at every price: its deficit is settled after
         # 1. the book, at the bankruptcy price or better
-        fills = self._ioc(acc.id, symbol, side, limit, qty, events)
+        fills = yield m.PlaceLiquidationOrder(acc.id, symbol, side, limit, qty)
         book_qty = sum(q for _, q in fills)
         book_value = sum(f * q for f, q in fills)
         fee = 0
@@ -253,7 +252,7 @@ class Liquidation(LiquidationCore):
             else:
                 worst = min(limit + can, mark * (RATE_SCALE + p.band) // RATE_SCALE, p.max_price)
             if (worst < limit) if long else (worst > limit):
-                taken = self._ioc(acc.id, symbol, side, worst, rest, events)
+                taken = yield m.PlaceLiquidationOrder(acc.id, symbol, side, worst, rest)
                 fund_qty = sum(q for _, q in taken)
                 fund_value = sum(f * q for f, q in taken)
                 cover = abs(limit * fund_qty - fund_value) * upt
@@ -269,16 +268,6 @@ class Liquidation(LiquidationCore):
         events.append(m.PositionLiquidated(
             ex.seq, ex.clock, acc.id, symbol, side, qty, acc.positions[symbol].size, mark,
             adl_price, book_qty, book_value, fund_qty, fund_value, adl_qty, fee, fee - cover))
-
-    def _ioc(self, account: int, symbol: str, side: Side, limit: int, qty: int,
-             events: list) -> list[tuple[int, int]]:
-        """[(price, qty)] of the fills of an IOC the engine places for the account (no trading fee:
-        the liquidation fee replaces it)."""
-        start = len(events)
-        order_id = self.exchange.place_internal(account, symbol, side, limit, qty, events,
-                                                taker_fee=0)
-        return [(e.price, e.qty) for e in islice(events, start, None)
-                if type(e) is m.OrderFilled and e.taker_order_id == order_id]
 
     # ---- deficits ------------------------------------------------------------------------------
 
@@ -329,7 +318,8 @@ class Liquidation(LiquidationCore):
         }
 
     def from_state(self, state: dict) -> None:
-        self.socialized = dict(state["socialized"])
+        self.socialized.clear()
+        self.socialized.update(state["socialized"])
         self.insurance.from_state(state["fund_seen"])
         # the index is derived: rebuilt from the restored accounts and prices
         self.reset()

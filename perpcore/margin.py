@@ -60,33 +60,14 @@ class Margin(MarginCore):
     """The margin component of an Exchange (ex.components["margin"], ex.margin)."""
 
     def __init__(self, exchange):
-        self.exchange = exchange
         config = exchange.config
         self.config = config
-        self.settle = config.settlement_asset
-        pricing = exchange.components["pricing"]
-        # the one place prices come in: mark for positions, index for collateral
-        self._mark = pricing.mark_price
-        self._index = pricing.index_price
         self.ledger = Ledger(list(config.assets), config.limits)
-        self.lending = Lending(config, self.ledger)
-        self.debts = self.lending.debts
-        self.fees = self.ledger.venue["fee_account"]
+        super().__init__(exchange, self.ledger, Lending(config, self.ledger),
+                         [CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
         self.insurance = self.ledger.venue["insurance_fund"]
-        self.funding = self.ledger.venue["funding_transit"]
         # every account, ascending: the order a funding interval in transit is swept in
         self.account_ids = SortedList()
-        self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
-        for symbol, sr in self.symbols.items():
-            sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
-        caps = config.margin.leverage_caps
-        self.bind_symbols(self.ledger.cash, caps["retail"], caps["professional"])
-        self._set_collateral([CollateralPrice(config, a) for a in sorted(config.margin.haircuts)])
-        self.bind_cash(self.ledger.cash)
-        spec = config.margin
-        self.maintenance_shift = 1 if spec.maintenance_trigger_at == "passing" else 0
-        # multi-assets mode: after_command auto-exchanges (perpcore.lending.Loans)
-        self.auto_exchange = spec.multi_assets
         # the concerns it composes
         self.transfers = Transfers(self)
         self.loans = Loans(self)

@@ -243,6 +243,33 @@ class FundInsurance(Command, frozen=True):
     ts: Time = 0
 
 
+# ---- the engine's own commands -------------------------------------------------------------------
+
+class InternalCommand(Message, frozen=True):
+    """Work a later stage hands back to the pipeline inside the command that caused it (stage 6's
+    liquidation orders and cancels): it runs through the same stages as a client's command, with
+    its own events. Never accepted from outside (not among Commands) and never journaled: the
+    journaled command that caused it causes it again on replay."""
+
+
+class PlaceLiquidationOrder(InternalCommand, frozen=True):
+    """An IOC limit order the liquidation engine places for an account in breach: no pre-trade
+    check, no trading fee (the liquidation fee replaces it). Its result is its fills."""
+    account: Id
+    symbol: Text
+    side: Side
+    price: Int64
+    qty: Int64
+
+
+class CancelAccountOrders(InternalCommand, frozen=True):
+    """Cancels every open order of an account, in the book and waiting to fire, in one symbol or
+    (symbol "") in all; `reason` is their OrderCancelled's."""
+    account: Id
+    reason: CancelReason
+    symbol: Text = ""
+
+
 # ---- events --------------------------------------------------------------------------------------
 
 class AccountCreated(Event, frozen=True):

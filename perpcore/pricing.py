@@ -467,9 +467,8 @@ class Pricing(PricingCore):
     moves `clock` forward through the instants advance() processes."""
 
     def __init__(self, exchange):
-        self.exchange = exchange
         config = exchange.config
-        self.symbols: dict[str, SymbolPricing] = {}
+        symbols: dict[str, SymbolPricing] = {}
         for symbol, market in exchange.markets.items():
             instrument = config.instruments[symbol]
             spec = instrument.pricing
@@ -480,11 +479,10 @@ class Pricing(PricingCore):
                                            spec.impact_margin * top.max_leverage)
             cap = spec.funding_cap or funding.margin_cap(
                 spec.funding_cap_rule, spec.funding_cap_k, top.max_leverage, top.maintenance_rate)
-            self.symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
-                                                 config.limits.history_kept)
-            self.symbols[symbol].sweep = self.sweep
-        # stage 5 watches the books' own events only when some mark moves with its book alone
-        self.book_moves = any(s.book_moves for s in self.symbols.values())
+            symbols[symbol] = SymbolPricing(symbol, spec, market, impact_units, cap,
+                                            config.limits.history_kept)
+            symbols[symbol].sweep = self.sweep
+        super().__init__(exchange, symbols)
 
     # ---- commands ------------------------------------------------------------------------------
 

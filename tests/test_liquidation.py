@@ -6,7 +6,7 @@ import msgspec
 
 from perpcore import Exchange
 from perpcore import messages as m
-from perpcore.liquidation import DOWN, UP
+from perpcore.liquidation import DOWN, UP, Liquidation
 from perpcore.config import HOUR_NS
 from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
 
@@ -186,3 +186,60 @@ def test_snapshot_restores_the_same_behaviour():
         assert restored.submit(cmd) == v.ex.submit(cmd)
     assert restored.state_hash() == v.ex.state_hash()
     assert of(v.ex.submit(m.AdvanceClock(ts=S)), m.OrderRejected) == []
+
+
+def test_stage_6_plans_and_the_pipeline_places_its_orders(monkeypatch):
+    """The liquidation engine never calls back into order entry: what it needs (the cancels, the
+    IOC into the book, the fund's takeover sale) it yields as internal commands, and the books
+    change only while the pipeline runs those. Each order's fills come back as the command's
+    result."""
+    v = Venue()
+    long_btc(v)
+    v.fund(1_000)
+    v.order(TRADER, BTC, Side.SELL, 100, 700000)              # a resting offer to cancel
+    v.submit(m.PlaceOrder(TRADER, BTC, Side.SELL, 100, 0, m.OrderType.MARKET,
+                          trigger=m.TriggerKind.TAKE_PROFIT, trigger_price=700000))
+    v.order(BIDDER, BTC, Side.BUY, 300, 551000)               # bids above and below bankruptcy
+    v.order(BIDDER, BTC, Side.BUY, 1000, 545000)
+    def books():
+        return [(s, mk.book.depth(50), len(mk.book)) for s, mk in sorted(v.ex.markets.items())]
+    plan_of = Liquidation.liquidate
+    yielded, answers = [], []
+
+    def watched(self, breached, events):
+        plan, answer = plan_of(self, breached, events), None
+        while True:
+            before, start = books(), len(events)
+            try:
+                cmd = plan.send(answer)
+            except StopIteration:
+                cmd = None
+            # between two of its commands the plan moved nothing in the books and wrote no
+            # order event: those are the pipeline's
+            assert books() == before
+            assert not of(events[start:], m.OrderAccepted) + of(events[start:], m.OrderFilled) \
+                + of(events[start:], m.OrderCancelled)
+            if cmd is None:
+                return
+            assert isinstance(cmd, m.InternalCommand)
+            yielded.append(cmd)
+            answer = yield cmd
+            answers.append(answer)
+
+    monkeypatch.setattr(Liquidation, "liquidate", watched)
+    events = v.price(BTC, 548000)                             # a gap through bankruptcy
+    assert [type(c) for c in yielded] == [m.CancelAccountOrders, m.PlaceLiquidationOrder,
+                                          m.PlaceLiquidationOrder]
+    assert yielded[0] == m.CancelAccountOrders(TRADER, CancelReason.LIQUIDATION)
+    book, takeover = yielded[1:]
+    # the book at bankruptcy (55,032.5) takes the 0.3 bid above it (a fee of 20.25 to the fund);
+    # the fund sells the rest as low as it can cover: 1,020.25 over 0.7 BTC, 1,457.50 below
+    assert (book.account, book.side, book.price, book.qty) == (TRADER, Side.SELL, 550325, 1000)
+    assert (takeover.qty, takeover.price) == (700, 535750)
+    assert answers == [None, [(551000, 300)], [(545000, 700)]]
+    accepted = of(events, m.OrderAccepted)
+    assert [(o.price, o.qty) for o in accepted] == [(550325, 1000), (535750, 700)]
+    assert {c.reason for c in of(events, m.OrderCancelled)[:2]} == {CancelReason.LIQUIDATION}
+    [step] = of(events, m.PositionLiquidated)
+    assert (step.book_qty, step.fund_qty) == (300, 700)
+    assert v.size(TRADER, BTC) == 0 and v.ex.audit().ok

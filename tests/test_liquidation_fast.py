@@ -276,5 +276,5 @@ def test_stage_6_reads_a_fill_from_settlement_and_looks_in_full_without_it():
     liq._sound = lambda account: looked.append(account) or sound(account)
     events = v.trade(2, 1, BTC, Side.BUY, 100, 650000)         # stepped from the records
     assert looked == [] and v.ex.margin.n_steps == 0
-    liq.after_command(of(events, m.PositionChanged))
+    v.ex._liquidate(of(events, m.PositionChanged))
     assert sorted(looked) == [1, 2]

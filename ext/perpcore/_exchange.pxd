@@ -79,10 +79,14 @@ cdef class ExchangeCore:
     cdef list halt(self, int64_t seq, cmd, error)
     cdef list order_refused(self, cmd, tuple f, code, str reason)     # order entry's refusals
     # the stages after order entry: trimming reduce-only orders and stage 5 (prices) over the
-    # events from `start` (also the liquidation engine's, after its trades: _post_trade), and
-    # the conditional orders prices crossed, each fired as a new order through order entry
+    # events from `start` (a command's, a round of liquidations'), and the conditional orders
+    # prices crossed, each fired as a new order through order entry
     cdef post_trade(self, list events, Py_ssize_t start)
     cdef fire_triggers(self, list events)
+    # stage 6: the liquidation engine's rounds, each one's plan run as internal commands
+    # (perpcore.messages.InternalCommand) through their handlers (run_internal), then post_trade
+    cdef liquidate(self, list events)
+    cdef run_internal(self, plan, list events)
 
 
 cdef class OrderEntry:

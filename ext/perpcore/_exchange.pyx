@@ -167,6 +167,10 @@ cdef class ExchangeCore:
         self.triggers, self._entry, self._handlers = triggers, entry, handlers
         self.waiting = triggers
 
+    def _liquidate(self, list events):
+        """Stage 6 over `events` (liquidate(), for a test that hands it events itself)."""
+        self.liquidate(events)
+
     def _move_clock(self, int64_t t):
         """Moves exchange time forward to t, inside the clock stage of a command (to each of the
         instants of work pricing passes on its way to the command's time); never back."""
@@ -223,10 +227,6 @@ cdef class ExchangeCore:
         if account != NULL:
             self.margin.cash.expect(<object>account)
 
-    def _post_trade(self, list events, Py_ssize_t start):
-        """post_trade() for the layers in Python (the liquidation engine, after its trades)."""
-        self.post_trade(events, start)
-
     cdef post_trade(self, list events, Py_ssize_t start):
         """What follows the trades among events[start:]: reduce-only orders the positions no
         longer allow are trimmed, then stage 5 (prices) reads those events."""
@@ -263,6 +263,32 @@ cdef class ExchangeCore:
                                                 live.account, live.symbol, order_id,
                                                 live.client_order_id))
             self.post_trade(events, start)
+
+    cdef liquidate(self, list events):
+        """Stage 6: rounds of liquidations until no account is left in breach. The liquidation
+        engine decides (who is in breach, what to close, in which steps) and hands each order and
+        cancel it needs back as an internal command, which runs here through its handler like any
+        other command; a round's trades then pass post_trade (reduce-only, prices) and the next
+        round reads what they did."""
+        cdef LiquidationCore liquidation = self.liquidation
+        cdef list breached = liquidation.first_round(events)
+        cdef Py_ssize_t start
+        while breached:
+            start = len(events)
+            self.run_internal(liquidation.liquidate(breached, events), events)
+            self.post_trade(events, start)
+            breached = liquidation.next_round(events, start)
+        liquidation.end_rounds()
+
+    cdef run_internal(self, plan, list events):
+        """Runs each internal command the generator `plan` yields, sending it the result."""
+        cdef dict handlers = self._handlers
+        try:
+            cmd = next(plan)
+            while True:
+                cmd = plan.send(handlers[type(cmd)](cmd, events))
+        except StopIteration:
+            return
 
     cdef list concurrent(self, cmd):
         return rejected(self, cmd, CONCURRENT_SUBMIT,
@@ -336,7 +362,7 @@ cdef class ExchangeCore:
             if margin.debts or margin.auto_exchange:
                 # loans against collateral whose index moved; multi-assets mode's auto-exchange
                 margin.after_command(events)
-            self.liquidation.after(events)          # stage 6: accounts under maintenance
+            self.liquidate(events)                  # stage 6: accounts under maintenance
             if margin.auto_exchange:
                 margin.after_liquidation(events)    # balances its fills left to auto-exchange
             return events
@@ -610,25 +636,28 @@ cdef class OrderEntry:
                                          SELF_TRADE))
         return 0
 
-    def place_internal(self, account, str symbol, side, int64_t price, int64_t qty, list events,
-                       taker_fee=None):
-        """An IOC limit order the venue places for an account (the liquidation engine): no
-        pre-trade checks, settled like any other; returns its order id."""
+    def place_liquidation(self, cmd, list events):
+        """A PlaceLiquidationOrder (stage 6's, run by ExchangeCore.liquidate): an IOC limit order
+        with no pre-trade check and no trading fee, settled like any other; its fills, as
+        [(price, qty)]."""
+        cdef str symbol = cmd.symbol
         cdef Market market = self.markets[symbol]
         cdef OrderBook book = market.book
         cdef ExchangeCore ex = self.ex
-        order_id = ex.next_order_id
-        ex.next_order_id = order_id + 1
+        account, side, qty = cmd.account, cmd.side, cmd.qty
+        cdef int64_t order_id = ex.take_order_id()
         book.n_fills = 0
-        cdef int status = book._place(order_id, account, side, price, qty, TIF_IOC, 0, 0, 0)
-        events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, 0, side, price,
-                                    qty, LIMIT, IOC))
+        cdef int status = book._place(order_id, account, side, cmd.price, qty, TIF_IOC, 0, 0, 0)
+        events.append(OrderAccepted(ex.seq, ex.clock, account, symbol, order_id, 0, side,
+                                    cmd.price, qty, LIMIT, IOC))
+        cdef Py_ssize_t start = len(events)
         remaining = self.fill_events(market, book, side, qty, self.slots.slot_of(account), events,
-                                     taker_fee)
+                                     0)
+        fills = [(e.price, e.qty) for e in events[start:] if type(e) is OrderFilled]
         if remaining:
             events.append(OrderCancelled(ex.seq, ex.clock, account, symbol, order_id, remaining,
                                          EXPIRED if status == ST_EXPIRED else SELF_TRADE))
-        return order_id
+        return fills
 
     cdef trim_reduce_only(self, list events):
         """Shrinks (keeping priority) or cancels the reduce-only orders the positions no longer

@@ -66,7 +66,7 @@ cdef class JournaledCore:
     cdef list _held                     # events of commands not yet durable, in seq order
     cdef int64_t _held_first            # held[0].seq while there are held events
     # the last seq whose events have all been released: what a client has been told
-    cdef public int64_t acknowledged_seq
+    cdef readonly int64_t acknowledged_seq
     cdef bytearray _buf                 # each command's encoding, reused
 
     # submit()'s parts after the refusals: journal the command, then apply it

@@ -3,15 +3,19 @@
 # and the keying of its triggers (perpcore.liquidation, the base of its Liquidation class, which
 # keeps the liquidation itself: orders, takeovers, ADL, deficits, loans).
 #
-# after_command(events) passes over a command none of whose events can concern stage 6 (WATCHED)
-# without calling into Python, and otherwise reads its events once (read): each fill steps its
-# account's reserve (the slack at the corner of its triggers, see perpcore.liquidation "The
-# reserve") from the fill alone; an account whose step cannot show it sound, or that any other
-# money movement touched, funding payers and fresh price moves go to the rounds, which are not run
-# at all when a command's fills all stepped and its price moves reach no trigger. A round looks at
-# its candidates in account order (_sound, then _examine, which keys an account again at once) and
-# hands the accounts in breach to the Python layer (liquidate); a funding settlement (the one way
-# another layer changes the insurance fund) has the fund's change recorded (_record_external) first.
+# The Exchange runs stage 6 (perpcore._exchange ExchangeCore.liquidate). first_round(events)
+# passes over a command none of whose events can concern stage 6 (WATCHED) without calling into
+# Python, and otherwise reads its events once (read): each fill steps its account's reserve (the
+# slack at the corner of its triggers, see perpcore.liquidation "The reserve") from the fill
+# alone; an account whose step cannot show it sound, or that any other money movement touched,
+# funding payers and fresh price moves go to the rounds, which are not run at all when a
+# command's fills all stepped and its price moves reach no trigger. A round looks at its
+# candidates in account order (_sound, then _examine, which keys an account again at once) and
+# returns the accounts in breach; the Python layer plans their liquidation (liquidate), a
+# generator of the orders and cancels it needs, which the Exchange runs through order entry like
+# any other command (no call back up into an earlier stage). A funding settlement (the one way
+# another layer changes the insurance fund) has the fund's change recorded (_record_external)
+# first.
 #
 # Units as in perpcore.risk: prices in ticks, sizes in lots, money in minor units of the settlement
 # asset. Reserves and terms are 128-bit integers: every figure of an account is bounded by the
@@ -128,9 +132,9 @@ cdef class BreachIndex:
 
 
 cdef class LiquidationCore:
-    cdef public dict fund              # the insurance fund's balances (the ledger's bucket)
-    cdef public dict _fund_seen        # the fund as the engine last recorded it
-    cdef public dict socialized        # account -> bad debt left with it
+    cdef readonly dict fund            # the insurance fund's balances (the ledger's bucket)
+    cdef readonly dict _fund_seen      # the fund as the engine last recorded it
+    cdef readonly dict socialized      # account -> bad debt left with it
     cdef public bint shortcuts         # False: every account a command touched is examined in full
     cdef public bint enabled           # False: stage 6 is off (a study of margin without it)
     cdef readonly BreachIndex index    # every keyed account, dimensions as _dim_name() names them
@@ -150,9 +154,13 @@ cdef class LiquidationCore:
     cdef Keyed* scratch                # a Keyed and its Terms being made
 
     cdef Py_ssize_t step_at            # the next of margin.steps to read, this command
-    cdef after(self, list events)      # after_command()'s C entry, the Exchange's
-    cdef run(self, list events)        # its pass, when stage 6 is on
-    cdef rounds(self, list events, set touched, list moves, dict paid)
+    # the rounds of a command's stage 6, which the Exchange runs (ExchangeCore.liquidate): the
+    # first round's accounts in breach (None: the command's events concern no one), each later
+    # round's from the events the last one added (from `start`), and the end of the stage
+    cdef list first_round(self, list events)
+    cdef list next_round(self, list events, Py_ssize_t start)
+    cdef list breached(self, set touched, list moves, dict paid)
+    cdef end_rounds(self)
     # the C half of scan() (not overridable, so a Python subclass costs no lookup)
     cdef bint read(self, list events, Py_ssize_t start, set touched, list moves,
                    dict paid) except -1
@@ -161,8 +169,9 @@ cdef class LiquidationCore:
     cdef bint reached(self, list moves) except -1     # some move reaches a trigger
     cdef bint unpriced(self, int64_t account, int k) except -1   # a fill with nothing to look at
 
-    # the Python layer liquidates a round's accounts in breach, in order
-    cpdef liquidate(self, list breached, list events, Py_ssize_t start)
+    # the Python layer plans a round's liquidations: a generator of the internal commands
+    # (perpcore.messages.InternalCommand) they need, which the Exchange runs, sending each result
+    cpdef liquidate(self, list breached, list events)
     # ... and records the fund's changes other layers made (a funding remainder) before the rounds
     cpdef _record_external(self, list events)
     # the rounds' looks at one account (overridable, as tests watch them)

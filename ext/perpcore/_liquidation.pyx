@@ -595,9 +595,12 @@ cdef class LiquidationCore:
         self.shortcuts = True
         self.enabled = True
 
-    def __init__(self, MarginCore margin):
-        """Over the margin layer's accounts, symbols and collateral."""
+    def __init__(self, MarginCore margin, insurance):
+        """Over the margin layer's accounts, symbols and collateral, and the insurance fund's
+        balances (perpcore.insurance.InsuranceFund: the ledger's bucket, and the fund as it last
+        recorded it)."""
         self.margin = margin
+        self.fund, self._fund_seen = insurance.balances, insurance.seen
         self.symbols = tuple(margin.symbols)
         self.nsym = len(self.symbols)
         self.coll = list(margin.collateral)
@@ -629,25 +632,18 @@ cdef class LiquidationCore:
     def __dealloc__(self):
         free(self.scratch)
 
-    # ---- stage 6 -------------------------------------------------------------------------------
+    # ---- stage 6: the rounds (the Exchange runs them, ExchangeCore.liquidate) -------------------
 
-    def after_command(self, list events):
-        """Liquidates every account the command put under maintenance, cascades included."""
-        self.after(events)
-
-    cdef after(self, list events):
-        if self.enabled:
-            self.step_at = 0
-            self.run(events)
-        self.margin.n_steps = 0     # read (or of no concern): the next command starts afresh
-
-    cdef run(self, list events):
+    cdef list first_round(self, list events):
         cdef Py_ssize_t i, n = len(events)
+        self.step_at = 0
+        if not self.enabled:
+            return None
         for i in range(n):
             if watched(type(events[i])):
                 break
         else:
-            return
+            return None
         cdef set touched = set()
         cdef list moves = []
         cdef dict paid = {}
@@ -655,49 +651,51 @@ cdef class LiquidationCore:
             self._record_external(events)
         # price moves alone that reach nobody's trigger (most trades) leave nothing to do
         if touched or paid or self._dirty or moves and self.reached(moves):
-            self.rounds(events, touched, moves, paid)
+            return self.breached(touched, moves, paid)
+        return None
 
-    cdef rounds(self, list events, set touched, list moves, dict paid):
-        """The rest of a command's stage 6 once its events have been read: `touched` accounts to
-        look at, price `moves`, funding `paid`. Rounds of liquidations follow until none is
-        left, each reading the events the last one added."""
-        cdef Py_ssize_t start = len(events), i
-        cdef set crossed
-        cdef list breached
+    cdef list next_round(self, list events, Py_ssize_t start):
+        cdef set touched = set()
+        cdef list moves = []
+        cdef dict paid = {}
+        self.read(events, start, touched, moves, paid)
+        return self.breached(touched, moves, paid)
+
+    cdef list breached(self, set touched, list moves, dict paid):
+        """A round's accounts in breach, in account order, from what its events showed: `touched`
+        accounts to look at, price `moves`, funding `paid`."""
+        cdef Py_ssize_t i
         cdef BreachIndex index = self.index
+        cdef set crossed = set()
         cdef bint hit
-        while True:
-            # the accounts a price reached, by their triggers as they stood before this round
-            crossed = set()
-            if moves:
-                index.n_found = 0
-                for dim, price in moves:
-                    index.collect(dim, price)
-                for i in range(index.n_found):
-                    crossed.add(index.found[i])
-            if paid:        # the payers funding did not leave sound
-                touched.update(self._uncovered(paid, touched))
-            # each candidate, in account order: its triggers as they stand may still keep it
-            # sound; if not, it is examined in full (and keyed again at once unless in breach)
-            breached = []
-            for account in sorted(touched | crossed) if crossed else sorted(touched):
-                hit = account in crossed
-                if (hit or not self._sound(account)) and self._examine(account, not hit):
-                    breached.append(account)
-            if not breached:
-                break
-            self.liquidate(breached, events, start)
-            touched, moves, paid = set(), [], {}
-            self.read(events, start, touched, moves, paid)
-            start = len(events)
+        # the accounts a price reached, by their triggers as they stood before this round
+        if moves:
+            index.n_found = 0
+            for dim, price in moves:
+                index.collect(dim, price)
+            for i in range(index.n_found):
+                crossed.add(index.found[i])
+        if paid:        # the payers funding did not leave sound
+            touched.update(self._uncovered(paid, touched))
+        # each candidate, in account order: its triggers as they stand may still keep it
+        # sound; if not, it is examined in full (and keyed again at once unless in breach)
+        cdef list breached = []
+        for account in sorted(touched | crossed) if crossed else sorted(touched):
+            hit = account in crossed
+            if (hit or not self._sound(account)) and self._examine(account, not hit):
+                breached.append(account)
+        return breached
+
+    cdef end_rounds(self):
         if self._dirty:
             accounts = self.margin.accounts
             for account in sorted(self._dirty):     # liquidated, and not keyed since
                 self._key(accounts[account])
+        self.margin.n_steps = 0     # read (or of no concern): the next command starts afresh
 
-    cpdef liquidate(self, list breached, list events, Py_ssize_t start):
-        """Liquidates a round's accounts in breach, in order, and brings the prices up to date
-        with events[start:] (the Python layer's)."""
+    cpdef liquidate(self, list breached, list events):
+        """The plan of a round's liquidations (the Python layer's): a generator that yields each
+        internal command they need and is sent its result."""
         raise NotImplementedError("perpcore.liquidation.Liquidation liquidates")
 
     cpdef _record_external(self, list events):

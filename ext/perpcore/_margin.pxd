@@ -162,7 +162,7 @@ cdef class Accounts:
 cdef class SymbolRisk:
     """Per instrument: its margin parameters and the positions held in it."""
     cdef readonly str symbol
-    cdef readonly int number           # its index in symbol order (bind_symbols)
+    cdef readonly int number           # its index in symbol order (MarginCore.__init__)
     cdef readonly int64_t upt
     cdef readonly TierTable tiers
     cdef readonly int64_t maker_fee, taker_fee, default_leverage, max_leverage
@@ -173,7 +173,7 @@ cdef class SymbolRisk:
     cdef CashTable table               # the records (slots.table, held here too: one hop less on
     #                                    every position read), its PosC at `offset` in each
     cdef Py_ssize_t offset
-    cdef public Prices prices          # pricing's state of the symbol (perpcore.pricing)
+    cdef readonly Prices prices        # pricing's state of the symbol (perpcore.pricing)
     cdef readonly int64_t intervals    # funding intervals begun
     cdef readonly Interval transit     # the one whose payments are being settled (None: none)
     cdef int128_t long_lots, short_lots     # open interest: the longs' lots, the shorts'
@@ -187,34 +187,34 @@ cdef inline PosC* pos_at(SymbolRisk sr, Py_ssize_t slot) noexcept:
 cdef class MarginCore:
     """The hot half of perpcore.margin.Margin (its base class): valuation, the pre-trade check,
     open-order bookkeeping and fill settlement."""
-    cdef public object exchange
-    cdef public str settle
+    cdef readonly object exchange
+    cdef readonly str settle
     cdef readonly Accounts accounts    # account -> Account (views over slots)
     cdef readonly Slots slots
-    cdef CashTable cash                # the ledger's register and balances (bind_symbols)
+    cdef CashTable cash                # the ledger's register and balances
     cdef tuple risks                   # symbols' SymbolRisk, in symbol order
-    cdef public dict symbols           # symbol -> SymbolRisk
-    cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset (_set_collateral)
+    cdef readonly dict symbols         # symbol -> SymbolRisk
+    cdef readonly list collateral      # perpcore.risk.CollateralPrice, by asset
     cdef tuple collateral_assets       # their assets
-    cdef tuple collateral_columns      # their columns in the ledger's CashTable (bind_cash)
+    cdef tuple collateral_columns      # their columns in the ledger's CashTable
     cdef Py_ssize_t settle_column      # the settlement asset's
     # open reduce-only order id -> [account, symbol, side, price, open qty] (the book holds every
     # order's account, side, price and open quantity; only this flag is the margin layer's own)
     cdef readonly dict reduce_only_orders
     cdef readonly dict reduce_only_ids # (account, symbol) -> its open reduce-only order ids, oldest first
     cdef readonly set reduce_only_dirty # (account, symbol) whose reduce-only orders may now exceed the position
-    cdef public dict fees              # the fee account's balances
+    cdef readonly dict fees            # the fee account's balances
     cdef readonly Accrual fee_income   # fees taken from accounts, into `fees` once an order's
     #                                    fills are settled (its flush)
-    cdef public Clocked lending        # perpcore.lending.Lending
-    cdef public dict debts             # the lending pool's account -> debt (its own dict)
-    cdef public object _mark, _index   # pricing's mark_price / index_price
-    cdef public dict funding           # the ledger's funding in transit (perpcore.funding)
+    cdef readonly Clocked lending      # perpcore.lending.Lending
+    cdef readonly dict debts           # the lending pool's account -> debt (its own dict)
+    cdef readonly object _mark, _index # pricing's mark_price / index_price
+    cdef readonly dict funding         # the ledger's funding in transit (perpcore.funding)
     cdef readonly int64_t in_transit   # symbols with a funding interval in transit
     # the maintenance breach is equity + maintenance_shift <= maintenance: 0 on reaching it, 1 on
     # passing it (MarginSpec.maintenance_trigger_at; equity and maintenance are whole units)
-    cdef public int64_t maintenance_shift
-    cdef public bint auto_exchange     # multi-assets mode (MarginSpec.multi_assets): after_command
+    cdef readonly int64_t maintenance_shift
+    cdef readonly bint auto_exchange   # multi-assets mode (MarginSpec.multi_assets): after_command
     #                                    converts collateral of balances below the threshold
     # every PositionChanged of the command so far, in order, as a Step: the exchange empties it
     # as a command begins, trade_side appends, stage 6 reads

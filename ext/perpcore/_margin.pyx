@@ -550,6 +550,41 @@ cdef class MarginCore:
         self.reduce_only_orders, self.reduce_only_ids = {}, {}
         self.reduce_only_dirty = set()
 
+    def __init__(self, exchange, ledger, lending, list collateral):
+        """Over the exchange's config and prices, the ledger's register and buckets, the lending
+        pool and the collateral assets' prices (perpcore.risk.CollateralPrice, by asset), all of
+        which the Python layer builds; each symbol's positions get their area in the ledger's
+        records here, once, before any account opens."""
+        config = exchange.config
+        pricing = exchange.components["pricing"]
+        self.exchange = exchange
+        self.settle = config.settlement_asset
+        # the one place prices come in: mark for positions, index for collateral
+        self._mark, self._index = pricing.mark_price, pricing.index_price
+        self.lending, self.debts = lending, lending.debts
+        self.fees = ledger.venue["fee_account"]
+        self.funding = ledger.venue["funding_transit"]
+        self.symbols = {s: SymbolRisk(config, s) for s in sorted(config.instruments)}
+        cdef SymbolRisk sr
+        for symbol, sr in self.symbols.items():
+            sr.prices = pricing.symbols[symbol]     # the hot path reads its mark directly
+        self.risks = tuple(self.symbols.values())
+        for k, sr in enumerate(self.risks):
+            sr.number = k
+        cdef CashTable table = ledger.cash
+        self.cash = table
+        caps = config.margin.leverage_caps
+        self.slots = Slots(self.risks, table, caps["retail"], caps["professional"])
+        self.accounts = Accounts(self.slots)
+        self.collateral = collateral
+        self.collateral_assets = tuple(c.asset for c in collateral)
+        self.collateral_columns = tuple(table.column_of(a) for a in self.collateral_assets)
+        self.settle_column = table.column_of(self.settle)
+        self.fee_income = Accrual(self.fees, self.settle)
+        spec = config.margin
+        self.maintenance_shift = 1 if spec.maintenance_trigger_at == "passing" else 0
+        self.auto_exchange = spec.multi_assets
+
     def __dealloc__(self):
         PyMem_Free(self.steps)
 
@@ -565,17 +600,6 @@ cdef class MarginCore:
         raise NotImplementedError(f"{type(self).__name__} defines no after_liquidation")
 
     # ---- accounts and positions ----------------------------------------------------------------
-
-    def bind_symbols(self, CashTable table, int64_t retail_cap, int64_t professional_cap):
-        """Gives the symbols (self.symbols, set) their account slots, the ledger's rows, once,
-        before any account; the leverage caps by account class."""
-        cdef SymbolRisk sr
-        self.risks = tuple(self.symbols.values())
-        for k, sr in enumerate(self.risks):
-            sr.number = k
-        self.cash = table
-        self.slots = Slots(self.risks, table, retail_cap, professional_cap)
-        self.accounts = Accounts(self.slots)
 
     def new_account(self, account, bint professional) -> Account:
         """Opens the account in its slot, the ledger's row of it (which the ledger has given)."""
@@ -616,18 +640,6 @@ cdef class MarginCore:
         coll = self.collateral_of(slot)
         upnl = py_int(sums.upnl)
         return self.equity_of(slot, upnl, coll), upnl, py_int(sums.im), py_int(sums.mm), coll
-
-    def _set_collateral(self, list collateral):
-        """The collateral assets' prices (perpcore.risk.CollateralPrice), once, by asset."""
-        self.collateral = collateral
-        self.collateral_assets = tuple(c.asset for c in collateral)
-
-    def bind_cash(self, CashTable table):
-        """The columns of the settlement and collateral assets in the ledger's CashTable, once
-        the collateral is set; the fee account's accrual."""
-        self.settle_column = table.column_of(self.settle)
-        self.fee_income = Accrual(self.fees, self.settle)
-        self.collateral_columns = tuple(table.column_of(a) for a in self.collateral_assets)
 
     cdef object collateral_of(self, Py_ssize_t slot):
         cdef int64_t* cash = self.cash_of(slot)

@@ -54,9 +54,9 @@ cdef class PricingState(Prices):
 
 
 cdef class PricingCore(Clocked):
-    cdef public object exchange        # the Exchange: seq, clock
-    cdef public dict symbols           # symbol -> perpcore.pricing.SymbolPricing
-    cdef public bint book_moves        # some mark moves with its book alone (hyperliquid's)
+    cdef readonly object exchange      # the Exchange: seq, clock
+    cdef readonly dict symbols         # symbol -> perpcore.pricing.SymbolPricing
+    cdef readonly bint book_moves      # some mark moves with its book alone (hyperliquid's)
     # accounts the funding sweeps may still visit in command budget_seq (not state: each command
     # starts afresh)
     cdef Py_ssize_t budget

@@ -174,6 +174,14 @@ cdef class PricingCore(Clocked):
     def __cinit__(self):
         self.budget_seq = -1
 
+    def __init__(self, exchange, dict symbols):
+        """Over the exchange (its seq and clock) and each symbol's perpcore.pricing.SymbolPricing,
+        which the Python layer builds."""
+        self.exchange = exchange
+        self.symbols = symbols
+        # stage 5 watches the books' own events only when some mark moves with its book alone
+        self.book_moves = any(s.book_moves for s in symbols.values())
+
     cpdef after_command(self, list events):
         """Stage 5: the last trade and the book moved; recomputes the affected marks."""
         # symbol -> its last OrderFilled (None: only its book moved), made only when the command
