@@ -96,8 +96,6 @@ class Exchange(ExchangeCore):
         pricing = self.components["pricing"] = Pricing(self)
         margin = self.components["margin"] = Margin(self)
         liquidation = self.components["liquidation"] = Liquidation(self)
-        # past the liquidation LTV, the margin layer hands the loan to the liquidation engine
-        margin.loans.on_loan_breach = liquidation.loans.sell_collateral
         triggers = self.components["triggers"] = Triggers(self)
         # the order commands' stages 1-4 run in Cython (perpcore._exchange); its checks serve the
         # other commands too
@@ -105,12 +103,13 @@ class Exchange(ExchangeCore):
         self._known_account = entry.require_account
         self._market = entry.require_market
         # the other commands' handlers (the order commands go straight to the order entry)
-        handlers: dict[type, Callable[..., None]] = {
+        handlers: dict[type, Callable[..., m.Plan | list | None]] = {
             m.CreateAccount: self._create_account,
             m.CancelAll: self._cancel_all,
             # stage 6's internal commands (perpcore.messages.InternalCommand)
             m.PlaceLiquidationOrder: entry.place_liquidation,
             m.CancelAccountOrders: self._cancel_account_orders,
+            m.LiquidateLoan: liquidation.loans.liquidate_loan,
             m.AdvanceClock: self._advance_clock,
             m.SetIndexPrice: self._set_index_price,
             m.FundInsurance: liquidation.insurance.deposit,
@@ -161,10 +160,11 @@ class Exchange(ExchangeCore):
         self.margin.open_account(cmd.account, cmd.professional)
         events.append(m.AccountCreated(self.seq, self.clock, cmd.account, cmd.professional))
 
-    def _account_command(self, apply, cmd, events: list) -> None:
-        """Deposit, Withdraw, Borrow, Repay, SetLeverage: the margin layer validates and applies."""
+    def _account_command(self, apply, cmd, events: list) -> m.Plan | None:
+        """Deposit, Withdraw, Borrow, Repay, SetLeverage: the margin layer validates and applies
+        (Repay's is a plan, perpcore.lending.Loans.repay, which the pipeline runs)."""
         self._known_account(cmd.account)
-        apply(cmd, events)
+        return apply(cmd, events)
 
     # ---- orders --------------------------------------------------------------------------------
 

@@ -24,10 +24,10 @@ by selling collateral to the platform (after_command, before liquidation; see _a
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 from perpcore import messages as m
+from perpcore.messages import Plan
 from perpcore._clock import Clocked
 from perpcore._ledger import move
 from perpcore.config import DECIMAL, RATE_SCALE, YEAR_NS, VenueConfig
@@ -181,9 +181,6 @@ class Loans:
         # the threshold, or their collateral had no fresh index (state: see Margin.to_state)
         self.exchange_pending: set[int] = set()
         self._loan_prices: tuple = ()     # collateral indices at the last loan check
-        # what to do past the liquidation LTV: the liquidation engine's sell_collateral, which
-        # the Exchange wires in once (the one policy; tests isolating this layer install their own)
-        self.on_loan_breach: Callable[[int, list], None] | None = None
 
     # ---- commands (the exchange checked the account exists; each validates, then advances the
     # ---- clock, then applies)
@@ -208,7 +205,7 @@ class Loans:
         events.append(m.Borrowed(ex.seq, ex.clock, acc.id, asset, amount, debt,
                                  ltv(debt, margin._collateral_market_value(acc))))
 
-    def repay(self, cmd: m.Repay, events: list) -> None:
+    def repay(self, cmd: m.Repay, events: list) -> Plan:
         margin = self.margin
         asset = self._loan_asset(cmd.asset)
         amount = positive(cmd.amount)
@@ -226,7 +223,7 @@ class Loans:
         # interest may have accrued on the way to the command's time; the repayment stands
         debt = self.lending.repay(acc.id, amount)
         events.append(m.Repaid(ex.seq, ex.clock, acc.id, asset, amount, debt))
-        self._check_loan(acc, events)
+        yield from self._check_loan(acc, events)
 
     def _loan_asset(self, asset) -> str:
         known_asset(self.margin.ledger, asset)
@@ -235,15 +232,18 @@ class Loans:
         return asset
 
     # ---- on the clock and on prices (the margin layer's hooks) ---------------------------------
+    # Each is a plan (a generator, as Repay's handler): a loan past the liquidation LTV is a
+    # LiquidateLoan it yields, which the Exchange runs through its handler (the liquidation
+    # engine's) there and then, never a call from this layer into stage 6.
 
-    def on_clock(self, t_end: int, events: list) -> None:
+    def on_clock(self, t_end: int, events: list) -> Plan:
         """Interest of every accrual time up to t_end, then the loans' checks."""
         seq = self.exchange.seq
         for t, account, interest, debt in self.lending.accrue(t_end):
             events.append(m.InterestAccrued(seq, t, account, self.settle, interest, debt))
-        self.check_loans(events)
+        yield from self.check_loans(events)
 
-    def after_command(self, events: list) -> None:
+    def after_command(self, events: list) -> Plan:
         """Multi-assets mode's auto-exchange of the accounts whose cash this command moved, then
         the loans again when a collateral index moved (cheap when nobody borrows)."""
         if self.margin.auto_exchange:
@@ -253,7 +253,7 @@ class Loans:
         index = self.margin._index
         prices = tuple(index(c.symbol) for c in self.margin.collateral)
         if prices != self._loan_prices:
-            self.check_loans(events)
+            yield from self.check_loans(events)
 
     def _auto_exchange(self, events: list) -> None:
         """Binance's Multi-Assets Mode: an account whose settlement-asset balance (as if its
@@ -314,15 +314,16 @@ class Loans:
         self.exchange_pending.update(a for a in self._cash_moved(events)
                                      if self._below_threshold(accounts[a]))
 
-    def check_loans(self, events: list) -> None:
+    def check_loans(self, events: list) -> Plan:
         margin = self.margin
         self._loan_prices = tuple(margin._index(c.symbol) for c in margin.collateral)
         for account in sorted(self.lending.debts):
-            self._check_loan(margin.accounts[account], events)
+            yield from self._check_loan(margin.accounts[account], events)
 
-    def _check_loan(self, acc, events: list) -> None:
-        """MarginCall once past the warning LTV; past the liquidation LTV, convert collateral (at
-        each level too with MarginSpec.trigger_at "reaching")."""
+    def _check_loan(self, acc, events: list) -> Plan:
+        """MarginCall once past the warning LTV; past the liquidation LTV, the loan handed to the
+        liquidation engine as a LiquidateLoan, which the Exchange runs (at each level too with
+        MarginSpec.trigger_at "reaching")."""
         lending = self.lending
         debt = lending.debts.get(acc.id, 0)
         market = self.margin._collateral_market_value(acc)
@@ -336,7 +337,7 @@ class Loans:
             events.append(m.MarginCall(ex.seq, ex.clock, acc.id, level, debt, market))
         if level is None or level > self.liquidation_ltv - self.at_level:
             self.margin.touch(acc, events)  # the conversion repays from cash first: settled cash
-            self.on_loan_breach(acc.id, events)
+            yield m.LiquidateLoan(acc.id)
 
     # ---- snapshots (the margin layer's state holds the pool's and these) -----------------------
 

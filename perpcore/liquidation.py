@@ -103,8 +103,6 @@ is an integer and every transfer exact.
 """
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
 
 from perpcore import messages as m
 from perpcore._liquidation import Direction, LiquidationCore
@@ -112,14 +110,11 @@ from perpcore.adl import Deleveraging
 from perpcore.config import RATE_SCALE
 from perpcore.insurance import FundEntry, InsuranceFund
 from perpcore.loan_liquidation import LoanLiquidation
-from perpcore.messages import CancelReason, FundReason, LiquidationReason, Side
+from perpcore.messages import CancelReason, FundReason, LiquidationReason, Plan, Side
 
 # a trigger's direction (perpcore._liquidation.BreachIndex): DOWN fires when the price falls to it
 # or below (a long, collateral), UP when it rises to it or above (a short)
 DOWN, UP = Direction.DOWN, Direction.UP
-
-# a liquidation's plan: yields internal commands, is sent each one's result (an order's fills)
-Plan = Generator[m.InternalCommand, Any, None]
 
 
 class _Params:

@@ -1,14 +1,15 @@
 """Margin-loan liquidation: collateral sold to the platform to repay an account's loan.
 
 This module owns the conversion of collateral into the settlement asset against a loan: the
-loan-breach policy past the liquidation LTV (margin calls on_loan_breach, wired to
-sell_collateral; at the level too with MarginSpec trigger_at "reaching"), and the sale of a
-liquidated account's collateral when it is left with a deficit (perpcore.liquidation, step 5). The
-loan is first repaid from cash, then collateral is sold to the platform at index less the
-conversion penalty (the penalty goes to the insurance fund), by MarginSpec.loan_liquidation:
-"restore_max_ltv", the least amount that brings the loan-to-value back to the maximum LTV;
-"repay_in_full", the least that repays the whole loan and its fee (loan_liquidation_fee of the
-loan, to the insurance fund). Collateral without a fresh index is never sold.
+loan-breach policy past the liquidation LTV (a LiquidateLoan the margin layer's loan checks yield
+and the Exchange runs through liquidate_loan; at the level too with MarginSpec trigger_at
+"reaching"), and the sale of a liquidated account's collateral when it is left with a deficit
+(perpcore.liquidation, step 5). The loan is first repaid from cash, then collateral is sold to the
+platform at index less the conversion penalty (the penalty goes to the insurance fund), by
+MarginSpec.loan_liquidation: "restore_max_ltv", the least amount that brings the loan-to-value
+back to the maximum LTV; "repay_in_full", the least that repays the whole loan and its fee
+(loan_liquidation_fee of the loan, to the insurance fund). Collateral without a fresh index is
+never sold.
 """
 from __future__ import annotations
 
@@ -64,11 +65,12 @@ class LoanLiquidation:
             self.insurance.change(lending.platform, penalty, FundReason.COLLATERAL_PENALTY, acc.id,
                                   c.symbol, events)
 
-    def sell_collateral(self, account: int, events: list) -> None:
-        """The margin layer's loan-to-value passed the liquidation level: repay from cash, then sell
-        the least collateral (in asset order) that brings the loan back to the maximum LTV. An
-        account with neither cash nor priced collateral to give (a loan already written off) is
-        left as it is."""
+    def liquidate_loan(self, cmd: m.LiquidateLoan, events: list) -> None:
+        """The handler of a LiquidateLoan (the margin layer found the loan-to-value past the
+        liquidation level): repay from cash, then sell collateral by MarginSpec.loan_liquidation.
+        An account with neither cash nor priced collateral to give (a loan already written off)
+        is left as it is."""
+        account = cmd.account
         ex = self.exchange
         margin = self.margin
         acc = margin.accounts[account]

@@ -257,13 +257,14 @@ class Margin(MarginCore):
 
     # ---- the layer's hooks (the exchange core calls them): the loans' ---------------------------
 
-    def on_clock(self, t_end: int, events: list) -> None:
-        """Interest of every accrual time up to t_end, then the loans' checks."""
-        self.loans.on_clock(t_end, events)
+    def on_clock(self, t_end: int, events: list) -> m.Plan:
+        """Interest of every accrual time up to t_end, then the loans' checks: a plan (its loans
+        past the liquidation LTV, perpcore.lending.Loans)."""
+        return self.loans.on_clock(t_end, events)
 
-    def after_command(self, events: list) -> None:
-        """Multi-assets mode's auto-exchange, then the loans' checks (perpcore.lending.Loans)."""
-        self.loans.after_command(events)
+    def after_command(self, events: list) -> m.Plan:
+        """Multi-assets mode's auto-exchange, then the loans' checks: a plan, as on_clock()."""
+        return self.loans.after_command(events)
 
     def after_liquidation(self, events: list) -> None:
         """Stage 6's fills may leave accounts for the next command's auto-exchange."""

@@ -14,7 +14,8 @@ means "now", the exchange clock.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Annotated, Union
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import msgspec
 
@@ -262,12 +263,24 @@ class PlaceLiquidationOrder(InternalCommand, frozen=True):
     qty: Int64
 
 
+class LiquidateLoan(InternalCommand, frozen=True):
+    """An account's loan past the liquidation LTV, for the liquidation engine
+    (perpcore.loan_liquidation): repaid from cash, then collateral sold by
+    MarginSpec.loan_liquidation."""
+    account: Id
+
+
 class CancelAccountOrders(InternalCommand, frozen=True):
     """Cancels every open order of an account, in the book and waiting to fire, in one symbol or
     (symbol "") in all; `reason` is their OrderCancelled's."""
     account: Id
     reason: CancelReason
     symbol: Text = ""
+
+
+# a layer's plan: a generator that yields the internal commands its work needs, in order, and is
+# sent each one's result (an order's fills; None) once the Exchange has run it
+Plan = Generator[InternalCommand, Any, None]
 
 
 # ---- events --------------------------------------------------------------------------------------

@@ -95,13 +95,18 @@ class Venue:
         return None
 
 
-def repay_in_full(margin, account: int, events: list) -> None:
-    """The engine's repay-in-full loan policy (MarginSpec.loan_liquidation "repay_in_full", the
-    venue's own fee), as a loan-breach hook for tests that isolate the margin layer: the loan
-    repaid from cash, then from collateral sold to the platform at index less the conversion
-    penalty, only as much as the loan needs. Emits Repaid and CollateralConverted."""
-    liquidation = margin.exchange.components["liquidation"]
-    liquidation.loans.repay_in_full(margin.accounts[account], events)
+def repay_in_full(ex) -> None:
+    """Installs the engine's repay-in-full loan policy (MarginSpec.loan_liquidation
+    "repay_in_full", the venue's own fee) as the exchange's LiquidateLoan handler, for tests that
+    isolate the margin layer: the loan repaid from cash, then from collateral sold to the platform
+    at index less the conversion penalty, only as much as the loan needs. Emits Repaid and
+    CollateralConverted."""
+    loans = ex.components["liquidation"].loans
+
+    def liquidate_loan(cmd: m.LiquidateLoan, events: list) -> None:
+        loans.repay_in_full(ex.margin.accounts[cmd.account], events)
+
+    ex._handlers[m.LiquidateLoan] = liquidate_loan
 
 
 def loan_at_85(policy: str, trigger_at: str = "reaching", fee: int = 2_000_000) -> Venue:

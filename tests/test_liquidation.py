@@ -3,6 +3,7 @@ a stale index never liquidates (the account waits for a fresh one), funding that
 account, deficits covered by the fund and socialised beyond it, the breach index looking at nobody
 on quiet moves, the fund's history (its deposits: test_insurance), and snapshots."""
 import msgspec
+import pytest
 
 from perpcore import Exchange
 from perpcore import messages as m
@@ -243,3 +244,20 @@ def test_stage_6_plans_and_the_pipeline_places_its_orders(monkeypatch):
     [step] = of(events, m.PositionLiquidated)
     assert (step.book_qty, step.fund_qty) == (300, 700)
     assert v.size(TRADER, BTC) == 0 and v.ex.audit().ok
+
+
+def test_an_internal_command_is_never_accepted_from_outside():
+    """The pipeline's own commands are refused at the boundary like anything outside the schema:
+    nothing is applied and nothing sequenced (so nothing is journaled)."""
+    v = Venue()
+    long_btc(v)
+    v.order(BIDDER, BTC, Side.BUY, 1000, 600000)
+    before, seq = v.ex.state_hash(), v.ex.seq
+    for cmd in (m.PlaceLiquidationOrder(TRADER, BTC, Side.SELL, 600000, 1000),
+                m.CancelAccountOrders(BIDDER, CancelReason.LIQUIDATION),
+                m.LiquidateLoan(TRADER)):
+        [rejected] = v.ex.submit(cmd)
+        assert type(rejected) is m.OrderRejected and rejected.code == m.RejectCode.UNKNOWN_COMMAND
+        with pytest.raises(msgspec.ValidationError):
+            m.command_decoder.decode(m.encoder.encode(cmd))
+    assert (v.ex.state_hash(), v.ex.seq) == (before, seq)

@@ -40,3 +40,29 @@ def test_restore_max_ltv_sells_only_what_brings_the_loan_back_to_65_percent():
     assert v.view(A).ltv <= 65_000_000
     assert not of(events, m.InsuranceFundChanged)       # no fee, no penalty
     assert v.ex.audit().ok
+
+
+def test_the_loan_checks_hand_the_loan_to_the_pipeline():
+    """The margin layer's loan check never calls the liquidation engine: a loan past the level
+    is a LiquidateLoan the pipeline runs through its handler, in place (right after the
+    MarginCall). With the handler held back, the check still makes its margin call, and nothing
+    is sold."""
+    ran = []
+    for hold in (False, True):
+        v = loan_at_85("repay_in_full")
+        handlers = v.ex._handlers
+        liquidate_loan = handlers[m.LiquidateLoan]
+
+        def watched(cmd, events, hold=hold, liquidate_loan=liquidate_loan):
+            ran.append((hold, cmd, [type(e) for e in events][-1:]))
+            if not hold:
+                liquidate_loan(cmd, events)
+
+        handlers[m.LiquidateLoan] = watched
+        events = v.price(BTC, 460000)
+        assert len(of(events, m.MarginCall)) == 1
+        assert bool(of(events, m.CollateralConverted)) is not hold
+        assert (v.view(A).loan == 0) is not hold
+        assert v.ex.audit().ok
+    assert ran == [(False, m.LiquidateLoan(A), [m.MarginCall]),
+                   (True, m.LiquidateLoan(A), [m.MarginCall])]

@@ -1,6 +1,5 @@
 """perpcore.margin as a component: the funding interface, snapshots and the state hash, refusals
 that change nothing, and valuation without prices."""
-from functools import partial
 
 import pytest
 
@@ -57,7 +56,7 @@ def test_a_snapshot_restores_positions_orders_loans_and_the_hash():
         assert restored.account(a) == v.view(a)
     # the rebuilt order aggregates behave the same: the same next events
     for ex in (v.ex, restored):
-        ex.margin.loans.on_loan_breach = partial(repay_in_full, ex.margin)
+        repay_in_full(ex)
     cmds = [m.PlaceOrder(account=C, symbol=BTC, side=Side.BUY, qty=400, price=610000),
             m.AmendOrder(account=A, symbol=BTC, order_id=bid, price=595000, qty=60),
             m.AdvanceClock(ts=3 * 3_600_000_000_000)]

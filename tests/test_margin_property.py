@@ -14,7 +14,6 @@ and assets and the machine takes the preset's of the same base (quantities in th
 venue's lots, scaled to the preset's); an asset the preset does not hold is left out."""
 import math
 from fractions import Fraction
-from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -81,7 +80,7 @@ class MarginMachine(RuleBasedStateMachine):
         self.asset = {"USD": self.settle, **{a: a for a in cfg.margin.haircuts}}
         # isolate the margin layer: no liquidation engine; the tests' loan policy (repaid in full)
         self.ex.liquidation.enabled = False
-        self.margin.loans.on_loan_breach = partial(repay_in_full, self.margin)
+        repay_in_full(self.ex)
         self.ts = S
         for a in ACCOUNTS:
             self.submit(m.CreateAccount(account=a))

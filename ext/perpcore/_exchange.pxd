@@ -83,9 +83,11 @@ cdef class ExchangeCore:
     # prices crossed, each fired as a new order through order entry
     cdef post_trade(self, list events, Py_ssize_t start)
     cdef fire_triggers(self, list events)
-    # stage 6: the liquidation engine's rounds, each one's plan run as internal commands
-    # (perpcore.messages.InternalCommand) through their handlers (run_internal), then post_trade
+    # stage 6: the liquidation engine's rounds, each one's plan run, then post_trade
     cdef liquidate(self, list events)
+    # a layer's plan (perpcore.messages.Plan: stage 6's liquidations, the loans' checks on the
+    # clock and after a command, Repay's): each internal command it yields run through its
+    # handler, the result sent back; re-entering work never calls back into an earlier stage
     cdef run_internal(self, plan, list events)
 
 

@@ -154,7 +154,8 @@ cdef class ExchangeCore:
             margin.lending.start(ts, events)
         self.clock = ts
         if ts >= margin.lending.due:
-            margin.on_clock(ts, events)     # loan interest, then the loans' checks
+            # loan interest, then the loans' checks (a plan: the loans to liquidate)
+            self.run_internal(margin.on_clock(ts, events), events)
 
     def __init__(self, config):
         self.max_time_step = config.limits.max_time_step_ns
@@ -281,7 +282,10 @@ cdef class ExchangeCore:
         liquidation.end_rounds()
 
     cdef run_internal(self, plan, list events):
-        """Runs each internal command the generator `plan` yields, sending it the result."""
+        """Runs each internal command the generator `plan` yields (None: no plan) through its
+        handler, sending the plan the handler's result."""
+        if plan is None:
+            return
         cdef dict handlers = self._handlers
         try:
             cmd = next(plan)
@@ -351,7 +355,8 @@ cdef class ExchangeCore:
             elif kind is AmendOrder:
                 code = self._entry.amend(cmd, events)
             else:
-                self._handlers[kind](cmd, events)
+                # a handler's plan (Repay's loan check) runs before the later stages
+                self.run_internal(self._handlers[kind](cmd, events), events)
             if code:
                 return self.order_refused(cmd, fields, CODES[code], self._entry.reason)
             if margin.in_transit:       # funding in transit: this command's share of its payments
@@ -361,7 +366,7 @@ cdef class ExchangeCore:
                 self.fire_triggers(events)          # conditional orders the prices crossed
             if margin.debts or margin.auto_exchange:
                 # loans against collateral whose index moved; multi-assets mode's auto-exchange
-                margin.after_command(events)
+                self.run_internal(margin.after_command(events), events)
             self.liquidate(events)                  # stage 6: accounts under maintenance
             if margin.auto_exchange:
                 margin.after_liquidation(events)    # balances its fills left to auto-exchange
