@@ -12,10 +12,20 @@ a loop of a second or more). Untimed: the workload, the accounts and the prefill
 baseline, this build runs in the benchmark's own process.
 
     PERPCORE_BASELINE=../before pytest bench/bench_accounts.py --benchmark-only
+
+test_flatness measures the acceptance ratio itself (issue 13: the cost per command at a million
+accounts within 1.7x of that at a thousand) in PERPCORE_FLATNESS_PAIRS pairs (5) of fresh workers
+of this build, a thousand accounts then a million, one right after the other: on a shared machine
+the level of a whole process moves by more than the target's margin, so each ratio is taken
+between neighbours, and the median of the pairs is the figure.
+
+    pytest bench/bench_accounts.py --benchmark-only -k flatness -s
 """
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,6 +33,7 @@ ACCOUNTS = (1_000, 10_000, 100_000, 1_000_000)
 COMMANDS = 100_000
 DEPOSIT = "1000000"
 BASELINE = os.environ.get("PERPCORE_BASELINE")
+FLATNESS_PAIRS = int(os.environ.get("PERPCORE_FLATNESS_PAIRS", "5"))
 
 
 def workload(n: int, accounts: int):
@@ -93,6 +104,28 @@ def test_standard_submit_by_accounts(benchmark, case, build):
     else:
         benchmark.pedantic(submit_all, setup=lambda: ((bench.fresh_exchange(xw).submit, xw.cmds),
                                                       {}), rounds=3)
+
+
+def test_flatness(benchmark, scaled):
+    n = scaled(COMMANDS)
+    small, large = scaled(ACCOUNTS[0], floor=10), scaled(ACCOUNTS[-1], floor=10)
+    ratios = []
+
+    def timed(accounts: int) -> float:
+        worker = Worker(THIS, n, accounts)
+        start = time.perf_counter()
+        worker.run()
+        return time.perf_counter() - start
+
+    def pairs() -> None:
+        for _ in range(FLATNESS_PAIRS):
+            ratios.append(timed(large) / timed(small))
+
+    benchmark.pedantic(pairs, rounds=1)
+    median = statistics.median(ratios)
+    benchmark.extra_info.update(commands=n, accounts=(small, large), ratios=ratios, median=median)
+    print(f"\n{large:,} / {small:,} accounts, cost per command: "
+          + " ".join(f"{r:.2f}" for r in ratios) + f"; median {median:.2f}")
 
 
 if __name__ == "__main__":
