@@ -206,6 +206,7 @@ class Loans:
                                  ltv(debt, margin._collateral_market_value(acc))))
 
     def repay(self, cmd: m.Repay, events: list) -> Plan:
+        """Applies the repayment now; returns the loan's check, a plan (see on_clock)."""
         margin = self.margin
         asset = self._loan_asset(cmd.asset)
         amount = positive(cmd.amount)
@@ -223,7 +224,7 @@ class Loans:
         # interest may have accrued on the way to the command's time; the repayment stands
         debt = self.lending.repay(acc.id, amount)
         events.append(m.Repaid(ex.seq, ex.clock, acc.id, asset, amount, debt))
-        yield from self._check_loan(acc, events)
+        return self._check_loan(acc, events)
 
     def _loan_asset(self, asset) -> str:
         known_asset(self.margin.ledger, asset)
@@ -232,28 +233,28 @@ class Loans:
         return asset
 
     # ---- on the clock and on prices (the margin layer's hooks) ---------------------------------
-    # Each is a plan (a generator, as Repay's handler): a loan past the liquidation LTV is a
-    # LiquidateLoan it yields, which the Exchange runs through its handler (the liquidation
-    # engine's) there and then, never a call from this layer into stage 6.
+    # Each applies its own work now and returns the loans' checks as a plan (a generator, as
+    # Repay's handler does): a loan past the liquidation LTV is a LiquidateLoan it yields, which
+    # the Exchange runs through its handler (the liquidation engine's) there and then, never a
+    # call from this layer into stage 6.
 
     def on_clock(self, t_end: int, events: list) -> Plan:
         """Interest of every accrual time up to t_end, then the loans' checks."""
         seq = self.exchange.seq
         for t, account, interest, debt in self.lending.accrue(t_end):
             events.append(m.InterestAccrued(seq, t, account, self.settle, interest, debt))
-        yield from self.check_loans(events)
+        return self.check_loans(events)
 
-    def after_command(self, events: list) -> Plan:
+    def after_command(self, events: list) -> Plan | None:
         """Multi-assets mode's auto-exchange of the accounts whose cash this command moved, then
         the loans again when a collateral index moved (cheap when nobody borrows)."""
         if self.margin.auto_exchange:
             self._auto_exchange(events)
         if not self.lending.debts:
-            return
+            return None
         index = self.margin._index
         prices = tuple(index(c.symbol) for c in self.margin.collateral)
-        if prices != self._loan_prices:
-            yield from self.check_loans(events)
+        return self.check_loans(events) if prices != self._loan_prices else None
 
     def _auto_exchange(self, events: list) -> None:
         """Binance's Multi-Assets Mode: an account whose settlement-asset balance (as if its

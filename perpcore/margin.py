@@ -86,8 +86,8 @@ class Margin(MarginCore):
     def borrow(self, cmd: m.Borrow, events: list) -> None:
         self.loans.borrow(cmd, events)
 
-    def repay(self, cmd: m.Repay, events: list) -> None:
-        self.loans.repay(cmd, events)
+    def repay(self, cmd: m.Repay, events: list) -> m.Plan:
+        return self.loans.repay(cmd, events)
 
     # ---- leverage ------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class Margin(MarginCore):
         past the liquidation LTV, perpcore.lending.Loans)."""
         return self.loans.on_clock(t_end, events)
 
-    def after_command(self, events: list) -> m.Plan:
+    def after_command(self, events: list) -> m.Plan | None:
         """Multi-assets mode's auto-exchange, then the loans' checks: a plan, as on_clock()."""
         return self.loans.after_command(events)
 

@@ -44,8 +44,7 @@ cdef void* big_block(size_t size, bint zeroed) noexcept nogil:
     head = (HUGE_PAGE - (<size_t>raw & (HUGE_PAGE - 1))) & (HUGE_PAGE - 1)
     if head:
         munmap(raw, head)
-    if head != HUGE_PAGE:
-        munmap(raw + head + size, HUGE_PAGE - head)
+    munmap(raw + head + size, HUGE_PAGE - head)     # the slack past it (never empty)
     madvise(raw + head, size, MADV_HUGEPAGE)
     return raw + head           # a fresh mapping reads as zeros
 

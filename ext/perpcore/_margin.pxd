@@ -224,9 +224,9 @@ cdef class MarginCore:
 
     # the hooks the exchange calls, perpcore.margin.Margin's: on_clock once the clock reaches
     # lending.due (loan interest, then the loans' checks); after_command after stage 5 while
-    # anyone borrows or multi-assets mode is on (each returns a plan, perpcore.messages.Plan:
-    # the loans to liquidate, which the exchange runs); after_liquidation after stage 6 in that
-    # mode
+    # anyone borrows or multi-assets mode is on (each does its work, then returns the loans'
+    # checks as a plan, perpcore.messages.Plan, or None: the exchange runs it); after_liquidation
+    # after stage 6 in that mode
     cpdef on_clock(self, t_end, list events)
     cpdef after_command(self, list events)
     cpdef after_liquidation(self, list events)
