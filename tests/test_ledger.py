@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perpcore._ledger import move, realise
+from perpcore._ledger import CashTable, move, realise
 from perpcore.ledger import AuditError, Ledger
 
 ASSETS = ["USD", "BTC"]
@@ -154,6 +154,38 @@ def test_realised_pnl_is_exact_or_refused_with_nothing_written(a, amount):
         with pytest.raises(OverflowError):
             realise(cash, "USD", amount)
         assert cash["USD"] == a
+
+
+ids = st.one_of(st.integers(*INT64), st.sampled_from([0, 1, -1, INT64[0], INT64[1]]))
+
+
+@given(first=ids, run=st.integers(0, 40), strays=st.lists(ids, max_size=4),
+       probes=st.lists(ids, max_size=8))
+def test_an_account_is_found_by_its_number_in_sequence_or_by_the_table(first, run, strays,
+                                                                        probes):
+    """Accounts opened in sequence (first, first + 1, ...) are found by arithmetic, without the
+    table; one opened out of sequence ends that for good, and every account, before or after it,
+    is still found at its row. Against a dict: no number outside the register names a row."""
+    run = min(run, INT64[1] - first + 1)
+    table, model = CashTable(ASSETS), {}
+    for account in [first + r for r in range(run)] + strays:
+        assert table.open(account) == model.setdefault(account, len(model))
+    opened = list(model)
+    start = opened[0] if opened else 0
+    assert table.sequential == (bool(opened) and opened == list(range(start, start + len(opened))))
+    near = [first - 1, first + run, first + run + 1, *probes]
+    for account in opened + [a for a in near if INT64[0] <= a <= INT64[1]]:
+        if account in model:
+            assert table.row(account) == model[account]
+            assert table.account(model[account]) == account
+        else:
+            with pytest.raises(KeyError):
+                table.row(account)
+    table.clear()
+    assert not table.sequential
+    for account in opened:
+        with pytest.raises(KeyError):
+            table.row(account)
 
 
 def test_fees_accrue_in_c_and_reach_the_fee_account_in_one_move():

@@ -60,14 +60,20 @@ cdef class CashTable:
     cdef readonly Py_ssize_t stride     # bytes per record (a multiple of 16)
     cdef char* records                  # rows x stride: id, balances, reserved areas
     cdef IdTable table                  # account -> row
+    # while True, row r holds account first + r (accounts numbered in sequence as they open): a
+    # row is then found without reading memory
+    cdef readonly bint sequential
+    cdef int64_t first
 
     # an area in every record, reserved before any account opens: its offset
     cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1
     cdef Py_ssize_t column_of(self, str asset) except -1       # KeyError for an unknown asset
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil  # its row, -1: none
+    cdef Py_ssize_t sequence_row(self, int64_t account) noexcept nogil     # while sequential
+    cdef void prefetch_record(self, Py_ssize_t row) noexcept nogil     # its lines asked for
     cdef Py_ssize_t lookup(self, account) noexcept              # any object; -1: no account
-    # an account about to be looked up (any object): its cell in the table is asked for now, so
-    # that its miss overlaps the work before the lookup
+    # an account about to be looked up (any object): its record (accounts in sequence) or its
+    # cell in the table is asked for now, so that the miss overlaps the work before the lookup
     cdef void expect(self, account) noexcept
     cdef Py_ssize_t row_of(self, account) except -1            # KeyError for an unknown account
 

@@ -132,22 +132,39 @@ cdef class CashTable:
         return self.column[asset]
 
     cdef Py_ssize_t find(self, int64_t account) noexcept nogil:
-        cdef Py_ssize_t row = id_find(&self.table, account, <int64_t*>self.records, self.stride // 8)
-        cdef char* record
-        cdef Py_ssize_t at
+        cdef Py_ssize_t row
+        if self.sequential:
+            row = self.sequence_row(account)
+        else:
+            row = id_find(&self.table, account, <int64_t*>self.records, self.stride // 8)
         if row >= 0:
             # whoever finds an account reads its record next, from several layers in turn: its
             # lines are asked for at once (their misses overlap) rather than each as it is reached
-            record = record_of(self, row)
-            at = 64 - <Py_ssize_t>(<size_t>record & 63)
-            while at < self.stride:
-                prefetch(record + at)
-                at += 64
+            self.prefetch_record(row)
         return row
+
+    cdef Py_ssize_t sequence_row(self, int64_t account) noexcept nogil:
+        # unsigned: an account below `first` wraps past every row
+        cdef uint64_t row = <uint64_t>account - <uint64_t>self.first
+        return <Py_ssize_t>row if row < <uint64_t>self.rows else -1
+
+    cdef void prefetch_record(self, Py_ssize_t row) noexcept nogil:
+        cdef size_t line = <size_t>record_of(self, row) & ~(<size_t>63)
+        cdef size_t end = <size_t>record_of(self, row) + self.stride
+        while line < end:
+            prefetch(<void*>line)
+            line += 64
 
     cdef void expect(self, account) noexcept:
         cdef int64_t key
-        if id_of(account, &key):
+        cdef Py_ssize_t row
+        if not id_of(account, &key):
+            return
+        if self.sequential:
+            row = self.sequence_row(key)
+            if row >= 0:
+                self.prefetch_record(row)
+        else:
             prefetch(&self.table.cells[mix(<uint64_t>key) & <uint64_t>self.table.mask])
 
     cdef Py_ssize_t lookup(self, account) noexcept:
@@ -180,6 +197,10 @@ cdef class CashTable:
         # only the record given is written: the pages past it stay untouched until used
         memset(record_of(self, row), 0, self.stride)
         (<int64_t*>record_of(self, row))[0] = account
+        if row == 0:
+            self.sequential, self.first = True, account
+        elif self.sequential and account != self.first + row:   # (no overflow: first + row - 1 is an id)
+            self.sequential = False
         id_add(&self.table, row, <int64_t*>self.records, self.stride // 8)
         self.rows += 1
         return row
@@ -188,6 +209,7 @@ cdef class CashTable:
         """No account (a restore's start)."""
         id_reset(&self.table)
         self.rows = 0
+        self.sequential = False
 
     def account(self, Py_ssize_t row):
         """The account of a row."""
