@@ -198,6 +198,10 @@ cdef class OrderBook:
     cdef int _amend(self, int64_t order_id, int64_t price, int64_t qty) except ST_ERROR nogil
     cdef tuple _order_tuple(self, int32_t slot)
     cdef Order* _order_of(self, int64_t order_id) noexcept nogil    # a resting order, or NULL
+    # an order or an account about to be looked up: its cell in the index is asked for now (a
+    # prefetch), so that the miss overlaps the work before the lookup
+    cdef void _expect_order(self, int64_t order_id) noexcept nogil
+    cdef void _expect_account(self, int64_t account) noexcept nogil
     cdef list _level_slots(self, int side, int64_t limit)
     cdef list _resting_slots(self)
     cdef int64_t _set_open(self, int64_t order_id, int64_t qty) noexcept nogil

@@ -5,6 +5,9 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
 
+cdef extern from *:
+    void prefetch "__builtin_prefetch"(const void* address) noexcept nogil
+
 # The batch entry point (process_batch, fills_array) takes and returns numpy arrays; numpy is
 # imported on its first use, so an engine that never batches (Exchange, Store) runs without it.
 _numpy = None
@@ -761,6 +764,13 @@ cdef class OrderBook:
             return None
         cdef int32_t slot = self._find(self.client_index, BY_CLIENT, account, client_id)
         return None if slot == NIL else self.orders[slot].id
+
+    cdef void _expect_order(self, int64_t order_id) noexcept nogil:
+        prefetch(&self.id_index[_hash_key(BY_ID, order_id, 0) & <uint64_t>self.index_mask])
+
+    cdef void _expect_account(self, int64_t account) noexcept nogil:
+        prefetch(&self.account_index[_hash_key(BY_ACCOUNT, account, 0)
+                                     & <uint64_t>self.index_mask])
 
     cdef Order* _order_of(self, int64_t order_id) noexcept nogil:
         cdef int32_t slot = self._find(self.id_index, BY_ID, order_id, 0)

@@ -1,11 +1,13 @@
 # Order entry: validation, the pre-trade check, matching and settlement of the order commands. See
 # perpcore._exchange.pxd for the contract.
+from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
 from perpcore._book cimport (EV_TRADE, ST_EXPIRED, ST_FOK_UNFILLABLE, ST_POST_ONLY_WOULD_TAKE,
                              ST_DUPLICATE_CLIENT_ID, ST_RESTING, ST_STP_EXPIRED, TIF_IOC, Fill,
                              Order, OrderBook)
+from perpcore._ledger cimport id_of
 from perpcore._margin cimport PROFESSIONAL, MarginCore, flags_of, int128_t
 from perpcore._validate cimport echo, fields_of, refusal as schema_refusal, slot_offset
 
@@ -18,6 +20,14 @@ cdef object PlaceOrder = m.PlaceOrder
 cdef object CancelOrder = m.CancelOrder
 cdef Py_ssize_t PLACE_ACCOUNT_AT = slot_offset(PlaceOrder, "account")
 cdef Py_ssize_t CANCEL_ACCOUNT_AT = slot_offset(CancelOrder, "account")
+cdef Py_ssize_t PLACE_SYMBOL_AT = slot_offset(PlaceOrder, "symbol")
+cdef Py_ssize_t CANCEL_SYMBOL_AT = slot_offset(CancelOrder, "symbol")
+cdef Py_ssize_t CANCEL_ORDER_ID_AT = slot_offset(CancelOrder, "order_id")
+
+
+cdef inline PyObject* slot_at(cmd, Py_ssize_t at) noexcept:
+    """A command's field at its slot's offset (NULL: unset), read without a lookup."""
+    return (<PyObject**>(<char*><PyObject*>cmd + at))[0]
 cdef object AmendOrder = m.AmendOrder
 cdef object OrderAccepted = m.OrderAccepted
 cdef object OrderFilled = m.OrderFilled
@@ -214,19 +224,38 @@ cdef class ExchangeCore:
             self.busy = False
 
     cdef void expect_account(self, cmd) noexcept:
-        """An order's or a cancel's account is looked up once the command is read: its place in
-        the register is asked for now, so that the memory's answer (a miss, among a million
-        accounts) comes while stage 1 reads the command rather than after."""
+        """What an order or a cancel will look up is asked for once the command is read (a
+        prefetch each), so that the memory's answers come while stage 1 reads the command rather
+        than one after another: the account's record (a miss, among a million accounts), and in
+        the symbol's book the index cells of the order (a cancel's, or the id a new order will
+        get) and of the account's orders."""
         cdef Py_ssize_t at
-        if type(cmd) is PlaceOrder:
+        cdef bint place = type(cmd) is PlaceOrder
+        if place:
             at = PLACE_ACCOUNT_AT
         elif type(cmd) is CancelOrder:
             at = CANCEL_ACCOUNT_AT
         else:
             return
-        cdef PyObject* account = (<PyObject**>(<char*><PyObject*>cmd + at))[0]
-        if account != NULL:
-            self.margin.cash.expect(<object>account)
+        cdef PyObject* account = slot_at(cmd, at)
+        if account == NULL:
+            return
+        self.margin.cash.expect(<object>account)
+        cdef PyObject* symbol = slot_at(cmd, PLACE_SYMBOL_AT if place else CANCEL_SYMBOL_AT)
+        if symbol == NULL or type(<object>symbol) is not str:
+            return
+        cdef PyObject* market = PyDict_GetItem(self._entry.markets, <object>symbol)
+        cdef int64_t key
+        if market == NULL:
+            return
+        cdef OrderBook book = (<Market>market).book
+        if id_of(<object>account, &key):
+            book._expect_account(key)
+        cdef PyObject* order_id = NULL if place else slot_at(cmd, CANCEL_ORDER_ID_AT)
+        if place:
+            book._expect_order(self.next_order_id)
+        elif order_id != NULL and id_of(<object>order_id, &key):
+            book._expect_order(key)
 
     cdef post_trade(self, list events, Py_ssize_t start):
         """What follows the trades among events[start:]: reduce-only orders the positions no

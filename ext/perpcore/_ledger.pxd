@@ -7,7 +7,18 @@
 # Outside the ledger's own external flows (deposits and withdrawals, in perpcore.ledger), money only
 # ever changes through move, realise and an Accrual (an order's fees), which the layers call from
 # C and from Python alike (tests/test_ledger.py checks that no other code writes a balance).
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+
+cdef inline bint id_of(account, int64_t* key) noexcept:
+    """True with an account's (or an order's) id in *key when it is an int within int64 (anything
+    else names none)."""
+    cdef int overflow = 0
+    if type(account) is not int:
+        return False
+    key[0] = PyLong_AsLongLongAndOverflow(account, &overflow)
+    return not overflow
 
 
 cdef inline uint64_t mix(uint64_t x) noexcept nogil:

@@ -1,7 +1,6 @@
 # The one writer of money: see perpcore._ledger.pxd, and perpcore.ledger for the holders and the
 # audit. Amounts are Python ints at this interface; an account's balances are int64 in C.
 cimport cython
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport INT64_MAX, INT64_MIN
 from libc.stdlib cimport calloc, free, malloc
 from posix.mman cimport (MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ,
@@ -87,16 +86,6 @@ cdef int id_reset(IdTable* t) except -1:
     big_free(t.cells, (t.mask + 1) * sizeof(uint32_t))
     t.cells, t.mask = cells, 15
     return 0
-
-
-cdef inline bint id_of(account, int64_t* key) noexcept:
-    """True with an account's id in *key when `account` is an int within int64 (anything else
-    names no account)."""
-    cdef int overflow = 0
-    if type(account) is not int:
-        return False
-    key[0] = PyLong_AsLongLongAndOverflow(account, &overflow)
-    return not overflow
 
 
 cdef class CashTable:
