@@ -68,10 +68,11 @@ cdef class ExchangeCore:
     # config.limits.max_time_step_ns starts the clock, nothing due before it (Pricing.start)
     cdef advance(self, ts, list events)
     # submit() in parts, for a caller that works between them (perpcore._journal): with busy
-    # set, expect_account() begins the lookup of an order's or a cancel's account (a prefetch,
-    # so that its memory's answer comes while the command is read), refusal() is the halted
-    # state's or the boundary's rejection (None: go on), apply() sequences and applies a command
-    # that passed it, halt() stops the engine over `error`
+    # set, expect_account() begins the lookups of an order or a cancel (prefetches of its
+    # account's record and its book's index cells, so that the memory's answers come while the
+    # command is read), refusal() is the halted state's or the boundary's rejection (None: go
+    # on), apply() sequences and applies a command that passed it, halt() stops the engine over
+    # `error`
     cdef list concurrent(self, cmd)
     cdef void expect_account(self, cmd) noexcept
     cdef list refusal(self, cmd, tuple fields)
