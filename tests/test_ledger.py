@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from perpcore._ledger import CashTable, move, realise
@@ -161,6 +161,7 @@ ids = st.one_of(st.integers(*INT64), st.sampled_from([0, 1, -1, INT64[0], INT64[
 
 @given(first=ids, run=st.integers(0, 40), strays=st.lists(ids, max_size=4),
        probes=st.lists(ids, max_size=8))
+@example(first=INT64[1], run=1, strays=[INT64[0]], probes=[])     # no wrapping past int64
 def test_an_account_is_found_by_its_number_in_sequence_or_by_the_table(first, run, strays,
                                                                         probes):
     """Accounts opened in sequence (first, first + 1, ...) are found by arithmetic, without the

@@ -23,11 +23,6 @@ cdef Py_ssize_t CANCEL_ACCOUNT_AT = slot_offset(CancelOrder, "account")
 cdef Py_ssize_t PLACE_SYMBOL_AT = slot_offset(PlaceOrder, "symbol")
 cdef Py_ssize_t CANCEL_SYMBOL_AT = slot_offset(CancelOrder, "symbol")
 cdef Py_ssize_t CANCEL_ORDER_ID_AT = slot_offset(CancelOrder, "order_id")
-
-
-cdef inline PyObject* slot_at(cmd, Py_ssize_t at) noexcept:
-    """A command's field at its slot's offset (NULL: unset), read without a lookup."""
-    return (<PyObject**>(<char*><PyObject*>cmd + at))[0]
 cdef object AmendOrder = m.AmendOrder
 cdef object OrderAccepted = m.OrderAccepted
 cdef object OrderFilled = m.OrderFilled
@@ -44,6 +39,11 @@ cdef object SELF_TRADE = CancelReason.SELF_TRADE
 cdef object REDUCE_ONLY = CancelReason.REDUCE_ONLY
 # the book's time-in-force codes are the messages' values
 assert [int(t) for t in m.TimeInForce] == [0, 1, 2, 3] and TIF_IOC == int(IOC)
+
+cdef inline PyObject* slot_at(cmd, Py_ssize_t at) noexcept:
+    """A command's field at its slot's offset (NULL: unset), read without a lookup."""
+    return (<PyObject**>(<char*><PyObject*>cmd + at))[0]
+
 
 cdef dict MATCHING_REJECTS = {
     ST_POST_ONLY_WOULD_TAKE: (RejectCode.POST_ONLY_WOULD_TAKE,
@@ -251,10 +251,11 @@ cdef class ExchangeCore:
         cdef OrderBook book = (<Market>market).book
         if id_of(<object>account, &key):
             book._expect_account(key)
-        cdef PyObject* order_id = NULL if place else slot_at(cmd, CANCEL_ORDER_ID_AT)
         if place:
             book._expect_order(self.next_order_id)
-        elif order_id != NULL and id_of(<object>order_id, &key):
+            return
+        cdef PyObject* order_id = slot_at(cmd, CANCEL_ORDER_ID_AT)
+        if order_id != NULL and id_of(<object>order_id, &key):
             book._expect_order(key)
 
     cdef post_trade(self, list events, Py_ssize_t start):

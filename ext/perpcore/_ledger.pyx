@@ -188,8 +188,9 @@ cdef class CashTable:
         (<int64_t*>record_of(self, row))[0] = account
         if row == 0:
             self.sequential, self.first = True, account
-        elif self.sequential and account != self.first + row:   # (no overflow: first + row - 1 is an id)
-            self.sequential = False
+        elif self.sequential and (account <= self.first
+                                  or <uint64_t>account - <uint64_t>self.first != <uint64_t>row):
+            self.sequential = False     # (unsigned: first + row may pass int64; no wrapping round)
         id_add(&self.table, row, <int64_t*>self.records, self.stride // 8)
         self.rows += 1
         return row
